@@ -1,0 +1,1 @@
+"""cllm.engine: the model. Knows nothing of editors or networks."""
