@@ -1,0 +1,302 @@
+"""Workspace scan: which C files become training data, and why the others do not.
+
+The scan honours .gitignore files at every level, skips hidden and build/vendor folders, secrets, oversized,
+binary, non-UTF-8 and unreadable files, exact duplicates and symlink loops, and reports every skipped candidate
+with a readable reason. It also holds the deterministic held-out split, corpus statistics and the consolidated
+corpus file (one text file with a marker line before each source file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from .config import CorpusConfig
+from .files import atomic_write_bytes
+
+FILE_MARKER = "// ===== FILE: {path} ====="
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+# Large files made almost only of numbers (generated lookup tables, embedded binary blobs) teach a completion model
+# nothing about code and can dominate a small corpus (brotli's three dictionary tables are half of its bytes).
+_DATA_TABLE_MIN_BYTES = 64_000
+_DATA_TABLE_FRACTION = 0.8
+_DATA_TABLE_CHARS = "0123456789, \n\t\r"
+
+
+@dataclass
+class Document:
+    """One source file: its path relative to the workspace ('/' separated), its text and its size in bytes."""
+
+    path: str
+    text: str
+    size: int
+
+
+@dataclass
+class ScanResult:
+    """The files taken as training data and the (path, reason) of every candidate left out."""
+
+    root: Path
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig()) -> ScanResult:
+    """Walk `root` for source files (config.extensions) and decide, for each, whether it is training data.
+
+    Folders are walked in name order, real folders before symlinked ones, so the result (and which copy of a
+    duplicate is kept) is deterministic. Raises ValueError when `root` is not a folder.
+    """
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        raise ValueError(f"{root} is not a folder (expected a workspace folder of C code)")
+    return _Walker(root_path, config).run()
+
+
+def split_documents(documents: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:
+    """Hold out about `val_fraction` of the files for validation, chosen by a stable hash of their path.
+
+    A file's side depends only on its own path, so it stays on the same side when files are added or removed.
+    At least one file always trains; with two or more files and val_fraction > 0, at least one is held out.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    scores = {doc.path: _path_score(doc.path) for doc in documents}
+    val_paths = {path for path, score in scores.items() if score < val_fraction}
+    if documents and len(val_paths) == len(documents):
+        val_paths.remove(max(val_paths, key=scores.__getitem__))
+    if not val_paths and len(documents) >= 2 and val_fraction > 0:
+        val_paths.add(min(scores, key=scores.__getitem__))
+    train = [doc for doc in documents if doc.path not in val_paths]
+    val = [doc for doc in documents if doc.path in val_paths]
+    return train, val
+
+
+def stats(documents: Iterable[Document]) -> dict[str, int]:
+    """Counts the original design printed: files (all, .c, .h), lines and bytes."""
+    result = {"files": 0, "c_files": 0, "h_files": 0, "lines": 0, "bytes": 0}
+    for doc in documents:
+        result["files"] += 1
+        result["c_files"] += doc.path.endswith(".c")
+        result["h_files"] += doc.path.endswith(".h")
+        result["lines"] += doc.text.count("\n") + (bool(doc.text) and not doc.text.endswith("\n"))
+        result["bytes"] += doc.size
+    return result
+
+
+def format_stats(numbers: dict[str, int]) -> str:
+    """One human line for `stats` output, e.g. '42 files (30 .c, 12 .h), 9,876 lines, 321,000 bytes'."""
+    return (
+        f"{numbers['files']:,} files ({numbers['c_files']:,} .c, {numbers['h_files']:,} .h), "
+        f"{numbers['lines']:,} lines, {numbers['bytes']:,} bytes"
+    )
+
+
+def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -> None:
+    """Write all documents into one text file, each preceded by a FILE_MARKER line (atomically)."""
+    parts = []
+    for doc in documents:
+        parts.append(FILE_MARKER.format(path=doc.path) + "\n")
+        parts.append(doc.text if doc.text.endswith("\n") or not doc.text else doc.text + "\n")
+    atomic_write_bytes(path, "".join(parts).encode("utf-8"))
+
+
+def _path_score(path: str) -> float:
+    """A number in [0, 1) derived from the path alone, identical across runs and machines."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def _human_bytes(n: int) -> str:
+    """'1.0 MB'-style size for skip reasons."""
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1000 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+class _Walker:
+    """State of one scan: the ignore rules in force, folders already visited, content hashes seen."""
+
+    def __init__(self, root: Path, config: CorpusConfig):
+        self.root = root
+        self.real_root = root.resolve()
+        self.config = config
+        self.result = ScanResult(root=root)
+        self.visited: set[Path] = set()
+        self.hashes: dict[str, str] = {}
+        self.settings_spec = GitIgnoreSpec.from_lines(config.extra_ignore)
+
+    def run(self) -> ScanResult:
+        """Walk real folders depth-first, then the symlinked folders found on the way (and so on)."""
+        stack: list[tuple[Path, str, list]] = [(self.root, "", [])]
+        deferred: list[tuple[Path, str, list]] = []
+        while stack or deferred:
+            if not stack:
+                stack.append(deferred.pop(0))
+            folder, rel, specs = stack.pop()
+            real = folder.resolve()
+            if real in self.visited:
+                self._skip(rel + "/", self._revisit_reason(folder, real))
+                continue
+            self.visited.add(real)
+            subfolders = self._scan_folder(folder, rel, specs)
+            for sub in reversed(subfolders):
+                (deferred if sub[0].is_symlink() else stack).append(sub)
+        return self.result
+
+    def _scan_folder(self, folder: Path, rel: str, specs: list) -> list[tuple[Path, str, list]]:
+        """Handle the files of one folder; return the subfolders still to walk."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self._skip(rel + "/", f"unreadable folder ({exc.strerror})")
+            return []
+        gitignore = folder / ".gitignore"
+        if gitignore.is_file():
+            specs = specs + [(rel, _read_gitignore(gitignore))]
+        subfolders = []
+        for entry in entries:
+            rel_path = f"{rel}/{entry.name}" if rel else entry.name
+            if _is_dir(entry):
+                reason = self._folder_reason(entry, rel_path, specs)
+                if reason:
+                    self._skip(rel_path + "/", reason)
+                else:
+                    subfolders.append((Path(entry.path), rel_path, specs))
+            else:
+                self._consider_file(entry, rel_path, specs)
+        return subfolders
+
+    def _folder_reason(self, entry: os.DirEntry, rel_path: str, specs: list) -> str | None:
+        """Why a subfolder is not walked, or None to walk it."""
+        if entry.name.startswith("."):
+            return "hidden folder"
+        if entry.name in self.config.skip_dirs:
+            return "build/vendor folder"
+        ignored = self._ignore_reason(rel_path + "/", specs)
+        if ignored:
+            return ignored
+        if entry.is_symlink() and not _inside(Path(entry.path).resolve(), self.real_root):
+            return "symlink to a folder outside the workspace"
+        return None
+
+    def _revisit_reason(self, folder: Path, real: Path) -> str:
+        """Reason for a symlinked folder whose target was already walked."""
+        if _inside(folder.parent.resolve(), real):
+            return "symlink loop (points back to an enclosing folder)"
+        return f"symlink to a folder already scanned ({_relative(real, self.real_root)})"
+
+    def _consider_file(self, entry: os.DirEntry, rel_path: str, specs: list) -> None:
+        """Take a candidate file as a document or record why not; other files pass silently."""
+        name = entry.name
+        secret = any(fnmatchcase(name, pattern) for pattern in self.config.secret_patterns)
+        if not secret and not name.endswith(tuple(self.config.extensions)):
+            return
+        reason = self._ignore_reason(rel_path, specs) or ("likely secret (matches secret_patterns)" if secret else None)
+        data = text = None
+        if reason is None:
+            data, reason = self._read_candidate(entry)
+        if reason is None:
+            text, reason = self._check_content(rel_path, data)
+        if reason is None:
+            self.result.documents.append(Document(rel_path, text, len(data)))
+        else:
+            self._skip(rel_path, reason)
+
+    def _read_candidate(self, entry: os.DirEntry) -> tuple[bytes | None, str | None]:
+        """The file's bytes, or None and the reason it cannot or should not be read."""
+        limit = self.config.max_file_bytes
+        try:
+            info = os.stat(entry.path)
+        except FileNotFoundError:
+            return None, "unreadable (broken symlink)"
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror})"
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file"
+        if entry.is_symlink() and not _inside(Path(entry.path).resolve(), self.real_root):
+            return None, "symlink to a file outside the workspace"
+        if info.st_size > limit:
+            return None, f"too large ({_human_bytes(info.st_size)} > {_human_bytes(limit)} limit)"
+        try:
+            with open(entry.path, "rb") as f:
+                data = f.read(limit + 1)
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror})"
+        if len(data) > limit:
+            return None, f"too large (over the {_human_bytes(limit)} limit)"
+        return data, None
+
+    def _check_content(self, rel_path: str, data: bytes) -> tuple[str | None, str | None]:
+        """The file's text, or None and why these bytes are not training text (binary, encoding, secret, duplicate)."""
+        if b"\0" in data:
+            return None, "binary (contains NUL bytes)"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"not UTF-8 text (invalid byte at offset {exc.start})"
+        if _PRIVATE_KEY.search(text):
+            return None, "likely secret (contains a private key)"
+        if len(data) >= _DATA_TABLE_MIN_BYTES:
+            numeric = sum(map(text.count, _DATA_TABLE_CHARS)) / len(text)
+            if numeric >= _DATA_TABLE_FRACTION:
+                return None, f"generated data table ({numeric:.0%} digits and commas)"
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self.hashes:
+            return None, f"duplicate of {self.hashes[digest]}"
+        self.hashes[digest] = rel_path
+        return text, None
+
+    def _ignore_reason(self, rel_path: str, specs: list) -> str | None:
+        """'ignored by .gitignore' / 'ignored by settings' when the layered ignore rules exclude `rel_path`."""
+        ignored = None
+        for base, spec in specs:
+            if base and not rel_path.startswith(base + "/"):
+                continue
+            include = spec.check_file(rel_path[len(base) + 1 :] if base else rel_path).include
+            if include is not None:
+                ignored = include
+        if ignored:
+            return "ignored by .gitignore"
+        if self.settings_spec.match_file(rel_path):
+            return "ignored by settings (extra_ignore)"
+        return None
+
+    def _skip(self, rel_path: str, reason: str) -> None:
+        self.result.skipped.append((rel_path, reason))
+
+
+def _read_gitignore(path: Path) -> GitIgnoreSpec:
+    """The rules of one .gitignore file (unreadable or undecodable lines are ignored, as git would)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    return GitIgnoreSpec.from_lines(lines)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """True for folders and symlinks to folders; False (not an error) for broken entries."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when `path` is `folder` or lies under it (both already resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` relative to `root`, '/' separated ('.' for the root itself)."""
+    return path.relative_to(root).as_posix() if path != root else "."

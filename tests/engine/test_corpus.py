@@ -1,0 +1,215 @@
+"""Workspace scan: the right files are taken, every other candidate is skipped with the right reason."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cllm.engine.config import CorpusConfig
+from cllm.engine.corpus import FILE_MARKER, Document, format_stats, scan, split_documents, stats, write_consolidated
+
+MAIN_C = "#include \"util.h\"\n\nint main(void) {\n    return util();\n}\n"
+UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\nint util(void);\n#endif\n"
+
+
+def write(root: Path, rel: str, content: str | bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(content)
+    return path
+
+
+def make_unreadable(path: Path) -> str:
+    """Make `path` a .c entry that cannot be opened; return the expected skip reason.
+
+    chmod 000 is the natural way, but root (CI containers, this test machine) can still read such a file.
+    When that happens the file is replaced by a dangling symlink: a directory entry whose open() fails,
+    which exercises the same "cannot read this candidate" path of the scan.
+    """
+    path.write_text("int secret_sauce;\n")
+    path.chmod(0)
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        return "unreadable (Permission denied)"
+    path.unlink()
+    path.symlink_to(path.parent / "does-not-exist.c")
+    return "unreadable (broken symlink)"
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    root = tmp_path / "ws"
+    write(root, "main.c", MAIN_C)
+    write(root, "include/util.h", UTIL_H)
+    write(root, "src/lib/deep.c", "static int deep = 1;\n")
+    write(root, "src/utf8.c", "/* héllo wörld — ünïcode comments */\nint x;\n")
+    write(root, ".gitignore", "generated.c\n*.gen.h\nignored_dir/\n")
+    write(root, "generated.c", "int generated;\n")
+    write(root, "src/table.gen.h", "int table[3];\n")
+    write(root, "ignored_dir/a.c", "int a;\n")
+    write(root, "src/.gitignore", "local_*.c\n!local_keep.c\n")
+    write(root, "src/local_tmp.c", "int tmp;\n")
+    write(root, "src/local_keep.c", "int keep;\n")
+    write(root, "blob.c", b"int x;\x00\x01\x02\xff binary")
+    write(root, "latin1.h", "/* caf\xe9 */\nint y;\n".encode("latin-1"))
+    write(root, "huge.c", "int big;\n" * (5_000_000 // 9 + 1))
+    write(root, ".env", "API_KEY=hunter2\n")
+    write(root, "src/table_inc.h", "static const int kTable[] = {\n" + "12,0,7,255,3,\n" * 20_000 + "};\n")
+    write(root, "keys/server.pem", "-----BEGIN PRIVATE KEY-----\n")
+    write(root, "src/leak.c", "/*\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\n*/\n")
+    write(root, "src/main_copy.c", MAIN_C)
+    write(root, "build/out.c", "int built;\n")
+    write(root, ".hidden/h.c", "int hidden;\n")
+    write(root, "README.md", "not C\n")
+    os.symlink(root / "src", root / "src" / "lib" / "loop")  # src/lib/loop -> src: a cycle
+    unreadable_reason = make_unreadable(root / "locked.c")
+    return root, unreadable_reason
+
+
+def test_scan_takes_exactly_the_right_files(workspace):
+    root, _ = workspace
+    result = scan(root)
+    assert sorted(d.path for d in result.documents) == [
+        "include/util.h",
+        "main.c",
+        "src/lib/deep.c",
+        "src/local_keep.c",
+        "src/utf8.c",
+    ]
+    docs = {d.path: d for d in result.documents}
+    assert docs["main.c"].text == MAIN_C and docs["main.c"].size == len(MAIN_C)
+    assert docs["src/utf8.c"].size == len(docs["src/utf8.c"].text.encode("utf-8"))
+
+
+def test_scan_gives_the_right_reason_for_each_skip(workspace):
+    root, unreadable_reason = workspace
+    skipped = dict(scan(root).skipped)
+    assert skipped == {
+        ".env": "likely secret (matches secret_patterns)",
+        ".hidden/": "hidden folder",
+        "blob.c": "binary (contains NUL bytes)",
+        "build/": "build/vendor folder",
+        "src/main_copy.c": "duplicate of main.c",
+        "generated.c": "ignored by .gitignore",
+        "huge.c": "too large (5.0 MB > 1.0 MB limit)",
+        "ignored_dir/": "ignored by .gitignore",
+        "keys/server.pem": "likely secret (matches secret_patterns)",
+        "latin1.h": "not UTF-8 text (invalid byte at offset 6)",
+        "locked.c": unreadable_reason,
+        "src/leak.c": "likely secret (contains a private key)",
+        "src/lib/loop/": "symlink loop (points back to an enclosing folder)",
+        "src/local_tmp.c": "ignored by .gitignore",
+        "src/table.gen.h": "ignored by .gitignore",
+        "src/table_inc.h": "generated data table (100% digits and commas)",
+    }
+
+
+def test_duplicate_keeps_the_first_in_walk_order(tmp_path):
+    write(tmp_path, "a.c", "int same;\n")
+    write(tmp_path, "z/b.c", "int same;\n")
+    result = scan(tmp_path)
+    assert [d.path for d in result.documents] == ["a.c"]
+    assert result.skipped == [("z/b.c", "duplicate of a.c")]
+
+
+def test_symlinked_folder_is_walked_once_real_path_first(tmp_path):
+    write(tmp_path, "real/x.c", "int x;\n")
+    os.symlink(tmp_path / "real", tmp_path / "alias")  # sorts before "real" but must not win
+    result = scan(tmp_path)
+    assert [d.path for d in result.documents] == ["real/x.c"]
+    assert result.skipped == [("alias/", "symlink to a folder already scanned (real)")]
+
+
+def test_symlink_outside_workspace_is_not_followed(tmp_path):
+    write(tmp_path, "outside/secret.c", "int outside;\n")
+    write(tmp_path, "ws/in.c", "int inside;\n")
+    os.symlink(tmp_path / "outside", tmp_path / "ws" / "ext")
+    os.symlink(tmp_path / "outside" / "secret.c", tmp_path / "ws" / "link.c")
+    result = scan(tmp_path / "ws")
+    assert [d.path for d in result.documents] == ["in.c"]
+    assert dict(result.skipped) == {
+        "ext/": "symlink to a folder outside the workspace",
+        "link.c": "symlink to a file outside the workspace",
+    }
+
+
+def test_fifo_does_not_hang_the_scan(tmp_path):
+    os.mkfifo(tmp_path / "pipe.c")
+    write(tmp_path, "ok.c", "int ok;\n")
+    result = scan(tmp_path)
+    assert [d.path for d in result.documents] == ["ok.c"]
+    assert result.skipped == [("pipe.c", "not a regular file")]
+
+
+def test_config_extensions_limits_and_extra_ignore(tmp_path):
+    write(tmp_path, "a.c", "int a;\n")
+    write(tmp_path, "b.h", "int b;\n")
+    write(tmp_path, "c.cpp", "int c;\n")
+    write(tmp_path, "gen/d.c", "int d;\n")
+    config = CorpusConfig(extensions=(".c", ".cpp"), max_file_bytes=6, extra_ignore=("gen/",))
+    result = scan(tmp_path, config)
+    assert [d.path for d in result.documents] == []
+    assert dict(result.skipped) == {
+        "a.c": "too large (7 bytes > 6 bytes limit)",
+        "c.cpp": "too large (7 bytes > 6 bytes limit)",
+        "gen/": "ignored by settings (extra_ignore)",
+    }
+    assert [d.path for d in scan(tmp_path, CorpusConfig(extensions=(".cpp",))).documents] == ["c.cpp"]
+
+
+def test_scan_refuses_a_non_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        scan(tmp_path / "missing")
+    write(tmp_path, "f.c", "int f;\n")
+    with pytest.raises(ValueError, match="not a folder"):
+        scan(tmp_path / "f.c")
+
+
+def docs(n: int) -> list[Document]:
+    return [Document(f"src/file_{i}.c", f"int v{i};\n", 9) for i in range(n)]
+
+
+def test_split_is_deterministic_and_about_the_fraction():
+    documents = docs(1000)
+    train, val = split_documents(documents, 0.1)
+    assert (train, val) == split_documents(list(reversed(documents))[::-1], 0.1)
+    assert len(train) + len(val) == 1000 and 60 < len(val) < 140
+    assert not {d.path for d in train} & {d.path for d in val}
+
+
+def test_split_is_stable_when_files_are_added():
+    _, val_small = split_documents(docs(200), 0.1)
+    _, val_big = split_documents(docs(400), 0.1)
+    assert {d.path for d in val_small} <= {d.path for d in val_big}
+
+
+def test_split_edge_cases():
+    assert split_documents([], 0.1) == ([], [])
+    one = docs(1)
+    assert split_documents(one, 0.5) == (one, [])
+    train, val = split_documents(docs(2), 0.01)
+    assert len(train) == 1 and len(val) == 1
+    train, val = split_documents(docs(3), 0.99)
+    assert len(train) >= 1
+    assert split_documents(docs(5), 0.0) == (docs(5), [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_documents(docs(3), 1.0)
+
+
+def test_stats_and_consolidated_file(tmp_path):
+    documents = [Document("a.c", "int a;\nint b;\n", 14), Document("inc/b.h", "int c;", 6), Document("e.c", "", 0)]
+    numbers = stats(documents)
+    assert numbers == {"files": 3, "c_files": 2, "h_files": 1, "lines": 3, "bytes": 20}
+    assert format_stats(numbers) == "3 files (2 .c, 1 .h), 3 lines, 20 bytes"
+    out = tmp_path / "sub" / "repo_code.txt"
+    write_consolidated(documents, out)
+    assert out.read_text() == (
+        f"{FILE_MARKER.format(path='a.c')}\nint a;\nint b;\n"
+        f"{FILE_MARKER.format(path='inc/b.h')}\nint c;\n"
+        f"{FILE_MARKER.format(path='e.c')}\n"
+    )
+    assert os.listdir(out.parent) == ["repo_code.txt"]
