@@ -1,0 +1,448 @@
+"""Code completion with a trained model: prompts, KV-cache decoding, prefix reuse, sampling and stop rules.
+
+`complete(model, prefix, suffix, options)` is the one entry point of the CLI, the language server and the HTTP
+server. Behind it a `Completer` keeps, per document, the KV cache of its last prompt: a request whose prompt shares
+a prefix with it (the user typed one more character) runs only the tokens after the shared part. Decoding runs
+one token at a time through the cache, greedy by default; `engine/stops.py` decides where the suggestion ends.
+
+Prompts follow the training format. Without text after the cursor: [file] path "\\n" + prefix. With it,
+fill-in-the-middle: [fim_prefix] [file] path "\\n" prefix [fim_suffix] suffix [fim_middle], and the model writes
+the middle up to end of text. A long prefix is cut at a line start chosen from fixed anchor points, so that the
+prompt stays the same while the user types and its cache can be reused.
+
+When the prefix ends inside a word or in whitespace, the last prompt token(s) are taken back and the output must
+start with their bytes ("token healing"): `ma|` then completes to `main` through the single token the model
+learned, instead of forcing it to continue an unusual split. Text is assembled from token bytes and only complete
+UTF-8 is returned.
+
+Stop reasons: "eot" (end of text or another special token), "max_tokens", "timeout", "cancelled", "stop" (a user
+stop string), and the rules of stops.py: "newline", "balanced", "block_end", "blank_line", "suffix".
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ModelConfig
+from .model import KVCache, infer, new_cache
+from .params import num_params
+from .stops import StopRules
+from .tokenizer import SPECIAL_TOKENS, Tokenizer
+
+CHARS_PER_TOKEN = 3  # a guess of characters per token, to size the text that is tokenized
+MIN_PROMPT_TOKENS = 16  # max_tokens is lowered so that at least this much prompt fits the context
+SUFFIX_SHARE = 4  # with a suffix, at most 1/SUFFIX_SHARE of the prompt budget (and SUFFIX_MAX_TOKENS) goes to it
+SUFFIX_MAX_TOKENS = 64
+
+
+@dataclass
+class CompletionOptions:
+    """How to complete: token and time limits, single- or multi-line, sampling (greedy when temperature is 0)."""
+
+    max_tokens: int = 64
+    multiline: bool = False
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    max_ms: float = 1000.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError with a readable message for options that cannot work."""
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be a non-negative integer, got {self.max_tokens!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer (0 = off), got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not self.max_ms > 0:
+            raise ValueError(f"max_ms must be positive, got {self.max_ms!r}")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) for s in self.stop):
+            raise ValueError(f"stop must be a list of strings, got {self.stop!r}")
+
+
+@dataclass
+class Completion:
+    """A suggestion: its text, how many tokens were generated, why generation stopped, and how long it took."""
+
+    text: str
+    tokens: int
+    stop_reason: str
+    ms: float
+
+
+@dataclass(eq=False)
+class Model:
+    """A loaded model: weights, tokenizer and training record. `context` is the longest prompt + completion.
+    Models compare by identity (their weights are arrays)."""
+
+    config: ModelConfig
+    params: np.ndarray
+    tokenizer: Tokenizer
+    metadata: dict[str, Any]
+    path: Path | None = None
+    _completer: "Completer | None" = field(default=None, init=False, repr=False, compare=False)
+    _completer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    @property
+    def context(self) -> int:
+        """Positions a prompt plus completion may use: the training sequence length (positions beyond it are
+        untrained), else the model's max_seq_len."""
+        seq_len = self.metadata.get("seq_len") or (self.metadata.get("train_config") or {}).get("seq_len")
+        if isinstance(seq_len, int) and seq_len > 0:
+            return min(seq_len, self.config.max_seq_len)
+        return self.config.max_seq_len
+
+    @property
+    def completer(self) -> "Completer":
+        """The model's shared Completer (used by `complete`), created on first use."""
+        with self._completer_lock:
+            if self._completer is None:
+                self._completer = Completer(self)
+            return self._completer
+
+
+def load_model(path: str | Path) -> Model:
+    """Load a .cllm file for completion; CheckpointError (with what to do) when it cannot be used."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    try:
+        tokenizer = Tokenizer.from_json(ckpt.tokenizer_json)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} holds no usable tokenizer ({exc}). Retrain with `cllm train`.") from exc
+    cfg = ckpt.model_config
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                              f"{cfg.vocab_size}. Retrain with `cllm train`.")
+    if ckpt.params.shape != (num_params(cfg),):
+        raise CheckpointError(f"{path}: weights do not match the model config. Retrain with `cllm train`.")
+    model = Model(cfg, np.ascontiguousarray(ckpt.params, dtype=np.float32), tokenizer, ckpt.metadata, path)
+    warm_up(model)
+    return model
+
+
+def warm_up(model: Model) -> None:
+    """Run a 2-token prompt and a decode step so that the compiled kernels of both paths are loaded (or
+    compiled, after an upgrade) before the first request, which has a deadline."""
+    cache = new_cache(model.config, 3)
+    tokens = np.full(2, model.tokenizer.file_id, np.int32)
+    infer(model.params, model.config, tokens, cache)
+    infer(model.params, model.config, tokens[:1], cache)
+
+
+def complete(model: Model, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
+             path: str | None = None) -> Completion:
+    """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known)."""
+    return model.completer.complete(prefix, suffix, options, path=path, doc_key=path)
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+def _anchor(text: str, k: int, block: int) -> int:
+    """The k-th truncation point of `text`: the first line start at or after k * block characters."""
+    if k <= 0:
+        return 0
+    at = k * block
+    if at >= len(text):
+        return len(text)
+    newline = text.find("\n", at)
+    return at if newline < 0 else newline + 1
+
+
+def tail_ids(tokenizer: Tokenizer, text: str, budget: int) -> np.ndarray:
+    """Tokens of the longest end of `text` that starts at an anchor point and fits `budget` tokens.
+
+    Anchors are line starts after multiples of a block of characters; they depend only on the text before
+    them, so the chosen start stays put while text is added at the end (keeping the prompt reusable)."""
+    if budget <= 0 or not text:
+        return np.zeros(0, np.int32)
+    block = max(16, budget // 2)  # characters (~1/7 of the budget in tokens): the prompt keeps >= ~85% of it
+    k = max(0, (len(text) - budget * CHARS_PER_TOKEN) // block)
+    ids = tokenizer.encode(text[_anchor(text, k, block):])
+    while len(ids) > budget:  # too long: skip ahead by about the excess, measured in this text's characters/token
+        chars_per_token = (len(text) - _anchor(text, k, block)) / len(ids)
+        k += max(1, int((len(ids) - budget) * chars_per_token) // block)
+        ids = tokenizer.encode(text[_anchor(text, k, block):])
+    while k > 0:  # the earliest anchor that fits, so the result does not depend on the first guess
+        earlier = tokenizer.encode(text[_anchor(text, k - 1, block):])
+        if len(earlier) > budget:
+            break
+        k, ids = k - 1, earlier
+    return ids
+
+
+def head_ids(tokenizer: Tokenizer, text: str, budget: int) -> np.ndarray:
+    """Tokens of the start of `text`, at most `budget`, cut after a whole line when the text is longer."""
+    if budget <= 0 or not text:
+        return np.zeros(0, np.int32)
+    window = text[:budget * CHARS_PER_TOKEN]
+    if len(window) < len(text) and "\n" in window:
+        window = window[:window.rfind("\n") + 1]
+    return tokenizer.encode(window)[:budget]
+
+
+@dataclass
+class Prompt:
+    """Prompt token ids; ids[prefix_start:prefix_end] came from the prefix text."""
+
+    ids: np.ndarray
+    prefix_start: int
+    prefix_end: int
+
+
+def build_prompt(tokenizer: Tokenizer, prefix: str, suffix: str, path: str | None, budget: int) -> Prompt:
+    """The prompt for a cursor between `prefix` and `suffix`, at most `budget` tokens (see the module doc)."""
+    header = tokenizer.header_ids(path) if path else np.array([tokenizer.file_id], np.int32)
+    if len(header) > budget // 2:
+        header = header[:1]
+    if not suffix.strip():
+        prefix_part = tail_ids(tokenizer, prefix, budget - len(header))
+        ids = np.concatenate([header, prefix_part]).astype(np.int32)
+        return Prompt(ids, len(header), len(ids))
+    suffix_part = head_ids(tokenizer, suffix, min(budget // SUFFIX_SHARE, SUFFIX_MAX_TOKENS))
+    prefix_part = tail_ids(tokenizer, prefix, budget - 3 - len(header) - len(suffix_part))
+    ids = np.concatenate([[tokenizer.fim_prefix_id], header, prefix_part, [tokenizer.fim_suffix_id],
+                          suffix_part, [tokenizer.fim_middle_id]]).astype(np.int32)
+    return Prompt(ids, 1 + len(header), 1 + len(header) + len(prefix_part))
+
+
+# ----------------------------------------------------------------------------------- token healing, sampling
+
+class Vocabulary:
+    """The tokenizer's token bytes, sorted, to find the tokens that agree with given bytes."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        pairs = sorted((tokenizer.token_bytes(i), i) for i in range(len(SPECIAL_TOKENS), tokenizer.vocab_size))
+        self._keys = [b for b, _ in pairs]
+        self._ids = np.array([i for _, i in pairs], np.int64)
+        self._by_bytes = dict(pairs)
+
+    def agreeing_with(self, pending: bytes) -> np.ndarray:
+        """Ids of the (non-special) tokens that could come next when the output must start with `pending`:
+        tokens that start with all of it, and tokens that are a shorter start of it."""
+        lo = bisect.bisect_left(self._keys, pending)
+        hi = lo
+        while hi < len(self._keys) and self._keys[hi].startswith(pending):
+            hi += 1
+        shorter = [self._by_bytes[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_bytes]
+        return np.concatenate([self._ids[lo:hi], np.array(shorter, np.int64)])
+
+
+HEAL_MAX_TOKENS = 4
+
+
+def heal_start(prefix: str, prompt: Prompt, tokenizer: Tokenizer) -> int:
+    """Index of the first prompt token to take back for token healing (prompt.prefix_end when none).
+
+    The prompt's tokenization differs from the training text's where the prefix stops inside a word or inside
+    a run of whitespace (training saw `\\n   ` + ` return`, the prompt ends in `\\n    `). Taking back the last
+    token, or the trailing whitespace tokens, and making the output start with their bytes fixes that."""
+    end = prompt.prefix_end
+    if not prefix or not (prefix[-1].isalnum() or prefix[-1] == "_" or prefix[-1].isspace()):
+        return end
+    start = end - 1
+    if prefix[-1].isspace():
+        while (start > prompt.prefix_start and end - start < HEAL_MAX_TOKENS
+               and not tokenizer.token_bytes(int(prompt.ids[start - 1])).strip()):
+            start -= 1
+    return start if start >= prompt.prefix_start else end
+
+
+def pick_token(logits: np.ndarray, options: CompletionOptions, rng: np.random.Generator | None,
+               allowed: np.ndarray | None = None) -> int:
+    """The next token: argmax when temperature is 0, else a sample (temperature, then top-k, then top-p)."""
+    scores = logits if allowed is None else logits[allowed]
+    if options.temperature <= 0 or rng is None:
+        best = int(np.argmax(scores))
+        return int(allowed[best]) if allowed is not None else best
+    x = scores.astype(np.float64) / options.temperature
+    candidates = np.arange(x.size)
+    if 0 < options.top_k < x.size:
+        candidates = np.argpartition(x, -options.top_k)[-options.top_k:]
+    p = np.exp(x[candidates] - x[candidates].max())
+    p /= p.sum()
+    if options.top_p < 1.0:
+        order = np.argsort(-p)
+        keep = order[:int(np.searchsorted(np.cumsum(p[order]), options.top_p)) + 1]
+        candidates, p = candidates[keep], p[keep] / p[keep].sum()
+    choice = int(candidates[rng.choice(p.size, p=p)])
+    return int(allowed[choice]) if allowed is not None else choice
+
+
+# ------------------------------------------------------------------------------------------------ completer
+
+@dataclass
+class _Slot:
+    """One document's KV cache and the token ids it holds (ids[:cache.length])."""
+
+    cache: KVCache
+    ids: np.ndarray
+
+
+class Completer:
+    """Completes code for many documents, keeping each one's last KV cache (LRU, `cache_slots` of them).
+
+    Thread-safe: requests run one at a time. `tokens_run` counts every token pushed through the model and
+    `tokens_reused` the prompt tokens taken from a cache instead, so callers and tests can see reuse work."""
+
+    def __init__(self, model: Model, cache_slots: int = 8) -> None:
+        if cache_slots < 1:
+            raise ValueError(f"cache_slots must be at least 1, got {cache_slots}")
+        self.model = model
+        self.cache_slots = cache_slots
+        self.tokens_run = 0
+        self.tokens_reused = 0
+        self._slots: OrderedDict[Any, _Slot] = OrderedDict()
+        self._lock = threading.Lock()
+        self._vocab: Vocabulary | None = None
+        self._one = np.zeros(1, np.int32)
+        self._specials = len(SPECIAL_TOKENS)
+
+    def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
+                 path: str | None = None, doc_key: Any = None,
+                 cancel: threading.Event | None = None) -> Completion:
+        """Complete between `prefix` and `suffix`; reuses the cache of `doc_key`'s previous request.
+
+        Returns promptly with stop_reason "cancelled" once `cancel` is set (checked between tokens)."""
+        start = time.perf_counter()
+        options = options or CompletionOptions()
+        options.validate()
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                return Completion("", 0, "cancelled", _ms(start))
+            model = self.model
+            max_new = max(0, min(options.max_tokens, model.context - MIN_PROMPT_TOKENS))
+            if max_new == 0:
+                return Completion("", 0, "max_tokens", _ms(start))
+            tok = model.tokenizer
+            prompt = build_prompt(tok, prefix, suffix, path, model.context - max_new)
+            heal = heal_start(prefix, prompt, tok)
+            healed = tok.decode_bytes(prompt.ids[heal:prompt.prefix_end])
+            ids = np.concatenate([prompt.ids[:heal], prompt.ids[prompt.prefix_end:]])
+            slot = self._slot(doc_key)
+            rules = StopRules(prefix, suffix, options.multiline, options.stop)
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                logits = self._prefill(slot, ids)
+                return self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
+
+    def _decode(self, slot: _Slot, logits: np.ndarray, rules: StopRules, options: CompletionOptions,
+                max_new: int, healed: bytes, start: float, cancel: threading.Event | None) -> Completion:
+        """Generate token by token until a stop rule, a limit or cancellation; the cache stays consistent."""
+        tok = self.model.tokenizer
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        rng = np.random.default_rng(options.seed) if options.temperature > 0 else None
+        pending = healed
+        vocab_end = tok.vocab_size
+        text, generated, reason = "", 0, "max_tokens"
+        while True:
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+            if (time.perf_counter() - start) * 1000.0 >= options.max_ms:
+                reason = "timeout"
+                break
+            allowed = self._vocabulary().agreeing_with(pending) if pending else None
+            token = pick_token(logits[:vocab_end], options, rng, allowed)
+            if token < self._specials:
+                reason = "eot"
+                break
+            generated += 1
+            piece = tok.token_bytes(token)
+            if pending:
+                piece, pending = piece[len(pending):], pending[len(piece):]
+            text += utf8.decode(piece)
+            stop = rules.check(text)
+            if stop is not None:
+                text, reason = text[:stop.keep], stop.reason
+                break
+            if generated >= max_new:
+                break
+            logits = self._step(slot, token)
+        return Completion(rules.finish(text), generated, reason, _ms(start))
+
+    def _slot(self, doc_key: Any) -> _Slot:
+        """The cache of `doc_key`, created or recycled from the least recently used document."""
+        slot = self._slots.pop(doc_key, None)
+        if slot is None:
+            if len(self._slots) >= self.cache_slots:
+                _, slot = self._slots.popitem(last=False)
+                slot.cache.length = 0
+            else:
+                cfg = self.model.config
+                slot = _Slot(new_cache(cfg, self.model.context), np.zeros(self.model.context, np.int32))
+        self._slots[doc_key] = slot
+        return slot
+
+    def _prefill(self, slot: _Slot, prompt: np.ndarray) -> np.ndarray:
+        """Run the part of `prompt` the slot's cache does not already hold; logits of its last token."""
+        cached = slot.cache.length
+        n = min(cached, len(prompt) - 1)
+        differs = np.flatnonzero(slot.ids[:n] != prompt[:n])
+        common = int(differs[0]) if differs.size else n
+        slot.cache.length = common
+        logits = self._run(slot, prompt[common:])
+        self.tokens_reused += common
+        return logits
+
+    def _step(self, slot: _Slot, token: int) -> np.ndarray:
+        """Append one generated token to the cache; logits of the next position."""
+        self._one[0] = token
+        return self._run(slot, self._one)
+
+    def _run(self, slot: _Slot, tokens: np.ndarray) -> np.ndarray:
+        """infer() that records the tokens; on any error the slot is emptied so it never holds a partial state."""
+        pos = slot.cache.length
+        try:
+            logits = infer(self.model.params, self.model.config, tokens, slot.cache)
+        except BaseException:
+            slot.cache.length = 0
+            raise
+        slot.ids[pos:pos + len(tokens)] = tokens
+        self.tokens_run += len(tokens)
+        return logits
+
+    def _vocabulary(self) -> Vocabulary:
+        """The sorted vocabulary for token healing, built on first use."""
+        if self._vocab is None:
+            self._vocab = Vocabulary(self.model.tokenizer)
+        return self._vocab
+
+    def cached_ids(self, doc_key: Any) -> np.ndarray | None:
+        """The token ids held in `doc_key`'s cache (last prompt and the generated tokens run after it), or None."""
+        with self._lock:
+            slot = self._slots.get(doc_key)
+            return None if slot is None else slot.ids[:slot.cache.length].copy()
+
+    def forget(self, doc_key: Any) -> None:
+        """Drop a document's cache (e.g. when the editor closes it)."""
+        with self._lock:
+            self._slots.pop(doc_key, None)
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    """The process's BLAS thread controller (built once: inspecting the loaded libraries takes milliseconds).
+
+    Completion runs BLAS on one thread: batch-1 products are too small to split, and on a machine busy with
+    training, waiting for a second BLAS thread costs ten times what it saves."""
+    return ThreadpoolController()
+
+
+def _ms(start: float) -> float:
+    """Milliseconds since `start` (a perf_counter value)."""
+    return (time.perf_counter() - start) * 1000.0

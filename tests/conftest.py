@@ -1,0 +1,115 @@
+"""Shared fixtures and helpers: a tiny trained model, a small C workspace, external-program requirements."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from cllm.engine.checkpoint import Checkpoint, save_checkpoint
+from cllm.engine.config import ModelConfig, TrainConfig, to_dict
+from cllm.engine.kernels import adamw_step
+from cllm.engine.model import forward_backward, make_scratch
+from cllm.engine.params import decay_mask, init_params
+from cllm.engine.tokenizer import Tokenizer
+
+TINY_C_SOURCES = {
+    "src/main.c": "#include <stdio.h>\n\nint main(void) {\n    printf(\"hello\\n\");\n    return 0;\n}\n",
+    "src/math.c": (
+        "static int add(int a, int b) {\n    return a + b;\n}\n\n"
+        "static int max(int a, int b) {\n    if (a > b) {\n        return a;\n    }\n    return b;\n}\n"
+    ),
+    "src/loop.c": (
+        "int sum(const int *v, int n) {\n    int total = 0;\n    for (int i = 0; i < n; i++) {\n"
+        "        total += v[i];\n    }\n    return total;\n}\n"
+    ),
+}
+TINY_SEQ_LEN = 64
+
+
+def _fim_window(window: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> np.ndarray:
+    """The training format's fill-in-the-middle rearrangement of a window (same length)."""
+    content = window[:len(window) - 4]
+    a, b = np.sort(rng.integers(0, len(content) + 1, 2))
+    return np.concatenate([[tokenizer.fim_prefix_id], content[:a], [tokenizer.fim_suffix_id], content[b:],
+                           [tokenizer.fim_middle_id], content[a:b], [tokenizer.eot_id]]).astype(np.int32)
+
+
+def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
+    """Train a tiny model on TINY_C_SOURCES for `steps` AdamW steps (a few seconds) and save it to `path`.
+
+    Small enough for tests (vocab ~300, d 32, 2 layers) yet trained, half of the windows as fill-in-the-middle,
+    so it completes the snippets it saw."""
+    texts = list(TINY_C_SOURCES.values())
+    tokenizer = Tokenizer.train(texts, vocab_size=320)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                      max_seq_len=TINY_SEQ_LEN, dropout=0.0)
+    stream = np.concatenate([tokenizer.encode_document(p, t) for p, t in TINY_C_SOURCES.items()])
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, seed)
+    grads, m, v = np.zeros_like(params), np.zeros_like(params), np.zeros_like(params)
+    mask = decay_mask(cfg)
+    batch, seq = 8, TINY_SEQ_LEN
+    scratch = make_scratch(cfg, batch, seq)
+    with threadpool_limits(1):  # tiny matrices: BLAS threads would only add contention
+        for step in range(1, steps + 1):
+            windows = [stream[s:s + seq + 1] for s in rng.integers(0, len(stream) - seq - 1, batch)]
+            windows = np.stack([_fim_window(w, rng, tokenizer) if rng.random() < 0.5 else w for w in windows])
+            inputs, targets = windows[:, :-1].copy(), windows[:, 1:].copy()
+            grads[:] = 0.0
+            forward_backward(params, grads, inputs, targets, cfg, scratch, dropout=0.0, seed=step,
+                             loss_scale=1.0 / inputs.size)
+            adamw_step(params, grads, m, v, mask, 1e-2, 0.9, 0.95, 1e-8, 0.0, step)
+    train_config = to_dict(TrainConfig(seq_len=seq, batch_size=batch))
+    metadata = {"seq_len": seq, "train_config": train_config, "steps": steps, "files": len(texts)}
+    save_checkpoint(path, Checkpoint(cfg, tokenizer.to_json(), params, metadata))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained .cllm model (see build_tiny_model), built once per test session."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model.cllm")
+
+
+def write_c_workspace(root: Path, files: int = 8) -> Path:
+    """A small, varied but learnable C workspace (files x ~1.5 KB) for training tests."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(files)
+    for i in range(files):
+        parts = [f"#include <stdio.h>\n#include \"util{i % 3}.h\"\n\n/* Module {i}: small helpers. */\n\n"]
+        for j in range(10):
+            k, op = int(rng.integers(1, 9)), "+-*"[int(rng.integers(0, 3))]
+            parts.append(f"static int step_{i}_{j}(int a, int b)\n{{\n    int s = a {op} b * {k};\n"
+                         f"    if (s > {10 * k}) {{\n        return s - {k};\n    }}\n    return s;\n}}\n\n")
+        parts.append(f"int main(void)\n{{\n    printf(\"%d\\n\", step_{i}_0(1, 2));\n    return 0;\n}}\n")
+        (root / f"mod{i}.c").write_text("".join(parts))
+    return root
+
+
+@pytest.fixture
+def c_workspace(tmp_path: Path) -> Path:
+    """A folder of eight small C files (see write_c_workspace)."""
+    return write_c_workspace(tmp_path / "ws")
+
+
+def require_program(program: str) -> str:
+    """The path of an external program an end-to-end test needs (nvim, chromium, node).
+
+    Absent, the test is skipped, unless CLLM_REQUIRE_E2E=1 (as in CI), where a missing program is a failure."""
+    found = shutil.which(program)
+    if found:
+        return found
+    missing_prerequisite(f"{program} is not installed")
+
+
+def missing_prerequisite(message: str) -> NoReturn:
+    """Skip an end-to-end test whose prerequisite is missing, or fail it when CLLM_REQUIRE_E2E=1 (CI)."""
+    if os.environ.get("CLLM_REQUIRE_E2E") == "1":
+        pytest.fail(f"{message}, and CLLM_REQUIRE_E2E=1 requires every end-to-end test to run")
+    pytest.skip(message)

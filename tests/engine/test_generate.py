@@ -1,0 +1,213 @@
+"""Completion with the tiny trained model: KV cache vs full recompute, prefix reuse, prompts, healing, limits,
+sampling and cancellation."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from cllm.engine.checkpoint import CheckpointError
+from cllm.engine.generate import (Completer, CompletionOptions, Vocabulary, build_prompt, complete, head_ids,
+                                  heal_start, load_model, pick_token, tail_ids)
+from cllm.engine.model import infer, new_cache
+
+MULTI = CompletionOptions(max_tokens=24, multiline=True)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    return load_model(tiny_model_path)
+
+
+class CancelAfter(threading.Event):
+    """An Event that becomes set after it has been checked `checks` times (cancellation between tokens)."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        if self.checks < 0:
+            self.set()
+        return super().is_set()
+
+
+def test_load_model_reads_config_tokenizer_and_training_context(model, tiny_model_path):
+    assert model.path == tiny_model_path
+    assert model.context == 64  # the training seq_len recorded in the metadata
+    assert model.tokenizer.vocab_size == model.config.vocab_size
+
+
+def test_load_model_refuses_a_bad_file_clearly(tmp_path):
+    bad = tmp_path / "bad.cllm"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(CheckpointError):
+        load_model(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.cllm")
+
+
+def test_kv_cache_decoding_equals_full_recompute_token_by_token(model):
+    completer = Completer(model)
+    prefix = "int sum(const int *v, int n) {"
+    result = completer.complete(prefix, "", MULTI, doc_key="d")
+    prompt = build_prompt(model.tokenizer, prefix, "", None, model.context - MULTI.max_tokens).ids
+    ids = completer.cached_ids("d")
+    assert np.array_equal(ids[:len(prompt)], prompt)
+    assert len(ids) - len(prompt) >= 5, result
+    for i in range(len(prompt), len(ids)):
+        full = infer(model.params, model.config, ids[:i], new_cache(model.config, model.context))
+        assert full[ids[i]] >= full.max() - 1e-4, f"token {i - len(prompt)} is not the full recompute's argmax"
+
+
+def test_typing_one_more_character_reuses_the_cached_prompt(model):
+    completer = Completer(model)
+    prefix = "static int add(int a, int b) {\n    return a"
+    completer.complete(prefix, "", MULTI, doc_key="f")
+    run_before, reused_before = completer.tokens_run, completer.tokens_reused
+    result = completer.complete(prefix + " ", "", MULTI, doc_key="f")
+    prompt_len = len(build_prompt(model.tokenizer, prefix + " ", "", None, model.context - MULTI.max_tokens).ids)
+    reused = completer.tokens_reused - reused_before
+    assert reused >= prompt_len - 3
+    assert completer.tokens_run - run_before <= prompt_len - reused + result.tokens
+    assert result.text == Completer(model).complete(prefix + " ", "", MULTI).text
+
+
+def test_reuse_while_typing_gives_what_a_fresh_completer_gives(model):
+    shared = Completer(model)
+    source = "int main(void) {\n    printf(\"hello\\n\");\n    return 0;\n}\n"
+    for with_suffix in (False, True):
+        for cut in range(10, len(source), 5):
+            suffix = source[cut:] if with_suffix else ""
+            reused = shared.complete(source[:cut], suffix, MULTI, doc_key="main.c")
+            fresh = Completer(model).complete(source[:cut], suffix, MULTI, doc_key="main.c")
+            assert (reused.text, reused.stop_reason) == (fresh.text, fresh.stop_reason), cut
+    assert shared.tokens_reused > len(source) // 5 * 5
+
+
+def test_cache_slots_are_bounded_least_recently_used_first(model):
+    completer = Completer(model, cache_slots=2)
+    for doc in ("a", "b", "a", "c"):
+        completer.complete("int x", "", doc_key=doc)
+    assert completer.cached_ids("b") is None
+    assert completer.cached_ids("a") is not None and completer.cached_ids("c") is not None
+    completer.forget("a")
+    assert completer.cached_ids("a") is None
+
+
+def test_cancelled_request_returns_and_leaves_the_cache_consistent(model):
+    completer = Completer(model)
+    prefix = "int main(void) {"
+    cancelled = completer.complete(prefix, "", MULTI, doc_key="m", cancel=CancelAfter(3))
+    assert cancelled.stop_reason == "cancelled"
+    assert 0 < cancelled.tokens < 5
+    again = completer.complete(prefix, "", MULTI, doc_key="m")
+    fresh = Completer(model).complete(prefix, "", MULTI, doc_key="m")
+    assert (again.text, again.tokens, again.stop_reason) == (fresh.text, fresh.tokens, fresh.stop_reason)
+    already = threading.Event()
+    already.set()
+    assert completer.complete(prefix, "", cancel=already).stop_reason == "cancelled"
+
+
+def test_fim_prompt_layout_and_truncation(model):
+    tok = model.tokenizer
+    prefix = "".join(f"int v{i} = {i};\n" for i in range(200))
+    suffix = "".join(f"int w{i} = {i};\n" for i in range(200))
+    prompt = build_prompt(tok, prefix, suffix, "src/a.c", 48).ids
+    assert len(prompt) <= 48
+    assert prompt[0] == tok.fim_prefix_id and prompt[-1] == tok.fim_middle_id
+    assert list(prompt[1:1 + len(tok.header_ids("src/a.c"))]) == list(tok.header_ids("src/a.c"))
+    at = list(prompt).index(tok.fim_suffix_id)
+    assert tok.decode(prompt[at + 1:-1]).startswith("int w0 = 0;\n")  # the start of the suffix is kept
+    assert tok.decode(prompt[:at]).endswith("int v199 = 199;\n")  # and the end of the prefix
+    plain = build_prompt(tok, prefix, "  \n", None, 48).ids  # a blank suffix is no suffix
+    assert plain[0] == tok.file_id and tok.fim_prefix_id not in plain
+
+
+def test_truncated_prefix_keeps_its_start_while_typing(model):
+    tok = model.tokenizer
+    text = "".join(f"x{i} = f({i});\n" for i in range(300))
+    ids = tail_ids(tok, text, 40)
+    assert 0 < len(ids) <= 40 and tok.decode(ids).endswith("x299 = f(299);\n")
+    for extra in ("y", "y1", "y1 ="):
+        longer = tail_ids(tok, text + extra, 40)
+        assert np.array_equal(longer[:len(ids) - 1], ids[:-1])
+    assert len(head_ids(tok, text, 10)) <= 10
+
+
+def test_token_healing_takes_back_a_cut_word_or_trailing_whitespace(model):
+    tok = model.tokenizer
+
+    def taken_back(prefix):
+        prompt = build_prompt(tok, prefix, "", None, 40)
+        return tok.decode(prompt.ids[heal_start(prefix, prompt, tok):prompt.prefix_end])
+
+    assert taken_back("int ma") == " ma"
+    assert taken_back("foo(") == ""
+    assert taken_back("int main(void) {\n    ").strip(" ") == "\n"
+    agreeing = [tok.token_bytes(int(i)) for i in Vocabulary(tok).agreeing_with(b" ma")]
+    assert b" ma" in agreeing and b" " in agreeing
+    assert all(b.startswith(b" ma") or b" ma".startswith(b) for b in agreeing)
+
+
+@pytest.mark.parametrize("before, after", [
+    ("static int add(int a, int b) {\n    return ", "a"),  # the cursor inside a word
+    ("int main(void) {", "\n"),  # the cursor inside the whitespace of an indentation
+])
+def test_completion_does_not_depend_on_where_the_cursor_splits_a_token(model, before, after):
+    whole = complete(model, before, "", CompletionOptions(max_tokens=12))
+    assert whole.text.startswith(after)
+    split = complete(model, before + after, "", CompletionOptions(max_tokens=12))
+    assert after + split.text == whole.text
+
+
+def test_token_and_time_limits(model):
+    result = complete(model, "int main(void) {", "", CompletionOptions(max_tokens=2, multiline=True))
+    assert result.tokens == 2 and result.stop_reason == "max_tokens"
+    assert complete(model, "int x", "", CompletionOptions(max_tokens=0)).text == ""
+    late = complete(model, "int main(void) {", "", CompletionOptions(max_ms=1e-6))
+    assert (late.text, late.stop_reason) == ("", "timeout")
+
+
+def test_greedy_is_deterministic_and_sampling_follows_its_seed(model):
+    prefix = "static int "
+    assert complete(model, prefix).text == complete(model, prefix).text
+    hot = CompletionOptions(temperature=1.5, seed=7, max_tokens=12, multiline=True)
+    assert complete(model, prefix, "", hot).text == complete(model, prefix, "", hot).text
+
+
+def test_pick_token_sampling_filters():
+    logits = np.array([0.0, 3.0, 1.0, 2.5], np.float32)
+    rng = np.random.default_rng(0)
+    assert pick_token(logits, CompletionOptions(), None) == 1
+    assert pick_token(logits, CompletionOptions(temperature=1.0, top_k=1), rng) == 1
+    assert pick_token(logits, CompletionOptions(temperature=1.0, top_p=0.01), rng) == 1
+    picks = {pick_token(logits, CompletionOptions(temperature=1.0, top_k=2), rng) for _ in range(200)}
+    assert picks == {1, 3}
+    assert pick_token(logits, CompletionOptions(), None, allowed=np.array([0, 2])) == 2
+
+
+@pytest.mark.parametrize("bad", [dict(max_tokens=-1), dict(temperature=-0.5), dict(top_p=0.0), dict(max_ms=0),
+                                 dict(top_k=-2), dict(stop="abc")])
+def test_bad_options_are_refused(model, bad):
+    with pytest.raises(ValueError):
+        complete(model, "int", "", CompletionOptions(**bad))
+
+
+def test_only_complete_utf8_is_returned(model):
+    """A model rigged to repeat the first byte of a two-byte character forever: nothing decodable comes out."""
+    from dataclasses import replace
+
+    from cllm.engine.params import views
+
+    tok = model.tokenizer
+    lead = next(i for i in range(tok.vocab_size) if tok.token_bytes(i) == "é".encode()[:1])
+    params = model.params.copy()
+    P = views(params, model.config)
+    P["ln_f.weight"][:] = 0.0  # the final hidden state becomes ln_f.bias, whatever the input
+    P["ln_f.bias"][:] = 1.0
+    P["wte"][lead] = 10.0  # so the head always prefers the lone lead byte
+    rigged = replace(model, params=params)
+    result = Completer(rigged).complete("f(", "", CompletionOptions(max_tokens=5, multiline=True))
+    assert (result.text, result.tokens, result.stop_reason) == ("", 5, "max_tokens")

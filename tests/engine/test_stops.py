@@ -1,0 +1,109 @@
+"""Stop rules, one rule per test: fed text as a decoder would produce it, token by token."""
+
+import pytest
+
+from cllm.engine.stops import BracketCounter, StopRules, bracket_depth, trim_suffix_overlap
+
+
+def run(rules: StopRules, pieces: list[str]) -> tuple[str, str | None]:
+    """Feed `pieces` one at a time like the decoder; the kept text (finished) and the stop reason."""
+    text = ""
+    for piece in pieces:
+        text += piece
+        stop = rules.check(text)
+        if stop is not None:
+            return rules.finish(text[:stop.keep]), stop.reason
+    return rules.finish(text), None
+
+
+def chars(text: str) -> list[str]:
+    return list(text)
+
+
+def test_single_line_stops_at_end_of_line():
+    rules = StopRules("int x = ", "", multiline=False)
+    assert run(rules, ["foo", "(1);", "\n", "int y;"]) == ("foo(1);", "newline")
+
+
+def test_single_line_after_a_finished_line_suggests_the_next_line():
+    rules = StopRules("int main(void) {", "", multiline=False)
+    assert run(rules, chars("\n    return 0;\n}")) == ("\n    return 0;", "newline")
+
+
+def test_single_line_on_a_blank_line_stops_at_a_leading_newline():
+    rules = StopRules("int main(void) {\n    ", "", multiline=False)
+    assert run(rules, ["\n", "foo"]) == ("", "newline")
+
+
+def test_multiline_stops_when_its_own_block_balances():
+    rules = StopRules("    ", "", multiline=True)
+    text = "for (i = 0; i < n; i++) {\n        s += i;\n    }\n    return s;\n"
+    assert run(rules, chars(text)) == ("for (i = 0; i < n; i++) {\n        s += i;\n    }", "balanced")
+
+
+def test_multiline_waits_for_the_end_of_the_line_that_balances():
+    rules = StopRules("", "", multiline=True)
+    text = "if (a) {\n  x();\n} else {\n  y();\n}\nz();\n"
+    assert run(rules, chars(text)) == ("if (a) {\n  x();\n} else {\n  y();\n}", "balanced")
+
+
+def test_multiline_stops_before_a_brace_that_closes_an_outer_block():
+    rules = StopRules("int f(void) {\n", "", multiline=True)
+    expected = ("    int x = g(1);\n    return x;", "block_end")
+    assert run(rules, chars("    int x = g(1);\n    return x;\n}\n")) == expected
+
+
+def test_multiline_closing_a_paren_from_the_prefix_is_not_the_end():
+    rules = StopRules("if (ready", "", multiline=True)
+    assert run(rules, chars(") {\n    go();\n}\nafter();\n")) == (") {\n    go();\n}", "balanced")
+
+
+def test_multiline_stops_at_a_blank_line():
+    rules = StopRules("", "", multiline=True)
+    expected = ("#include <a.h>\n#include <b.h>", "blank_line")
+    assert run(rules, chars("#include <a.h>\n#include <b.h>\n\nint x;\n")) == expected
+
+
+def test_brackets_in_strings_chars_and_comments_do_not_count():
+    assert bracket_depth('f("(", \'{\', /* [ */ x) // (\n') == 0
+    assert bracket_depth('f("\\"(")') == 0
+    rules = StopRules("", "", multiline=True)
+    assert run(rules, chars('puts("}");\nx = 1;\n\n')) == ('puts("}");\nx = 1;', "blank_line")
+
+
+def test_cursor_inside_a_comment_keeps_the_lexer_state():
+    counter = BracketCounter().feed("/* a comment with (")
+    assert counter.depth == 0
+    rules = StopRules("int x; /* note: ", "", multiline=True)
+    assert run(rules, chars("} is not code */\nint y;\n\n")) == ("} is not code */\nint y;", "blank_line")
+
+
+def test_user_stop_strings_cut_before_their_first_occurrence():
+    rules = StopRules("", "", multiline=True, stop=("END",))
+    assert run(rules, ["abc E", "ND def"]) == ("abc", "stop")
+
+
+def test_a_line_repeating_the_next_line_after_the_cursor_ends_the_suggestion():
+    rules = StopRules("int f(void) {\n    ", "\n    return 0;\n}\n", multiline=True)
+    assert run(rules, chars("int x = 1;\n    return 0;\n")) == ("int x = 1;", "suffix")
+
+
+def test_single_line_stops_when_reaching_the_text_after_the_cursor():
+    rules = StopRules("call(", ");\n", multiline=False)
+    assert run(rules, ["a", ",", " b", ");", " more"]) == ("a, b", "suffix")
+
+
+@pytest.mark.parametrize("text, suffix, expected", [
+    ("a, b);", ");", "a, b"),           # the suggestion ran into the text after the cursor
+    ("g()", ")", "g()"),                # trimming would leave g( open
+    ("x = 1;", ";", "x = 1"),
+    ("return 0;", "\n    return 0;\n}", ""),  # merely a repeat of what follows
+    ("foo", "bar", "foo"),
+])
+def test_suffix_overlap_trimming(text, suffix, expected):
+    assert trim_suffix_overlap(text, suffix) == expected
+
+
+def test_trailing_whitespace_is_trimmed():
+    rules = StopRules("x", "", multiline=True)
+    assert rules.finish("y = 2;   \n  \n") == "y = 2;"
