@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLLM := $(VENV)/bin/cllm
 DEMO_MODEL := training_data/demo.cllm
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench vscode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,21 @@ demo: setup
 	$(CLLM) train training_data/brotli --out $(DEMO_MODEL) --time-budget 480
 	$(PY) training_data/show_completions.py $(DEMO_MODEL)
 
-test: setup
+test: setup vscode
 	$(VENV)/bin/pytest -q
+
+# The VS Code extension: install its pinned npm packages, type-check, unit-test and package dist/cllm.vsix.
+# Without npm it is skipped (and its end-to-end test with it), unless CLLM_REQUIRE_E2E=1 as in CI.
+EXT := vscode-extension
+$(EXT)/node_modules/.installed: $(EXT)/package-lock.json
+	cd $(EXT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+vscode:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(EXT)/node_modules/.installed \
+		&& cd $(EXT) && npm test && npm run --silent package; \
+	elif [ "$$CLLM_REQUIRE_E2E" = 1 ]; then echo "npm is required to build the VS Code extension" >&2; exit 1; \
+	else echo "npm not found: skipping the VS Code extension"; fi
 
 bench: setup
 	$(PY) benchmarks/train_throughput.py

@@ -1,0 +1,176 @@
+/**
+ * The CLLM extension: starts `cllm lsp` for C files and presents it. All model logic stays in Python.
+ *
+ * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.showStatus,
+ * cllm.openDashboard, cllm.restartServer): vscode-languageclient already registers the server's own
+ * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status), and registering an id twice fails.
+ */
+import * as vscode from "vscode";
+
+import { dashboardUrl, freeLoopbackPort, waitForToken } from "./dashboard";
+import { CllmServer } from "./server";
+import { Activity, isTraining, mergeActivity, parseStatus, stateFromStatus } from "./status";
+import { SHOW_STATUS, StatusUi } from "./ui";
+
+const SERVER_TRAIN = "cllm.trainWorkspace";
+const SERVER_CANCEL = "cllm.cancelTraining";
+const SERVER_STATUS = "cllm.status";
+const SERVER_DASHBOARD = "cllm.dashboard";
+
+let server: CllmServer | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const output = vscode.window.createOutputChannel("CLLM", { log: true });
+  const ui = new StatusUi(() => void stopTraining());
+  let wasTraining = false;
+
+  const cllm = new CllmServer(output, {
+    activity: (activity: Activity) => {
+      if (isTraining(activity.state)) {
+        wasTraining = true;
+        ui.set(mergeActivity(ui.view, activity));
+      } else {
+        void refreshStatus();
+      }
+    },
+    started: () => void refreshStatus(),
+    failed: (problem) => ui.set({ kind: "error", message: `${problem.problem} ${problem.fix}` }),
+  });
+  server = cllm;
+
+  /** Ask the server for its status and show it; a failed training run is reported once. */
+  async function refreshStatus(): Promise<void> {
+    if (!cllm.running) return;
+    try {
+      const status = parseStatus(await cllm.execute(SERVER_STATUS, folderArgs()));
+      if (!status) return;
+      ui.set(status.enabled === false ? { kind: "disabled" } : stateFromStatus(status), status);
+      if (wasTraining && !isTraining(status.training.state)) {
+        wasTraining = false;
+        if (status.training.state === "failed") {
+          void vscode.window.showWarningMessage(`CLLM: training failed: ${status.training.reason ?? "see Output \u203a CLLM"}`);
+        }
+      }
+      wasTraining = wasTraining || isTraining(status.training.state);
+    } catch (error) {
+      output.warn(`cllm.status failed: ${String(error)}`);
+    }
+  }
+
+  async function ensureServer(): Promise<boolean> {
+    return cllm.running || (await cllm.restart());
+  }
+
+  async function startTraining(): Promise<void> {
+    if (!(await ensureServer())) return;
+    const result = (await cllm.execute(SERVER_TRAIN, folderArgs())) as { started?: boolean } | undefined;
+    if (result?.started) {
+      wasTraining = true;
+      ui.set(mergeActivity(ui.view, { state: "training" }));
+    }
+  }
+
+  async function stopTraining(): Promise<void> {
+    if (!cllm.running) return;
+    const result = (await cllm.execute(SERVER_CANCEL, folderArgs())) as { cancelled?: boolean } | undefined;
+    if (!result?.cancelled) void vscode.window.showInformationMessage("CLLM: no training is running.");
+  }
+
+  async function showStatus(): Promise<void> {
+    await refreshStatus();
+    ui.showPanel();
+  }
+
+  async function openDashboard(): Promise<void> {
+    if (!(await ensureServer())) return;
+    if (cllm.offers(SERVER_DASHBOARD)) {
+      const answer = (await cllm.execute(SERVER_DASHBOARD, folderArgs())) as { url?: string; error?: string } | undefined;
+      if (answer?.url) {
+        await showDashboard(answer.url);
+      } else {
+        void vscode.window.showErrorMessage(`CLLM: the dashboard is not available: ${answer?.error ?? "no address"}`);
+      }
+      return;
+    }
+    await openDashboardByPort();
+  }
+
+  /** Without a server command for it: restart the server with an HTTP port and read the token it writes. */
+  async function openDashboardByPort(): Promise<void> {
+    let since = 0;
+    if (!cllm.httpPort) {
+      if (ui.view.kind === "training") {
+        const go = await vscode.window.showWarningMessage(
+          "CLLM: opening the dashboard restarts the language server, which cancels the training in progress.",
+          { modal: true },
+          "Restart and Open",
+        );
+        if (go !== "Restart and Open") return;
+      }
+      since = Date.now();
+      if (!(await cllm.restart(await freeLoopbackPort()))) return;
+    }
+    const status = parseStatus(await cllm.execute(SERVER_STATUS, folderArgs()));
+    const token = status?.modelDir ? await waitForToken(status.modelDir, since) : undefined;
+    if (!cllm.httpPort || !token) {
+      void vscode.window.showErrorMessage("CLLM: the language server did not start its dashboard; see Output \u203a CLLM.");
+      return;
+    }
+    await showDashboard(dashboardUrl(cllm.httpPort, token));
+  }
+
+  context.subscriptions.push(
+    output,
+    ui,
+    vscode.commands.registerCommand("cllm.startTraining", startTraining),
+    vscode.commands.registerCommand("cllm.stopTraining", stopTraining),
+    vscode.commands.registerCommand(SHOW_STATUS, showStatus),
+    vscode.commands.registerCommand("cllm.openDashboard", openDashboard),
+    vscode.commands.registerCommand("cllm.restartServer", async () => {
+      ui.set({ kind: "starting" });
+      await cllm.restart();
+    }),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (event.affectsConfiguration("cllm.server") || event.affectsConfiguration("cllm.python")) {
+        output.info("The server settings changed: restarting the language server.");
+        ui.set({ kind: "starting" });
+        await cllm.restart();
+      } else if (event.affectsConfiguration("cllm")) {
+        await cllm.sendSettings();
+        await refreshStatus();
+      }
+    }),
+  );
+  await cllm.start();
+}
+
+export async function deactivate(): Promise<void> {
+  await server?.stop();
+  server = undefined;
+}
+
+/**
+ * Open the dashboard link in the user's browser. The dashboard listens on the loopback address of the machine
+ * that runs the language server; in a browser-based or remote VS Code, `openExternal` would send a loopback
+ * link through the editor's port forwarding, which the dashboard refuses (its Host check), so the link is
+ * offered for copying instead.
+ */
+async function showDashboard(url: string): Promise<void> {
+  if (vscode.env.uiKind === vscode.UIKind.Desktop && !vscode.env.remoteName) {
+    await vscode.env.openExternal(vscode.Uri.parse(url, true));
+    return;
+  }
+  const where = new URL(url).host;
+  const choice = await vscode.window.showInformationMessage(
+    `CLLM: the dashboard listens on ${where} on the machine that runs the language server. Open its link in a browser there (or forward the port).`,
+    "Copy Link",
+  );
+  if (choice === "Copy Link") await vscode.env.clipboard.writeText(url);
+}
+
+/** The server command argument naming the workspace folder of the active editor (else the first folder). */
+function folderArgs(): unknown[] {
+  const active = vscode.window.activeTextEditor?.document.uri;
+  const folder = (active && vscode.workspace.getWorkspaceFolder(active)) ?? vscode.workspace.workspaceFolders?.[0];
+  return folder ? [folder.uri.toString()] : [];
+}

@@ -1,0 +1,100 @@
+/**
+ * The "CLLM: Show Status" view: the server's status object (and the live sphere activity while training)
+ * rendered as a small self-contained HTML page. No `vscode` import: unit-tested directly.
+ */
+import { fixed, formatAge, formatCount } from "./format";
+import { Activity, ServerStatus, isTraining, progressMessage, progressPercent } from "./status";
+
+/** One labelled fact. */
+export type Row = [label: string, value: string];
+
+/** The facts shown about the model, in order; missing ones are left out. */
+export function modelRows(status: ServerStatus, now: Date): Row[] {
+  const model = status.model;
+  if (!model.present) return [["Model", "none yet: run \u201cCLLM: Train on Workspace\u201d"]];
+  const rows: Row[] = [];
+  const age = formatAge(model.trainedAt, now);
+  if (model.trainedAt) rows.push(["Trained", age ? `${age} (${model.trainedAt})` : model.trainedAt]);
+  if (typeof model.files === "number") rows.push(["Files", String(model.files)]);
+  if (typeof model.tokens === "number") rows.push(["Tokens", formatCount(model.tokens)]);
+  if (typeof model.epochs === "number") rows.push(["Epochs", String(model.epochs)]);
+  if (typeof model.steps === "number") rows.push(["Steps", String(model.steps)]);
+  const loss = fixed(model.lastLoss, 3);
+  if (loss) rows.push(["Last training loss", loss]);
+  const bpb = fixed(model.valBitsPerByte, 3);
+  if (bpb) rows.push(["Held-out bits per byte", bpb]);
+  if (typeof model.spheres === "number") rows.push(["Spheres / threads", `${model.spheres} / ${model.threads ?? "?"}`]);
+  if (model.config) {
+    const c = model.config;
+    rows.push(["Shape", `${c.layers} layers \u00b7 d ${c.dModel} \u00b7 ${c.heads} heads \u00b7 ffn ${c.ffn} \u00b7 vocab ${c.vocabSize}`]);
+  }
+  if (model.path) rows.push(["File", model.path]);
+  return rows;
+}
+
+/** The facts shown about the current or last training run. */
+export function trainingRows(status: ServerStatus, activity: Activity | undefined): Row[] {
+  const training = status.training;
+  const live = activity && isTraining(activity.state) ? activity : training;
+  const rows: Row[] = [["State", live.state ?? training.state]];
+  if (isTraining(live.state)) {
+    rows.push(["Progress", progressMessage(live as Activity)]);
+    const percent = progressPercent(live as Activity);
+    if (percent !== undefined) rows.push(["Done", `${percent}%`]);
+  }
+  if (training.startedAt) rows.push(["Started", training.startedAt]);
+  if (training.finishedAt) rows.push(["Finished", training.finishedAt]);
+  if (training.reason) rows.push(["Reason", String(training.reason)]);
+  return rows;
+}
+
+/** The whole page. `cspSource` is the webview's resource origin (none is loaded; styles are inline). */
+export function renderStatusPage(status: ServerStatus | undefined, activity: Activity | undefined, now: Date, problem?: string): string {
+  const body: string[] = ["<h1>CLLM</h1>"];
+  if (problem) body.push(`<p class="problem">${escapeHtml(problem)}</p>`);
+  if (status) {
+    if (status.workspace) body.push(`<p class="muted">Workspace ${escapeHtml(status.workspace)}<br>Models in ${escapeHtml(status.modelDir ?? "?")}</p>`);
+    body.push("<h2>Model</h2>", table(modelRows(status, now)));
+    body.push("<h2>Training</h2>", table(trainingRows(status, activity)));
+    const spheres = (activity && isTraining(activity.state) ? activity.spheres : status.training.spheres) ?? [];
+    if (spheres.length) body.push("<h2>Spheres</h2>", sphereGrid(spheres));
+  }
+  return `<!DOCTYPE html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline';">
+<style>${STYLE}</style></head><body>${body.join("\n")}</body></html>`;
+}
+
+function table(rows: Row[]): string {
+  const lines = rows.map(([label, value]) => `<tr><th>${escapeHtml(label)}</th><td>${escapeHtml(value)}</td></tr>`);
+  return `<table>${lines.join("")}</table>`;
+}
+
+/** The spheres, each shaded by its busy time relative to the busiest one (balanced work = even shades). */
+function sphereGrid(spheres: NonNullable<Activity["spheres"]>): string {
+  const busiest = Math.max(0, ...spheres.map((sphere) => (typeof sphere.busy === "number" ? sphere.busy : 0)));
+  const cells = spheres.map((sphere) => {
+    const busy = typeof sphere.busy === "number" ? sphere.busy : 0;
+    const share = busiest > 0 ? busy / busiest : 0;
+    const tokens = typeof sphere.tokens === "number" ? `${formatCount(sphere.tokens)} tok` : "";
+    return `<div class="sphere" title="sphere ${sphere.id}"><div class="dot" style="opacity:${(0.25 + 0.75 * share).toFixed(2)}">` +
+      `${escapeHtml(String(sphere.id))}</div><div>${formatSeconds(busy)} busy</div><div class="muted">${tokens}</div></div>`;
+  });
+  return `<div class="spheres">${cells.join("")}</div>`;
+}
+
+/** Seconds as "850 ms" or "1.2 s". */
+export function formatSeconds(seconds: number): string {
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`;
+}
+
+/** Text made safe to place inside HTML. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string);
+}
+
+const STYLE = `body{font-family:var(--vscode-font-family);color:var(--vscode-foreground);padding:0 1em}
+th{text-align:left;font-weight:normal;color:var(--vscode-descriptionForeground);padding:2px 1.5em 2px 0}
+.muted{color:var(--vscode-descriptionForeground)}.problem{color:var(--vscode-errorForeground)}
+.spheres{display:grid;grid-template-columns:repeat(auto-fill,minmax(5.5em,1fr));gap:.6em;max-width:42em}.sphere{text-align:center;font-size:.85em}
+.dot{margin:0 auto .2em;width:2.4em;height:2.4em;line-height:2.4em;border-radius:50%;
+background:var(--vscode-progressBar-background);color:var(--vscode-editor-background);font-weight:bold}`;

@@ -1,0 +1,228 @@
+/**
+ * The language server's life: find `cllm lsp`, start it through vscode-languageclient (which also provides the
+ * inline completions), pass settings, relay `cllm/sphereActivity`, and stop cleanly. A server that cannot be
+ * found or keeps dying produces one clear notification with the fix, never a crash loop.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+} from "vscode-languageclient/node";
+
+import { RestartPolicy } from "./crashes";
+import { DiscoveryProblem, ServerCommand, discoverServer, serverArgs } from "./discovery";
+import { ServerSettings, serverSettings } from "./settings";
+import { Activity, parseActivity } from "./status";
+
+export const ACTIVITY_NOTIFICATION = "cllm/sphereActivity";
+
+/** What the rest of the extension hears from the server. */
+export interface ServerListener {
+  activity(activity: Activity): void;
+  started(): void;
+  failed(problem: DiscoveryProblem): void;
+}
+
+/** The `cllm` settings of the editor as the server expects them. */
+export function currentSettings(): ServerSettings {
+  const config = vscode.workspace.getConfiguration("cllm");
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  return serverSettings((key) => config.get(key), { home: os.homedir(), workspaceFolder: folder });
+}
+
+/** The language server process and its client. */
+export class CllmServer {
+  private client: LanguageClient | undefined;
+  private stopping = false;
+  private notified = false;
+  private readonly restarts = new RestartPolicy();
+  /** The dashboard's HTTP port the server was started with, if any. */
+  httpPort: number | undefined;
+  /** How the server command was found (for the log and the status view). */
+  command: ServerCommand | undefined;
+
+  constructor(
+    private readonly output: vscode.LogOutputChannel,
+    private readonly listener: ServerListener,
+  ) {}
+
+  get running(): boolean {
+    return this.client?.state === State.Running;
+  }
+
+  /** True when the running server lists `command` among its executeCommand commands. */
+  offers(command: string): boolean {
+    const commands = this.client?.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
+    return commands.includes(command);
+  }
+
+  /** Find and start the server; false (after notifying the user once) when that fails. */
+  async start(httpPort?: number): Promise<boolean> {
+    this.httpPort = httpPort;
+    const found = discoverServer({
+      serverPath: vscode.workspace.getConfiguration("cllm").get<string>("server.path"),
+      python: vscode.workspace.getConfiguration("cllm").get<string>("python"),
+      pythonExtensionInterpreter: await pythonExtensionInterpreter(),
+      pathEnv: process.env.PATH,
+      platform: process.platform,
+      home: os.homedir(),
+      workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+      isExecutable,
+    });
+    if (!found.ok) {
+      this.fail(found);
+      return false;
+    }
+    this.command = found.server;
+    const args = serverArgs(found.server, httpPort);
+    this.output.info(`Starting ${found.server.command} ${args.join(" ")} (found by ${found.server.source})`);
+    const serverOptions: ServerOptions = { command: found.server.command, args, options: { env: process.env } };
+    const client = new LanguageClient("cllm", "CLLM", serverOptions, this.clientOptions());
+    client.onNotification(ACTIVITY_NOTIFICATION, (params: unknown) => {
+      const activity = parseActivity(params);
+      if (activity) this.listener.activity(activity);
+    });
+    this.client = client;
+    this.stopping = false;
+    try {
+      await client.start();
+    } catch (error) {
+      this.client = undefined;
+      await client.dispose().catch(() => undefined);
+      this.fail({
+        problem: `The CLLM language server (${found.server.command}) did not start: ${describe(error)}.`,
+        fix: "See Output \u203a CLLM for its messages; check cllm.server.path / cllm.python.",
+      });
+      return false;
+    }
+    this.notified = false;
+    this.listener.started();
+    return true;
+  }
+
+  /** Stop the server (it cancels its training). */
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (!client) return;
+    this.stopping = true;
+    try {
+      if (client.state === State.Running) await client.stop(5000);
+    } catch (error) {
+      this.output.warn(`Stopping the server: ${describe(error)}`);
+    } finally {
+      await client.dispose().catch(() => undefined);
+    }
+  }
+
+  /** Stop and start again (after a settings change, or to serve the dashboard on `httpPort`). */
+  async restart(httpPort = this.httpPort): Promise<boolean> {
+    await this.stop();
+    this.restarts.reset();
+    this.notified = false;
+    return this.start(httpPort);
+  }
+
+  /** Run one of the server's workspace/executeCommand commands. */
+  async execute(command: string, args: unknown[] = []): Promise<unknown> {
+    if (!this.client || !this.running) throw new Error("the CLLM language server is not running");
+    return this.client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
+  }
+
+  /** Push the current settings (workspace/didChangeConfiguration, section `cllm`). */
+  async sendSettings(): Promise<void> {
+    if (!this.client || !this.running) return;
+    await this.client.sendNotification("workspace/didChangeConfiguration", { settings: { cllm: currentSettings() } });
+  }
+
+  private clientOptions(): LanguageClientOptions {
+    return {
+      documentSelector: [
+        { scheme: "file", language: "c" },
+        { scheme: "untitled", language: "c" },
+        { scheme: "file", pattern: "**/*.h" },
+      ],
+      initializationOptions: { cllm: currentSettings() },
+      outputChannel: this.output,
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue, handled: true }),
+        closed: () => this.closed(),
+      },
+      initializationFailedHandler: () => false,
+      middleware: {
+        // VS Code shows the suggestion as ghost text; the same text as a list item would only duplicate it.
+        provideCompletionItem: () => undefined,
+        workspace: {
+          configuration: (params, token, next) =>
+            params.items.every((item) => item.section === "cllm")
+              ? params.items.map(() => currentSettings())
+              : next(params, token),
+        },
+      },
+    };
+  }
+
+  private closed(): { action: CloseAction; handled: boolean } {
+    if (this.stopping) return { action: CloseAction.DoNotRestart, handled: true };
+    if (this.restarts.shouldRestart(Date.now())) {
+      this.output.warn("The CLLM language server stopped; restarting it.");
+      return { action: CloseAction.Restart, handled: true };
+    }
+    this.fail({
+      problem: "The CLLM language server keeps stopping, so it is not restarted again.",
+      fix: "See Output \u203a CLLM for the reason, then run \u201cCLLM: Restart Language Server\u201d.",
+    });
+    return { action: CloseAction.DoNotRestart, handled: true };
+  }
+
+  private fail(problem: DiscoveryProblem): void {
+    this.output.error(`${problem.problem} ${problem.fix}`);
+    this.listener.failed(problem);
+    if (this.notified) return;
+    this.notified = true;
+    void vscode.window
+      .showErrorMessage(`CLLM: ${problem.problem} ${problem.fix}`, "Open Settings", "Show Log", "Retry")
+      .then((choice) => {
+        if (choice === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", "cllm.");
+        else if (choice === "Show Log") this.output.show();
+        else if (choice === "Retry") void this.restart();
+      });
+  }
+}
+
+/** The interpreter chosen in the Python extension (ms-python.python), if it is installed. */
+async function pythonExtensionInterpreter(): Promise<string | undefined> {
+  const extension = vscode.extensions.getExtension("ms-python.python");
+  if (!extension) return undefined;
+  try {
+    const api = extension.isActive ? extension.exports : await extension.activate();
+    const resource = vscode.workspace.workspaceFolders?.[0]?.uri;
+    const active = api?.environments?.getActiveEnvironmentPath?.(resource);
+    if (typeof active?.path === "string") return active.path;
+    const details = api?.settings?.getExecutionDetails?.(resource);
+    return Array.isArray(details?.execCommand) ? details.execCommand[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,205 @@
+/**
+ * What the extension knows about the server's model and training, and how the status bar and the progress
+ * notification put it into words. Plain TypeScript (no `vscode` import) so that it is unit-tested directly.
+ *
+ * Sources: the `cllm.status` command's object (server/workspace.py `Workspace.status()`) and the
+ * `cllm/sphereActivity` notifications sent while training and once when it ends.
+ */
+import { fixed, formatAge, formatCount } from "./format";
+
+/** One worker sphere in a `cllm/sphereActivity` notification. */
+export interface SphereActivity {
+  id: number;
+  busy?: number;
+  tokens?: number;
+}
+
+/** The `cllm/sphereActivity` notification (also built from a status object while training). */
+export interface Activity {
+  state: string;
+  epoch?: number;
+  epochs?: number;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+  tokensPerSecond?: number;
+  spheres?: SphereActivity[];
+  reason?: string | null;
+}
+
+/** `status().model`: the workspace's last good model. */
+export interface ModelInfo {
+  present: boolean;
+  path?: string;
+  trainedAt?: string | null;
+  files?: number | null;
+  tokens?: number | null;
+  epochs?: number | null;
+  steps?: number | null;
+  lastLoss?: number | null;
+  valBitsPerByte?: number | null;
+  spheres?: number | null;
+  threads?: number | null;
+  config?: Record<string, number>;
+}
+
+/** `status().training`: the current or last training run. */
+export interface TrainingInfo extends Partial<Activity> {
+  state: string;
+  startedAt?: string;
+  finishedAt?: string;
+  percent?: number;
+  valBitsPerByte?: number;
+  options?: Record<string, number>;
+}
+
+/** The object returned by the server's `cllm.status` command. */
+export interface ServerStatus {
+  workspace?: string;
+  modelDir?: string;
+  /** False when the `enable` setting switched completions off. */
+  enabled?: boolean;
+  model: ModelInfo;
+  training: TrainingInfo;
+}
+
+/** What the status bar shows. */
+export type ViewState =
+  | { kind: "starting" }
+  | { kind: "disabled" }
+  | { kind: "untrained" }
+  | { kind: "training"; activity: Activity }
+  | { kind: "ready"; model: ModelInfo }
+  | { kind: "error"; message: string };
+
+/** The status-bar item's words. */
+export interface StatusText {
+  text: string;
+  tooltip: string;
+  error: boolean;
+}
+
+const FULL = "\u2b22"; // ⬢
+const EMPTY = "\u2b21"; // ⬡
+
+/** True while a training run is going on, by the server's state word. */
+export function isTraining(state: string | undefined): boolean {
+  return state === "training" || state === "starting";
+}
+
+/** Read an untrusted status answer; undefined when it is not the expected object. */
+export function parseStatus(value: unknown): ServerStatus | undefined {
+  if (!isObject(value)) return undefined;
+  const item = Array.isArray(value.workspaces) && isObject(value.workspaces[0]) ? value.workspaces[0] : value;
+  if (!isObject(item.model) || !isObject(item.training) || typeof item.training.state !== "string") return undefined;
+  return item as unknown as ServerStatus;
+}
+
+/** Read an untrusted `cllm/sphereActivity` notification; undefined when it has no state. */
+export function parseActivity(value: unknown): Activity | undefined {
+  if (!isObject(value) || typeof value.state !== "string") return undefined;
+  return value as unknown as Activity;
+}
+
+/** The view for a `cllm.status` answer. */
+export function stateFromStatus(status: ServerStatus): ViewState {
+  if (isTraining(status.training.state)) {
+    return { kind: "training", activity: { ...status.training, state: status.training.state } };
+  }
+  return status.model.present ? { kind: "ready", model: status.model } : { kind: "untrained" };
+}
+
+/** The view after one activity notification while training (earlier numbers are kept when one is missing). */
+export function mergeActivity(previous: ViewState, activity: Activity): ViewState {
+  const before = previous.kind === "training" ? previous.activity : undefined;
+  const merged: Activity = { ...before, state: activity.state };
+  for (const [key, value] of Object.entries(activity)) {
+    if (value !== undefined && value !== null) (merged as unknown as Record<string, unknown>)[key] = value;
+  }
+  return { kind: "training", activity: merged };
+}
+
+/** The status-bar text and tooltip of a view; `now` dates the model's age. */
+export function statusText(state: ViewState, now: Date): StatusText {
+  switch (state.kind) {
+    case "starting":
+      return { text: "$(sync~spin) CLLM", tooltip: "CLLM: starting the language server", error: false };
+    case "disabled":
+      return { text: `${EMPTY} CLLM off`, tooltip: "CLLM completions are disabled (setting cllm.enable)", error: false };
+    case "untrained":
+      return {
+        text: `${EMPTY} CLLM: untrained`,
+        tooltip: "No model for this workspace yet: run \"CLLM: Train on Workspace\". Click for status.",
+        error: false,
+      };
+    case "training":
+      return trainingText(state.activity);
+    case "ready":
+      return readyText(state.model, now);
+    case "error":
+      return { text: "$(error) CLLM", tooltip: `CLLM: ${state.message}`, error: true };
+  }
+}
+
+function trainingText(activity: Activity): StatusText {
+  const parts = [`${FULL} ${activity.spheres?.length ?? "?"} spheres`];
+  if (typeof activity.tokensPerSecond === "number") parts.push(`${formatCount(activity.tokensPerSecond)} tok/s`);
+  const loss = fixed(activity.loss, 2);
+  if (loss) parts.push(`loss ${loss}`);
+  const epoch = epochText(activity);
+  if (epoch) parts.push(epoch);
+  if (parts.length === 1) parts.push("starting");
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}. Click for status.`, error: false };
+}
+
+function epochText(activity: Activity): string | undefined {
+  if (typeof activity.epoch !== "number") return undefined;
+  return typeof activity.epochs === "number" ? `${activity.epoch}/${activity.epochs}` : `epoch ${activity.epoch}`;
+}
+
+function readyText(model: ModelInfo, now: Date): StatusText {
+  const age = formatAge(model.trainedAt, now);
+  const bpb = fixed(model.valBitsPerByte, 2);
+  const parts = [`${FULL} CLLM`];
+  if (age) parts.push(age);
+  if (bpb) parts.push(`${bpb} bpb`);
+  const facts = [
+    age ? `trained ${age}` : "trained",
+    typeof model.files === "number" ? `on ${model.files} files` : undefined,
+    typeof model.tokens === "number" ? `(${formatCount(model.tokens)} tokens)` : undefined,
+    typeof model.epochs === "number" ? `${model.epochs} epochs` : undefined,
+  ].filter(Boolean);
+  const score = bpb ? `; held-out ${bpb} bits per byte (lower is better)` : "";
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}. Click for status.`, error: false };
+}
+
+/** The progress notification's line, e.g. "epoch 3/10 · loss 2.41 · 3.1k tok/s". */
+export function progressMessage(activity: Activity): string {
+  const parts: string[] = [];
+  const epoch = epochText(activity);
+  if (epoch) parts.push(epoch.startsWith("epoch") ? epoch : `epoch ${epoch}`);
+  const loss = fixed(activity.loss, 2);
+  if (loss) parts.push(`loss ${loss}`);
+  if (typeof activity.tokensPerSecond === "number") parts.push(`${formatCount(activity.tokensPerSecond)} tok/s`);
+  return parts.length ? parts.join(" \u00b7 ") : "preparing the corpus and the model";
+}
+
+/** Fraction of the run done in percent (by steps, else by epochs), or undefined when unknown. */
+export function progressPercent(activity: Activity): number | undefined {
+  const { step, totalSteps, epoch, epochs } = activity;
+  if (typeof step === "number" && typeof totalSteps === "number" && totalSteps > 0) {
+    return clampPercent((100 * step) / totalSteps);
+  }
+  if (typeof epoch === "number" && typeof epochs === "number" && epochs > 0) {
+    return clampPercent((100 * Math.max(0, epoch - 1)) / epochs);
+  }
+  return undefined;
+}
+
+function clampPercent(value: number): number {
+  return Math.max(0, Math.min(100, Math.round(value)));
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { RestartPolicy } from "../src/crashes";
+import { dashboardUrl } from "../src/dashboard";
+import { formatAge, formatCount } from "../src/format";
+import { escapeHtml, formatSeconds, modelRows, renderStatusPage, trainingRows } from "../src/report";
+import { ServerStatus } from "../src/status";
+
+const NOW = new Date("2026-11-26T12:00:00Z");
+const STATUS: ServerStatus = {
+  workspace: "/src/<proj>",
+  modelDir: "/cache/m",
+  model: { present: true, trainedAt: "2026-11-26T09:00:00Z", files: 7, tokens: 41000, epochs: 10, valBitsPerByte: 1.9234, spheres: 12, threads: 2 },
+  training: { state: "failed", reason: "out of memory", finishedAt: "2026-11-26T11:00:00Z" },
+};
+
+test("model rows name the facts of the model", () => {
+  const rows = Object.fromEntries(modelRows(STATUS, NOW));
+  assert.equal(rows["Trained"], "3 h ago (2026-11-26T09:00:00Z)");
+  assert.equal(rows["Held-out bits per byte"], "1.923");
+  assert.equal(rows["Spheres / threads"], "12 / 2");
+  assert.deepEqual(modelRows({ ...STATUS, model: { present: false } }, NOW)[0][0], "Model");
+});
+
+test("training rows prefer the live activity while training", () => {
+  const rows = Object.fromEntries(trainingRows(STATUS, { state: "training", epoch: 2, epochs: 4, loss: 3.2 }));
+  assert.equal(rows["State"], "training");
+  assert.equal(rows["Progress"], "epoch 2/4 \u00b7 loss 3.20");
+  assert.equal(Object.fromEntries(trainingRows(STATUS, undefined))["Reason"], "out of memory");
+});
+
+test("the page escapes what it shows and draws every sphere", () => {
+  const spheres = Array.from({ length: 12 }, (_, id) => ({ id, busy: id === 0 ? 0.025 : 0.05, tokens: 2048 }));
+  const page = renderStatusPage(STATUS, { state: "training", spheres }, NOW);
+  assert.ok(page.includes("/src/&lt;proj&gt;"));
+  assert.equal(page.match(/class="sphere"/g)?.length, 12);
+  assert.equal(page.match(/opacity:1.00/g)?.length, 11, "the busiest spheres are drawn fully");
+  assert.ok(page.includes("opacity:0.63") && page.includes("25 ms busy"));
+  assert.equal(escapeHtml(`<a href="x">&'`), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+});
+
+test("numbers and ages are short", () => {
+  assert.equal(formatSeconds(0.0254), "25 ms");
+  assert.equal(formatSeconds(1.25), "1.3 s");
+  assert.equal(formatCount(950), "950");
+  assert.equal(formatCount(3140), "3.1k");
+  assert.equal(formatCount(250_000), "250k");
+  assert.equal(formatCount(2_500_000), "2.5M");
+  assert.equal(formatAge("2026-11-26T11:59:30Z", NOW), "just now");
+  assert.equal(formatAge("2026-11-23T12:00:00Z", NOW), "3 days ago");
+  assert.equal(formatAge("not a date", NOW), undefined);
+});
+
+test("restarts stop after two crashes in the window", () => {
+  const policy = new RestartPolicy(2, 1000);
+  assert.equal(policy.shouldRestart(0), true);
+  assert.equal(policy.shouldRestart(100), true);
+  assert.equal(policy.shouldRestart(200), false);
+  assert.equal(policy.shouldRestart(5000), true);
+});
+
+test("the dashboard link carries the token to loopback only", () => {
+  assert.equal(dashboardUrl(8123, "a+b/c"), "http://127.0.0.1:8123/?token=a%2Bb%2Fc");
+});

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { ServerStatus, mergeActivity, parseActivity, parseStatus, progressMessage, progressPercent, stateFromStatus, statusText } from "../src/status";
+
+const NOW = new Date("2026-11-26T12:00:00Z");
+const twelve = Array.from({ length: 12 }, (_, id) => ({ id, busy: 0.8, tokens: 1000 }));
+
+function status(model: Partial<ServerStatus["model"]>, training: Partial<ServerStatus["training"]> = {}): ServerStatus {
+  return { workspace: "/w", modelDir: "/m", model: { present: false, ...model }, training: { state: "idle", ...training } };
+}
+
+test("training text shows spheres, throughput, loss and epoch", () => {
+  const state = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 3, epochs: 10, loss: 2.4113, tokensPerSecond: 3140, spheres: twelve });
+  assert.equal(statusText(state, NOW).text, "\u2b22 12 spheres \u00b7 3.1k tok/s \u00b7 loss 2.41 \u00b7 3/10");
+});
+
+test("training text before the first step says it is starting", () => {
+  const text = statusText({ kind: "training", activity: { state: "training" } }, NOW).text;
+  assert.equal(text, "\u2b22 ? spheres \u00b7 starting");
+});
+
+test("activity keeps earlier numbers that a later notification leaves out", () => {
+  const first = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, spheres: twelve });
+  const second = mergeActivity(first, { state: "training", epoch: 2, loss: 3.5 });
+  assert.equal(second.kind, "training");
+  assert.equal(statusText(second, NOW).text, "\u2b22 12 spheres \u00b7 loss 3.50 \u00b7 2/4");
+});
+
+test("ready text shows the model's age and validation score", () => {
+  const state = stateFromStatus(status({ present: true, trainedAt: "2026-11-26T11:55:00Z", valBitsPerByte: 1.923, files: 7, tokens: 41000, epochs: 10 }));
+  const words = statusText(state, NOW);
+  assert.equal(words.text, "\u2b22 CLLM \u00b7 5 min ago \u00b7 1.92 bpb");
+  assert.match(words.tooltip, /on 7 files \(41k tokens\) 10 epochs; held-out 1.92 bits per byte/);
+  assert.equal(words.error, false);
+});
+
+test("untrained, error and disabled states", () => {
+  assert.equal(stateFromStatus(status({ present: false })).kind, "untrained");
+  assert.equal(statusText({ kind: "untrained" }, NOW).text, "\u2b21 CLLM: untrained");
+  const error = statusText({ kind: "error", message: "Cannot find the cllm language server." }, NOW);
+  assert.equal(error.error, true);
+  assert.match(error.tooltip, /Cannot find/);
+  assert.equal(statusText({ kind: "disabled" }, NOW).text, "\u2b21 CLLM off");
+});
+
+test("a status object of a running training maps to the training state", () => {
+  const state = stateFromStatus(status({ present: true }, { state: "training", epoch: 2, epochs: 3, spheres: twelve }));
+  assert.equal(state.kind, "training");
+  assert.equal(statusText(state, NOW).text, "\u2b22 12 spheres \u00b7 2/3");
+});
+
+test("progress message and percent", () => {
+  assert.equal(progressMessage({ state: "training", epoch: 3, epochs: 10, loss: 2.41, tokensPerSecond: 3100 }), "epoch 3/10 \u00b7 loss 2.41 \u00b7 3.1k tok/s");
+  assert.equal(progressMessage({ state: "training" }), "preparing the corpus and the model");
+  assert.equal(progressPercent({ state: "training", step: 25, totalSteps: 100 }), 25);
+  assert.equal(progressPercent({ state: "training", epoch: 2, epochs: 4 }), 25);
+  assert.equal(progressPercent({ state: "training" }), undefined);
+});
+
+test("untrusted answers are checked before use", () => {
+  assert.equal(parseStatus({ error: "no workspace folder is open", workspaces: [] }), undefined);
+  assert.equal(parseStatus("nonsense"), undefined);
+  assert.ok(parseStatus({ model: { present: false }, training: { state: "idle" }, workspaces: ["/w"] }));
+  assert.equal(parseActivity({ epoch: 1 }), undefined);
+  assert.equal(parseActivity({ state: "done" })?.state, "done");
+});
