@@ -5,7 +5,8 @@
 The model is the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, 512 positions) with random
 weights (latency does not depend on training); the tokenizer is trained on synthetic C. Scenarios:
 
-- decode: one token through the KV cache with 256+ positions cached (ms per token);
+- decode: one token through the KV cache with 256+ positions cached (ms per token), with the fp32 output head
+  (sampling, healing-restricted picks) and with the int8 greedy head (greedy picks; the same tokens);
 - cold: a fresh document, a prompt filling the context minus 24 tokens (488 with 512 positions: positions are
   learned, so prompt + completion cannot exceed 512), then 24 new tokens, through `Completer.complete`;
 - keystroke: the user types on (1-3 characters per request) in a ~400-token document, single-line completion of
@@ -74,8 +75,10 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
     return float(p[0]), float(p[1]), float(p[2])
 
 
-def bench_decode(model: Model, steps: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU ms per decode step (one token through infer) with 256 to 256 + steps positions cached."""
+def bench_decode(model: Model, steps: int, greedy: bool) -> tuple[list[float], list[float]]:
+    """Wall and CPU ms per decode step (one token through infer) with 256 to 256 + steps positions cached,
+    through the fp32 head or (greedy) the model's int8 greedy head."""
+    head = model.greedy_head if greedy else None
     cfg = model.config
     rng = np.random.default_rng(0)
     cache = new_cache(cfg)
@@ -85,7 +88,7 @@ def bench_decode(model: Model, steps: int) -> tuple[list[float], list[float]]:
     for _ in range(steps):
         token[0] = rng.integers(5, cfg.vocab_size)
         t, c = time.perf_counter(), time.thread_time()
-        infer(model.params, cfg, token, cache)
+        infer(model.params, cfg, token, cache, greedy=head)
         wall.append((time.perf_counter() - t) * 1000.0)
         cpu.append((time.thread_time() - c) * 1000.0)
     return wall, cpu
@@ -194,8 +197,10 @@ def main() -> None:
     Completer(model).complete("int x", "")  # compile / load the kernels
     rows = []
     with ThreadpoolController().limit(limits=1, user_api="blas"):  # as Completer.complete runs it
-        decode, decode_cpu = bench_decode(model, args.decode_steps)
-    rows.append(("decode (ms/token, 256+ cached)", decode, decode_cpu, f"target p50 <= {TARGETS['decode']}"))
+        for greedy, name in ((False, "fp32 head"), (True, "int8 greedy head")):
+            decode, decode_cpu = bench_decode(model, args.decode_steps, greedy)
+            rows.append((f"decode, {name} (ms/token, 256+ cached)", decode, decode_cpu,
+                         f"target p50 <= {TARGETS['decode']}"))
     cold, cold_cpu, cold_tokens, prompt_tokens = bench_cold(model, args.repeats)
     rows.append((f"cold: {prompt_tokens}-token prompt + {np.mean(cold_tokens):.0f} tokens", cold, cold_cpu,
                  f"target p50 <= {TARGETS['cold']:.0f}"))

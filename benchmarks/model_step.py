@@ -15,7 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cllm.engine.config import ModelConfig
-from cllm.engine.model import forward_backward, infer, make_scratch, new_cache
+from cllm.engine.model import forward_backward, greedy_head, infer, make_scratch, new_cache
 from cllm.engine.params import init_params
 
 FLOP_PER_TOKEN = 35.8e6
@@ -86,9 +86,11 @@ def main() -> None:
 
     decode_at = min(args.context, cfg.max_seq_len - 1)
 
-    def decode():
+    head = greedy_head(params, cfg)
+
+    def decode(greedy=None):
         cache.length = decode_at
-        infer(params, cfg, prompt[:1], cache)
+        infer(params, cfg, prompt[:1], cache, greedy=greedy)
 
     def prefill():
         cache.length = 0
@@ -105,6 +107,8 @@ def main() -> None:
         rows.append((f"prefill {args.context} tokens, 1 thread", t, cpu, f"{args.context / t:,.0f} tok/s wall"))
         t, cpu = _median_seconds(decode, args.repeats * 20)
         rows.append((f"decode at {decode_at} cached, 1 thread", t, cpu, f"{1 / t:,.0f} tok/s wall"))
+        t, cpu = _median_seconds(lambda: decode(head), args.repeats * 20)
+        rows.append((f"decode at {decode_at} cached, int8 greedy head", t, cpu, f"{1 / t:,.0f} tok/s wall"))
         wall_rate, cpu_rate = _threads_rate(cfg, params, inputs, 2, args.repeats)
         rows.append((f"forward_backward {args.batch}x{args.seq_len}, 2 threads at once", None, None,
                      f"{wall_rate:,.0f} tok/s wall, {cpu_rate:,.0f} tok/s cpu"))

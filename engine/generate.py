@@ -29,14 +29,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ModelConfig
-from .model import KVCache, infer, new_cache
+from .model import GreedyHead, KVCache, greedy_head, infer, new_cache
 from .params import num_params
 from .stops import StopRules
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -89,7 +89,10 @@ class Completion:
 @dataclass(eq=False)
 class Model:
     """A loaded model: weights, tokenizer and training record. `context` is the longest prompt + completion.
-    Models compare by identity (their weights are arrays)."""
+    Models compare by identity (their weights are arrays).
+
+    The weights are immutable once the Model exists: derived copies (the int8 `greedy_head`) are built once
+    and never rebuilt, so code that changes weights (training) must build a new Model from them."""
 
     config: ModelConfig
     params: np.ndarray
@@ -98,6 +101,8 @@ class Model:
     path: Path | None = None
     _completer: "Completer | None" = field(default=None, init=False, repr=False, compare=False)
     _completer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _greedy: tuple[GreedyHead | None] | None = field(default=None, init=False, repr=False, compare=False)
+    _greedy_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def context(self) -> int:
@@ -107,6 +112,19 @@ class Model:
         if isinstance(seq_len, int) and seq_len > 0:
             return min(seq_len, self.config.max_seq_len)
         return self.config.max_seq_len
+
+    @property
+    def greedy_head(self) -> GreedyHead | None:
+        """The int8 output head over the tokenizer's tokens for exact greedy decoding (model.greedy_head),
+        built on first use (load_model builds it); None when the weights are not finite."""
+        with self._greedy_lock:
+            if self._greedy is None:
+                rows = min(self.tokenizer.vocab_size, self.config.vocab_size)
+                try:
+                    self._greedy = (greedy_head(self.params, self.config, rows),)
+                except ValueError:
+                    self._greedy = (None,)
+            return self._greedy[0]
 
     @property
     def completer(self) -> "Completer":
@@ -137,12 +155,15 @@ def load_model(path: str | Path) -> Model:
 
 
 def warm_up(model: Model) -> None:
-    """Run a 2-token prompt and a decode step so that the compiled kernels of both paths are loaded (or
-    compiled, after an upgrade) before the first request, which has a deadline."""
-    cache = new_cache(model.config, 3)
+    """Build the greedy head and run a 2-token prompt and decode steps (plain and greedy) so that the compiled
+    kernels of every path are loaded (or compiled, after an upgrade) before the first request, which has a
+    deadline."""
+    cache = new_cache(model.config, 4)
     tokens = np.full(2, model.tokenizer.file_id, np.int32)
     infer(model.params, model.config, tokens, cache)
     infer(model.params, model.config, tokens[:1], cache)
+    if model.greedy_head is not None:
+        infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
 
 
 def complete(model: Model, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
@@ -298,7 +319,14 @@ class Completer:
     """Completes code for many documents, keeping each one's last KV cache (LRU, `cache_slots` of them).
 
     Thread-safe: requests run one at a time. `tokens_run` counts every token pushed through the model and
-    `tokens_reused` the prompt tokens taken from a cache instead, so callers and tests can see reuse work."""
+    `tokens_reused` the prompt tokens taken from a cache instead, so callers and tests can see reuse work.
+
+    Greedy picks over the whole vocabulary (temperature 0, no token-healing restriction) score the output head
+    through the model's int8 `greedy_head`: `_prefill`/`_step` then return logits that are exact for every
+    token that could win the argmax and -inf for the rest, so the pick equals the fp32 one. Subclasses that
+    need every logit exact (to transform them) set `fast_greedy = False`."""
+
+    fast_greedy: ClassVar[bool] = True
 
     def __init__(self, model: Model, cache_slots: int = 8) -> None:
         if cache_slots < 1:
@@ -312,6 +340,7 @@ class Completer:
         self._vocab: Vocabulary | None = None
         self._one = np.zeros(1, np.int32)
         self._specials = len(SPECIAL_TOKENS)
+        self._head: GreedyHead | None = None  # the head the next _prefill/_step scores with (None: fp32)
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
                  path: str | None = None, doc_key: Any = None,
@@ -337,6 +366,7 @@ class Completer:
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)
             with _blas_controller().limit(limits=1, user_api="blas"):
+                self._head = self._head_for(options, healed)
                 logits = self._prefill(slot, ids)
                 return self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
 
@@ -372,8 +402,15 @@ class Completer:
                 break
             if generated >= max_new:
                 break
+            self._head = self._head_for(options, pending)
             logits = self._step(slot, token)
         return Completion(rules.finish(text), generated, reason, _ms(start))
+
+    def _head_for(self, options: CompletionOptions, pending: bytes) -> GreedyHead | None:
+        """The int8 head when the next pick is greedy over every token (no healing bytes pending), else None."""
+        if self.fast_greedy and options.temperature <= 0 and not pending:
+            return self.model.greedy_head
+        return None
 
     def _slot(self, doc_key: Any) -> _Slot:
         """The cache of `doc_key`, created or recycled from the least recently used document."""
@@ -408,7 +445,7 @@ class Completer:
         """infer() that records the tokens; on any error the slot is emptied so it never holds a partial state."""
         pos = slot.cache.length
         try:
-            logits = infer(self.model.params, self.model.config, tokens, slot.cache)
+            logits = infer(self.model.params, self.model.config, tokens, slot.cache, greedy=self._head)
         except BaseException:
             slot.cache.length = 0
             raise

@@ -513,14 +513,21 @@ def gemv(y, x, w):
             y[j] += xi * w[i, j]
 
 
+@njit(**_JIT, inline="always")
+def _row_dot(w, r, x):
+    """w[r] . x: the one dot product of the output head, shared by gemv_rows and head_greedy so that
+    both compute bit-identical logits."""
+    acc = x.dtype.type(0)
+    for c in range(w.shape[1]):
+        acc += w[r, c] * x[c]
+    return acc
+
+
 @njit(**_JIT)
 def gemv_rows(y, w, x):
     """y = w @ x: one dot product per row of w (the tied output head: logits = wte @ h)."""
     for r in range(w.shape[0]):
-        acc = y.dtype.type(0)
-        for c in range(w.shape[1]):
-            acc += w[r, c] * x[c]
-        y[r] = acc
+        y[r] = _row_dot(w, r, x)
 
 
 @njit(**_JIT)
@@ -548,19 +555,18 @@ def decode_block(x, h, qkv, att, ff, ffg, ffd, scores, mean, rstd, k_cache, v_ca
 
 
 @njit(**_JIT)
-def decode_token(logits, x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
+def decode_token(x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
                  params, block_offsets, wte_off, wpe_off, lnf_off, token, pos, n_heads, eps):
-    """The whole network for one token at position pos: logits (V,) out, k/v appended to the caches.
+    """The whole network but the output head for one token at position pos: the final layer-normed
+    hidden state in h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy).
 
     Weights are read straight from the flat params buffer at the given offsets (block_offsets is
     (n_layers, 12) in model._BLOCK order), so the call unboxes a handful of arrays, not dozens.
-    x, h, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers.
+    x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers.
     """
-    d, dff, vocab = x.shape[0], ff.shape[0], logits.shape[0]
-    wte = params[wte_off:wte_off + vocab * d].reshape(vocab, d)
-    wpe_row = params[wpe_off + pos * d:wpe_off + (pos + 1) * d]
+    d, dff = x.shape[0], ff.shape[0]
     for j in range(d):
-        x[j] = wte[token, j] + wpe_row[j]
+        x[j] = params[wte_off + token * d + j] + params[wpe_off + pos * d + j]
     for layer in range(block_offsets.shape[0]):
         o = block_offsets[layer]
         decode_block(x, h, qkv, att, ff, ffg, ffd, scores, stats[0:1], stats[1:2],
@@ -574,7 +580,6 @@ def decode_token(logits, x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v
                      n_heads, eps)
     layernorm_forward(h.reshape(1, d), stats[0:1], stats[1:2], x.reshape(1, d),
                       params[lnf_off:lnf_off + d], params[lnf_off + d:lnf_off + 2 * d], eps)
-    gemv_rows(logits, wte, h)
 
 
 # ---------------------------------------------------------------- softmax + cross-entropy
@@ -636,3 +641,48 @@ def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_de
         v[i] = vi
         p = params[i] * (1.0 - lr * weight_decay * decay_mask[i])
         params[i] = p - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+# ---------------------------------------------------------------- greedy decode: int8 output head
+# Forward-only inference kernels. The tied output head (vocab x d) is most of the weights a decode step
+# reads; greedy decoding needs only its argmax. head_greedy scores every row with an int8 copy of the
+# head (a quarter of the bytes), keeps the rows whose score could still be the maximum under a rigorous
+# per-row error bound, and rescores just those with the fp32 weights. See model.GreedyHead for the bound.
+
+@njit(**_JIT)
+def head_greedy(logits, bounds, wte, q, scale, err, h):
+    """Logits that are exact (bit-identical to gemv_rows) for every row < bounds.shape[0] that could be the
+    argmax of wte[:rows] @ h, and -inf for every other row; returns how many rows were rescored.
+
+    q (rows, d) int8 and scale (rows,) are the quantised head (wte[r] ~ scale[r] * q[r]) and err[r] bounds
+    its error per unit of sum |h| (model.GreedyHead): with A = sum |h|, the int8 logit
+    a_r = scale[r] (q[r] . h) is within e_r = err[r] A of the fp32 logit. The best lower bound
+    lo = max_r (a_r - e_r) is <= the largest fp32 logit, so every row with a_r + e_r < lo loses for sure.
+    bounds (rows,) float32 is a work buffer (it ends up holding the upper bounds a_r + e_r).
+    h stays float32 (int8 weights widened to float32 in the loop): quantising h to int8 as well measured no
+    faster (int8 x int8 products vectorise only through an LLVM intrinsic, as vpmaddwd, and the loop is
+    bound by reading q anyway) and would loosen the bound.
+    """
+    rows, d = bounds.shape[0], h.shape[0]
+    total = np.float32(0)
+    for c in range(d):
+        total += abs(h[c])
+    lo = np.float32(-np.inf)
+    for r in range(rows):
+        acc = np.float32(0)
+        for c in range(d):
+            acc += np.float32(q[r, c]) * h[c]
+        a = acc * scale[r]
+        e = err[r] * total
+        bounds[r] = a + e
+        lo = a - e if a - e > lo else lo
+    rescored = 0
+    for r in range(rows):
+        if bounds[r] >= lo:
+            logits[r] = _row_dot(wte, r, h)
+            rescored += 1
+        else:
+            logits[r] = -np.inf
+    for r in range(rows, logits.shape[0]):
+        logits[r] = -np.inf
+    return rescored

@@ -279,6 +279,57 @@ def new_cache(cfg: ModelConfig, max_len: int | None = None) -> KVCache:
     return KVCache(k=np.zeros(shape, np.float32), v=np.zeros(shape, np.float32))
 
 
+@dataclass(frozen=True, eq=False)
+class GreedyHead:
+    """An int8 copy of the tied output head's first `rows` rows, for exact greedy decoding (see infer).
+
+    Row r is wte[r] ~ scale[r] * q[r] with scale[r] = max |wte[r]| / 127. err[r] bounds the error of the
+    int8 logit a_r = scale[r] (q[r] . h) against the fp32 logit fl(wte[r] . h), per unit of A = sum |h|:
+    err[r] = res[r] + slop[r], where res[r] = max_c |wte[r, c] - scale[r] q[r, c]| (so the exact-arithmetic
+    error is at most res[r] A) and slop[r] = 8 d u max |wte[r]| (u = 2^-24) covers float32 rounding: each of
+    the two dot products is off by at most d u max|wte[r]| A (to first order, in any summation order),
+    the rest (a product, the sum A, a +- e) by a few u, so slop has a margin of about 4x.
+    kernels.head_greedy uses it to rule tokens out for sure and rescores the rest in fp32.
+
+    Built once per loaded model (generate.Model.greedy_head): a model's inference weights never change
+    after loading, so the copy cannot go stale; `check` refuses other params buffers.
+    """
+
+    rows: int
+    q: np.ndarray
+    scale: np.ndarray
+    err: np.ndarray
+    params_key: tuple[int, int]
+
+    def check(self, params: np.ndarray, cfg: ModelConfig) -> None:
+        """ValueError unless this head was built from this params buffer and config."""
+        if (params.ctypes.data, params.size) != self.params_key or self.q.shape[1] != cfg.d_model:
+            raise ValueError("this GreedyHead was built from other weights; build one with greedy_head(params)")
+
+
+def greedy_head(params: np.ndarray, cfg: ModelConfig, rows: int | None = None) -> GreedyHead:
+    """Quantise wte[:rows] (default: the whole vocabulary) to int8 with per-row scales for infer(greedy=...).
+
+    The caller promises not to change params afterwards (the head would go stale). ValueError for
+    weights that are not finite (no error bound holds then) or a bad `rows`.
+    """
+    if params.dtype != np.float32 or params.shape != (num_params(cfg),):
+        raise ValueError(f"params must be a flat float32 array of {num_params(cfg)} values")
+    rows = cfg.vocab_size if rows is None else rows
+    if not 0 < rows <= cfg.vocab_size:
+        raise ValueError(f"rows must be in [1, {cfg.vocab_size}], got {rows}")
+    wte = views(params, cfg)["wte"][:rows]
+    if not np.isfinite(wte).all():
+        raise ValueError("the output head holds non-finite weights; greedy decoding needs the fp32 path")
+    big = np.abs(wte).max(axis=1)
+    scale = np.where(big > 0, big, 1.0).astype(np.float32) / np.float32(127)
+    q = np.clip(np.rint(wte / scale[:, None]), -127, 127).astype(np.int8)
+    res = np.abs(wte.astype(np.float64) - q * scale[:, None].astype(np.float64)).max(axis=1)
+    err = res + 8 * cfg.d_model * 2.0 ** -24 * big.astype(np.float64)
+    return GreedyHead(rows, q, scale, np.nextafter(err.astype(np.float32), np.float32(np.inf)),
+                      (params.ctypes.data, params.size))
+
+
 _FEW_ROWS = 16   # prompts up to this many new tokens use the numba attention kernel
 _ROW_BLOCK = 128  # longer prompts: rows per block of BLAS attention (a block sees only earlier keys)
 _BLOCK = ("ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
@@ -297,12 +348,13 @@ def _work(cfg: ModelConfig, max_len: int, n: int) -> dict:
     pools = getattr(_thread_work, "pools", None)
     if pools is None:
         pools = _thread_work.pools = {}
-    w = pools.setdefault((cfg.d_model, cfg.d_ff, cfg.n_heads, max_len), {})
+    w = pools.setdefault((cfg.vocab_size, cfg.d_model, cfg.d_ff, cfg.n_heads, max_len), {})
     if w.get("rows", 0) < n:
         d, ff = cfg.d_model, cfg.d_ff
         e = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731 - local shorthand
         w.update(rows=n, x=e(n, d), h=e(n, d), qkv=e(n, 3 * d), att=e(n, d), tmp=e(n, d), f=e(n, ff),
-                 dgelu=e(n, ff), g=e(n, ff), stats=e(2, n), scores=e(n * max_len), head=e(n, cfg.head_dim))
+                 dgelu=e(n, ff), g=e(n, ff), stats=e(2, n), scores=e(n * max_len), head=e(n, cfg.head_dim),
+                 bounds=e(cfg.vocab_size))
         w["decode"] = (w["x"][0], w["h"][0], w["qkv"][0], w["att"][0], w["f"][0], w["g"][0], w["dgelu"][0],
                        w["scores"][:max_len], e(2))
     return w
@@ -326,12 +378,18 @@ def _weights(params: np.ndarray, cfg: ModelConfig, cache: KVCache) -> tuple[dict
 
 
 def infer(params: np.ndarray, cfg: ModelConfig, tokens: np.ndarray, cache: KVCache, *,
-          all_logits: bool = False) -> np.ndarray:
+          all_logits: bool = False, greedy: GreedyHead | None = None) -> np.ndarray:
     """Run tokens at positions cache.length.., append their keys/values, advance cache.length.
 
     Returns the logits of the last position (V,), or of every given position (n, V) with all_logits.
     A single token takes the decode path (fused numba blocks, matrix-vector products in this
     thread); several tokens take the batched path (BLAS matrix products).
+
+    With `greedy` (the GreedyHead of these params) the last position's logits are scored through its int8
+    head: entries that could be the argmax of logits[:greedy.rows] hold their exact fp32 value (bit-identical
+    to the plain path), every other entry is -inf, so argmax(logits[:greedy.rows]) is the fp32 path's token.
+    Only for greedy picks over that whole range: a restricted set of allowed tokens or sampling needs the
+    plain logits.
     """
     tokens = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
     n, pos0 = tokens.size, cache.length
@@ -341,24 +399,29 @@ def infer(params: np.ndarray, cfg: ModelConfig, tokens: np.ndarray, cache: KVCac
         raise ValueError(f"{n} tokens at position {pos0} do not fit a cache of {cache.max_len} positions")
     _check_tokens("tokens", tokens, cfg, 0)
     P, blocks, offsets = _weights(params, cfg, cache)
+    if greedy is not None:
+        greedy.check(params, cfg)
+        if all_logits:
+            raise ValueError("greedy scores the last position only; it cannot be combined with all_logits")
     w = _work(cfg, cache.max_len, n)
+    h = w["h"][:n]
     if n == 1:
-        logits = np.empty(cfg.vocab_size, np.float32)
-        K.decode_token(logits, *w["decode"], cache.k, cache.v, params, *offsets, tokens[0], pos0,
-                       cfg.n_heads, LN_EPS)
-        cache.length = pos0 + 1
-        return logits.reshape(1, -1) if all_logits else logits
-    x, h, mean, rstd = w["x"][:n], w["h"][:n], w["stats"][0, :n], w["stats"][1, :n]
-    K.embedding_forward(x, tokens, P["wte"], P["wpe"], n, pos0)
-    _prefill(w, n, pos0, blocks, cache, cfg)
+        K.decode_token(*w["decode"], cache.k, cache.v, params, *offsets, tokens[0], pos0, cfg.n_heads, LN_EPS)
+    else:
+        x, mean, rstd = w["x"][:n], w["stats"][0, :n], w["stats"][1, :n]
+        K.embedding_forward(x, tokens, P["wte"], P["wpe"], n, pos0)
+        _prefill(w, n, pos0, blocks, cache, cfg)
+        rows = slice(0, n) if all_logits else slice(n - 1, n)
+        K.layernorm_forward(h[rows], mean[rows], rstd[rows], x[rows], P["ln_f.weight"], P["ln_f.bias"], LN_EPS)
     cache.length = pos0 + n
-    rows = slice(0, n) if all_logits else slice(n - 1, n)
-    K.layernorm_forward(h[rows], mean[rows], rstd[rows], x[rows], P["ln_f.weight"], P["ln_f.bias"], LN_EPS)
-    if all_logits:
+    if all_logits and n > 1:
         return h @ P["wte"].T
     logits = np.empty(cfg.vocab_size, np.float32)
-    K.gemv_rows(logits, P["wte"], h[n - 1])
-    return logits
+    if greedy is None:
+        K.gemv_rows(logits, P["wte"], h[n - 1])
+    else:
+        K.head_greedy(logits, w["bounds"][:greedy.rows], P["wte"], greedy.q, greedy.scale, greedy.err, h[n - 1])
+    return logits.reshape(1, -1) if all_logits else logits
 
 
 def _prefill(w: dict, n: int, pos0: int, blocks: list[tuple], cache: KVCache, cfg: ModelConfig) -> None:

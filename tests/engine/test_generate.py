@@ -211,3 +211,39 @@ def test_only_complete_utf8_is_returned(model):
     rigged = replace(model, params=params)
     result = Completer(rigged).complete("f(", "", CompletionOptions(max_tokens=5, multiline=True))
     assert (result.text, result.tokens, result.stop_reason) == ("", 5, "max_tokens")
+
+
+class Fp32Completer(Completer):
+    """The completer with every logit computed in fp32 (the int8 greedy head switched off)."""
+
+    fast_greedy = False
+
+
+@pytest.mark.parametrize("prefix, suffix", [("int main(void) {\n    int ", ""), ("static int ", ""),
+                                            ("for (int i = 0; i < n; i++) {\n", "\n}\n"), ("#include <st", "")])
+def test_greedy_completions_through_the_int8_head_equal_the_fp32_path(model, prefix, suffix):
+    options = CompletionOptions(max_tokens=40, multiline=True, max_ms=1e9)
+    fast = Completer(model).complete(prefix, suffix, options)
+    exact = Fp32Completer(model).complete(prefix, suffix, options)
+    assert (fast.text, fast.tokens, fast.stop_reason) == (exact.text, exact.tokens, exact.stop_reason)
+
+
+def test_greedy_decoding_token_by_token_equals_the_fp32_path(model):
+    cfg, ids = model.config, model.tokenizer.encode("int main(void) {\n")
+    plain, fast = new_cache(cfg, model.context), new_cache(cfg, model.context)
+    a = infer(model.params, cfg, ids, plain)
+    b = infer(model.params, cfg, ids, fast, greedy=model.greedy_head)
+    for _ in range(model.context - len(ids) - 1):
+        assert int(np.argmax(b)) == int(np.argmax(a))
+        token = np.array([np.argmax(a)], np.int32)
+        a, b = infer(model.params, cfg, token, plain), infer(model.params, cfg, token, fast, greedy=model.greedy_head)
+
+
+def test_int8_head_only_for_unrestricted_greedy_picks(model):
+    completer = Completer(model)
+    assert model.greedy_head is not None and model.greedy_head is model.greedy_head   # built once
+    assert model.greedy_head.rows == model.tokenizer.vocab_size
+    assert completer._head_for(CompletionOptions(), b"") is model.greedy_head
+    assert completer._head_for(CompletionOptions(), b"ma") is None            # token healing restricts the pick
+    assert completer._head_for(CompletionOptions(temperature=0.8), b"") is None   # sampling needs every logit
+    assert Fp32Completer(model)._head_for(CompletionOptions(), b"") is None

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 from cllm.engine import kernels
 from cllm.engine import model as model_module
 from cllm.engine.config import ModelConfig
-from cllm.engine.model import forward_backward, infer, make_scratch, new_cache, token_losses
+from cllm.engine.model import forward_backward, greedy_head, infer, make_scratch, new_cache, token_losses
 from cllm.engine.params import decay_mask, init_params, param_specs, views
 
 CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32)
@@ -224,3 +224,110 @@ def test_bad_inputs_raise_clear_errors():
         infer(params, CFG, np.zeros(9, np.int32), cache)
     with pytest.raises(ValueError, match="at least one"):
         infer(params, CFG, np.zeros(0, np.int32), cache)
+
+
+# ---------------------------------------------------------------- greedy decoding through the int8 head
+
+def _greedy_matches_fp32(params, cfg, prompt, steps):
+    """Decode `steps` tokens greedily twice, through the fp32 head and the int8 GreedyHead, feeding back the
+    fp32 pick; every step's candidates must carry the fp32 logits bit for bit and include every maximum."""
+    head = greedy_head(params, cfg)
+    plain, fast = new_cache(cfg), new_cache(cfg)
+    a, b = infer(params, cfg, prompt, plain), infer(params, cfg, prompt, fast, greedy=head)
+    rescored = []
+    for _ in range(steps):
+        kept = np.isfinite(b)
+        np.testing.assert_array_equal(b[kept], a[kept])
+        assert kept[a == a.max()].all()
+        assert int(np.argmax(b)) == int(np.argmax(a))
+        rescored.append(int(kept.sum()))
+        token = np.array([np.argmax(a)], np.int32)
+        a, b = infer(params, cfg, token, plain), infer(params, cfg, token, fast, greedy=head)
+    return rescored
+
+
+def test_greedy_head_picks_the_fp32_token_on_a_seed_sized_model():
+    cfg = ModelConfig()   # the seed configuration: vocab 10k, d 256, 4 layers
+    params = init_params(cfg, seed=3)
+    prompt = np.random.default_rng(3).integers(0, cfg.vocab_size, 256).astype(np.int32)
+    rescored = _greedy_matches_fp32(params, cfg, prompt, 120)
+    assert np.mean(rescored) < 0.01 * cfg.vocab_size   # the point: almost every row is ruled out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_head_picks_the_fp32_token_on_a_tiny_model(seed):
+    params = random_params(seed=seed)
+    prompt = batch(1, 4, seed=seed)[0][0]
+    _greedy_matches_fp32(params, CFG, prompt, CFG.max_seq_len - 5)
+
+
+def test_greedy_head_breaks_ties_like_argmax():
+    params = random_params()
+    wte = views(params, CFG)["wte"]
+    wte[1::2] = wte[0::2]   # every even token ties with the odd one after it: argmax takes the first
+    cache = new_cache(CFG)
+    logits = infer(params, CFG, np.arange(3, dtype=np.int32), cache, greedy=greedy_head(params, CFG))
+    best = int(np.argmax(logits))
+    assert best % 2 == 0 and logits[best + 1] == logits[best]
+
+
+def test_greedy_error_bound_holds_on_random_data():
+    rng = np.random.default_rng(5)
+    params = random_params()
+    wte = views(params, CFG)["wte"]
+    wte[:] = rng.standard_normal(wte.shape) * rng.lognormal(0.0, 2.0, (wte.shape[0], 1))
+    wte[7] = 0.0
+    wte[9, 3] = 1e3    # one outlier: a coarse scale for its row
+    head = greedy_head(params, CFG)
+    bounds, logits, exact = np.empty(CFG.vocab_size, np.float32), np.empty(CFG.vocab_size, np.float32), \
+        np.empty(CFG.vocab_size, np.float32)
+    for _ in range(50):
+        h = (rng.standard_normal(CFG.d_model) * rng.lognormal(0.0, 2.0)).astype(np.float32)
+        h[rng.random(CFG.d_model) < 0.3] = 0.0
+        approx = head.scale.astype(np.float64) * (head.q.astype(np.float64) @ h.astype(np.float64))
+        kernels.gemv_rows(exact, wte, h)
+        assert (np.abs(approx - exact) <= head.err.astype(np.float64) * np.abs(h).sum()).all()
+        rescored = kernels.head_greedy(logits, bounds, wte, head.q, head.scale, head.err, h)
+        assert (exact <= bounds).all()
+        assert rescored == np.isfinite(logits).sum()
+        np.testing.assert_array_equal(logits[np.isfinite(logits)], exact[np.isfinite(logits)])
+        assert np.isfinite(logits[exact == exact.max()]).all()
+
+
+def test_greedy_head_rescues_near_ties_the_int8_scores_get_wrong():
+    rng = np.random.default_rng(6)
+    params = random_params()
+    wte = views(params, CFG)["wte"]
+    base = rng.standard_normal(CFG.d_model)
+    base[0] = 2.0   # a coarse int8 step for every row, about as large as the rows' differences
+    wte[:] = base + 0.03 * rng.standard_normal(wte.shape)
+    head = greedy_head(params, CFG)
+    bounds, logits, exact = (np.empty(CFG.vocab_size, np.float32) for _ in range(3))
+    flipped, rescored = 0, 0
+    for _ in range(30):
+        h = rng.standard_normal(CFG.d_model).astype(np.float32)
+        kernels.gemv_rows(exact, wte, h)
+        approx = head.scale * (head.q.astype(np.float32) @ h)
+        flipped += int(np.argmax(approx) != np.argmax(exact))
+        rescored += kernels.head_greedy(logits, bounds, wte, head.q, head.scale, head.err, h)
+        assert int(np.argmax(logits)) == int(np.argmax(exact))
+    assert flipped >= 5                          # the int8 argmax alone would have been wrong
+    assert rescored < 30 * CFG.vocab_size * 0.8  # while still ruling rows out
+
+
+def test_greedy_head_covers_only_its_rows_and_refuses_bad_input():
+    params = random_params()
+    head = greedy_head(params, CFG, rows=100)
+    logits = infer(params, CFG, np.arange(3, dtype=np.int32), new_cache(CFG), greedy=head)
+    assert np.isneginf(logits[100:]).all()
+    assert int(np.argmax(logits)) == int(np.argmax(infer(params, CFG, np.arange(3, dtype=np.int32),
+                                                         new_cache(CFG))[:100]))
+    with pytest.raises(ValueError, match="other weights"):
+        infer(params.copy(), CFG, np.zeros(1, np.int32), new_cache(CFG), greedy=head)
+    with pytest.raises(ValueError, match="all_logits"):
+        infer(params, CFG, np.zeros(2, np.int32), new_cache(CFG), greedy=head, all_logits=True)
+    with pytest.raises(ValueError, match="rows"):
+        greedy_head(params, CFG, rows=CFG.vocab_size + 1)
+    views(params, CFG)["wte"][5, 5] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        greedy_head(params, CFG)
