@@ -83,28 +83,414 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_serve)
 
 
+_MODEL_FLAGS = {"vocab_size": "vocab_size", "d_model": "d_model", "layers": "n_layers", "heads": "n_heads",
+                "ffn": "d_ff", "dropout": "dropout"}
+_TRAIN_FLAGS = ("epochs", "max_steps", "time_budget", "batch_size", "seq_len", "lr", "grad_accum", "seed",
+                "threads", "spheres")
+
+
+def _train_configs(args: argparse.Namespace):
+    """ModelConfig and TrainConfig from the defaults (or the resumed checkpoint's) overridden by the flags."""
+    from dataclasses import replace
+
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.train import load_train_config
+
+    model_overrides = {field: getattr(args, flag) for flag, field in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    train_overrides = {flag: getattr(args, flag) for flag in _TRAIN_FLAGS if getattr(args, flag) is not None}
+    if args.resume and model_overrides:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in _MODEL_FLAGS if getattr(args, flag) is not None)
+        raise ValueError(f"{flags} cannot change when resuming: the model's shape comes from {args.resume}")
+    base = load_train_config(args.resume) if args.resume else TrainConfig()
+    return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
+
+
+def _train_reporter(as_json: bool):
+    """An on_event callback: JSON Lines on stdout, or a tqdm bar and epoch lines on stderr. Returns (callback, close)."""
+    import json
+    import math
+
+    from tqdm import tqdm
+
+    if as_json:
+        def finite(value):
+            """NaN/inf (a diverged loss) become null: strict JSON parsers reject them."""
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: finite(v) for k, v in value.items()}
+            return [finite(v) for v in value] if isinstance(value, list) else value
+
+        def emit(event: dict) -> None:
+            sys.stdout.write(json.dumps(finite(event)) + "\n")
+            sys.stdout.flush()
+        return emit, lambda: None
+    bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None)
+
+    def show(event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            c = event["corpus"]
+            bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
+                      f"{c['bytes']:,} bytes; {event['train_files']} train / {event['val_files']} held out; "
+                      f"{event['tokens']:,} tokens, vocab {event['vocab_size']:,}, {event['params']:,} parameters")
+            bar.reset(total=event["total_steps"])
+            bar.update(event["step"])
+            bar.set_description(f"{event['spheres']} spheres · {event['threads']} threads")
+        elif kind == "step":
+            if event["total_steps"] != bar.total:  # the schedule was fitted to --time-budget
+                bar.total = event["total_steps"]
+            bar.update(event["step"] - bar.n)
+            bar.set_postfix_str(f"{event['tokens_per_second']:,.0f} tok/s · loss {event['loss']:.3f}")
+        elif kind == "epoch":
+            bar.update(event["step"] - bar.n)
+            val = "" if event["val_bits_per_byte"] is None else f", held-out {event['val_bits_per_byte']:.3f} bits/byte"
+            bar.write(f"epoch {event['epoch']}: train loss {event['train_loss']:.3f}{val}")
+    return show, bar.close
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept."""
+    import json
+    import logging
+    import os
+    import signal
+    import threading
+
+    from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine.paths import WorkspaceBusy, acquire_training_lock, default_model_path
+    from cllm.engine.spheres import SphereError
+    from cllm.engine.train import TrainError, train
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+
+    def fail(message: str, code: int) -> int:
+        if args.json:
+            print(json.dumps({"event": "error", "message": message}), flush=True)
+        print(f"cllm train: error: {message}", file=sys.stderr)
+        return code
+
+    if not os.path.isdir(args.path):
+        return fail(f"{args.path} is not a folder (expected a workspace of C code)", 2)
+    try:
+        model_cfg, train_cfg = _train_configs(args)
+        lock = acquire_training_lock(args.path)
+    except (ValueError, CheckpointError, WorkspaceBusy, OSError) as exc:
+        return fail(str(exc), 2)
+    out = args.out or str(default_model_path(args.path))
+    cancel = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda *_: cancel.set())
+        except ValueError:  # not the main thread: the caller handles interruption
+            pass
+    report, close = _train_reporter(args.json)
+    try:
+        done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel)
+    except (TrainError, CheckpointError) as exc:
+        return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
+    except SphereError as exc:
+        return fail(f"{exc} (the last checkpoint, if any, is intact)", 1)
+    except MemoryError:
+        return fail("out of memory: try a smaller --batch-size, --seq-len or model", 1)
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename or ''} (check free disk space and permissions)", 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    finally:
+        close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if lock is not None:
+            lock.release()
+    if args.json:
+        report(done)
+    else:
+        bpb = "" if done["val_bits_per_byte"] is None else f", held-out {done['val_bits_per_byte']:.3f} bits/byte"
+        print(f"{done['stop_reason']}: {done['steps']} steps, {done['tokens']:,} tokens in {done['seconds']:.0f} s "
+              f"({done['tokens_per_second']:,.0f} tok/s, {done['threads']} thread{'s' * (done['threads'] != 1)}, load imbalance "
+              f"{done['load_imbalance']:.1%}, sync overhead {done['sync_overhead']:.1%}){bpb}; model: {done['checkpoint']}")
+    return 130 if done["stop_reason"] == "cancelled" else 0
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Complete one prompt (--prompt, or --file's bytes before --offset) or every line of a --batch file.
+
+    The text after --offset is never read: it may hold the answer. Only an explicit --suffix (or a batch line's
+    "suffix") is used as the text after the cursor. Paths in batch lines are relative to the current folder."""
+    import json
+    import math
+
+    from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine.generate import CompletionOptions, load_model
+
+    def fail(message: str, code: int) -> int:
+        print(f"cllm complete: error: {message}", file=sys.stderr)
+        return code
+
+    if args.offset is not None and args.file is None:
+        return fail("--offset only goes with --file", 2)
+    if args.file is not None and args.offset is None:
+        return fail("--file needs --offset BYTES (the cursor position in the file)", 2)
+    if args.batch is not None and args.suffix is not None:
+        return fail('--suffix does not apply to --batch (give each line its own "suffix")', 2)
+    defaults = CompletionOptions()
+    options = CompletionOptions(
+        max_tokens=defaults.max_tokens if args.max_tokens is None else args.max_tokens,
+        multiline=args.multiline,
+        temperature=0.0 if args.temperature is None else args.temperature,
+        max_ms=math.inf,  # the command line waits for the whole suggestion
+    )
+    try:
+        options.validate()
+        prefix = args.prompt if args.file is None else _complete_read_prefix(args.file, args.offset)
+    except ValueError as exc:
+        return fail(str(exc), 2)
+    try:
+        model = load_model(args.model)
+    except CheckpointError as exc:
+        return fail(str(exc), 1)
+    try:
+        if args.batch is not None:
+            return _complete_batch(model, args.batch, options, args.json)
+        path = None if args.file is None else _complete_doc_path(args.file, model)
+        result = model.completer.complete(prefix, args.suffix or "", options, path=path, doc_key=path)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    if args.json:
+        print(json.dumps({"completion": result.text, "tokens": result.tokens, "stop_reason": result.stop_reason,
+                          "ms": round(result.ms, 3)}))
+    else:
+        print(result.text)
+    return 0
+
+
+def _complete_read_prefix(file: str, offset: int) -> str:
+    """The text of `file` before byte `offset`, reading nothing after it; ValueError saying what is wrong."""
+    import os
+
+    try:
+        if os.path.isdir(file):
+            raise ValueError(f"{file} is a folder, not a file")
+        size = os.path.getsize(file)
+        if not 0 <= offset <= size:
+            raise ValueError(f"offset {offset} is outside {file}, which has {size} bytes (valid: 0..{size})")
+        with open(file, "rb") as f:
+            data = f.read(offset)
+    except OSError as exc:
+        raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            raise ValueError(f"offset {offset} falls inside a multi-byte UTF-8 character of {file}") from exc
+        raise ValueError(f"{file} is not UTF-8 text (invalid byte at offset {exc.start})") from exc
+
+
+def _complete_doc_path(file: str, model) -> str:
+    """The path announced in the prompt header: relative to the model's workspace when the file lies in it."""
+    from pathlib import Path
+
+    workspace = model.metadata.get("workspace")
+    resolved = Path(file).resolve()
+    if isinstance(workspace, str) and workspace:
+        try:
+            return resolved.relative_to(Path(workspace).resolve()).as_posix()
+        except ValueError:
+            pass
+    return resolved.name if Path(file).is_absolute() else Path(file).as_posix()
+
+
+def _complete_batch(model, batch: str, options, full: bool) -> int:
+    """Answer each {"id", "file", "offset", ["suffix"]} line with {"id", "completion"} (plus tokens,
+    stop_reason and ms with --json), or {"id", "error"} for a line that cannot be completed."""
+    import json
+
+    try:
+        lines = sys.stdin.readlines() if batch == "-" else open(batch, encoding="utf-8").read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cllm complete: error: cannot read batch file {batch}: {exc}", file=sys.stderr)
+        return 2
+    failed = total = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        total += 1
+        request_id = None
+        try:
+            try:
+                request = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from None
+            if not isinstance(request, dict):
+                raise ValueError("a batch line must be a JSON object")
+            request_id = request.get("id")
+            file, offset, suffix = request.get("file"), request.get("offset"), request.get("suffix", "")
+            if not isinstance(file, str) or not file:
+                raise ValueError('"file" must be a path')
+            if not isinstance(offset, int) or isinstance(offset, bool):
+                raise ValueError('"offset" must be an integer number of bytes')
+            if not isinstance(suffix, str):
+                raise ValueError('"suffix" must be a string')
+            prefix = _complete_read_prefix(file, offset)
+            path = _complete_doc_path(file, model)
+            result = model.completer.complete(prefix, suffix, options, path=path, doc_key=path)
+            out = {"id": request_id, "completion": result.text}
+            if full:
+                out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3))
+        except ValueError as exc:
+            failed += 1
+            out = {"id": request_id, "error": f"line {number}: {exc}"}
+        print(json.dumps(out), flush=True)
+    if failed:
+        print(f"cllm complete: {failed} of {total} batch lines failed", file=sys.stderr)
+    return 0
+
+
+def _model_info(path: str) -> dict:
+    """Everything `cllm info` reports about a model file (all checksums verified, optimizer state included)."""
+    import os
+
+    from cllm.engine.checkpoint import load_checkpoint, weights_sha256
+    from cllm.engine.config import to_dict
+
+    ckpt = load_checkpoint(path, with_optimizer=True)
+    return {
+        "path": os.path.abspath(path),
+        "file_bytes": os.path.getsize(path),
+        "model_config": to_dict(ckpt.model_config),
+        "parameters": int(ckpt.params.size),
+        "weights_sha256": weights_sha256(ckpt),
+        "resumable": ckpt.optimizer is not None,
+        "optimizer_step": None if ckpt.optimizer is None else ckpt.optimizer["step"],
+        "metadata": ckpt.metadata,
+    }
+
+
+_INFO_FIELDS = {
+    "created": "created", "workspace": "workspace", "files": "files", "train_files": "train files",
+    "val_files": "held-out files", "tokens": "tokens", "trained_tokens": "trained tokens", "epochs": "epochs",
+    "steps": "steps", "val_bits_per_byte": "held-out bits/byte", "spheres": "spheres", "threads": "threads",
+    "seq_len": "seq_len",
+}
+
+
+def _info_value(value) -> str:
+    """A metadata value for `cllm info` text: lists as their length, numbers with separators."""
+    if isinstance(value, list):
+        return f"{len(value):,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, (dict, list)))
+    return str(value)
+
+
+def _format_info(info: dict) -> str:
+    """Readable `cllm info` text: the model, then the training record (long lists summarised)."""
+    c, meta = info["model_config"], info["metadata"]
+    rows = [
+        ("weights sha256", info["weights_sha256"]),
+        ("model", f"{info['parameters']:,} parameters: vocab {c['vocab_size']:,}, d_model {c['d_model']}, "
+                  f"{c['n_layers']} layers, {c['n_heads']} heads, ffn {c['d_ff']}, context {c['max_seq_len']}, "
+                  f"dropout {c['dropout']}"),
+        ("resumable", f"yes (optimizer state at step {info['optimizer_step']})" if info["resumable"] else "no"),
+    ]
+    rows += [(label, _info_value(meta[key])) for key, label in _INFO_FIELDS.items() if meta.get(key) is not None]
+    history = meta.get("loss_history") or []
+    if history:
+        last = history[-1][-1] if isinstance(history[-1], list) else history[-1]
+        rows.append(("final train loss", f"{last:.4f}"))
+    speed = meta.get("sphere_stats")
+    if isinstance(speed, dict) and "tokens_per_second" in speed:
+        rows.append(("throughput", f"{speed['tokens_per_second']:,.0f} tokens/s, load imbalance "
+                                   f"{speed.get('load_imbalance', 0.0):.1%}, sync overhead {speed.get('sync_overhead', 0.0):.1%}"))
+    for key in ("train_config", "evaluation"):
+        if isinstance(meta.get(key), dict):
+            rows.append((key.replace("_", " "), _info_value(meta[key])))
+    header = f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB)"
+    return "\n".join([header] + [f"  {label:<18} {text}" for label, text in rows])
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Show a model's configuration, training metadata and weights_sha256 (text, or one JSON object with --json)."""
+    import json
+
+    from cllm.engine.checkpoint import CheckpointError
+
+    try:
+        info = _model_info(args.model)
+    except CheckpointError as exc:
+        print(f"cllm info: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2) if args.json else _format_info(info))
+    return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines."""
+    import json
+
+    from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine.evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
+    from cllm.engine.generate import load_model
+
+    positions = DEFAULT_POSITIONS if args.positions is None else args.positions
+    if positions < 0:
+        print("cllm eval: --positions must be 0 or more", file=sys.stderr)
+        return 2
+
+    def progress(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    try:
+        model = load_model(args.model)
+        documents, train_documents, notes = evaluation_files(model, args.on)
+        if notes.get("missing_files"):
+            print(f"cllm eval: {notes['missing_files']} held-out files no longer exist; evaluating the rest", file=sys.stderr)
+        report = evaluate(model, documents, train_documents, positions=positions, progress=progress)
+    except (CheckpointError, EvalError, OSError) as exc:
+        print(f"cllm eval: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
 
 
 def _cmd_lsp(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Run the language server on stdio (optionally also the HTTP API of the first workspace folder)."""
+    from cllm.server.lsp import run_stdio
+
+    return run_stdio(http_port=args.http_port)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """Serve one workspace over HTTP (API and dashboard) until interrupted."""
+    import logging
+    from pathlib import Path
+
+    from cllm.server.http import run_server
+    from cllm.server.workspace import Workspace
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    root = Path(args.workspace).expanduser()
+    if not root.is_dir():
+        print(f"cllm serve: workspace {root} is not a folder", file=sys.stderr)
+        return 2
+    workspace = Workspace(root, model_dir=args.model_dir)
+    try:
+        run_server(workspace, args.host, args.port, allow_remote=args.allow_remote)
+    except ValueError as exc:
+        print(f"cllm serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cllm serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        workspace.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,165 @@
+"""Security rules of the local model server: who may talk to it, and with what.
+
+A model server on loopback is reachable by every web page the user opens: a page cannot read a cross-origin
+response, but it can send requests (a form POST, a `fetch` in no-cors mode) and, through DNS rebinding, make its
+own host name resolve to 127.0.0.1 and then read responses as "same origin". The rules here close those doors:
+
+- Host: a request must name the server itself (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`). A rebinding
+  page's requests carry the attacker's host name and are refused with 403. When the operator explicitly binds a
+  non-loopback address (`--allow-remote`), that address is accepted too, and so is any IP literal when binding a
+  wildcard address: rebinding needs a DNS name, so IP literals are safe.
+- Origin: a request that carries an `Origin` (browsers add it to cross-origin and to non-GET requests) must come
+  from one of the same names; anything else, including the opaque `null`, is refused with 403.
+- Token: `Authorization: Bearer <token>` is required on every endpoint that computes, starts or stops work, or
+  streams training details: completions (the model reproduces the workspace's code), train, cancel, events.
+  Only the dashboard's static files, `/v1/status` and `/v1/models` are public; they read nothing from disk and
+  start nothing. The token comes from `secrets.token_urlsafe`, is compared in constant time, is written to
+  `<model_dir>/server.token` with mode 0600 so only the user (and the editor acting for the user) can read it,
+  and is never logged.
+- Dashboard hand-over: the editor command, or the URL printed at start (to a terminal only), opens `/?token=...`;
+  the server renders
+  the token into the page (a `<meta>` tag, never a script) only when it is correct, the page moves it into memory
+  and strips it from the address bar with `history.replaceState`. Pages are sent with `Cache-Control: no-store`,
+  `Referrer-Policy: no-referrer` and a strict same-origin Content-Security-Policy, so the token is neither cached
+  nor sent anywhere else. Opened without a valid token the dashboard is read-only.
+- Bodies are limited (1 MB by default, 413) and training paths must resolve, after following symlinks, inside
+  an allowed root.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_BODY_BYTES = 1 << 20
+TOKEN_FILE_MODE = 0o600
+
+
+class PathOutsideRoot(ValueError):
+    """A requested path that does not lie inside any allowed root once symlinks are resolved."""
+
+
+def generate_token() -> str:
+    """A fresh bearer token (32 random bytes, URL-safe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def write_token(path: Path, token: str) -> None:
+    """Write `token` to `path` readable and writable by the owner only (0600), replacing any older token.
+
+    The file is created with mode 0600 from the start (no window where it is world-readable) and re-chmodded in
+    case it already existed with looser permissions.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, TOKEN_FILE_MODE)
+    try:
+        os.fchmod(fd, TOKEN_FILE_MODE)
+        os.write(fd, token.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def token_matches(expected: str, authorization: str | None) -> bool:
+    """True when an `Authorization` header value is `Bearer <expected>` (constant-time comparison)."""
+    if not authorization:
+        return False
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), expected.encode())
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address or name that only reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _split_host_port(value: str) -> tuple[str, str]:
+    """("name", "port") of a Host header value; the port is "" when absent. IPv6 literals keep their brackets."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return value, ""
+        return value[: end + 1], value[end + 2:] if value[end + 1: end + 2] == ":" else ""
+    name, _, port = value.rpartition(":")
+    return (name, port) if name else (value, "")
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class AccessPolicy:
+    """The server's own identity (bound host and actual port) and its token; decides Host, Origin and auth."""
+
+    bind_host: str
+    port: int
+    token: str
+    allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        """True when a Host header names this server (see the module docstring)."""
+        if not host_header:
+            return False
+        name, port = _split_host_port(host_header.strip().lower())
+        if port != str(self.port):
+            return False
+        if name in LOOPBACK_NAMES:
+            return True
+        if is_loopback_host(self.bind_host):
+            return False
+        if _is_wildcard(self.bind_host):
+            return _is_ip_literal(name)
+        bound = self.bind_host.lower()
+        return name == (f"[{bound}]" if ":" in bound and not bound.startswith("[") else bound)
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """True when there is no Origin header or it is this server's own http origin."""
+        if origin is None:
+            return True
+        scheme, sep, rest = origin.strip().lower().partition("://")
+        if scheme != "http" or not sep or "/" in rest:
+            return False
+        return self.host_allowed(rest)
+
+    def authorized(self, authorization: str | None) -> bool:
+        """True when the Authorization header carries this server's token."""
+        return token_matches(self.token, authorization)
+
+    def resolve_training_path(self, requested: str) -> Path:
+        """The real path of `requested` (relative paths are taken from the first root) when it lies inside an
+        allowed root after resolving symlinks; raises PathOutsideRoot otherwise, before anything is read."""
+        if not self.allowed_roots:
+            raise PathOutsideRoot("no training root is configured")
+        candidate = Path(requested).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.allowed_roots[0] / candidate
+        real = Path(os.path.realpath(candidate))
+        for root in self.allowed_roots:
+            real_root = Path(os.path.realpath(root))
+            if real == real_root or real_root in real.parents:
+                return real
+        roots = ", ".join(str(r) for r in self.allowed_roots)
+        raise PathOutsideRoot(f"path {requested!r} resolves outside the allowed root(s): {roots}")

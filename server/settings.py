@@ -1,0 +1,154 @@
+"""The `cllm` settings section: what editors may configure, checked once and turned into plain values.
+
+Every editor configures the server alike, through `initializationOptions` or the `cllm` section of
+`workspace/didChangeConfiguration`:
+
+    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path",
+     "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
+
+Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
+name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn.
+
+Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
+settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# camelCase setting key -> (python name, expected type, `cllm train` flag)
+TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
+    "epochs": ("epochs", int, "--epochs"),
+    "timeBudget": ("time_budget", float, "--time-budget"),
+    "spheres": ("spheres", int, "--spheres"),
+    "threads": ("threads", int, "--threads"),
+    "maxSteps": ("max_steps", int, "--max-steps"),
+    "batchSize": ("batch_size", int, "--batch-size"),
+    "seqLen": ("seq_len", int, "--seq-len"),
+    "gradAccum": ("grad_accum", int, "--grad-accum"),
+    "lr": ("lr", float, "--lr"),
+    "seed": ("seed", int, "--seed"),
+    "vocabSize": ("vocab_size", int, "--vocab-size"),
+    "dModel": ("d_model", int, "--d-model"),
+    "layers": ("layers", int, "--layers"),
+    "heads": ("heads", int, "--heads"),
+    "ffn": ("ffn", int, "--ffn"),
+}
+TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
+_TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
+_MAY_BE_ZERO = {"threads", "seed"}
+
+
+@dataclass
+class Settings:
+    """The checked `cllm` settings. None means: use the engine's default."""
+
+    enable: bool = True
+    max_tokens: int | None = None
+    multiline: bool | None = None
+    model_dir: str | None = None
+    training: dict[str, int | float] = field(default_factory=dict)
+
+
+def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any, str | None]:
+    """Return (value converted to `kind`, None) or (None, problem) for one setting."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return None, f"setting cllm.{key} must be true or false, got {value!r}"
+    if kind is str:
+        if isinstance(value, str) and value:
+            return value, None
+        return None, f"setting cllm.{key} must be a non-empty string, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"setting cllm.{key} must be a number, got {value!r}"
+    if kind is int:
+        if value != int(value):
+            return None, f"setting cllm.{key} must be a whole number, got {value!r}"
+        value = int(value)
+    else:
+        value = float(value)
+    if value < 0 or (positive and value == 0):
+        bound = "positive" if positive else "zero or more"
+        return None, f"setting cllm.{key} must be {bound}, got {value!r}"
+    return value, None
+
+
+def check_training(values: dict[str, Any], labels: dict[str, str] | None = None) -> tuple[dict[str, int | float], list[str]]:
+    """Check training overrides given by python name (epochs, time_budget, ...): (good values, problems).
+
+    `labels` names the options in messages (the settings' camelCase keys); by default the python names.
+    """
+    good: dict[str, int | float] = {}
+    problems: list[str] = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        kind = _TRAINING_TYPES.get(name)
+        if kind is None:
+            problems.append(f"unknown training option {name!r}")
+            continue
+        label = (labels or {}).get(name, name)
+        checked, problem = _check_value(f"training.{label}", value, kind, name not in _MAY_BE_ZERO)
+        if problem:
+            problems.append(problem)
+        else:
+            good[name] = checked
+    return good, problems
+
+
+def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
+    """Turn a `cllm` settings object (camelCase keys) into Settings, with a list of problems found."""
+    settings = Settings()
+    if raw is None:
+        return settings, []
+    if not isinstance(raw, dict):
+        return settings, [f"settings for cllm must be an object, got {raw!r}"]
+    problems: list[str] = []
+    simple = {"enable": ("enable", bool), "maxTokens": ("max_tokens", int), "multiline": ("multiline", bool),
+              "modelDir": ("model_dir", str)}
+    for key, value in raw.items():
+        if key in simple:
+            name, kind = simple[key]
+            if value is None:
+                continue
+            checked, problem = _check_value(key, value, kind, positive=True)
+            if problem:
+                problems.append(problem)
+            else:
+                setattr(settings, name, checked)
+        elif key == "training":
+            settings.training, more = _parse_training(value)
+            problems += more
+        else:
+            problems.append(f"unknown setting cllm.{key} (ignored)")
+    return settings, problems
+
+
+def _parse_training(raw: Any) -> tuple[dict[str, int | float], list[str]]:
+    """The `training` object of the settings (camelCase keys) -> python names."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, dict):
+        return {}, [f"setting cllm.training must be an object, got {raw!r}"]
+    by_name: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        if key in TRAINING_KEYS:
+            by_name[TRAINING_KEYS[key][0]] = value
+            labels[TRAINING_KEYS[key][0]] = key
+        else:
+            problems.append(f"unknown setting cllm.training.{key} (ignored)")
+    good, more = check_training(by_name, labels)
+    return good, problems + more
+
+
+def train_arguments(options: dict[str, int | float]) -> list[str]:
+    """The `cllm train` command-line flags for checked training options (python names)."""
+    args: list[str] = []
+    for name, value in options.items():
+        args += [TRAINING_FLAGS[name], str(value)]
+    return args

@@ -1,0 +1,457 @@
+"""One workspace folder: its model folder, the loaded model, the training job and the event stream.
+
+The language server and the HTTP server are two faces of this object; they hold no model logic of their own.
+
+- Model folder: under the user's cache folder, named after the workspace and a hash of its path, unless the
+  `modelDir` setting (or the `model_dir` argument) points elsewhere. It holds `model.cllm` (the last good
+  model) and `train.log` (the trainer's stderr).
+- One trainer per workspace, across processes: start_training takes the workspace's training lock
+  (engine/paths.py) at once or answers why not, holds it for the run and tells the child `cllm train` so
+  through LOCK_HELD_ENV.
+- Training runs as a child process (`python -m cllm.server.cli train ROOT --json --out TMP ...`) at lower CPU
+  priority: completions stay responsive and a crash in training cannot take the server down. A background
+  thread reads its JSON Lines events, keeps the live status and fans the events out to subscribers.
+- The new model replaces the old one only when training finished and the new file loads; until then the last
+  good model keeps serving completions.
+
+Events given to subscribers: the trainer's events ({"event": "start" | "step" | "epoch" | "checkpoint" |
+"error" | "done", ...}, see engine/train.py) plus {"event": "training_started", "options": {...}},
+{"event": "model_loaded", "path": ...} and last {"event": "training_finished", "state": "done" | "failed" |
+"cancelled", "reason": ...}. Callbacks run on the reader thread: they must be quick and thread-safe (the
+servers hand the event to their own event loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import filelock
+
+from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model
+from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
+from cllm.engine.paths import model_dir as default_model_dir
+
+from .settings import check_training, parse_settings, train_arguments
+
+log = logging.getLogger(__name__)
+
+TRAINING_FILE = "model.cllm.training"
+LOG_FILE = "train.log"
+TOKEN_FILE = "token"
+TRAINER_NICENESS = 10
+KILL_AFTER_SECONDS = 5.0
+
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _lower_priority() -> None:
+    """Run in the trainer child before exec: be nice to the editor and the completion worker."""
+    os.nice(TRAINER_NICENESS)
+
+
+def _last_loss(history: Any) -> float | None:
+    """The last loss of a checkpoint's loss history ([step, loss] pairs, as engine/train.py writes them)."""
+    if not isinstance(history, list) or not history:
+        return None
+    last = history[-1]
+    if isinstance(last, (list, tuple)) and last:
+        last = last[-1]
+    return float(last) if isinstance(last, (int, float)) and not isinstance(last, bool) else None
+
+
+def model_summary(model: Any) -> dict[str, Any]:
+    """The JSON-ready description of a loaded model shown by status()."""
+    meta = model.metadata or {}
+    cfg = model.config
+    return {
+        "present": True,
+        "path": str(model.path),
+        "trainedAt": meta.get("created"),
+        "files": meta.get("files"),
+        "tokens": meta.get("tokens"),
+        "epochs": meta.get("epochs"),
+        "steps": meta.get("steps"),
+        "lastLoss": _last_loss(meta.get("loss_history")),
+        "valBitsPerByte": meta.get("val_bits_per_byte"),
+        "spheres": meta.get("spheres"),
+        "threads": meta.get("threads"),
+        "config": {"vocabSize": cfg.vocab_size, "dModel": cfg.d_model, "layers": cfg.n_layers,
+                   "heads": cfg.n_heads, "ffn": cfg.d_ff, "maxSeqLen": cfg.max_seq_len},
+    }
+
+
+@dataclasses.dataclass
+class _Job:
+    """One running trainer child process and what is known about it."""
+
+    process: subprocess.Popen
+    lock: filelock.BaseFileLock | None
+    out_path: Path
+    log_path: Path
+    options: dict[str, int | float]
+    cancelled: bool = False
+    done_event: dict[str, Any] | None = None
+    error: str | None = None
+    thread: threading.Thread | None = None
+
+
+class Workspace:
+    """Per-workspace state: model store, training job, hot swap and events. Thread-safe."""
+
+    def __init__(self, root: Path | str, settings: dict | None = None, model_dir: Path | str | None = None):
+        self.root = Path(root).expanduser().resolve()
+        self.settings, problems = parse_settings(settings)
+        self.settings_problems = problems
+        for problem in problems:
+            log.warning("%s", problem)
+        self._explicit_model_dir = Path(model_dir) if model_dir is not None else None
+        self._state_lock = threading.RLock()
+        self._subscribers: list[Subscriber] = []
+        self._model: Any = None
+        self._completer: Completer | None = None
+        self._model_info: dict[str, Any] = {"present": False}
+        self._job: _Job | None = None
+        self._training: dict[str, Any] = {"state": "idle"}
+        self._set_model_dir()
+        self.load()
+
+    # -- model folder and model -------------------------------------------------------------------------
+
+    def _set_model_dir(self) -> None:
+        chosen = self._explicit_model_dir or (Path(self.settings.model_dir) if self.settings.model_dir else None)
+        self.model_dir = (chosen or default_model_dir(self.root)).expanduser().resolve()
+        self.model_path = self.model_dir / MODEL_FILE
+        self.token_path = self.model_dir / TOKEN_FILE
+
+    def load(self) -> bool:
+        """(Re)load model.cllm from the model folder if present; a bad file is reported in status(), not raised."""
+        if not self.model_path.is_file():
+            with self._state_lock:
+                self._model, self._completer = None, None
+                self._model_info = {"present": False}
+            return False
+        try:
+            model = load_model(self.model_path)
+        except Exception as exc:  # a corrupt or incompatible file must not take the server down
+            log.warning("cannot load %s: %s", self.model_path, exc)
+            with self._state_lock:
+                self._model, self._completer = None, None
+                self._model_info = {"present": False, "path": str(self.model_path), "error": str(exc)}
+            return False
+        self._install(model)
+        return True
+
+    def _install(self, model: Any) -> None:
+        completer = Completer(model)
+        with self._state_lock:
+            self._model, self._completer = model, completer
+            self._model_info = model_summary(model)
+        log.info("model loaded from %s", model.path)
+
+    @property
+    def has_model(self) -> bool:
+        """True when completions can be served."""
+        return self._completer is not None
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (cllm.engine.generate.Model) or None."""
+        return self._model
+
+    def update_settings(self, settings: dict | None) -> list[str]:
+        """Apply a new `cllm` settings object; returns the problems found (they are ignored, the rest applies).
+
+        A changed modelDir switches folders and loads the model there (not while training: the running job
+        keeps writing to the old folder, so the change applies after it ends).
+        """
+        parsed, problems = parse_settings(settings)
+        for problem in problems:
+            log.warning("%s", problem)
+        with self._state_lock:
+            old_dir = self.model_dir
+            self.settings = parsed
+            self.settings_problems = problems
+            if self._job is not None:
+                return problems
+            self._set_model_dir()
+            moved = self.model_dir != old_dir
+        if moved:
+            self.load()
+        return problems
+
+    # -- completion -----------------------------------------------------------------------------------
+
+    def completion_options(self, **overrides: Any) -> CompletionOptions:
+        """Engine defaults, then the settings (maxTokens, multiline), then per-request overrides."""
+        values: dict[str, Any] = {}
+        if self.settings.max_tokens is not None:
+            values["max_tokens"] = self.settings.max_tokens
+        if self.settings.multiline is not None:
+            values["multiline"] = self.settings.multiline
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(CompletionOptions)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown completion option(s): {', '.join(unknown)}")
+        return CompletionOptions(**values)
+
+    def relative_path(self, path: str | Path | None) -> str | None:
+        """A file's path as the model saw it in training: relative to the root, '/'-separated, when inside."""
+        if path is None:
+            return None
+        candidate = Path(path)
+        if candidate.is_absolute():
+            try:
+                return candidate.resolve().relative_to(self.root).as_posix()
+            except (ValueError, OSError):
+                return candidate.name
+        return candidate.as_posix()
+
+    def complete(self, prefix: str, suffix: str = "", *, path: str | Path | None = None,
+                 doc_key: str | None = None, cancel: threading.Event | None = None,
+                 **overrides: Any) -> Completion | None:
+        """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet.
+
+        Overrides are CompletionOptions fields (max_tokens, multiline, temperature, stop, ...). Completions
+        run one at a time (the Completer serialises them); `cancel` stops one early. Never waits for training.
+        """
+        options = self.completion_options(**overrides)
+        completer = self._completer
+        if completer is None:
+            return None
+        return completer.complete(prefix, suffix, options, path=self.relative_path(path), doc_key=doc_key,
+                                  cancel=cancel)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(event)` for every event from now on; returns the function that unsubscribes."""
+        with self._state_lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._state_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        with self._state_lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on %s", event.get("event"))
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """JSON-ready state: the model (present, trained when, files, tokens, epochs, last loss, validation
+        bits per byte, spheres, threads) and training (state, and the live step while training)."""
+        with self._state_lock:
+            return {
+                "workspace": str(self.root),
+                "modelDir": str(self.model_dir),
+                "model": dict(self._model_info),
+                "training": json.loads(json.dumps(self._training)),
+            }
+
+    # -- training -------------------------------------------------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        """True while this Workspace's trainer runs."""
+        return self._job is not None
+
+    def start_training(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Start training in a child process and return at once: {"started": True} or {"started": False,
+        "reason": ...} (bad options, already training here, or another process holds the workspace's lock).
+
+        `path` trains on a folder inside the workspace instead of the whole root. Overrides are training
+        options by python name (epochs, time_budget, spheres, threads, max_steps, batch_size, seq_len,
+        grad_accum, lr, seed, vocab_size, d_model, layers, heads, ffn); they win over the `training` settings.
+        """
+        options, problems = check_training({**self.settings.training, **overrides})
+        if problems:
+            return {"started": False, "reason": "; ".join(problems)}
+        source = self.root if path is None else Path(path).expanduser().resolve()
+        if not source.is_dir():
+            return {"started": False, "reason": f"folder {source} does not exist"}
+        if not source.is_relative_to(self.root):
+            return {"started": False, "reason": f"folder {source} is not inside the workspace {self.root}"}
+        with self._state_lock:
+            if self._job is not None:
+                return {"started": False, "reason": "training is already running for this workspace"}
+            try:
+                lock = acquire_training_lock(source)
+            except WorkspaceBusy as exc:
+                return {"started": False, "reason": str(exc)}
+            except OSError as exc:
+                return {"started": False, "reason": f"cannot take the training lock: {exc}"}
+            try:
+                self.model_dir.mkdir(parents=True, exist_ok=True)
+                job = self._spawn(source, lock, options)
+            except OSError as exc:
+                if lock is not None:
+                    lock.release()
+                return {"started": False, "reason": f"cannot start the trainer in {self.model_dir}: {exc}"}
+            self._job = job
+            self._training = {"state": "training", "startedAt": _now(), "options": options}
+            job.thread = threading.Thread(target=self._follow, args=(job,), name="cllm-train-reader", daemon=True)
+        self._publish({"event": "training_started", "options": options})
+        job.thread.start()
+        return {"started": True}
+
+    def _spawn(self, source: Path, lock: filelock.BaseFileLock | None, options: dict[str, int | float]) -> _Job:
+        out_path = self.model_dir / TRAINING_FILE
+        log_path = self.model_dir / LOG_FILE
+        command = [sys.executable, "-m", "cllm.server.cli", "train", str(source), "--json",
+                   "--out", str(out_path), *train_arguments(options)]
+        log.info("starting trainer: %s", " ".join(command))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if lock is not None:
+            env[LOCK_HELD_ENV] = lock.lock_file  # we hold the child's lock for it
+        with open(log_path, "wb") as stderr:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                       env=env, cwd=str(self.root), text=True, encoding="utf-8", errors="replace",
+                                       preexec_fn=_lower_priority if os.name == "posix" else None)
+        return _Job(process=process, lock=lock, out_path=out_path, log_path=log_path, options=options)
+
+    def _follow(self, job: _Job) -> None:
+        """Reader thread: relay the trainer's events, then settle the outcome and swap the model in."""
+        assert job.process.stdout is not None
+        for line in job.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.debug("trainer: %s", line.rstrip())
+                continue
+            if isinstance(event, dict) and isinstance(event.get("event"), str):
+                self._note(job, event)
+                self._publish(event)
+        code = job.process.wait()
+        state, reason = self._settle(job, code)
+        self._cleanup(job, installed=state == "done")
+        with self._state_lock:
+            self._job = None
+            self._training.update(state=state, finishedAt=_now())
+            if reason:
+                self._training["reason"] = reason
+        if state == "done":
+            self._publish({"event": "model_loaded", "path": str(self.model_path)})
+        self._publish({"event": "training_finished", "state": state, "reason": reason})
+
+    def _note(self, job: _Job, event: dict[str, Any]) -> None:
+        """Keep the live training status from one trainer event."""
+        kind = event["event"]
+        with self._state_lock:
+            live = self._training
+            if kind == "step":
+                for key, name in (("epoch", "epoch"), ("epochs", "epochs"), ("step", "step"),
+                                  ("total_steps", "totalSteps"), ("loss", "loss"), ("tokens", "tokens"),
+                                  ("tokens_per_second", "tokensPerSecond"), ("threads", "threads"),
+                                  ("spheres", "spheres")):
+                    if key in event:
+                        live[name] = event[key]
+                total, step = event.get("total_steps"), event.get("step")
+                if isinstance(total, (int, float)) and isinstance(step, (int, float)) and total > 0:
+                    live["percent"] = max(0, min(100, round(100 * step / total)))
+            elif kind == "epoch":
+                for key, name in (("val_loss", "valLoss"), ("val_bits_per_byte", "valBitsPerByte"),
+                                  ("train_loss", "trainLoss")):
+                    if key in event:
+                        live[name] = event[key]
+            elif kind == "done":
+                live["percent"] = 100
+                for key, name in (("final_loss", "loss"), ("val_bits_per_byte", "valBitsPerByte"),
+                                  ("tokens_per_second", "tokensPerSecond"), ("steps", "step")):
+                    if key in event:
+                        live[name] = event[key]
+            elif kind == "start":
+                for key in ("files", "tokens", "total_steps", "epochs"):
+                    if key in event:
+                        live[{"total_steps": "totalSteps", "tokens": "corpusTokens"}.get(key, key)] = event[key]
+        if kind == "error":
+            job.error = str(event.get("message", "training failed"))
+        elif kind == "done":
+            job.done_event = event
+
+    def _settle(self, job: _Job, code: int) -> tuple[str, str | None]:
+        """Decide how the run ended; on success load the new model and move it into place."""
+        if job.cancelled:
+            return "cancelled", "cancelled on request"
+        if code != 0 or job.done_event is None:
+            return "failed", job.error or self._log_tail(job) or f"the trainer exited with code {code}"
+        if not job.out_path.is_file():
+            return "failed", f"the trainer finished but wrote no model at {job.out_path}"
+        try:
+            model = load_model(job.out_path)
+            os.replace(job.out_path, self.model_path)
+        except Exception as exc:
+            return "failed", f"the new model cannot be used: {exc}"
+        model.path = self.model_path
+        self._install(model)
+        return "done", None
+
+    def _log_tail(self, job: _Job, lines: int = 5) -> str:
+        try:
+            text = job.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)
+
+    def _cleanup(self, job: _Job, installed: bool) -> None:
+        """Remove the partial model of a failed or cancelled run and release the workspace lock."""
+        if not installed:
+            for leftover in self.model_dir.glob(TRAINING_FILE + "*"):
+                leftover.unlink(missing_ok=True)
+        if job.lock is not None:
+            job.lock.release()
+
+    def cancel_training(self) -> bool:
+        """Stop the running training (the last good model stays); False when nothing was running."""
+        with self._state_lock:
+            job = self._job
+            if job is None:
+                return False
+            job.cancelled = True
+        if job.process.poll() is None:
+            job.process.terminate()
+            killer = threading.Timer(KILL_AFTER_SECONDS, self._kill, args=(job,))
+            killer.daemon = True
+            killer.start()
+        return True
+
+    @staticmethod
+    def _kill(job: _Job) -> None:
+        if job.process.poll() is None:
+            job.process.kill()
+
+    def wait_training(self, timeout: float | None = None) -> bool:
+        """Block until the running training (if any) has ended and settled; False on timeout."""
+        job = self._job
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+    def close(self) -> None:
+        """Cancel training and wait for it to settle (server shutdown)."""
+        if self.cancel_training():
+            self.wait_training(KILL_AFTER_SECONDS + 5.0)

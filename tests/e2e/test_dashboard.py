@@ -1,0 +1,102 @@
+"""The dashboard in Debian's headless Chromium (Playwright, never a downloaded browser) during a real training run:
+the token hand-over, the Train button, the loss curve gaining points and the spheres' activity changing.
+
+A screenshot is kept in test-artifacts/dashboard.png."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import require_program, write_c_workspace
+from playwright.async_api import Page, async_playwright
+
+from cllm.server.http import serve_http
+from cllm.server.workspace import Workspace
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# A small model trained for ~100 steps: a few seconds, several step events (4 per second) and validation. No time
+# budget: a cold numba cache (first compile) must not cut the run short.
+TRAINING = {"epochs": 6, "batchSize": 24, "seqLen": 32, "gradAccum": 1, "vocabSize": 300,
+            "dModel": 32, "layers": 1, "heads": 2, "ffn": 64, "spheres": 12, "threads": 1}
+SLOW = 240_000  # ms: the trainer child compiles or loads numba kernels before its first step
+
+
+async def loss_points(page: Page) -> int:
+    return int(await page.get_attribute("#loss-chart", "data-points"))
+
+
+async def sphere_activity(page: Page) -> list[tuple[str, str]]:
+    return await page.eval_on_selector_all("#spheres g.sphere", "gs => gs.map(g => [g.dataset.busy, g.dataset.tokens])")
+
+
+async def watch_until_ready(page: Page) -> list[tuple[int, list]]:
+    """(loss points, sphere activity) sampled every 100 ms while the page says "training"."""
+    samples = []
+    deadline = time.monotonic() + SLOW / 1000
+    while await page.text_content("#state-badge") == "training" and time.monotonic() < deadline:
+        samples.append((await loss_points(page), await sphere_activity(page)))
+        await page.wait_for_timeout(100)
+    badge, reason = await page.text_content("#state-badge"), await page.text_content("#progress-text")
+    assert badge == "ready", f"training ended {badge}: {reason}"
+    return samples
+
+
+async def follow_a_training_run(page: Page, url: str) -> None:
+    """Open the dashboard link, press Train and check what the page shows while the run goes on."""
+    await page.goto(url)
+    await page.wait_for_function("() => !document.getElementById('train-button').disabled")
+    assert "token" not in page.url, "the page strips the token from the address bar"
+    assert await page.get_attribute('meta[name="cllm-token"]', "content") == ""
+    assert await page.text_content("#state-badge") == "untrained"
+    assert len(await sphere_activity(page)) == 12
+
+    await page.click("#train-button")
+    await page.wait_for_function("() => document.getElementById('state-badge').textContent !== 'untrained'")
+    samples = await watch_until_ready(page)
+    points = [p for p, _ in samples]
+    activity = {tuple(map(tuple, a)) for _, a in samples if any(tokens != "0" for _, tokens in a)}
+    assert points == sorted(points) and len(set(points)) >= 3, f"the loss curve gains points: {points}"
+    assert len(activity) >= 2, "the spheres' activity changes with the steps"
+    assert int(await page.get_attribute("#loss-chart", "data-val-points")) >= 1
+    facts = await page.text_content("#facts")
+    assert "validation bits/byte" in facts and "none yet" not in facts
+
+
+async def check_read_only(page: Page, url: str) -> None:
+    """Without the token link the page shows the status but offers no buttons and says how to get them."""
+    await page.goto(f"{url}/?token=stale")
+    await page.wait_for_function("() => document.getElementById('state-badge').textContent === 'ready'")
+    assert await page.is_disabled("#train-button") and await page.is_disabled("#cancel-button")
+    assert "out of date" in await page.text_content("#notice")
+    assert "validation bits/byte" in await page.text_content("#facts")
+
+
+async def test_dashboard_follows_a_training_run(tmp_path: Path):
+    chromium = require_program("chromium")
+    root = write_c_workspace(tmp_path / "ws", files=20)
+    workspace = Workspace(root, settings={"training": TRAINING}, model_dir=tmp_path / "model")
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1360, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            try:
+                await follow_a_training_run(page, server.dashboard_url)
+            except Exception:
+                await page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"), full_page=True)
+                raise
+            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            await check_read_only(await browser.new_page(), server.url)
+            await browser.close()
+    finally:
+        await server.close()
+        workspace.close()
+    assert not errors, errors
+    assert workspace.status()["model"]["present"]

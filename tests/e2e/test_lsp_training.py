@@ -1,0 +1,116 @@
+"""`cllm lsp` end to end: Train on Workspace, $/progress, cllm/sphereActivity, cancel, failures, the lock."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from cllm.engine.paths import acquire_training_lock
+from lsp_helpers import (TINY_TRAINING, end_position, execute, inline_params, lsp_session, model_folder, open_c,
+                         wait_until)
+
+TRAIN_TIMEOUT = 240  # seconds; a hang fails the test instead of the whole suite
+REPORT = re.compile(r"^epoch \d+/\d+ · loss \d+\.\d\d · \d+(\.\d)?k? tok/s$")
+LONG_TRAINING = {**TINY_TRAINING, "maxSteps": 100_000, "epochs": 1000, "timeBudget": 600}
+
+
+def values(client, kind: str) -> list:
+    return [v for vs in client.progress_reports.values() for v in vs if v.kind == kind]
+
+
+async def test_training_reports_progress_and_swaps_the_new_model_in(c_workspace: Path, tmp_path: Path,
+                                                                     tiny_model_path: Path):
+    folder = model_folder(tmp_path, tiny_model_path)
+    options = {"modelDir": str(folder), "training": TINY_TRAINING, "maxTokens": 4}
+    text = (c_workspace / "mod0.c").read_text()
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        before = await execute(client, "cllm.status")
+        started = await execute(client, "cllm.trainWorkspace")
+        again = await execute(client, "cllm.trainWorkspace")
+        uri = open_c(client, c_workspace / "mod0.c", text)
+        during = await execute(client, "cllm.status")
+        await client.text_document_inline_completion_async(inline_params(uri, end_position(text[:200])))
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "training never ended"
+        after = await execute(client, "cllm.status")
+        # the new model answers too (its output may be empty: it trained for four steps)
+        await client.text_document_inline_completion_async(inline_params(uri, end_position(text[:200])))
+        assert await wait_until(lambda: any(a["state"] == "done" for a in client.activity), 10)
+    assert started == {"started": True}
+    assert again["started"] is False and "already" in again["reason"]
+    assert during["training"]["state"] == "training"
+    assert during["model"]["config"]["layers"] == 2  # the last good model serves while training
+    (token, reports), = client.progress_reports.items()
+    kinds = [r.kind for r in reports]
+    assert kinds[0] == "begin" and kinds[-1] == "end" and kinds.count("end") == 1
+    assert all(REPORT.match(r.message) for r in reports if r.kind == "report"), [r.message for r in reports]
+    assert reports[-1].message.startswith("done")
+    activity = client.activity
+    assert activity[-1]["state"] == "done"
+    assert all(len(a["spheres"]) == TINY_TRAINING["spheres"] for a in activity if a["spheres"])
+    assert before["model"]["config"]["dModel"] == 32 and before["model"]["config"]["layers"] == 2
+    assert after["model"]["config"]["layers"] == TINY_TRAINING["layers"]  # swapped in
+    assert after["model"]["files"] == 8 and after["model"]["trainedAt"]
+    assert after["training"]["state"] == "done"
+    assert (folder / "model.cllm").is_file() and not list(folder.glob("model.cllm.training*"))
+
+
+async def test_cancelling_keeps_the_last_good_model(c_workspace: Path, tmp_path: Path, tiny_model_path: Path):
+    folder = model_folder(tmp_path, tiny_model_path)
+    original = (folder / "model.cllm").read_bytes()
+    options = {"modelDir": str(folder), "training": LONG_TRAINING}
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        assert (await execute(client, "cllm.trainWorkspace"))["started"]
+        assert await wait_until(lambda: values(client, "report"), TRAIN_TIMEOUT), "no progress report"
+        token = next(iter(client.progress_reports))
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "cancel did not end training"
+        nothing = await execute(client, "cllm.cancelTraining")
+        restarted = await execute(client, "cllm.trainWorkspace")
+        assert restarted["started"], restarted
+        cancelled = await execute(client, "cllm.cancelTraining")
+        assert await wait_until(lambda: len(values(client, "end")) == 2, TRAIN_TIMEOUT)
+        status = await execute(client, "cllm.status")
+    assert [v.message for v in values(client, "end")] == ["cancelled: cancelled on request"] * 2
+    assert nothing == {"cancelled": False} and cancelled == {"cancelled": True}
+    assert status["training"]["state"] == "cancelled"
+    assert status["model"]["present"] is True
+    assert (folder / "model.cllm").read_bytes() == original
+    assert not list(folder.glob("model.cllm.training*"))
+
+
+async def test_a_failed_training_is_reported(tmp_path: Path):
+    empty = tmp_path / "no_c_here"
+    empty.mkdir()
+    (empty / "README.md").write_text("nothing to learn\n")
+    options = {"modelDir": str(model_folder(tmp_path, None)), "training": TINY_TRAINING}
+    async with lsp_session(empty, options, tmp_path / "cache") as client:
+        assert (await execute(client, "cllm.trainWorkspace"))["started"]
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT)
+        status = await execute(client, "cllm.status")
+    (end,) = values(client, "end")
+    assert end.message.startswith("failed: ")
+    assert status["training"]["state"] == "failed" and status["training"]["reason"]
+    assert any(m.type == types.MessageType.Error and "training failed" in m.message for m in client.messages)
+
+
+async def test_bad_training_options_and_a_busy_workspace_are_refused(c_workspace: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    options = {"modelDir": str(model_folder(tmp_path, None)), "training": TINY_TRAINING}
+    lock = acquire_training_lock(c_workspace)  # "another editor" is training this workspace
+    try:
+        async with lsp_session(c_workspace, options, cache) as client:
+            busy = await execute(client, "cllm.trainWorkspace")
+            bad = await execute(client, "cllm.trainWorkspace", {"epochs": "many", "colour": 1})
+            elsewhere = await execute(client, "cllm.trainWorkspace", {"workspace": (tmp_path / "x").as_uri()})
+            status = await execute(client, "cllm.status")
+    finally:
+        lock.release()
+    assert busy["started"] is False and "already running" in busy["reason"] and "train.lock" in busy["reason"]
+    assert bad["started"] is False and "colour" in bad["reason"]
+    assert elsewhere["started"] is False
+    assert status["training"]["state"] == "idle"

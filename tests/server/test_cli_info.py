@@ -1,0 +1,56 @@
+"""`cllm info MODEL [--json]`: the model's config, training record and weights_sha256, or a clear error."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cllm.engine.checkpoint import Checkpoint, save_checkpoint, weights_sha256
+from cllm.engine.config import ModelConfig, TrainConfig, to_dict
+from cllm.engine.tokenizer import Tokenizer
+from cllm.server.cli import main
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    tokenizer = Tokenizer.train(["int main(void) { return 0; }\n"] * 5, vocab_size=300)
+    ckpt = Checkpoint(
+        model_config=ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32),
+        tokenizer_json=tokenizer.to_json(),
+        params=np.linspace(-1, 1, 500, dtype=np.float32),
+        metadata={"train_config": to_dict(TrainConfig(epochs=2)), "workspace": "/ws", "files": 3,
+                  "train_files": ["a.c", "b.c"], "val_files": ["c.c"], "tokens": 12345, "epochs": 2, "steps": 20,
+                  "loss_history": [[1, 5.0], [20, 3.25]], "val_bits_per_byte": 2.5, "spheres": 12, "threads": 2},
+        optimizer={"m": np.zeros(500, np.float32), "v": np.zeros(500, np.float32), "step": 20},
+    )
+    path = tmp_path / "model.cllm"
+    save_checkpoint(path, ckpt)
+    return path, weights_sha256(ckpt)
+
+
+def test_info_json(model_file, capsys):
+    path, sha = model_file
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["weights_sha256"] == sha
+    assert info["model_config"]["d_model"] == 32 and info["parameters"] == 500
+    assert info["resumable"] is True and info["optimizer_step"] == 20
+    assert info["metadata"]["val_files"] == ["c.c"] and info["metadata"]["train_config"]["epochs"] == 2
+
+
+def test_info_text(model_file, capsys):
+    path, sha = model_file
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"weights sha256     {sha}" in out
+    assert "500 parameters" in out and "d_model 32" in out
+    assert "held-out files     1" in out and "tokens             12,345" in out
+    assert "final train loss   3.2500" in out and "held-out bits/byte 2.5000" in out
+
+
+def test_info_refuses_a_damaged_file(model_file, capsys):
+    path, _ = model_file
+    path.write_bytes(path.read_bytes()[:-10])
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "truncated" in err and "Traceback" not in err

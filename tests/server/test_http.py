@@ -1,0 +1,345 @@
+"""The model server's endpoints over a real Workspace: completions (also through the openai client), models,
+status, train, cancel, events and the dashboard files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+
+from cllm.server.http import HUB, LIMITS, EventHub, create_app, serve_http
+from cllm.server.http_security import AccessPolicy, generate_token
+from cllm.server.workspace import Workspace
+from conftest import TINY_C_SOURCES
+
+PROMPT = "static int add(int a, int b) {\n"
+TINY_TRAINING = {"epochs": 1, "maxSteps": 2, "batchSize": 2, "seqLen": 32, "vocabSize": 300, "dModel": 16,
+                 "layers": 1, "heads": 2, "ffn": 32, "spheres": 2, "threads": 1}
+
+
+def make_workspace(folder: Path, model: Path | None) -> Workspace:
+    root = folder / "ws"
+    for rel, text in TINY_C_SOURCES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    if model is not None:
+        shutil.copy(model, model_dir / "model.cllm")
+    return Workspace(root, settings={"training": TINY_TRAINING}, model_dir=model_dir)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, tiny_model_path: Path) -> Workspace:
+    ws = make_workspace(tmp_path, tiny_model_path)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def untrained(tmp_path: Path) -> Workspace:
+    ws = make_workspace(tmp_path / "untrained", None)
+    yield ws
+    ws.close()
+
+
+async def start(aiohttp_client, ws: Workspace):
+    policy = AccessPolicy("127.0.0.1", 0, generate_token(), allowed_roots=(ws.root,))
+    client = await aiohttp_client(create_app(ws, policy))
+    policy.port = client.port
+    client.headers = {"Authorization": f"Bearer {policy.token}"}
+    return client
+
+
+@pytest.fixture
+async def client(aiohttp_client, workspace):
+    return await start(aiohttp_client, workspace)
+
+
+async def post(client, path: str, body=None):
+    return await client.post(path, json=body, headers=client.headers)
+
+
+async def sse_events(response):
+    """Yield the JSON objects of a server-sent event stream (comments skipped, [DONE] ends it)."""
+    while True:
+        line = await asyncio.wait_for(response.content.readline(), 60)
+        if not line:
+            return
+        line = line.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            return
+        yield json.loads(line[len("data: "):])
+
+
+# ------------------------------------------------------------------------------------------- status, models
+
+
+async def test_status_is_the_workspace_status(client, workspace):
+    response = await client.get("/v1/status")
+    assert response.status == 200
+    body = await response.json()
+    assert body == json.loads(json.dumps(workspace.status()))
+    assert body["model"]["present"] is True
+
+
+async def test_models_lists_the_workspace_model(client, aiohttp_client, untrained):
+    body = await (await client.get("/v1/models")).json()
+    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["cllm"]
+    empty = await start(aiohttp_client, untrained)
+    assert (await (await empty.get("/v1/models")).json())["data"] == []
+
+
+# ------------------------------------------------------------------------------------------- completions
+
+
+async def test_completion_matches_the_workspace(client, workspace):
+    response = await post(client, "/v1/completions", {"model": "cllm", "prompt": PROMPT, "max_tokens": 8})
+    assert response.status == 200
+    body = await response.json()
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-") and body["model"] == "cllm"
+    assert isinstance(body["created"], int)
+    [choice] = body["choices"]
+    expected = workspace.complete(PROMPT, "", max_tokens=8)
+    assert choice == {"text": expected.text, "index": 0, "finish_reason": choice["finish_reason"], "logprobs": None}
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = body["usage"]
+    assert usage["completion_tokens"] == expected.tokens
+    assert usage["prompt_tokens"] == len(workspace.model.tokenizer.encode(PROMPT))
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_completion_stream_sends_chunks_then_done(client):
+    plain = await (await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 8})).json()
+    response = await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 8, "stream": True,
+                                                      "stream_options": {"include_usage": True}})
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    chunks = [chunk async for chunk in sse_events(response)]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    assert text == plain["choices"][0]["text"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+
+
+async def test_stop_sequences_cut_the_completion(client):
+    free = (await (await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 16})).json())
+    text = free["choices"][0]["text"]
+    assert len(text) >= 3, f"the tiny model should continue {PROMPT!r}, got {text!r}"
+    stop = text[1:3]
+    body = await (await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 16, "stop": [stop]})).json()
+    cut = body["choices"][0]["text"]
+    assert stop not in cut and text.startswith(cut) and body["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_several_prompts_give_several_choices(client):
+    body = await (await post(client, "/v1/completions", {"prompt": [PROMPT, "int main(void) {\n"],
+                                                         "max_tokens": 4})).json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({}, "prompt"),
+    ({"prompt": [1, 2, 3]}, "prompt"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": "x", "max_tokens": 1.5}, "max_tokens"),
+    ({"prompt": "x", "temperature": 5}, "temperature"),
+    ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"prompt": "x", "n": 2}, "n=1"),
+    ({"prompt": "x", "suffix": 3}, "suffix"),
+    ({"prompt": "x", "multiline": "yes"}, "multiline"),
+])
+async def test_bad_completion_requests_are_400(client, body, fragment):
+    response = await post(client, "/v1/completions", body)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["type"] == "invalid_request_error" and fragment in error["message"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+async def test_malformed_bodies_are_400(client, raw):
+    response = await client.post("/v1/completions", data=raw, headers=client.headers)
+    assert response.status == 400
+
+
+async def test_no_model_yet_is_503(aiohttp_client, untrained):
+    client = await start(aiohttp_client, untrained)
+    response = await post(client, "/v1/completions", {"prompt": PROMPT})
+    assert response.status == 503
+    assert "train" in (await response.json())["error"]["message"]
+
+
+async def test_too_many_waiting_completions_is_429(client):
+    limits = client.app[LIMITS]
+    limits.pending = limits.max_pending
+    try:
+        response = await post(client, "/v1/completions", {"prompt": PROMPT})
+    finally:
+        limits.pending = 0
+    assert response.status == 429 and (await response.json())["error"]["type"] == "rate_limit_error"
+
+
+# ------------------------------------------------------------------------------------------- training, events
+
+
+async def test_train_cancel_and_events(client, workspace):
+    events = await client.get("/v1/events", headers=client.headers)
+    assert events.status == 200
+    stream = sse_events(events)
+    first = await anext(stream)
+    assert first["event"] == "status" and first["status"]["training"]["state"] == "idle"
+    assert (await anext(stream))["event"] == "history"
+
+    response = await post(client, "/v1/train")
+    assert response.status == 202 and (await response.json())["started"] is True
+    again = await post(client, "/v1/train")
+    assert again.status == 429 and "already" in (await again.json())["error"]["message"]
+    assert (await anext(stream))["event"] == "training_started"
+
+    assert (await (await post(client, "/v1/train/cancel")).json()) == {"cancelled": True}
+    async for event in stream:
+        if event["event"] == "training_finished":
+            assert event["state"] == "cancelled"
+            break
+    assert (await (await post(client, "/v1/train/cancel")).json()) == {"cancelled": False}
+    assert workspace.status()["model"]["present"], "the last good model stays"
+
+
+async def test_train_a_folder_inside_the_workspace(client, workspace, caplog):
+    caplog.set_level(logging.INFO, logger="cllm.server.workspace")
+    response = await post(client, "/v1/train", {"path": "src", "training": {"maxSteps": 1}})
+    assert response.status == 202
+    workspace.cancel_training()
+    assert await asyncio.to_thread(workspace.wait_training, 30)
+    assert f"train {workspace.root / 'src'} --json" in caplog.text
+    assert "--max-steps 1" in caplog.text
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"training": {"epochs": -1}}, 400),
+    ({"training": {"nonsense": 1}}, 400),
+    ({"unknown": 1}, 400),
+    ({"path": 7}, 400),
+    ({"path": "no/such/folder"}, 404),
+    ({"path": "src/main.c"}, 404),
+])
+async def test_bad_train_requests(client, workspace, body, status):
+    response = await post(client, "/v1/train", body)
+    assert response.status == status
+    assert "message" in (await response.json())["error"]
+    assert not workspace.training
+
+
+async def test_late_listener_gets_the_run_so_far(client):
+    hub: EventHub = client.app[HUB]
+    spheres = [{"id": i, "sequences": 1, "tokens": 32, "busy": 0.01, "wait": 0.0, "loss": 5.0} for i in range(2)]
+    for event in ({"event": "training_started", "options": {}}, {"event": "start", "files": 3},
+                  {"event": "step", "step": 1, "loss": 5.5, "spheres": spheres},
+                  {"event": "epoch", "epoch": 1, "val_loss": 5.0},
+                  {"event": "step", "step": 2, "loss": 5.2, "spheres": spheres}):
+        hub.on_event(event)
+    await asyncio.sleep(0.05)
+    stream = sse_events(await client.get("/v1/events", headers=client.headers))
+    assert (await anext(stream))["event"] == "status"
+    history = await anext(stream)
+    assert [s["loss"] for s in history["steps"]] == [5.5, 5.2]
+    assert "spheres" not in history["steps"][0], "history keeps the curve, not every sphere snapshot"
+    assert [e["val_loss"] for e in history["epochs"]] == [5.0]
+    last = await anext(stream)
+    assert last["step"] == 2 and last["spheres"] == spheres
+
+
+async def test_slow_listeners_lose_old_events_not_speed():
+    hub = EventHub(asyncio.get_running_loop(), max_clients=2, queue_size=3)
+    slow, other = hub.connect(), hub.connect()
+    for step in range(10):
+        hub.on_event({"event": "step", "step": step})
+    await asyncio.sleep(0.05)
+    assert [slow.get_nowait()["step"] for _ in range(3)] == [7, 8, 9]
+    assert other.qsize() == 3 and hub.dropped == 14
+    with pytest.raises(Exception, match="too many event listeners"):
+        hub.connect()
+
+
+# ------------------------------------------------------------------------------------------- dashboard files
+
+
+async def test_dashboard_files(client):
+    page = await client.get("/")
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    assert '<script src="/dashboard/app.js"' in html and "{{" not in html
+    script = await client.get("/dashboard/app.js")
+    assert script.content_type == "application/javascript" and "followEvents" in await script.text()
+    assert (await client.get("/dashboard/style.css")).content_type == "text/css"
+    for missing in ("/dashboard/index.html", "/dashboard/..%2Fhttp.py", "/nope"):
+        response = await client.get(missing)
+        assert response.status == 404 and (await response.json())["error"]["type"] == "not_found_error"
+
+
+# ------------------------------------------------------------------------------------------- the openai client
+
+
+async def test_openai_client_against_a_live_server(workspace):
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    try:
+        token = workspace.token_path.read_text()
+        client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0)
+        result = await client.completions.create(model="cllm", prompt=PROMPT, max_tokens=8, temperature=0)
+        expected = workspace.complete(PROMPT, "", max_tokens=8).text
+        assert result.choices[0].text == expected
+        assert result.usage.completion_tokens > 0
+        stream = await client.completions.create(model="cllm", prompt=PROMPT, max_tokens=8, stream=True)
+        assert "".join([chunk.choices[0].text async for chunk in stream if chunk.choices]) == expected
+        models = await client.models.list()
+        assert [m.id for m in models.data] == ["cllm"]
+        wrong = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.completions.create(model="cllm", prompt=PROMPT)
+        with pytest.raises(openai.BadRequestError, match="max_tokens"):
+            await client.completions.create(model="cllm", prompt=PROMPT, max_tokens=100_000)
+        await client.close()
+        await wrong.close()
+    finally:
+        await server.close()
+
+
+# ------------------------------------------------------------------------------------------- cllm serve
+
+
+async def test_cllm_serve_command(tmp_path: Path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.c").write_text("int a;\n")
+    model_dir = tmp_path / "model"
+    command = [sys.executable, "-m", "cllm.server.cli", "serve", "--workspace", str(root), "--port", "0",
+               "--model-dir", str(model_dir)]
+    refused = await asyncio.create_subprocess_exec(*command, "--host", "0.0.0.0", stderr=asyncio.subprocess.PIPE)
+    _, err = await refused.communicate()
+    assert refused.returncode == 2 and b"--allow-remote" in err
+
+    server = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.DEVNULL)
+    try:
+        first = (await asyncio.wait_for(server.stdout.readline(), 60)).decode()
+        dashboard = (await asyncio.wait_for(server.stdout.readline(), 10)).decode()
+        base = first.split(" at ")[1].split()[0]
+        token = (model_dir / "token").read_text()
+        assert token not in first + dashboard and "?token=<the content of" in dashboard, "not a terminal: no token"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/status") as response:
+                assert (await response.json())["workspace"] == str(root.resolve())
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(server.wait(), 30) == 0
+    assert not (model_dir / "token").exists()

@@ -1,0 +1,36 @@
+"""The `cllm` settings: accepted values, reported problems, trainer flags."""
+
+from __future__ import annotations
+
+from cllm.server.settings import Settings, check_training, parse_settings, train_arguments
+
+
+def test_good_settings_are_taken():
+    settings, problems = parse_settings({"enable": False, "maxTokens": 32, "multiline": True, "modelDir": "/m",
+                                         "training": {"epochs": 3, "timeBudget": 60, "spheres": 12, "threads": 0}})
+    assert problems == []
+    assert settings == Settings(enable=False, max_tokens=32, multiline=True, model_dir="/m",
+                                training={"epochs": 3, "time_budget": 60.0, "spheres": 12, "threads": 0})
+
+
+def test_each_problem_is_named_and_ignored():
+    settings, problems = parse_settings({"enable": 1, "maxTokens": -1, "modelDir": "", "bogus": 2,
+                                         "training": {"epochs": 1.5, "spheres": 0, "dModel": True, "x": 1}})
+    assert settings == Settings()
+    joined = "\n".join(problems)
+    for key in ("cllm.enable", "cllm.maxTokens", "cllm.modelDir", "cllm.bogus", "cllm.training.epochs",
+                "cllm.training.spheres", "cllm.training.dModel", "cllm.training.x"):
+        assert key in joined
+    assert len(problems) == 8
+
+
+def test_non_objects_are_reported():
+    assert parse_settings(None) == (Settings(), [])
+    assert parse_settings([1])[1] and parse_settings({"training": 3})[1]
+
+
+def test_training_overrides_by_python_name_become_trainer_flags():
+    good, problems = check_training({"epochs": 2, "time_budget": 1.5, "d_model": 32, "seed": 0, "max_steps": None})
+    assert problems == []
+    assert train_arguments(good) == ["--epochs", "2", "--time-budget", "1.5", "--d-model", "32", "--seed", "0"]
+    assert check_training({"warp": 9})[1] == ["unknown training option 'warp'"]

@@ -1,0 +1,143 @@
+"""Workspace: model folder, loading, completion, status, settings, and training through the real trainer."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from cllm.engine.generate import Completer, CompletionOptions, load_model
+from cllm.engine.paths import acquire_training_lock
+from cllm.server.workspace import Workspace, default_model_dir
+
+TINY_TRAINING = {"epochs": 1, "maxSteps": 3, "spheres": 2, "threads": 1, "batchSize": 4, "seqLen": 32,
+                 "vocabSize": 300, "dModel": 32, "layers": 1, "heads": 2, "ffn": 64}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private user cache folder for the default model folders."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def trained_dir(tmp_path: Path, tiny_model_path: Path) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copyfile(tiny_model_path, folder / "model.cllm")
+    return folder
+
+
+def test_the_default_model_folder_is_per_workspace_in_the_user_cache(tmp_path: Path, cache: Path):
+    (tmp_path / "a" / "src").mkdir(parents=True)
+    (tmp_path / "b" / "src").mkdir(parents=True)
+    first, second = Workspace(tmp_path / "a" / "src"), Workspace(tmp_path / "b" / "src")
+    assert first.model_dir != second.model_dir
+    assert first.model_dir.parent == cache / "cllm" / "models"
+    assert first.model_dir.name.startswith("src-")
+    assert first.model_dir == default_model_dir(tmp_path / "a" / "src")
+    assert not first.has_model and first.complete("int ", "") is None
+    assert first.status()["model"] == {"present": False}
+
+
+def test_the_model_dir_setting_and_argument_choose_the_folder(tmp_path: Path, trained_dir: Path, cache: Path):
+    by_setting = Workspace(tmp_path, {"modelDir": str(trained_dir)})
+    by_argument = Workspace(tmp_path, {"modelDir": str(tmp_path / "ignored")}, model_dir=trained_dir)
+    assert by_setting.model_dir == by_argument.model_dir == trained_dir.resolve()
+    assert by_setting.has_model and by_argument.has_model
+
+
+def test_complete_matches_the_engine_and_honours_settings(tmp_path: Path, trained_dir: Path, tiny_model_path: Path):
+    workspace = Workspace(tmp_path, {"modelDir": str(trained_dir), "maxTokens": 6})
+    prefix = "int main(void) {\n    "
+    got = workspace.complete(prefix, "", path=tmp_path / "src" / "main.c", doc_key="doc")
+    want = Completer(load_model(tiny_model_path)).complete(prefix, "", CompletionOptions(max_tokens=6),
+                                                           path="src/main.c")
+    assert got.text == want.text and got.tokens <= 6
+    longer = workspace.complete(prefix, "", path="src/main.c", max_tokens=12)
+    assert longer.tokens >= got.tokens
+    with pytest.raises(ValueError, match="colour"):
+        workspace.complete(prefix, "", colour="blue")
+    cancel = threading.Event()
+    cancel.set()
+    assert workspace.complete(prefix, "", cancel=cancel).stop_reason == "cancelled"
+
+
+def test_status_describes_the_model(tmp_path: Path, trained_dir: Path):
+    status = Workspace(tmp_path, {"modelDir": str(trained_dir)}).status()
+    assert status["workspace"] == str(tmp_path.resolve())
+    assert status["model"]["present"] is True
+    assert status["model"]["config"] == {"vocabSize": 320, "dModel": 32, "layers": 2, "heads": 4, "ffn": 64,
+                                         "maxSeqLen": 64}
+    assert status["training"] == {"state": "idle"}
+
+
+def test_a_corrupt_model_is_reported_not_raised(tmp_path: Path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "model.cllm").write_bytes(b"not a model at all")
+    workspace = Workspace(tmp_path, {"modelDir": str(folder)})
+    assert not workspace.has_model
+    assert workspace.status()["model"]["present"] is False and workspace.status()["model"]["error"]
+
+
+def test_settings_problems_are_collected_and_the_rest_applies(tmp_path: Path, trained_dir: Path):
+    workspace = Workspace(tmp_path, {"modelDir": str(trained_dir), "maxTokens": 0, "multiline": "yes",
+                                     "training": {"epochs": 2.5, "threads": 0, "nope": 1}, "extra": True})
+    problems = "\n".join(workspace.settings_problems)
+    for key in ("maxTokens", "multiline", "training.epochs", "training.nope", "extra"):
+        assert f"cllm.{key}" in problems
+    assert workspace.settings.training == {"threads": 0}
+    assert workspace.update_settings({"enable": False, "modelDir": str(tmp_path / "empty")}) == []
+    assert workspace.settings.enable is False and not workspace.has_model  # moved to an empty folder
+
+
+def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: Path):
+    (tmp_path / "ws").mkdir()
+    workspace = Workspace(tmp_path / "ws", {"modelDir": str(tmp_path / "models")})
+    assert "epochs" in workspace.start_training(epochs=0)["reason"]
+    assert "colour" in workspace.start_training(colour=1)["reason"]
+    assert "not inside" in workspace.start_training(path=tmp_path)["reason"]
+    assert "does not exist" in workspace.start_training(path=tmp_path / "ws" / "missing")["reason"]
+    lock = acquire_training_lock(tmp_path / "ws")
+    try:
+        busy = workspace.start_training(**{"max_steps": 1})
+    finally:
+        lock.release()
+    assert busy["started"] is False and "already running" in busy["reason"]
+    assert workspace.cancel_training() is False
+    assert workspace.status()["training"] == {"state": "idle"}
+
+
+def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path, tmp_path: Path,
+                                                              trained_dir: Path, cache: Path):
+    workspace = Workspace(c_workspace, {"modelDir": str(trained_dir), "training": TINY_TRAINING})
+    events: list[dict] = []
+    finished = threading.Event()
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "training_finished":
+            finished.set()
+
+    workspace.subscribe(on_event)
+    assert workspace.start_training() == {"started": True}
+    assert workspace.start_training()["started"] is False  # one at a time
+    assert workspace.has_model and workspace.model.config.n_layers == 2  # the last good model meanwhile
+    assert finished.wait(240), "training did not finish"
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "training_started" and kinds[-2:] == ["model_loaded", "training_finished"]
+    assert {"start", "step", "done"} <= set(kinds)
+    assert events[-1]["state"] == "done"
+    assert workspace.model.config.n_layers == 1
+    status = workspace.status()
+    assert status["training"]["state"] == "done" and status["training"]["percent"] == 100
+    assert status["model"]["files"] == 8 and status["model"]["lastLoss"] is not None
+    assert not list(trained_dir.glob("model.cllm.training*"))
+    # the lock is free again: a second run starts
+    assert workspace.start_training() == {"started": True}
+    assert workspace.cancel_training() is True
+    assert workspace.wait_training(60)
