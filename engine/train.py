@@ -1,0 +1,476 @@
+"""Training: corpus -> tokenizer -> windows -> spheres -> AdamW, with validation, checkpoints and events.
+
+One optimizer step = grad_accum micro-batches of batch_size windows, run by the spheres (engine/spheres.py) into
+one reduced gradient of the mean token loss, clipped to a global norm, then one AdamW step. The learning rate
+warms up linearly and decays on a cosine to min_lr_ratio * lr over the planned run (epochs x steps per epoch;
+--max-steps stops the run without reshaping the schedule, so a resumed run replays it exactly; with
+--time-budget the schedule is shortened once, after a few timed steps, to the steps that fit the budget).
+
+After each epoch: validation loss and bits per byte on the held-out files, a checkpoint, early stopping after
+`patience` epochs without improvement. The model file always holds the best weights seen by validation; the
+current weights, Adam moments and data position ride along so that N steps + resume M steps equal N + M steps
+bitwise. Progress goes to `on_event` as the dicts of CONTRACTS.md (step events at most 4 per second).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from . import corpus
+from .config import CorpusConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .data import EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes, token_stream
+from .kernels import adamw_step
+from .params import decay_mask, init_params
+from .spheres import Spheres, StepResult, resolve_threads
+from .tokenizer import Tokenizer
+
+EVENT_INTERVAL = 0.25  # seconds between step events
+LOSS_HISTORY_POINTS = 200
+
+Event = dict[str, Any]
+
+
+class TrainError(ValueError):
+    """The training cannot start: the message says why (no C files, impossible settings, bad checkpoint)."""
+
+
+@dataclass
+class _Data:
+    """Everything the loop needs about the data, fixed for the run."""
+
+    root: str | None
+    documents: list
+    skipped: int
+    train_docs: list
+    val_docs: list
+    tokenizer: Tokenizer
+    stream: np.ndarray
+    val_stream: np.ndarray
+    val_bytes: int
+    n_windows: int
+    steps_per_epoch: int
+
+
+@dataclass
+class _State:
+    """The resumable state of a run: weights, optimizer, data position, early-stopping record."""
+
+    params: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # optimizer steps done within `epoch`
+    tokens: int = 0
+    best_epoch_val: float = math.inf  # best epoch-end validation loss (patience)
+    bad_epochs: int = 0
+    schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
+    best_val: float = math.inf  # validation loss of `best_params`
+    best_bpb: float | None = None
+    best_params: np.ndarray | None = None
+    loss_history: list = field(default_factory=list)
+    val_history: list = field(default_factory=list)
+
+
+def learning_rate(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up (capped at a fifth of the run so short runs reach the peak) then cosine decay."""
+    warmup = min(cfg.warmup_steps, total_steps // 5)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def apply_update(params: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, decay: np.ndarray,
+                 sq_norm: float, lr: float, step: int, cfg: TrainConfig) -> None:
+    """The control sphere's update after the reduction: clip `grad` in place to cfg.grad_clip (global L2 norm,
+    from the reduction's `sq_norm`), then AdamW step number step + 1 on the flat buffers."""
+    norm = math.sqrt(sq_norm)
+    if cfg.grad_clip > 0 and norm > cfg.grad_clip:
+        np.multiply(grad, np.float32(cfg.grad_clip / norm), out=grad)
+    adamw_step(params, grad, m, v, decay, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, step + 1)
+
+
+def train(
+    root_or_documents: str | os.PathLike | Sequence,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out_path: str | os.PathLike,
+    on_event: Callable[[Event], None] | None = None,
+    resume: str | os.PathLike | None = None,
+    cancel: threading.Event | None = None,
+) -> Event:
+    """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
+
+    Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
+    during the run (the last checkpoint written stays intact)."""
+    started = time.perf_counter()
+    emit = on_event or (lambda event: None)
+    cancel = cancel or threading.Event()
+    out_path = Path(out_path)
+    _check_train_config(train_cfg)
+    loaded = _load_resume(resume) if resume is not None else None
+    _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
+    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
+    data = _prepare_data(root_or_documents, train_cfg, model_cfg.vocab_size, tokenizer)
+    model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+    state = _resume_state(loaded) if loaded else _fresh_state(model_cfg, train_cfg.seed)
+    if data.root is not None:
+        corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
+    threads = resolve_threads(train_cfg.threads, train_cfg.spheres)
+    total_steps = state.schedule_steps or train_cfg.epochs * data.steps_per_epoch
+    emit({
+        "event": "start", "workspace": data.root, "files": len(data.documents), "skipped": data.skipped,
+        "corpus": corpus.stats(data.documents),
+        "train_files": len(data.train_docs),
+        "val_files": len(data.val_docs), "tokens": int(data.stream.size), "val_tokens": int(data.val_stream.size),
+        "vocab_size": model_cfg.vocab_size, "params": int(state.params.size), "epochs": train_cfg.epochs,
+        "steps_per_epoch": data.steps_per_epoch, "total_steps": total_steps, "step": state.step,
+        "spheres": train_cfg.spheres, "threads": threads, "resumed_from": str(resume) if resume else None,
+    })
+    shard = -(-train_cfg.batch_size // train_cfg.spheres)
+    with Spheres(model_cfg, train_cfg.spheres, threads, shard, train_cfg.seq_len) as spheres:
+        run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps)
+        return run.loop()
+
+
+class _Run:
+    """The epoch/step loop of one train() call and its telemetry."""
+
+    def __init__(self, data: _Data, model_cfg: ModelConfig, train_cfg: TrainConfig, state: _State, spheres: Spheres,
+                 emit: Callable[[Event], None], cancel: threading.Event, out_path: Path, started: float, total_steps: int):
+        self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
+        self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
+        self.started, self.total_steps = started, total_steps
+        self.fim = FimTokens.from_tokenizer(data.tokenizer)
+        self.decay = decay_mask(model_cfg)
+        self.grad = np.zeros_like(state.params)
+        shape = (train_cfg.grad_accum, train_cfg.batch_size, train_cfg.seq_len)
+        self.inputs, self.targets = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+        self.run_tokens = 0
+        self.step_seconds = 0.0
+        self.useful_seconds = 0.0
+        self.imbalance_sum = 0.0
+        self.steps_run = 0
+        self.last_loss: float | None = None
+        self.history_every = max(1, total_steps // LOSS_HISTORY_POINTS)
+        self.step_walls: list[float] = []
+        self.validate_seconds: float | None = None  # last measured duration of a validation pass
+        self.save_seconds: float | None = None  # last measured duration of writing the model file
+        self.last_emit = -math.inf
+        self.emit_tokens = 0
+        self.emit_time = time.perf_counter()
+
+    def loop(self) -> Event:
+        """Run epochs until done or a stop rule fires; write the final model; return the done event."""
+        s, cfg = self.state, self.cfg
+        reason, validated = "completed", True
+        while s.epoch < cfg.epochs and reason == "completed":
+            plan = epoch_plan(self.data.n_windows, cfg.seq_len, cfg.seed, s.epoch, cfg.fim_rate)
+            epoch_loss, epoch_tokens = 0.0, 0
+            while s.batch < self.data.steps_per_epoch and reason == "completed":
+                result = self._step(plan)
+                epoch_loss += result.loss_sum
+                epoch_tokens += result.tokens
+                reason, validated = self._stop_reason(result), False
+            if s.batch < self.data.steps_per_epoch:
+                break  # stopped inside the epoch
+            s.epoch, s.batch = s.epoch + 1, 0
+            ended = self._end_epoch(epoch_loss / max(epoch_tokens, 1))
+            reason, validated = (ended if reason == "completed" else reason), True
+            if reason == "completed" and s.epoch < cfg.epochs:
+                self._save()
+        if not validated:
+            self._validate_current()
+        path = self._save()
+        return self._done(path, reason)
+
+    def _step(self, plan: EpochPlan) -> StepResult:
+        """One optimizer step: fill the micro-batches, run the spheres, clip, AdamW."""
+        s, cfg = self.state, self.cfg
+        t0 = time.perf_counter()
+        batches = []
+        for micro in range(cfg.grad_accum):
+            start = (s.batch * cfg.grad_accum + micro) * cfg.batch_size
+            if start >= len(plan.order):
+                break
+            rows = fill_batch(self.inputs[micro], self.targets[micro], self.data.stream, plan, start, cfg.seq_len, self.fim)
+            batches.append((self.inputs[micro, :rows], self.targets[micro, :rows]))
+        result = self.spheres.step(s.params, batches, self.grad, dropout=self.model_cfg.dropout, seed=cfg.seed, step=s.step)
+        lr = learning_rate(s.step, cfg, self.total_steps)
+        apply_update(s.params, self.grad, s.m, s.v, self.decay, result.sq_norm, lr, s.step, cfg)
+        s.step += 1
+        s.batch += 1
+        s.tokens += result.tokens
+        loss = result.loss_sum / max(result.tokens, 1)
+        self.last_loss = loss
+        if s.step % self.history_every == 0:
+            s.loss_history.append([s.step, round(loss, 5)])
+        wall = time.perf_counter() - t0
+        self.step_walls.append(wall)
+        self._fit_schedule_to_budget()
+        self._account(result, wall, lr, loss)
+        return result
+
+    def _fit_schedule_to_budget(self) -> None:
+        """With a time budget, shorten the schedule once (after a few timed steps) to the steps the budget holds,
+        keeping a tenth for validation and checkpoints, so the learning rate has decayed when time runs out."""
+        s, budget = self.state, self.cfg.time_budget
+        if budget is None or s.schedule_steps is not None or len(self.step_walls) < 4:
+            return
+        per_step = float(np.median(self.step_walls[1:]))  # the first step includes compilation
+        remaining = max(0.0, budget - (time.perf_counter() - self.started))
+        fit = s.step + int(0.9 * remaining / per_step)
+        s.schedule_steps = self.total_steps = max(s.step + 1, min(self.total_steps, fit))
+
+    def _account(self, result: StepResult, wall: float, lr: float, loss: float) -> None:
+        """Fold one step into the run's telemetry and emit a step event if the last one is old enough."""
+        threads = self.spheres.n_threads
+        self.run_tokens += result.tokens
+        self.step_seconds += wall
+        self.useful_seconds += float(result.busy.sum()) / threads
+        self.imbalance_sum += result.load_imbalance
+        self.steps_run += 1
+        self.emit_tokens += result.tokens
+        now = time.perf_counter()
+        if now - self.last_emit < EVENT_INTERVAL:
+            return
+        self.emit({
+            "event": "step", "epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": self.state.step,
+            "total_steps": self.total_steps, "loss": loss, "lr": lr, "tokens": self.state.tokens,
+            "tokens_per_second": self.emit_tokens / max(now - self.emit_time, 1e-9),
+            "load_imbalance": result.load_imbalance,
+            "sync_overhead": max(0.0, 1.0 - float(result.busy.sum()) / threads / wall),
+            "threads": threads, "spheres": result.spheres,
+        })
+        self.last_emit, self.emit_time, self.emit_tokens = now, now, 0
+
+    def _stop_reason(self, result: StepResult) -> str:
+        """'completed' to go on, else why the run stops now."""
+        cfg = self.cfg
+        if self.cancel.is_set():
+            return "cancelled"
+        if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.time_budget is not None:
+            elapsed = time.perf_counter() - self.started
+            if elapsed + result.seconds + self._finish_estimate() > cfg.time_budget:
+                return "time_budget"
+        return "completed"
+
+    def _finish_estimate(self) -> float:
+        """Seconds the final validation and model file will take (measured once done, estimated before)."""
+        validate = self.validate_seconds
+        if validate is None:  # a forward pass costs about a third of a training step per token
+            validate = self.data.val_stream.size / 3 / max(self.run_tokens / max(self.step_seconds, 1e-9), 1.0)
+        return validate + (self.save_seconds if self.save_seconds is not None else 1.0)
+
+    def _end_epoch(self, train_loss: float) -> str:
+        """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
+        s = self.state
+        val = self._validate_current()
+        self.emit({"event": "epoch", "epoch": s.epoch, "step": s.step, "train_loss": train_loss,
+                   "val_loss": None if val is None else val[0], "val_bits_per_byte": None if val is None else val[1]})
+        s.val_history.append({"epoch": s.epoch, "step": s.step, "train_loss": train_loss,
+                              "val_loss": None if val is None else val[0], "val_bits_per_byte": None if val is None else val[1]})
+        if val is None:
+            return "completed"
+        if val[0] < s.best_epoch_val:
+            s.best_epoch_val, s.bad_epochs = val[0], 0
+        else:
+            s.bad_epochs += 1
+        if self.cfg.patience > 0 and s.bad_epochs >= self.cfg.patience:
+            return "early_stopping"
+        return "completed"
+
+    def _validate_current(self) -> tuple[float, float] | None:
+        """Validation (mean nats per token, bits per byte) of the current weights; keeps them if the best."""
+        s = self.state
+        if self.data.val_stream.size < 2:
+            return None
+        begin = time.perf_counter()
+        nats, tokens = self._evaluate(s.params)
+        self.validate_seconds = time.perf_counter() - begin
+        val_loss = nats / max(tokens, 1)
+        bpb = nats / math.log(2) / max(self.data.val_bytes, 1)
+        if val_loss < s.best_val:
+            s.best_val, s.best_bpb = val_loss, bpb
+            if s.best_params is None:
+                s.best_params = s.params.copy()
+            else:
+                np.copyto(s.best_params, s.params)
+        return val_loss, bpb
+
+    def _evaluate(self, params: np.ndarray) -> tuple[float, int]:
+        """Total nats and target tokens of the held-out stream, windows in order, no FIM, no dropout."""
+        cfg = self.cfg
+        n = num_windows(self.data.val_stream.size, cfg.seq_len)
+        plan = sequential_plan(n)
+        inputs, targets = self.inputs[0], self.targets[0]
+        nats, tokens = 0.0, 0
+        for start in range(0, n, cfg.batch_size):
+            rows = fill_batch(inputs, targets, self.data.val_stream, plan, start, cfg.seq_len, self.fim)
+            batch_nats, batch_tokens = self.spheres.evaluate(params, inputs[:rows], targets[:rows])
+            nats += batch_nats
+            tokens += batch_tokens
+        return nats, tokens
+
+    def _save(self) -> Path:
+        """Write the model file: best weights (current ones without validation) plus the resumable state."""
+        s = self.state
+        begin = time.perf_counter()
+        weights = s.best_params if s.best_params is not None else s.params
+        metadata = self._metadata()
+        ckpt = ckpt_io.Checkpoint(
+            model_config=self.model_cfg, tokenizer_json=self.data.tokenizer.to_json(), params=weights,
+            metadata=metadata, optimizer={"m": s.m, "v": s.v, "step": s.step, "params": s.params},
+        )
+        ckpt_io.save_checkpoint(self.out_path, ckpt)
+        self.save_seconds = time.perf_counter() - begin
+        self.emit({"event": "checkpoint", "path": str(self.out_path)})
+        return self.out_path
+
+    def _metadata(self) -> dict[str, Any]:
+        s, d = self.state, self.data
+        return {
+            "train_config": to_dict(self.cfg), "workspace": d.root, "files": len(d.documents),
+            "train_files": [doc.path for doc in d.train_docs], "val_files": [doc.path for doc in d.val_docs],
+            "tokens": int(d.stream.size), "val_tokens": int(d.val_stream.size), "val_bytes": d.val_bytes,
+            "epochs": s.epoch, "steps": s.step, "trained_tokens": s.tokens,
+            "loss_history": s.loss_history, "val_history": s.val_history,
+            "val_bits_per_byte": s.best_bpb, "val_loss": None if s.best_params is None else s.best_val,
+            "spheres": self.cfg.spheres, "threads": self.spheres.n_threads, "sphere_stats": self._averages(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seq_len": self.cfg.seq_len,
+            "resume": {"epoch": s.epoch, "batch": s.batch, "step": s.step, "tokens": s.tokens,
+                       "best_epoch_val": _finite(s.best_epoch_val), "bad_epochs": s.bad_epochs,
+                       "schedule_steps": s.schedule_steps},
+        }
+
+    def _averages(self) -> dict[str, float]:
+        """Run averages: tokens/s over the step time, load imbalance, sync overhead (idle + control share)."""
+        seconds = max(self.step_seconds, 1e-9)
+        return {
+            "tokens_per_second": self.run_tokens / seconds if self.steps_run else 0.0,
+            "load_imbalance": self.imbalance_sum / max(self.steps_run, 1),
+            "sync_overhead": max(0.0, 1.0 - self.useful_seconds / seconds) if self.steps_run else 0.0,
+            "step_ms": 1000.0 * self.step_seconds / max(self.steps_run, 1),
+        }
+
+    def _done(self, path: Path, reason: str) -> Event:
+        s = self.state
+        averages = self._averages()
+        seconds = time.perf_counter() - self.started
+        return {
+            "event": "done", "checkpoint": str(path), "steps": s.step, "tokens": s.tokens, "seconds": seconds,
+            "tokens_per_second": averages["tokens_per_second"], "final_loss": self.last_loss,
+            "val_bits_per_byte": s.best_bpb, "threads": self.spheres.n_threads, "spheres": self.cfg.spheres,
+            "load_imbalance": averages["load_imbalance"], "sync_overhead": averages["sync_overhead"],
+            "stop_reason": reason, "epochs": s.epoch,
+        }
+
+
+def _check_train_config(cfg: TrainConfig) -> None:
+    """TrainError for settings that cannot train (the config's own checks plus the optional stop rules)."""
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if cfg.max_steps is not None and cfg.max_steps <= 0:
+        raise TrainError(f"max_steps must be positive, got {cfg.max_steps}")
+    if cfg.time_budget is not None and not cfg.time_budget > 0:
+        raise TrainError(f"time_budget must be a positive number of seconds, got {cfg.time_budget}")
+
+
+def _check_model_config(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """TrainError for a model shape that cannot work or cannot hold train_cfg.seq_len tokens."""
+    try:
+        model_cfg.validate()
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if model_cfg.max_seq_len < train_cfg.seq_len:
+        raise TrainError(f"seq_len {train_cfg.seq_len} exceeds the model's max_seq_len {model_cfg.max_seq_len}")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _prepare_data(source, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None) -> _Data:
+    """Scan (or take) the documents, split them, train the tokenizer (unless resuming), encode both streams."""
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if not root.is_dir():
+            raise TrainError(f"{root} is not a folder")
+        scanned = corpus.scan(root, CorpusConfig())
+        documents, root_name = list(scanned.documents), str(root.resolve())
+        skipped = len(scanned.skipped)
+    else:
+        documents, root_name, skipped = list(source), None, 0
+    if not documents:
+        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}")
+    train_docs, val_docs = corpus.split_documents(documents, cfg.val_fraction)
+    if not train_docs:
+        train_docs, val_docs = documents, []
+    if tokenizer is None:
+        try:
+            tokenizer = Tokenizer.train((doc.text for doc in train_docs), vocab_size)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+    stream = token_stream(train_docs, tokenizer)
+    n_windows = num_windows(stream.size, cfg.seq_len)
+    micro_batches = -(-n_windows // cfg.batch_size)
+    return _Data(
+        root=root_name, documents=documents, skipped=skipped, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer,
+        stream=stream, val_stream=token_stream(val_docs, tokenizer), val_bytes=stream_bytes(val_docs),
+        n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
+    )
+
+
+def _fresh_state(model_cfg: ModelConfig, seed: int) -> _State:
+    params = init_params(model_cfg, seed)
+    return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
+
+
+def _load_resume(path: str | os.PathLike) -> ckpt_io.Checkpoint:
+    """The checkpoint to resume from, refusing one without optimizer state or position."""
+    loaded = ckpt_io.load_checkpoint(path, with_optimizer=True)
+    if loaded.optimizer is None or "resume" not in loaded.metadata:
+        raise TrainError(f"{path} holds no optimizer state or data position, so training cannot resume from it")
+    return loaded
+
+
+def _resume_state(loaded: ckpt_io.Checkpoint) -> _State:
+    """The run state recorded in a checkpoint written by this module."""
+    meta, opt = loaded.metadata, loaded.optimizer
+    position = meta["resume"]
+    current = opt.get("params", loaded.params)
+    has_best = meta.get("val_loss") is not None
+    best_epoch_val = position.get("best_epoch_val")
+    return _State(
+        params=np.array(current, dtype=np.float32), m=np.array(opt["m"], dtype=np.float32),
+        v=np.array(opt["v"], dtype=np.float32), step=int(position["step"]), epoch=int(position["epoch"]),
+        batch=int(position["batch"]), tokens=int(position["tokens"]),
+        best_epoch_val=math.inf if best_epoch_val is None else float(best_epoch_val),
+        bad_epochs=int(position["bad_epochs"]), schedule_steps=position.get("schedule_steps"),
+        best_val=float(meta["val_loss"]) if has_best else math.inf, best_bpb=meta.get("val_bits_per_byte") if has_best else None,
+        best_params=np.array(loaded.params, dtype=np.float32) if has_best else None,
+        loss_history=list(meta.get("loss_history", [])), val_history=list(meta.get("val_history", [])),
+    )
+
+
+def load_train_config(path: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (the base that command-line flags override on resume)."""
+    loaded = ckpt_io.load_checkpoint(path)
+    return from_dict(TrainConfig, loaded.metadata.get("train_config", {}))

@@ -1,0 +1,98 @@
+"""Windows, shuffling and the fill-in-the-middle transform of engine/data.py."""
+
+import numpy as np
+import pytest
+
+from cllm.engine.corpus import Document
+from cllm.engine.data import (
+    IGNORE,
+    FimTokens,
+    count_targets,
+    epoch_plan,
+    fill_batch,
+    num_windows,
+    sequential_plan,
+    stream_bytes,
+    token_stream,
+)
+from cllm.engine.tokenizer import Tokenizer
+
+FIM = FimTokens(prefix=2, suffix=3, middle=4, eot=0)
+SEQ = 8
+
+
+def _stream(n: int) -> np.ndarray:
+    return np.arange(100, 100 + n, dtype=np.int32)
+
+
+def _batch(stream, plan, start, rows):
+    inputs = np.zeros((rows, SEQ), np.int32)
+    targets = np.zeros((rows, SEQ), np.int32)
+    filled = fill_batch(inputs, targets, stream, plan, start, SEQ, FIM)
+    return filled, inputs, targets
+
+
+def test_every_token_after_the_first_is_a_target_once_per_epoch():
+    stream = _stream(45)
+    n = num_windows(stream.size, SEQ)
+    assert n == 6  # 44 targets in windows of 8
+    filled, inputs, targets = _batch(stream, sequential_plan(n), 0, n)
+    assert filled == n
+    real = targets[targets != IGNORE]
+    assert np.array_equal(np.sort(real), stream[1:])
+    assert count_targets(targets) == 44
+    # targets are the inputs shifted by one
+    assert np.array_equal(inputs[0, 1:], targets[0, :-1])
+    # the short last window is padded: eot inputs, ignored targets
+    assert np.all(targets[-1, 4:] == IGNORE) and np.all(inputs[-1, 4:] == FIM.eot)
+
+
+def test_epoch_plan_is_deterministic_per_seed_and_epoch():
+    a = epoch_plan(50, SEQ, seed=3, epoch=1, fim_rate=0.5)
+    b = epoch_plan(50, SEQ, seed=3, epoch=1, fim_rate=0.5)
+    c = epoch_plan(50, SEQ, seed=3, epoch=2, fim_rate=0.5)
+    assert np.array_equal(a.order, b.order) and np.array_equal(a.fim, b.fim) and np.array_equal(a.cuts, b.cuts)
+    assert not np.array_equal(a.order, c.order)
+    assert sorted(a.order.tolist()) == list(range(50))
+    assert 10 < a.fim.sum() < 40
+    assert np.all(a.cuts[:, 0] <= a.cuts[:, 1]) and a.cuts.max() <= SEQ + 1 - 4
+
+
+def test_fim_window_rearranges_prefix_suffix_middle_and_keeps_length():
+    stream = _stream(4 * SEQ + 1)
+    plan = epoch_plan(4, SEQ, seed=0, epoch=0, fim_rate=1.0)
+    _, inputs, targets = _batch(stream, plan, 0, 4)
+    for row in range(4):
+        window, (a, b) = int(plan.order[row]), plan.cuts[row]
+        sequence = np.concatenate([inputs[row], targets[row, -1:]])
+        content = stream[window * SEQ:window * SEQ + SEQ + 1 - 4]
+        expected = np.concatenate([[FIM.prefix], content[:a], [FIM.suffix], content[b:], [FIM.middle], content[a:b], [FIM.eot]])
+        assert np.array_equal(sequence, expected)
+        assert len(sequence) == SEQ + 1
+
+
+def test_fim_rate_zero_gives_plain_windows_and_partial_batches():
+    stream = _stream(3 * SEQ + 1)
+    plan = epoch_plan(3, SEQ, seed=1, epoch=0, fim_rate=0.0)
+    filled, inputs, targets = _batch(stream, plan, 2, 4)
+    assert filled == 1
+    begin = int(plan.order[2]) * SEQ
+    assert np.array_equal(inputs[0], stream[begin:begin + SEQ])
+    assert np.array_equal(targets[0], stream[begin + 1:begin + SEQ + 1])
+
+
+def test_token_stream_concatenates_documents_and_counts_their_bytes():
+    docs = [Document("a.c", "int main(void) { return 0; }\n", 30), Document("b/é.h", "#define X 1\n", 12)]
+    tokenizer = Tokenizer.train([d.text for d in docs], 300)
+    stream = token_stream(docs, tokenizer)
+    first = tokenizer.encode_document("a.c", docs[0].text)
+    assert stream.dtype == np.int32
+    assert np.array_equal(stream[:len(first)], first)
+    assert stream[-1] == tokenizer.eot_id and np.count_nonzero(stream == tokenizer.file_id) == 2
+    assert stream_bytes(docs) == len("a.c\n" + docs[0].text) + len(("b/é.h\n" + docs[1].text).encode())
+    assert token_stream([], tokenizer).size == 0
+
+
+@pytest.mark.parametrize("n_tokens, expected", [(0, 0), (1, 0), (2, 1), (9, 1), (10, 2)])
+def test_num_windows_edges(n_tokens, expected):
+    assert num_windows(n_tokens, SEQ) == expected

@@ -1,0 +1,124 @@
+"""engine/train.py on tiny models: learning, resume equivalence, stop rules, events, the model file."""
+
+import json
+import math
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cllm.engine.checkpoint import load_checkpoint
+from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.corpus import Document
+from cllm.engine.train import TrainError, learning_rate, train
+
+MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
+TRAIN = TrainConfig(epochs=3, batch_size=8, seq_len=32, grad_accum=2, lr=3e-3, warmup_steps=4, spheres=12,
+                    threads=2, val_fraction=0.25, patience=5)
+
+
+def _run(source, out, cfg=TRAIN, **kw):
+    events = []
+    done = train(source, MODEL, cfg, out, events.append, **kw)
+    return done, events
+
+
+def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, tmp_path):
+    done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=4))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds.count("epoch") == 4 and kinds.count("checkpoint") == 4
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"] - 0.3
+    assert 0 < done["val_bits_per_byte"] == min(e["val_bits_per_byte"] for e in epochs)
+    assert done["stop_reason"] == "completed" and done["steps"] == events[0]["total_steps"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps and len(steps[-1]["spheres"]) == 12
+    assert {"id", "sequences", "tokens", "busy", "wait", "loss"} <= set(steps[-1]["spheres"][0])
+    json.dumps(events)  # every event is JSON-ready
+    ckpt = load_checkpoint(done["checkpoint"], with_optimizer=True)
+    meta = ckpt.metadata
+    assert meta["steps"] == done["steps"] and meta["epochs"] == 4 and meta["spheres"] == 12
+    assert len(meta["val_files"]) >= 1 and len(meta["train_files"]) + len(meta["val_files"]) == 8
+    assert ckpt.model_config.vocab_size <= MODEL.vocab_size
+    assert (tmp_path / "repo_code.txt").read_text().count("FILE:") == 8
+
+
+def test_resume_after_n_steps_equals_uninterrupted_training_bitwise(c_workspace, tmp_path):
+    total, first = 9, 4  # crosses an epoch boundary (validation + checkpoint) after the resume
+    full, _ = _run(c_workspace, tmp_path / "full.cllm", replace(TRAIN, max_steps=total))
+    part, _ = _run(c_workspace, tmp_path / "part.cllm", replace(TRAIN, max_steps=first))
+    assert part["steps"] == first and part["stop_reason"] == "max_steps"
+    resumed, events = _run(c_workspace, tmp_path / "resumed.cllm", replace(TRAIN, max_steps=total),
+                           resume=tmp_path / "part.cllm")
+    assert events[0]["step"] == first and resumed["steps"] == total
+    a = load_checkpoint(tmp_path / "full.cllm", with_optimizer=True).optimizer
+    b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True).optimizer
+    assert a["step"] == b["step"] == total
+    for key in ("params", "m", "v"):
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_training_is_bitwise_identical_for_any_thread_count(c_workspace, tmp_path):
+    results = {}
+    for threads in (1, 3):
+        done, _ = _run(c_workspace, tmp_path / f"t{threads}.cllm", replace(TRAIN, epochs=2, threads=threads))
+        assert done["threads"] == threads
+        results[threads] = load_checkpoint(done["checkpoint"], with_optimizer=True)
+    assert np.array_equal(results[1].params, results[3].params)
+    assert np.array_equal(results[1].optimizer["params"], results[3].optimizer["params"])
+    assert results[1].metadata["val_bits_per_byte"] == results[3].metadata["val_bits_per_byte"]
+
+
+def test_time_budget_stops_cleanly_with_a_resumable_checkpoint(c_workspace, tmp_path):
+    done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=1e-3))
+    assert done["stop_reason"] == "time_budget" and done["steps"] == 1
+    assert events[-1] == {"event": "checkpoint", "path": str(tmp_path / "m.cllm")}
+    ckpt = load_checkpoint(tmp_path / "m.cllm", with_optimizer=True)
+    assert ckpt.optimizer["step"] == 1 and ckpt.metadata["resume"]["batch"] == 1
+    # a budget that holds the whole run leaves the schedule as planned
+    done, events = _run(c_workspace, tmp_path / "big.cllm", replace(TRAIN, epochs=2, time_budget=1e6))
+    planned = events[0]["total_steps"]
+    assert done["stop_reason"] == "completed" and done["steps"] == planned
+    assert load_checkpoint(tmp_path / "big.cllm").metadata["resume"]["schedule_steps"] == planned
+
+
+def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):
+    cancel = threading.Event()
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event["event"] == "step":
+            cancel.set()
+
+    done = train(c_workspace, MODEL, TRAIN, tmp_path / "m.cllm", on_event, cancel=cancel)
+    assert done["stop_reason"] == "cancelled" and done["steps"] == 1
+    assert load_checkpoint(tmp_path / "m.cllm").metadata["steps"] == 1
+
+
+def test_documents_without_held_out_files_skip_validation(tmp_path):
+    docs = [Document(f"f{i}.c", f"int f{i}(int x) {{ return x * {i}; }}\n" * 20, 0) for i in range(3)]
+    done, events = _run(docs, tmp_path / "m.cllm", replace(TRAIN, epochs=2, val_fraction=0.0))
+    assert done["val_bits_per_byte"] is None and done["stop_reason"] == "completed"
+    assert [e["val_loss"] for e in events if e["event"] == "epoch"] == [None, None]
+    assert events[0]["val_files"] == 0 and events[0]["workspace"] is None
+
+
+def test_unusable_input_raises_train_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no C here")
+    with pytest.raises(TrainError, match="no C files"):
+        train(tmp_path, MODEL, TRAIN, tmp_path / "m.cllm")
+    with pytest.raises(TrainError, match="seq_len 64 exceeds"):
+        train([Document("a.c", "int a;\n" * 50, 0)], MODEL, replace(TRAIN, seq_len=64), tmp_path / "m.cllm")
+    with pytest.raises(TrainError, match="max_steps must be positive"):
+        train([Document("a.c", "int a;\n", 0)], MODEL, replace(TRAIN, max_steps=0), tmp_path / "m.cllm")
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    cfg = replace(TRAIN, lr=1.0, min_lr_ratio=0.1, warmup_steps=10)
+    rates = [learning_rate(s, cfg, 100) for s in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    assert learning_rate(100, cfg, 100) == pytest.approx(0.1)
+    assert math.isclose(learning_rate(1, cfg, 10), 1.0)  # warm-up capped at a fifth of a 10-step run

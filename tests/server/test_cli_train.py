@@ -1,0 +1,109 @@
+"""`cllm train`: the --json event stream of a real child process, errors, the workspace lock, resume flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from cllm.engine.checkpoint import load_checkpoint
+from cllm.engine.paths import acquire_training_lock, default_model_path, model_dir
+from cllm.server.cli import main
+
+TINY = ["--vocab-size", "300", "--d-model", "32", "--layers", "2", "--heads", "2", "--ffn", "64",
+        "--seq-len", "32", "--batch-size", "8", "--grad-accum", "1", "--threads", "2"]
+DONE_FIELDS = {"checkpoint", "steps", "tokens", "seconds", "tokens_per_second", "final_loss", "val_bits_per_byte",
+               "threads", "spheres", "load_imbalance", "sync_overhead"}
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    """Keep model folders and lock files inside the test's tmp folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_json_mode_prints_only_events_ending_with_done(c_workspace, cache_home):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    proc = subprocess.run([sys.executable, "-m", "cllm.server.cli", "train", str(c_workspace), "--epochs", "2",
+                           "--json", *TINY], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "step" in kinds and kinds.count("epoch") == 2
+    done = events[-1]
+    assert DONE_FIELDS <= set(done)
+    assert done["spheres"] == 12 and done["threads"] == 2 and done["steps"] == events[0]["total_steps"]
+    assert done["tokens"] > 0 and done["tokens_per_second"] > 0 and done["val_bits_per_byte"] > 0
+    assert 0 <= done["sync_overhead"] < 1 and done["load_imbalance"] >= 0
+    step = next(e for e in events if e["event"] == "step")
+    assert {"epoch", "epochs", "step", "total_steps", "loss", "lr", "tokens", "tokens_per_second", "load_imbalance",
+            "sync_overhead", "threads", "spheres"} <= set(step)
+    # the default --out is the workspace's model folder under the user cache
+    assert done["checkpoint"] == str(default_model_path(c_workspace))
+    assert load_checkpoint(done["checkpoint"]).metadata["steps"] == done["steps"]
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["event"] == "error" and "is not a folder" in json.loads(out)["message"]
+    assert err.count("\n") == 1 and "is not a folder" in err
+
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(tmp_path / "empty")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"cllm train: error: no C files (.c, .h) to learn from in {(tmp_path / 'empty').resolve()}"
+
+
+def test_bad_flag_values_and_model_flags_on_resume_are_refused(c_workspace, tmp_path, capsys):
+    assert main(["train", str(c_workspace), "--epochs", "0"]) == 2
+    assert "epochs must be positive" in capsys.readouterr().err
+    assert main(["train", str(c_workspace), "--heads", "3"]) == 2
+    assert "multiple of heads" in capsys.readouterr().err
+    assert main(["train", str(c_workspace), "--resume", str(tmp_path / "x.cllm"), "--layers", "3"]) == 2
+    assert "--layers cannot change when resuming" in capsys.readouterr().err
+
+
+def test_a_second_training_of_the_same_workspace_is_refused(c_workspace, tmp_path, capsys):
+    lock = acquire_training_lock(c_workspace)
+    try:
+        assert main(["train", str(c_workspace), "--out", str(tmp_path / "m.cllm"), *TINY]) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert "already running" in err and str(model_dir(c_workspace)) in err
+    assert not (tmp_path / "m.cllm").exists()
+
+
+def test_resume_continues_from_the_checkpoint_settings(c_workspace, tmp_path, capsys):
+    out = tmp_path / "m.cllm"
+    assert main(["train", str(c_workspace), "--out", str(out), "--max-steps", "3", "--json", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", str(c_workspace), "--out", str(out), "--resume", str(out), "--max-steps", "5", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["step"] == 3 and events[0]["resumed_from"] == str(out)
+    assert events[-1]["steps"] == 5 and events[-1]["threads"] == 2
+
+
+def test_ctrl_c_keeps_a_resumable_checkpoint_and_exits_cleanly(c_workspace, tmp_path, cache_home):
+    out = tmp_path / "m.cllm"
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    proc = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "train", str(c_workspace), "--out", str(out),
+                             "--epochs", "1000", "--json", *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "step":
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    events = [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert events[-1]["event"] == "done" and events[-1]["stop_reason"] == "cancelled"
+    ckpt = load_checkpoint(out, with_optimizer=True)
+    assert ckpt.optimizer["step"] == events[-1]["steps"] == ckpt.metadata["resume"]["step"]
