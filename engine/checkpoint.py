@@ -6,6 +6,11 @@ weights training continues from when "params" holds the best-validation ones); s
 (a JSON map of sha256 digests: one over the other metadata entries and one per tensor). Any safetensors tool can
 open the file; cllm itself parses the header to give precise errors for a missing, truncated, corrupt, foreign or
 newer-version file.
+
+cllm writes the safetensors layout itself (8-byte little-endian header length, JSON header padded with spaces to a
+multiple of 8, then the raw little-endian tensor bytes back to back) and streams each tensor straight from its
+array: `safetensors.numpy.save` would first copy every tensor and then the whole file into memory, twice the size
+of the weights and optimizer state at each checkpoint of a training run.
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-import safetensors.numpy
 
 from .config import ModelConfig, from_dict, to_dict
-from .files import atomic_write_bytes
+from .files import atomic_write
 
 FORMAT = "cllm"
 FORMAT_VERSION = 1
@@ -79,13 +83,32 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     digests = {name: _sha256(array) for name, array in tensors.items()}
     digests["metadata"] = _header_digest(header)
     header["sha256"] = json.dumps(digests, sort_keys=True)
-    data = safetensors.numpy.save(tensors, metadata=header)
+    prefix = _safetensors_prefix(tensors, header)
+
+    def write(f: BinaryIO) -> None:
+        f.write(prefix)
+        for array in tensors.values():
+            f.write(array.data)  # the array's own buffer: no copy
+
     try:
-        atomic_write_bytes(path, data)
+        atomic_write(path, write)
     except OSError as exc:
         raise CheckpointError(
             f"could not write model file {path}: {exc.strerror or exc}. Check free disk space and permissions."
         ) from exc
+
+
+def _safetensors_prefix(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """Length prefix and JSON header of a safetensors file holding `tensors` (flat little-endian float32) in
+    order, back to back, after it."""
+    table: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name, array in tensors.items():
+        table[name] = {"dtype": "F32", "shape": [array.size], "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    header = json.dumps(table, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # as safetensors does: the tensor data starts 8-byte aligned
+    return struct.pack("<Q", len(header)) + header
 
 
 def load_checkpoint(path: str | os.PathLike, with_optimizer: bool = False) -> Checkpoint:
@@ -218,11 +241,12 @@ def _sha256(array: np.ndarray) -> str:
 
 
 def _flat_float32(array: np.ndarray, what: str) -> np.ndarray:
-    """`array` as a contiguous 1-D float32 array, refusing anything else (a sign of a caller bug)."""
+    """`array` as a contiguous 1-D little-endian float32 array (itself when it already is one, as in training),
+    refusing anything else (a sign of a caller bug)."""
     array = np.asarray(array)
     if array.ndim != 1 or array.dtype != np.float32:
         raise ValueError(f"{what} must be a flat float32 array, got {array.dtype} with shape {array.shape}")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array, dtype="<f4")
 
 
 def _json_default(value: Any) -> Any:

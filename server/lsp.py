@@ -8,6 +8,8 @@ Threads and the event loop:
   a running one is stopped through its cancel event. `$/cancelRequest` sets the same event.
 - Training runs in a child process owned by the Workspace; its events reach the loop through
   `loop.call_soon_threadsafe` and become `$/progress` and `cllm/sphereActivity` notifications.
+- A workspace's HTTP face (dashboard, /v1/...) runs on the same event loop: started for the first folder by
+  `--http-port`, or on a free loopback port by the `cllm.dashboard` command, which hands the editor the link.
 
 Logs go to stderr and, for cllm's own loggers, to `window/logMessage`; stdout carries the protocol only.
 """
@@ -25,7 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote
 
 from lsprotocol import types
@@ -40,12 +42,16 @@ from cllm.engine.config import CorpusConfig
 from .settings import TRAINING_KEYS, parse_settings
 from .workspace import Workspace
 
+if TYPE_CHECKING:  # aiohttp is imported only when a dashboard is served: it adds a quarter second to start-up
+    from .http import HttpServer
+
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "cllm"
 SERVER_VERSION = "0.1.0"
 ACTIVITY_NOTIFICATION = "cllm/sphereActivity"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
+CMD_DASHBOARD = "cllm.dashboard"
 ACTIVITY_INTERVAL = 0.25  # seconds: cllm/sphereActivity and progress reports at most 4 per second
 PROGRESS_CREATE_TIMEOUT = 10.0
 MAX_PREFIX_CHARS = 64_000  # the model sees a few hundred tokens; bound the work for huge documents
@@ -382,7 +388,8 @@ class CllmServer(LanguageServer):
         super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=CllmProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.http_port = http_port
-        self.http: Any = None
+        self.http: dict[Path, HttpServer] = {}
+        self._http_lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.worker: Worker | None = None
         self.raw_settings: Any = None
@@ -498,17 +505,33 @@ class CllmServer(LanguageServer):
             lambda cancel: _complete_at(workspace, text, position, codec, document.path, uri, cancel), key=uri)
         return await run_job(job), workspace
 
-    async def start_http(self, workspace: Workspace) -> None:
-        """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop."""
+    async def start_http(self, workspace: Workspace, port: int = 0) -> HttpServer | None:
+        """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop; port 0
+        picks a free one. A server already running for the workspace is reused. None (after telling the
+        user) when the port cannot be served."""
         from .http import serve_http
 
-        try:
-            self.http = await serve_http(workspace, port=self.http_port or 0)
-        except (OSError, ValueError) as exc:
-            log.error("cannot serve HTTP on port %s: %s", self.http_port, exc)
-            self.report_problems([f"cannot serve HTTP on port {self.http_port}: {exc}"])
-            return
-        log.info("serving %s over HTTP at %s/v1 (token in %s)", workspace.root, self.http.url, self.http.token_path)
+        async with self._http_lock:  # two quick "Open Dashboard" requests must not start two servers
+            running = self.http.get(workspace.root)
+            if running is not None:
+                return running
+            try:
+                http = await serve_http(workspace, port=port)
+            except (OSError, ValueError) as exc:
+                log.error("cannot serve HTTP on port %s: %s", port, exc)
+                self.report_problems([f"cannot serve HTTP on port {port}: {exc}"])
+                return None
+            self.http[workspace.root] = http
+        log.info("serving %s over HTTP at %s/v1 (token in %s)", workspace.root, http.url, http.token_path)
+        return http
+
+    async def stop_http(self, root: Path | None = None) -> None:
+        """Stop the HTTP face of the folder `root` (of every folder when None); its token file goes too."""
+        roots = list(self.http) if root is None else [root.resolve()]
+        for key in roots:
+            http = self.http.pop(key, None)
+            if http is not None:
+                await http.close()
 
     def close(self) -> None:
         """Stop the worker and end any training (server shutdown)."""
@@ -539,15 +562,13 @@ def build_server(http_port: int | None = None) -> CllmServer:
     async def initialized(ls: CllmServer, params: types.InitializedParams) -> None:
         ls.report_problems(parse_settings(ls.raw_settings)[1])
         if ls.http_port is not None and ls.workspaces:
-            await ls.start_http(next(iter(ls.workspaces.values())))
+            await ls.start_http(next(iter(ls.workspaces.values())), ls.http_port)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: CllmServer, params: None) -> None:
         for workspace in ls.workspaces.values():
             workspace.cancel_training()
-        if ls.http is not None:
-            await ls.http.close()
-            ls.http = None
+        await ls.stop_http()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: CllmServer, params: types.DidChangeConfigurationParams) -> None:
@@ -569,7 +590,9 @@ def build_server(http_port: int | None = None) -> CllmServer:
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def did_change_folders(ls: CllmServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         for folder in params.event.removed:
-            ls.close_workspace(Path(to_fs_path(folder.uri) or folder.uri))
+            root = Path(to_fs_path(folder.uri) or folder.uri)
+            await ls.stop_http(root)
+            ls.close_workspace(root)
         for folder in params.event.added:
             path = to_fs_path(folder.uri)
             if path and Path(path).is_dir():
@@ -624,6 +647,21 @@ def build_server(http_port: int | None = None) -> CllmServer:
                     "workspaces": [str(root) for root in ls.workspaces]}
         return {**workspace.status(), "enabled": workspace.settings.enable,
                 "workspaces": [str(root) for root in ls.workspaces]}
+
+    @server.command(CMD_DASHBOARD)
+    async def dashboard(ls: CllmServer, *args: Any) -> dict[str, Any]:
+        """The dashboard link (with the token) of the folder's HTTP face, starting that on a free port if needed;
+        the editor opens it in a browser, and a running training carries on."""
+        workspace, overrides, problems = ls.command_target(args)
+        if overrides:
+            problems.append(f"{CMD_DASHBOARD} takes no training settings")
+        if workspace is None or problems:
+            return {"error": "; ".join(problems) or "no such workspace folder is open",
+                    "workspaces": [str(root) for root in ls.workspaces]}
+        http = await ls.start_http(workspace)
+        if http is None:
+            return {"error": "cannot serve the dashboard over HTTP (see the server log)"}
+        return {"url": http.dashboard_url}
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def progress_cancel(ls: CllmServer, params: types.WorkDoneProgressCancelParams) -> None:

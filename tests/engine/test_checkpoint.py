@@ -83,6 +83,20 @@ def test_is_a_plain_safetensors_file(saved, ckpt):
     np.testing.assert_array_equal(tensors["params"], ckpt.params)
 
 
+def test_streamed_save_of_every_tensor_is_read_back_by_safetensors(tmp_path, ckpt):
+    """The hand-written safetensors header and streamed tensors make a file any safetensors reader accepts."""
+    n = 1_000_000
+    rng = np.random.default_rng(2)
+    ckpt.params = rng.standard_normal(n, dtype=np.float32)
+    ckpt.optimizer = {"m": rng.standard_normal(n, dtype=np.float32), "v": rng.random(n, dtype=np.float32),
+                      "step": 1, "params": rng.standard_normal(n, dtype=np.float32)}
+    save_checkpoint(tmp_path / "big.cllm", ckpt)
+    tensors = safetensors.numpy.load_file(tmp_path / "big.cllm")
+    np.testing.assert_array_equal(tensors["params"], ckpt.params)
+    np.testing.assert_array_equal(tensors["adam_m"], ckpt.optimizer["m"])
+    np.testing.assert_array_equal(tensors["adam_params"], ckpt.optimizer["params"])
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist.*cllm train"):
         load_checkpoint(tmp_path / "nope.cllm")

@@ -101,8 +101,3 @@ export function searchPath(name: string, input: Pick<DiscoveryInput, "pathEnv" |
 function executableNames(name: string, platform: NodeJS.Platform): string[] {
   return platform === "win32" ? [`${name}.exe`, `${name}.cmd`, name] : [name];
 }
-
-/** The full argument list: the discovered arguments plus the dashboard's HTTP port when one is wanted. */
-export function serverArgs(server: ServerCommand, httpPort?: number): string[] {
-  return httpPort ? [...server.args, "--http-port", String(httpPort)] : [...server.args];
-}

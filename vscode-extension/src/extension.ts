@@ -3,11 +3,11 @@
  *
  * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.showStatus,
  * cllm.openDashboard, cllm.restartServer): vscode-languageclient already registers the server's own
- * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status), and registering an id twice fails.
+ * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status, cllm.dashboard), and registering an id
+ * twice fails.
  */
 import * as vscode from "vscode";
 
-import { dashboardUrl, freeLoopbackPort, waitForToken } from "./dashboard";
 import { CllmServer } from "./server";
 import { Activity, isTraining, mergeActivity, parseStatus, stateFromStatus } from "./status";
 import { SHOW_STATUS, StatusUi } from "./ui";
@@ -81,42 +81,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ui.showPanel();
   }
 
+  /** The server starts the folder's HTTP face on a free loopback port (training carries on) and returns its link. */
   async function openDashboard(): Promise<void> {
     if (!(await ensureServer())) return;
-    if (cllm.offers(SERVER_DASHBOARD)) {
-      const answer = (await cllm.execute(SERVER_DASHBOARD, folderArgs())) as { url?: string; error?: string } | undefined;
-      if (answer?.url) {
-        await showDashboard(answer.url);
-      } else {
-        void vscode.window.showErrorMessage(`CLLM: the dashboard is not available: ${answer?.error ?? "no address"}`);
-      }
+    if (!cllm.offers(SERVER_DASHBOARD)) {
+      void vscode.window.showErrorMessage(`CLLM: this cllm language server has no ${SERVER_DASHBOARD} command; update cllm.`);
       return;
     }
-    await openDashboardByPort();
-  }
-
-  /** Without a server command for it: restart the server with an HTTP port and read the token it writes. */
-  async function openDashboardByPort(): Promise<void> {
-    let since = 0;
-    if (!cllm.httpPort) {
-      if (ui.view.kind === "training") {
-        const go = await vscode.window.showWarningMessage(
-          "CLLM: opening the dashboard restarts the language server, which cancels the training in progress.",
-          { modal: true },
-          "Restart and Open",
-        );
-        if (go !== "Restart and Open") return;
-      }
-      since = Date.now();
-      if (!(await cllm.restart(await freeLoopbackPort()))) return;
+    const answer = (await cllm.execute(SERVER_DASHBOARD, folderArgs())) as { url?: string; error?: string } | undefined;
+    if (answer?.url) {
+      await showDashboard(answer.url);
+    } else {
+      void vscode.window.showErrorMessage(`CLLM: the dashboard is not available: ${answer?.error ?? "no address"}`);
     }
-    const status = parseStatus(await cllm.execute(SERVER_STATUS, folderArgs()));
-    const token = status?.modelDir ? await waitForToken(status.modelDir, since) : undefined;
-    if (!cllm.httpPort || !token) {
-      void vscode.window.showErrorMessage("CLLM: the language server did not start its dashboard; see Output \u203a CLLM.");
-      return;
-    }
-    await showDashboard(dashboardUrl(cllm.httpPort, token));
   }
 
   context.subscriptions.push(

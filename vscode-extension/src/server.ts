@@ -18,7 +18,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { RestartPolicy } from "./crashes";
-import { DiscoveryProblem, ServerCommand, discoverServer, serverArgs } from "./discovery";
+import { DiscoveryProblem, ServerCommand, discoverServer } from "./discovery";
 import { ServerSettings, serverSettings } from "./settings";
 import { Activity, parseActivity } from "./status";
 
@@ -44,8 +44,6 @@ export class CllmServer {
   private stopping = false;
   private notified = false;
   private readonly restarts = new RestartPolicy();
-  /** The dashboard's HTTP port the server was started with, if any. */
-  httpPort: number | undefined;
   /** How the server command was found (for the log and the status view). */
   command: ServerCommand | undefined;
 
@@ -65,8 +63,7 @@ export class CllmServer {
   }
 
   /** Find and start the server; false (after notifying the user once) when that fails. */
-  async start(httpPort?: number): Promise<boolean> {
-    this.httpPort = httpPort;
+  async start(): Promise<boolean> {
     const found = discoverServer({
       serverPath: vscode.workspace.getConfiguration("cllm").get<string>("server.path"),
       python: vscode.workspace.getConfiguration("cllm").get<string>("python"),
@@ -82,7 +79,7 @@ export class CllmServer {
       return false;
     }
     this.command = found.server;
-    const args = serverArgs(found.server, httpPort);
+    const args = found.server.args;
     this.output.info(`Starting ${found.server.command} ${args.join(" ")} (found by ${found.server.source})`);
     const serverOptions: ServerOptions = { command: found.server.command, args, options: { env: process.env } };
     const client = new LanguageClient("cllm", "CLLM", serverOptions, this.clientOptions());
@@ -123,12 +120,12 @@ export class CllmServer {
     }
   }
 
-  /** Stop and start again (after a settings change, or to serve the dashboard on `httpPort`). */
-  async restart(httpPort = this.httpPort): Promise<boolean> {
+  /** Stop and start again (after a settings change). */
+  async restart(): Promise<boolean> {
     await this.stop();
     this.restarts.reset();
     this.notified = false;
-    return this.start(httpPort);
+    return this.start();
   }
 
   /** Run one of the server's workspace/executeCommand commands. */

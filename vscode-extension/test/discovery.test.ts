@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { DiscoveryInput, discoverServer, searchPath, serverArgs } from "../src/discovery";
+import { DiscoveryInput, discoverServer, searchPath } from "../src/discovery";
 
 function input(executables: string[], extra: Partial<DiscoveryInput> = {}): DiscoveryInput {
   const files = new Set(executables);
@@ -46,10 +46,4 @@ test("nothing found: the problem says how to install", () => {
 test("PATH search on Windows tries .exe and .cmd", () => {
   const found = searchPath("cllm", { platform: "win32", pathEnv: "C:\\a;C:\\b", isExecutable: (f) => f === "C:\\b\\cllm.cmd" });
   assert.equal(found, "C:\\b\\cllm.cmd");
-});
-
-test("the dashboard port is appended to the server arguments", () => {
-  const server = { command: "cllm", args: ["lsp"], source: "x" };
-  assert.deepEqual(serverArgs(server, 8123), ["lsp", "--http-port", "8123"]);
-  assert.deepEqual(serverArgs(server), ["lsp"]);
 });

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { RestartPolicy } from "../src/crashes";
-import { dashboardUrl } from "../src/dashboard";
 import { formatAge, formatCount } from "../src/format";
 import { escapeHtml, formatSeconds, modelRows, renderStatusPage, trainingRows } from "../src/report";
 import { ServerStatus } from "../src/status";
@@ -58,8 +57,4 @@ test("restarts stop after two crashes in the window", () => {
   assert.equal(policy.shouldRestart(100), true);
   assert.equal(policy.shouldRestart(200), false);
   assert.equal(policy.shouldRestart(5000), true);
-});
-
-test("the dashboard link carries the token to loopback only", () => {
-  assert.equal(dashboardUrl(8123, "a+b/c"), "http://127.0.0.1:8123/?token=a%2Bb%2Fc");
 });
