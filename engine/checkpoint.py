@@ -130,6 +130,8 @@ def _read(f, path: Path, with_optimizer: bool) -> Checkpoint:
     size = os.fstat(f.fileno()).st_size
     entries, meta, data_start = _read_header(f, path, size)
     digests = _parse_json(meta.get("sha256", ""), path, "checksum table")
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"{path} is corrupt: its checksum table is not a JSON object. {_RETRAIN}")
     if _header_digest({k: meta[k] for k in _HEADER_ENTRIES if k in meta}) != digests.get("metadata"):
         raise CheckpointError(f"{path} is corrupt: its metadata does not match the recorded checksum. {_RETRAIN}")
     try:
@@ -174,11 +176,11 @@ def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, st
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt: its header is not a JSON object. {_RETRAIN}")
     meta = header.pop("__metadata__", None) or {}
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a cllm model (no \"format\": \"cllm\"). {_PASS_CLLM}")
     try:
         version = int(meta.get("format_version", ""))
-    except ValueError:
+    except (TypeError, ValueError):
         version_text = meta.get("format_version")
         raise CheckpointError(f"{path} is corrupt: format version {version_text!r} is not a number. {_RETRAIN}") from None
     if version > FORMAT_VERSION:
@@ -207,9 +209,14 @@ def _read_tensor(
     entry = entries.get(name)
     if entry is None:
         raise CheckpointError(f"{path} is corrupt: tensor {name!r} is missing. {_RETRAIN}")
-    begin, end = (int(x) for x in entry["data_offsets"])
-    shape = entry.get("shape") or [0]
-    if entry.get("dtype") != "F32" or len(shape) != 1 or end - begin != 4 * int(shape[0]):
+    try:
+        begin, end = (int(x) for x in entry["data_offsets"])
+        shape = entry.get("shape") or [0]
+        well_formed = (entry.get("dtype") == "F32" and len(shape) == 1 and begin >= 0
+                       and end - begin == 4 * int(shape[0]))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        well_formed = False
+    if not well_formed:
         raise CheckpointError(f"{path} is corrupt: tensor {name!r} has an unexpected layout ({entry}). {_RETRAIN}")
     f.seek(data_start + begin)
     raw = f.read(end - begin)

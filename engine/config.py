@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -65,8 +66,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (auto) or positive, got {self.threads}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.fim_rate <= 1.0:
             raise ValueError(f"fim_rate must be in [0, 1], got {self.fim_rate}")
         if not 0.0 <= self.val_fraction < 1.0:

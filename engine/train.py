@@ -389,7 +389,7 @@ def _check_train_config(cfg: TrainConfig) -> None:
         raise TrainError(str(exc)) from None
     if cfg.max_steps is not None and cfg.max_steps <= 0:
         raise TrainError(f"max_steps must be positive, got {cfg.max_steps}")
-    if cfg.time_budget is not None and not cfg.time_budget > 0:
+    if cfg.time_budget is not None and not 0 < cfg.time_budget < math.inf:
         raise TrainError(f"time_budget must be a positive number of seconds, got {cfg.time_budget}")
 
 

@@ -150,7 +150,8 @@ def _train_reporter(as_json: bool):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept."""
+    """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept, a
+    second one at once (exit 130 either way)."""
     import json
     import logging
     import os
@@ -172,6 +173,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.path):
         return fail(f"{args.path} is not a folder (expected a workspace of C code)", 2)
+    if args.out is not None and os.path.isdir(args.out):
+        example = os.path.join(args.out, "model.cllm")
+        return fail(f"--out {args.out} is a folder: give the model file to write, e.g. {example}", 2)
     try:
         model_cfg, train_cfg = _train_configs(args)
         lock = acquire_training_lock(args.path)
@@ -179,10 +183,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return fail(str(exc), 2)
     out = args.out or str(default_model_path(args.path))
     cancel = threading.Event()
+
+    def on_signal(*_) -> None:
+        """First signal: stop after this step and keep the checkpoint; a second one: stop now."""
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            previous[sig] = signal.signal(sig, lambda *_: cancel.set())
+            previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread: the caller handles interruption
             pass
     report, close = _train_reporter(args.json)
@@ -308,7 +319,11 @@ def _complete_batch(model, batch: str, options, full: bool) -> int:
     import json
 
     try:
-        lines = sys.stdin.readlines() if batch == "-" else open(batch, encoding="utf-8").read().splitlines()
+        if batch == "-":
+            lines = sys.stdin.readlines()
+        else:
+            with open(batch, encoding="utf-8") as f:
+                lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         print(f"cllm complete: error: cannot read batch file {batch}: {exc}", file=sys.stderr)
         return 2

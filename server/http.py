@@ -24,6 +24,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -220,6 +221,11 @@ async def guard_middleware(request: web.Request, handler: Callable) -> web.Strea
     return await handler(request)
 
 
+def _reject_constant(name: str) -> None:
+    """json.loads hook: NaN and Infinity are not JSON (Python accepts them by default) and no field takes them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     """The request body as a JSON object (400 when it is not one; {} for an empty optional body)."""
     raw = await request.read()
@@ -228,8 +234,8 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
             return {}
         raise _error(400, "request body must be a JSON object")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise _error(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _error(400, "request body must be a JSON object")
@@ -255,7 +261,8 @@ def _number(body: dict, key: str, kind: type, low: float, high: float) -> Any:
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (kind is int and value != int(value))):
         raise _error(400, f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
     if not low <= value <= high:
         raise _error(400, f"{key} must be between {low} and {high}, got {value!r}")
@@ -584,14 +591,14 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
     policy = AccessPolicy(bind_host=host, port=port, token=generate_token(), allowed_roots=(Path(workspace.root),))
     runner = web.AppRunner(create_app(workspace, policy), access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0)
     await runner.setup()
+    token_path = Path(workspace.token_path)
     try:
         await web.TCPSite(runner, host, port).start()
-    except OSError:
+        policy.port = runner.addresses[0][1]
+        write_token(token_path, policy.token)
+    except OSError:  # port taken, or the model folder not writable: stop serving before reporting it
         await runner.cleanup()
         raise
-    policy.port = runner.addresses[0][1]
-    token_path = Path(workspace.token_path)
-    write_token(token_path, policy.token)
     return HttpServer(runner, policy, token_path)
 
 

@@ -14,7 +14,7 @@ own host name resolve to 127.0.0.1 and then read responses as "same origin". The
   streams training details: completions (the model reproduces the workspace's code), train, cancel, events.
   Only the dashboard's static files, `/v1/status` and `/v1/models` are public; they read nothing from disk and
   start nothing. The token comes from `secrets.token_urlsafe`, is compared in constant time, is written to
-  `<model_dir>/server.token` with mode 0600 so only the user (and the editor acting for the user) can read it,
+  `<model_dir>/token` with mode 0600 so only the user (and the editor acting for the user) can read it,
   and is never logged.
 - Dashboard hand-over: the editor command, or the URL printed at start (to a terminal only), opens `/?token=...`;
   the server renders

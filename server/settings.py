@@ -15,6 +15,7 @@ settings still apply. Unset values mean "the engine's default" (engine/config.py
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,7 @@ def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any,
         if isinstance(value, str) and value:
             return value, None
         return None, f"setting cllm.{key} must be a non-empty string, got {value!r}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None, f"setting cllm.{key} must be a number, got {value!r}"
     if kind is int:
         if value != int(value):

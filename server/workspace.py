@@ -23,10 +23,12 @@ servers hand the event to their own event loop).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -57,9 +59,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _lower_priority() -> None:
-    """Run in the trainer child before exec: be nice to the editor and the completion worker."""
-    os.nice(TRAINER_NICENESS)
+def _lower_priority_prefix() -> list[str]:
+    """`nice -n 10` before the trainer's command where available: be nice to the editor and the completion worker.
+
+    (Not Popen's preexec_fn: running Python code between fork and exec is unsafe in this multi-threaded server.)"""
+    nice = shutil.which("nice")
+    return [nice, "-n", str(TRAINER_NICENESS)] if nice else []
 
 
 def _last_loss(history: Any) -> float | None:
@@ -298,7 +303,7 @@ class Workspace:
             if self._job is not None:
                 return {"started": False, "reason": "training is already running for this workspace"}
             try:
-                lock = acquire_training_lock(source)
+                lock = acquire_training_lock(self.root)  # the whole workspace's lock, even for a subfolder
             except WorkspaceBusy as exc:
                 return {"started": False, "reason": str(exc)}
             except OSError as exc:
@@ -320,7 +325,7 @@ class Workspace:
     def _spawn(self, source: Path, lock: filelock.BaseFileLock | None, options: dict[str, int | float]) -> _Job:
         out_path = self.model_dir / TRAINING_FILE
         log_path = self.model_dir / LOG_FILE
-        command = [sys.executable, "-m", "cllm.server.cli", "train", str(source), "--json",
+        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", "train", str(source), "--json",
                    "--out", str(out_path), *train_arguments(options)]
         log.info("starting trainer: %s", " ".join(command))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -328,22 +333,22 @@ class Workspace:
             env[LOCK_HELD_ENV] = lock.lock_file  # we hold the child's lock for it
         with open(log_path, "wb") as stderr:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                       env=env, cwd=str(self.root), text=True, encoding="utf-8", errors="replace",
-                                       preexec_fn=_lower_priority if os.name == "posix" else None)
+                                       env=env, cwd=str(self.root), text=True, encoding="utf-8", errors="replace")
         return _Job(process=process, lock=lock, out_path=out_path, log_path=log_path, options=options)
 
     def _follow(self, job: _Job) -> None:
         """Reader thread: relay the trainer's events, then settle the outcome and swap the model in."""
         assert job.process.stdout is not None
-        for line in job.process.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.debug("trainer: %s", line.rstrip())
-                continue
-            if isinstance(event, dict) and isinstance(event.get("event"), str):
-                self._note(job, event)
-                self._publish(event)
+        with job.process.stdout:
+            for line in job.process.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    log.debug("trainer: %s", line.rstrip())
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("event"), str):
+                    self._note(job, event)
+                    self._publish(event)
         code = job.process.wait()
         state, reason = self._settle(job, code)
         self._cleanup(job, installed=state == "done")
@@ -352,6 +357,11 @@ class Workspace:
             self._training.update(state=state, finishedAt=_now())
             if reason:
                 self._training["reason"] = reason
+            old_dir = self.model_dir
+            self._set_model_dir()  # a modelDir change made during the run applies now
+            moved = self.model_dir != old_dir
+        if moved:
+            self.load()
         if state == "done":
             self._publish({"event": "model_loaded", "path": str(self.model_path)})
         self._publish({"event": "training_finished", "state": state, "reason": reason})
@@ -417,10 +427,13 @@ class Workspace:
         return " | ".join(tail)
 
     def _cleanup(self, job: _Job, installed: bool) -> None:
-        """Remove the partial model of a failed or cancelled run and release the workspace lock."""
+        """Remove the partial model of a failed or cancelled run (also the temporary file of a save that the
+        kill interrupted, engine/files.py's ".<name>.*.tmp") and release the workspace lock."""
         if not installed:
-            for leftover in self.model_dir.glob(TRAINING_FILE + "*"):
-                leftover.unlink(missing_ok=True)
+            leftovers = [*self.model_dir.glob(TRAINING_FILE + "*"), *self.model_dir.glob(f".{TRAINING_FILE}.*.tmp")]
+            for leftover in leftovers:
+                with contextlib.suppress(OSError):  # a stray file must not keep the lock or the job alive
+                    leftover.unlink(missing_ok=True)
         if job.lock is not None:
             job.lock.release()
 

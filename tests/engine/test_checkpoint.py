@@ -236,3 +236,28 @@ def test_metadata_is_json(saved):
     meta = json.loads(saved.read_bytes()[8 : 8 + header_len])["__metadata__"]
     assert meta["format"] == "cllm" and meta["format_version"] == "1" and meta["optimizer_step"] == "42"
     assert json.loads(meta["model_config"])["d_model"] == 32
+
+
+def rewrite_header(path, edit) -> None:
+    """Apply `edit(header)` to the file's JSON header in place, keeping the tensor bytes."""
+    data = path.read_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + header_len :])
+
+
+@pytest.mark.parametrize("edit", [
+    lambda h: h.update(__metadata__=[1]),
+    lambda h: h["__metadata__"].update(sha256="[1]"),
+    lambda h: h["__metadata__"].update(format_version=None),
+    lambda h: h["params"].update(shape=3),
+    lambda h: h["params"].update(shape=["x"]),
+    lambda h: h["params"].update(data_offsets=["a", h["params"]["data_offsets"][1]]),
+])
+def test_crafted_headers_are_refused_not_crashed_on(saved, edit):
+    rewrite_header(saved, edit)
+    with pytest.raises(CheckpointError, match="not a cllm model|corrupt"):
+        load_checkpoint(saved, with_optimizer=True)

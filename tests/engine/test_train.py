@@ -113,6 +113,10 @@ def test_unusable_input_raises_train_error(tmp_path):
         train([Document("a.c", "int a;\n" * 50, 0)], MODEL, replace(TRAIN, seq_len=64), tmp_path / "m.cllm")
     with pytest.raises(TrainError, match="max_steps must be positive"):
         train([Document("a.c", "int a;\n", 0)], MODEL, replace(TRAIN, max_steps=0), tmp_path / "m.cllm")
+    with pytest.raises(TrainError, match="time_budget must be"):
+        train([Document("a.c", "int a;\n", 0)], MODEL, replace(TRAIN, time_budget=math.inf), tmp_path / "m.cllm")
+    with pytest.raises(TrainError, match="lr must be"):
+        train([Document("a.c", "int a;\n", 0)], MODEL, replace(TRAIN, lr=math.nan), tmp_path / "m.cllm")
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():

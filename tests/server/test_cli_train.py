@@ -52,6 +52,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert json.loads(out)["event"] == "error" and "is not a folder" in json.loads(out)["message"]
     assert err.count("\n") == 1 and "is not a folder" in err
 
+    assert main(["train", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "is a folder: give the model file" in capsys.readouterr().err
+
     (tmp_path / "empty").mkdir()
     assert main(["train", str(tmp_path / "empty")]) == 2
     out, err = capsys.readouterr()

@@ -166,7 +166,8 @@ async def test_bad_completion_requests_are_400(client, body, fragment):
     assert error["type"] == "invalid_request_error" and fragment in error["message"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe", b'{"prompt": "x", "max_tokens": NaN}',
+                                 b'{"prompt": "x", "max_tokens": Infinity}', b'{"prompt": "x", "max_tokens": 1e400}'])
 async def test_malformed_bodies_are_400(client, raw):
     response = await client.post("/v1/completions", data=raw, headers=client.headers)
     assert response.status == 400
@@ -312,6 +313,21 @@ async def test_openai_client_against_a_live_server(workspace):
         await wrong.close()
     finally:
         await server.close()
+
+
+async def test_a_token_that_cannot_be_written_stops_the_server_it_started(workspace, tmp_path: Path):
+    (tmp_path / "a_file").write_text("not a folder")
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    failed_port = server.port
+    await server.close()
+    good_path = workspace.token_path
+    workspace.token_path = tmp_path / "a_file" / "token"  # its folder cannot be created
+    with pytest.raises(OSError):
+        await serve_http(workspace, "127.0.0.1", failed_port)
+    workspace.token_path = good_path
+    again = await serve_http(workspace, "127.0.0.1", failed_port)  # the failed start released its port
+    assert again.port == failed_port
+    await again.close()
 
 
 # ------------------------------------------------------------------------------------------- cllm serve

@@ -34,3 +34,9 @@ def test_training_overrides_by_python_name_become_trainer_flags():
     assert problems == []
     assert train_arguments(good) == ["--epochs", "2", "--time-budget", "1.5", "--d-model", "32", "--seed", "0"]
     assert check_training({"warp": 9})[1] == ["unknown training option 'warp'"]
+
+
+def test_non_finite_numbers_are_problems_not_crashes():
+    good, problems = check_training({"epochs": float("inf"), "lr": float("nan"), "time_budget": float("inf")})
+    assert good == {}
+    assert len(problems) == 3 and all("must be a number" in p for p in problems)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,25 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     assert workspace.start_training() == {"started": True}
     assert workspace.cancel_training() is True
     assert workspace.wait_training(60)
+
+
+def test_a_cancelled_run_cleans_up_and_a_model_dir_change_applies_when_it_ends(c_workspace: Path, tmp_path: Path,
+                                                                 trained_dir: Path, cache: Path):
+    workspace = Workspace(c_workspace, {"modelDir": str(trained_dir), "training": TINY_TRAINING})
+    interrupted_save = trained_dir / ".model.cllm.training.k1ll3d.tmp"  # what a kill during a save leaves
+    interrupted_save.write_bytes(b"partial")
+    assert workspace.start_training() == {"started": True}
+    trainer = workspace._job.process.pid
+    wanted = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    for _ in range(200):  # until `nice` has lowered the priority and exec'd the trainer
+        if os.getpriority(os.PRIO_PROCESS, trainer) == wanted:
+            break
+        time.sleep(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, trainer) == wanted, "the trainer runs at lower CPU priority"
+    moved = tmp_path / "moved"
+    workspace.update_settings({"modelDir": str(moved)})
+    assert workspace.model_dir == trained_dir.resolve()  # the running job keeps writing to its folder
+    assert workspace.cancel_training() is True
+    assert workspace.wait_training(60)
+    assert workspace.model_dir == moved.resolve() and not workspace.has_model
+    assert not interrupted_save.exists() and (trained_dir / "model.cllm").is_file()
