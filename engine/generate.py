@@ -27,7 +27,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -365,7 +364,7 @@ class Completer:
             ids = np.concatenate([prompt.ids[:heal], prompt.ids[prompt.prefix_end:]])
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)
-            with _blas_controller().limit(limits=1, user_api="blas"):
+            with _single_threaded_blas:
                 self._head = self._head_for(options, healed)
                 logits = self._prefill(slot, ids)
                 return self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
@@ -471,13 +470,36 @@ class Completer:
             self._slots.pop(doc_key, None)
 
 
-@lru_cache(maxsize=1)
-def _blas_controller() -> ThreadpoolController:
-    """The process's BLAS thread controller (built once: inspecting the loaded libraries takes milliseconds).
+class _SingleThreadedBlas:
+    """Runs BLAS on one thread while any completion is running, and restores it when the last one ends.
 
-    Completion runs BLAS on one thread: batch-1 products are too small to split, and on a machine busy with
-    training, waiting for a second BLAS thread costs ten times what it saves."""
-    return ThreadpoolController()
+    Batch-1 products are too small to split, and on a machine busy with training, waiting for a second BLAS
+    thread costs ten times what it saves. The BLAS thread count is process-wide, so completions running at
+    once (several workspaces, the HTTP worker) share one limit instead of each restoring it in turn."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._controller: ThreadpoolController | None = None
+        self._limit: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                if self._controller is None:  # built once: inspecting the loaded libraries takes milliseconds
+                    self._controller = ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limit.restore_original_limits()
+                self._limit = None
+
+
+_single_threaded_blas = _SingleThreadedBlas()
 
 
 def _ms(start: float) -> float:

@@ -449,9 +449,8 @@ async def train(request: web.Request) -> web.Response:
     result = request.app[WORKSPACE].start_training(**kwargs)
     if result.get("started"):
         return web.json_response(result, status=202)
-    reason = result.get("reason", "training did not start")
-    status_code = 429 if "already" in reason or "running" in reason else 400
-    raise _error(status_code, reason)
+    status_code = {"busy": 429, "unavailable": 503}.get(result.get("code"), 400)
+    raise _error(status_code, result.get("reason", "training did not start"))
 
 
 async def cancel(request: web.Request) -> web.Response:

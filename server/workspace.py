@@ -285,7 +285,8 @@ class Workspace:
 
     def start_training(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
         """Start training in a child process and return at once: {"started": True} or {"started": False,
-        "reason": ...} (bad options, already training here, or another process holds the workspace's lock).
+        "reason": ..., "code": ...} where code is "invalid" (bad options or folder), "busy" (already training
+        here, or another process holds the workspace's lock) or "unavailable" (the trainer could not start).
 
         `path` trains on a folder inside the workspace instead of the whole root. Overrides are training
         options by python name (epochs, time_budget, spheres, threads, max_steps, batch_size, seq_len,
@@ -293,28 +294,28 @@ class Workspace:
         """
         options, problems = check_training({**self.settings.training, **overrides})
         if problems:
-            return {"started": False, "reason": "; ".join(problems)}
+            return _refused("invalid", "; ".join(problems))
         source = self.root if path is None else Path(path).expanduser().resolve()
         if not source.is_dir():
-            return {"started": False, "reason": f"folder {source} does not exist"}
+            return _refused("invalid", f"folder {source} does not exist")
         if not source.is_relative_to(self.root):
-            return {"started": False, "reason": f"folder {source} is not inside the workspace {self.root}"}
+            return _refused("invalid", f"folder {source} is not inside the workspace {self.root}")
         with self._state_lock:
             if self._job is not None:
-                return {"started": False, "reason": "training is already running for this workspace"}
+                return _refused("busy", "training is already running for this workspace")
             try:
                 lock = acquire_training_lock(self.root)  # the whole workspace's lock, even for a subfolder
             except WorkspaceBusy as exc:
-                return {"started": False, "reason": str(exc)}
+                return _refused("busy", str(exc))
             except OSError as exc:
-                return {"started": False, "reason": f"cannot take the training lock: {exc}"}
+                return _refused("unavailable", f"cannot take the training lock: {exc}")
             try:
                 self.model_dir.mkdir(parents=True, exist_ok=True)
                 job = self._spawn(source, lock, options)
             except OSError as exc:
                 if lock is not None:
                     lock.release()
-                return {"started": False, "reason": f"cannot start the trainer in {self.model_dir}: {exc}"}
+                return _refused("unavailable", f"cannot start the trainer in {self.model_dir}: {exc}")
             self._job = job
             self._training = {"state": "training", "startedAt": _now(), "options": options}
             job.thread = threading.Thread(target=self._follow, args=(job,), name="cllm-train-reader", daemon=True)
@@ -468,3 +469,8 @@ class Workspace:
         """Cancel training and wait for it to settle (server shutdown)."""
         if self.cancel_training():
             self.wait_training(KILL_AFTER_SECONDS + 5.0)
+
+
+def _refused(code: str, reason: str) -> dict[str, Any]:
+    """The answer of a training request that did not start."""
+    return {"started": False, "reason": reason, "code": code}

@@ -100,16 +100,17 @@ def test_settings_problems_are_collected_and_the_rest_applies(tmp_path: Path, tr
 def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: Path):
     (tmp_path / "ws").mkdir()
     workspace = Workspace(tmp_path / "ws", {"modelDir": str(tmp_path / "models")})
-    assert "epochs" in workspace.start_training(epochs=0)["reason"]
-    assert "colour" in workspace.start_training(colour=1)["reason"]
-    assert "not inside" in workspace.start_training(path=tmp_path)["reason"]
-    assert "does not exist" in workspace.start_training(path=tmp_path / "ws" / "missing")["reason"]
+    for refused, words in ((workspace.start_training(epochs=0), "epochs"),
+                           (workspace.start_training(colour=1), "colour"),
+                           (workspace.start_training(path=tmp_path), "not inside"),
+                           (workspace.start_training(path=tmp_path / "ws" / "missing"), "does not exist")):
+        assert refused["code"] == "invalid" and words in refused["reason"]
     lock = acquire_training_lock(tmp_path / "ws")
     try:
         busy = workspace.start_training(**{"max_steps": 1})
     finally:
         lock.release()
-    assert busy["started"] is False and "already running" in busy["reason"]
+    assert busy["started"] is False and busy["code"] == "busy" and "already running" in busy["reason"]
     assert workspace.cancel_training() is False
     assert workspace.status()["training"] == {"state": "idle"}
 
