@@ -1,0 +1,100 @@
+"""The quality bar of issue 7: train on the demo corpus's training files with defaults and a time budget, then
+`cllm eval` on its held-out files next to the xz and 5-gram baselines, and print the table.
+
+    .venv/bin/python benchmarks/quality.py                      # 10-minute budget on training_data/brotli
+    .venv/bin/python benchmarks/quality.py --budget 120 --positions 100
+    .venv/bin/python benchmarks/quality.py --model existing.cllm  # evaluate only
+    .venv/bin/python benchmarks/quality.py --set grad_accum=1 --set vocab_size=4000   # one lever at a time
+
+The bar: bits per byte below xz's and far below the 5-gram's; line exact match at least twice the 5-gram's and
+edit similarity clearly above it. The last lines say which parts of the bar pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import fields, replace
+from pathlib import Path
+
+from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.evaluate import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table
+from cllm.engine.generate import load_model
+from cllm.engine.train import train
+
+DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
+
+
+def _configs(budget: float, overrides: list[str]) -> tuple[ModelConfig, TrainConfig]:
+    """Default configs with the time budget and `name=value` overrides of ModelConfig or TrainConfig fields."""
+    configs = {"model": ModelConfig(), "train": TrainConfig(time_budget=budget)}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        owner = next((k for k, cfg in configs.items() if name in {f.name for f in fields(cfg)}), None)
+        if owner is None:
+            raise SystemExit(f"--set {item}: no ModelConfig or TrainConfig field {name!r}")
+        number = float(value) if isinstance(getattr(configs[owner], name), float) or "." in value else int(value)
+        configs[owner] = replace(configs[owner], **{name: number})
+    return configs["model"], configs["train"]
+
+
+def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path) -> None:
+    """Train with the given settings, stopped by the time budget; prints the start, each epoch and the end."""
+    def on_event(event: dict) -> None:
+        if event["event"] in ("start", "epoch", "done"):
+            keys = ("event", "files", "train_files", "val_files", "tokens", "epoch", "train_loss", "val_loss",
+                    "val_bits_per_byte", "steps", "seconds", "tokens_per_second", "stop_reason")
+            print(json.dumps({k: event[k] for k in keys if k in event}), file=sys.stderr, flush=True)
+
+    train(corpus, model_cfg, train_cfg, out, on_event)
+
+
+def _verdict(report: dict) -> list[str]:
+    """One line per part of the bar and per predictor (the model alone, and mixed with the cache model)."""
+    xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
+    if kn["bits_per_byte"] is None:
+        return ["bar not checked: no baselines (training files unreadable)"]
+    lines = []
+    for name, row in (("model", report), ("model+cache", report.get("mixture"))):
+        checks = [
+            ("bits per byte below xz", row["bits_per_byte"] < xz["bits_per_byte"]),
+            ("bits per byte below the 5-gram", row["bits_per_byte"] < kn["bits_per_byte"]),
+            ("exact match >= 2x the 5-gram", row["exact_match"] >= 2 * kn["exact_match"]),
+            ("edit similarity above the 5-gram", row["edit_similarity"] > kn["edit_similarity"]),
+        ]
+        lines += [f"{'PASS' if ok else 'FAIL'}  {name}: {check}" for check, ok in checks]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEMO, help="folder of C code (default: the demo corpus)")
+    parser.add_argument("--budget", type=float, default=600.0, help="training time budget in seconds")
+    parser.add_argument("--positions", type=int, default=DEFAULT_POSITIONS)
+    parser.add_argument("--model", type=Path, help="evaluate this model instead of training one")
+    parser.add_argument("--keep", type=Path, help="where to keep the trained model (default: a temporary folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a ModelConfig/TrainConfig default (repeatable), e.g. --set warmup_steps=20")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="cllm-quality-") as tmp:
+        path = args.model
+        if path is None:
+            if not args.corpus.is_dir():
+                print(f"{args.corpus} is missing: run training_data/fetch_demo.py first", file=sys.stderr)
+                return 1
+            path = args.keep or Path(tmp) / "model.cllm"
+            _train(args.corpus, *_configs(args.budget, args.set), path)
+        model = load_model(path)
+        documents, train_documents, _ = evaluation_files(model, None)
+        report = evaluate(model, documents, train_documents, positions=args.positions)
+    print(json.dumps(report) if args.json else format_table(report))
+    if not args.json:
+        print("\n".join(_verdict(report)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""`cllm eval`: how well does a model predict and complete C code it has not trained on, next to baselines?
+
+Four measures on the same files in one run:
+- bits per byte: every file scored from its start (after its path header, as in training) with a sliding window as
+  long as the training sequences (positions past it were never trained), stride half a window; total bits over
+  total UTF-8 bytes, so tokenizers of any size compare fairly;
+- line completion at seeded cursor positions, half mid-line and half at the start of a line: the model sees the text
+  before the cursor and, as the suffix, the text after the end of the line (the line is being typed); its one-line
+  completion is compared with the real rest of the line (exact match after trimming whitespace, edit similarity);
+- syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
+- baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
+  training files (bits per byte on the same files, greedy line completion at the same positions).
+With training files at hand it also reports "mixture": the transformer mixed with the 5-gram and a document cache
+(engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .baselines import KneserNey, xz_conditional_bits_per_byte
+from .cache_model import KN_ORDER, Mixture, MixtureCompleter, component_probs, fit_mixture
+from .config import ModelConfig
+from .corpus import Document, scan
+from .generate import CompletionOptions, Model, complete
+from .model import make_scratch, token_losses
+from .syntax import count_errors, function_body_spans, keeps_syntax
+from .tokenizer import Tokenizer
+
+DEFAULT_POSITIONS = 300
+LINE_MAX_TOKENS = 64
+MULTILINE_MAX_TOKENS = 128
+_NO_DEADLINE_MS = 1e9  # evaluation is about quality: never cut a completion short on time
+_BATCH = 4
+
+Progress = Callable[[str, int, int], None]
+
+
+class EvalError(Exception):
+    """Evaluation cannot run; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A cursor position: the completion should produce text[offset:line_end] (the rest of the line)."""
+
+    doc: int
+    offset: int
+    line_end: int
+    kind: str  # "mid": after at least one non-blank character of the line; "start": after the line's indentation
+
+
+@dataclass
+class Scores:
+    """Line-completion results of one predictor."""
+
+    exact: list[bool] = field(default_factory=list)
+    similarity: list[float] = field(default_factory=list)
+
+    def add(self, predicted: str, truth: str) -> None:
+        predicted, truth = predicted.strip(), truth.strip()
+        self.exact.append(predicted == truth)
+        self.similarity.append(edit_similarity(predicted, truth))
+
+    def summary(self) -> dict[str, float | None]:
+        if not self.exact:
+            return {"exact_match": None, "edit_similarity": None}
+        return {"exact_match": float(np.mean(self.exact)), "edit_similarity": float(np.mean(self.similarity))}
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions of characters) between `a` and `b`."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein(a, b) / max(len(a), len(b)); 1.0 for two empty strings."""
+    longer = max(len(a), len(b))
+    return 1.0 if longer == 0 else 1.0 - levenshtein(a, b) / longer
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of every line; end is the offset of its newline (or of the end of text)."""
+    spans, start = [], 0
+    for line in text.split("\n"):
+        spans.append((start, start + len(line)))
+        start += len(line) + 1
+    return spans
+
+
+def _candidates(text: str) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """Mid-line candidates (first allowed offset, last allowed offset, line end) and line-start ones (offset, line end).
+
+    Mid-line: after at least one non-blank character, with non-blank text still to come on the line.
+    Line start: a non-blank line after a non-blank line, the cursor after the indentation.
+    """
+    mid, start = [], []
+    previous_blank = True
+    for line_start, line_end in _lines(text):
+        line = text[line_start:line_end]
+        body = line.strip()
+        if body:
+            first = line_start + len(line) - len(line.lstrip())
+            last = line_start + len(line.rstrip())
+            if last - 1 > first:
+                mid.append((first + 1, last - 1, line_end))
+            if not previous_blank:
+                start.append((first, line_end))
+        previous_blank = not body
+    return mid, start
+
+
+def sample_positions(documents: Sequence[Document], count: int, seed: int = 0) -> list[Position]:
+    """`count` cursor positions drawn deterministically from `seed`: half mid-line, half at line starts.
+
+    Lines are drawn uniformly over all files (so long lines are not favoured), then the column uniformly within a
+    mid-line candidate. When one kind runs short the other fills in. Sorted by file and offset.
+    """
+    rng = np.random.default_rng(seed)
+    mid, start = [], []
+    for d, doc in enumerate(documents):
+        m, s = _candidates(doc.text)
+        mid += [(d, *c) for c in m]
+        start += [(d, *c) for c in s]
+    n_mid = min(len(mid), max(count - len(start), count // 2))
+    n_start = min(len(start), count - n_mid)
+    positions = []
+    for i in rng.choice(len(mid), size=n_mid, replace=False) if n_mid else []:
+        d, lo, hi, end = mid[i]
+        positions.append(Position(d, int(rng.integers(lo, hi + 1)), end, "mid"))
+    for i in rng.choice(len(start), size=n_start, replace=False) if n_start else []:
+        d, offset, end = start[i]
+        positions.append(Position(d, offset, end, "start"))
+    return sorted(positions, key=lambda p: (p.doc, p.offset))
+
+
+def _windows(length: int, first_target: int, window: int) -> list[tuple[int, int]]:
+    """(start, first scored target) of each window over a sequence: targets are positions 1..length-1.
+
+    Window w feeds tokens[start:start+window] and predicts positions start+1..start+window; it scores only those not
+    scored by an earlier window, so after the first window every target sees at least window - stride tokens.
+    """
+    stride = max(window // 2, 1)
+    out, scored_to, start = [], first_target, 0
+    while scored_to < length:
+        end = min(start + window, length - 1)
+        if end + 1 > scored_to:
+            out.append((start, scored_to))
+            scored_to = end + 1
+        start += stride
+    return out
+
+
+def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                  window: int, progress: Progress | None = None) -> list[np.ndarray]:
+    """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
+    its path header, as in training) with sliding windows of `window` tokens, stride half a window."""
+    jobs: list[tuple[int, np.ndarray, int, int]] = []
+    nats: list[np.ndarray] = []
+    headers = []
+    for d, doc in enumerate(documents):
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        headers.append(len(header))
+        nats.append(np.zeros(len(tokens) - len(header)))
+        jobs += [(d, tokens, start, first) for start, first in _windows(len(tokens), len(header), window)]
+    scratch = make_scratch(config, _BATCH, window)
+    for b in range(0, len(jobs), _BATCH):
+        batch = jobs[b:b + _BATCH]
+        inputs = np.zeros((_BATCH, window), dtype=np.int32)
+        targets = np.full((_BATCH, window), -1, dtype=np.int32)
+        for row, (_, tokens, start, first) in enumerate(batch):
+            chunk = tokens[start:start + window + 1]
+            inputs[row, :len(chunk) - 1] = chunk[:-1]
+            keep = slice(first - start - 1, len(chunk) - 1)
+            targets[row, keep] = chunk[1:][keep]
+        losses = token_losses(params, inputs, targets, config, scratch)
+        for row, (d, tokens, start, first) in enumerate(batch):
+            last = min(start + window, len(tokens) - 1)
+            nats[d][first - headers[d]:last + 1 - headers[d]] = losses[row, first - start - 1:last - start]
+        if progress:
+            progress("bits per byte", min(b + _BATCH, len(jobs)), len(jobs))
+    return nats
+
+
+def heldout_bits(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                 window: int, progress: Progress | None = None) -> tuple[float, int]:
+    """(total bits, total UTF-8 bytes) of `documents` under the model (see document_nats).
+
+    The trainer may call this on its held-out split so its per-epoch number and `cllm eval`'s are the same measure.
+    """
+    return _bits_and_bytes(document_nats(params, config, tokenizer, documents, window, progress), documents)
+
+
+def _bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) -> tuple[float, int]:
+    return sum(float(n.sum()) for n in nats) / math.log(2), sum(len(d.text.encode("utf-8")) for d in documents)
+
+
+def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document]) -> float:
+    """Total bits of the documents' text tokens under the n-gram model, given the same path headers as the model."""
+    bits = 0.0
+    for doc in documents:
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        bits -= float(kn.logprobs(tokens, start=len(header)).sum()) / math.log(2)
+    return bits
+
+
+def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
+               n_bytes: int) -> tuple[dict[str, Any], KneserNey | None]:
+    """Bits per byte of conditional xz and of the 5-gram (returned too, for completions); None without training files."""
+    if not train_documents:
+        return {"xz": {"bits_per_byte": None}, "kn5": {"bits_per_byte": None}}, None
+    train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
+    heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
+    streams = [np.concatenate([tok.header_ids(d.path), ids, [tok.eot_id]]).astype(np.int32)
+               for d, ids in zip(train_documents, tok.encode_batch([d.text for d in train_documents]))]
+    kn = KneserNey(streams, tok.vocab_size, pad_id=tok.eot_id, order=KN_ORDER)
+    return {
+        "xz": {"bits_per_byte": xz_conditional_bits_per_byte(train_bytes, heldout_bytes), "train_bytes": len(train_bytes)},
+        "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens},
+    }, kn
+
+
+def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokenizer,
+                   documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
+    """Cross-fitted mixtures of the transformer, the workspace 5-gram and the document cache (engine/cache_model).
+
+    Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
+    so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
+    Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
+    """
+    parts = []
+    for doc, doc_nats in zip(documents, nats):
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        parts.append(component_probs(doc_nats, kn, tokens, len(header), tokenizer.vocab_size))
+
+    def fit(indices: Sequence[int]) -> Mixture:
+        return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
+
+    folds = [range(0, len(parts), 2), range(1, len(parts), 2)]
+    fitted = [fit(folds[1] or folds[0]), fit(folds[0])]  # fitted[f] scores the files of fold f
+    bits = -sum(float(np.log2(fitted[i % 2].mix(*parts[i])).sum()) for i in range(len(parts)))
+    buckets = np.concatenate([b for _, b in parts])
+    return fitted, bits, fit(range(len(parts))).weights[buckets].mean(axis=0)
+
+
+Predictor = Callable[[int, str, str], str]
+
+
+def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Document],
+                      positions: Sequence[Position], progress: Progress | None) -> dict[str, Scores]:
+    """Each predictor's one-line completion at `positions`, scored against the real rest of each line.
+
+    A predictor gets (document index, text before the cursor, text after the end of the line) and returns the
+    line's completion."""
+    scores = {name: Scores() for name in predictors}
+    for i, p in enumerate(positions):
+        doc = documents[p.doc]
+        prefix, suffix, truth = doc.text[:p.offset], doc.text[p.line_end:], doc.text[p.offset:p.line_end]
+        for name, predict in predictors.items():
+            scores[name].add(predict(p.doc, prefix, suffix).split("\n", 1)[0], truth)
+        if progress:
+            progress("line completion", i + 1, len(positions))
+    return scores
+
+
+def _syntax_share(model: Model, documents: Sequence[Document], positions: Sequence[Position], count: int,
+                  progress: Progress | None) -> tuple[float | None, int]:
+    """(share of multi-line completions adding no parse error, positions checked) over up to `count` positions
+    that lie inside a function body; the completion replaces the rest of the line."""
+    options = CompletionOptions(max_tokens=MULTILINE_MAX_TOKENS, multiline=True, max_ms=_NO_DEADLINE_MS)
+    spans: dict[int, list[tuple[int, int]]] = {}
+    chosen = []
+    for p in positions:
+        text = documents[p.doc].text
+        if p.doc not in spans:
+            spans[p.doc] = function_body_spans(text.encode("utf-8"))
+        at = len(text[:p.offset].encode("utf-8"))
+        if any(lo < at < hi for lo, hi in spans[p.doc]):
+            chosen.append(p)
+    chosen = chosen[::max(1, len(chosen) // count)][:count] if count else []
+    errors: dict[int, int] = {}
+    ok = []
+    for i, p in enumerate(chosen):
+        doc = documents[p.doc]
+        if p.doc not in errors:
+            errors[p.doc] = count_errors(doc.text.encode("utf-8"))
+        prefix, suffix = doc.text[:p.offset], doc.text[p.line_end:]
+        completion = complete(model, prefix, suffix, options, path=doc.path).text
+        ok.append(keeps_syntax(doc.text, p.offset, p.line_end, completion, errors[p.doc]))
+        if progress:
+            progress("syntax", i + 1, len(chosen))
+    return (float(np.mean(ok)) if ok else None), len(ok)
+
+
+def _read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
+    """Documents for relative `paths` under `root` and the paths that could not be read."""
+    docs, missing = [], []
+    for rel in paths:
+        try:
+            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            missing.append(rel)
+            continue
+        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
+    return docs, missing
+
+
+def _recorded_paths(metadata: dict[str, Any], key: str) -> list[str]:
+    """The relative paths the trainer recorded under `key` ("train_files" or "val_files")."""
+    return [str(path) for path in metadata.get(key) or []]
+
+
+def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document], list[Document], dict[str, Any]]:
+    """(documents to evaluate, training documents for the baselines, notes) for a model and an optional --on path.
+
+    Without `on`: the held-out files the checkpoint recorded, read from its workspace. With `on`: every C file under
+    it. The baselines always learn from the model's recorded training files when they can still be read.
+    """
+    workspace = model.metadata.get("workspace")
+    root = Path(workspace) if workspace else None
+    train_docs: list[Document] = []
+    if root is not None and root.is_dir():
+        train_docs, _ = _read_documents(root, _recorded_paths(model.metadata, "train_files"))
+    notes: dict[str, Any] = {"train_files": len(train_docs)}
+    if on is not None:
+        path = Path(on)
+        if not path.is_dir():
+            raise EvalError(f"--on {on}: not a folder")
+        docs = scan(path).documents
+        if not docs:
+            raise EvalError(f"--on {on}: no C files (.c, .h) found")
+        notes["source"] = str(path.resolve())
+        return list(docs), train_docs, notes
+    held_out = _recorded_paths(model.metadata, "val_files")
+    if not held_out:
+        raise EvalError("the model records no held-out files (trained with no validation split?); "
+                        "evaluate on a folder instead: cllm eval MODEL --on PATH")
+    if root is None or not root.is_dir():
+        raise EvalError(f"the workspace the model was trained on ({workspace or 'not recorded'}) is gone, so its "
+                        "held-out files cannot be read; evaluate on a folder instead: cllm eval MODEL --on PATH")
+    docs, missing = _read_documents(root, held_out)
+    if not docs:
+        raise EvalError(f"none of the {len(held_out)} held-out files recorded in the model exist under {root} any more; "
+                        "evaluate on a folder instead: cllm eval MODEL --on PATH")
+    notes.update(source=f"held-out files of {root}", missing_files=len(missing))
+    return docs, train_docs, notes
+
+
+def evaluate(model: Model, documents: Sequence[Document], train_documents: Sequence[Document], *,
+             positions: int = DEFAULT_POSITIONS, syntax_positions: int | None = None, seed: int = 0,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
+
+    Keys: bits_per_byte, exact_match, edit_similarity, syntax_ok, baselines {xz, kn5}, files, bytes, positions,
+    plus mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
+    training documents.
+    """
+    if not documents:
+        raise EvalError("no files to evaluate")
+    began = time.monotonic()
+    tok = model.tokenizer
+    window = model.context
+    nats = document_nats(model.params, model.config, tok, documents, window, progress)
+    bits, n_bytes = _bits_and_bytes(nats, documents)
+    if n_bytes == 0:
+        raise EvalError("the files to evaluate are all empty")
+    baselines, kn = _baselines(tok, documents, train_documents, n_bytes)
+    line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
+    predictors: dict[str, Predictor] = {
+        "model": lambda d, prefix, suffix: complete(model, prefix, suffix, line, path=documents[d].path).text}
+    mixture = None
+    if kn is not None:
+        def header_and(d: int, prefix: str) -> np.ndarray:
+            return np.concatenate([tok.header_ids(documents[d].path), tok.encode(prefix)])
+
+        stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
+        predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
+            header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
+        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, tok, documents)
+        completers = [MixtureCompleter(model, kn, m) for m in fitted]
+        predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
+            prefix, suffix, line, path=documents[d].path).text
+        mixture = {"bits_per_byte": mixed_bits / n_bytes,
+                   "mean_weights": dict(zip(("transformer", "kn5", "cache"), weights.round(3).tolist()))}
+    sampled = sample_positions(documents, positions, seed)
+    scores = _line_completions(predictors, documents, sampled, progress)
+    if kn is not None:
+        baselines["kn5"].update(scores["kn5"].summary())
+        baselines["kn5"]["exact_shared_with_model"] = sum(a and b for a, b in zip(scores["model"].exact, scores["kn5"].exact))
+        mixture.update(scores["mixture"].summary())
+    n_syntax = max(1, positions // 5) if syntax_positions is None else syntax_positions
+    syntax_ok, syntax_checked = _syntax_share(model, documents, sampled, n_syntax, progress)
+    return {
+        "bits_per_byte": bits / n_bytes,
+        **scores["model"].summary(),
+        "syntax_ok": syntax_ok,
+        "baselines": baselines,
+        "mixture": mixture,
+        "files": len(documents),
+        "bytes": n_bytes,
+        "positions": len(sampled),
+        "syntax_positions": syntax_checked,
+        "window": window,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a text table: the model, the model mixed with the cache model, and the baselines."""
+    xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
+    mix = report.get("mixture") or {}
+    rows = [
+        ("bits per byte (lower is better)", _fmt(report["bits_per_byte"], ".3f"), _fmt(mix.get("bits_per_byte"), ".3f"),
+         _fmt(xz["bits_per_byte"], ".3f"), _fmt(kn["bits_per_byte"], ".3f")),
+        ("line exact match", _fmt(report["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), "-",
+         _fmt(kn.get("exact_match"), ".1%")),
+        ("line edit similarity", _fmt(report["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), "-",
+         _fmt(kn.get("edit_similarity"), ".3f")),
+        ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", "-", "-"),
+    ]
+    header = ("", "model", "model+cache", "xz", "5-gram KN")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
+             for r in [header, *rows]]
+    lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions "
+                 f"({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
+    if xz["bits_per_byte"] is None:
+        lines.append("baselines not computed: the model's training files could not be read")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""`cllm eval`: cursor sampling, edit similarity, sliding windows, and the whole command on a tiny model."""
+
+import json
+
+import pytest
+
+from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.corpus import Document
+from cllm.engine.evaluate import _windows, edit_similarity, levenshtein, sample_positions
+from cllm.server.cli import main
+from conftest import TINY_C_SOURCES
+
+C_FILE = """#include <stdio.h>
+
+static int add(int a, int b)
+{
+    int sum = a + b;
+    return sum;
+}
+
+int main(void)
+{
+    int total = 0;
+    for (int i = 0; i < 10; i++) {
+        total = add(total, i);
+    }
+    printf("%d\\n", total);
+    return 0;
+}
+"""
+
+
+def _docs() -> list[Document]:
+    other = C_FILE.replace("add", "plus").replace("total", "acc")
+    return [Document("a.c", C_FILE, len(C_FILE)), Document("b/c.c", other, len(other))]
+
+
+@pytest.mark.parametrize("a, b, distance", [("", "", 0), ("abc", "", 3), ("kitten", "sitting", 3),
+                                            ("flaw", "lawn", 2), ("return 0;", "return 0;", 0), ("ab", "ba", 2)])
+def test_levenshtein_known_cases(a, b, distance):
+    assert levenshtein(a, b) == distance == levenshtein(b, a)
+
+
+def test_edit_similarity_range():
+    assert edit_similarity("", "") == 1.0
+    assert edit_similarity("abc", "xyz") == 0.0
+    assert edit_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+
+
+def test_positions_are_deterministic_and_of_both_kinds():
+    docs = _docs()
+    first, again, other = sample_positions(docs, 12, seed=3), sample_positions(docs, 12, seed=3), sample_positions(docs, 12, seed=4)
+    assert first == again != other
+    assert [p.kind for p in first].count("mid") == 6 == [p.kind for p in first].count("start")
+    for p in first:
+        text = docs[p.doc].text
+        line_start = text.rfind("\n", 0, p.offset) + 1
+        before, rest = text[line_start:p.offset], text[p.offset:p.line_end]
+        assert text[p.line_end:p.line_end + 1] in ("\n", "") and "\n" not in rest and rest.strip()
+        if p.kind == "mid":
+            assert before.strip()
+        else:
+            assert not before.strip() and text[:line_start].rstrip(" \t").endswith("\n")
+            previous_line = text[:line_start - 1].rsplit("\n", 1)[-1]
+            assert previous_line.strip()
+
+
+def test_positions_when_asking_for_more_than_exist():
+    docs = [Document("x.c", "int a;\nint b;\n", 14)]
+    positions = sample_positions(docs, 50, seed=0)
+    assert 0 < len(positions) < 50
+    assert len(set(positions)) == len(positions)
+
+
+@pytest.mark.parametrize("length, header, window", [(10, 3, 4), (50, 5, 16), (17, 2, 32), (6, 6, 4)])
+def test_sliding_windows_score_every_target_once(length, header, window):
+    scored = []
+    for start, first in _windows(length, header, window):
+        last = min(start + window, length - 1)
+        assert start < first <= last
+        scored += range(first, last + 1)
+    assert scored == list(range(header, length))
+
+
+def test_eval_command_on_a_folder(tiny_model_path, tmp_path, capsys):
+    folder = tmp_path / "project"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "main.c").write_text(C_FILE)
+    header = "#ifndef UTIL_H\n#define UTIL_H\nint add(int a, int b);\n#endif\n"
+    (folder / "util.h").write_text(header)
+    assert main(["eval", str(tiny_model_path), "--on", str(folder), "--json", "--positions", "6"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 2 and report["bytes"] == len(C_FILE) + len(header) and report["positions"] == 6
+    assert 0.0 < report["bits_per_byte"] < 40.0
+    for key in ("exact_match", "edit_similarity"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["syntax_ok"] is None or 0.0 <= report["syntax_ok"] <= 1.0
+    assert set(report["baselines"]) == {"xz", "kn5"}
+    assert report["baselines"]["xz"]["bits_per_byte"] is None and report["mixture"] is None  # no training files recorded
+
+
+def test_eval_command_errors_are_clear(tiny_model_path, tmp_path, capsys):
+    assert main(["eval", str(tiny_model_path), "--on", str(tmp_path)]) == 1
+    assert "no C files" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.cllm")]) == 1
+    assert capsys.readouterr().err.startswith("cllm eval: ")
+
+
+@pytest.fixture
+def recorded_model(tiny_model_path, tmp_path):
+    """The tiny model with a training record: a workspace holding its sources, one of them held out."""
+    workspace = tmp_path / "ws"
+    for rel, text in TINY_C_SOURCES.items():
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_text(text)
+    ckpt = load_checkpoint(tiny_model_path)
+    paths = sorted(TINY_C_SOURCES)
+    ckpt.metadata.update(workspace=str(workspace), train_files=paths[1:], val_files=paths[:1])
+    save_checkpoint(tmp_path / "recorded.cllm", ckpt)
+    return tmp_path / "recorded.cllm", workspace, paths[0]
+
+
+def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
+    model, _, held_out = recorded_model
+    assert main(["eval", str(model), "--json", "--positions", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 1 and report["bytes"] == len(TINY_C_SOURCES[held_out].encode())
+    xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
+    assert 0.0 < xz["bits_per_byte"] < 8.0 and 0.0 < kn["bits_per_byte"] < 20.0
+    assert 0.0 <= kn["exact_match"] <= 1.0 and 0.0 <= kn["edit_similarity"] <= 1.0
+    mixture = report["mixture"]
+    assert 0.0 < mixture["bits_per_byte"] < 20.0 and 0.0 <= mixture["exact_match"] <= 1.0
+    assert sum(mixture["mean_weights"].values()) == pytest.approx(1.0, abs=0.01)
+    assert main(["eval", str(model), "--json", "--positions", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["positions"] == 0 and report["exact_match"] is None and report["baselines"]["kn5"]["exact_match"] is None
+    assert main(["eval", str(model), "--positions", "4"]) == 0
+    table = capsys.readouterr().out
+    assert "bits per byte" in table and "5-gram" in table
+
+
+def test_eval_command_when_held_out_files_are_gone(recorded_model, capsys):
+    model, workspace, held_out = recorded_model
+    (workspace / held_out).unlink()
+    assert main(["eval", str(model)]) == 1
+    assert "--on PATH" in capsys.readouterr().err
