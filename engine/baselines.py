@@ -58,6 +58,28 @@ def suffix_hashes(stream: np.ndarray, order: int) -> list[np.ndarray]:
     return hashes
 
 
+def next_suffix_hashes(previous: np.ndarray | None, token: int, order: int) -> np.ndarray:
+    """hashes[0..order] (as suffix_hashes) at a new last position holding `token`, from the hashes at the position
+    before it (`previous`, shape (order + 1,); None at the start of a stream): extends a stream one token at a time."""
+    before = np.full(order, _HASH_SEED, dtype=np.uint64) if previous is None else np.asarray(previous, np.uint64)[:order]
+    return np.concatenate([[_HASH_SEED], _extend_hash(before, np.full(order, token, dtype=np.int64))]).astype(np.uint64)
+
+
+def interpolate(levels: Sequence[tuple[np.ndarray, np.ndarray, float, float]], vocab_size: int,
+                out: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+    """The distribution p_k of an interpolated back-off chain, lowest level first, from the uniform p_0:
+    p_n = (scatter(tokens_n, values_n) + gamma_n p_{n-1}) / total_n for levels (tokens_n, values_n, gamma_n,
+    total_n) with distinct tokens per level. Computed top-down with scalar coefficients (no pass over the
+    vocabulary per level). With `out`, adds scale * p_k into it (for mixtures) and returns it."""
+    p = np.zeros(vocab_size) if out is None else out
+    coef = scale
+    for tokens, values, gamma, total in reversed(levels):
+        p[tokens] += values * (coef / total)
+        coef *= gamma / total
+    p += coef / vocab_size
+    return p
+
+
 def _discounts(counts: np.ndarray) -> np.ndarray:
     """Modified Kneser-Ney discounts D(0..3) (Chen & Goodman) from the counts of one order; D(0) = 0."""
     n = [np.count_nonzero(counts == k) for k in range(1, 5)]
@@ -163,7 +185,8 @@ class KneserNey:
             ni, nfound = _lookup(table.keys, hashes[n][ends])
             numer = np.where(nfound, table.discounted[ni], 0.0) + table.ctx_gamma[ci] * p
             p = np.where(cfound, numer / np.where(cfound, table.ctx_total[ci], 1.0), p)
-        return np.log(p)
+        with np.errstate(divide="ignore"):  # tiny corpora can give all-zero discounts: unseen tokens get log 0
+            return np.log(p)
 
     def matched_orders(self, tokens: np.ndarray, start: int = 0) -> np.ndarray:
         """For each of tokens[start:], the longest order n whose (n-1)-token context occurred in training."""
@@ -178,19 +201,34 @@ class KneserNey:
 
     def distribution(self, context: np.ndarray) -> np.ndarray:
         """P(next token | context) over the whole vocabulary (float64, sums to 1)."""
-        stream = self._padded(context)
-        hashes = suffix_hashes(stream[-self.order:], self.order)
-        p = np.full(self.vocab_size, 1.0 / self.vocab_size)
+        return self.matched_distribution(context)[0]
+
+    def matched_distribution(self, context: np.ndarray) -> tuple[np.ndarray, int]:
+        """(P(next token | context), the longest order n whose (n-1)-token context occurred in training)."""
+        levels, matched = self.levels_after(self.context_hashes(context))
+        return interpolate(levels, self.vocab_size), matched
+
+    def context_hashes(self, context: np.ndarray) -> np.ndarray:
+        """Hashes of the last 0..order-1 tokens of `context` (padded as in `logprobs`): the key of levels_after.
+        They equal suffix_hashes of the context at its last position, so callers that extend a context one
+        token at a time can keep them instead."""
+        hashes = suffix_hashes(self._padded(context)[-self.order:], self.order)
+        return np.array([h[-1] for h in hashes[:self.order]], dtype=np.uint64)
+
+    def levels_after(self, context_hashes: np.ndarray) -> tuple[list, int]:
+        """(the back-off levels of `interpolate` after a context given by its context_hashes, matched order)."""
+        levels = []
+        matched = 0
         for n, table in enumerate(self.tables, start=1):
-            ci, found = _lookup(table.ctx_keys, hashes[n - 1][-1:])
-            if not found[0]:
+            key = context_hashes[n - 1]
+            j = int(np.searchsorted(table.ctx_keys, key))
+            if j == len(table.ctx_keys) or table.ctx_keys[j] != key:
                 continue
-            j = ci[0]
-            lo, hi = table.ctx_start[j], table.ctx_start[j + 1]
-            p *= table.ctx_gamma[j]
-            np.add.at(p, table.by_ctx_tokens[lo:hi], table.by_ctx_discounted[lo:hi])
-            p /= table.ctx_total[j]
-        return p
+            lo, hi = table.ctx_start[j], table.ctx_start[j + 1]  # a context's followers are distinct tokens
+            levels.append((table.by_ctx_tokens[lo:hi], table.by_ctx_discounted[lo:hi], table.ctx_gamma[j],
+                           table.ctx_total[j]))
+            matched = n
+        return levels, matched
 
     def greedy_line(self, context: np.ndarray, decode_bytes, max_tokens: int = 64, stop_ids: tuple[int, ...] = ()) -> str:
         """Most likely continuation of `context`, token by token, up to the end of the line (the newline excluded).

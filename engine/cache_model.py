@@ -11,18 +11,27 @@ The weights depend on how much evidence the two n-gram models have at the curren
 each has seen before), so the mixture trusts copying where it is reliable and the transformer elsewhere. They are
 fitted by expectation-maximisation on held-out token probabilities; `cllm eval` fits them on one half of the
 evaluated files and scores the other half (and vice versa), so no file is scored with weights fitted on it.
+
+Real completions use the mixture too: the trainer fits the weights on its held-out files and stores them in the
+checkpoint metadata ("mixture"); `mixture_completer` rebuilds the 5-gram from the workspace's training files
+(about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a MixtureCompleter,
+or None when the weights or the files are missing, so that callers fall back to the transformer alone.
 """
 
 from __future__ import annotations
 
-import threading
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .baselines import KneserNey, suffix_hashes
-from .generate import MIN_PROMPT_TOKENS, Completer, Completion, CompletionOptions, Model, build_prompt, heal_start
+from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hashes
+from .corpus import Document
+from .generate import Completer, Model
+from .tokenizer import Tokenizer
 
 CACHE_ORDER = 4
 COMPONENTS = 3  # transformer, workspace 5-gram, document cache
@@ -73,30 +82,76 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
     return p[start:], matched[start:]
 
 
+class DocumentCache:
+    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
+    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
+    document."""
+
+    def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
+        tokens = np.asarray(tokens, dtype=np.int32)
+        self.vocab_size, self.order, self.length = vocab_size, order, len(tokens)
+        capacity = max(64, 2 * len(tokens))
+        self._tokens = np.zeros(capacity, np.int32)
+        self._tokens[:len(tokens)] = tokens
+        self._hashes = np.zeros((order + 1, capacity), np.uint64)
+        if len(tokens):
+            self._hashes[:, :len(tokens)] = np.stack(suffix_hashes(tokens, order))
+        self._counts = np.bincount(tokens, minlength=vocab_size)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The document's tokens so far (a view)."""
+        return self._tokens[:self.length]
+
+    def append(self, token: int) -> None:
+        """Add one token at the end of the document."""
+        if self.length == len(self._tokens):
+            self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
+        previous = self._hashes[:, self.length - 1] if self.length else None
+        self._hashes[:, self.length] = next_suffix_hashes(previous, token, self.order)
+        self._tokens[self.length] = token
+        self._counts[token] += 1
+        self.length += 1
+
+    def distribution(self) -> tuple[np.ndarray, int]:
+        """(P(next token | document) over the vocabulary, matched order) under the Witten-Bell cache of
+        cache_probs."""
+        levels, matched = self.levels()
+        return interpolate(levels, self.vocab_size), matched
+
+    def levels(self) -> tuple[list, int]:
+        """(the Witten-Bell back-off levels of baselines.interpolate after the document, matched order)."""
+        tokens, n_tokens = self.tokens, self.length
+        levels = []
+        matched = 0
+        for n in range(1, self.order + 1):
+            if n_tokens < n - 1 or n_tokens == 0:
+                break
+            if n == 1:  # every token follows the empty context
+                seen = np.flatnonzero(self._counts)
+                counts = self._counts[seen]
+            else:
+                hashes = self._hashes[n - 1, :n_tokens]
+                at = np.flatnonzero(hashes[n - 2:-1] == hashes[-1]) + n - 1  # positions following a match
+                if len(at) == 0:
+                    continue
+                seen, counts = np.unique(tokens[at], return_counts=True)
+            levels.append((seen, counts.astype(np.float64), float(len(seen)), float(counts.sum() + len(seen))))
+            matched = n
+        return levels, matched
+
+    def ngram_levels(self, kn: KneserNey) -> tuple[list, int]:
+        """kn's back-off levels and matched order after the document (as kn.matched_distribution), from the
+        document's own suffix hashes when they reach kn's context length (the same hash function)."""
+        if kn.order - 1 > self.order or self.length < kn.order - 1 or self.length == 0:
+            return kn.levels_after(kn.context_hashes(self.tokens[-kn.order:]))
+        return kn.levels_after(self._hashes[:kn.order, self.length - 1])
+
+
 def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
     """(P(next token | tokens) over the vocabulary, matched order) under the same Witten-Bell document cache."""
-    tokens = np.asarray(tokens, dtype=np.int32)
-    p = np.full(vocab_size, 1.0 / vocab_size)
-    matched = 0
-    if len(tokens) == 0:
-        return p, matched
-    hashes = suffix_hashes(tokens, order)
-    for n in range(1, order + 1):
-        if len(tokens) < n - 1:
-            break
-        if n == 1:
-            followers = tokens
-        else:
-            target = hashes[n - 1][-1]
-            at = np.flatnonzero(hashes[n - 1][n - 2:-1] == target) + n - 1  # positions following a match
-            followers = tokens[at]
-        if len(followers) == 0:
-            continue
-        counts = np.bincount(followers, minlength=vocab_size).astype(np.float64)
-        distinct = float(np.count_nonzero(counts))
-        p = (counts + distinct * p) / (len(followers) + distinct)
-        matched = n
-    return p, matched
+    return DocumentCache(tokens, vocab_size, order).distribution()
 
 
 KN_ORDER = 5
@@ -149,6 +204,99 @@ def component_probs(model_nats: np.ndarray, kn: KneserNey, tokens: np.ndarray, s
     return probs, buckets
 
 
+def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokenizer,
+                   documents: Sequence[Document]) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
+    """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
+    per-token losses `nats` on each document's text (scored after its path header, as evaluate.document_nats)."""
+    parts = []
+    for doc, doc_nats in zip(documents, nats):
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        parts.append(component_probs(doc_nats, kn, tokens, len(header), tokenizer.vocab_size))
+    mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
+    return mixture, parts
+
+
+def workspace_ngram(tokenizer: Tokenizer, documents: Sequence[Document]) -> KneserNey:
+    """The workspace 5-gram over training documents, each as the trainer saw it: path header, text, end of text."""
+    streams = [np.concatenate([tokenizer.header_ids(d.path), ids, [tokenizer.eot_id]]).astype(np.int32)
+               for d, ids in zip(documents, tokenizer.encode_batch([d.text for d in documents]))]
+    return KneserNey(streams, tokenizer.vocab_size, pad_id=tokenizer.eot_id, order=KN_ORDER)
+
+
+def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
+    """Documents for relative `paths` under `root` and the paths that could not be read."""
+    docs, missing = [], []
+    for rel in paths:
+        try:
+            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            missing.append(rel)
+            continue
+        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
+    return docs, missing
+
+
+def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
+    """The checkpoint metadata entry ("mixture") that stores fitted weights."""
+    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "weights": mixture.weights.round(6).tolist()}
+
+
+def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
+    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
+    entry = metadata.get("mixture")
+    if not isinstance(entry, dict) or entry.get("kn_order") != KN_ORDER or entry.get("cache_order") != CACHE_ORDER:
+        return None
+    try:
+        weights = np.asarray(entry.get("weights"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if weights.shape != (N_BUCKETS, COMPONENTS) or not np.all(np.isfinite(weights)) or weights.min() < 0:
+        return None
+    return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
+
+
+def mixture_completer(model: Model, cache_slots: int = 8) -> MixtureCompleter | None:
+    """A MixtureCompleter with the model's stored weights and a 5-gram over its workspace's training files
+    (those still readable), or None when the model has no weights or none of the files can be read."""
+    mixture = stored_mixture(model.metadata)
+    workspace = model.metadata.get("workspace")
+    if mixture is None or not workspace or not Path(workspace).is_dir():
+        return None
+    documents, _ = read_documents(Path(workspace), [str(p) for p in model.metadata.get("train_files") or []])
+    if not documents:
+        return None
+    return MixtureCompleter(model, workspace_ngram(model.tokenizer, documents), mixture, cache_slots)
+
+
+_SAFE_CUT = re.compile(r"\n(?=\S)")  # a line start before a non-blank: tokenizing the two sides apart is the same
+
+
+class ChunkedEncoder:
+    """Tokenizes a document's prefix in chunks of about `chunk_chars` cut at line starts that begin with a
+    non-blank character (tokens never span such a cut), remembering the last call's chunks: as the user types,
+    only the last chunk is tokenized again (a 20 kB prefix takes ~10 ms to tokenize whole)."""
+
+    def __init__(self, tokenizer: Tokenizer, chunk_chars: int = 2048) -> None:
+        self.tokenizer, self.chunk_chars = tokenizer, chunk_chars
+        self._memo: dict[str, np.ndarray] = {}
+
+    def encode(self, text: str) -> np.ndarray:
+        """tokenizer.encode(text)."""
+        chunks, start = [], 0
+        while start < len(text):
+            cut = _SAFE_CUT.search(text, start + self.chunk_chars)
+            end = cut.start() + 1 if cut else len(text)
+            chunks.append(text[start:end])
+            start = end
+        memo = {chunk: self._memo.get(chunk) for chunk in chunks}
+        for chunk, ids in memo.items():
+            if ids is None:
+                memo[chunk] = self.tokenizer.encode(chunk)
+        self._memo = memo
+        return np.concatenate([memo[c] for c in chunks]).astype(np.int32) if chunks else np.zeros(0, np.int32)
+
+
 class MixtureCompleter(Completer):
     """A Completer that decodes from the mixture instead of the transformer alone (same prompts, healing, stops).
 
@@ -156,44 +304,42 @@ class MixtureCompleter(Completer):
     the point where token healing takes tokens back, then every generated token, healing included. Two ways of
     treating the healed bytes differently measured worse on the demo corpus (8.0 % exact match, 0.260 edit
     similarity): the transformer alone while healing (5.0 %, 0.203), and n-gram mass only on tokens that cover
-    all healed bytes (7.5 %, 0.240), although both avoid the rare crawl through an indentation one space at a time.
+    all healed bytes (7.5 %, 0.240). Healing only the last whitespace character (generate.healed_prompt) removed
+    the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
     """
 
     fast_greedy = False  # the mixture needs every transformer logit exact
 
-    def __init__(self, model: Model, kn: KneserNey, mixture: Mixture, cache_slots: int = 1) -> None:
+    def __init__(self, model: Model, kn: KneserNey, mixture: Mixture, cache_slots: int = 8) -> None:
         super().__init__(model, cache_slots)
         self.kn, self.mixture = kn, mixture
-        self._document = np.zeros(0, np.int32)
+        self._document = DocumentCache(np.zeros(0, np.int32), model.tokenizer.vocab_size)
+        self._encoder = ChunkedEncoder(model.tokenizer)
 
-    def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
-                 path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None) -> Completion:
-        """As Completer.complete, with the n-gram models' document context set up first."""
-        tok, options = self.model.tokenizer, options or CompletionOptions()
-        max_new = max(0, min(options.max_tokens, self.model.context - MIN_PROMPT_TOKENS))
-        prompt = build_prompt(tok, prefix, suffix, path, self.model.context - max_new)
-        healed = len(tok.decode_bytes(prompt.ids[heal_start(prefix, prompt, tok):prompt.prefix_end]))
+    def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
+        """The n-gram models' document context: the path header and the prefix before the healed bytes."""
+        tok = self.model.tokenizer
         raw = prefix.encode("utf-8")
-        kept = raw[:len(raw) - healed].decode("utf-8", errors="ignore")
+        kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
         header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
-        self._document = np.concatenate([header, tok.encode(kept)]).astype(np.int32)
-        return super().complete(prefix, suffix, options, path=path, doc_key=doc_key, cancel=cancel)
+        self._document = DocumentCache(np.concatenate([header, self._encoder.encode(kept)]), tok.vocab_size)
 
     def _prefill(self, slot, prompt: np.ndarray) -> np.ndarray:
         return self._mixed(super()._prefill(slot, prompt))
 
     def _step(self, slot, token: int) -> np.ndarray:
-        self._document = np.append(self._document, np.int32(token))
+        self._document.append(token)
         return self._mixed(super()._step(slot, token))
 
     def _mixed(self, logits: np.ndarray) -> np.ndarray:
         """Log of the mixed next-token distribution after the current document context."""
         vocab = self.model.tokenizer.vocab_size
         x = logits[:vocab].astype(np.float64)
-        p_model = np.exp(x - x.max())
-        p_model /= p_model.sum()
-        probe = np.append(self._document[-self.kn.order:], np.int32(0))  # matched orders depend on the context only
-        p_cache, cache_matched = cache_distribution(self._document, vocab)
-        w = self.mixture.weights[evidence_bucket(self.kn.matched_orders(probe, len(probe) - 1)[0], cache_matched)]
-        p = w[0] * p_model + w[1] * self.kn.distribution(self._document) + w[2] * p_cache
+        p = np.exp(x - x.max())
+        cache_levels, cache_matched = self._document.levels()
+        kn_levels, kn_matched = self._document.ngram_levels(self.kn)
+        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched)]
+        p *= w[0] / p.sum()
+        interpolate(kn_levels, vocab, out=p, scale=w[1])
+        interpolate(cache_levels, vocab, out=p, scale=w[2])
         return np.log(np.maximum(p, 1e-300))

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from .baselines import KneserNey, xz_conditional_bits_per_byte
-from .cache_model import KN_ORDER, Mixture, MixtureCompleter, component_probs, fit_mixture
+from .cache_model import (Mixture, MixtureCompleter, fit_mixture, fitted_mixture, mixture_metadata, read_documents,
+                          workspace_ngram)
 from .config import ModelConfig
 from .corpus import Document, scan
-from .generate import CompletionOptions, Model, complete
+from .generate import Completer, CompletionOptions, Model
 from .model import make_scratch, token_losses
 from .syntax import count_errors, function_body_spans, keeps_syntax
 from .tokenizer import Tokenizer
@@ -228,9 +229,7 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
         return {"xz": {"bits_per_byte": None}, "kn5": {"bits_per_byte": None}}, None
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
     heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
-    streams = [np.concatenate([tok.header_ids(d.path), ids, [tok.eot_id]]).astype(np.int32)
-               for d, ids in zip(train_documents, tok.encode_batch([d.text for d in train_documents]))]
-    kn = KneserNey(streams, tok.vocab_size, pad_id=tok.eot_id, order=KN_ORDER)
+    kn = workspace_ngram(tok, train_documents)
     return {
         "xz": {"bits_per_byte": xz_conditional_bits_per_byte(train_bytes, heldout_bytes), "train_bytes": len(train_bytes)},
         "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens},
@@ -245,11 +244,7 @@ def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokeniz
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
     Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
     """
-    parts = []
-    for doc, doc_nats in zip(documents, nats):
-        header = tokenizer.header_ids(doc.path)
-        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
-        parts.append(component_probs(doc_nats, kn, tokens, len(header), tokenizer.vocab_size))
+    every, parts = fitted_mixture(nats, kn, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
         return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
@@ -258,7 +253,17 @@ def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokeniz
     fitted = [fit(folds[1] or folds[0]), fit(folds[0])]  # fitted[f] scores the files of fold f
     bits = -sum(float(np.log2(fitted[i % 2].mix(*parts[i])).sum()) for i in range(len(parts)))
     buckets = np.concatenate([b for _, b in parts])
-    return fitted, bits, fit(range(len(parts))).weights[buckets].mean(axis=0)
+    return fitted, bits, every.weights[buckets].mean(axis=0)
+
+
+def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                    train_documents: Sequence[Document], window: int) -> dict[str, Any] | None:
+    """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
+    completions (engine/cache_model.py); None without held-out or training documents. The trainer calls it."""
+    if not documents or not train_documents:
+        return None
+    nats = document_nats(params, config, tokenizer, documents, window)
+    return mixture_metadata(fitted_mixture(nats, workspace_ngram(tokenizer, train_documents), tokenizer, documents)[0])
 
 
 Predictor = Callable[[int, str, str], str]
@@ -297,30 +302,18 @@ def _syntax_share(model: Model, documents: Sequence[Document], positions: Sequen
             chosen.append(p)
     chosen = chosen[::max(1, len(chosen) // count)][:count] if count else []
     errors: dict[int, int] = {}
+    completer = Completer(model)  # the transformer alone, whatever the model ships with
     ok = []
     for i, p in enumerate(chosen):
         doc = documents[p.doc]
         if p.doc not in errors:
             errors[p.doc] = count_errors(doc.text.encode("utf-8"))
         prefix, suffix = doc.text[:p.offset], doc.text[p.line_end:]
-        completion = complete(model, prefix, suffix, options, path=doc.path).text
+        completion = completer.complete(prefix, suffix, options, path=doc.path).text
         ok.append(keeps_syntax(doc.text, p.offset, p.line_end, completion, errors[p.doc]))
         if progress:
             progress("syntax", i + 1, len(chosen))
     return (float(np.mean(ok)) if ok else None), len(ok)
-
-
-def _read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
-    """Documents for relative `paths` under `root` and the paths that could not be read."""
-    docs, missing = [], []
-    for rel in paths:
-        try:
-            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            missing.append(rel)
-            continue
-        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
-    return docs, missing
 
 
 def _recorded_paths(metadata: dict[str, Any], key: str) -> list[str]:
@@ -338,7 +331,7 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
     root = Path(workspace) if workspace else None
     train_docs: list[Document] = []
     if root is not None and root.is_dir():
-        train_docs, _ = _read_documents(root, _recorded_paths(model.metadata, "train_files"))
+        train_docs, _ = read_documents(root, _recorded_paths(model.metadata, "train_files"))
     notes: dict[str, Any] = {"train_files": len(train_docs)}
     if on is not None:
         path = Path(on)
@@ -356,7 +349,7 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
     if root is None or not root.is_dir():
         raise EvalError(f"the workspace the model was trained on ({workspace or 'not recorded'}) is gone, so its "
                         "held-out files cannot be read; evaluate on a folder instead: cllm eval MODEL --on PATH")
-    docs, missing = _read_documents(root, held_out)
+    docs, missing = read_documents(root, held_out)
     if not docs:
         raise EvalError(f"none of the {len(held_out)} held-out files recorded in the model exist under {root} any more; "
                         "evaluate on a folder instead: cllm eval MODEL --on PATH")
@@ -384,8 +377,9 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         raise EvalError("the files to evaluate are all empty")
     baselines, kn = _baselines(tok, documents, train_documents, n_bytes)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
+    plain = Completer(model)  # the transformer alone, whatever the model ships with
     predictors: dict[str, Predictor] = {
-        "model": lambda d, prefix, suffix: complete(model, prefix, suffix, line, path=documents[d].path).text}
+        "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path).text}
     mixture = None
     if kn is not None:
         def header_and(d: int, prefix: str) -> np.ndarray:

@@ -10,10 +10,12 @@ fill-in-the-middle: [fim_prefix] [file] path "\\n" prefix [fim_suffix] suffix [f
 the middle up to end of text. A long prefix is cut at a line start chosen from fixed anchor points, so that the
 prompt stays the same while the user types and its cache can be reused.
 
-When the prefix ends inside a word or in whitespace, the last prompt token(s) are taken back and the output must
-start with their bytes ("token healing"): `ma|` then completes to `main` through the single token the model
-learned, instead of forcing it to continue an unusual split. Text is assembled from token bytes and only complete
-UTF-8 is returned.
+When the prefix ends inside a word, the last prompt token is taken back and the output must start with its bytes
+("token healing"): `ma|` then completes to `main` through the single token the model learned, instead of forcing
+it to continue an unusual split. When it ends in whitespace, the prompt is the prefix without its last character
+and the output must start with that character: training text tokenizes a newline and four spaces before `return`
+as (newline, three spaces) + (space, `return`), which is the prompt's tokens plus one that starts with the held-back
+space. Text is assembled from token bytes and only complete UTF-8 is returned.
 
 Stop reasons: "eot" (end of text or another special token), "max_tokens", "timeout", "cancelled", "stop" (a user
 stop string), and the rules of stops.py: "newline", "balanced", "block_end", "blank_line", "suffix".
@@ -127,11 +129,21 @@ class Model:
 
     @property
     def completer(self) -> "Completer":
-        """The model's shared Completer (used by `complete`), created on first use."""
+        """The model's shared Completer (used by `complete`), created on first use (see make_completer)."""
         with self._completer_lock:
             if self._completer is None:
-                self._completer = Completer(self)
+                self._completer = make_completer(self)
             return self._completer
+
+
+def make_completer(model: Model, cache_slots: int = 8) -> "Completer":
+    """The completer real completions use: the transformer mixed with the workspace cache model
+    (engine/cache_model.py) when the checkpoint stores mixture weights and its workspace's training files can
+    be read, else the transformer alone. Building the mixture's 5-gram reads and counts the training files
+    (about a second for 1 MB of code), so servers call this off their event loop."""
+    from .cache_model import mixture_completer  # cache_model builds on this module
+
+    return mixture_completer(model, cache_slots) or Completer(model, cache_slots)
 
 
 def load_model(path: str | Path) -> Model:
@@ -263,24 +275,32 @@ class Vocabulary:
         return np.concatenate([self._ids[lo:hi], np.array(shorter, np.int64)])
 
 
-HEAL_MAX_TOKENS = 4
-
-
-def heal_start(prefix: str, prompt: Prompt, tokenizer: Tokenizer) -> int:
-    """Index of the first prompt token to take back for token healing (prompt.prefix_end when none).
-
-    The prompt's tokenization differs from the training text's where the prefix stops inside a word or inside
-    a run of whitespace (training saw `\\n   ` + ` return`, the prompt ends in `\\n    `). Taking back the last
-    token, or the trailing whitespace tokens, and making the output start with their bytes fixes that."""
+def heal_start(prefix: str, prompt: Prompt) -> int:
+    """Index of the first prompt token to take back for token healing (prompt.prefix_end when none): the last
+    token when the prefix ends inside a word, whose tokenization then differs from the training text's."""
     end = prompt.prefix_end
-    if not prefix or not (prefix[-1].isalnum() or prefix[-1] == "_" or prefix[-1].isspace()):
+    if not prefix or not (prefix[-1].isalnum() or prefix[-1] == "_") or end <= prompt.prefix_start:
         return end
-    start = end - 1
-    if prefix[-1].isspace():
-        while (start > prompt.prefix_start and end - start < HEAL_MAX_TOKENS
-               and not tokenizer.token_bytes(int(prompt.ids[start - 1])).strip()):
-            start -= 1
-    return start if start >= prompt.prefix_start else end
+    return end - 1
+
+
+def healed_prompt(tokenizer: Tokenizer, prefix: str, suffix: str, path: str | None,
+                  budget: int) -> tuple[np.ndarray, bytes]:
+    """(prompt ids, healed bytes the output must start with) for a cursor between `prefix` and `suffix`.
+
+    A prefix ending in whitespace is prompted without its last character, which becomes the healed bytes: the
+    training text splits a run of whitespace before a word into the run minus its last character and a token
+    starting with that character, so the model continues exactly as it learned (at a line start, one token that
+    is the rest of the indentation and the first word). Taking back whole whitespace tokens instead let decoding
+    crawl through the indentation one space at a time, and often end the line empty. A prefix ending inside a
+    word takes back its last token (heal_start)."""
+    if prefix[-1:].isspace():
+        prompt = build_prompt(tokenizer, prefix[:-1], suffix, path, budget)
+        return prompt.ids, prefix[-1].encode("utf-8")
+    prompt = build_prompt(tokenizer, prefix, suffix, path, budget)
+    heal = heal_start(prefix, prompt)
+    healed = tokenizer.decode_bytes(prompt.ids[heal:prompt.prefix_end])
+    return np.concatenate([prompt.ids[:heal], prompt.ids[prompt.prefix_end:]]).astype(np.int32), healed
 
 
 def pick_token(logits: np.ndarray, options: CompletionOptions, rng: np.random.Generator | None,
@@ -357,11 +377,8 @@ class Completer:
             max_new = max(0, min(options.max_tokens, model.context - MIN_PROMPT_TOKENS))
             if max_new == 0:
                 return Completion("", 0, "max_tokens", _ms(start))
-            tok = model.tokenizer
-            prompt = build_prompt(tok, prefix, suffix, path, model.context - max_new)
-            heal = heal_start(prefix, prompt, tok)
-            healed = tok.decode_bytes(prompt.ids[heal:prompt.prefix_end])
-            ids = np.concatenate([prompt.ids[:heal], prompt.ids[prompt.prefix_end:]])
+            ids, healed = healed_prompt(model.tokenizer, prefix, suffix, path, model.context - max_new)
+            self._begin_document(prefix, healed, path)
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)
             with _single_threaded_blas:
@@ -404,6 +421,10 @@ class Completer:
             self._head = self._head_for(options, pending)
             logits = self._step(slot, token)
         return Completion(rules.finish(text), generated, reason, _ms(start))
+
+    def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
+        """Hook run at the start of each request with the prefix, the healed bytes the output must start with
+        and the path; subclasses that read the document itself (engine/cache_model.py) override it."""
 
     def _head_for(self, options: CompletionOptions, pending: bytes) -> GreedyHead | None:
         """The int8 head when the next pick is greedy over every token (no healing bytes pending), else None."""

@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import filelock
 
-from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model
+from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
 
@@ -165,6 +165,21 @@ class Workspace:
             self._model, self._completer = model, completer
             self._model_info = model_summary(model)
         log.info("model loaded from %s", model.path)
+        threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
+
+    def _install_mixture(self, model: Any) -> None:
+        """Swap in the completer that mixes the model with the workspace cache model (make_completer), once its
+        n-gram is built (about a second, off the event loop), if `model` is still the one loaded."""
+        try:
+            completer = make_completer(model)
+        except Exception as exc:  # the transformer alone keeps serving
+            log.warning("cache model unavailable for %s: %s", model.path, exc)
+            return
+        if type(completer) is Completer:
+            return
+        with self._state_lock:
+            if self._model is model:
+                self._completer = completer
 
     @property
     def has_model(self) -> bool:

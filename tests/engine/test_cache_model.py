@@ -3,11 +3,16 @@
 import numpy as np
 import pytest
 
-from cllm.engine.baselines import KneserNey
+from cllm.engine.baselines import KneserNey, interpolate
 from cllm.engine.cache_model import (
-    COMPONENTS, N_BUCKETS, MixtureCompleter, cache_distribution, cache_probs, fit_mixture,
+    COMPONENTS, N_BUCKETS, ChunkedEncoder, DocumentCache, MixtureCompleter, cache_distribution, cache_probs,
+    fit_mixture, mixture_metadata, stored_mixture,
 )
-from cllm.engine.generate import CompletionOptions, load_model
+from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.corpus import Document
+from cllm.engine.evaluate import heldout_mixture
+from cllm.engine.generate import Completer, CompletionOptions, complete, load_model, make_completer
+from conftest import TINY_C_SOURCES
 
 VOCAB = 40
 
@@ -49,3 +54,84 @@ def test_mixture_completer_follows_the_cache_when_weighted_to_it(tiny_model_path
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
     completion = MixtureCompleter(model, kn, all_cache).complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c")
     assert completion.text == "counter = 0;"
+
+
+def test_document_cache_extended_token_by_token_equals_a_fresh_one():
+    tokens = _document()
+    kn = KneserNey([tokens[::2], tokens[1::3]], VOCAB, pad_id=0)
+    cache = DocumentCache(tokens[:1], VOCAB)
+    for i in range(1, len(tokens)):
+        p, order = cache.distribution()
+        fresh, fresh_order = cache_distribution(tokens[:i], VOCAB)
+        np.testing.assert_allclose(p, fresh, rtol=1e-12)
+        assert order == fresh_order
+        levels, kn_order = cache.ngram_levels(kn)
+        p_kn = interpolate(levels, VOCAB)
+        fresh_kn, fresh_kn_order = kn.matched_distribution(tokens[:i])
+        np.testing.assert_allclose(p_kn, fresh_kn, rtol=1e-12)
+        assert kn_order == fresh_kn_order
+        cache.append(int(tokens[i]))
+    assert np.array_equal(cache.tokens, tokens)
+
+
+def test_chunked_encoder_tokenizes_like_the_tokenizer_while_text_grows(tiny_model_path):
+    tok = load_model(tiny_model_path).tokenizer
+    text = "".join(TINY_C_SOURCES.values()) * 2
+    encoder = ChunkedEncoder(tok, chunk_chars=40)
+    for end in range(0, len(text), 37):
+        assert np.array_equal(encoder.encode(text[:end]), tok.encode(text[:end]))
+
+
+CACHE_ONLY = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+
+
+@pytest.fixture
+def mixture_model(tiny_model_path, tmp_path):
+    """The tiny model trained "on" a workspace holding its sources, with mixture weights fitted on one held-out
+    file and stored in its metadata as the trainer does; returns (model path, workspace)."""
+    workspace = tmp_path / "ws"
+    for rel, text in TINY_C_SOURCES.items():
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_text(text)
+    model = load_model(tiny_model_path)
+    paths = sorted(TINY_C_SOURCES)
+    docs = [Document(rel, TINY_C_SOURCES[rel], len(TINY_C_SOURCES[rel])) for rel in paths]
+    entry = heldout_mixture(model.params, model.config, model.tokenizer, docs[:1], docs[1:], model.context)
+    ckpt = load_checkpoint(tiny_model_path)
+    ckpt.metadata.update(workspace=str(workspace), train_files=paths[1:], val_files=paths[:1], mixture=entry)
+    save_checkpoint(tmp_path / "mixed.cllm", ckpt)
+    return tmp_path / "mixed.cllm", workspace
+
+
+def test_mixture_weights_round_trip_through_the_checkpoint(mixture_model):
+    path, _ = mixture_model
+    entry = load_checkpoint(path).metadata["mixture"]
+    mixture = stored_mixture({"mixture": entry})
+    assert mixture.weights.shape == (N_BUCKETS, COMPONENTS)
+    np.testing.assert_allclose(mixture.weights.sum(axis=1), 1.0)
+    assert mixture_metadata(mixture) == entry
+    assert stored_mixture({}) is None
+    assert stored_mixture({"mixture": {**entry, "weights": [[1.0, 0.0]]}}) is None
+
+
+def test_real_completions_use_the_stored_mixture(mixture_model):
+    path, _ = mixture_model
+    ckpt = load_checkpoint(path)
+    ckpt.metadata["mixture"]["weights"] = [[0.0, 0.0, 1.0]] * N_BUCKETS  # all weight on the document cache
+    save_checkpoint(path, ckpt)
+    model = load_model(path)
+    assert isinstance(model.completer, MixtureCompleter)
+    options = CompletionOptions(max_ms=1e9)
+    assert complete(model, CACHE_ONLY, "", options, path="x.c").text == "counter = 0;"
+    assert complete(model, CACHE_ONLY, "", options, path="x.c").text != Completer(model).complete(
+        CACHE_ONLY, "", options, path="x.c").text
+
+
+def test_completions_fall_back_to_the_transformer_without_weights_or_workspace(mixture_model, tiny_model_path):
+    path, workspace = mixture_model
+    assert type(make_completer(load_model(tiny_model_path))) is Completer  # no weights stored
+    for rel in TINY_C_SOURCES:
+        (workspace / rel).unlink()
+    model = load_model(path)
+    assert type(model.completer) is Completer
+    assert complete(model, "int main(void) {", "").text == Completer(model).complete("int main(void) {", "").text

@@ -8,7 +8,7 @@ import pytest
 
 from cllm.engine.checkpoint import CheckpointError
 from cllm.engine.generate import (Completer, CompletionOptions, Vocabulary, build_prompt, complete, head_ids,
-                                  heal_start, load_model, pick_token, tail_ids)
+                                  healed_prompt, load_model, pick_token, tail_ids)
 from cllm.engine.model import infer, new_cache
 
 MULTI = CompletionOptions(max_tokens=24, multiline=True)
@@ -136,19 +136,31 @@ def test_truncated_prefix_keeps_its_start_while_typing(model):
     assert len(head_ids(tok, text, 10)) <= 10
 
 
-def test_token_healing_takes_back_a_cut_word_or_trailing_whitespace(model):
+def test_token_healing_takes_back_a_cut_word_or_the_last_whitespace_character(model):
     tok = model.tokenizer
 
     def taken_back(prefix):
-        prompt = build_prompt(tok, prefix, "", None, 40)
-        return tok.decode(prompt.ids[heal_start(prefix, prompt, tok):prompt.prefix_end])
+        ids, healed = healed_prompt(tok, prefix, "", None, 40)
+        assert ids[0] == tok.file_id and tok.decode_bytes(ids[1:]) + healed == prefix.encode()
+        return healed.decode()
 
     assert taken_back("int ma") == " ma"
     assert taken_back("foo(") == ""
-    assert taken_back("int main(void) {\n    ").strip(" ") == "\n"
+    assert taken_back("int main(void) {\n    ") == " "
+    assert taken_back("x;\n") == "\n"
     agreeing = [tok.token_bytes(int(i)) for i in Vocabulary(tok).agreeing_with(b" ma")]
     assert b" ma" in agreeing and b" " in agreeing
     assert all(b.startswith(b" ma") or b" ma".startswith(b) for b in agreeing)
+
+
+@pytest.mark.parametrize("indent", ["    ", "\t\t", "\n  "])
+def test_a_healed_indentation_prompt_is_how_training_text_tokenizes(model, indent):
+    tok = model.tokenizer
+    prefix = "int main(void) {\n" + indent
+    ids, healed = healed_prompt(tok, prefix, "", None, 40)
+    trained = tok.encode(prefix + "return 0;")
+    assert np.array_equal(trained[:len(ids) - 1], ids[1:])
+    assert tok.token_bytes(int(trained[len(ids) - 1])).startswith(healed)
 
 
 @pytest.mark.parametrize("before, after", [

@@ -8,11 +8,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cllm.engine.cache_model import N_BUCKETS, Mixture, mixture_metadata
+from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.generate import Completer, CompletionOptions, load_model
 from cllm.engine.paths import acquire_training_lock
 from cllm.server.workspace import Workspace, default_model_dir
+from conftest import TINY_C_SOURCES
 
 TINY_TRAINING = {"epochs": 1, "maxSteps": 3, "spheres": 2, "threads": 1, "batchSize": 4, "seqLen": 32,
                  "vocabSize": 300, "dModel": 32, "layers": 1, "heads": 2, "ffn": 64}
@@ -66,6 +70,24 @@ def test_complete_matches_the_engine_and_honours_settings(tmp_path: Path, traine
     cancel = threading.Event()
     cancel.set()
     assert workspace.complete(prefix, "", cancel=cancel).stop_reason == "cancelled"
+
+
+def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: Path):
+    source = tmp_path / "ws"
+    for rel, text in TINY_C_SOURCES.items():
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text(text)
+    ckpt = load_checkpoint(tiny_model_path)
+    cache_only = Mixture(np.tile([0.0, 0.0, 1.0], (N_BUCKETS, 1)))  # all weight on the document cache
+    ckpt.metadata.update(workspace=str(source), train_files=sorted(TINY_C_SOURCES), mixture=mixture_metadata(cache_only))
+    (tmp_path / "models").mkdir()
+    save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
+    workspace = Workspace(source, {"modelDir": str(tmp_path / "models")})
+    prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+    deadline = time.monotonic() + 60
+    while workspace.complete(prefix, "", path="x.c").text != "counter = 0;":  # the transformer alone until then
+        assert time.monotonic() < deadline, "the mixture completer was never installed"
+        time.sleep(0.05)
 
 
 def test_status_describes_the_model(tmp_path: Path, trained_dir: Path):
