@@ -6,6 +6,9 @@
     .venv/bin/python benchmarks/quality.py --model existing.cllm  # evaluate only
     .venv/bin/python benchmarks/quality.py --set grad_accum=1 --set vocab_size=4000   # one lever at a time
 
+Settings not fixed by --set are chosen by the engine's time-budget policy (engine/config.py budget_defaults), as
+for `cllm train --time-budget`.
+
 The bar: bits per byte below xz's and far below the 5-gram's; line exact match at least twice the 5-gram's and
 edit similarity clearly above it. The last lines say which parts of the bar pass.
 """
@@ -40,15 +43,17 @@ def _configs(budget: float, overrides: list[str]) -> tuple[ModelConfig, TrainCon
     return configs["model"], configs["train"]
 
 
-def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path) -> None:
-    """Train with the given settings, stopped by the time budget; prints the start, each epoch and the end."""
+def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, explicit: set[str]) -> None:
+    """Train with the given settings, stopped by the time budget, the engine's budget policy choosing what
+    `explicit` does not name (as `cllm train` does); prints the start, each epoch and the end."""
     def on_event(event: dict) -> None:
         if event["event"] in ("start", "epoch", "done"):
             keys = ("event", "files", "train_files", "val_files", "tokens", "epoch", "train_loss", "val_loss",
-                    "val_bits_per_byte", "steps", "seconds", "tokens_per_second", "stop_reason")
+                    "val_bits_per_byte", "steps", "seconds", "tokens_per_second", "stop_reason", "vocab_size",
+                    "settings", "auto")
             print(json.dumps({k: event[k] for k in keys if k in event}), file=sys.stderr, flush=True)
 
-    train(corpus, model_cfg, train_cfg, out, on_event)
+    train(corpus, model_cfg, train_cfg, out, on_event, explicit=explicit)
 
 
 def _verdict(report: dict) -> list[str]:
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.corpus} is missing: run training_data/fetch_demo.py first", file=sys.stderr)
                 return 1
             path = args.keep or Path(tmp) / "model.cllm"
-            _train(args.corpus, *_configs(args.budget, args.set), path)
+            explicit = {item.partition("=")[0] for item in args.set}
+            _train(args.corpus, *_configs(args.budget, args.set), path, explicit)
         model = load_model(path)
         documents, train_documents, _ = evaluation_files(model, None)
         report = evaluate(model, documents, train_documents, positions=args.positions)

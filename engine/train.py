@@ -4,7 +4,9 @@ One optimizer step = grad_accum micro-batches of batch_size windows, run by the 
 one reduced gradient of the mean token loss, clipped to a global norm, then one AdamW step. The learning rate
 warms up linearly and decays on a cosine to min_lr_ratio * lr over the planned run (epochs x steps per epoch;
 --max-steps stops the run without reshaping the schedule, so a resumed run replays it exactly; with
---time-budget the schedule is shortened once, after a few timed steps, to the steps that fit the budget).
+--time-budget the schedule is fitted, after every step once a few are timed, to the steps the budget holds). A
+budgeted run started with `explicit` (what `cllm train` was given) takes the settings the user left unset from
+config.budget_defaults, sized to the training data.
 
 After each epoch: validation loss and bits per byte on the held-out files, a checkpoint, early stopping after
 `patience` epochs without improvement. The model file always holds the best weights seen by validation; the
@@ -18,8 +20,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,14 +30,17 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .config import CorpusConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
 from .data import EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes, token_stream
+from .evaluate import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
 from .tokenizer import Tokenizer
 
+_MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 EVENT_INTERVAL = 0.25  # seconds between step events
+FIT_WINDOW = 20  # recent steps whose median time fits a time-budgeted schedule
 LOSS_HISTORY_POINTS = 200
 
 Event = dict[str, Any]
@@ -83,9 +88,15 @@ class _State:
     val_history: list = field(default_factory=list)
 
 
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """Warm-up length of a `total_steps` run: cfg.warmup_steps, but at most cfg.warmup_fraction of the run, so
+    short runs (a time budget, a small workspace) spend most of their steps at the peak rate."""
+    return min(cfg.warmup_steps, int(cfg.warmup_fraction * total_steps))
+
+
 def learning_rate(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Linear warm-up (capped at a fifth of the run so short runs reach the peak) then cosine decay."""
-    warmup = min(cfg.warmup_steps, total_steps // 5)
+    """Linear warm-up (see warmup_steps) then cosine decay to cfg.min_lr_ratio * cfg.lr."""
+    warmup = warmup_steps(cfg, total_steps)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
@@ -111,9 +122,13 @@ def train(
     on_event: Callable[[Event], None] | None = None,
     resume: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
+    explicit: Collection[str] | None = None,
 ) -> Event:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
+    `explicit` names the settings the user chose (ModelConfig/TrainConfig fields); given it, a fresh run with a
+    time budget lets config.budget_defaults pick the others from the training data's size (the start event lists
+    them under "auto"). Without it (None) the configs are used as they are.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -124,7 +139,13 @@ def train(
     loaded = _load_resume(resume) if resume is not None else None
     _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
     tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
-    data = _prepare_data(root_or_documents, train_cfg, model_cfg.vocab_size, tokenizer)
+    docs = _load_documents(root_or_documents, train_cfg.val_fraction)
+    auto: dict[str, Any] = {}
+    if explicit is not None and loaded is None:
+        auto = budget_defaults(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
+        model_cfg = replace(model_cfg, **{k: v for k, v in auto.items() if k in _MODEL_FIELDS})
+        train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
+    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer)
     model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
     state = _resume_state(loaded) if loaded else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
@@ -139,6 +160,12 @@ def train(
         "vocab_size": model_cfg.vocab_size, "params": int(state.params.size), "epochs": train_cfg.epochs,
         "steps_per_epoch": data.steps_per_epoch, "total_steps": total_steps, "step": state.step,
         "spheres": train_cfg.spheres, "threads": threads, "resumed_from": str(resume) if resume else None,
+        "settings": {"batch_size": train_cfg.batch_size, "seq_len": train_cfg.seq_len, "grad_accum": train_cfg.grad_accum,
+                     "lr": train_cfg.lr, "warmup_steps": train_cfg.warmup_steps,
+                     "warmup_fraction": train_cfg.warmup_fraction,
+                     "weight_decay": train_cfg.weight_decay, "dropout": model_cfg.dropout,
+                     "time_budget": train_cfg.time_budget},
+        "auto": sorted(auto),
     })
     shard = -(-train_cfg.batch_size // train_cfg.spheres)
     with Spheres(model_cfg, train_cfg.spheres, threads, shard, train_cfg.seq_len) as spheres:
@@ -154,6 +181,7 @@ class _Run:
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
         self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
         self.started, self.total_steps = started, total_steps
+        self.planned_steps = train_cfg.epochs * data.steps_per_epoch
         self.fim = FimTokens.from_tokenizer(data.tokenizer)
         self.decay = decay_mask(model_cfg)
         self.grad = np.zeros_like(state.params)
@@ -172,6 +200,7 @@ class _Run:
         self.last_emit = -math.inf
         self.emit_tokens = 0
         self.emit_time = time.perf_counter()
+        self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py), fitted at the end
 
     def loop(self) -> Event:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""
@@ -194,6 +223,10 @@ class _Run:
                 self._save()
         if not validated:
             self._validate_current()
+        if reason != "cancelled" and self.data.root is not None:
+            self.mixture = heldout_mixture(s.best_params if s.best_params is not None else s.params, self.model_cfg,
+                                           self.data.tokenizer, self.data.val_docs, self.data.train_docs,
+                                           min(cfg.seq_len, self.model_cfg.max_seq_len))
         path = self._save()
         return self._done(path, reason)
 
@@ -225,15 +258,18 @@ class _Run:
         return result
 
     def _fit_schedule_to_budget(self) -> None:
-        """With a time budget, shorten the schedule once (after a few timed steps) to the steps the budget holds,
-        keeping a tenth for validation and checkpoints, so the learning rate has decayed when time runs out."""
+        """With a time budget, fit the schedule to the steps the remaining time holds (never beyond the planned
+        epochs), keeping a tenth for validation and checkpoints, so the learning rate has decayed when time runs
+        out. Refitted after every step from the median of the recent step times, so a run whose speed changes
+        (other work on a shared machine) still decays smoothly to the end of its budget."""
         s, budget = self.state, self.cfg.time_budget
-        if budget is None or s.schedule_steps is not None or len(self.step_walls) < 4:
+        if budget is None or len(self.step_walls) < 4:
             return
-        per_step = float(np.median(self.step_walls[1:]))  # the first step includes compilation
+        recent = self.step_walls[1:][-FIT_WINDOW:]  # the first step includes compilation
+        per_step = float(np.median(recent))
         remaining = max(0.0, budget - (time.perf_counter() - self.started))
         fit = s.step + int(0.9 * remaining / per_step)
-        s.schedule_steps = self.total_steps = max(s.step + 1, min(self.total_steps, fit))
+        s.schedule_steps = self.total_steps = min(self.planned_steps, max(s.step + 1, fit))
 
     def _account(self, result: StepResult, wall: float, lr: float, loss: float) -> None:
         """Fold one step into the run's telemetry and emit a step event if the last one is old enough."""
@@ -353,6 +389,7 @@ class _Run:
             "val_bits_per_byte": s.best_bpb, "val_loss": None if s.best_params is None else s.best_val,
             "spheres": self.cfg.spheres, "threads": self.spheres.n_threads, "sphere_stats": self._averages(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seq_len": self.cfg.seq_len,
+            "mixture": self.mixture,
             "resume": {"epoch": s.epoch, "batch": s.batch, "step": s.step, "tokens": s.tokens,
                        "best_epoch_val": _finite(s.best_epoch_val), "bad_epochs": s.bad_epochs,
                        "schedule_steps": s.schedule_steps},
@@ -407,8 +444,19 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _prepare_data(source, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None) -> _Data:
-    """Scan (or take) the documents, split them, train the tokenizer (unless resuming), encode both streams."""
+@dataclass
+class _Documents:
+    """The run's documents and their train / held-out split."""
+
+    root: str | None
+    all: list
+    skipped: int
+    train: list
+    val: list
+
+
+def _load_documents(source, val_fraction: float) -> _Documents:
+    """Scan (or take) the documents and split them into training and held-out files."""
     if isinstance(source, (str, os.PathLike)):
         root = Path(source)
         if not root.is_dir():
@@ -420,20 +468,25 @@ def _prepare_data(source, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenize
         documents, root_name, skipped = list(source), None, 0
     if not documents:
         raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}")
-    train_docs, val_docs = corpus.split_documents(documents, cfg.val_fraction)
+    train_docs, val_docs = corpus.split_documents(documents, val_fraction)
     if not train_docs:
         train_docs, val_docs = documents, []
+    return _Documents(root=root_name, all=documents, skipped=skipped, train=train_docs, val=val_docs)
+
+
+def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None) -> _Data:
+    """Train the tokenizer on the training files (unless resuming) and encode both streams."""
     if tokenizer is None:
         try:
-            tokenizer = Tokenizer.train((doc.text for doc in train_docs), vocab_size)
+            tokenizer = Tokenizer.train((doc.text for doc in docs.train), vocab_size)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-    stream = token_stream(train_docs, tokenizer)
+    stream = token_stream(docs.train, tokenizer)
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
     return _Data(
-        root=root_name, documents=documents, skipped=skipped, train_docs=train_docs, val_docs=val_docs, tokenizer=tokenizer,
-        stream=stream, val_stream=token_stream(val_docs, tokenizer), val_bytes=stream_bytes(val_docs),
+        root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
+        tokenizer=tokenizer, stream=stream, val_stream=token_stream(docs.val, tokenizer), val_bytes=stream_bytes(docs.val),
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
     )
 

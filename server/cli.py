@@ -105,6 +105,12 @@ def _train_configs(args: argparse.Namespace):
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
 
 
+def _explicit_settings(args: argparse.Namespace) -> set[str]:
+    """ModelConfig/TrainConfig field names the user set by flag: the engine's time-budget policy leaves them alone."""
+    model = {field for flag, field in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    return model | {flag for flag in _TRAIN_FLAGS if getattr(args, flag) is not None}
+
+
 def _train_reporter(as_json: bool):
     """An on_event callback: JSON Lines on stdout, or a tqdm bar and epoch lines on stderr. Returns (callback, close)."""
     import json
@@ -134,6 +140,9 @@ def _train_reporter(as_json: bool):
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
                       f"{c['bytes']:,} bytes; {event['train_files']} train / {event['val_files']} held out; "
                       f"{event['tokens']:,} tokens, vocab {event['vocab_size']:,}, {event['params']:,} parameters")
+            if event["auto"]:
+                picked = ", ".join(f"{name} {event['settings'].get(name, event.get(name))}" for name in event["auto"])
+                bar.write(f"time budget: picked {picked} for this workspace (flags override)")
             bar.reset(total=event["total_steps"])
             bar.update(event["step"])
             bar.set_description(f"{event['spheres']} spheres · {event['threads']} threads")
@@ -198,7 +207,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             pass
     report, close = _train_reporter(args.json)
     try:
-        done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel)
+        done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
+                     explicit=_explicit_settings(args))
     except (TrainError, CheckpointError) as exc:
         return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
     except SphereError as exc:

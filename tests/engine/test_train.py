@@ -11,7 +11,7 @@ import pytest
 from cllm.engine.checkpoint import load_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig
 from cllm.engine.corpus import Document
-from cllm.engine.train import TrainError, learning_rate, train
+from cllm.engine.train import TrainError, learning_rate, train, warmup_steps
 
 MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
 TRAIN = TrainConfig(epochs=3, batch_size=8, seq_len=32, grad_accum=2, lr=3e-3, warmup_steps=4, spheres=12,
@@ -120,9 +120,29 @@ def test_unusable_input_raises_train_error(tmp_path):
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
-    cfg = replace(TRAIN, lr=1.0, min_lr_ratio=0.1, warmup_steps=10)
+    cfg = replace(TRAIN, lr=1.0, min_lr_ratio=0.1, warmup_steps=10, warmup_fraction=0.2)
     rates = [learning_rate(s, cfg, 100) for s in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
     assert learning_rate(100, cfg, 100) == pytest.approx(0.1)
     assert math.isclose(learning_rate(1, cfg, 10), 1.0)  # warm-up capped at a fifth of a 10-step run
+
+
+def test_warm_up_is_at_most_its_fraction_of_the_run():
+    cfg = TrainConfig()  # documented defaults: 100 warm-up steps, at most 5 % of the run
+    assert warmup_steps(cfg, 190) == 9 and warmup_steps(cfg, 10_000) == 100
+    assert learning_rate(8, cfg, 190) == pytest.approx(cfg.lr)  # a short run reaches the peak rate after 9 steps
+    assert learning_rate(0, cfg, 10_000) == pytest.approx(cfg.lr / 100)
+
+
+def test_explicit_settings_let_a_budgeted_run_pick_the_rest_and_record_them(c_workspace, tmp_path):
+    cfg = replace(TRAIN, epochs=1, time_budget=60.0)
+    done, events = _run(c_workspace, tmp_path / "m.cllm", cfg, explicit={"time_budget", "epochs", "lr"})
+    start = events[0]
+    assert start["auto"] == ["dropout", "grad_accum", "vocab_size"]
+    assert start["settings"]["grad_accum"] == 1 and start["settings"]["lr"] == TRAIN.lr  # --lr was given
+    assert start["vocab_size"] <= 1024 and start["epochs"] == 1
+    meta = load_checkpoint(done["checkpoint"]).metadata
+    assert meta["train_config"]["grad_accum"] == 1 and meta["train_config"]["epochs"] == 1
+    _, plain = _run(c_workspace, tmp_path / "plain.cllm", cfg)  # explicit=None: the configs are final
+    assert plain[0]["auto"] == [] and plain[0]["settings"]["grad_accum"] == TRAIN.grad_accum

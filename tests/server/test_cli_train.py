@@ -110,3 +110,15 @@ def test_ctrl_c_keeps_a_resumable_checkpoint_and_exits_cleanly(c_workspace, tmp_
     assert events[-1]["event"] == "done" and events[-1]["stop_reason"] == "cancelled"
     ckpt = load_checkpoint(out, with_optimizer=True)
     assert ckpt.optimizer["step"] == events[-1]["steps"] == ckpt.metadata["resume"]["step"]
+
+
+def test_a_time_budget_picks_what_the_flags_leave_unset(c_workspace, tmp_path, capsys):
+    out = tmp_path / "m.cllm"
+    shape = [flag for flag in TINY if flag not in ("--vocab-size", "300", "--grad-accum", "1")]
+    assert main(["train", str(c_workspace), "--out", str(out), "--json", "--time-budget", "60", "--epochs", "1",
+                 "--lr", "0.003", *shape]) == 0
+    start = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert start["auto"] == ["dropout", "grad_accum", "vocab_size"]  # --lr and --epochs were given
+    assert start["settings"]["lr"] == 0.003 and start["settings"]["grad_accum"] == 1 and start["epochs"] == 1
+    train_config = load_checkpoint(out).metadata["train_config"]
+    assert train_config["lr"] == 0.003 and train_config["grad_accum"] == 1

@@ -1,0 +1,41 @@
+"""engine/config.py: the time-budget policy that fills in the settings a user left unset."""
+
+from cllm.engine.config import BUDGET_FIELDS, BudgetPolicy, ModelConfig, TrainConfig, budget_defaults
+
+MB = 1_000_000
+
+
+def test_without_a_budget_the_documented_defaults_stand():
+    assert budget_defaults(MB, None, ModelConfig(), TrainConfig()) == {}
+    train, model = TrainConfig(), ModelConfig()
+    assert (train.epochs, train.batch_size, train.seq_len, train.lr, train.grad_accum) == (10, 32, 128, 1e-3, 4)
+    assert (model.dropout, model.vocab_size) == (0.1, 10_000)
+
+
+def test_a_short_budget_on_a_small_workspace_gets_many_small_steps_at_a_higher_rate():
+    picked = budget_defaults(MB, 600, ModelConfig(), TrainConfig())
+    assert picked == {"epochs": 10, "grad_accum": 1, "lr": 2e-3, "dropout": 0.0, "vocab_size": 4096}
+    assert set(picked) == set(BUDGET_FIELDS)
+
+
+def test_the_vocabulary_grows_with_the_corpus_up_to_the_default():
+    sizes = [budget_defaults(n, 600, ModelConfig(), TrainConfig())["vocab_size"] for n in (10_000, 250_000, MB, 100 * MB)]
+    assert sizes == sorted(sizes) and sizes[0] >= 1024 and sizes[-1] == ModelConfig.vocab_size
+    assert all(size % 256 == 0 for size in sizes[:-1])
+
+
+def test_data_poor_runs_keep_dropout_and_run_more_epochs_long_budgets_accumulate():
+    tiny = budget_defaults(50_000, 600, ModelConfig(), TrainConfig())
+    assert tiny["dropout"] == ModelConfig.dropout and tiny["epochs"] > TrainConfig.epochs
+    assert tiny["epochs"] <= BudgetPolicy().max_epochs
+    assert budget_defaults(20 * MB, 4 * 3600, ModelConfig(), TrainConfig())["grad_accum"] == TrainConfig.grad_accum
+
+
+def test_explicit_settings_always_win():
+    picked = budget_defaults(MB, 600, ModelConfig(), TrainConfig(), explicit={"lr", "vocab_size", "dropout"})
+    assert set(picked) == {"epochs", "grad_accum"}
+    assert budget_defaults(MB, 600, ModelConfig(), TrainConfig(), explicit=BUDGET_FIELDS) == {}
+
+
+def test_wider_models_keep_their_learning_rate():
+    assert "lr" not in budget_defaults(MB, 600, ModelConfig(d_model=512), TrainConfig())
