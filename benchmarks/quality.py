@@ -62,7 +62,7 @@ def _verdict(report: dict) -> list[str]:
     if kn["bits_per_byte"] is None:
         return ["bar not checked: no baselines (training files unreadable)"]
     lines = []
-    for name, row in (("model", report), ("model+cache", report.get("mixture"))):
+    for name, row in (("model", report["transformer"]), ("model+cache", report.get("mixture"))):
         checks = [
             ("bits per byte below xz", row["bits_per_byte"] < xz["bits_per_byte"]),
             ("bits per byte below the 5-gram", row["bits_per_byte"] < kn["bits_per_byte"]),

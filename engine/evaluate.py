@@ -11,7 +11,12 @@ Four measures on the same files in one run:
 - baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
 With training files at hand it also reports "mixture": the transformer mixed with the 5-gram and a document cache
-(engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated files.
+(engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated files (so no
+file is scored with weights fitted on itself).
+
+The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
+completions use the mixture (engine/generate.py `make_completer`), so the headline is the mixture's and "completer"
+says "transformer+cache"; the transformer alone is always reported under "transformer".
 """
 
 from __future__ import annotations
@@ -362,8 +367,8 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
              progress: Progress | None = None) -> dict[str, Any]:
     """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
 
-    Keys: bits_per_byte, exact_match, edit_similarity, syntax_ok, baselines {xz, kn5}, files, bytes, positions,
-    plus mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
+    Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
+    {xz, kn5}, files, bytes, positions, plus completer, transformer, mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
     training documents.
     """
     if not documents:
@@ -402,9 +407,15 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         mixture.update(scores["mixture"].summary())
     n_syntax = max(1, positions // 5) if syntax_positions is None else syntax_positions
     syntax_ok, syntax_checked = _syntax_share(model, documents, sampled, n_syntax, progress)
+    transformer = {"bits_per_byte": bits / n_bytes, **scores["model"].summary()}
+    ships_mixture = mixture is not None and bool(model.metadata.get("mixture"))
+    headline = mixture if ships_mixture else transformer
     return {
-        "bits_per_byte": bits / n_bytes,
-        **scores["model"].summary(),
+        "bits_per_byte": headline["bits_per_byte"],
+        "exact_match": headline["exact_match"],
+        "edit_similarity": headline["edit_similarity"],
+        "completer": "transformer+cache" if ships_mixture else "transformer",
+        "transformer": transformer,
         "syntax_ok": syntax_ok,
         "baselines": baselines,
         "mixture": mixture,
@@ -424,13 +435,13 @@ def _fmt(value: float | None, pattern: str) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """The report as a text table: the model, the model mixed with the cache model, and the baselines."""
     xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
-    mix = report.get("mixture") or {}
+    model, mix = report["transformer"], report.get("mixture") or {}
     rows = [
-        ("bits per byte (lower is better)", _fmt(report["bits_per_byte"], ".3f"), _fmt(mix.get("bits_per_byte"), ".3f"),
+        ("bits per byte (lower is better)", _fmt(model["bits_per_byte"], ".3f"), _fmt(mix.get("bits_per_byte"), ".3f"),
          _fmt(xz["bits_per_byte"], ".3f"), _fmt(kn["bits_per_byte"], ".3f")),
-        ("line exact match", _fmt(report["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), "-",
+        ("line exact match", _fmt(model["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), "-",
          _fmt(kn.get("exact_match"), ".1%")),
-        ("line edit similarity", _fmt(report["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), "-",
+        ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), "-",
          _fmt(kn.get("edit_similarity"), ".3f")),
         ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", "-", "-"),
     ]
@@ -440,6 +451,7 @@ def format_table(report: dict[str, Any]) -> str:
              for r in [header, *rows]]
     lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions "
                  f"({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
+    lines.append(f"completions from this model use: {report['completer']}")
     if xz["bits_per_byte"] is None:
         lines.append("baselines not computed: the model's training files could not be read")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ import pytest
 
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
-from cllm.engine.evaluate import _windows, edit_similarity, levenshtein, sample_positions
+from cllm.engine.evaluate import _windows, edit_similarity, heldout_mixture, levenshtein, sample_positions
+from cllm.engine.generate import load_model
 from cllm.server.cli import main
 from conftest import TINY_C_SOURCES
 
@@ -144,3 +145,26 @@ def test_eval_command_when_held_out_files_are_gone(recorded_model, capsys):
     (workspace / held_out).unlink()
     assert main(["eval", str(model)]) == 1
     assert "--on PATH" in capsys.readouterr().err
+
+
+def test_headline_is_the_completer_the_model_ships(recorded_model, capsys):
+    """Without mixture weights the headline is the transformer's; with them (as training stores), the mixture's."""
+    path, workspace, _ = recorded_model
+    assert main(["eval", str(path), "--json", "--positions", "4"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["completer"] == "transformer"
+    for key in ("bits_per_byte", "exact_match", "edit_similarity"):
+        assert plain[key] == plain["transformer"][key]
+    ckpt = load_checkpoint(path)
+    model = load_model(path)
+    docs = [Document(rel, (workspace / rel).read_text(), len((workspace / rel).read_bytes()))
+            for rel in sorted(TINY_C_SOURCES)]
+    ckpt.metadata["mixture"] = heldout_mixture(model.params, model.config, model.tokenizer, docs[:1], docs[1:],
+                                               model.context)
+    save_checkpoint(path, ckpt)
+    assert main(["eval", str(path), "--json", "--positions", "4"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert shipped["completer"] == "transformer+cache"
+    for key in ("bits_per_byte", "exact_match", "edit_similarity"):
+        assert shipped[key] == shipped["mixture"][key]
+    assert shipped["transformer"] == plain["transformer"]
