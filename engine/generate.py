@@ -18,7 +18,8 @@ as (newline, three spaces) + (space, `return`), which is the prompt's tokens plu
 space. Text is assembled from token bytes and only complete UTF-8 is returned.
 
 Stop reasons: "eot" (end of text or another special token), "max_tokens", "timeout", "cancelled", "stop" (a user
-stop string), and the rules of stops.py: "newline", "balanced", "block_end", "blank_line", "suffix".
+stop string), and the rules of stops.py: "newline", "balanced", "block_end", "blank_line", "suffix",
+"repetition".
 """
 
 from __future__ import annotations

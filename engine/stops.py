@@ -12,6 +12,8 @@ so they are unit-tested on their own:
 - a line that repeats the next line after the cursor ends the suggestion before it, the end of a suggestion that
   repeats the start of the text after the cursor is trimmed, and a suggestion that is only a repeat of the text
   after the cursor becomes empty;
+- a line that repeats the suggestion's previous line word for word ends the suggestion before it (a greedy decoder
+  that starts looping never stops by itself);
 - user stop strings cut the suggestion before their first occurrence;
 - trailing whitespace is trimmed.
 
@@ -131,6 +133,7 @@ class StopRules:
         self._fed = 0
         self._line_start = 0
         self._line_index = 0
+        self._previous_line = ""
         self._decision: Stop | None = None
 
     def check(self, text: str) -> Stop | None:
@@ -164,6 +167,9 @@ class StopRules:
             return Stop("suffix", start)
         if first and not line and self.cursor_after_code and not self.suffix_line:
             return None  # the model ends the cursor's line first; the suggestion is the next line
+        if not first and line == self._previous_line and any(c.isalnum() for c in line):
+            return Stop("repetition", start)
+        self._previous_line = line
         if not self.multiline:
             return Stop("newline", end)
         if not line:

@@ -64,6 +64,17 @@ def test_multiline_stops_at_a_blank_line():
     assert run(rules, chars("#include <a.h>\n#include <b.h>\n\nint x;\n")) == expected
 
 
+def test_multiline_stops_before_a_line_repeating_the_previous_one():
+    rules = StopRules("int main(void) {\n", "", multiline=True)
+    text = "    put(a);\n    put(b);\n    put(b);\n    put(b);\n"
+    assert run(rules, chars(text)) == ("    put(a);\n    put(b);", "repetition")
+
+
+def test_repeated_lines_without_words_do_not_stop_the_suggestion():
+    rules = StopRules("", "", multiline=True)
+    assert run(rules, chars("if (a) {\n  if (b) {\n  }\n  }\n}\nnext();\n"))[1] == "balanced"
+
+
 def test_brackets_in_strings_chars_and_comments_do_not_count():
     assert bracket_depth('f("(", \'{\', /* [ */ x) // (\n') == 0
     assert bracket_depth('f("\\"(")') == 0
