@@ -128,6 +128,8 @@ class Workspace:
         self._model: Any = None
         self._completer: Completer | None = None
         self._model_info: dict[str, Any] = {"present": False}
+        # Set once the cache-model completer of the loaded model is in place, or known to be unavailable.
+        self.cache_model_settled = threading.Event()
         self._job: _Job | None = None
         self._training: dict[str, Any] = {"state": "idle"}
         self._set_model_dir()
@@ -165,6 +167,7 @@ class Workspace:
             self._model, self._completer = model, completer
             self._model_info = model_summary(model)
         log.info("model loaded from %s", model.path)
+        self.cache_model_settled.clear()
         threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
 
     def _install_mixture(self, model: Any) -> None:
@@ -174,12 +177,12 @@ class Workspace:
             completer = make_completer(model)
         except Exception as exc:  # the transformer alone keeps serving
             log.warning("cache model unavailable for %s: %s", model.path, exc)
-            return
-        if type(completer) is Completer:
-            return
+            completer = None
         with self._state_lock:
             if self._model is model:
-                self._completer = completer
+                if completer is not None and type(completer) is not Completer:
+                    self._completer = completer
+                self.cache_model_settled.set()
 
     @property
     def has_model(self) -> bool:

@@ -84,10 +84,8 @@ def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_m
     save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
     workspace = Workspace(source, {"modelDir": str(tmp_path / "models")})
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
-    deadline = time.monotonic() + 60
-    while workspace.complete(prefix, "", path="x.c").text != "counter = 0;":  # the transformer alone until then
-        assert time.monotonic() < deadline, "the mixture completer was never installed"
-        time.sleep(0.05)
+    assert workspace.cache_model_settled.wait(120), "the cache-model completer was never built"
+    assert workspace.complete(prefix, "", path="x.c").text == "counter = 0;"
 
 
 def test_status_describes_the_model(tmp_path: Path, trained_dir: Path):
