@@ -468,7 +468,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print("cllm eval: --positions must be 0 or more", file=sys.stderr)
         return 2
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(stage: str, done: int, total: int) -> None:  # a live counter on a terminal, nothing in logs
         print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     try:
@@ -476,7 +476,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         documents, train_documents, notes = evaluation_files(model, args.on)
         if notes.get("missing_files"):
             print(f"cllm eval: {notes['missing_files']} held-out files no longer exist; evaluating the rest", file=sys.stderr)
-        report = evaluate(model, documents, train_documents, positions=positions, progress=progress)
+        report = evaluate(model, documents, train_documents, positions=positions,
+                          progress=progress if sys.stderr.isatty() else None)
     except (CheckpointError, EvalError, OSError) as exc:
         print(f"cllm eval: {exc}", file=sys.stderr)
         return 1
