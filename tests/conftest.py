@@ -77,6 +77,14 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model.cllm")
 
 
+def write_tiny_sources(root: Path) -> Path:
+    """TINY_C_SOURCES (the files the tiny model was trained on) written out as a workspace at `root`."""
+    for rel, text in TINY_C_SOURCES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
 def write_c_workspace(root: Path, files: int = 8) -> Path:
     """A small, varied but learnable C workspace (files x ~1.5 KB) for training tests."""
     root.mkdir(parents=True, exist_ok=True)

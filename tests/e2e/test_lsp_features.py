@@ -11,7 +11,7 @@ from lsprotocol import types
 
 from cllm.engine.generate import Completer, load_model
 from cllm.engine.paths import default_model_path
-from conftest import TINY_C_SOURCES
+from conftest import TINY_C_SOURCES, write_tiny_sources
 from lsp_helpers import end_position, execute, inline_params, lsp_session, model_folder, open_c, wait_until
 
 MAIN = TINY_C_SOURCES["src/main.c"]
@@ -22,9 +22,7 @@ CUT = MAIN.index("printf")  # cursor inside main's body, text follows
 def tiny_ws(tmp_path: Path) -> Path:
     """The sources the tiny model was trained on, as a workspace."""
     root = tmp_path / "ws"
-    for rel, text in TINY_C_SOURCES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    write_tiny_sources(root)
     return root
 
 

@@ -12,7 +12,7 @@ from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
 from cllm.engine.evaluate import heldout_mixture
 from cllm.engine.generate import Completer, CompletionOptions, complete, load_model, make_completer
-from conftest import TINY_C_SOURCES
+from conftest import TINY_C_SOURCES, write_tiny_sources
 
 VOCAB = 40
 
@@ -90,9 +90,7 @@ def mixture_model(tiny_model_path, tmp_path):
     """The tiny model trained "on" a workspace holding its sources, with mixture weights fitted on one held-out
     file and stored in its metadata as the trainer does; returns (model path, workspace)."""
     workspace = tmp_path / "ws"
-    for rel, text in TINY_C_SOURCES.items():
-        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
-        (workspace / rel).write_text(text)
+    write_tiny_sources(workspace)
     model = load_model(tiny_model_path)
     paths = sorted(TINY_C_SOURCES)
     docs = [Document(rel, TINY_C_SOURCES[rel], len(TINY_C_SOURCES[rel])) for rel in paths]

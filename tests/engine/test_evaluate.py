@@ -9,7 +9,7 @@ from cllm.engine.corpus import Document
 from cllm.engine.evaluate import _windows, edit_similarity, heldout_mixture, levenshtein, sample_positions
 from cllm.engine.generate import load_model
 from cllm.server.cli import main
-from conftest import TINY_C_SOURCES
+from conftest import TINY_C_SOURCES, write_tiny_sources
 
 C_FILE = """#include <stdio.h>
 
@@ -111,9 +111,7 @@ def test_eval_command_errors_are_clear(tiny_model_path, tmp_path, capsys):
 def recorded_model(tiny_model_path, tmp_path):
     """The tiny model with a training record: a workspace holding its sources, one of them held out."""
     workspace = tmp_path / "ws"
-    for rel, text in TINY_C_SOURCES.items():
-        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
-        (workspace / rel).write_text(text)
+    write_tiny_sources(workspace)
     ckpt = load_checkpoint(tiny_model_path)
     paths = sorted(TINY_C_SOURCES)
     ckpt.metadata.update(workspace=str(workspace), train_files=paths[1:], val_files=paths[:1])

@@ -18,7 +18,7 @@ import pytest
 from cllm.server.http import HUB, LIMITS, EventHub, create_app, serve_http
 from cllm.server.http_security import AccessPolicy, generate_token
 from cllm.server.workspace import Workspace
-from conftest import TINY_C_SOURCES
+from conftest import write_tiny_sources
 
 PROMPT = "static int add(int a, int b) {\n"
 TINY_TRAINING = {"epochs": 1, "maxSteps": 2, "batchSize": 2, "seqLen": 32, "vocabSize": 300, "dModel": 16,
@@ -27,9 +27,7 @@ TINY_TRAINING = {"epochs": 1, "maxSteps": 2, "batchSize": 2, "seqLen": 32, "voca
 
 def make_workspace(folder: Path, model: Path | None) -> Workspace:
     root = folder / "ws"
-    for rel, text in TINY_C_SOURCES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    write_tiny_sources(root)
     model_dir = folder / "model"
     model_dir.mkdir()
     if model is not None:

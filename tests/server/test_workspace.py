@@ -16,7 +16,7 @@ from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.generate import Completer, CompletionOptions, load_model
 from cllm.engine.paths import acquire_training_lock
 from cllm.server.workspace import Workspace, default_model_dir
-from conftest import TINY_C_SOURCES
+from conftest import TINY_C_SOURCES, write_tiny_sources
 
 TINY_TRAINING = {"epochs": 1, "maxSteps": 3, "spheres": 2, "threads": 1, "batchSize": 4, "seqLen": 32,
                  "vocabSize": 300, "dModel": 32, "layers": 1, "heads": 2, "ffn": 64}
@@ -74,9 +74,7 @@ def test_complete_matches_the_engine_and_honours_settings(tmp_path: Path, traine
 
 def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: Path):
     source = tmp_path / "ws"
-    for rel, text in TINY_C_SOURCES.items():
-        (source / rel).parent.mkdir(parents=True, exist_ok=True)
-        (source / rel).write_text(text)
+    write_tiny_sources(source)
     ckpt = load_checkpoint(tiny_model_path)
     cache_only = Mixture(np.tile([0.0, 0.0, 1.0], (N_BUCKETS, 1)))  # all weight on the document cache
     ckpt.metadata.update(workspace=str(source), train_files=sorted(TINY_C_SOURCES), mixture=mixture_metadata(cache_only))
