@@ -275,17 +275,29 @@ class Vocabulary:
         shorter = [self._by_bytes[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_bytes]
         return np.concatenate([self._ids[lo:hi], np.array(shorter, np.int64)])
 
+    def extends(self, text: bytes) -> bool:
+        """Whether some token is longer than `text` and starts with it (the text may be a token cut short)."""
+        at = bisect.bisect_right(self._keys, text)
+        return at < len(self._keys) and self._keys[at].startswith(text)
 
-def heal_start(prefix: str, prompt: Prompt) -> int:
-    """Index of the first prompt token to take back for token healing (prompt.prefix_end when none): the last
-    token when the prefix ends inside a word, whose tokenization then differs from the training text's."""
+
+MAX_HEALED_TOKENS = 3
+
+
+def heal_start(tokenizer: Tokenizer, vocabulary: Vocabulary, prompt: Prompt) -> int:
+    """Index of the first prompt token to take back for token healing (prompt.prefix_end when none).
+
+    The most of the prefix's last tokens, up to MAX_HEALED_TOKENS, that together are the start of a longer token
+    are taken back: the text typed so far is then a token cut short (`#inclu` as `#incl` `u` where training text
+    has `#include`; `p-` where it has `->`), a split the model never saw in training."""
     end = prompt.prefix_end
-    if not prefix or not (prefix[-1].isalnum() or prefix[-1] == "_") or end <= prompt.prefix_start:
-        return end
-    return end - 1
+    for k in range(min(MAX_HEALED_TOKENS, end - prompt.prefix_start), 0, -1):
+        if vocabulary.extends(tokenizer.decode_bytes(prompt.ids[end - k:end])):
+            return end - k
+    return end
 
 
-def healed_prompt(tokenizer: Tokenizer, prefix: str, suffix: str, path: str | None,
+def healed_prompt(tokenizer: Tokenizer, vocabulary: Vocabulary, prefix: str, suffix: str, path: str | None,
                   budget: int) -> tuple[np.ndarray, bytes]:
     """(prompt ids, healed bytes the output must start with) for a cursor between `prefix` and `suffix`.
 
@@ -293,13 +305,13 @@ def healed_prompt(tokenizer: Tokenizer, prefix: str, suffix: str, path: str | No
     training text splits a run of whitespace before a word into the run minus its last character and a token
     starting with that character, so the model continues exactly as it learned (at a line start, one token that
     is the rest of the indentation and the first word). Taking back whole whitespace tokens instead let decoding
-    crawl through the indentation one space at a time, and often end the line empty. A prefix ending inside a
-    word takes back its last token (heal_start)."""
+    crawl through the indentation one space at a time, and often end the line empty. Otherwise the prefix's last
+    tokens are taken back while they could be the start of a longer token (heal_start)."""
     if prefix[-1:].isspace():
         prompt = build_prompt(tokenizer, prefix[:-1], suffix, path, budget)
         return prompt.ids, prefix[-1].encode("utf-8")
     prompt = build_prompt(tokenizer, prefix, suffix, path, budget)
-    heal = heal_start(prefix, prompt)
+    heal = heal_start(tokenizer, vocabulary, prompt)
     healed = tokenizer.decode_bytes(prompt.ids[heal:prompt.prefix_end])
     return np.concatenate([prompt.ids[:heal], prompt.ids[prompt.prefix_end:]]).astype(np.int32), healed
 
@@ -378,7 +390,8 @@ class Completer:
             max_new = max(0, min(options.max_tokens, model.context - MIN_PROMPT_TOKENS))
             if max_new == 0:
                 return Completion("", 0, "max_tokens", _ms(start))
-            ids, healed = healed_prompt(model.tokenizer, prefix, suffix, path, model.context - max_new)
+            ids, healed = healed_prompt(model.tokenizer, self._vocabulary(), prefix, suffix, path,
+                                        model.context - max_new)
             self._begin_document(prefix, healed, path)
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import CheckpointError
-from cllm.engine.generate import (Completer, CompletionOptions, Vocabulary, build_prompt, complete, head_ids,
-                                  healed_prompt, load_model, pick_token, tail_ids)
+from cllm.engine.generate import (MAX_HEALED_TOKENS, Completer, CompletionOptions, Vocabulary, build_prompt, complete,
+                                  head_ids, healed_prompt, load_model, pick_token, tail_ids)
 from cllm.engine.model import infer, new_cache
 
 MULTI = CompletionOptions(max_tokens=24, multiline=True)
@@ -136,28 +136,42 @@ def test_truncated_prefix_keeps_its_start_while_typing(model):
     assert len(head_ids(tok, text, 10)) <= 10
 
 
-def test_token_healing_takes_back_a_cut_word_or_the_last_whitespace_character(model):
+def _taken_back(tok, prefix):
+    """The healed bytes for `prefix`, checking that prompt and healed bytes together are exactly the prefix."""
+    ids, healed = healed_prompt(tok, Vocabulary(tok), prefix, "", None, 40)
+    assert ids[0] == tok.file_id and tok.decode_bytes(ids[1:]) + healed == prefix.encode()
+    return healed
+
+
+def test_token_healing_takes_back_the_last_whitespace_character(model):
     tok = model.tokenizer
-
-    def taken_back(prefix):
-        ids, healed = healed_prompt(tok, prefix, "", None, 40)
-        assert ids[0] == tok.file_id and tok.decode_bytes(ids[1:]) + healed == prefix.encode()
-        return healed.decode()
-
-    assert taken_back("int ma") == " ma"
-    assert taken_back("foo(") == ""
-    assert taken_back("int main(void) {\n    ") == " "
-    assert taken_back("x;\n") == "\n"
+    assert _taken_back(tok, "int main(void) {\n    ") == b" "
+    assert _taken_back(tok, "x;\n") == b"\n"
     agreeing = [tok.token_bytes(int(i)) for i in Vocabulary(tok).agreeing_with(b" ma")]
     assert b" ma" in agreeing and b" " in agreeing
     assert all(b.startswith(b" ma") or b" ma".startswith(b) for b in agreeing)
+
+
+def test_token_healing_takes_back_a_token_cut_short(model):
+    tok = model.tokenizer
+    vocabulary = Vocabulary(tok)
+    word = max((tok.token_bytes(i) for i in range(5, tok.vocab_size) if tok.token_bytes(i).strip().isalpha()), key=len)
+    cuts = [word[:n] for n in range(2, len(word)) if len(tok.encode(word[:n].decode())) <= MAX_HEALED_TOKENS]
+    assert len(cuts) >= 2, word
+    for cut in cuts:
+        assert _taken_back(tok, "x = 1;\n" + cut.decode()) == cut
+    whole = _taken_back(tok, "x = 1;\n" + word.decode())
+    assert whole == b"" or vocabulary.extends(whole)
+    dead_end = next(b for b in (tok.token_bytes(i) for i in range(5, tok.vocab_size)) if not vocabulary.extends(b)
+                    and len(tok.encode("x = 1;\n" + b.decode(errors="ignore"))) == len(tok.encode("x = 1;\n")) + 1)
+    assert _taken_back(tok, "x = 1;\n" + dead_end.decode()) == b""
 
 
 @pytest.mark.parametrize("indent", ["    ", "\t\t", "\n  "])
 def test_a_healed_indentation_prompt_is_how_training_text_tokenizes(model, indent):
     tok = model.tokenizer
     prefix = "int main(void) {\n" + indent
-    ids, healed = healed_prompt(tok, prefix, "", None, 40)
+    ids, healed = healed_prompt(tok, Vocabulary(tok), prefix, "", None, 40)
     trained = tok.encode(prefix + "return 0;")
     assert np.array_equal(trained[:len(ids) - 1], ids[1:])
     assert tok.token_bytes(int(trained[len(ids) - 1])).startswith(healed)
