@@ -1,5 +1,12 @@
 """Training data: documents -> one token stream -> shuffled windows per epoch, some turned fill-in-the-middle.
 
+Fill-in-the-middle uses the suffix-prefix-middle order (Bavarian et al. 2022, "SPM"): a window's content cut at
+one point becomes [fim_prefix] [fim_suffix] S [fim_middle] P [eot], where P is the text before the cut and S the
+text after it. The text before the cursor thus runs straight into the text to write, as in plain training, and the
+model only has to learn where it joins the suffix. The prefix-suffix-middle order (P and S first, then a middle
+that must pick up where P ended far back in the window) trained a small model that completed lines at a third of
+the exact-match rate of plain prompts.
+
 The stream is every document's `encode_document` ids, concatenated. Window i is the seq_len + 1 tokens starting
 at i * seq_len (inputs are its first seq_len tokens, targets its last seq_len), so consecutive windows share one
 token and every token of the stream is a target once per epoch; a short last window is padded with ignored
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FIM_EXTRA_TOKENS = 4  # fim_prefix, fim_suffix, fim_middle, eot
+FIM_FORMAT = "spm"  # recorded in checkpoint metadata ("fim") by models trained with FIM windows
 IGNORE = -1
 
 
@@ -34,11 +42,11 @@ class FimTokens:
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """One epoch's visiting order of windows, FIM choice per visit and FIM cut points per visit."""
+    """One epoch's visiting order of windows, FIM choice per visit and FIM cut point per visit."""
 
     order: np.ndarray  # (n,) window ids
     fim: np.ndarray  # (n,) bool
-    cuts: np.ndarray  # (n, 2) sorted cut positions within the FIM content
+    cuts: np.ndarray  # (n,) cut positions within the FIM content: prefix = content[:cut], suffix = content[cut:]
 
 
 def token_stream(documents: Iterable, tokenizer) -> np.ndarray:
@@ -65,7 +73,7 @@ def epoch_plan(n_windows: int, seq_len: int, seed: int, epoch: int, fim_rate: fl
     order = rng.permutation(n_windows)
     content = seq_len + 1 - FIM_EXTRA_TOKENS
     fim = rng.random(n_windows) < (fim_rate if content >= 1 else 0.0)
-    cuts = np.sort(rng.integers(0, max(content, 0) + 1, size=(n_windows, 2)), axis=1)
+    cuts = rng.integers(0, max(content, 0) + 1, size=n_windows)
     return EpochPlan(order=order, fim=fim, cuts=cuts)
 
 
@@ -74,7 +82,7 @@ def sequential_plan(n_windows: int) -> EpochPlan:
     return EpochPlan(
         order=np.arange(n_windows),
         fim=np.zeros(n_windows, dtype=bool),
-        cuts=np.zeros((n_windows, 2), dtype=np.int64),
+        cuts=np.zeros(n_windows, dtype=np.int64),
     )
 
 
@@ -101,16 +109,19 @@ def fill_batch(
     return rows
 
 
-def _window(stream: np.ndarray, window: int, seq_len: int, as_fim: bool, cuts: Sequence[int], fim: FimTokens) -> np.ndarray:
-    """The tokens of one window; as FIM, its first seq_len - 3 tokens cut into P | M | S and rearranged."""
+def _window(stream: np.ndarray, window: int, seq_len: int, as_fim: bool, cut: int, fim: FimTokens) -> np.ndarray:
+    """The tokens of one window; as FIM, its first seq_len - 3 tokens cut in two and rearranged (fim_sequence)."""
     begin = window * seq_len
     chunk = stream[begin:begin + seq_len + 1]
     if not as_fim or len(chunk) < seq_len + 1:
         return chunk
-    content = chunk[:seq_len + 1 - FIM_EXTRA_TOKENS]
-    a, b = int(cuts[0]), int(cuts[1])
+    return fim_sequence(chunk[:seq_len + 1 - FIM_EXTRA_TOKENS], int(cut), fim)
+
+
+def fim_sequence(content: np.ndarray, cut: int, fim: FimTokens) -> np.ndarray:
+    """content as a fill-in-the-middle sequence (suffix first, see the module doc), FIM_EXTRA_TOKENS longer."""
     return np.concatenate([
-        [fim.prefix], content[:a], [fim.suffix], content[b:], [fim.middle], content[a:b], [fim.eot],
+        [fim.prefix, fim.suffix], content[cut:], [fim.middle], content[:cut], [fim.eot],
     ]).astype(np.int32, copy=False)
 
 

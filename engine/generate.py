@@ -5,10 +5,12 @@ server. Behind it a `Completer` keeps, per document, the KV cache of its last pr
 a prefix with it (the user typed one more character) runs only the tokens after the shared part. Decoding runs
 one token at a time through the cache, greedy by default; `engine/stops.py` decides where the suggestion ends.
 
-Prompts follow the training format. Without text after the cursor: [file] path "\\n" + prefix. With it,
-fill-in-the-middle: [fim_prefix] [file] path "\\n" prefix [fim_suffix] suffix [fim_middle], and the model writes
-the middle up to end of text. A long prefix is cut at a line start chosen from fixed anchor points, so that the
-prompt stays the same while the user types and its cache can be reused.
+Prompts follow the training format. Without text after the cursor: [file] path "\\n" + prefix. With it, and a
+model trained for it (engine/data.py), fill-in-the-middle in suffix-first order: [fim_prefix] [fim_suffix] suffix
+[fim_middle] [file] path "\\n" prefix, and the model continues the prefix up to where it joins the suffix (end of
+text). The suffix comes first, so the prompt's start stays the same while the user types on a line. A long prefix
+is cut at a line start chosen from fixed anchor points, so that the prompt stays the same while the user types
+and its cache can be reused.
 
 When the prefix ends inside a word, the last prompt token is taken back and the output must start with its bytes
 ("token healing"): `ma|` then completes to `main` through the single token the model learned, instead of forcing
@@ -38,6 +40,7 @@ from threadpoolctl import ThreadpoolController
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ModelConfig
+from .data import FIM_FORMAT
 from .model import GreedyHead, KVCache, greedy_head, infer, new_cache
 from .params import num_params
 from .stops import StopRules
@@ -114,6 +117,12 @@ class Model:
         if isinstance(seq_len, int) and seq_len > 0:
             return min(seq_len, self.config.max_seq_len)
         return self.config.max_seq_len
+
+    @property
+    def fills_middle(self) -> bool:
+        """Whether the model was trained on suffix-first fill-in-the-middle (engine/data.py), so prompts may carry
+        the text after the cursor. Models from before that format get plain prompts: the older order hurt."""
+        return self.metadata.get("fim") == FIM_FORMAT
 
     @property
     def greedy_head(self) -> GreedyHead | None:
@@ -249,9 +258,9 @@ def build_prompt(tokenizer: Tokenizer, prefix: str, suffix: str, path: str | Non
         return Prompt(ids, len(header), len(ids))
     suffix_part = head_ids(tokenizer, suffix, min(budget // SUFFIX_SHARE, SUFFIX_MAX_TOKENS))
     prefix_part = tail_ids(tokenizer, prefix, budget - 3 - len(header) - len(suffix_part))
-    ids = np.concatenate([[tokenizer.fim_prefix_id], header, prefix_part, [tokenizer.fim_suffix_id],
-                          suffix_part, [tokenizer.fim_middle_id]]).astype(np.int32)
-    return Prompt(ids, 1 + len(header), 1 + len(header) + len(prefix_part))
+    ids = np.concatenate([[tokenizer.fim_prefix_id, tokenizer.fim_suffix_id], suffix_part, [tokenizer.fim_middle_id],
+                          header, prefix_part]).astype(np.int32)
+    return Prompt(ids, len(ids) - len(prefix_part), len(ids))
 
 
 # ----------------------------------------------------------------------------------- token healing, sampling
@@ -390,8 +399,8 @@ class Completer:
             max_new = max(0, min(options.max_tokens, model.context - MIN_PROMPT_TOKENS))
             if max_new == 0:
                 return Completion("", 0, "max_tokens", _ms(start))
-            ids, healed = healed_prompt(model.tokenizer, self._vocabulary(), prefix, suffix, path,
-                                        model.context - max_new)
+            ids, healed = healed_prompt(model.tokenizer, self._vocabulary(), prefix,
+                                        suffix if model.fills_middle else "", path, model.context - max_new)
             self._begin_document(prefix, healed, path)
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)

@@ -31,7 +31,8 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from . import corpus
 from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
-from .data import EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes, token_stream
+from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
+                   token_stream)
 from .evaluate import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
@@ -389,7 +390,7 @@ class _Run:
             "val_bits_per_byte": s.best_bpb, "val_loss": None if s.best_params is None else s.best_val,
             "spheres": self.cfg.spheres, "threads": self.spheres.n_threads, "sphere_stats": self._averages(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seq_len": self.cfg.seq_len,
-            "mixture": self.mixture,
+            "mixture": self.mixture, "fim": FIM_FORMAT if self.cfg.fim_rate > 0 else None,
             "resume": {"epoch": s.epoch, "batch": s.batch, "step": s.step, "tokens": s.tokens,
                        "best_epoch_val": _finite(s.best_epoch_val), "bad_epochs": s.bad_epochs,
                        "schedule_steps": s.schedule_steps},

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from cllm.engine.checkpoint import Checkpoint, save_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig, to_dict
+from cllm.engine.data import FIM_EXTRA_TOKENS, FIM_FORMAT, FimTokens, fim_sequence
 from cllm.engine.kernels import adamw_step
 from cllm.engine.model import forward_backward, make_scratch
 from cllm.engine.params import decay_mask, init_params
@@ -32,14 +33,6 @@ TINY_C_SOURCES = {
 TINY_SEQ_LEN = 64
 
 
-def _fim_window(window: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> np.ndarray:
-    """The training format's fill-in-the-middle rearrangement of a window (same length)."""
-    content = window[:len(window) - 4]
-    a, b = np.sort(rng.integers(0, len(content) + 1, 2))
-    return np.concatenate([[tokenizer.fim_prefix_id], content[:a], [tokenizer.fim_suffix_id], content[b:],
-                           [tokenizer.fim_middle_id], content[a:b], [tokenizer.eot_id]]).astype(np.int32)
-
-
 def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
     """Train a tiny model on TINY_C_SOURCES for `steps` AdamW steps (a few seconds) and save it to `path`.
 
@@ -51,6 +44,7 @@ def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
                       max_seq_len=TINY_SEQ_LEN, dropout=0.0)
     stream = np.concatenate([tokenizer.encode_document(p, t) for p, t in TINY_C_SOURCES.items()])
     rng = np.random.default_rng(seed)
+    fim = FimTokens.from_tokenizer(tokenizer)
     params = init_params(cfg, seed)
     grads, m, v = np.zeros_like(params), np.zeros_like(params), np.zeros_like(params)
     mask = decay_mask(cfg)
@@ -59,14 +53,15 @@ def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
     with threadpool_limits(1):  # tiny matrices: BLAS threads would only add contention
         for step in range(1, steps + 1):
             windows = [stream[s:s + seq + 1] for s in rng.integers(0, len(stream) - seq - 1, batch)]
-            windows = np.stack([_fim_window(w, rng, tokenizer) if rng.random() < 0.5 else w for w in windows])
+            windows = np.stack([fim_sequence(w[:-FIM_EXTRA_TOKENS], rng.integers(0, seq - 2), fim) if rng.random() < 0.5
+                                else w for w in windows])
             inputs, targets = windows[:, :-1].copy(), windows[:, 1:].copy()
             grads[:] = 0.0
             forward_backward(params, grads, inputs, targets, cfg, scratch, dropout=0.0, seed=step,
                              loss_scale=1.0 / inputs.size)
             adamw_step(params, grads, m, v, mask, 1e-2, 0.9, 0.95, 1e-8, 0.0, step)
     train_config = to_dict(TrainConfig(seq_len=seq, batch_size=batch))
-    metadata = {"seq_len": seq, "train_config": train_config, "steps": steps, "files": len(texts)}
+    metadata = {"seq_len": seq, "train_config": train_config, "steps": steps, "files": len(texts), "fim": FIM_FORMAT}
     save_checkpoint(path, Checkpoint(cfg, tokenizer.to_json(), params, metadata))
     return path
 

@@ -150,7 +150,7 @@ async def test_documents_that_are_not_c_get_nothing(tiny_ws: Path, tmp_path: Pat
 async def test_positions_outside_the_document_get_nothing(tiny_ws: Path, tmp_path: Path, tiny_model_path: Path):
     options = {"modelDir": str(model_folder(tmp_path, tiny_model_path))}
     async with lsp_session(tiny_ws, options, tmp_path / "cache") as client:
-        uri = open_c(client, tiny_ws / "src/main.c", MAIN)
+        uri = open_c(client, tiny_ws / "src/main.c", MAIN[:MAIN.index("{\n") + 1])  # ends on line 2
         beyond = await client.text_document_inline_completion_async(
             inline_params(uri, types.Position(line=500, character=0)))
         past_eol = await client.text_document_inline_completion_async(
@@ -164,10 +164,10 @@ async def test_positions_outside_the_document_get_nothing(tiny_ws: Path, tmp_pat
 
 async def test_huge_documents_are_answered(tiny_ws: Path, tmp_path: Path, tiny_model_path: Path):
     options = {"modelDir": str(model_folder(tmp_path, tiny_model_path)), "maxTokens": 8}
-    huge = MAIN * 40_000  # ~3.5 MB
+    huge = MAIN * 40_000 + MAIN[:CUT]  # ~3.5 MB, the cursor at its end
     async with lsp_session(tiny_ws, options, tmp_path / "cache") as client:
         uri = open_c(client, tiny_ws / "src/huge.c", huge)
-        here = end_position(huge[:-30])
+        here = end_position(huge)
         result = await client.text_document_inline_completion_async(inline_params(uri, here))
         status = await execute(client, "cllm.status")
     assert [item.range.start for item in result.items] == [here]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import CheckpointError
-from cllm.engine.generate import (MAX_HEALED_TOKENS, Completer, CompletionOptions, Vocabulary, build_prompt, complete,
-                                  head_ids, healed_prompt, load_model, pick_token, tail_ids)
+from cllm.engine.generate import (MAX_HEALED_TOKENS, Completer, CompletionOptions, Model, Vocabulary, build_prompt,
+                                  complete, head_ids, healed_prompt, load_model, pick_token, tail_ids)
 from cllm.engine.model import infer, new_cache
 
 MULTI = CompletionOptions(max_tokens=24, multiline=True)
@@ -114,15 +114,26 @@ def test_fim_prompt_layout_and_truncation(model):
     tok = model.tokenizer
     prefix = "".join(f"int v{i} = {i};\n" for i in range(200))
     suffix = "".join(f"int w{i} = {i};\n" for i in range(200))
-    prompt = build_prompt(tok, prefix, suffix, "src/a.c", 48).ids
-    assert len(prompt) <= 48
-    assert prompt[0] == tok.fim_prefix_id and prompt[-1] == tok.fim_middle_id
-    assert list(prompt[1:1 + len(tok.header_ids("src/a.c"))]) == list(tok.header_ids("src/a.c"))
-    at = list(prompt).index(tok.fim_suffix_id)
-    assert tok.decode(prompt[at + 1:-1]).startswith("int w0 = 0;\n")  # the start of the suffix is kept
-    assert tok.decode(prompt[:at]).endswith("int v199 = 199;\n")  # and the end of the prefix
+    prompt = build_prompt(tok, prefix, suffix, "src/a.c", 48)
+    ids = list(prompt.ids)
+    assert len(ids) <= 48 and prompt.prefix_end == len(ids)
+    assert ids[:2] == [tok.fim_prefix_id, tok.fim_suffix_id]
+    middle = ids.index(tok.fim_middle_id)
+    header = list(tok.header_ids("src/a.c"))
+    assert ids[middle + 1:middle + 1 + len(header)] == header and prompt.prefix_start == middle + 1 + len(header)
+    assert tok.decode(ids[2:middle]).startswith("int w0 = 0;\n")  # the start of the suffix is kept
+    assert tok.decode(ids[prompt.prefix_start:]).endswith("int v199 = 199;\n")  # and the end of the prefix
     plain = build_prompt(tok, prefix, "  \n", None, 48).ids  # a blank suffix is no suffix
     assert plain[0] == tok.file_id and tok.fim_prefix_id not in plain
+
+
+def test_only_models_trained_on_suffix_first_fim_get_the_suffix_in_their_prompt(model):
+    older = Model(model.config, model.params, model.tokenizer, {**model.metadata, "fim": None})
+    assert model.fills_middle and not older.fills_middle
+    for m, fim in ((model, True), (older, False)):
+        completer = Completer(m)
+        completer.complete("int main(void) {\n    int x = ", "\n    return x;\n}\n", doc_key="d")
+        assert (m.tokenizer.fim_suffix_id in completer.cached_ids("d")) == fim
 
 
 def test_truncated_prefix_keeps_its_start_while_typing(model):
