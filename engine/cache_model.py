@@ -1,20 +1,23 @@
 """A workspace cache model mixed with the transformer: copy what the workspace and the open file already say.
 
-Three next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache:
+Four next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match:
 - the transformer (its context is short: the training sequence length);
 - a Kneser-Ney 5-gram over the workspace's training files (baselines.KneserNey), which can copy identifiers and
   whole lines from other files the way a compressor does;
 - a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
-  names and lines from far back in the same file, beyond the transformer's window.
+  names and lines from far back in the same file, beyond the transformer's window;
+- a match model (engine/match_model.py): the token that followed the last occurrence of the recent tokens, in
+  the file or the workspace, for spans that repeat longer than the n-grams can see.
 
-The weights depend on how much evidence the two n-gram models have at the current position (the longest context
-each has seen before), so the mixture trusts copying where it is reliable and the transformer elsewhere. They are
+The weights depend on how much evidence the copying models have at the current position (the longest context
+each n-gram has seen before, the match length), so the mixture trusts copying where it is reliable and the
+transformer elsewhere. They are
 fitted by expectation-maximisation on held-out token probabilities; `cllm eval` fits them on one half of the
 evaluated files and scores the other half (and vice versa), so no file is scored with weights fitted on it.
 
 Real completions use the mixture too: the trainer fits the weights on its held-out files and stores them in the
-checkpoint metadata ("mixture"); `mixture_completer` rebuilds the 5-gram from the workspace's training files
-(about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a MixtureCompleter,
+checkpoint metadata ("mixture"); `mixture_completer` rebuilds the 5-gram and the match index from the workspace's
+training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a MixtureCompleter,
 or None when the weights or the files are missing, so that callers fall back to the transformer alone.
 """
 
@@ -31,10 +34,11 @@ import numpy as np
 from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hashes
 from .corpus import Document
 from .generate import Completer, Model
+from .match_model import MATCH_LEVELS, MATCH_MIN, MatchIndex, match_after, match_level, match_predictions
 from .tokenizer import Tokenizer
 
 CACHE_ORDER = 4
-COMPONENTS = 3  # transformer, workspace 5-gram, document cache
+COMPONENTS = 4  # transformer, workspace 5-gram, document cache, match model
 
 
 def _cumulative_within(keys: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -83,19 +87,20 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
 
 
 class DocumentCache:
-    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
-    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
-    document."""
+    """The document cache while decoding: the document's tokens, their suffix hashes (up to the match model's
+    MATCH_MIN tokens) and token counts, extended one token at a time, so each next-token distribution costs a
+    scan of the hashes instead of rehashing the document."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
         tokens = np.asarray(tokens, dtype=np.int32)
         self.vocab_size, self.order, self.length = vocab_size, order, len(tokens)
+        self._depth = max(order, MATCH_MIN)
         capacity = max(64, 2 * len(tokens))
         self._tokens = np.zeros(capacity, np.int32)
         self._tokens[:len(tokens)] = tokens
-        self._hashes = np.zeros((order + 1, capacity), np.uint64)
+        self._hashes = np.zeros((self._depth + 1, capacity), np.uint64)
         if len(tokens):
-            self._hashes[:, :len(tokens)] = np.stack(suffix_hashes(tokens, order))
+            self._hashes[:, :len(tokens)] = np.stack(suffix_hashes(tokens, self._depth))
         self._counts = np.bincount(tokens, minlength=vocab_size)
 
     @property
@@ -109,7 +114,7 @@ class DocumentCache:
             self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
         previous = self._hashes[:, self.length - 1] if self.length else None
-        self._hashes[:, self.length] = next_suffix_hashes(previous, token, self.order)
+        self._hashes[:, self.length] = next_suffix_hashes(previous, token, self._depth)
         self._tokens[self.length] = token
         self._counts[token] += 1
         self.length += 1
@@ -144,9 +149,13 @@ class DocumentCache:
     def ngram_levels(self, kn: KneserNey) -> tuple[list, int]:
         """kn's back-off levels and matched order after the document (as kn.matched_distribution), from the
         document's own suffix hashes when they reach kn's context length (the same hash function)."""
-        if kn.order - 1 > self.order or self.length < kn.order - 1 or self.length == 0:
+        if kn.order - 1 > self._depth or self.length < kn.order - 1 or self.length == 0:
             return kn.levels_after(kn.context_hashes(self.tokens[-kn.order:]))
         return kn.levels_after(self._hashes[:kn.order, self.length - 1])
+
+    def match(self, index: MatchIndex) -> tuple[int, int]:
+        """(predicted next token or -1, match length) of the match model after the document."""
+        return match_after(self.tokens, self._hashes[MATCH_MIN, :self.length], index)
 
 
 def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
@@ -155,22 +164,25 @@ def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_O
 
 
 KN_ORDER = 5
-N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1)
+N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS
 
 
-def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int) -> np.ndarray:
-    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER)."""
-    return np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)
+def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
+                    match_length: np.ndarray | int) -> np.ndarray:
+    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER) and the match
+    model's match length."""
+    return (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + match_level(match_length)
 
 
 @dataclass
 class Mixture:
-    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache), each row sums to 1."""
+    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match), each row
+    sums to 1."""
 
     weights: np.ndarray
 
     def mix(self, probs: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-        """Mixed probability of each position: probs (n, 3) of the three components -> (n,)."""
+        """Mixed probability of each position: probs (n, COMPONENTS) of the components -> (n,)."""
         return np.einsum("nk,nk->n", probs, self.weights[buckets])
 
 
@@ -194,17 +206,22 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
     return Mixture(weights)
 
 
-def component_probs(model_nats: np.ndarray, kn: KneserNey, tokens: np.ndarray, start: int,
+def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
                     vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
-    losses `model_nats`), the workspace 5-gram's and the document cache's, and each position's evidence bucket."""
+    """(probs (n, 4), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
+    losses `model_nats`), the workspace 5-gram's, the document cache's and the match model's (all its mass on its
+    prediction; uniform where it has none), and each position's evidence bucket."""
+    tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
-    probs = np.stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), np.exp(kn.logprobs(tokens, start)), cache_p], axis=1)
-    buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched)
+    predicted, length = match_predictions(tokens, index, start)
+    match_p = np.where(predicted < 0, 1.0 / vocab_size, (predicted == tokens[start:]).astype(np.float64))
+    probs = np.stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), np.exp(kn.logprobs(tokens, start)), cache_p,
+                      match_p], axis=1)
+    buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched, length)
     return probs, buckets
 
 
-def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokenizer,
+def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
                    documents: Sequence[Document]) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
     per-token losses `nats` on each document's text (scored after its path header, as evaluate.document_nats)."""
@@ -212,16 +229,17 @@ def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokeniz
     for doc, doc_nats in zip(documents, nats):
         header = tokenizer.header_ids(doc.path)
         tokens = np.concatenate([header, tokenizer.encode(doc.text)])
-        parts.append(component_probs(doc_nats, kn, tokens, len(header), tokenizer.vocab_size))
+        parts.append(component_probs(doc_nats, kn, index, tokens, len(header), tokenizer.vocab_size))
     mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
     return mixture, parts
 
 
-def workspace_ngram(tokenizer: Tokenizer, documents: Sequence[Document]) -> KneserNey:
-    """The workspace 5-gram over training documents, each as the trainer saw it: path header, text, end of text."""
+def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[KneserNey, MatchIndex]:
+    """The workspace 5-gram and match index over training documents, each as the trainer saw it: path header,
+    text, end of text."""
     streams = [np.concatenate([tokenizer.header_ids(d.path), ids, [tokenizer.eot_id]]).astype(np.int32)
                for d, ids in zip(documents, tokenizer.encode_batch([d.text for d in documents]))]
-    return KneserNey(streams, tokenizer.vocab_size, pad_id=tokenizer.eot_id, order=KN_ORDER)
+    return KneserNey(streams, tokenizer.vocab_size, pad_id=tokenizer.eot_id, order=KN_ORDER), MatchIndex(streams)
 
 
 def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
@@ -239,13 +257,15 @@ def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], li
 
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "weights": mixture.weights.round(6).tolist()}
+    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_min": MATCH_MIN, "match_levels": MATCH_LEVELS,
+            "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
     """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
     entry = metadata.get("mixture")
-    if not isinstance(entry, dict) or entry.get("kn_order") != KN_ORDER or entry.get("cache_order") != CACHE_ORDER:
+    layout = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_min": MATCH_MIN, "match_levels": MATCH_LEVELS}
+    if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in layout.items()):
         return None
     try:
         weights = np.asarray(entry.get("weights"), dtype=np.float64)
@@ -257,8 +277,9 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
 
 
 def mixture_completer(model: Model, cache_slots: int = 8) -> MixtureCompleter | None:
-    """A MixtureCompleter with the model's stored weights and a 5-gram over its workspace's training files
-    (those still readable), or None when the model has no weights or none of the files can be read."""
+    """A MixtureCompleter with the model's stored weights and a 5-gram and match index over its workspace's
+    training files (those still readable), or None when the model has no weights or none of the files can be
+    read."""
     mixture = stored_mixture(model.metadata)
     workspace = model.metadata.get("workspace")
     if mixture is None or not workspace or not Path(workspace).is_dir():
@@ -266,7 +287,7 @@ def mixture_completer(model: Model, cache_slots: int = 8) -> MixtureCompleter | 
     documents, _ = read_documents(Path(workspace), [str(p) for p in model.metadata.get("train_files") or []])
     if not documents:
         return None
-    return MixtureCompleter(model, workspace_ngram(model.tokenizer, documents), mixture, cache_slots)
+    return MixtureCompleter(model, *workspace_models(model.tokenizer, documents), mixture, cache_slots)
 
 
 _SAFE_CUT = re.compile(r"\n(?=\S)")  # a line start before a non-blank: tokenizing the two sides apart is the same
@@ -310,9 +331,9 @@ class MixtureCompleter(Completer):
 
     fast_greedy = False  # the mixture needs every transformer logit exact
 
-    def __init__(self, model: Model, kn: KneserNey, mixture: Mixture, cache_slots: int = 8) -> None:
+    def __init__(self, model: Model, kn: KneserNey, index: MatchIndex, mixture: Mixture, cache_slots: int = 8) -> None:
         super().__init__(model, cache_slots)
-        self.kn, self.mixture = kn, mixture
+        self.kn, self.index, self.mixture = kn, index, mixture
         self._document = DocumentCache(np.zeros(0, np.int32), model.tokenizer.vocab_size)
         self._encoder = ChunkedEncoder(model.tokenizer)
 
@@ -338,8 +359,13 @@ class MixtureCompleter(Completer):
         p = np.exp(x - x.max())
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(self.kn)
-        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched)]
+        predicted, length = self._document.match(self.index)
+        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, length)]
         p *= w[0] / p.sum()
         interpolate(kn_levels, vocab, out=p, scale=w[1])
         interpolate(cache_levels, vocab, out=p, scale=w[2])
+        if predicted >= 0:
+            p[predicted] += w[3]
+        else:
+            p += w[3] / vocab
         return np.log(np.maximum(p, 1e-300))

@@ -10,9 +10,9 @@ Four measures on the same files in one run:
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
 - baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram and a document cache
-(engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated files (so no
-file is scored with weights fitted on itself).
+With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
+a match model (engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated
+files (so no file is scored with weights fitted on itself).
 
 The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
 completions use the mixture (engine/generate.py `make_completer`), so the headline is the mixture's and "completer"
@@ -32,10 +32,11 @@ import numpy as np
 
 from .baselines import KneserNey, xz_conditional_bits_per_byte
 from .cache_model import (Mixture, MixtureCompleter, fit_mixture, fitted_mixture, mixture_metadata, read_documents,
-                          workspace_ngram)
+                          stored_mixture, workspace_models)
 from .config import ModelConfig
 from .corpus import Document, scan
 from .generate import Completer, CompletionOptions, Model
+from .match_model import MatchIndex
 from .model import make_scratch, token_losses
 from .syntax import count_errors, function_body_spans, keeps_syntax
 from .tokenizer import Tokenizer
@@ -228,28 +229,30 @@ def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document])
 
 
 def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
-               n_bytes: int) -> tuple[dict[str, Any], KneserNey | None]:
-    """Bits per byte of conditional xz and of the 5-gram (returned too, for completions); None without training files."""
+               n_bytes: int) -> tuple[dict[str, Any], tuple[KneserNey, MatchIndex] | None]:
+    """Bits per byte of conditional xz and of the 5-gram, and the workspace models (the 5-gram and the match
+    index, for completions and the mixture); None without training files."""
     if not train_documents:
         return {"xz": {"bits_per_byte": None}, "kn5": {"bits_per_byte": None}}, None
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
     heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
-    kn = workspace_ngram(tok, train_documents)
+    kn, index = workspace_models(tok, train_documents)
     return {
         "xz": {"bits_per_byte": xz_conditional_bits_per_byte(train_bytes, heldout_bytes), "train_bytes": len(train_bytes)},
         "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens},
-    }, kn
+    }, (kn, index)
 
 
-def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, tokenizer: Tokenizer,
+def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
                    documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
-    """Cross-fitted mixtures of the transformer, the workspace 5-gram and the document cache (engine/cache_model).
+    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache and the match model
+    (engine/cache_model).
 
     Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
     Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
     """
-    every, parts = fitted_mixture(nats, kn, tokenizer, documents)
+    every, parts = fitted_mixture(nats, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
         return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
@@ -268,7 +271,7 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window)
-    return mixture_metadata(fitted_mixture(nats, workspace_ngram(tokenizer, train_documents), tokenizer, documents)[0])
+    return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])
 
 
 Predictor = Callable[[int, str, str], str]
@@ -380,35 +383,37 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     bits, n_bytes = _bits_and_bytes(nats, documents)
     if n_bytes == 0:
         raise EvalError("the files to evaluate are all empty")
-    baselines, kn = _baselines(tok, documents, train_documents, n_bytes)
+    baselines, workspace = _baselines(tok, documents, train_documents, n_bytes)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
     plain = Completer(model)  # the transformer alone, whatever the model ships with
     predictors: dict[str, Predictor] = {
         "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path).text}
     mixture = None
-    if kn is not None:
+    if workspace is not None:
+        kn, index = workspace
+
         def header_and(d: int, prefix: str) -> np.ndarray:
             return np.concatenate([tok.header_ids(documents[d].path), tok.encode(prefix)])
 
         stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
         predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
             header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
-        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, tok, documents)
-        completers = [MixtureCompleter(model, kn, m) for m in fitted]
+        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, index, tok, documents)
+        completers = [MixtureCompleter(model, kn, index, m) for m in fitted]
         predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
             prefix, suffix, line, path=documents[d].path).text
         mixture = {"bits_per_byte": mixed_bits / n_bytes,
-                   "mean_weights": dict(zip(("transformer", "kn5", "cache"), weights.round(3).tolist()))}
+                   "mean_weights": dict(zip(("transformer", "kn5", "cache", "match"), weights.round(3).tolist()))}
     sampled = sample_positions(documents, positions, seed)
     scores = _line_completions(predictors, documents, sampled, progress)
-    if kn is not None:
+    if workspace is not None:
         baselines["kn5"].update(scores["kn5"].summary())
         baselines["kn5"]["exact_shared_with_model"] = sum(a and b for a, b in zip(scores["model"].exact, scores["kn5"].exact))
         mixture.update(scores["mixture"].summary())
     n_syntax = max(1, positions // 5) if syntax_positions is None else syntax_positions
     syntax_ok, syntax_checked = _syntax_share(model, documents, sampled, n_syntax, progress)
     transformer = {"bits_per_byte": bits / n_bytes, **scores["model"].summary()}
-    ships_mixture = mixture is not None and bool(model.metadata.get("mixture"))
+    ships_mixture = mixture is not None and stored_mixture(model.metadata) is not None
     headline = mixture if ships_mixture else transformer
     return {
         "bits_per_byte": headline["bits_per_byte"],

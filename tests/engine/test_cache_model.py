@@ -12,6 +12,7 @@ from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
 from cllm.engine.evaluate import heldout_mixture
 from cllm.engine.generate import Completer, CompletionOptions, complete, load_model, make_completer
+from cllm.engine.match_model import MatchIndex
 from conftest import TINY_C_SOURCES, write_tiny_sources
 
 VOCAB = 40
@@ -36,7 +37,7 @@ def test_cache_distribution_sums_to_one_and_matches_cache_probs():
 def test_fit_mixture_rows_sum_to_one_and_favour_the_better_component():
     rng = np.random.default_rng(0)
     n = 2000
-    probs = np.stack([rng.uniform(0.5, 0.9, n), rng.uniform(0.0, 0.1, n), rng.uniform(0.0, 0.1, n)], axis=1)
+    probs = np.stack([rng.uniform(0.5, 0.9, n)] + [rng.uniform(0.0, 0.1, n) for _ in range(COMPONENTS - 1)], axis=1)
     buckets = rng.integers(0, N_BUCKETS, n)
     mixture = fit_mixture(probs, buckets)
     assert mixture.weights.shape == (N_BUCKETS, COMPONENTS)
@@ -45,15 +46,22 @@ def test_fit_mixture_rows_sum_to_one_and_favour_the_better_component():
     assert np.log(mixture.mix(probs, buckets)).sum() > np.log(probs.mean(axis=1)).sum()
 
 
-def test_mixture_completer_follows_the_cache_when_weighted_to_it(tiny_model_path):
+def _all_on(component: int) -> list[float]:
+    """Mixture weights with every bit of mass on one component (0 transformer, 1 5-gram, 2 cache, 3 match)."""
+    return [float(c == component) for c in range(COMPONENTS)]
+
+
+@pytest.mark.parametrize("component", [2, 3])
+def test_mixture_completer_follows_a_copying_model_when_weighted_to_it(tiny_model_path, component):
     model = load_model(tiny_model_path)
     tok = model.tokenizer
-    kn = KneserNey([tok.encode_document("x.c", "int zzz_counter = 0;\n")], tok.vocab_size, tok.eot_id)
-    all_cache = fit_mixture(np.tile([1e-9, 1e-9, 1.0], (50, 1)), np.zeros(50, dtype=np.int64))
-    all_cache.weights[:] = [0.0, 0.0, 1.0]
+    stream = tok.encode_document("x.c", "int zzz_counter = 0;\n")
+    kn = KneserNey([stream], tok.vocab_size, tok.eot_id)
+    copying = fit_mixture(np.tile([1e-9] * COMPONENTS, (50, 1)), np.zeros(50, dtype=np.int64))
+    copying.weights[:] = _all_on(component)
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
-    completion = MixtureCompleter(model, kn, all_cache).complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c")
-    assert completion.text == "counter = 0;"
+    completer = MixtureCompleter(model, kn, MatchIndex([stream]), copying)
+    assert completer.complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c").text == "counter = 0;"
 
 
 def test_document_cache_extended_token_by_token_equals_a_fresh_one():
@@ -110,12 +118,13 @@ def test_mixture_weights_round_trip_through_the_checkpoint(mixture_model):
     assert mixture_metadata(mixture) == entry
     assert stored_mixture({}) is None
     assert stored_mixture({"mixture": {**entry, "weights": [[1.0, 0.0]]}}) is None
+    assert stored_mixture({"mixture": {**entry, "match_min": entry["match_min"] + 1}}) is None  # another layout
 
 
 def test_real_completions_use_the_stored_mixture(mixture_model):
     path, _ = mixture_model
     ckpt = load_checkpoint(path)
-    ckpt.metadata["mixture"]["weights"] = [[0.0, 0.0, 1.0]] * N_BUCKETS  # all weight on the document cache
+    ckpt.metadata["mixture"]["weights"] = [_all_on(2)] * N_BUCKETS  # all weight on the document cache
     save_checkpoint(path, ckpt)
     model = load_model(path)
     assert isinstance(model.completer, MixtureCompleter)
