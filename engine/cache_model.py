@@ -34,7 +34,7 @@ import numpy as np
 from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hashes
 from .corpus import Document
 from .generate import Completer, Model
-from .match_model import MATCH_LEVELS, MATCH_MIN, MatchIndex, match_after, match_level, match_predictions
+from .match_model import MATCH_LEVELS, MATCH_MIN, MatchIndex, match_after, match_predictions
 from .tokenizer import Tokenizer
 
 CACHE_ORDER = 4
@@ -154,7 +154,7 @@ class DocumentCache:
         return kn.levels_after(self._hashes[:kn.order, self.length - 1])
 
     def match(self, index: MatchIndex) -> tuple[int, int]:
-        """(predicted next token or -1, match length) of the match model after the document."""
+        """(predicted next token or -1, match_level) of the match model after the document."""
         return match_after(self.tokens, self._hashes[MATCH_MIN, :self.length], index)
 
 
@@ -168,10 +168,10 @@ N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS
 
 
 def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
-                    match_length: np.ndarray | int) -> np.ndarray:
+                    match_level: np.ndarray | int) -> np.ndarray:
     """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER) and the match
-    model's match length."""
-    return (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + match_level(match_length)
+    model's level (match_model.match_level)."""
+    return (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
 
 
 @dataclass
@@ -213,11 +213,11 @@ def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, to
     prediction; uniform where it has none), and each position's evidence bucket."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
-    predicted, length = match_predictions(tokens, index, start)
+    predicted, level = match_predictions(tokens, index, start)
     match_p = np.where(predicted < 0, 1.0 / vocab_size, (predicted == tokens[start:]).astype(np.float64))
     probs = np.stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), np.exp(kn.logprobs(tokens, start)), cache_p,
                       match_p], axis=1)
-    buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched, length)
+    buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
     return probs, buckets
 
 
@@ -359,8 +359,8 @@ class MixtureCompleter(Completer):
         p = np.exp(x - x.max())
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(self.kn)
-        predicted, length = self._document.match(self.index)
-        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, length)]
+        predicted, level = self._document.match(self.index)
+        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level)]
         p *= w[0] / p.sum()
         interpolate(kn_levels, vocab, out=p, scale=w[1])
         interpolate(cache_levels, vocab, out=p, scale=w[2])

@@ -7,6 +7,10 @@ the last MATCH_MIN tokens, in the current document or in the workspace's trainin
 the match goes (up to MATCH_MAX tokens) and predicts the token that followed it. The mixture then trusts the
 prediction by how long the match is (match_level), the way compressors' match models do.
 
+Copied code changes a token here and there (a renamed field, another constant in a table row). Where the recent
+tokens match nowhere, the model recovers: it looks for the tokens before the last one and, skipping the token
+that differs, predicts what followed them (the level RECOVERED), as a compressor's repeated-offset match does.
+
 Hashes are baselines.suffix_hashes of MATCH_MIN tokens; a hash collision is caught by comparing the tokens.
 """
 
@@ -21,13 +25,16 @@ from .baselines import suffix_hashes
 
 MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
 MATCH_MAX = 32  # a match is measured back this far at most
-MATCH_LEVELS = 4  # no match; MATCH_MIN..11; 12..23; 24 and more tokens
-_LEVEL_EDGES = np.array([MATCH_MIN, 12, 24])
+MATCH_LEVELS = 5  # none; recovered; MATCH_MIN..11; 12..23; 24 and more tokens
+NO_MATCH, RECOVERED = 0, 1
+_LENGTH_EDGES = np.array([12, 24])
 
 
-def match_level(length: np.ndarray | int) -> np.ndarray:
-    """Bucket of a match length: 0 for no match, then 1..MATCH_LEVELS - 1 for longer and longer matches."""
-    return np.searchsorted(_LEVEL_EDGES, np.asarray(length), side="right")
+def match_level(length: np.ndarray | int, recovered: np.ndarray | bool = False) -> np.ndarray:
+    """Level of a prediction: NO_MATCH for length 0, RECOVERED, then higher levels for longer direct matches."""
+    length = np.asarray(length)
+    direct = RECOVERED + 1 + np.searchsorted(_LENGTH_EDGES, length, side="right")
+    return np.where(length == 0, NO_MATCH, np.where(recovered, RECOVERED, direct))
 
 
 def gram_hashes(tokens: np.ndarray) -> np.ndarray:
@@ -67,52 +74,68 @@ class MatchIndex:
         return np.where(self._keys[idx] == hashes, self._ends[idx], -1)
 
 
-def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match length) for each of tokens[start:], from the tokens before it and `index`.
-
-    The longer of two matches wins: the last earlier occurrence in the document itself and the workspace's;
-    on a tie the document's (it is closer)."""
-    tokens = np.asarray(tokens, dtype=np.int32)
-    n = len(tokens)
-    hashes = gram_hashes(tokens)
-    # the gram ending at t - 1 predicts token t; its previous occurrence in the document ends before t - 1
-    order = np.argsort(hashes, kind="stable")
-    previous = np.full(n, -1, dtype=np.int64)
-    same = hashes[order[1:]] == hashes[order[:-1]]
-    previous[order[1:][same]] = order[:-1][same]
-    previous[:MATCH_MIN - 1] = -1
-    t = np.arange(start, n)
-    last = t - 1
+def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, last: np.ndarray, doc_end: np.ndarray,
+             skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match length) for the grams of `tokens` ending at `last`, given the end of each
+    one's last earlier occurrence in the document (`doc_end`, -1 for none): the longer of that match and the
+    workspace's wins (the document's on a tie, it is closer), and predicts the token `skip` after its end."""
     valid = last >= MATCH_MIN - 1
-    doc_end = np.where(valid, previous[np.maximum(last, 0)], -1)
-    doc_end = np.where(doc_end >= MATCH_MIN - 1, doc_end, -1)
+    doc_end = np.where(valid & (doc_end >= MATCH_MIN - 1), doc_end, -1)
     ws_end = np.where(valid, index.last_ends(hashes[np.maximum(last, 0)]), -1)
     doc_len = _match_lengths(tokens, doc_end, tokens, last)
     ws_len = _match_lengths(index.tokens, ws_end, tokens, last)
+    ws_next = ws_end + skip
+    ws_len = np.where(ws_next < len(index.tokens), ws_len, 0)  # the workspace ends before the predicted token
     use_doc = doc_len >= ws_len
     length = np.where(use_doc, doc_len, ws_len)
-    # an end of -1 reads token 0 here; those positions have no match and are masked below
-    workspace_next = index.tokens[ws_end + 1] if len(index.tokens) else -1
-    predicted = np.where(use_doc, tokens[doc_end + 1], workspace_next)
+    # unmatched positions read some in-range token here; they are masked below
+    workspace_next = index.tokens[np.clip(ws_next, 0, len(index.tokens) - 1)] if len(index.tokens) else -1
+    predicted = np.where(use_doc, tokens[np.clip(doc_end + skip, 0, len(tokens) - 1)], workspace_next)
     found = length >= MATCH_MIN
     return np.where(found, predicted, -1), np.where(found, length, 0)
 
 
+def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
+                    skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match length) for each of tokens[start:] from the match of the tokens ending
+    `skip` before it: skip 1 is the direct match, skip 2 the recovery past one differing token."""
+    tokens = np.asarray(tokens, dtype=np.int32)
+    hashes = gram_hashes(tokens)
+    # the last earlier position with the same gram hash (a stable sort keeps equal hashes in document order)
+    order = np.argsort(hashes, kind="stable")
+    previous = np.full(len(tokens), -1, dtype=np.int64)
+    same = hashes[order[1:]] == hashes[order[:-1]]
+    previous[order[1:][same]] = order[:-1][same]
+    last = np.arange(start, len(tokens)) - skip
+    return _resolve(tokens, hashes, index, last, np.where(last >= 0, previous[np.maximum(last, 0)], -1), skip)
+
+
+def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match_level): the direct match where there is one, else the recovered one."""
+    (predicted, length), (fallback, fallback_length) = direct, recovered
+    use_direct = length > 0
+    return (np.where(use_direct, predicted, fallback),
+            match_level(np.where(use_direct, length, fallback_length), recovered=~use_direct))
+
+
+def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match_level) for each of tokens[start:], from the tokens before it and `index`."""
+    return _combine(longest_matches(tokens, index, start, skip=1), longest_matches(tokens, index, start, skip=2))
+
+
 def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex) -> tuple[int, int]:
-    """(predicted next token or -1, match length) after the document `tokens`, given their gram_hashes (kept by
-    the caller as the document grows, so each decoding step costs one scan instead of rehashing)."""
+    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
+    the caller as the document grows, so each decoding step costs a scan instead of rehashing)."""
+    tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:
-        return -1, 0
-    key = hashes[n - 1]
-    earlier = np.flatnonzero(hashes[MATCH_MIN - 1:n - 1] == key)
-    doc_end = np.array([earlier[-1] + MATCH_MIN - 1 if len(earlier) else -1])
-    ws_end = index.last_ends(np.array([key], dtype=np.uint64))
-    at = np.array([n - 1])
-    doc_len = int(_match_lengths(tokens, doc_end, tokens, at)[0])
-    ws_len = int(_match_lengths(index.tokens, ws_end, tokens, at)[0])
-    if max(doc_len, ws_len) < MATCH_MIN:
-        return -1, 0
-    if doc_len >= ws_len:
-        return int(tokens[doc_end[0] + 1]), doc_len
-    return int(index.tokens[ws_end[0] + 1]), ws_len
+        return -1, NO_MATCH
+
+    def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
+        last = n - skip
+        earlier = np.flatnonzero(hashes[:last] == hashes[last])
+        doc_end = np.array([earlier[-1] if len(earlier) else -1])
+        return _resolve(tokens, hashes, index, np.array([last]), doc_end, skip)
+
+    predicted, level = _combine(after(1), after(2))
+    return int(predicted[0]), int(level[0])

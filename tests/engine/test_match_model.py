@@ -4,30 +4,34 @@ import numpy as np
 import pytest
 
 from cllm.engine.cache_model import DocumentCache
-from cllm.engine.match_model import (MATCH_LEVELS, MATCH_MAX, MATCH_MIN, MatchIndex, match_level,
-                                     match_predictions)
+from cllm.engine.match_model import (MATCH_LEVELS, MATCH_MAX, MATCH_MIN, NO_MATCH, RECOVERED, MatchIndex,
+                                     longest_matches, match_level, match_predictions)
 
 VOCAB = 12
 
 
-def _reference(tokens: np.ndarray, workspace: np.ndarray, t: int) -> tuple[int, int]:
-    """(prediction, length) for tokens[t] by brute force: the longest backward match of tokens[:t] at the last
-    earlier occurrence of its last MATCH_MIN tokens, document first on ties."""
+def _reference(tokens: np.ndarray, workspace: np.ndarray, t: int, skip: int = 1) -> tuple[int, int]:
+    """(prediction, length) for tokens[t] by brute force: the longest backward match of tokens[:t - skip + 1] at
+    the last earlier occurrence (with a token after it) of its last MATCH_MIN tokens, document first on ties, and
+    the token `skip` after the occurrence."""
+    last = t - skip
+
     def best(source: np.ndarray, limit: int) -> tuple[int, int]:
-        gram = list(tokens[t - MATCH_MIN:t])
-        for end in range(limit - 1, MATCH_MIN - 2, -1):
+        gram = list(tokens[last - MATCH_MIN + 1:last + 1])
+        for end in range(min(limit, len(source) - 1) - 1, MATCH_MIN - 2, -1):
             if list(source[end - MATCH_MIN + 1:end + 1]) == gram:
+                if end + skip >= len(source):  # the source ends before the predicted token
+                    return -1, 0
                 length = 0
-                while length < MATCH_MAX and end - length >= 0 and t - 1 - length >= 0 \
-                        and source[end - length] == tokens[t - 1 - length]:
+                while length < MATCH_MAX and end - length >= 0 and source[end - length] == tokens[last - length]:
                     length += 1
-                return int(source[end + 1]), length
+                return int(source[end + skip]), length
         return -1, 0
 
-    if t < MATCH_MIN:
+    if last < MATCH_MIN - 1:
         return -1, 0
-    doc = best(tokens, t - 1)
-    ws = best(workspace, len(workspace) - 1)
+    doc = best(tokens, last)
+    ws = best(workspace, len(workspace))
     chosen = doc if doc[1] >= ws[1] else ws
     return chosen if chosen[1] >= MATCH_MIN else (-1, 0)
 
@@ -42,34 +46,49 @@ def _streams(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return workspace.astype(np.int32), document.astype(np.int32)
 
 
+@pytest.mark.parametrize("skip", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_predictions_equal_the_brute_force_definition(seed):
+def test_matches_equal_the_brute_force_definition(seed, skip):
     workspace, document = _streams(seed)
-    predicted, length = match_predictions(document, MatchIndex([workspace]), start=3)
-    expected = [_reference(document, workspace, t) for t in range(3, len(document))]
+    predicted, length = longest_matches(document, MatchIndex([workspace]), start=3, skip=skip)
+    expected = [_reference(document, workspace, t, skip) for t in range(3, len(document))]
     assert list(zip(predicted.tolist(), length.tolist())) == expected
     assert length.max() >= 24  # the repeated phrase gives long matches
+
+
+def test_a_changed_token_is_skipped_by_the_recovered_match():
+    rng = np.random.default_rng(7)
+    line = rng.integers(0, 1000, 20).astype(np.int32)
+    changed = line.copy()
+    changed[12] = 5000  # the copy differs in one token
+    predicted, level = match_predictions(np.concatenate([line, changed]), MatchIndex([]), start=20)
+    assert level[13] == RECOVERED and predicted[13] == line[13]  # past the change, the copy goes on
+    assert level[12] > RECOVERED and predicted[12] == line[12]  # the change itself was not foreseeable
+    assert np.all(level[:MATCH_MIN] == NO_MATCH)
 
 
 def test_a_repeated_span_is_predicted_token_for_token():
     rng = np.random.default_rng(5)
     span = rng.integers(0, 1000, 50).astype(np.int32)
     document = np.concatenate([span, rng.integers(1000, 2000, 10).astype(np.int32), span])
-    predicted, length = match_predictions(document, MatchIndex([]), start=60 + MATCH_MIN)
+    predicted, length = longest_matches(document, MatchIndex([]), start=60 + MATCH_MIN)
     assert np.array_equal(predicted, document[60 + MATCH_MIN:])
     assert length[0] == MATCH_MIN and length[-1] == MATCH_MAX
+    assert np.array_equal(match_predictions(document, MatchIndex([]), start=60 + MATCH_MIN)[0], predicted)
 
 
 def test_the_document_cache_tracks_the_same_predictions_while_it_grows():
     workspace, document = _streams(3)
     index = MatchIndex([workspace[:70], workspace[70:]])  # streams are joined in order
-    predicted, length = match_predictions(document, index)
+    predicted, level = match_predictions(document, index)
+    assert set(level.tolist()) == set(range(MATCH_LEVELS))  # every level occurs
     cache = DocumentCache(document[:1], VOCAB)
     for t in range(1, len(document)):
-        assert cache.match(index) == (predicted[t], length[t])
+        assert cache.match(index) == (predicted[t], level[t])
         cache.append(int(document[t]))
 
 
 def test_match_levels_grow_with_the_match_length():
     levels = match_level(np.array([0, MATCH_MIN, 11, 12, 23, 24, MATCH_MAX]))
-    assert levels.tolist() == [0, 1, 1, 2, 2, 3, 3] and levels.max() == MATCH_LEVELS - 1
+    assert levels.tolist() == [NO_MATCH, 2, 2, 3, 3, 4, 4] and levels.max() == MATCH_LEVELS - 1
+    assert match_level(np.array([0, MATCH_MIN, MATCH_MAX]), recovered=True).tolist() == [NO_MATCH, RECOVERED, RECOVERED]
