@@ -102,22 +102,27 @@ class DocumentCache:
         if len(tokens):
             self._hashes[:, :len(tokens)] = np.stack(suffix_hashes(tokens, self._depth))
         self._counts = np.bincount(tokens, minlength=vocab_size)
+        self.written = len(tokens)  # the tokens the copying models learn from: the document's, not generated ones
 
     @property
     def tokens(self) -> np.ndarray:
         """The document's tokens so far (a view)."""
         return self._tokens[:self.length]
 
-    def append(self, token: int) -> None:
-        """Add one token at the end of the document."""
+    def append(self, token: int, generated: bool = False) -> None:
+        """Add one token at the end of the document; a `generated` one (the completion's own output) is context
+        for every model but never counted or copied by the cache and the match model, so a completion cannot feed
+        on itself (it looped: 'uint8_t* storage_ix, uint8_t* storage_ix, ...')."""
         if self.length == len(self._tokens):
             self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
         previous = self._hashes[:, self.length - 1] if self.length else None
         self._hashes[:, self.length] = next_suffix_hashes(previous, token, self._depth)
         self._tokens[self.length] = token
-        self._counts[token] += 1
         self.length += 1
+        if not generated:
+            self._counts[token] += 1
+            self.written = self.length
 
     def distribution(self) -> tuple[np.ndarray, int]:
         """(P(next token | document) over the vocabulary, matched order) under the Witten-Bell cache of
@@ -138,7 +143,8 @@ class DocumentCache:
                 counts = self._counts[seen]
             else:
                 hashes = self._hashes[n - 1, :n_tokens]
-                at = np.flatnonzero(hashes[n - 2:-1] == hashes[-1]) + n - 1  # positions following a match
+                # written positions following an earlier occurrence of the context
+                at = np.flatnonzero(hashes[n - 2:self.written - 1] == hashes[-1]) + n - 1
                 if len(at) == 0:
                     continue
                 seen, counts = np.unique(tokens[at], return_counts=True)
@@ -155,7 +161,7 @@ class DocumentCache:
 
     def match(self, index: MatchIndex) -> tuple[int, int]:
         """(predicted next token or -1, match_level) of the match model after the document."""
-        return match_after(self.tokens, self._hashes[MATCH_MIN, :self.length], index)
+        return match_after(self.tokens, self._hashes[MATCH_MIN, :self.length], index, self.written)
 
 
 def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
@@ -321,8 +327,9 @@ class ChunkedEncoder:
 class MixtureCompleter(Completer):
     """A Completer that decodes from the mixture instead of the transformer alone (same prompts, healing, stops).
 
-    The two n-gram models read the document itself, not the prompt: the file's path header and the prefix up to
-    the point where token healing takes tokens back, then every generated token, healing included. Two ways of
+    The n-gram and match models read the document itself, not the prompt: the file's path header and the prefix
+    up to the point where token healing takes tokens back, then every generated token, healing included, as
+    context only (DocumentCache.append: a completion is never a source to copy from). Two ways of
     treating the healed bytes differently measured worse on the demo corpus (8.0 % exact match, 0.260 edit
     similarity): the transformer alone while healing (5.0 %, 0.203), and n-gram mass only on tokens that cover
     all healed bytes (7.5 %, 0.240). Healing only the last whitespace character (generate.healed_prompt) removed
@@ -349,7 +356,7 @@ class MixtureCompleter(Completer):
         return self._mixed(super()._prefill(slot, prompt))
 
     def _step(self, slot, token: int) -> np.ndarray:
-        self._document.append(token)
+        self._document.append(token, generated=True)
         return self._mixed(super()._step(slot, token))
 
     def _mixed(self, logits: np.ndarray) -> np.ndarray:

@@ -123,17 +123,20 @@ def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> 
     return _combine(longest_matches(tokens, index, start, skip=1), longest_matches(tokens, index, start, skip=2))
 
 
-def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex) -> tuple[int, int]:
+def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int | None = None) -> tuple[int, int]:
     """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
-    the caller as the document grows, so each decoding step costs a scan instead of rehashing)."""
+    the caller as the document grows, so each decoding step costs a scan instead of rehashing). Only the first
+    `written` tokens (default all) are copied from: the rest are a completion's own output."""
     tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:
         return -1, NO_MATCH
 
+    copyable = n if written is None else written
+
     def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
         last = n - skip
-        earlier = np.flatnonzero(hashes[:last] == hashes[last])
+        earlier = np.flatnonzero(hashes[:min(last, copyable - skip)] == hashes[last])  # the copied token is written
         doc_end = np.array([earlier[-1] if len(earlier) else -1])
         return _resolve(tokens, hashes, index, np.array([last]), doc_end, skip)
 

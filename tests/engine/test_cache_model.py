@@ -12,7 +12,7 @@ from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
 from cllm.engine.evaluate import heldout_mixture
 from cllm.engine.generate import Completer, CompletionOptions, complete, load_model, make_completer
-from cllm.engine.match_model import MatchIndex
+from cllm.engine.match_model import NO_MATCH, MatchIndex
 from conftest import TINY_C_SOURCES, write_tiny_sources
 
 VOCAB = 40
@@ -142,3 +142,19 @@ def test_completions_fall_back_to_the_transformer_without_weights_or_workspace(m
     model = load_model(path)
     assert type(model.completer) is Completer
     assert complete(model, "int main(void) {", "").text == Completer(model).complete("int main(void) {", "").text
+
+
+def test_generated_tokens_are_context_but_never_copied():
+    written = np.arange(1, 9, dtype=np.int32)
+    completion = [9, 10, 11, 12, 13, 14, 15, 16, 9, 10, 11, 12, 13, 14]  # repeats itself
+    index = MatchIndex([])
+    caches = {}
+    for generated in (False, True):
+        cache = DocumentCache(written, VOCAB)
+        for token in completion:
+            cache.append(token, generated=generated)
+        caches[generated] = cache
+    assert caches[False].match(index)[0] == 15  # real text that repeats itself is copied on
+    assert caches[True].match(index) == (-1, NO_MATCH)  # a completion does not feed on itself
+    assert caches[True].distribution()[0][15] < caches[False].distribution()[0][15]
+    assert caches[True].tokens.tolist() == caches[False].tokens.tolist()
