@@ -51,11 +51,18 @@ def suffix_hashes(stream: np.ndarray, order: int) -> list[np.ndarray]:
 
     Positions i < n - 1 hash a shorter sequence than n tokens; callers only read positions where it is complete.
     """
-    hashes = [np.full(len(stream), _HASH_SEED, dtype=np.uint64)]
-    for _ in range(order):
-        previous = np.concatenate([[_HASH_SEED], hashes[-1][:-1]]).astype(np.uint64)
-        hashes.append(_extend_hash(previous, stream))
-    return hashes
+    return suffix_hash_rows(stream, range(order + 1))
+
+
+def suffix_hash_rows(stream: np.ndarray, orders: Sequence[int]) -> list[np.ndarray]:
+    """suffix_hashes' rows for the given orders only (ascending), without holding the rows in between."""
+    row = np.full(len(stream), _HASH_SEED, dtype=np.uint64)
+    rows = [row] if orders[0] == 0 else []
+    for n in range(1, orders[-1] + 1):
+        row = _extend_hash(np.concatenate([[_HASH_SEED], row[:-1]]).astype(np.uint64), stream)
+        if n in orders:
+            rows.append(row)
+    return rows
 
 
 def next_suffix_hashes(previous: np.ndarray | None, token: int, order: int) -> np.ndarray:

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hashes
+from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from .corpus import Document
 from .generate import Completer, Model
-from .match_model import MATCH_LEVELS, MATCH_MIN, MatchIndex, match_after, match_predictions
+from .match_model import MATCH_LEVELS, MATCH_MIN, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .tokenizer import Tokenizer
 
 CACHE_ORDER = 4
@@ -87,20 +87,24 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
 
 
 class DocumentCache:
-    """The document cache while decoding: the document's tokens, their suffix hashes (up to the match model's
-    MATCH_MIN tokens) and token counts, extended one token at a time, so each next-token distribution costs a
-    scan of the hashes instead of rehashing the document."""
+    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
+    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
+    document. It keeps the hash rows its readers use: orders up to the n-grams' and the match model's."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
         tokens = np.asarray(tokens, dtype=np.int32)
         self.vocab_size, self.order, self.length = vocab_size, order, len(tokens)
-        self._depth = max(order, MATCH_MIN)
+        self._depth = max(order, MATCH_MIN)  # rows 0.._depth, then the longer match orders
+        self._rows = [*range(self._depth + 1), *(o for o in MATCH_ORDERS if o > self._depth)]
         capacity = max(64, 2 * len(tokens))
         self._tokens = np.zeros(capacity, np.int32)
         self._tokens[:len(tokens)] = tokens
-        self._hashes = np.zeros((self._depth + 1, capacity), np.uint64)
+        self._hashes = np.zeros((len(self._rows), capacity), np.uint64)
+        self._chain = None  # every order's hash at the last position, to extend by one token
         if len(tokens):
-            self._hashes[:, :len(tokens)] = np.stack(suffix_hashes(tokens, self._depth))
+            self._hashes[:, :len(tokens)] = np.stack(suffix_hash_rows(tokens, self._rows))
+            tail = suffix_hashes(tokens[-self._rows[-1]:], self._rows[-1])
+            self._chain = np.array([row[-1] for row in tail], dtype=np.uint64)
         self._counts = np.bincount(tokens, minlength=vocab_size)
         self.written = len(tokens)  # the tokens the copying models learn from: the document's, not generated ones
 
@@ -116,8 +120,8 @@ class DocumentCache:
         if self.length == len(self._tokens):
             self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
-        previous = self._hashes[:, self.length - 1] if self.length else None
-        self._hashes[:, self.length] = next_suffix_hashes(previous, token, self._depth)
+        self._chain = next_suffix_hashes(self._chain, token, self._rows[-1])
+        self._hashes[:, self.length] = self._chain[self._rows]
         self._tokens[self.length] = token
         self.length += 1
         if not generated:
@@ -161,7 +165,8 @@ class DocumentCache:
 
     def match(self, index: MatchIndex) -> tuple[int, int]:
         """(predicted next token or -1, match_level) of the match model after the document."""
-        return match_after(self.tokens, self._hashes[MATCH_MIN, :self.length], index, self.written)
+        rows = [self._rows.index(o) for o in MATCH_ORDERS]
+        return match_after(self.tokens, self._hashes[rows, :self.length], index, self.written)
 
 
 def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
@@ -263,14 +268,15 @@ def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], li
 
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_min": MATCH_MIN, "match_levels": MATCH_LEVELS,
-            "weights": mixture.weights.round(6).tolist()}
+    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
+            "match_levels": MATCH_LEVELS, "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
     """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
     entry = metadata.get("mixture")
-    layout = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_min": MATCH_MIN, "match_levels": MATCH_LEVELS}
+    layout = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
+              "match_levels": MATCH_LEVELS}
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in layout.items()):
         return None
     try:

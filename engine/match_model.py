@@ -3,15 +3,17 @@
 The n-gram models of engine/cache_model.py look at the last three or four tokens only. Code repeats much longer
 spans (a declaration list, an error-handling line, a table copied between files), and that is where a compressor
 like xz, which can copy any earlier span, beats them. The match model finds the most recent earlier occurrence of
-the last MATCH_MIN tokens, in the current document or in the workspace's training files, measures how far back
-the match goes (up to MATCH_MAX tokens) and predicts the token that followed it. The mixture then trusts the
-prediction by how long the match is (match_level), the way compressors' match models do.
+the last 6, 12 and 24 tokens (MATCH_ORDERS), in the current document or in the workspace's training files,
+measures how far back each match goes (up to MATCH_MAX tokens) and predicts the token that followed the longest.
+Looking up the longer grams too finds the occurrence that is aligned with more of the context, not merely the
+latest one that shares six tokens. The mixture then trusts the prediction by how long the match is
+(match_level), the way compressors' match models do.
 
 Copied code changes a token here and there (a renamed field, another constant in a table row). Where the recent
 tokens match nowhere, the model recovers: it looks for the tokens before the last one and, skipping the token
 that differs, predicts what followed them (the level RECOVERED), as a compressor's repeated-offset match does.
 
-Hashes are baselines.suffix_hashes of MATCH_MIN tokens; a hash collision is caught by comparing the tokens.
+Hashes are baselines.suffix_hashes of MATCH_ORDERS tokens; a hash collision is caught by comparing the tokens.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from .baselines import suffix_hashes
+from .baselines import suffix_hash_rows
 
 MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
+MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up (6 and 12 alone measured worse)
 MATCH_MAX = 32  # a match is measured back this far at most
 MATCH_LEVELS = 5  # none; recovered; MATCH_MIN..11; 12..23; 24 and more tokens
 NO_MATCH, RECOVERED = 0, 1
@@ -38,8 +41,9 @@ def match_level(length: np.ndarray | int, recovered: np.ndarray | bool = False) 
 
 
 def gram_hashes(tokens: np.ndarray) -> np.ndarray:
-    """Hash of the MATCH_MIN tokens ending at each position (positions before MATCH_MIN - 1 hash fewer)."""
-    return suffix_hashes(np.asarray(tokens, dtype=np.int32), MATCH_MIN)[MATCH_MIN]
+    """Hashes of the grams of each of MATCH_ORDERS tokens ending at each position, shape (len(MATCH_ORDERS), n)
+    (positions before the gram's length - 1 hash fewer tokens)."""
+    return np.stack(suffix_hash_rows(np.asarray(tokens, dtype=np.int32), MATCH_ORDERS))
 
 
 @njit(cache=True, nogil=True)
@@ -56,32 +60,38 @@ def _match_lengths(source: np.ndarray, ends: np.ndarray, target: np.ndarray, at:
 
 
 class MatchIndex:
-    """The workspace side: for every MATCH_MIN-gram of the training streams, its last occurrence."""
+    """The workspace side: for every gram of MATCH_ORDERS tokens in the training streams, its last occurrence."""
 
     def __init__(self, streams: Sequence[np.ndarray]) -> None:
         self.tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in streams] or [np.zeros(0, np.int32)])
-        ends = np.arange(MATCH_MIN - 1, len(self.tokens) - 1)  # a gram with a token after it
-        hashes = gram_hashes(self.tokens)[ends]
-        reverse = np.unique(hashes[::-1], return_index=True)  # the first in reverse order is the last occurrence
-        self._keys = reverse[0]
-        self._ends = ends[::-1][reverse[1]]
+        all_hashes = gram_hashes(self.tokens)
+        self._tables = []
+        for o, order in enumerate(MATCH_ORDERS):
+            ends = np.arange(order - 1, len(self.tokens) - 1)  # a gram with a token after it
+            # the first in reverse order is the last occurrence
+            keys, first = np.unique(all_hashes[o][ends][::-1], return_index=True)
+            self._tables.append((keys, ends[::-1][first]))
 
-    def last_ends(self, hashes: np.ndarray) -> np.ndarray:
-        """Position of the last token of each hash's last occurrence, -1 when the hash never occurred."""
-        if len(self._keys) == 0:
+    def last_ends(self, o: int, hashes: np.ndarray) -> np.ndarray:
+        """Position of the last token of the last occurrence of each hash of MATCH_ORDERS[o] tokens, -1 when the
+        hash never occurred."""
+        keys, ends = self._tables[o]
+        if len(keys) == 0:
             return np.full(len(hashes), -1, dtype=np.int64)
-        idx = np.minimum(np.searchsorted(self._keys, hashes), len(self._keys) - 1)
-        return np.where(self._keys[idx] == hashes, self._ends[idx], -1)
+        idx = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+        return np.where(keys[idx] == hashes, ends[idx], -1)
 
 
-def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, last: np.ndarray, doc_end: np.ndarray,
-             skip: int) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match length) for the grams of `tokens` ending at `last`, given the end of each
-    one's last earlier occurrence in the document (`doc_end`, -1 for none): the longer of that match and the
-    workspace's wins (the document's on a tie, it is closer), and predicts the token `skip` after its end."""
-    valid = last >= MATCH_MIN - 1
-    doc_end = np.where(valid & (doc_end >= MATCH_MIN - 1), doc_end, -1)
-    ws_end = np.where(valid, index.last_ends(hashes[np.maximum(last, 0)]), -1)
+def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, last: np.ndarray,
+             doc_end: np.ndarray, skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens of `tokens` ending at `last`
+    (their hashes: `hashes`), given the end of each one's last earlier occurrence in the document (`doc_end`, -1
+    for none): the longer of that match and the workspace's wins (the document's on a tie, it is closer), and
+    predicts the token `skip` after its end."""
+    order = MATCH_ORDERS[o]
+    valid = last >= order - 1
+    doc_end = np.where(valid & (doc_end >= order - 1), doc_end, -1)
+    ws_end = np.where(valid, index.last_ends(o, hashes[np.maximum(last, 0)]), -1)
     doc_len = _match_lengths(tokens, doc_end, tokens, last)
     ws_len = _match_lengths(index.tokens, ws_end, tokens, last)
     ws_next = ws_end + skip
@@ -95,19 +105,37 @@ def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, last: np
     return np.where(found, predicted, -1), np.where(found, length, 0)
 
 
+def _longest(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per position, the (prediction, length) of the candidate (one per gram order, shortest first) with the
+    longest match; on a tie the shorter gram's (its occurrence is at least as recent)."""
+    predicted, length = candidates[0]
+    for other, other_length in candidates[1:]:
+        better = other_length > length
+        predicted, length = np.where(better, other, predicted), np.where(better, other_length, length)
+    return predicted, length
+
+
+def _previous_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """The last earlier position with the same hash, -1 for none (a stable sort keeps equal hashes in order)."""
+    order = np.argsort(hashes, kind="stable")
+    previous = np.full(len(hashes), -1, dtype=np.int64)
+    same = hashes[order[1:]] == hashes[order[:-1]]
+    previous[order[1:][same]] = order[:-1][same]
+    return previous
+
+
 def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
                     skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(predicted token or -1, match length) for each of tokens[start:] from the match of the tokens ending
     `skip` before it: skip 1 is the direct match, skip 2 the recovery past one differing token."""
     tokens = np.asarray(tokens, dtype=np.int32)
-    hashes = gram_hashes(tokens)
-    # the last earlier position with the same gram hash (a stable sort keeps equal hashes in document order)
-    order = np.argsort(hashes, kind="stable")
-    previous = np.full(len(tokens), -1, dtype=np.int64)
-    same = hashes[order[1:]] == hashes[order[:-1]]
-    previous[order[1:][same]] = order[:-1][same]
     last = np.arange(start, len(tokens)) - skip
-    return _resolve(tokens, hashes, index, last, np.where(last >= 0, previous[np.maximum(last, 0)], -1), skip)
+    candidates = []
+    for o, hashes in enumerate(gram_hashes(tokens)):
+        previous = _previous_occurrences(hashes)
+        doc_end = np.where(last >= 0, previous[np.maximum(last, 0)], -1)
+        candidates.append(_resolve(tokens, hashes, index, o, last, doc_end, skip))
+    return _longest(candidates)
 
 
 def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +164,13 @@ def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, writt
 
     def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
         last = n - skip
-        earlier = np.flatnonzero(hashes[:min(last, copyable - skip)] == hashes[last])  # the copied token is written
-        doc_end = np.array([earlier[-1] if len(earlier) else -1])
-        return _resolve(tokens, hashes, index, np.array([last]), doc_end, skip)
+        candidates = []
+        for o, order_hashes in enumerate(hashes):
+            # earlier occurrences whose copied token is written
+            earlier = np.flatnonzero(order_hashes[:min(last, copyable - skip)] == order_hashes[last])
+            doc_end = np.array([earlier[-1] if len(earlier) else -1])
+            candidates.append(_resolve(tokens, order_hashes, index, o, np.array([last]), doc_end, skip))
+        return _longest(candidates)
 
     predicted, level = _combine(after(1), after(2))
     return int(predicted[0]), int(level[0])

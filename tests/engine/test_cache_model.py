@@ -118,7 +118,7 @@ def test_mixture_weights_round_trip_through_the_checkpoint(mixture_model):
     assert mixture_metadata(mixture) == entry
     assert stored_mixture({}) is None
     assert stored_mixture({"mixture": {**entry, "weights": [[1.0, 0.0]]}}) is None
-    assert stored_mixture({"mixture": {**entry, "match_min": entry["match_min"] + 1}}) is None  # another layout
+    assert stored_mixture({"mixture": {**entry, "match_orders": entry["match_orders"][:1]}}) is None  # another layout
 
 
 def test_real_completions_use_the_stored_mixture(mixture_model):

@@ -4,22 +4,23 @@ import numpy as np
 import pytest
 
 from cllm.engine.cache_model import DocumentCache
-from cllm.engine.match_model import (MATCH_LEVELS, MATCH_MAX, MATCH_MIN, NO_MATCH, RECOVERED, MatchIndex,
+from cllm.engine.match_model import (MATCH_LEVELS, MATCH_MAX, MATCH_MIN, MATCH_ORDERS, NO_MATCH, RECOVERED, MatchIndex,
                                      longest_matches, match_level, match_predictions)
 
 VOCAB = 12
 
 
 def _reference(tokens: np.ndarray, workspace: np.ndarray, t: int, skip: int = 1) -> tuple[int, int]:
-    """(prediction, length) for tokens[t] by brute force: the longest backward match of tokens[:t - skip + 1] at
-    the last earlier occurrence (with a token after it) of its last MATCH_MIN tokens, document first on ties, and
-    the token `skip` after the occurrence."""
+    """(prediction, length) for tokens[t] by brute force: for each gram length of MATCH_ORDERS, the last earlier
+    occurrence (with a token after it) of the gram ending `skip` tokens before t, in the document and in the
+    workspace; the longest backward match wins (the document on a tie, then the shorter gram) and predicts the
+    token `skip` after its occurrence."""
     last = t - skip
 
-    def best(source: np.ndarray, limit: int) -> tuple[int, int]:
-        gram = list(tokens[last - MATCH_MIN + 1:last + 1])
-        for end in range(min(limit, len(source) - 1) - 1, MATCH_MIN - 2, -1):
-            if list(source[end - MATCH_MIN + 1:end + 1]) == gram:
+    def best(source: np.ndarray, limit: int, order: int) -> tuple[int, int]:
+        gram = list(tokens[last - order + 1:last + 1])
+        for end in range(min(limit, len(source) - 1) - 1, order - 2, -1):
+            if list(source[end - order + 1:end + 1]) == gram:
                 if end + skip >= len(source):  # the source ends before the predicted token
                     return -1, 0
                 length = 0
@@ -28,11 +29,14 @@ def _reference(tokens: np.ndarray, workspace: np.ndarray, t: int, skip: int = 1)
                 return int(source[end + skip]), length
         return -1, 0
 
-    if last < MATCH_MIN - 1:
-        return -1, 0
-    doc = best(tokens, last)
-    ws = best(workspace, len(workspace))
-    chosen = doc if doc[1] >= ws[1] else ws
+    chosen = (-1, 0)
+    for order in MATCH_ORDERS:
+        if last < order - 1:
+            break
+        doc, ws = best(tokens, last, order), best(workspace, len(workspace), order)
+        candidate = doc if doc[1] >= ws[1] else ws
+        if candidate[1] > chosen[1]:
+            chosen = candidate
     return chosen if chosen[1] >= MATCH_MIN else (-1, 0)
 
 
@@ -54,6 +58,17 @@ def test_matches_equal_the_brute_force_definition(seed, skip):
     expected = [_reference(document, workspace, t, skip) for t in range(3, len(document))]
     assert list(zip(predicted.tolist(), length.tolist())) == expected
     assert length.max() >= 24  # the repeated phrase gives long matches
+
+
+def test_a_longer_aligned_occurrence_beats_the_latest_short_one():
+    rng = np.random.default_rng(9)
+    span = rng.integers(0, 1000, 20).astype(np.int32)
+    tail = span[-MATCH_MIN:]
+    latest = np.concatenate([rng.integers(1000, 2000, 10), tail, [4000]]).astype(np.int32)  # shares the last 6
+    document = np.concatenate([span, [3000], latest, span, [3000]])
+    predicted, length = longest_matches(document, MatchIndex([]), start=len(document) - 1)
+    assert length[0] == len(span)  # aligned with the first copy, not with the latest six tokens
+    assert predicted[0] == 3000
 
 
 def test_a_changed_token_is_skipped_by_the_recovered_match():
