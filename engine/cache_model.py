@@ -34,10 +34,11 @@ import numpy as np
 from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from .corpus import Document
 from .generate import Completer, Model
-from .match_model import MATCH_LEVELS, MATCH_MIN, MATCH_ORDERS, MatchIndex, match_after, match_predictions
+from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .tokenizer import Tokenizer
 
 CACHE_ORDER = 4
+KN_ORDER = 5
 COMPONENTS = 4  # transformer, workspace 5-gram, document cache, match model
 
 
@@ -94,8 +95,8 @@ class DocumentCache:
     def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
         tokens = np.asarray(tokens, dtype=np.int32)
         self.vocab_size, self.order, self.length = vocab_size, order, len(tokens)
-        self._depth = max(order, MATCH_MIN)  # rows 0.._depth, then the longer match orders
-        self._rows = [*range(self._depth + 1), *(o for o in MATCH_ORDERS if o > self._depth)]
+        self._depth = max(order, KN_ORDER - 1)  # rows 0.._depth for the n-grams, then the match orders
+        self._rows = [*range(self._depth + 1), *MATCH_ORDERS]
         capacity = max(64, 2 * len(tokens))
         self._tokens = np.zeros(capacity, np.int32)
         self._tokens[:len(tokens)] = tokens
@@ -142,13 +143,15 @@ class DocumentCache:
         for n in range(1, self.order + 1):
             if n_tokens < n - 1 or n_tokens == 0:
                 break
-            if n == 1:  # every token follows the empty context
+            if n == 1:  # every written token follows the empty context
+                if self.written == 0:
+                    continue
                 seen = np.flatnonzero(self._counts)
                 counts = self._counts[seen]
             else:
                 hashes = self._hashes[n - 1, :n_tokens]
                 # written positions following an earlier occurrence of the context
-                at = np.flatnonzero(hashes[n - 2:self.written - 1] == hashes[-1]) + n - 1
+                at = np.flatnonzero(hashes[n - 2:max(self.written - 1, 0)] == hashes[-1]) + n - 1
                 if len(at) == 0:
                     continue
                 seen, counts = np.unique(tokens[at], return_counts=True)
@@ -165,8 +168,7 @@ class DocumentCache:
 
     def match(self, index: MatchIndex) -> tuple[int, int]:
         """(predicted next token or -1, match_level) of the match model after the document."""
-        rows = [self._rows.index(o) for o in MATCH_ORDERS]
-        return match_after(self.tokens, self._hashes[rows, :self.length], index, self.written)
+        return match_after(self.tokens, self._hashes[-len(MATCH_ORDERS):, :self.length], index, self.written)
 
 
 def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
@@ -174,7 +176,6 @@ def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_O
     return DocumentCache(tokens, vocab_size, order).distribution()
 
 
-KN_ORDER = 5
 N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS
 
 
@@ -266,18 +267,20 @@ def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], li
     return docs, missing
 
 
+# what stored weights were fitted for: weights of another bucket layout are not used
+_LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
+           "match_levels": MATCH_LEVELS}
+
+
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
-            "match_levels": MATCH_LEVELS, "weights": mixture.weights.round(6).tolist()}
+    return {**_LAYOUT, "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
     """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
     entry = metadata.get("mixture")
-    layout = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
-              "match_levels": MATCH_LEVELS}
-    if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in layout.items()):
+    if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
     try:
         weights = np.asarray(entry.get("weights"), dtype=np.float64)
@@ -351,7 +354,7 @@ class MixtureCompleter(Completer):
         self._encoder = ChunkedEncoder(model.tokenizer)
 
     def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
-        """The n-gram models' document context: the path header and the prefix before the healed bytes."""
+        """The copying models' document context: the path header and the prefix before the healed bytes."""
         tok = self.model.tokenizer
         raw = prefix.encode("utf-8")
         kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")

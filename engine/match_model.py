@@ -28,9 +28,9 @@ from .baselines import suffix_hash_rows
 MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
 MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up (6 and 12 alone measured worse)
 MATCH_MAX = 32  # a match is measured back this far at most
-MATCH_LEVELS = 5  # none; recovered; MATCH_MIN..11; 12..23; 24 and more tokens
+MATCH_LEVELS = 2 + len(MATCH_ORDERS)  # none; recovered; then by length: MATCH_MIN..11, 12..23, 24 and more
 NO_MATCH, RECOVERED = 0, 1
-_LENGTH_EDGES = np.array([12, 24])
+_LENGTH_EDGES = np.array(MATCH_ORDERS[1:])
 
 
 def match_level(length: np.ndarray | int, recovered: np.ndarray | bool = False) -> np.ndarray:
@@ -151,23 +151,21 @@ def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> 
     return _combine(longest_matches(tokens, index, start, skip=1), longest_matches(tokens, index, start, skip=2))
 
 
-def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int | None = None) -> tuple[int, int]:
+def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
     """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
     the caller as the document grows, so each decoding step costs a scan instead of rehashing). Only the first
-    `written` tokens (default all) are copied from: the rest are a completion's own output."""
+    `written` tokens are copied from: the rest are a completion's own output."""
     tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:
         return -1, NO_MATCH
-
-    copyable = n if written is None else written
 
     def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
         last = n - skip
         candidates = []
         for o, order_hashes in enumerate(hashes):
             # earlier occurrences whose copied token is written
-            earlier = np.flatnonzero(order_hashes[:min(last, copyable - skip)] == order_hashes[last])
+            earlier = np.flatnonzero(order_hashes[:max(min(last, written - skip), 0)] == order_hashes[last])
             doc_end = np.array([earlier[-1] if len(earlier) else -1])
             candidates.append(_resolve(tokens, order_hashes, index, o, np.array([last]), doc_end, skip))
         return _longest(candidates)

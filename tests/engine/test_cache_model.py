@@ -158,3 +158,13 @@ def test_generated_tokens_are_context_but_never_copied():
     assert caches[True].match(index) == (-1, NO_MATCH)  # a completion does not feed on itself
     assert caches[True].distribution()[0][15] < caches[False].distribution()[0][15]
     assert caches[True].tokens.tolist() == caches[False].tokens.tolist()
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_completion_of_an_almost_empty_document_copies_nothing(written):
+    cache = DocumentCache(np.arange(1, written + 1, dtype=np.int32), VOCAB)
+    for token in [5, 6, 5, 6, 5, 6, 5, 6, 5, 6]:
+        cache.append(token, generated=True)
+    assert cache.match(MatchIndex([])) == (-1, NO_MATCH)
+    p, _ = cache.distribution()
+    assert np.isclose(p.sum(), 1.0) and p[5] == p[7]  # nothing generated was learnt

@@ -97,10 +97,11 @@ def test_the_document_cache_tracks_the_same_predictions_while_it_grows():
     index = MatchIndex([workspace[:70], workspace[70:]])  # streams are joined in order
     predicted, level = match_predictions(document, index)
     assert set(level.tolist()) == set(range(MATCH_LEVELS))  # every level occurs
-    cache = DocumentCache(document[:1], VOCAB)
-    for t in range(1, len(document)):
-        assert cache.match(index) == (predicted[t], level[t])
-        cache.append(int(document[t]))
+    for begin in (1, 30):  # a cache started from one token, and one started past the longest gram
+        cache = DocumentCache(document[:begin], VOCAB)
+        for t in range(begin, len(document)):
+            assert cache.match(index) == (predicted[t], level[t])
+            cache.append(int(document[t]))
 
 
 def test_match_levels_grow_with_the_match_length():

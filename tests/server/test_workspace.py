@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cllm.engine.cache_model import N_BUCKETS, Mixture, mixture_metadata
+from cllm.engine.cache_model import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.generate import Completer, CompletionOptions, load_model
 from cllm.engine.paths import acquire_training_lock
@@ -76,7 +76,7 @@ def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_m
     source = tmp_path / "ws"
     write_tiny_sources(source)
     ckpt = load_checkpoint(tiny_model_path)
-    cache_only = Mixture(np.tile([0.0, 0.0, 1.0, 0.0], (N_BUCKETS, 1)))  # all weight on the document cache
+    cache_only = Mixture(np.tile(np.eye(COMPONENTS)[2], (N_BUCKETS, 1)))  # all weight on the document cache
     ckpt.metadata.update(workspace=str(source), train_files=sorted(TINY_C_SOURCES), mixture=mixture_metadata(cache_only))
     (tmp_path / "models").mkdir()
     save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
