@@ -101,13 +101,26 @@ class DocumentCache:
         self._tokens = np.zeros(capacity, np.int32)
         self._tokens[:len(tokens)] = tokens
         self._hashes = np.zeros((len(self._rows), capacity), np.uint64)
-        self._chain = None  # every order's hash at the last position, to extend by one token
         if len(tokens):
             self._hashes[:, :len(tokens)] = np.stack(suffix_hash_rows(tokens, self._rows))
-            tail = suffix_hashes(tokens[-self._rows[-1]:], self._rows[-1])
-            self._chain = np.array([row[-1] for row in tail], dtype=np.uint64)
+        self._chain = self._chain_at_end()
         self._counts = np.bincount(tokens, minlength=vocab_size)
         self.written = len(tokens)  # the tokens the copying models learn from: the document's, not generated ones
+
+    def _chain_at_end(self) -> np.ndarray | None:
+        """Every order's hash at the last position (None when empty), from which `append` extends the rows."""
+        if self.length == 0:
+            return None
+        tail = suffix_hashes(self.tokens[-self._rows[-1]:], self._rows[-1])
+        return np.array([row[-1] for row in tail], dtype=np.uint64)
+
+    def rewind(self, n: int) -> None:
+        """Keep only the first n tokens (at most the written ones), so that a document changed near its end is
+        extended with `append` instead of rebuilt."""
+        n = min(n, self.written)
+        self._counts -= np.bincount(self._tokens[n:self.written], minlength=self.vocab_size)
+        self.length = self.written = n
+        self._chain = self._chain_at_end()
 
     @property
     def tokens(self) -> np.ndarray:
@@ -333,6 +346,9 @@ class ChunkedEncoder:
         return np.concatenate([memo[c] for c in chunks]).astype(np.int32) if chunks else np.zeros(0, np.int32)
 
 
+REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt
+
+
 class MixtureCompleter(Completer):
     """A Completer that decodes from the mixture instead of the transformer alone (same prompts, healing, stops).
 
@@ -354,12 +370,23 @@ class MixtureCompleter(Completer):
         self._encoder = ChunkedEncoder(model.tokenizer)
 
     def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
-        """The copying models' document context: the path header and the prefix before the healed bytes."""
+        """The copying models' document context: the path header and the prefix before the healed bytes. The last
+        request's cache is rewound and extended when only its last REUSE_MAX_NEW tokens differ (typing)."""
         tok = self.model.tokenizer
         raw = prefix.encode("utf-8")
         kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
         header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
-        self._document = DocumentCache(np.concatenate([header, self._encoder.encode(kept)]), tok.vocab_size)
+        tokens = np.concatenate([header, self._encoder.encode(kept)])
+        document = self._document
+        same = min(len(tokens), document.written)
+        differ = np.flatnonzero(document.tokens[:same] != tokens[:same])
+        same = int(differ[0]) if len(differ) else same
+        if len(tokens) - same > REUSE_MAX_NEW:
+            self._document = DocumentCache(tokens, tok.vocab_size)
+            return
+        document.rewind(same)
+        for token in tokens[same:]:
+            document.append(int(token))
 
     def _prefill(self, slot, prompt: np.ndarray) -> np.ndarray:
         return self._mixed(super()._prefill(slot, prompt))

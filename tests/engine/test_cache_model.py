@@ -168,3 +168,32 @@ def test_a_completion_of_an_almost_empty_document_copies_nothing(written):
     assert cache.match(MatchIndex([])) == (-1, NO_MATCH)
     p, _ = cache.distribution()
     assert np.isclose(p.sum(), 1.0) and p[5] == p[7]  # nothing generated was learnt
+
+
+def test_a_rewound_and_extended_cache_equals_a_fresh_one():
+    tokens = _document()
+    index = MatchIndex([tokens[::2]])
+    kn = KneserNey([tokens[::2], tokens[1::3]], VOCAB, pad_id=0)
+    cache = DocumentCache(tokens[:60], VOCAB)
+    for token in tokens[60:70]:
+        cache.append(int(token), generated=True)  # the last completion's output goes with the rewind
+    cache.rewind(50)
+    for token in tokens[50:80]:
+        cache.append(int(token))
+    fresh = DocumentCache(tokens[:80], VOCAB)
+    np.testing.assert_array_equal(cache.tokens, fresh.tokens)
+    np.testing.assert_allclose(cache.distribution()[0], fresh.distribution()[0], rtol=1e-12)
+    np.testing.assert_allclose(interpolate(cache.ngram_levels(kn)[0], VOCAB), interpolate(fresh.ngram_levels(kn)[0], VOCAB))
+    assert cache.match(index) == fresh.match(index)
+
+
+def test_typing_reuses_the_document_cache_with_the_same_completions(mixture_model):
+    model = load_model(mixture_model[0])
+    text = TINY_C_SOURCES[sorted(TINY_C_SOURCES)[0]]
+    typed = [text[:n] for n in (60, 61, 62, 58, 90)] + ["int other(void) {\n  return "]  # type, delete, jump
+    reused = make_completer(model)
+    assert isinstance(reused, MixtureCompleter)
+    options = CompletionOptions(max_ms=1e9)
+    for prefix in typed:
+        fresh = make_completer(load_model(mixture_model[0]))
+        assert reused.complete(prefix, "", options, path="a.c").text == fresh.complete(prefix, "", options, path="a.c").text
