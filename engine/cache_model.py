@@ -10,15 +10,16 @@ Four next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn 
   the file or the workspace, for spans that repeat longer than the n-grams can see.
 
 The weights depend on how much evidence the copying models have at the current position (the longest context
-each n-gram has seen before, the match length), so the mixture trusts copying where it is reliable and the
-transformer elsewhere. They are
-fitted by expectation-maximisation on held-out token probabilities; `cllm eval` fits them on one half of the
-evaluated files and scores the other half (and vice versa), so no file is scored with weights fitted on it.
+each n-gram has seen before, the match level), so the mixture trusts copying where it is reliable and the
+transformer elsewhere. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
+fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
+with weights fitted on it.
 
 Real completions use the mixture too: the trainer fits the weights on its held-out files and stores them in the
 checkpoint metadata ("mixture"); `mixture_completer` rebuilds the 5-gram and the match index from the workspace's
-training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a MixtureCompleter,
-or None when the weights or the files are missing, so that callers fall back to the transformer alone.
+training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a
+MixtureCompleter, or None when the weights or the files are missing, so that callers fall back to the
+transformer alone.
 """
 
 from __future__ import annotations
