@@ -115,13 +115,28 @@ def _longest(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nd
     return predicted, length
 
 
-def _previous_occurrences(hashes: np.ndarray) -> np.ndarray:
-    """The last earlier position with the same hash, -1 for none (a stable sort keeps equal hashes in order)."""
-    order = np.argsort(hashes, kind="stable")
-    previous = np.full(len(hashes), -1, dtype=np.int64)
-    same = hashes[order[1:]] == hashes[order[:-1]]
-    previous[order[1:][same]] = order[:-1][same]
-    return previous
+def _occurrences(tokens: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per gram order: (the grams' hashes, the last earlier position with the same hash or -1), from a stable sort
+    that keeps equal hashes in document order."""
+    occurrences = []
+    for hashes in gram_hashes(tokens):
+        order = np.argsort(hashes, kind="stable")
+        previous = np.full(len(hashes), -1, dtype=np.int64)
+        same = hashes[order[1:]] == hashes[order[:-1]]
+        previous[order[1:][same]] = order[:-1][same]
+        occurrences.append((hashes, previous))
+    return occurrences
+
+
+def _matches(tokens: np.ndarray, occurrences: list[tuple[np.ndarray, np.ndarray]], index: MatchIndex, start: int,
+             skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """longest_matches, given the document's _occurrences."""
+    last = np.arange(start, len(tokens)) - skip
+    candidates = []
+    for o, (hashes, previous) in enumerate(occurrences):
+        doc_end = np.where(last >= 0, previous[np.maximum(last, 0)], -1)
+        candidates.append(_resolve(tokens, hashes, index, o, last, doc_end, skip))
+    return _longest(candidates)
 
 
 def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
@@ -129,13 +144,7 @@ def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
     """(predicted token or -1, match length) for each of tokens[start:] from the match of the tokens ending
     `skip` before it: skip 1 is the direct match, skip 2 the recovery past one differing token."""
     tokens = np.asarray(tokens, dtype=np.int32)
-    last = np.arange(start, len(tokens)) - skip
-    candidates = []
-    for o, hashes in enumerate(gram_hashes(tokens)):
-        previous = _previous_occurrences(hashes)
-        doc_end = np.where(last >= 0, previous[np.maximum(last, 0)], -1)
-        candidates.append(_resolve(tokens, hashes, index, o, last, doc_end, skip))
-    return _longest(candidates)
+    return _matches(tokens, _occurrences(tokens), index, start, skip)
 
 
 def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +157,9 @@ def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray,
 
 def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(predicted token or -1, match_level) for each of tokens[start:], from the tokens before it and `index`."""
-    return _combine(longest_matches(tokens, index, start, skip=1), longest_matches(tokens, index, start, skip=2))
+    tokens = np.asarray(tokens, dtype=np.int32)
+    occurrences = _occurrences(tokens)  # hashed and sorted once for both
+    return _combine(_matches(tokens, occurrences, index, start, 1), _matches(tokens, occurrences, index, start, 2))
 
 
 def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
@@ -170,5 +181,7 @@ def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, writt
             candidates.append(_resolve(tokens, order_hashes, index, o, np.array([last]), doc_end, skip))
         return _longest(candidates)
 
-    predicted, level = _combine(after(1), after(2))
+    direct = after(1)
+    recovered = direct if direct[1][0] > 0 else after(2)  # the recovery is only needed where nothing matches
+    predicted, level = _combine(direct, recovered)
     return int(predicted[0]), int(level[0])
