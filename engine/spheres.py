@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from . import model
 from .config import ModelConfig
 from .data import count_targets
+from .events import SphereRecord
 from .params import num_params
 
 REDUCE_CHUNKS = 64  # fixed, so the float64 norm partials are grouped identically for any thread count
@@ -45,7 +46,7 @@ class StepResult:
     reduce_seconds: float
     busy: np.ndarray  # (spheres,) seconds each sphere computed
     thread_busy: np.ndarray  # (threads,) seconds each thread computed
-    spheres: list[dict]  # per sphere {"id", "sequences", "tokens", "busy", "wait", "loss"}
+    spheres: list[SphereRecord]  # per sphere: sequences, tokens, busy and wait seconds, loss
 
     @property
     def load_imbalance(self) -> float:
@@ -240,14 +241,14 @@ class Spheres:
             busy=self._busy.copy(),
             thread_busy=self._thread_busy.copy(),
             spheres=[
-                {
-                    "id": s,
-                    "sequences": int(self._rows[s]),
-                    "tokens": int(self._tokens[s]),
-                    "busy": float(self._busy[s]),
-                    "wait": max(0.0, parallel - float(self._busy[s])),
-                    "loss": float(self._loss[s] / self._tokens[s]) if self._tokens[s] else 0.0,
-                }
+                SphereRecord(
+                    id=s,
+                    sequences=int(self._rows[s]),
+                    tokens=int(self._tokens[s]),
+                    busy=float(self._busy[s]),
+                    wait=max(0.0, parallel - float(self._busy[s])),
+                    loss=float(self._loss[s] / self._tokens[s]) if self._tokens[s] else 0.0,
+                )
                 for s in range(self.n_spheres)
             ],
         )

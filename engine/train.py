@@ -11,7 +11,12 @@ config.budget_defaults, sized to the training data.
 After each epoch: validation loss and bits per byte on the held-out files, a checkpoint, early stopping after
 `patience` epochs without improvement. The model file always holds the best weights seen by validation; the
 current weights, Adam moments and data position ride along so that N steps + resume M steps equal N + M steps
-bitwise. Progress goes to `on_event` as the dicts of CONTRACTS.md (step events at most 4 per second).
+bitwise. Progress goes to `on_event` as the typed events of engine/events.py (step events at most 4 per second;
+docs/protocol.md lists them), and the model file's training metadata is an events.TrainingMetadata.
+
+A run is three parts: `_Run` (the loop: steps, schedule fit, stop rules, validation, saving), `_Telemetry` (the
+spheres' statistics and the rate of step events) and `_RunRecord` (loss history, validation history, the best
+weights), which the model file records.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, fro
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
 from .evaluate import heldout_mixture
+from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
+                     StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .kernels import adamw_step
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
@@ -43,8 +50,6 @@ _MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 EVENT_INTERVAL = 0.25  # seconds between step events
 FIT_WINDOW = 20  # recent steps whose median time fits a time-budgeted schedule
 LOSS_HISTORY_POINTS = 200
-
-Event = dict[str, Any]
 
 
 class TrainError(ValueError):
@@ -69,8 +74,32 @@ class _Data:
 
 
 @dataclass
+class _RunRecord:
+    """What the model file records of a run besides its position: loss and validation history, best weights."""
+
+    best_val: float = math.inf  # validation loss of `best_params`
+    best_bpb: float | None = None
+    best_params: np.ndarray | None = None
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    val_history: list[EpochEvent] = field(default_factory=list)
+
+    def keep_if_best(self, val_loss: float, bpb: float, params: np.ndarray) -> None:
+        """Copy `params` as the best weights when `val_loss` beats the best so far."""
+        if val_loss < self.best_val:
+            self.best_val, self.best_bpb = val_loss, bpb
+            if self.best_params is None:
+                self.best_params = params.copy()
+            else:
+                np.copyto(self.best_params, params)
+
+    def weights(self, current: np.ndarray) -> np.ndarray:
+        """The weights to ship: the best validated ones, or `current` when nothing was validated."""
+        return self.best_params if self.best_params is not None else current
+
+
+@dataclass
 class _State:
-    """The resumable state of a run: weights, optimizer, data position, early-stopping record."""
+    """The resumable state of a run: weights, optimizer, data position, early-stopping record, run record."""
 
     params: np.ndarray
     m: np.ndarray
@@ -82,11 +111,7 @@ class _State:
     best_epoch_val: float = math.inf  # best epoch-end validation loss (patience)
     bad_epochs: int = 0
     schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
-    best_val: float = math.inf  # validation loss of `best_params`
-    best_bpb: float | None = None
-    best_params: np.ndarray | None = None
-    loss_history: list = field(default_factory=list)
-    val_history: list = field(default_factory=list)
+    record: _RunRecord = field(default_factory=_RunRecord)
 
 
 def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
@@ -120,11 +145,11 @@ def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     out_path: str | os.PathLike,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
     resume: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
     explicit: Collection[str] | None = None,
-) -> Event:
+) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
     `explicit` names the settings the user chose (ModelConfig/TrainConfig fields); given it, a fresh run with a
@@ -137,7 +162,7 @@ def train(
     cancel = cancel or threading.Event()
     out_path = Path(out_path)
     _check_train_config(train_cfg)
-    loaded = _load_resume(resume) if resume is not None else None
+    loaded, loaded_meta = _load_resume(resume) if resume is not None else (None, None)
     _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
     tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
     docs = _load_documents(root_or_documents, train_cfg.val_fraction)
@@ -148,37 +173,89 @@ def train(
         train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
     data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer)
     model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-    state = _resume_state(loaded) if loaded else _fresh_state(model_cfg, train_cfg.seed)
+    state = _resume_state(loaded, loaded_meta) if loaded else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
     threads = resolve_threads(train_cfg.threads, train_cfg.spheres)
     total_steps = state.schedule_steps or train_cfg.epochs * data.steps_per_epoch
-    emit({
-        "event": "start", "workspace": data.root, "files": len(data.documents), "skipped": data.skipped,
-        "corpus": corpus.stats(data.documents),
-        "train_files": len(data.train_docs),
-        "val_files": len(data.val_docs), "tokens": int(data.stream.size), "val_tokens": int(data.val_stream.size),
-        "vocab_size": model_cfg.vocab_size, "params": int(state.params.size), "epochs": train_cfg.epochs,
-        "steps_per_epoch": data.steps_per_epoch, "total_steps": total_steps, "step": state.step,
-        "spheres": train_cfg.spheres, "threads": threads, "resumed_from": str(resume) if resume else None,
-        "settings": {"batch_size": train_cfg.batch_size, "seq_len": train_cfg.seq_len, "grad_accum": train_cfg.grad_accum,
-                     "lr": train_cfg.lr, "warmup_steps": train_cfg.warmup_steps,
-                     "warmup_fraction": train_cfg.warmup_fraction,
-                     "weight_decay": train_cfg.weight_decay, "dropout": model_cfg.dropout,
-                     "time_budget": train_cfg.time_budget},
-        "auto": sorted(auto),
-    })
+    emit(StartEvent(
+        workspace=data.root, files=len(data.documents), skipped=data.skipped, corpus=corpus.stats(data.documents),
+        train_files=len(data.train_docs), val_files=len(data.val_docs), tokens=int(data.stream.size),
+        val_tokens=int(data.val_stream.size), vocab_size=model_cfg.vocab_size, params=int(state.params.size),
+        epochs=train_cfg.epochs, steps_per_epoch=data.steps_per_epoch, total_steps=total_steps, step=state.step,
+        spheres=train_cfg.spheres, threads=threads, resumed_from=str(resume) if resume else None,
+        settings=RunSettings(batch_size=train_cfg.batch_size, seq_len=train_cfg.seq_len,
+                             grad_accum=train_cfg.grad_accum, lr=train_cfg.lr, warmup_steps=train_cfg.warmup_steps,
+                             warmup_fraction=train_cfg.warmup_fraction, weight_decay=train_cfg.weight_decay,
+                             dropout=model_cfg.dropout, time_budget=train_cfg.time_budget),
+        auto=sorted(auto),
+    ))
     shard = -(-train_cfg.batch_size // train_cfg.spheres)
     with Spheres(model_cfg, train_cfg.spheres, threads, shard, train_cfg.seq_len) as spheres:
         run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps)
         return run.loop()
 
 
+class _Telemetry:
+    """The spheres' statistics over a run (throughput, load imbalance, sync overhead) and the rate limit of
+    step events: one at most every EVENT_INTERVAL seconds, its throughput measured since the previous one."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.tokens = 0
+        self.step_seconds = 0.0
+        self.useful_seconds = 0.0  # summed busy time of the spheres, per thread
+        self.imbalance_sum = 0.0
+        self.steps = 0
+        self.last_loss: float | None = None
+        self._last_event = -math.inf
+        self._event_tokens = 0
+        self._event_time = time.perf_counter()
+
+    def add(self, result: StepResult, wall: float, loss: float) -> None:
+        """Fold one optimizer step of `wall` seconds into the run's totals."""
+        self.tokens += result.tokens
+        self.step_seconds += wall
+        self.useful_seconds += float(result.busy.sum()) / self.threads
+        self.imbalance_sum += result.load_imbalance
+        self.steps += 1
+        self.last_loss = loss
+        self._event_tokens += result.tokens
+
+    def event_rate(self) -> float | None:
+        """None while the last step event is recent; else the tokens per second since it (starting a new one)."""
+        now = time.perf_counter()
+        if now - self._last_event < EVENT_INTERVAL:
+            return None
+        rate = self._event_tokens / max(now - self._event_time, 1e-9)
+        self._last_event, self._event_time, self._event_tokens = now, now, 0
+        return rate
+
+    def sync_overhead(self, result: StepResult, wall: float) -> float:
+        """Share of one step's `wall` seconds the threads did not compute (waits and the reduction)."""
+        return max(0.0, 1.0 - float(result.busy.sum()) / self.threads / wall)
+
+    def tokens_per_second(self) -> float:
+        """Training tokens over the summed step time so far (0 before the first step)."""
+        return self.tokens / max(self.step_seconds, 1e-9) if self.steps else 0.0
+
+    def averages(self) -> RunStats:
+        """Run averages: tokens/s over the step time, load imbalance, sync overhead (idle + control share)."""
+        seconds = max(self.step_seconds, 1e-9)
+        return RunStats(
+            tokens_per_second=self.tokens_per_second(),
+            load_imbalance=self.imbalance_sum / max(self.steps, 1),
+            sync_overhead=max(0.0, 1.0 - self.useful_seconds / seconds) if self.steps else 0.0,
+            step_ms=1000.0 * self.step_seconds / max(self.steps, 1),
+        )
+
+
 class _Run:
-    """The epoch/step loop of one train() call and its telemetry."""
+    """The epoch/step loop of one train() call."""
 
     def __init__(self, data: _Data, model_cfg: ModelConfig, train_cfg: TrainConfig, state: _State, spheres: Spheres,
-                 emit: Callable[[Event], None], cancel: threading.Event, out_path: Path, started: float, total_steps: int):
+                 emit: Callable[[TrainingEvent], None], cancel: threading.Event, out_path: Path, started: float,
+                 total_steps: int):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
         self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
         self.started, self.total_steps = started, total_steps
@@ -188,22 +265,14 @@ class _Run:
         self.grad = np.zeros_like(state.params)
         shape = (train_cfg.grad_accum, train_cfg.batch_size, train_cfg.seq_len)
         self.inputs, self.targets = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
-        self.run_tokens = 0
-        self.step_seconds = 0.0
-        self.useful_seconds = 0.0
-        self.imbalance_sum = 0.0
-        self.steps_run = 0
-        self.last_loss: float | None = None
+        self.telemetry = _Telemetry(spheres.n_threads)
         self.history_every = max(1, total_steps // LOSS_HISTORY_POINTS)
         self.step_walls: list[float] = []
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
         self.save_seconds: float | None = None  # last measured duration of writing the model file
-        self.last_emit = -math.inf
-        self.emit_tokens = 0
-        self.emit_time = time.perf_counter()
         self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py), fitted at the end
 
-    def loop(self) -> Event:
+    def loop(self) -> DoneEvent:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""
         s, cfg = self.state, self.cfg
         reason, validated = "completed", True
@@ -225,14 +294,14 @@ class _Run:
         if not validated:
             self._validate_current()
         if reason != "cancelled" and self.data.root is not None:
-            self.mixture = heldout_mixture(s.best_params if s.best_params is not None else s.params, self.model_cfg,
-                                           self.data.tokenizer, self.data.val_docs, self.data.train_docs,
+            self.mixture = heldout_mixture(s.record.weights(s.params), self.model_cfg, self.data.tokenizer,
+                                           self.data.val_docs, self.data.train_docs,
                                            min(cfg.seq_len, self.model_cfg.max_seq_len))
         path = self._save()
         return self._done(path, reason)
 
     def _step(self, plan: EpochPlan) -> StepResult:
-        """One optimizer step: fill the micro-batches, run the spheres, clip, AdamW."""
+        """One optimizer step: fill the micro-batches, run the spheres, clip, AdamW; then its telemetry."""
         s, cfg = self.state, self.cfg
         t0 = time.perf_counter()
         batches = []
@@ -249,13 +318,20 @@ class _Run:
         s.batch += 1
         s.tokens += result.tokens
         loss = result.loss_sum / max(result.tokens, 1)
-        self.last_loss = loss
         if s.step % self.history_every == 0:
-            s.loss_history.append([s.step, round(loss, 5)])
+            s.record.loss_history.append((s.step, round(loss, 5)))
         wall = time.perf_counter() - t0
         self.step_walls.append(wall)
         self._fit_schedule_to_budget()
-        self._account(result, wall, lr, loss)
+        self.telemetry.add(result, wall, loss)
+        rate = self.telemetry.event_rate()
+        if rate is not None:
+            self.emit(StepEvent(
+                epoch=s.epoch + 1, epochs=cfg.epochs, step=s.step, total_steps=self.total_steps, loss=loss, lr=lr,
+                tokens=s.tokens, tokens_per_second=rate, load_imbalance=result.load_imbalance,
+                sync_overhead=self.telemetry.sync_overhead(result, wall), threads=self.spheres.n_threads,
+                spheres=result.spheres,
+            ))
         return result
 
     def _fit_schedule_to_budget(self) -> None:
@@ -271,28 +347,6 @@ class _Run:
         remaining = max(0.0, budget - (time.perf_counter() - self.started))
         fit = s.step + int(0.9 * remaining / per_step)
         s.schedule_steps = self.total_steps = min(self.planned_steps, max(s.step + 1, fit))
-
-    def _account(self, result: StepResult, wall: float, lr: float, loss: float) -> None:
-        """Fold one step into the run's telemetry and emit a step event if the last one is old enough."""
-        threads = self.spheres.n_threads
-        self.run_tokens += result.tokens
-        self.step_seconds += wall
-        self.useful_seconds += float(result.busy.sum()) / threads
-        self.imbalance_sum += result.load_imbalance
-        self.steps_run += 1
-        self.emit_tokens += result.tokens
-        now = time.perf_counter()
-        if now - self.last_emit < EVENT_INTERVAL:
-            return
-        self.emit({
-            "event": "step", "epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": self.state.step,
-            "total_steps": self.total_steps, "loss": loss, "lr": lr, "tokens": self.state.tokens,
-            "tokens_per_second": self.emit_tokens / max(now - self.emit_time, 1e-9),
-            "load_imbalance": result.load_imbalance,
-            "sync_overhead": max(0.0, 1.0 - float(result.busy.sum()) / threads / wall),
-            "threads": threads, "spheres": result.spheres,
-        })
-        self.last_emit, self.emit_time, self.emit_tokens = now, now, 0
 
     def _stop_reason(self, result: StepResult) -> str:
         """'completed' to go on, else why the run stops now."""
@@ -311,17 +365,17 @@ class _Run:
         """Seconds the final validation and model file will take (measured once done, estimated before)."""
         validate = self.validate_seconds
         if validate is None:  # a forward pass costs about a third of a training step per token
-            validate = self.data.val_stream.size / 3 / max(self.run_tokens / max(self.step_seconds, 1e-9), 1.0)
+            validate = self.data.val_stream.size / 3 / max(self.telemetry.tokens_per_second(), 1.0)
         return validate + (self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
         s = self.state
         val = self._validate_current()
-        self.emit({"event": "epoch", "epoch": s.epoch, "step": s.step, "train_loss": train_loss,
-                   "val_loss": None if val is None else val[0], "val_bits_per_byte": None if val is None else val[1]})
-        s.val_history.append({"epoch": s.epoch, "step": s.step, "train_loss": train_loss,
-                              "val_loss": None if val is None else val[0], "val_bits_per_byte": None if val is None else val[1]})
+        event = EpochEvent(epoch=s.epoch, step=s.step, train_loss=train_loss, val_loss=None if val is None else val[0],
+                           val_bits_per_byte=None if val is None else val[1])
+        self.emit(event)
+        s.record.val_history.append(event)
         if val is None:
             return "completed"
         if val[0] < s.best_epoch_val:
@@ -342,12 +396,7 @@ class _Run:
         self.validate_seconds = time.perf_counter() - begin
         val_loss = nats / max(tokens, 1)
         bpb = nats / math.log(2) / max(self.data.val_bytes, 1)
-        if val_loss < s.best_val:
-            s.best_val, s.best_bpb = val_loss, bpb
-            if s.best_params is None:
-                s.best_params = s.params.copy()
-            else:
-                np.copyto(s.best_params, s.params)
+        s.record.keep_if_best(val_loss, bpb, s.params)
         return val_loss, bpb
 
     def _evaluate(self, params: np.ndarray) -> tuple[float, int]:
@@ -368,55 +417,42 @@ class _Run:
         """Write the model file: best weights (current ones without validation) plus the resumable state."""
         s = self.state
         begin = time.perf_counter()
-        weights = s.best_params if s.best_params is not None else s.params
-        metadata = self._metadata()
         ckpt = ckpt_io.Checkpoint(
-            model_config=self.model_cfg, tokenizer_json=self.data.tokenizer.to_json(), params=weights,
-            metadata=metadata, optimizer={"m": s.m, "v": s.v, "step": s.step, "params": s.params},
+            model_config=self.model_cfg, tokenizer_json=self.data.tokenizer.to_json(),
+            params=s.record.weights(s.params), metadata=self._metadata().to_json(),
+            optimizer={"m": s.m, "v": s.v, "step": s.step, "params": s.params},
         )
         ckpt_io.save_checkpoint(self.out_path, ckpt)
         self.save_seconds = time.perf_counter() - begin
-        self.emit({"event": "checkpoint", "path": str(self.out_path)})
+        self.emit(CheckpointEvent(path=str(self.out_path)))
         return self.out_path
 
-    def _metadata(self) -> dict[str, Any]:
-        s, d = self.state, self.data
-        return {
-            "train_config": to_dict(self.cfg), "workspace": d.root, "files": len(d.documents),
-            "train_files": [doc.path for doc in d.train_docs], "val_files": [doc.path for doc in d.val_docs],
-            "tokens": int(d.stream.size), "val_tokens": int(d.val_stream.size), "val_bytes": d.val_bytes,
-            "epochs": s.epoch, "steps": s.step, "trained_tokens": s.tokens,
-            "loss_history": s.loss_history, "val_history": s.val_history,
-            "val_bits_per_byte": s.best_bpb, "val_loss": None if s.best_params is None else s.best_val,
-            "spheres": self.cfg.spheres, "threads": self.spheres.n_threads, "sphere_stats": self._averages(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seq_len": self.cfg.seq_len,
-            "mixture": self.mixture, "fim": FIM_FORMAT if self.cfg.fim_rate > 0 else None,
-            "resume": {"epoch": s.epoch, "batch": s.batch, "step": s.step, "tokens": s.tokens,
-                       "best_epoch_val": _finite(s.best_epoch_val), "bad_epochs": s.bad_epochs,
-                       "schedule_steps": s.schedule_steps},
-        }
+    def _metadata(self) -> TrainingMetadata:
+        s, d, record = self.state, self.data, self.state.record
+        return TrainingMetadata(
+            train_config=to_dict(self.cfg), workspace=d.root, files=len(d.documents),
+            train_files=[doc.path for doc in d.train_docs], val_files=[doc.path for doc in d.val_docs],
+            tokens=int(d.stream.size), val_tokens=int(d.val_stream.size), val_bytes=d.val_bytes,
+            epochs=s.epoch, steps=s.step, trained_tokens=s.tokens,
+            loss_history=record.loss_history, val_history=record.val_history,
+            val_bits_per_byte=record.best_bpb, val_loss=None if record.best_params is None else record.best_val,
+            spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
+            mixture=self.mixture, fim=FIM_FORMAT if self.cfg.fim_rate > 0 else None,
+            resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
+                                  best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
+                                  schedule_steps=s.schedule_steps),
+        )
 
-    def _averages(self) -> dict[str, float]:
-        """Run averages: tokens/s over the step time, load imbalance, sync overhead (idle + control share)."""
-        seconds = max(self.step_seconds, 1e-9)
-        return {
-            "tokens_per_second": self.run_tokens / seconds if self.steps_run else 0.0,
-            "load_imbalance": self.imbalance_sum / max(self.steps_run, 1),
-            "sync_overhead": max(0.0, 1.0 - self.useful_seconds / seconds) if self.steps_run else 0.0,
-            "step_ms": 1000.0 * self.step_seconds / max(self.steps_run, 1),
-        }
-
-    def _done(self, path: Path, reason: str) -> Event:
-        s = self.state
-        averages = self._averages()
-        seconds = time.perf_counter() - self.started
-        return {
-            "event": "done", "checkpoint": str(path), "steps": s.step, "tokens": s.tokens, "seconds": seconds,
-            "tokens_per_second": averages["tokens_per_second"], "final_loss": self.last_loss,
-            "val_bits_per_byte": s.best_bpb, "threads": self.spheres.n_threads, "spheres": self.cfg.spheres,
-            "load_imbalance": averages["load_imbalance"], "sync_overhead": averages["sync_overhead"],
-            "stop_reason": reason, "epochs": s.epoch,
-        }
+    def _done(self, path: Path, reason: str) -> DoneEvent:
+        s, averages = self.state, self.telemetry.averages()
+        return DoneEvent(
+            checkpoint=str(path), steps=s.step, tokens=s.tokens, seconds=time.perf_counter() - self.started,
+            tokens_per_second=averages.tokens_per_second, final_loss=self.telemetry.last_loss,
+            val_bits_per_byte=s.record.best_bpb, threads=self.spheres.n_threads, spheres=self.cfg.spheres,
+            load_imbalance=averages.load_imbalance, sync_overhead=averages.sync_overhead, stop_reason=reason,
+            epochs=s.epoch,
+        )
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
@@ -497,34 +533,42 @@ def _fresh_state(model_cfg: ModelConfig, seed: int) -> _State:
     return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
 
 
-def _load_resume(path: str | os.PathLike) -> ckpt_io.Checkpoint:
-    """The checkpoint to resume from, refusing one without optimizer state or position."""
+def _training_metadata(path: str | os.PathLike, loaded: ckpt_io.Checkpoint) -> TrainingMetadata:
+    """The checkpoint's training metadata; TrainError naming the field when it is malformed."""
+    try:
+        return TrainingMetadata.from_json(loaded.metadata)
+    except EventError as exc:
+        raise TrainError(f"{path}: {exc}") from None
+
+
+def _load_resume(path: str | os.PathLike) -> tuple[ckpt_io.Checkpoint, TrainingMetadata]:
+    """The checkpoint to resume from and its metadata, refusing one without optimizer state or position."""
     loaded = ckpt_io.load_checkpoint(path, with_optimizer=True)
-    if loaded.optimizer is None or "resume" not in loaded.metadata:
+    meta = _training_metadata(path, loaded)
+    if loaded.optimizer is None or meta.resume is None:
         raise TrainError(f"{path} holds no optimizer state or data position, so training cannot resume from it")
-    return loaded
+    return loaded, meta
 
 
-def _resume_state(loaded: ckpt_io.Checkpoint) -> _State:
+def _resume_state(loaded: ckpt_io.Checkpoint, meta: TrainingMetadata) -> _State:
     """The run state recorded in a checkpoint written by this module."""
-    meta, opt = loaded.metadata, loaded.optimizer
-    position = meta["resume"]
+    opt, position = loaded.optimizer, meta.resume
     current = opt.get("params", loaded.params)
-    has_best = meta.get("val_loss") is not None
-    best_epoch_val = position.get("best_epoch_val")
+    has_best = meta.val_loss is not None
+    record = _RunRecord(
+        best_val=float(meta.val_loss) if has_best else math.inf, best_bpb=meta.val_bits_per_byte if has_best else None,
+        best_params=np.array(loaded.params, dtype=np.float32) if has_best else None,
+        loss_history=list(meta.loss_history), val_history=list(meta.val_history),
+    )
     return _State(
         params=np.array(current, dtype=np.float32), m=np.array(opt["m"], dtype=np.float32),
-        v=np.array(opt["v"], dtype=np.float32), step=int(position["step"]), epoch=int(position["epoch"]),
-        batch=int(position["batch"]), tokens=int(position["tokens"]),
-        best_epoch_val=math.inf if best_epoch_val is None else float(best_epoch_val),
-        bad_epochs=int(position["bad_epochs"]), schedule_steps=position.get("schedule_steps"),
-        best_val=float(meta["val_loss"]) if has_best else math.inf, best_bpb=meta.get("val_bits_per_byte") if has_best else None,
-        best_params=np.array(loaded.params, dtype=np.float32) if has_best else None,
-        loss_history=list(meta.get("loss_history", [])), val_history=list(meta.get("val_history", [])),
+        v=np.array(opt["v"], dtype=np.float32), step=position.step, epoch=position.epoch, batch=position.batch,
+        tokens=position.tokens,
+        best_epoch_val=math.inf if position.best_epoch_val is None else float(position.best_epoch_val),
+        bad_epochs=position.bad_epochs, schedule_steps=position.schedule_steps, record=record,
     )
 
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with (the base that command-line flags override on resume)."""
-    loaded = ckpt_io.load_checkpoint(path)
-    return from_dict(TrainConfig, loaded.metadata.get("train_config", {}))
+    return from_dict(TrainConfig, _training_metadata(path, ckpt_io.load_checkpoint(path)).train_config)

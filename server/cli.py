@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cllm.engine.events import TrainingEvent, TrainingMetadata
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -112,49 +116,44 @@ def _explicit_settings(args: argparse.Namespace) -> set[str]:
 
 
 def _train_reporter(as_json: bool):
-    """An on_event callback: JSON Lines on stdout, or a tqdm bar and epoch lines on stderr. Returns (callback, close)."""
+    """An on_event callback: JSON Lines on stdout (the events' to_json(), engine/events.py), or a tqdm bar and
+    epoch lines on stderr. Returns (callback, close)."""
     import json
-    import math
 
     from tqdm import tqdm
 
-    if as_json:
-        def finite(value):
-            """NaN/inf (a diverged loss) become null: strict JSON parsers reject them."""
-            if isinstance(value, float) and not math.isfinite(value):
-                return None
-            if isinstance(value, dict):
-                return {k: finite(v) for k, v in value.items()}
-            return [finite(v) for v in value] if isinstance(value, list) else value
+    from cllm.engine.events import EpochEvent, StartEvent, StepEvent
 
-        def emit(event: dict) -> None:
-            sys.stdout.write(json.dumps(finite(event)) + "\n")
+    if as_json:
+        def emit(event: TrainingEvent) -> None:
+            sys.stdout.write(json.dumps(event.to_json()) + "\n")
             sys.stdout.flush()
         return emit, lambda: None
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None)
 
-    def show(event: dict) -> None:
-        kind = event["event"]
-        if kind == "start":
-            c = event["corpus"]
+    def show(event: TrainingEvent) -> None:
+        if isinstance(event, StartEvent):
+            c = event.corpus
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
-                      f"{c['bytes']:,} bytes; {event['train_files']} train / {event['val_files']} held out; "
-                      f"{event['tokens']:,} tokens, vocab {event['vocab_size']:,}, {event['params']:,} parameters")
-            if event["auto"]:
-                picked = ", ".join(f"{name} {event['settings'].get(name, event.get(name))}" for name in event["auto"])
+                      f"{c['bytes']:,} bytes; {event.train_files} train / {event.val_files} held out; "
+                      f"{event.tokens:,} tokens, vocab {event.vocab_size:,}, {event.params:,} parameters")
+            if event.auto:
+                fields = event.to_json()
+                values = {**fields, **fields["settings"]}
+                picked = ", ".join(f"{name} {values.get(name)}" for name in event.auto)
                 bar.write(f"time budget: picked {picked} for this workspace (flags override)")
-            bar.reset(total=event["total_steps"])
-            bar.update(event["step"])
-            bar.set_description(f"{event['spheres']} spheres · {event['threads']} threads")
-        elif kind == "step":
-            if event["total_steps"] != bar.total:  # the schedule was fitted to --time-budget
-                bar.total = event["total_steps"]
-            bar.update(event["step"] - bar.n)
-            bar.set_postfix_str(f"{event['tokens_per_second']:,.0f} tok/s · loss {event['loss']:.3f}")
-        elif kind == "epoch":
-            bar.update(event["step"] - bar.n)
-            val = "" if event["val_bits_per_byte"] is None else f", held-out {event['val_bits_per_byte']:.3f} bits/byte"
-            bar.write(f"epoch {event['epoch']}: train loss {event['train_loss']:.3f}{val}")
+            bar.reset(total=event.total_steps)
+            bar.update(event.step)
+            bar.set_description(f"{event.spheres} spheres · {event.threads} threads")
+        elif isinstance(event, StepEvent):
+            if event.total_steps != bar.total:  # the schedule was fitted to --time-budget
+                bar.total = event.total_steps
+            bar.update(event.step - bar.n)
+            bar.set_postfix_str(f"{event.tokens_per_second:,.0f} tok/s · loss {event.loss:.3f}")
+        elif isinstance(event, EpochEvent):
+            bar.update(event.step - bar.n)
+            val = "" if event.val_bits_per_byte is None else f", held-out {event.val_bits_per_byte:.3f} bits/byte"
+            bar.write(f"epoch {event.epoch}: train loss {event.train_loss:.3f}{val}")
     return show, bar.close
 
 
@@ -168,6 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
 
     from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine.events import FailedEvent
     from cllm.engine.paths import WorkspaceBusy, acquire_training_lock, default_model_path
     from cllm.engine.spheres import SphereError
     from cllm.engine.train import TrainError, train
@@ -176,7 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     def fail(message: str, code: int) -> int:
         if args.json:
-            print(json.dumps({"event": "error", "message": message}), flush=True)
+            print(json.dumps(FailedEvent(message=message).to_json()), flush=True)
         print(f"cllm train: error: {message}", file=sys.stderr)
         return code
 
@@ -228,11 +228,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         report(done)
     else:
-        bpb = "" if done["val_bits_per_byte"] is None else f", held-out {done['val_bits_per_byte']:.3f} bits/byte"
-        print(f"{done['stop_reason']}: {done['steps']} steps, {done['tokens']:,} tokens in {done['seconds']:.0f} s "
-              f"({done['tokens_per_second']:,.0f} tok/s, {done['threads']} thread{'s' * (done['threads'] != 1)}, load imbalance "
-              f"{done['load_imbalance']:.1%}, sync overhead {done['sync_overhead']:.1%}){bpb}; model: {done['checkpoint']}")
-    return 130 if done["stop_reason"] == "cancelled" else 0
+        bpb = "" if done.val_bits_per_byte is None else f", held-out {done.val_bits_per_byte:.3f} bits/byte"
+        print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
+              f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
+              f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; model: {done.checkpoint}")
+    return 130 if done.stop_reason == "cancelled" else 0
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
@@ -414,9 +414,10 @@ def _info_value(value) -> str:
     return str(value)
 
 
-def _format_info(info: dict) -> str:
-    """Readable `cllm info` text: the model, then the training record (long lists summarised)."""
-    c, meta = info["model_config"], info["metadata"]
+def _format_info(info: dict, meta: TrainingMetadata) -> str:
+    """Readable `cllm info` text: the model, then the training record `meta` (a TrainingMetadata; long lists
+    summarised)."""
+    c = info["model_config"]
     rows = [
         ("weights sha256", info["weights_sha256"]),
         ("model", f"{info['parameters']:,} parameters: vocab {c['vocab_size']:,}, d_model {c['d_model']}, "
@@ -424,18 +425,16 @@ def _format_info(info: dict) -> str:
                   f"dropout {c['dropout']}"),
         ("resumable", f"yes (optimizer state at step {info['optimizer_step']})" if info["resumable"] else "no"),
     ]
-    rows += [(label, _info_value(meta[key])) for key, label in _INFO_FIELDS.items() if meta.get(key) is not None]
-    history = meta.get("loss_history") or []
-    if history:
-        last = history[-1][-1] if isinstance(history[-1], list) else history[-1]
-        rows.append(("final train loss", f"{last:.4f}"))
-    speed = meta.get("sphere_stats")
-    if isinstance(speed, dict) and "tokens_per_second" in speed:
-        rows.append(("throughput", f"{speed['tokens_per_second']:,.0f} tokens/s, load imbalance "
-                                   f"{speed.get('load_imbalance', 0.0):.1%}, sync overhead {speed.get('sync_overhead', 0.0):.1%}"))
-    for key in ("train_config", "evaluation"):
-        if isinstance(meta.get(key), dict):
-            rows.append((key.replace("_", " "), _info_value(meta[key])))
+    recorded = meta.to_json()
+    rows += [(label, _info_value(recorded[key])) for key, label in _INFO_FIELDS.items() if recorded[key] is not None]
+    if meta.last_loss is not None:
+        rows.append(("final train loss", f"{meta.last_loss:.4f}"))
+    speed = meta.sphere_stats
+    if speed is not None:
+        rows.append(("throughput", f"{speed.tokens_per_second:,.0f} tokens/s, load imbalance "
+                                   f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
+    if meta.train_config:
+        rows.append(("train config", _info_value(meta.train_config)))
     header = f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB)"
     return "\n".join([header] + [f"  {label:<18} {text}" for label, text in rows])
 
@@ -445,13 +444,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import json
 
     from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine.events import EventError, TrainingMetadata
 
     try:
         info = _model_info(args.model)
-    except CheckpointError as exc:
+        meta = TrainingMetadata.from_json(info["metadata"])
+    except (CheckpointError, EventError) as exc:
         print(f"cllm info: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(info, indent=2) if args.json else _format_info(info))
+    print(json.dumps(info, indent=2) if args.json else _format_info(info, meta))
     return 0
 
 

@@ -9,7 +9,8 @@ Endpoints (security rules and the token hand-over are explained in server/http_s
     POST /v1/completions      OpenAI-compatible text completion, optionally streamed (token)
     POST /v1/train            start training the workspace or a folder inside it (token)
     POST /v1/train/cancel     cancel the running training (token)
-    GET  /v1/events           server-sent events: current state first, then training progress (token)
+    GET  /v1/events           server-sent events: current state first, then training progress (token); the
+                              events of docs/protocol.md with camelCase keys
 
 Completions run on one dedicated worker thread (the model is not re-entrant and the event loop must never
 block); a small bounded number may wait for it, more get 429. Training events reach clients through per-client
@@ -39,6 +40,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from cllm.engine.events import to_wire
 
 from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
 from .settings import parse_settings
@@ -459,7 +462,9 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """GET /v1/events: SSE; the current status and run history first, then live events, pings while idle."""
+    """GET /v1/events: SSE; the current status and run history first, then live events, pings while idle.
+
+    Events keep snake_case keys inside the server; here, at the wire, they get camelCase ones (to_wire)."""
     hub: EventHub = request.app[HUB]
     queue = hub.connect()
     response = web.StreamResponse(headers=SSE_HEADERS)
@@ -467,9 +472,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await _send_sse(response, {"event": "status", "status": request.app[WORKSPACE].status()})
         for event in hub.replay():
-            await _send_sse(response, event)
+            await _send_sse(response, to_wire(event))
         while (event := await _next_event(queue, response)) is not None:
-            await _send_sse(response, event)
+            await _send_sse(response, to_wire(event))
     except ConnectionResetError:
         log.debug("an event listener went away")
     finally:

@@ -14,11 +14,13 @@ The language server and the HTTP server are two faces of this object; they hold 
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving completions.
 
-Events given to subscribers: the trainer's events ({"event": "start" | "step" | "epoch" | "checkpoint" |
-"error" | "done", ...}, see engine/train.py) plus {"event": "training_started", "options": {...}},
-{"event": "model_loaded", "path": ...} and last {"event": "training_finished", "state": "done" | "failed" |
-"cancelled", "reason": ...}. Callbacks run on the reader thread: they must be quick and thread-safe (the
-servers hand the event to their own event loop).
+Events given to subscribers, as JSON-ready dicts with snake_case keys: the trainer's events (engine/events.py:
+{"event": "start" | "step" | "epoch" | "checkpoint" | "error" | "done", ...}, read and checked with
+event_from_json) plus {"event": "training_started", "options": {...}}, {"event": "model_loaded", "path": ...} and
+last {"event": "training_finished", "state": "done" | "failed" | "cancelled", "reason": ...}. The servers turn
+keys into camelCase (events.to_wire) where they send them; status() returns its object already so. Callbacks run
+on the reader thread: they must be quick and thread-safe (the servers hand the event to their own event loop).
+docs/protocol.md describes the events and the status object.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from typing import Any, Callable
 
 import filelock
 
+from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, StartEvent, StepEvent, TrainingEvent,
+                                TrainingMetadata, event_from_json, to_wire)
 from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
@@ -67,34 +71,26 @@ def _lower_priority_prefix() -> list[str]:
     return [nice, "-n", str(TRAINER_NICENESS)] if nice else []
 
 
-def _last_loss(history: Any) -> float | None:
-    """The last loss of a checkpoint's loss history ([step, loss] pairs, as engine/train.py writes them)."""
-    if not isinstance(history, list) or not history:
-        return None
-    last = history[-1]
-    if isinstance(last, (list, tuple)) and last:
-        last = last[-1]
-    return float(last) if isinstance(last, (int, float)) and not isinstance(last, bool) else None
-
-
 def model_summary(model: Any) -> dict[str, Any]:
-    """The JSON-ready description of a loaded model shown by status()."""
-    meta = model.metadata or {}
+    """The description of a loaded model shown by status() (snake_case: status() puts it on the wire).
+
+    Raises EventError when the model's training metadata is malformed."""
+    meta = TrainingMetadata.from_json(model.metadata or {})
     cfg = model.config
     return {
         "present": True,
         "path": str(model.path),
-        "trainedAt": meta.get("created"),
-        "files": meta.get("files"),
-        "tokens": meta.get("tokens"),
-        "epochs": meta.get("epochs"),
-        "steps": meta.get("steps"),
-        "lastLoss": _last_loss(meta.get("loss_history")),
-        "valBitsPerByte": meta.get("val_bits_per_byte"),
-        "spheres": meta.get("spheres"),
-        "threads": meta.get("threads"),
-        "config": {"vocabSize": cfg.vocab_size, "dModel": cfg.d_model, "layers": cfg.n_layers,
-                   "heads": cfg.n_heads, "ffn": cfg.d_ff, "maxSeqLen": cfg.max_seq_len},
+        "trained_at": meta.created,
+        "files": meta.files,
+        "tokens": meta.tokens,
+        "epochs": meta.epochs,
+        "steps": meta.steps,
+        "last_loss": meta.last_loss,
+        "val_bits_per_byte": meta.val_bits_per_byte,
+        "spheres": meta.spheres,
+        "threads": meta.threads,
+        "config": {"vocab_size": cfg.vocab_size, "d_model": cfg.d_model, "layers": cfg.n_layers,
+                   "heads": cfg.n_heads, "ffn": cfg.d_ff, "max_seq_len": cfg.max_seq_len},
     }
 
 
@@ -108,7 +104,7 @@ class _Job:
     log_path: Path
     options: dict[str, int | float]
     cancelled: bool = False
-    done_event: dict[str, Any] | None = None
+    done_event: DoneEvent | None = None
     error: str | None = None
     thread: threading.Thread | None = None
 
@@ -152,20 +148,21 @@ class Workspace:
             return False
         try:
             model = load_model(self.model_path)
+            summary = model_summary(model)
         except Exception as exc:  # a corrupt or incompatible file must not take the server down
             log.warning("cannot load %s: %s", self.model_path, exc)
             with self._state_lock:
                 self._model, self._completer = None, None
                 self._model_info = {"present": False, "path": str(self.model_path), "error": str(exc)}
             return False
-        self._install(model)
+        self._install(model, summary)
         return True
 
-    def _install(self, model: Any) -> None:
+    def _install(self, model: Any, summary: dict[str, Any]) -> None:
         completer = Completer(model)
         with self._state_lock:
             self._model, self._completer = model, completer
-            self._model_info = model_summary(model)
+            self._model_info = summary
         log.info("model loaded from %s", model.path)
         self.cache_model_settled.clear()
         threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
@@ -287,12 +284,12 @@ class Workspace:
         """JSON-ready state: the model (present, trained when, files, tokens, epochs, last loss, validation
         bits per byte, spheres, threads) and training (state, and the live step while training)."""
         with self._state_lock:
-            return {
+            return to_wire({
                 "workspace": str(self.root),
-                "modelDir": str(self.model_dir),
-                "model": dict(self._model_info),
-                "training": json.loads(json.dumps(self._training)),
-            }
+                "model_dir": str(self.model_dir),
+                "model": self._model_info,
+                "training": self._training,
+            })
 
     # -- training -------------------------------------------------------------------------------------
 
@@ -335,7 +332,7 @@ class Workspace:
                     lock.release()
                 return _refused("unavailable", f"cannot start the trainer in {self.model_dir}: {exc}")
             self._job = job
-            self._training = {"state": "training", "startedAt": _now(), "options": options}
+            self._training = {"state": "training", "started_at": _now(), "options": options}
             job.thread = threading.Thread(target=self._follow, args=(job,), name="cllm-train-reader", daemon=True)
         self._publish({"event": "training_started", "options": options})
         job.thread.start()
@@ -361,19 +358,23 @@ class Workspace:
         with job.process.stdout:
             for line in job.process.stdout:
                 try:
-                    event = json.loads(line)
+                    data = json.loads(line)
                 except ValueError:
                     log.debug("trainer: %s", line.rstrip())
                     continue
-                if isinstance(event, dict) and isinstance(event.get("event"), str):
-                    self._note(job, event)
-                    self._publish(event)
+                try:
+                    event = event_from_json(data)
+                except EventError as exc:
+                    log.warning("unreadable trainer event: %s", exc)
+                    continue
+                self._note(job, event)
+                self._publish(event.to_json())
         code = job.process.wait()
         state, reason = self._settle(job, code)
         self._cleanup(job, installed=state == "done")
         with self._state_lock:
             self._job = None
-            self._training.update(state=state, finishedAt=_now())
+            self._training.update(state=state, finished_at=_now())
             if reason:
                 self._training["reason"] = reason
             old_dir = self.model_dir
@@ -385,39 +386,28 @@ class Workspace:
             self._publish({"event": "model_loaded", "path": str(self.model_path)})
         self._publish({"event": "training_finished", "state": state, "reason": reason})
 
-    def _note(self, job: _Job, event: dict[str, Any]) -> None:
+    def _note(self, job: _Job, event: TrainingEvent) -> None:
         """Keep the live training status from one trainer event."""
-        kind = event["event"]
         with self._state_lock:
             live = self._training
-            if kind == "step":
-                for key, name in (("epoch", "epoch"), ("epochs", "epochs"), ("step", "step"),
-                                  ("total_steps", "totalSteps"), ("loss", "loss"), ("tokens", "tokens"),
-                                  ("tokens_per_second", "tokensPerSecond"), ("threads", "threads"),
-                                  ("spheres", "spheres")):
-                    if key in event:
-                        live[name] = event[key]
-                total, step = event.get("total_steps"), event.get("step")
-                if isinstance(total, (int, float)) and isinstance(step, (int, float)) and total > 0:
-                    live["percent"] = max(0, min(100, round(100 * step / total)))
-            elif kind == "epoch":
-                for key, name in (("val_loss", "valLoss"), ("val_bits_per_byte", "valBitsPerByte"),
-                                  ("train_loss", "trainLoss")):
-                    if key in event:
-                        live[name] = event[key]
-            elif kind == "done":
-                live["percent"] = 100
-                for key, name in (("final_loss", "loss"), ("val_bits_per_byte", "valBitsPerByte"),
-                                  ("tokens_per_second", "tokensPerSecond"), ("steps", "step")):
-                    if key in event:
-                        live[name] = event[key]
-            elif kind == "start":
-                for key in ("files", "tokens", "total_steps", "epochs"):
-                    if key in event:
-                        live[{"total_steps": "totalSteps", "tokens": "corpusTokens"}.get(key, key)] = event[key]
-        if kind == "error":
-            job.error = str(event.get("message", "training failed"))
-        elif kind == "done":
+            if isinstance(event, StepEvent):
+                live.update(epoch=event.epoch, epochs=event.epochs, step=event.step, total_steps=event.total_steps,
+                            loss=event.loss, tokens=event.tokens, tokens_per_second=event.tokens_per_second,
+                            threads=event.threads, spheres=[sphere.to_json() for sphere in event.spheres])
+                if event.total_steps > 0:
+                    live["percent"] = max(0, min(100, round(100 * event.step / event.total_steps)))
+            elif isinstance(event, EpochEvent):
+                live.update(val_loss=event.val_loss, val_bits_per_byte=event.val_bits_per_byte,
+                            train_loss=event.train_loss)
+            elif isinstance(event, DoneEvent):
+                live.update(percent=100, loss=event.final_loss, val_bits_per_byte=event.val_bits_per_byte,
+                            tokens_per_second=event.tokens_per_second, step=event.steps)
+            elif isinstance(event, StartEvent):
+                live.update(files=event.files, corpus_tokens=event.tokens, total_steps=event.total_steps,
+                            epochs=event.epochs)
+        if isinstance(event, FailedEvent):
+            job.error = event.message
+        elif isinstance(event, DoneEvent):
             job.done_event = event
 
     def _settle(self, job: _Job, code: int) -> tuple[str, str | None]:
@@ -430,11 +420,12 @@ class Workspace:
             return "failed", f"the trainer finished but wrote no model at {job.out_path}"
         try:
             model = load_model(job.out_path)
+            model.path = self.model_path
+            summary = model_summary(model)
             os.replace(job.out_path, self.model_path)
         except Exception as exc:
             return "failed", f"the new model cannot be used: {exc}"
-        model.path = self.model_path
-        self._install(model)
+        self._install(model, summary)
         return "done", None
 
     def _log_tail(self, job: _Job, lines: int = 5) -> str:

@@ -58,11 +58,11 @@ def test_reduced_gradient_is_the_mean_loss_gradient_of_the_whole_step(rows):
     np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-7)
     assert result.sq_norm == pytest.approx(float(np.dot(reference.astype(np.float64), reference)), rel=1e-4)
     stats = result.spheres
-    assert [s["id"] for s in stats] == list(range(12))
-    assert sum(s["sequences"] for s in stats) == 2 * rows and sum(s["tokens"] for s in stats) == tokens
-    working = [s for s in stats if s["sequences"]]
+    assert [s.id for s in stats] == list(range(12))
+    assert sum(s.sequences for s in stats) == 2 * rows and sum(s.tokens for s in stats) == tokens
+    working = [s for s in stats if s.sequences]
     assert len(working) == min(rows, 12)
-    assert all(s["busy"] > 0 and s["wait"] >= 0 and s["loss"] > 0 for s in working)
+    assert all(s.busy > 0 and s.wait >= 0 and s.loss > 0 for s in working)
 
 
 def _train(threads: int, steps: int = 3) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytest
 from cllm.engine.checkpoint import load_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig
 from cllm.engine.corpus import Document
+from cllm.engine.events import CheckpointEvent, EpochEvent, StepEvent
 from cllm.engine.train import TrainError, learning_rate, train, warmup_steps
 
 MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
@@ -26,19 +27,19 @@ def _run(source, out, cfg=TRAIN, **kw):
 
 def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, tmp_path):
     done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=4))
-    kinds = [e["event"] for e in events]
+    kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds.count("epoch") == 4 and kinds.count("checkpoint") == 4
-    epochs = [e for e in events if e["event"] == "epoch"]
-    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"] - 0.3
-    assert 0 < done["val_bits_per_byte"] == min(e["val_bits_per_byte"] for e in epochs)
-    assert done["stop_reason"] == "completed" and done["steps"] == events[0]["total_steps"]
-    steps = [e for e in events if e["event"] == "step"]
-    assert steps and len(steps[-1]["spheres"]) == 12
-    assert {"id", "sequences", "tokens", "busy", "wait", "loss"} <= set(steps[-1]["spheres"][0])
-    json.dumps(events)  # every event is JSON-ready
-    ckpt = load_checkpoint(done["checkpoint"], with_optimizer=True)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert epochs[-1].val_loss < epochs[0].val_loss - 0.3
+    assert 0 < done.val_bits_per_byte == min(e.val_bits_per_byte for e in epochs)
+    assert done.stop_reason == "completed" and done.steps == events[0].total_steps
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps and len(steps[-1].spheres) == 12
+    assert {"id", "sequences", "tokens", "busy", "wait", "loss"} <= set(steps[-1].to_json()["spheres"][0])
+    json.dumps([e.to_json() for e in events])  # every event is JSON-ready
+    ckpt = load_checkpoint(done.checkpoint, with_optimizer=True)
     meta = ckpt.metadata
-    assert meta["steps"] == done["steps"] and meta["epochs"] == 4 and meta["spheres"] == 12
+    assert meta["steps"] == done.steps and meta["epochs"] == 4 and meta["spheres"] == 12
     assert len(meta["val_files"]) >= 1 and len(meta["train_files"]) + len(meta["val_files"]) == 8
     assert ckpt.model_config.vocab_size <= MODEL.vocab_size
     assert (tmp_path / "repo_code.txt").read_text().count("FILE:") == 8
@@ -48,10 +49,10 @@ def test_resume_after_n_steps_equals_uninterrupted_training_bitwise(c_workspace,
     total, first = 9, 4  # crosses an epoch boundary (validation + checkpoint) after the resume
     full, _ = _run(c_workspace, tmp_path / "full.cllm", replace(TRAIN, max_steps=total))
     part, _ = _run(c_workspace, tmp_path / "part.cllm", replace(TRAIN, max_steps=first))
-    assert part["steps"] == first and part["stop_reason"] == "max_steps"
+    assert part.steps == first and part.stop_reason == "max_steps"
     resumed, events = _run(c_workspace, tmp_path / "resumed.cllm", replace(TRAIN, max_steps=total),
                            resume=tmp_path / "part.cllm")
-    assert events[0]["step"] == first and resumed["steps"] == total
+    assert events[0].step == first and resumed.steps == total
     a = load_checkpoint(tmp_path / "full.cllm", with_optimizer=True).optimizer
     b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True).optimizer
     assert a["step"] == b["step"] == total
@@ -63,8 +64,8 @@ def test_training_is_bitwise_identical_for_any_thread_count(c_workspace, tmp_pat
     results = {}
     for threads in (1, 3):
         done, _ = _run(c_workspace, tmp_path / f"t{threads}.cllm", replace(TRAIN, epochs=2, threads=threads))
-        assert done["threads"] == threads
-        results[threads] = load_checkpoint(done["checkpoint"], with_optimizer=True)
+        assert done.threads == threads
+        results[threads] = load_checkpoint(done.checkpoint, with_optimizer=True)
     assert np.array_equal(results[1].params, results[3].params)
     assert np.array_equal(results[1].optimizer["params"], results[3].optimizer["params"])
     assert results[1].metadata["val_bits_per_byte"] == results[3].metadata["val_bits_per_byte"]
@@ -72,14 +73,14 @@ def test_training_is_bitwise_identical_for_any_thread_count(c_workspace, tmp_pat
 
 def test_time_budget_stops_cleanly_with_a_resumable_checkpoint(c_workspace, tmp_path):
     done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=1e-3))
-    assert done["stop_reason"] == "time_budget" and done["steps"] == 1
-    assert events[-1] == {"event": "checkpoint", "path": str(tmp_path / "m.cllm")}
+    assert done.stop_reason == "time_budget" and done.steps == 1
+    assert events[-1] == CheckpointEvent(path=str(tmp_path / "m.cllm"))
     ckpt = load_checkpoint(tmp_path / "m.cllm", with_optimizer=True)
     assert ckpt.optimizer["step"] == 1 and ckpt.metadata["resume"]["batch"] == 1
     # a budget that holds the whole run leaves the schedule as planned
     done, events = _run(c_workspace, tmp_path / "big.cllm", replace(TRAIN, epochs=2, time_budget=1e6))
-    planned = events[0]["total_steps"]
-    assert done["stop_reason"] == "completed" and done["steps"] == planned
+    planned = events[0].total_steps
+    assert done.stop_reason == "completed" and done.steps == planned
     assert load_checkpoint(tmp_path / "big.cllm").metadata["resume"]["schedule_steps"] == planned
 
 
@@ -89,20 +90,20 @@ def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):
 
     def on_event(event):
         events.append(event)
-        if event["event"] == "step":
+        if isinstance(event, StepEvent):
             cancel.set()
 
     done = train(c_workspace, MODEL, TRAIN, tmp_path / "m.cllm", on_event, cancel=cancel)
-    assert done["stop_reason"] == "cancelled" and done["steps"] == 1
+    assert done.stop_reason == "cancelled" and done.steps == 1
     assert load_checkpoint(tmp_path / "m.cllm").metadata["steps"] == 1
 
 
 def test_documents_without_held_out_files_skip_validation(tmp_path):
     docs = [Document(f"f{i}.c", f"int f{i}(int x) {{ return x * {i}; }}\n" * 20, 0) for i in range(3)]
     done, events = _run(docs, tmp_path / "m.cllm", replace(TRAIN, epochs=2, val_fraction=0.0))
-    assert done["val_bits_per_byte"] is None and done["stop_reason"] == "completed"
-    assert [e["val_loss"] for e in events if e["event"] == "epoch"] == [None, None]
-    assert events[0]["val_files"] == 0 and events[0]["workspace"] is None
+    assert done.val_bits_per_byte is None and done.stop_reason == "completed"
+    assert [e.val_loss for e in events if isinstance(e, EpochEvent)] == [None, None]
+    assert events[0].val_files == 0 and events[0].workspace is None
 
 
 def test_unusable_input_raises_train_error(tmp_path):
@@ -139,10 +140,10 @@ def test_explicit_settings_let_a_budgeted_run_pick_the_rest_and_record_them(c_wo
     cfg = replace(TRAIN, epochs=1, time_budget=60.0)
     done, events = _run(c_workspace, tmp_path / "m.cllm", cfg, explicit={"time_budget", "epochs", "lr"})
     start = events[0]
-    assert start["auto"] == ["dropout", "grad_accum", "vocab_size"]
-    assert start["settings"]["grad_accum"] == 1 and start["settings"]["lr"] == TRAIN.lr  # --lr was given
-    assert start["vocab_size"] <= 1024 and start["epochs"] == 1
-    meta = load_checkpoint(done["checkpoint"]).metadata
+    assert start.auto == ["dropout", "grad_accum", "vocab_size"]
+    assert start.settings.grad_accum == 1 and start.settings.lr == TRAIN.lr  # --lr was given
+    assert start.vocab_size <= 1024 and start.epochs == 1
+    meta = load_checkpoint(done.checkpoint).metadata
     assert meta["train_config"]["grad_accum"] == 1 and meta["train_config"]["epochs"] == 1
     _, plain = _run(c_workspace, tmp_path / "plain.cllm", cfg)  # explicit=None: the configs are final
-    assert plain[0]["auto"] == [] and plain[0]["settings"]["grad_accum"] == TRAIN.grad_accum
+    assert plain[0].auto == [] and plain[0].settings.grad_accum == TRAIN.grad_accum

@@ -253,7 +253,7 @@ async def test_late_listener_gets_the_run_so_far(client):
     history = await anext(stream)
     assert [s["loss"] for s in history["steps"]] == [5.5, 5.2]
     assert "spheres" not in history["steps"][0], "history keeps the curve, not every sphere snapshot"
-    assert [e["val_loss"] for e in history["epochs"]] == [5.0]
+    assert [e["valLoss"] for e in history["epochs"]] == [5.0], "keys are camelCase on the wire"
     last = await anext(stream)
     assert last["step"] == 2 and last["spheres"] == spheres
 

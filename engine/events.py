@@ -1,0 +1,365 @@
+"""Typed training events and checkpoint training metadata: the one contract between the engine and its faces.
+
+The trainer (engine/train.py) hands these records to its `on_event` callback; `cllm train --json` writes each as
+one JSON line (`to_json()`); the Workspace (server/workspace.py) reads those lines back with `event_from_json`.
+The checkpoint's training metadata is a TrainingMetadata, written with `to_json()` and read with
+`TrainingMetadata.from_json`. docs/protocol.md describes every event and field.
+
+JSON naming: these records and their JSON use Python's snake_case names. Only at the wire to editors and browsers
+(LSP notifications and the HTTP API's JSON) are the keys turned into camelCase, by `to_wire`, and nowhere else.
+
+`from_json` checks the type of every field and raises EventError naming the field that is wrong. Unknown keys
+are ignored (a newer trainer may add some). Every TrainingMetadata field is optional, so that models written
+before a field existed still load.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="_Record")
+
+
+class EventError(ValueError):
+    """A training event or training metadata without the contract's shape; the message names the bad field."""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _decode(kind: Any, value: Any, path: str) -> Any:
+    """`value` (parsed JSON) at field `path` checked against the annotation `kind`; nested records are built."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _decode(inner, value, path)
+    if kind in _KIND_NAMES:
+        number = kind is float and isinstance(value, int)  # an integral float may arrive as 2
+        if isinstance(value, bool) is not (kind is bool) or not (isinstance(value, kind) or number):
+            raise EventError(f"field {path!r} must be {_KIND_NAMES[kind]}, got {_describe(value)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise EventError(f"field {path!r} must be a list, got {_describe(value)}")
+        return [_decode(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise EventError(f"field {path!r} must be a list of {len(args)} items, got {_describe(value)}")
+        return tuple(_decode(arg, item, f"{path}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise EventError(f"field {path!r} must be an object, got {_describe(value)}")
+        return {key: _decode(args[1], item, f"{path}.{key}") for key, item in value.items()}
+    if isinstance(kind, type) and issubclass(kind, _Record):
+        return kind._from_fields(value, path)
+    raise TypeError(f"no JSON reading for {kind!r}")  # a programming error in this module, not bad input
+
+
+def _encode(value: Any, finite: bool) -> Any:
+    """JSON-ready form of a record's value; with `finite`, NaN and infinities become None (strict JSON)."""
+    if is_dataclass(value):
+        return {f.name: _encode(getattr(value, f.name), finite) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item, finite) for item in value]
+    if isinstance(value, dict):
+        return {key: _encode(item, finite) for key, item in value.items()}
+    if finite and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A JSON object with typed fields: to_json() and from_json() for every record of this module."""
+
+    _FINITE: ClassVar[bool] = True  # write non-finite floats as null (events go through strict JSON parsers)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict with its snake_case field names."""
+        return _encode(self, self._FINITE)
+
+    @classmethod
+    def from_json(cls: type[R], data: Any) -> R:
+        """The record from parsed JSON; EventError naming the field when the shape is wrong."""
+        try:
+            return cls._from_fields(data, "")
+        except EventError as exc:
+            raise EventError(f"{cls._label()}: {exc}") from None
+
+    @classmethod
+    def _label(cls) -> str:
+        return cls.__name__
+
+    @classmethod
+    def _from_fields(cls: type[R], data: Any, path: str) -> R:
+        if not isinstance(data, dict):
+            raise EventError(f"field {path!r} must be an object, got {_describe(data)}" if path
+                             else f"must be an object, got {_describe(data)}")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            where = f"{path}.{f.name}" if path else f.name
+            if f.name in data:
+                values[f.name] = _decode(hints[f.name], data[f.name], where)
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise EventError(f"field {where!r} is missing")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Event(_Record):
+    """A training event: its JSON carries its kind in "event"."""
+
+    kind: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **super().to_json()}
+
+    @classmethod
+    def _label(cls) -> str:
+        return f"{cls.kind} event"
+
+    @classmethod
+    def from_json(cls: type[R], data: Any) -> R:
+        if isinstance(data, dict) and data.get("event") != cls.kind:
+            raise EventError(f"expected a {cls.kind!r} event, got {data.get('event')!r}")
+        return super().from_json(data)
+
+
+# -- the records inside events and metadata ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SphereRecord(_Record):
+    """One worker sphere's share of one optimizer step (engine/spheres.py)."""
+
+    id: int
+    sequences: int  # sequences of its shards over the step's micro-batches
+    tokens: int  # target tokens of those sequences
+    busy: float  # seconds it computed
+    wait: float  # seconds of the parallel phase it did not compute
+    loss: float | None  # mean nats per target token (None when not a finite number)
+
+
+@dataclass(frozen=True)
+class RunSettings(_Record):
+    """The optimisation settings of a run, as the start event reports them."""
+
+    batch_size: int
+    seq_len: int
+    grad_accum: int
+    lr: float
+    warmup_steps: int
+    warmup_fraction: float
+    weight_decay: float
+    dropout: float
+    time_budget: float | None
+
+
+@dataclass(frozen=True)
+class RunStats(_Record):
+    """Averages of a run's steps: throughput, load balance and synchronisation cost."""
+
+    tokens_per_second: float  # target tokens over the summed step time
+    load_imbalance: float  # mean over steps of max/mean thread busy time minus 1
+    sync_overhead: float  # share of step time the threads did not compute (waits and the reduction)
+    step_ms: float  # mean milliseconds per optimizer step
+
+
+@dataclass(frozen=True)
+class ResumePosition(_Record):
+    """Where a run stopped, so that resuming continues it exactly."""
+
+    epoch: int
+    batch: int  # optimizer steps done within `epoch`
+    step: int
+    tokens: int
+    best_epoch_val: float | None  # best epoch-end validation loss (None: none yet)
+    bad_epochs: int  # epochs since it improved (early-stopping patience)
+    schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
+
+
+# -- the training events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartEvent(_Event):
+    """The data and the plan, once the corpus is encoded and before the first step."""
+
+    kind: ClassVar[str] = "start"
+    workspace: str | None  # the folder trained on (None for documents given directly)
+    files: int
+    skipped: int  # files the corpus scan left out
+    corpus: dict[str, int]  # engine/corpus.py stats: files, c_files, h_files, lines, bytes
+    train_files: int
+    val_files: int  # held-out files
+    tokens: int  # training tokens
+    val_tokens: int
+    vocab_size: int
+    params: int  # model parameters
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int  # the schedule's length (refitted later under a time budget)
+    step: int  # steps already done (a resumed run)
+    spheres: int
+    threads: int
+    resumed_from: str | None
+    settings: RunSettings
+    auto: list[str]  # settings the time-budget policy chose (ModelConfig/TrainConfig field names)
+
+
+@dataclass(frozen=True)
+class StepEvent(_Event):
+    """An optimizer step (at most about four per second: the steps between are folded into the next one)."""
+
+    kind: ClassVar[str] = "step"
+    epoch: int  # 1-based epoch running
+    epochs: int
+    step: int  # optimizer steps done
+    total_steps: int
+    loss: float | None  # the step's mean training loss in nats per token (None when not a finite number)
+    lr: float
+    tokens: int  # training tokens seen so far
+    tokens_per_second: float  # since the previous step event
+    load_imbalance: float  # this step's max/mean thread busy time minus 1
+    sync_overhead: float  # this step's share of time the threads did not compute
+    threads: int
+    spheres: list[SphereRecord]
+
+
+@dataclass(frozen=True)
+class EpochEvent(_Event):
+    """An epoch's end with its validation (the checkpoint's val_history holds these without the "event" key)."""
+
+    kind: ClassVar[str] = "epoch"
+    epoch: int  # epochs done
+    step: int
+    train_loss: float | None  # mean training loss of the epoch
+    val_loss: float | None  # None without held-out files
+    val_bits_per_byte: float | None
+
+
+@dataclass(frozen=True)
+class CheckpointEvent(_Event):
+    """The model file was written."""
+
+    kind: ClassVar[str] = "checkpoint"
+    path: str
+
+
+@dataclass(frozen=True)
+class DoneEvent(_Event):
+    """The run's end; train() returns it and `cllm train --json` prints it last."""
+
+    kind: ClassVar[str] = "done"
+    checkpoint: str  # the model file
+    steps: int
+    tokens: int
+    seconds: float
+    tokens_per_second: float  # run average (RunStats)
+    final_loss: float | None  # the last step's training loss
+    val_bits_per_byte: float | None  # of the kept (best) weights
+    threads: int
+    spheres: int
+    load_imbalance: float
+    sync_overhead: float
+    stop_reason: str  # completed, early_stopping, max_steps, time_budget or cancelled
+    epochs: int  # epochs completed
+
+
+@dataclass(frozen=True)
+class FailedEvent(_Event):
+    """`cllm train --json` could not start or finish the run (its JSON kind is "error")."""
+
+    kind: ClassVar[str] = "error"
+    message: str
+
+
+TrainingEvent = StartEvent | StepEvent | EpochEvent | CheckpointEvent | DoneEvent | FailedEvent
+EVENT_TYPES: dict[str, type[_Event]] = {cls.kind: cls for cls in typing.get_args(TrainingEvent)}
+
+
+def event_from_json(data: Any) -> TrainingEvent:
+    """The training event of a parsed JSON object, by its "event" kind; EventError when it is not one."""
+    if not isinstance(data, dict):
+        raise EventError(f"a training event must be an object, got {_describe(data)}")
+    cls = EVENT_TYPES.get(data.get("event"))
+    if cls is None:
+        raise EventError(f"unknown training event {data.get('event')!r} (expected one of {', '.join(EVENT_TYPES)})")
+    return cls.from_json(data)
+
+
+# -- the checkpoint's training metadata ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingMetadata(_Record):
+    """What a model file records about its training (every field optional: older models lack some)."""
+
+    _FINITE: ClassVar[bool] = False  # stored as written; the checkpoint's JSON keeps NaN
+
+    train_config: dict[str, Any] = field(default_factory=dict)  # engine/config.py TrainConfig as a dict
+    workspace: str | None = None
+    files: int | None = None
+    train_files: list[str] = field(default_factory=list)  # paths relative to the workspace
+    val_files: list[str] = field(default_factory=list)
+    tokens: int | None = None
+    val_tokens: int | None = None
+    val_bytes: int | None = None
+    epochs: int | None = None  # epochs completed
+    steps: int | None = None
+    trained_tokens: int | None = None
+    loss_history: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss), at most ~200
+    val_history: list[EpochEvent] = field(default_factory=list)
+    val_bits_per_byte: float | None = None  # of the stored weights
+    val_loss: float | None = None
+    spheres: int | None = None
+    threads: int | None = None
+    sphere_stats: RunStats | None = None
+    created: str | None = None  # ISO 8601, UTC
+    seq_len: int | None = None
+    mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py reads them)
+    fim: str | None = None  # the FIM prompt format trained with, None without FIM
+    resume: ResumePosition | None = None
+
+    @classmethod
+    def _label(cls) -> str:
+        return "checkpoint metadata"
+
+    @property
+    def last_loss(self) -> float | None:
+        """The last training loss of loss_history, None when empty."""
+        return self.loss_history[-1][1] if self.loss_history else None
+
+
+# -- the wire --------------------------------------------------------------------------------------------
+
+
+def camel_case(name: str) -> str:
+    """snake_case -> camelCase: "tokens_per_second" -> "tokensPerSecond"; names without "_" are unchanged."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def to_wire(value: Any) -> Any:
+    """A JSON-ready value with every object key in camelCase: what LSP clients and browsers receive.
+
+    Applied once, where JSON leaves the server; values (such as a start event's "auto" names) are not changed."""
+    if isinstance(value, dict):
+        return {camel_case(key) if isinstance(key, str) else key: to_wire(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_wire(item) for item in value]
+    return value
