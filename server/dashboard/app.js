@@ -1,4 +1,5 @@
 // cllm dashboard: draws the Workspace's training live from /v1/events (or, without a token, from /v1/status).
+// Both carry the events and status of docs/protocol.md with camelCase keys.
 //
 // The token arrives only in the server-rendered <meta name="cllm-token"> of a page opened through the editor
 // command or the URL printed at start. It is moved into memory, the meta tag is emptied and the URL is
@@ -113,13 +114,13 @@ function resetRun() {
 function addStep(event) {
   state.last = event;
   state.steps.push({
-    step: event.step, loss: event.loss, tps: event.tokens_per_second ?? null, imbalance: event.load_imbalance ?? null,
+    step: event.step, loss: event.loss, tps: event.tokensPerSecond ?? null, imbalance: event.loadImbalance ?? null,
   });
   if (state.steps.length > MAX_STEPS) state.steps.splice(0, state.steps.length - MAX_STEPS);
   if (Array.isArray(event.spheres)) state.spheres = event.spheres;
   updateTraining({
-    state: "training", epoch: event.epoch, epochs: event.epochs, step: event.step, totalSteps: event.total_steps,
-    loss: event.loss, percent: event.total_steps ? Math.round((100 * event.step) / event.total_steps) : undefined,
+    state: "training", epoch: event.epoch, epochs: event.epochs, step: event.step, totalSteps: event.totalSteps,
+    loss: event.loss, percent: event.totalSteps ? Math.round((100 * event.step) / event.totalSteps) : undefined,
   });
 }
 
@@ -134,9 +135,9 @@ function updateTraining(fields) {
 function addEpoch(event) {
   const lastStep = state.steps.length ? state.steps[state.steps.length - 1].step : 0;
   state.epochs.push({
-    step: event.step ?? lastStep, epoch: event.epoch, trainLoss: event.train_loss, valLoss: event.val_loss, bpb: event.val_bits_per_byte,
+    step: event.step ?? lastStep, epoch: event.epoch, trainLoss: event.trainLoss, valLoss: event.valLoss, bpb: event.valBitsPerByte,
   });
-  updateTraining({ valLoss: event.val_loss, valBitsPerByte: event.val_bits_per_byte });
+  updateTraining({ valLoss: event.valLoss, valBitsPerByte: event.valBitsPerByte });
 }
 
 async function refreshStatus() {
@@ -155,7 +156,7 @@ function handle(event) {
       break;
     case "history":
       state.steps = event.steps.map((s) => ({
-        step: s.step, loss: s.loss, tps: s.tokens_per_second ?? null, imbalance: s.load_imbalance ?? null,
+        step: s.step, loss: s.loss, tps: s.tokensPerSecond ?? null, imbalance: s.loadImbalance ?? null,
       }));
       state.epochs = [];
       for (const e of event.epochs) addEpoch(e);
@@ -166,15 +167,15 @@ function handle(event) {
       refreshStatus();
       break;
     case "start":
-      logEvent("start", `${fmt(event.files)} files, ${fmt(event.tokens)} tokens, ${fmt(event.total_steps)} steps`);
-      updateTraining({ files: event.files, corpusTokens: event.tokens, totalSteps: event.total_steps });
+      logEvent("start", `${fmt(event.files)} files, ${fmt(event.tokens)} tokens, ${fmt(event.totalSteps)} steps`);
+      updateTraining({ files: event.files, corpusTokens: event.tokens, totalSteps: event.totalSteps });
       break;
     case "step":
       addStep(event);
       break;
     case "epoch":
       addEpoch(event);
-      logEvent("epoch", `${event.epoch}: train ${fmt(event.train_loss)}, validation ${fmt(event.val_loss)}, ${fmt(event.val_bits_per_byte)} bits/byte`);
+      logEvent("epoch", `${event.epoch}: train ${fmt(event.trainLoss)}, validation ${fmt(event.valLoss)}, ${fmt(event.valBitsPerByte)} bits/byte`);
       break;
     case "checkpoint":
       logEvent("checkpoint", event.path || "");
@@ -184,7 +185,7 @@ function handle(event) {
       notice(`training error: ${event.message}`, true);
       break;
     case "done":
-      logEvent("done", `${fmt(event.steps)} steps, ${fmt(event.tokens_per_second)} tokens/s, final loss ${fmt(event.final_loss)}`);
+      logEvent("done", `${fmt(event.steps)} steps, ${fmt(event.tokensPerSecond)} tokens/s, final loss ${fmt(event.finalLoss)}`);
       break;
     case "model_loaded":
       logEvent("model loaded", event.path || "");
@@ -245,8 +246,8 @@ async function pollStatus() {
     const training = (state.status && state.status.training) || {};
     const last = state.steps.length ? state.steps[state.steps.length - 1].step : -1;
     if (training.state === "training" && Number.isFinite(training.step) && training.step > last) {
-      addStep({ step: training.step, loss: training.loss, tokens_per_second: training.tokensPerSecond,
-        spheres: training.spheres, epoch: training.epoch, epochs: training.epochs, total_steps: training.totalSteps });
+      addStep({ step: training.step, loss: training.loss, tokensPerSecond: training.tokensPerSecond,
+        spheres: training.spheres, epoch: training.epoch, epochs: training.epochs, totalSteps: training.totalSteps });
     }
     state.redraw = true;
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -376,9 +377,9 @@ function drawThroughput() {
   ], { xLabel: "step", rightFormat: pct, zeroBased: true });
   canvas.dataset.points = String(tps.length);
   const last = state.last || {};
-  $("metric-tps").textContent = fmt(last.tokens_per_second, 0);
-  $("metric-imbalance").textContent = pct(last.load_imbalance);
-  $("metric-sync").textContent = pct(last.sync_overhead);
+  $("metric-tps").textContent = fmt(last.tokensPerSecond, 0);
+  $("metric-imbalance").textContent = pct(last.loadImbalance);
+  $("metric-sync").textContent = pct(last.syncOverhead);
   $("metric-threads").textContent = fmt(last.threads);
 }
 

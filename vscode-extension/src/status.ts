@@ -3,7 +3,8 @@
  * notification put it into words. Plain TypeScript (no `vscode` import) so that it is unit-tested directly.
  *
  * Sources: the `cllm.status` command's object (server/workspace.py `Workspace.status()`) and the
- * `cllm/sphereActivity` notifications sent while training and once when it ends.
+ * `cllm/sphereActivity` notifications sent while training and once when it ends. Their field names are the
+ * camelCase names of the training events (docs/protocol.md); tests/engine/test_events.py checks them.
  */
 import { fixed, formatAge, formatCount } from "./format";
 
