@@ -33,7 +33,7 @@ from . import corpus
 from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
-from .evaluate import heldout_mixture
+from .heldout import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
@@ -201,7 +201,7 @@ class _Run:
         self.last_emit = -math.inf
         self.emit_tokens = 0
         self.emit_time = time.perf_counter()
-        self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py), fitted at the end
+        self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
 
     def loop(self) -> Event:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""

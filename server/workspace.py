@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import filelock
 
-from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
 
@@ -180,7 +180,7 @@ class Workspace:
             completer = None
         with self._state_lock:
             if self._model is model:
-                if completer is not None and type(completer) is not Completer:
+                if completer is not None and completer.mixes:
                     self._completer = completer
                 self.cache_model_settled.set()
 
@@ -191,7 +191,7 @@ class Workspace:
 
     @property
     def model(self) -> Any:
-        """The loaded model (cllm.engine.generate.Model) or None."""
+        """The loaded model (cllm.engine.Model) or None."""
         return self._model
 
     def update_settings(self, settings: dict | None) -> list[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cllm.engine.cache_model import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
+from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
-from cllm.engine.generate import Completer, CompletionOptions, load_model
+from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_tiny_sources
