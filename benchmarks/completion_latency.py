@@ -26,8 +26,8 @@ import time
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from cllm.engine import Completer, CompletionOptions, Model
 from cllm.engine.config import ModelConfig
-from cllm.engine.generate import Completer, CompletionOptions, Model
 from cllm.engine.model import infer, new_cache
 from cllm.engine.params import init_params, views
 from cllm.engine.tokenizer import Tokenizer

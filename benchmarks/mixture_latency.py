@@ -1,4 +1,4 @@
-"""Completion latency with and without the workspace cache-model mixture, on a trained model's held-out files.
+"""Completion latency with and without the workspace cache mixture, on a trained model's held-out files.
 
     python benchmarks/mixture_latency.py MODEL [--positions 60] [--max-tokens 64]
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cllm.engine.cache_model import MixtureCompleter, read_documents
+from cllm.engine import Completer, CompletionOptions, load_model, make_completer
+from cllm.engine.corpus import read_documents
 from cllm.engine.evaluate import sample_positions
-from cllm.engine.generate import Completer, CompletionOptions, load_model, make_completer
 
 TYPED = 3  # characters typed, one request each, before every sampled cursor
 
@@ -59,7 +59,7 @@ def main() -> None:
     positions = sample_positions(documents, args.positions, seed=0)
     options = CompletionOptions(max_tokens=args.max_tokens)
     rows = [("transformer", Completer(model))]
-    if isinstance(mixture, MixtureCompleter):
+    if mixture.mixes:
         rows.append(("mixture", mixture))
     print(f"{len(positions)} positions x {TYPED} keystrokes, max_tokens {args.max_tokens}, "
           f"5-gram built in {build_s:.2f} s" if len(rows) == 2 else "no mixture weights or workspace: transformer only")

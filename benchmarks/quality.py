@@ -22,10 +22,8 @@ import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
 
+from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model, train
 from cllm.engine.config import ModelConfig, TrainConfig
-from cllm.engine.evaluate import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table
-from cllm.engine.generate import load_model
-from cllm.engine.train import train
 
 DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
 

@@ -1,1 +1,24 @@
-"""cllm.engine: the model. Knows nothing of editors or networks."""
+"""cllm.engine: the model. Knows nothing of editors or networks.
+
+The faces (the CLI, the language server, the HTTP server, the demo and the benchmarks) reach the model through
+these names:
+- load_model(path) -> Model, or CheckpointError saying what to do;
+- make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
+  workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
+- complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
+- train(workspace, ...) -> the final training record, or TrainError;
+- evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
+  text, or EvalError.
+The modules behind them are named for what they hold (engine/loading.py, generate.py, mixture.py, ngram.py, ...).
+`train` and `evaluate` here are the functions; their modules stay importable as `from cllm.engine.train import ...`.
+"""
+
+from .checkpoint import CheckpointError
+from .evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
+from .generate import Completer, Completion, CompletionOptions, Model
+from .loading import complete, load_model, make_completer
+from .train import TrainError, train
+
+__all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError", "Model",
+           "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "load_model", "make_completer",
+           "train"]

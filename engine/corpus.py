@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -38,6 +38,19 @@ class Document:
     path: str
     text: str
     size: int
+
+
+def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
+    """Documents for relative `paths` under `root` and the paths that could not be read."""
+    docs, missing = [], []
+    for rel in paths:
+        try:
+            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            missing.append(rel)
+            continue
+        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
+    return docs, missing
 
 
 @dataclass

@@ -11,11 +11,11 @@ Four measures on the same files in one run:
 - baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
 With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
-a match model (engine/cache_model.py), bits per byte and line completion, weights cross-fitted across the evaluated
+a match model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
 files (so no file is scored with weights fitted on itself).
 
 The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
-completions use the mixture (engine/generate.py `make_completer`), so the headline is the mixture's and "completer"
+completions use the mixture (engine/loading.py `make_completer`), so the headline is the mixture's and "completer"
 says "transformer+cache"; the transformer alone is always reported under "transformer".
 """
 
@@ -30,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import KneserNey, xz_conditional_bits_per_byte
-from .cache_model import (Mixture, MixtureCompleter, fit_mixture, fitted_mixture, mixture_metadata, read_documents,
-                          stored_mixture, workspace_models)
-from .config import ModelConfig
-from .corpus import Document, scan
+from .baselines import xz_conditional_bits_per_byte
+from .corpus import Document, read_documents, scan
 from .generate import Completer, CompletionOptions, Model
+from .heldout import Progress, bits_and_bytes, document_nats
 from .match_model import MatchIndex
-from .model import make_scratch, token_losses
+from .mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
+from .ngram import KneserNey
 from .syntax import count_errors, function_body_spans, keeps_syntax
 from .tokenizer import Tokenizer
 
@@ -45,9 +44,6 @@ DEFAULT_POSITIONS = 300
 LINE_MAX_TOKENS = 64
 MULTILINE_MAX_TOKENS = 128
 _NO_DEADLINE_MS = 1e9  # evaluation is about quality: never cut a completion short on time
-_BATCH = 4
-
-Progress = Callable[[str, int, int], None]
 
 
 class EvalError(Exception):
@@ -156,68 +152,6 @@ def sample_positions(documents: Sequence[Document], count: int, seed: int = 0) -
     return sorted(positions, key=lambda p: (p.doc, p.offset))
 
 
-def _windows(length: int, first_target: int, window: int) -> list[tuple[int, int]]:
-    """(start, first scored target) of each window over a sequence: targets are positions 1..length-1.
-
-    Window w feeds tokens[start:start+window] and predicts positions start+1..start+window; it scores only those not
-    scored by an earlier window, so after the first window every target sees at least window - stride tokens.
-    """
-    stride = max(window // 2, 1)
-    out, scored_to, start = [], first_target, 0
-    while scored_to < length:
-        end = min(start + window, length - 1)
-        if end + 1 > scored_to:
-            out.append((start, scored_to))
-            scored_to = end + 1
-        start += stride
-    return out
-
-
-def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                  window: int, progress: Progress | None = None) -> list[np.ndarray]:
-    """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
-    its path header, as in training) with sliding windows of `window` tokens, stride half a window."""
-    jobs: list[tuple[int, np.ndarray, int, int]] = []
-    nats: list[np.ndarray] = []
-    headers = []
-    for d, doc in enumerate(documents):
-        header = tokenizer.header_ids(doc.path)
-        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
-        headers.append(len(header))
-        nats.append(np.zeros(len(tokens) - len(header)))
-        jobs += [(d, tokens, start, first) for start, first in _windows(len(tokens), len(header), window)]
-    scratch = make_scratch(config, _BATCH, window)
-    for b in range(0, len(jobs), _BATCH):
-        batch = jobs[b:b + _BATCH]
-        inputs = np.zeros((_BATCH, window), dtype=np.int32)
-        targets = np.full((_BATCH, window), -1, dtype=np.int32)
-        for row, (_, tokens, start, first) in enumerate(batch):
-            chunk = tokens[start:start + window + 1]
-            inputs[row, :len(chunk) - 1] = chunk[:-1]
-            keep = slice(first - start - 1, len(chunk) - 1)
-            targets[row, keep] = chunk[1:][keep]
-        losses = token_losses(params, inputs, targets, config, scratch)
-        for row, (d, tokens, start, first) in enumerate(batch):
-            last = min(start + window, len(tokens) - 1)
-            nats[d][first - headers[d]:last + 1 - headers[d]] = losses[row, first - start - 1:last - start]
-        if progress:
-            progress("bits per byte", min(b + _BATCH, len(jobs)), len(jobs))
-    return nats
-
-
-def heldout_bits(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                 window: int, progress: Progress | None = None) -> tuple[float, int]:
-    """(total bits, total UTF-8 bytes) of `documents` under the model (see document_nats).
-
-    The trainer may call this on its held-out split so its per-epoch number and `cllm eval`'s are the same measure.
-    """
-    return _bits_and_bytes(document_nats(params, config, tokenizer, documents, window, progress), documents)
-
-
-def _bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) -> tuple[float, int]:
-    return sum(float(n.sum()) for n in nats) / math.log(2), sum(len(d.text.encode("utf-8")) for d in documents)
-
-
 def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document]) -> float:
     """Total bits of the documents' text tokens under the n-gram model, given the same path headers as the model."""
     bits = 0.0
@@ -246,7 +180,7 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
 def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
                    documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
     """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache and the match model
-    (engine/cache_model).
+    (engine/mixture.py).
 
     Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
@@ -262,16 +196,6 @@ def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
     bits = -sum(float(np.log2(fitted[i % 2].mix(*parts[i])).sum()) for i in range(len(parts)))
     buckets = np.concatenate([b for _, b in parts])
     return fitted, bits, every.weights[buckets].mean(axis=0)
-
-
-def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                    train_documents: Sequence[Document], window: int) -> dict[str, Any] | None:
-    """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
-    completions (engine/cache_model.py); None without held-out or training documents. The trainer calls it."""
-    if not documents or not train_documents:
-        return None
-    nats = document_nats(params, config, tokenizer, documents, window)
-    return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])
 
 
 Predictor = Callable[[int, str, str], str]
@@ -380,7 +304,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     tok = model.tokenizer
     window = model.context
     nats = document_nats(model.params, model.config, tok, documents, window, progress)
-    bits, n_bytes = _bits_and_bytes(nats, documents)
+    bits, n_bytes = bits_and_bytes(nats, documents)
     if n_bytes == 0:
         raise EvalError("the files to evaluate are all empty")
     baselines, workspace = _baselines(tok, documents, train_documents, n_bytes)
@@ -399,7 +323,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
             header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
         fitted, mixed_bits, weights = _fold_mixtures(nats, kn, index, tok, documents)
-        completers = [MixtureCompleter(model, kn, index, m) for m in fitted]
+        completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
         predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
             prefix, suffix, line, path=documents[d].path).text
         mixture = {"bits_per_byte": mixed_bits / n_bytes,

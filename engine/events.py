@@ -331,7 +331,7 @@ class TrainingMetadata(_Record):
     sphere_stats: RunStats | None = None
     created: str | None = None  # ISO 8601, UTC
     seq_len: int | None = None
-    mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py reads them)
+    mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
     resume: ResumePosition | None = None
 

@@ -1,9 +1,14 @@
 """Code completion with a trained model: prompts, KV-cache decoding, prefix reuse, sampling and stop rules.
 
-`complete(model, prefix, suffix, options)` is the one entry point of the CLI, the language server and the HTTP
-server. Behind it a `Completer` keeps, per document, the KV cache of its last prompt: a request whose prompt shares
-a prefix with it (the user typed one more character) runs only the tokens after the shared part. Decoding runs
-one token at a time through the cache, greedy by default; `engine/stops.py` decides where the suggestion ends.
+A `Completer` completes the code at a cursor. The CLI, the language server and the HTTP server get theirs from
+engine/loading.py `make_completer` (the facade in engine/__init__.py). It keeps, per document, the KV cache of its
+last prompt: a request whose prompt shares a prefix with it (the user typed one more character) runs only the
+tokens after the shared part. Decoding runs one token at a time through the cache, greedy by default;
+`engine/stops.py` decides where the suggestion ends.
+
+The scoring seam: a Completer may be given a `Scorer`, which sees each request's document and turns the
+transformer's logits into the scores decoding picks from. The workspace cache mixture (engine/mixture.py) plugs in
+there; without a scorer the transformer's logits are used as they are.
 
 Prompts follow the training format. Without text after the cursor: [file] path "\\n" + prefix. With it, and a
 model trained for it (engine/data.py), fill-in-the-middle in suffix-first order: [fim_prefix] [fim_suffix] suffix
@@ -33,16 +38,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .checkpoint import CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .data import FIM_FORMAT
 from .model import GreedyHead, KVCache, greedy_head, infer, new_cache
-from .params import num_params
 from .stops import StopRules
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -83,18 +86,20 @@ class CompletionOptions:
 
 @dataclass
 class Completion:
-    """A suggestion: its text, how many tokens were generated, why generation stopped, and how long it took."""
+    """A suggestion: its text, how many tokens were generated, why generation stopped, how long it took, and how
+    many tokens the prompt the model read had (0 when it read none)."""
 
     text: str
     tokens: int
     stop_reason: str
     ms: float
+    prompt_tokens: int = 0
 
 
 @dataclass(eq=False)
 class Model:
-    """A loaded model: weights, tokenizer and training record. `context` is the longest prompt + completion.
-    Models compare by identity (their weights are arrays).
+    """A loaded model (engine/loading.py reads one from a .cllm file): weights, tokenizer and training record.
+    `context` is the longest prompt + completion. Models compare by identity (their weights are arrays).
 
     The weights are immutable once the Model exists: derived copies (the int8 `greedy_head`) are built once
     and never rebuilt, so code that changes weights (training) must build a new Model from them."""
@@ -104,8 +109,6 @@ class Model:
     tokenizer: Tokenizer
     metadata: dict[str, Any]
     path: Path | None = None
-    _completer: "Completer | None" = field(default=None, init=False, repr=False, compare=False)
-    _completer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _greedy: tuple[GreedyHead | None] | None = field(default=None, init=False, repr=False, compare=False)
     _greedy_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -136,61 +139,6 @@ class Model:
                 except ValueError:
                     self._greedy = (None,)
             return self._greedy[0]
-
-    @property
-    def completer(self) -> "Completer":
-        """The model's shared Completer (used by `complete`), created on first use (see make_completer)."""
-        with self._completer_lock:
-            if self._completer is None:
-                self._completer = make_completer(self)
-            return self._completer
-
-
-def make_completer(model: Model, cache_slots: int = 8) -> "Completer":
-    """The completer real completions use: the transformer mixed with the workspace cache model
-    (engine/cache_model.py) when the checkpoint stores mixture weights and its workspace's training files can
-    be read, else the transformer alone. Building the mixture's 5-gram reads and counts the training files
-    (about a second for 1 MB of code), so servers call this off their event loop."""
-    from .cache_model import mixture_completer  # cache_model builds on this module
-
-    return mixture_completer(model, cache_slots) or Completer(model, cache_slots)
-
-
-def load_model(path: str | Path) -> Model:
-    """Load a .cllm file for completion; CheckpointError (with what to do) when it cannot be used."""
-    path = Path(path)
-    ckpt = load_checkpoint(path)
-    try:
-        tokenizer = Tokenizer.from_json(ckpt.tokenizer_json)
-    except ValueError as exc:
-        raise CheckpointError(f"{path} holds no usable tokenizer ({exc}). Retrain with `cllm train`.") from exc
-    cfg = ckpt.model_config
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                              f"{cfg.vocab_size}. Retrain with `cllm train`.")
-    if ckpt.params.shape != (num_params(cfg),):
-        raise CheckpointError(f"{path}: weights do not match the model config. Retrain with `cllm train`.")
-    model = Model(cfg, np.ascontiguousarray(ckpt.params, dtype=np.float32), tokenizer, ckpt.metadata, path)
-    warm_up(model)
-    return model
-
-
-def warm_up(model: Model) -> None:
-    """Build the greedy head and run a 2-token prompt and decode steps (plain and greedy) so that the compiled
-    kernels of every path are loaded (or compiled, after an upgrade) before the first request, which has a
-    deadline."""
-    cache = new_cache(model.config, 4)
-    tokens = np.full(2, model.tokenizer.file_id, np.int32)
-    infer(model.params, model.config, tokens, cache)
-    infer(model.params, model.config, tokens[:1], cache)
-    if model.greedy_head is not None:
-        infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
-
-
-def complete(model: Model, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
-             path: str | None = None) -> Completion:
-    """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known)."""
-    return model.completer.complete(prefix, suffix, options, path=path, doc_key=path)
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -348,6 +296,21 @@ def pick_token(logits: np.ndarray, options: CompletionOptions, rng: np.random.Ge
 
 # ------------------------------------------------------------------------------------------------ completer
 
+class Scorer(Protocol):
+    """The scoring seam: what a Completer decodes from instead of the transformer's logits alone (the workspace
+    cache mixture, engine/mixture.py MixtureScorer). A Completer calls it under its lock, one request at a time."""
+
+    def begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
+        """A request starts: the text before the cursor, the healed bytes the output must start with (taken back
+        from the prefix's end, see healed_prompt) and the file's workspace-relative path (None if unknown)."""
+
+    def append(self, token: int) -> None:
+        """Decoding picked `token`: it follows the document from now on."""
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The scores (log-probabilities) of the next token from the transformer's exact fp32 `logits`."""
+
+
 @dataclass
 class _Slot:
     """One document's KV cache and the token ids it holds (ids[:cache.length])."""
@@ -362,18 +325,22 @@ class Completer:
     Thread-safe: requests run one at a time. `tokens_run` counts every token pushed through the model and
     `tokens_reused` the prompt tokens taken from a cache instead, so callers and tests can see reuse work.
 
-    Greedy picks over the whole vocabulary (temperature 0, no token-healing restriction) score the output head
-    through the model's int8 `greedy_head`: `_prefill`/`_step` then return logits that are exact for every
-    token that could win the argmax and -inf for the rest, so the pick equals the fp32 one. Subclasses that
-    need every logit exact (to transform them) set `fast_greedy = False`."""
+    With a `scorer` (the scoring seam, see Scorer) decoding picks from the scorer's scores instead of the
+    transformer's logits; `mixes` says whether it does.
+
+    Greedy picks over the whole vocabulary (temperature 0, no token-healing restriction) and no scorer score the
+    output head through the model's int8 `greedy_head`: `_prefill`/`_step` then return logits that are exact for
+    every token that could win the argmax and -inf for the rest, so the pick equals the fp32 one. A scorer gets
+    every logit exact; so does a subclass that sets `fast_greedy = False` (tests compare the two paths)."""
 
     fast_greedy: ClassVar[bool] = True
 
-    def __init__(self, model: Model, cache_slots: int = 8) -> None:
+    def __init__(self, model: Model, cache_slots: int = 8, scorer: Scorer | None = None) -> None:
         if cache_slots < 1:
             raise ValueError(f"cache_slots must be at least 1, got {cache_slots}")
         self.model = model
         self.cache_slots = cache_slots
+        self.scorer = scorer
         self.tokens_run = 0
         self.tokens_reused = 0
         self._slots: OrderedDict[Any, _Slot] = OrderedDict()
@@ -382,6 +349,11 @@ class Completer:
         self._one = np.zeros(1, np.int32)
         self._specials = len(SPECIAL_TOKENS)
         self._head: GreedyHead | None = None  # the head the next _prefill/_step scores with (None: fp32)
+
+    @property
+    def mixes(self) -> bool:
+        """Whether completions come from a scorer (the workspace cache mixture) rather than the transformer alone."""
+        return self.scorer is not None
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
                  path: str | None = None, doc_key: Any = None,
@@ -401,13 +373,16 @@ class Completer:
                 return Completion("", 0, "max_tokens", _ms(start))
             ids, healed = healed_prompt(model.tokenizer, self._vocabulary(), prefix,
                                         suffix if model.fills_middle else "", path, model.context - max_new)
-            self._begin_document(prefix, healed, path)
+            if self.scorer is not None:
+                self.scorer.begin_document(prefix, healed, path)
             slot = self._slot(doc_key)
             rules = StopRules(prefix, suffix, options.multiline, options.stop)
             with _single_threaded_blas:
                 self._head = self._head_for(options, healed)
-                logits = self._prefill(slot, ids)
-                return self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
+                logits = self._scored(self._prefill(slot, ids))
+                completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
+            completion.prompt_tokens = len(ids)
+            return completion
 
     def _decode(self, slot: _Slot, logits: np.ndarray, rules: StopRules, options: CompletionOptions,
                 max_new: int, healed: bytes, start: float, cancel: threading.Event | None) -> Completion:
@@ -442,16 +417,19 @@ class Completer:
             if generated >= max_new:
                 break
             self._head = self._head_for(options, pending)
-            logits = self._step(slot, token)
+            if self.scorer is not None:
+                self.scorer.append(token)
+            logits = self._scored(self._step(slot, token))
         return Completion(rules.finish(text), generated, reason, _ms(start))
 
-    def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
-        """Hook run at the start of each request with the prefix, the healed bytes the output must start with
-        and the path; subclasses that read the document itself (engine/cache_model.py) override it."""
+    def _scored(self, logits: np.ndarray) -> np.ndarray:
+        """What the next token is picked from: the scorer's scores, or the transformer's logits without one."""
+        return logits if self.scorer is None else self.scorer.scores(logits)
 
     def _head_for(self, options: CompletionOptions, pending: bytes) -> GreedyHead | None:
-        """The int8 head when the next pick is greedy over every token (no healing bytes pending), else None."""
-        if self.fast_greedy and options.temperature <= 0 and not pending:
+        """The int8 head when the next pick is greedy over every token (no healing bytes pending) and no scorer
+        needs every logit exact, else None."""
+        if self.fast_greedy and self.scorer is None and options.temperature <= 0 and not pending:
             return self.model.greedy_head
         return None
 

@@ -1,6 +1,6 @@
 """A match model: predict that the text goes on as it did the last time its recent tokens occurred.
 
-The n-gram models of engine/cache_model.py look at the last three or four tokens only. Code repeats much longer
+The n-gram models of engine/mixture.py look at the last three or four tokens only. Code repeats much longer
 spans (a declaration list, an error-handling line, a table copied between files), and that is where a compressor
 like xz, which can copy any earlier span, beats them. The match model finds the most recent earlier occurrence of
 the last 6, 12 and 24 tokens (MATCH_ORDERS), in the current document or in the workspace's training files,
@@ -13,7 +13,7 @@ Copied code changes a token here and there (a renamed field, another constant in
 tokens match nowhere, the model recovers: it looks for the tokens before the last one and, skipping the token
 that differs, predicts what followed them (the level RECOVERED), as a compressor's repeated-offset match does.
 
-Hashes are baselines.suffix_hashes of MATCH_ORDERS tokens; a hash collision is caught by comparing the tokens.
+Hashes are ngram.suffix_hashes of MATCH_ORDERS tokens; a hash collision is caught by comparing the tokens.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from .baselines import suffix_hash_rows
+from .ngram import suffix_hash_rows
 
 MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
 MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up (6 and 12 alone measured worse)

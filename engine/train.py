@@ -38,9 +38,9 @@ from . import corpus
 from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
-from .evaluate import heldout_mixture
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
                      StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .heldout import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
@@ -270,7 +270,7 @@ class _Run:
         self.step_walls: list[float] = []
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
         self.save_seconds: float | None = None  # last measured duration of writing the model file
-        self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/cache_model.py), fitted at the end
+        self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
 
     def loop(self) -> DoneEvent:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""

@@ -166,11 +166,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from cllm.engine.checkpoint import CheckpointError
+    from cllm.engine import CheckpointError, TrainError, train
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import WorkspaceBusy, acquire_training_lock, default_model_path
     from cllm.engine.spheres import SphereError
-    from cllm.engine.train import TrainError, train
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
@@ -243,8 +242,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from cllm.engine.checkpoint import CheckpointError
-    from cllm.engine.generate import CompletionOptions, load_model
+    from cllm.engine import CheckpointError, CompletionOptions, complete, load_model
 
     def fail(message: str, code: int) -> int:
         print(f"cllm complete: error: {message}", file=sys.stderr)
@@ -276,7 +274,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
         if args.batch is not None:
             return _complete_batch(model, args.batch, options, args.json)
         path = None if args.file is None else _complete_doc_path(args.file, model)
-        result = model.completer.complete(prefix, args.suffix or "", options, path=path, doc_key=path)
+        result = complete(model, prefix, args.suffix or "", options, path=path)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     if args.json:
@@ -328,6 +326,8 @@ def _complete_batch(model, batch: str, options, full: bool) -> int:
     stop_reason and ms with --json), or {"id", "error"} for a line that cannot be completed."""
     import json
 
+    from cllm.engine import complete
+
     try:
         if batch == "-":
             lines = sys.stdin.readlines()
@@ -360,7 +360,7 @@ def _complete_batch(model, batch: str, options, full: bool) -> int:
                 raise ValueError('"suffix" must be a string')
             prefix = _complete_read_prefix(file, offset)
             path = _complete_doc_path(file, model)
-            result = model.completer.complete(prefix, suffix, options, path=path, doc_key=path)
+            result = complete(model, prefix, suffix, options, path=path)
             out = {"id": request_id, "completion": result.text}
             if full:
                 out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3))
@@ -460,9 +460,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines."""
     import json
 
-    from cllm.engine.checkpoint import CheckpointError
-    from cllm.engine.evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
-    from cllm.engine.generate import load_model
+    from cllm.engine import (DEFAULT_POSITIONS, CheckpointError, EvalError, evaluate, evaluation_files, format_table,
+                             load_model)
 
     positions = DEFAULT_POSITIONS if args.positions is None else args.positions
     if positions < 0:

@@ -330,10 +330,9 @@ def _finish_reason(stop_reason: str) -> str:
 
 def _complete_one(workspace: Any, prompt: str, req: CompletionRequest,
                   cancel: threading.Event) -> tuple[Any, int]:
-    """(Completion or None, prompt tokens): runs on the completion thread, tokenizing there too."""
+    """(Completion or None, prompt tokens): runs on the completion thread."""
     completion = workspace.complete(prompt, req.suffix, path=req.path, cancel=cancel, **req.options)
-    model = workspace.model
-    return completion, (len(model.tokenizer.encode(prompt)) if model is not None else 0)
+    return completion, (completion.prompt_tokens if completion is not None else 0)
 
 
 async def _run_completions(request: web.Request, req: CompletionRequest) -> list[tuple[Any, int]]:

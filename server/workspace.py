@@ -40,9 +40,9 @@ from typing import Any, Callable
 
 import filelock
 
+from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, StartEvent, StepEvent, TrainingEvent,
                                 TrainingMetadata, event_from_json, to_wire)
-from cllm.engine.generate import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
 
@@ -125,7 +125,7 @@ class Workspace:
         self._completer: Completer | None = None
         self._model_info: dict[str, Any] = {"present": False}
         # Set once the cache-model completer of the loaded model is in place, or known to be unavailable.
-        self.cache_model_settled = threading.Event()
+        self.mixture_settled = threading.Event()
         self._job: _Job | None = None
         self._training: dict[str, Any] = {"state": "idle"}
         self._set_model_dir()
@@ -164,7 +164,7 @@ class Workspace:
             self._model, self._completer = model, completer
             self._model_info = summary
         log.info("model loaded from %s", model.path)
-        self.cache_model_settled.clear()
+        self.mixture_settled.clear()
         threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
 
     def _install_mixture(self, model: Any) -> None:
@@ -177,9 +177,9 @@ class Workspace:
             completer = None
         with self._state_lock:
             if self._model is model:
-                if completer is not None and type(completer) is not Completer:
+                if completer is not None and completer.mixes:
                     self._completer = completer
-                self.cache_model_settled.set()
+                self.mixture_settled.set()
 
     @property
     def has_model(self) -> bool:
@@ -188,7 +188,7 @@ class Workspace:
 
     @property
     def model(self) -> Any:
-        """The loaded model (cllm.engine.generate.Model) or None."""
+        """The loaded model (cllm.engine.Model) or None."""
         return self._model
 
     def update_settings(self, settings: dict | None) -> list[str]:

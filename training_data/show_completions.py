@@ -1,7 +1,8 @@
 """Print a trained model's completions for the demo prompts (the last step of `make demo`).
 
 Usage: python training_data/show_completions.py MODEL [--max-tokens N] [--single-line] [--path FILE] [PROMPT ...]
-Each completion goes through the same `complete()` entry point as the editor and the HTTP server.
+Each completion comes from the completer the model ships with (cllm.engine's `complete()`), as in the editor
+and the HTTP server.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cllm.engine.checkpoint import CheckpointError
-from cllm.engine.generate import CompletionOptions, complete, load_model
+from cllm.engine import CheckpointError, CompletionOptions, complete, load_model
 
 DEMO_PROMPTS = ("int main(void) {", "static int", "#include", "/* Calculate")
 

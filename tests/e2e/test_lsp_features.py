@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from cllm.engine.generate import Completer, load_model
+from cllm.engine import Completer, load_model
 from cllm.engine.paths import default_model_path
 from conftest import TINY_C_SOURCES, write_tiny_sources
 from lsp_helpers import end_position, execute, inline_params, lsp_session, model_folder, open_c, wait_until
@@ -28,7 +28,7 @@ def tiny_ws(tmp_path: Path) -> Path:
 
 def expected(model_path: Path, prefix: str, suffix: str, path: str, **options) -> str:
     """What the engine itself completes (greedy decoding is deterministic)."""
-    from cllm.engine.generate import CompletionOptions
+    from cllm.engine import CompletionOptions
 
     return Completer(load_model(model_path)).complete(prefix, suffix, CompletionOptions(**options), path=path).text
 

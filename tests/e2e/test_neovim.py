@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cllm.engine.generate import Completer, CompletionOptions, load_model
+from cllm.engine import Completer, CompletionOptions, load_model
 from conftest import require_program
 from lsp_helpers import SERVER_COMMAND, TINY_TRAINING
 

@@ -1,4 +1,4 @@
-"""`cllm eval`: cursor sampling, edit similarity, sliding windows, and the whole command on a tiny model."""
+"""`cllm eval`: cursor sampling, edit similarity, and the whole command on a tiny model."""
 
 import json
 
@@ -6,8 +6,9 @@ import pytest
 
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
-from cllm.engine.evaluate import _windows, edit_similarity, heldout_mixture, levenshtein, sample_positions
-from cllm.engine.generate import load_model
+from cllm.engine.evaluate import edit_similarity, levenshtein, sample_positions
+from cllm.engine.heldout import heldout_mixture
+from cllm.engine.loading import load_model
 from cllm.server.cli import main
 from conftest import TINY_C_SOURCES, write_tiny_sources
 
@@ -71,16 +72,6 @@ def test_positions_when_asking_for_more_than_exist():
     positions = sample_positions(docs, 50, seed=0)
     assert 0 < len(positions) < 50
     assert len(set(positions)) == len(positions)
-
-
-@pytest.mark.parametrize("length, header, window", [(10, 3, 4), (50, 5, 16), (17, 2, 32), (6, 6, 4)])
-def test_sliding_windows_score_every_target_once(length, header, window):
-    scored = []
-    for start, first in _windows(length, header, window):
-        last = min(start + window, length - 1)
-        assert start < first <= last
-        scored += range(first, last + 1)
-    assert scored == list(range(header, length))
 
 
 def test_eval_command_on_a_folder(tiny_model_path, tmp_path, capsys):

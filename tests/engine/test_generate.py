@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from cllm.engine.checkpoint import CheckpointError
 from cllm.engine.generate import (MAX_HEALED_TOKENS, Completer, CompletionOptions, Model, Vocabulary, build_prompt,
-                                  complete, head_ids, healed_prompt, load_model, pick_token, tail_ids)
+                                  head_ids, healed_prompt, pick_token, tail_ids)
+from cllm.engine.loading import complete, load_model
 from cllm.engine.model import infer, new_cache
 
 MULTI = CompletionOptions(max_tokens=24, multiline=True)
@@ -31,21 +31,6 @@ class CancelAfter(threading.Event):
         if self.checks < 0:
             self.set()
         return super().is_set()
-
-
-def test_load_model_reads_config_tokenizer_and_training_context(model, tiny_model_path):
-    assert model.path == tiny_model_path
-    assert model.context == 64  # the training seq_len recorded in the metadata
-    assert model.tokenizer.vocab_size == model.config.vocab_size
-
-
-def test_load_model_refuses_a_bad_file_clearly(tmp_path):
-    bad = tmp_path / "bad.cllm"
-    bad.write_bytes(b"not a model at all")
-    with pytest.raises(CheckpointError):
-        load_model(bad)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(tmp_path / "missing.cllm")
 
 
 def test_kv_cache_decoding_equals_full_recompute_token_by_token(model):
@@ -205,6 +190,15 @@ def test_token_and_time_limits(model):
     assert complete(model, "int x", "", CompletionOptions(max_tokens=0)).text == ""
     late = complete(model, "int main(void) {", "", CompletionOptions(max_ms=1e-6))
     assert (late.text, late.stop_reason) == ("", "timeout")
+
+
+def test_a_completion_counts_the_prompt_tokens_the_model_read(model):
+    prefix = "int main(void) {\n    int x = "
+    ids, _ = healed_prompt(model.tokenizer, Vocabulary(model.tokenizer), prefix, "", None, model.context - 24)
+    completer = Completer(model)
+    assert completer.complete(prefix, "", MULTI).prompt_tokens == len(ids) > 0
+    assert completer.complete(prefix, "", CompletionOptions(max_tokens=0)).prompt_tokens == 0  # nothing was read
+    assert not completer.mixes
 
 
 def test_greedy_is_deterministic_and_sampling_follows_its_seed(model):

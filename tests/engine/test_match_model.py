@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cllm.engine.cache_model import DocumentCache
+from cllm.engine.mixture import DocumentCache
 from cllm.engine.match_model import (MATCH_LEVELS, MATCH_MAX, MATCH_MIN, MATCH_ORDERS, NO_MATCH, RECOVERED, MatchIndex,
                                      longest_matches, match_level, match_predictions)
 

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from cllm.engine.tokenizer import MIN_VOCAB_SIZE, SPECIAL_TOKENS, Tokenizer
+from cllm.engine.checkpoint import load_checkpoint
+from cllm.engine.tokenizer import MIN_VOCAB_SIZE, SPECIAL_TOKENS, ChunkedEncoder, Tokenizer
+from conftest import TINY_C_SOURCES
 
 C_SAMPLE = """#include <stdio.h>
 /* Calculate the sum of an array. */
@@ -116,3 +118,11 @@ def test_encode_batch_matches_encode(tok):
     texts = [C_SAMPLE, "", "日本", "<|file|>"]
     for ids, text in zip(tok.encode_batch(texts), texts):
         np.testing.assert_array_equal(ids, tok.encode(text))
+
+
+def test_chunked_encoder_tokenizes_like_the_tokenizer_while_text_grows(tiny_model_path):
+    tok = Tokenizer.from_json(load_checkpoint(tiny_model_path).tokenizer_json)
+    text = "".join(TINY_C_SOURCES.values()) * 2
+    encoder = ChunkedEncoder(tok, chunk_chars=40)
+    for end in range(0, len(text), 37):
+        assert np.array_equal(encoder.encode(text[:end]), tok.encode(text[:end]))

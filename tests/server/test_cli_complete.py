@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cllm.engine.generate import CompletionOptions, complete, load_model
+from cllm.engine import CompletionOptions, complete, load_model
 from cllm.server.cli import main
 
 CLLM = Path(sys.executable).parent / "cllm"

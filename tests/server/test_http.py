@@ -113,7 +113,7 @@ async def test_completion_matches_the_workspace(client, workspace):
     assert choice["finish_reason"] in ("stop", "length")
     usage = body["usage"]
     assert usage["completion_tokens"] == expected.tokens
-    assert usage["prompt_tokens"] == len(workspace.model.tokenizer.encode(PROMPT))
+    assert usage["prompt_tokens"] == expected.prompt_tokens > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 

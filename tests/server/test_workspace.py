@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cllm.engine.cache_model import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
+from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
-from cllm.engine.generate import Completer, CompletionOptions, load_model
+from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -72,7 +72,7 @@ def test_complete_matches_the_engine_and_honours_settings(tmp_path: Path, traine
     assert workspace.complete(prefix, "", cancel=cancel).stop_reason == "cancelled"
 
 
-def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: Path):
+def test_the_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: Path):
     source = tmp_path / "ws"
     write_tiny_sources(source)
     ckpt = load_checkpoint(tiny_model_path)
@@ -82,7 +82,7 @@ def test_the_cache_model_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_m
     save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
     workspace = Workspace(source, {"modelDir": str(tmp_path / "models")})
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
-    assert workspace.cache_model_settled.wait(120), "the cache-model completer was never built"
+    assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
     assert workspace.complete(prefix, "", path="x.c").text == "counter = 0;"
 
 

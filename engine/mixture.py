@@ -1,8 +1,8 @@
-"""A workspace cache model mixed with the transformer: copy what the workspace and the open file already say.
+"""The workspace cache mixture: copy what the workspace and the open file already say.
 
 Four next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match:
 - the transformer (its context is short: the training sequence length);
-- a Kneser-Ney 5-gram over the workspace's training files (baselines.KneserNey), which can copy identifiers and
+- a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
   whole lines from other files the way a compressor does;
 - a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
   names and lines from far back in the same file, beyond the transformer's window;
@@ -15,16 +15,16 @@ transformer elsewhere. They are fitted by expectation-maximisation on held-out t
 fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
 with weights fitted on it.
 
-Real completions use the mixture too: the trainer fits the weights on its held-out files and stores them in the
-checkpoint metadata ("mixture"); `mixture_completer` rebuilds the 5-gram and the match index from the workspace's
-training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store) and returns a
-MixtureCompleter, or None when the weights or the files are missing, so that callers fall back to the
-transformer alone.
+Real completions use the mixture too: the trainer fits the weights on its held-out files (engine/heldout.py) and
+stores them in the checkpoint metadata ("mixture"); `workspace_scorer` rebuilds the 5-gram and the match index
+from the workspace's training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store)
+and returns a MixtureScorer, the scorer a generate.Completer decodes through, or None when the weights or the
+files are missing, so that callers fall back to the transformer alone. This module knows nothing of decoding:
+the transformer's logits come in, mixed log-probabilities go out.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
-from .corpus import Document
-from .generate import Completer, Model
+from .corpus import Document, read_documents
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
-from .tokenizer import Tokenizer
+from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
+from .tokenizer import ChunkedEncoder, Tokenizer
 
 CACHE_ORDER = 4
 KN_ORDER = 5
@@ -150,7 +149,7 @@ class DocumentCache:
         return interpolate(levels, self.vocab_size), matched
 
     def levels(self) -> tuple[list, int]:
-        """(the Witten-Bell back-off levels of baselines.interpolate after the document, matched order)."""
+        """(the Witten-Bell back-off levels of ngram.interpolate after the document, matched order)."""
         tokens, n_tokens = self.tokens, self.length
         levels = []
         matched = 0
@@ -213,7 +212,7 @@ class Mixture:
 
 
 def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
-    """EM-fitted weights from component probabilities (n, 3) of held-out tokens and their buckets.
+    """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
 
     Each bucket's weights are pulled towards the global weights by `prior` pseudo-tokens, so sparse buckets fall
     back on the overall mix instead of overfitting a handful of tokens.
@@ -234,7 +233,7 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
 
 def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
                     vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, 4), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
+    """(probs (n, COMPONENTS), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
     losses `model_nats`), the workspace 5-gram's, the document cache's and the match model's (all its mass on its
     prediction; uniform where it has none), and each position's evidence bucket."""
     tokens = np.asarray(tokens, dtype=np.int32)
@@ -250,7 +249,7 @@ def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, to
 def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
                    documents: Sequence[Document]) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
-    per-token losses `nats` on each document's text (scored after its path header, as evaluate.document_nats)."""
+    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats)."""
     parts = []
     for doc, doc_nats in zip(documents, nats):
         header = tokenizer.header_ids(doc.path)
@@ -266,19 +265,6 @@ def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tup
     streams = [np.concatenate([tokenizer.header_ids(d.path), ids, [tokenizer.eot_id]]).astype(np.int32)
                for d, ids in zip(documents, tokenizer.encode_batch([d.text for d in documents]))]
     return KneserNey(streams, tokenizer.vocab_size, pad_id=tokenizer.eot_id, order=KN_ORDER), MatchIndex(streams)
-
-
-def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
-    """Documents for relative `paths` under `root` and the paths that could not be read."""
-    docs, missing = [], []
-    for rel in paths:
-        try:
-            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
-        except OSError:
-            missing.append(rel)
-            continue
-        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
-    return docs, missing
 
 
 # what stored weights were fitted for: weights of another bucket layout are not used
@@ -305,53 +291,26 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
     return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
 
 
-def mixture_completer(model: Model, cache_slots: int = 8) -> MixtureCompleter | None:
-    """A MixtureCompleter with the model's stored weights and a 5-gram and match index over its workspace's
-    training files (those still readable), or None when the model has no weights or none of the files can be
-    read."""
-    mixture = stored_mixture(model.metadata)
-    workspace = model.metadata.get("workspace")
+def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
+    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
+    workspace's training files (those still readable), or None when there are no weights or none of the files can
+    be read."""
+    mixture = stored_mixture(metadata)
+    workspace = metadata.get("workspace")
     if mixture is None or not workspace or not Path(workspace).is_dir():
         return None
-    documents, _ = read_documents(Path(workspace), [str(p) for p in model.metadata.get("train_files") or []])
+    documents, _ = read_documents(Path(workspace), [str(p) for p in metadata.get("train_files") or []])
     if not documents:
         return None
-    return MixtureCompleter(model, *workspace_models(model.tokenizer, documents), mixture, cache_slots)
-
-
-_SAFE_CUT = re.compile(r"\n(?=\S)")  # a line start before a non-blank: tokenizing the two sides apart is the same
-
-
-class ChunkedEncoder:
-    """Tokenizes a document's prefix in chunks of about `chunk_chars` cut at line starts that begin with a
-    non-blank character (tokens never span such a cut), remembering the last call's chunks: as the user types,
-    only the last chunk is tokenized again (a 20 kB prefix takes ~10 ms to tokenize whole)."""
-
-    def __init__(self, tokenizer: Tokenizer, chunk_chars: int = 2048) -> None:
-        self.tokenizer, self.chunk_chars = tokenizer, chunk_chars
-        self._memo: dict[str, np.ndarray] = {}
-
-    def encode(self, text: str) -> np.ndarray:
-        """tokenizer.encode(text)."""
-        chunks, start = [], 0
-        while start < len(text):
-            cut = _SAFE_CUT.search(text, start + self.chunk_chars)
-            end = cut.start() + 1 if cut else len(text)
-            chunks.append(text[start:end])
-            start = end
-        memo = {chunk: self._memo.get(chunk) for chunk in chunks}
-        for chunk, ids in memo.items():
-            if ids is None:
-                memo[chunk] = self.tokenizer.encode(chunk)
-        self._memo = memo
-        return np.concatenate([memo[c] for c in chunks]).astype(np.int32) if chunks else np.zeros(0, np.int32)
+    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
 
 
 REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt
 
 
-class MixtureCompleter(Completer):
-    """A Completer that decodes from the mixture instead of the transformer alone (same prompts, healing, stops).
+class MixtureScorer:
+    """Decoding from the mixture instead of the transformer alone: the scorer (generate.Scorer) a Completer hands
+    each request's document and the transformer's logits to (same prompts, healing and stops as without it).
 
     The n-gram and match models read the document itself, not the prompt: the file's path header and the prefix
     up to the point where token healing takes tokens back, then every generated token, healing included, as
@@ -362,18 +321,15 @@ class MixtureCompleter(Completer):
     the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
     """
 
-    fast_greedy = False  # the mixture needs every transformer logit exact
+    def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
+        self.tokenizer, self.kn, self.index, self.mixture = tokenizer, kn, index, mixture
+        self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
+        self._encoder = ChunkedEncoder(tokenizer)
 
-    def __init__(self, model: Model, kn: KneserNey, index: MatchIndex, mixture: Mixture, cache_slots: int = 8) -> None:
-        super().__init__(model, cache_slots)
-        self.kn, self.index, self.mixture = kn, index, mixture
-        self._document = DocumentCache(np.zeros(0, np.int32), model.tokenizer.vocab_size)
-        self._encoder = ChunkedEncoder(model.tokenizer)
-
-    def _begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
+    def begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
         """The copying models' document context: the path header and the prefix before the healed bytes. The last
         request's cache is rewound and extended when only its last REUSE_MAX_NEW tokens differ (typing)."""
-        tok = self.model.tokenizer
+        tok = self.tokenizer
         raw = prefix.encode("utf-8")
         kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
         header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
@@ -389,16 +345,14 @@ class MixtureCompleter(Completer):
         for token in tokens[same:]:
             document.append(int(token))
 
-    def _prefill(self, slot, prompt: np.ndarray) -> np.ndarray:
-        return self._mixed(super()._prefill(slot, prompt))
-
-    def _step(self, slot, token: int) -> np.ndarray:
+    def append(self, token: int) -> None:
+        """A generated token: context for the copying models from now on, never a source to copy."""
         self._document.append(token, generated=True)
-        return self._mixed(super()._step(slot, token))
 
-    def _mixed(self, logits: np.ndarray) -> np.ndarray:
-        """Log of the mixed next-token distribution after the current document context."""
-        vocab = self.model.tokenizer.vocab_size
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Log of the mixed next-token distribution after the current document context, from the transformer's
+        (exact, fp32) logits."""
+        vocab = self.tokenizer.vocab_size
         x = logits[:vocab].astype(np.float64)
         p = np.exp(x - x.max())
         cache_levels, cache_matched = self._document.levels()

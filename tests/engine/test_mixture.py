@@ -1,18 +1,19 @@
-"""The workspace cache model: a document cache n-gram, EM-fitted mixture weights, decoding from the mixture."""
+"""The workspace cache mixture: a document cache n-gram, EM-fitted mixture weights, decoding from the mixture."""
 
 import numpy as np
 import pytest
 
-from cllm.engine.baselines import KneserNey, interpolate
-from cllm.engine.cache_model import (
-    COMPONENTS, N_BUCKETS, ChunkedEncoder, DocumentCache, MixtureCompleter, cache_distribution, cache_probs,
-    fit_mixture, mixture_metadata, stored_mixture,
-)
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
-from cllm.engine.evaluate import heldout_mixture
-from cllm.engine.generate import Completer, CompletionOptions, complete, load_model, make_completer
+from cllm.engine.generate import Completer, CompletionOptions
+from cllm.engine.heldout import heldout_mixture
+from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
+from cllm.engine.mixture import (
+    COMPONENTS, N_BUCKETS, DocumentCache, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
+    mixture_metadata, stored_mixture,
+)
+from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
 
 VOCAB = 40
@@ -60,7 +61,8 @@ def test_mixture_completer_follows_a_copying_model_when_weighted_to_it(tiny_mode
     copying = fit_mixture(np.tile([1e-9] * COMPONENTS, (50, 1)), np.zeros(50, dtype=np.int64))
     copying.weights[:] = _all_on(component)
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
-    completer = MixtureCompleter(model, kn, MatchIndex([stream]), copying)
+    completer = Completer(model, scorer=MixtureScorer(tok, kn, MatchIndex([stream]), copying))
+    assert completer.mixes
     assert completer.complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c").text == "counter = 0;"
 
 
@@ -80,14 +82,6 @@ def test_document_cache_extended_token_by_token_equals_a_fresh_one():
         assert kn_order == fresh_kn_order
         cache.append(int(tokens[i]))
     assert np.array_equal(cache.tokens, tokens)
-
-
-def test_chunked_encoder_tokenizes_like_the_tokenizer_while_text_grows(tiny_model_path):
-    tok = load_model(tiny_model_path).tokenizer
-    text = "".join(TINY_C_SOURCES.values()) * 2
-    encoder = ChunkedEncoder(tok, chunk_chars=40)
-    for end in range(0, len(text), 37):
-        assert np.array_equal(encoder.encode(text[:end]), tok.encode(text[:end]))
 
 
 CACHE_ONLY = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
@@ -127,7 +121,7 @@ def test_real_completions_use_the_stored_mixture(mixture_model):
     ckpt.metadata["mixture"]["weights"] = [_all_on(2)] * N_BUCKETS  # all weight on the document cache
     save_checkpoint(path, ckpt)
     model = load_model(path)
-    assert isinstance(model.completer, MixtureCompleter)
+    assert shared_completer(model).mixes
     options = CompletionOptions(max_ms=1e9)
     assert complete(model, CACHE_ONLY, "", options, path="x.c").text == "counter = 0;"
     assert complete(model, CACHE_ONLY, "", options, path="x.c").text != Completer(model).complete(
@@ -136,11 +130,11 @@ def test_real_completions_use_the_stored_mixture(mixture_model):
 
 def test_completions_fall_back_to_the_transformer_without_weights_or_workspace(mixture_model, tiny_model_path):
     path, workspace = mixture_model
-    assert type(make_completer(load_model(tiny_model_path))) is Completer  # no weights stored
+    assert not make_completer(load_model(tiny_model_path)).mixes  # no weights stored
     for rel in TINY_C_SOURCES:
         (workspace / rel).unlink()
     model = load_model(path)
-    assert type(model.completer) is Completer
+    assert not shared_completer(model).mixes
     assert complete(model, "int main(void) {", "").text == Completer(model).complete("int main(void) {", "").text
 
 
@@ -192,7 +186,7 @@ def test_typing_reuses_the_document_cache_with_the_same_completions(mixture_mode
     text = TINY_C_SOURCES[sorted(TINY_C_SOURCES)[0]]
     typed = [text[:n] for n in (60, 61, 62, 58, 90)] + ["int other(void) {\n  return "]  # type, delete, jump
     reused = make_completer(model)
-    assert isinstance(reused, MixtureCompleter)
+    assert reused.mixes
     options = CompletionOptions(max_ms=1e9)
     for prefix in typed:
         fresh = make_completer(load_model(mixture_model[0]))

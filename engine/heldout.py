@@ -1,0 +1,89 @@
+"""The model's loss on whole held-out files, and the mixture weights fitted on it.
+
+Training and `cllm eval` measure the same thing: every file scored from its start (after its path header, as in
+training) with sliding windows as long as the training sequences, stride half a window. The trainer also fits the
+completion mixture's weights (engine/mixture.py) on its held-out files here and stores them in the checkpoint.
+Nothing here decodes: this is the network's forward pass over whole windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig
+from .corpus import Document
+from .mixture import fitted_mixture, mixture_metadata, workspace_models
+from .model import make_scratch, token_losses
+from .tokenizer import Tokenizer
+
+_BATCH = 4
+
+Progress = Callable[[str, int, int], None]
+
+
+def score_windows(length: int, first_target: int, window: int) -> list[tuple[int, int]]:
+    """(start, first scored target) of each window over a sequence: targets are positions 1..length-1.
+
+    Window w feeds tokens[start:start+window] and predicts positions start+1..start+window; it scores only those not
+    scored by an earlier window, so after the first window every target sees at least window - stride tokens.
+    """
+    stride = max(window // 2, 1)
+    out, scored_to, start = [], first_target, 0
+    while scored_to < length:
+        end = min(start + window, length - 1)
+        if end + 1 > scored_to:
+            out.append((start, scored_to))
+            scored_to = end + 1
+        start += stride
+    return out
+
+
+def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                  window: int, progress: Progress | None = None) -> list[np.ndarray]:
+    """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
+    its path header, as in training) with sliding windows of `window` tokens, stride half a window."""
+    jobs: list[tuple[int, np.ndarray, int, int]] = []
+    nats: list[np.ndarray] = []
+    headers = []
+    for d, doc in enumerate(documents):
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        headers.append(len(header))
+        nats.append(np.zeros(len(tokens) - len(header)))
+        jobs += [(d, tokens, start, first) for start, first in score_windows(len(tokens), len(header), window)]
+    scratch = make_scratch(config, _BATCH, window)
+    for b in range(0, len(jobs), _BATCH):
+        batch = jobs[b:b + _BATCH]
+        inputs = np.zeros((_BATCH, window), dtype=np.int32)
+        targets = np.full((_BATCH, window), -1, dtype=np.int32)
+        for row, (_, tokens, start, first) in enumerate(batch):
+            chunk = tokens[start:start + window + 1]
+            inputs[row, :len(chunk) - 1] = chunk[:-1]
+            keep = slice(first - start - 1, len(chunk) - 1)
+            targets[row, keep] = chunk[1:][keep]
+        losses = token_losses(params, inputs, targets, config, scratch)
+        for row, (d, tokens, start, first) in enumerate(batch):
+            last = min(start + window, len(tokens) - 1)
+            nats[d][first - headers[d]:last + 1 - headers[d]] = losses[row, first - start - 1:last - start]
+        if progress:
+            progress("bits per byte", min(b + _BATCH, len(jobs)), len(jobs))
+    return nats
+
+
+def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) -> tuple[float, int]:
+    """(total bits of the per-token losses `nats`, total UTF-8 bytes of `documents`)."""
+    return sum(float(n.sum()) for n in nats) / math.log(2), sum(len(d.text.encode("utf-8")) for d in documents)
+
+
+def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                    train_documents: Sequence[Document], window: int) -> dict[str, Any] | None:
+    """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
+    completions (engine/mixture.py); None without held-out or training documents. The trainer calls it."""
+    if not documents or not train_documents:
+        return None
+    nats = document_nats(params, config, tokenizer, documents, window)
+    return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])

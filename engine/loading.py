@@ -1,0 +1,80 @@
+"""From a .cllm file to completions: load a model, make the completer it ships with, complete.
+
+`load_model` checks that the checkpoint's tokenizer and weights fit its config and warms the kernels up.
+`make_completer` gives the completer real completions use: the transformer mixed with the workspace cache mixture
+(engine/mixture.py, plugged into generate.Completer's scoring seam) when the checkpoint stores mixture weights and
+its workspace's training files can be read, else the transformer alone. `complete` completes through one shared
+completer per model, for one-shot callers (the CLI, the demo); servers keep their own completer.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .generate import Completer, Completion, CompletionOptions, Model
+from .mixture import workspace_scorer
+from .model import infer, new_cache
+from .params import num_params
+from .tokenizer import Tokenizer
+
+
+def load_model(path: str | Path) -> Model:
+    """Load a .cllm file for completion; CheckpointError (with what to do) when it cannot be used."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    try:
+        tokenizer = Tokenizer.from_json(ckpt.tokenizer_json)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} holds no usable tokenizer ({exc}). Retrain with `cllm train`.") from exc
+    cfg = ckpt.model_config
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                              f"{cfg.vocab_size}. Retrain with `cllm train`.")
+    if ckpt.params.shape != (num_params(cfg),):
+        raise CheckpointError(f"{path}: weights do not match the model config. Retrain with `cllm train`.")
+    model = Model(cfg, np.ascontiguousarray(ckpt.params, dtype=np.float32), tokenizer, ckpt.metadata, path)
+    warm_up(model)
+    return model
+
+
+def warm_up(model: Model) -> None:
+    """Build the greedy head and run a 2-token prompt and decode steps (plain and greedy) so that the compiled
+    kernels of every path are loaded (or compiled, after an upgrade) before the first request, which has a
+    deadline."""
+    cache = new_cache(model.config, 4)
+    tokens = np.full(2, model.tokenizer.file_id, np.int32)
+    infer(model.params, model.config, tokens, cache)
+    infer(model.params, model.config, tokens[:1], cache)
+    if model.greedy_head is not None:
+        infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
+
+
+def make_completer(model: Model, cache_slots: int = 8) -> Completer:
+    """The completer real completions use: mixing (`mixes`) when the checkpoint stores mixture weights and its
+    workspace's training files can be read, else the transformer alone. Building the mixture's 5-gram reads and
+    counts the training files (about a second for 1 MB of code), so servers call this off their event loop."""
+    return Completer(model, cache_slots, scorer=workspace_scorer(model.tokenizer, model.metadata))
+
+
+_shared: weakref.WeakKeyDictionary[Model, Completer] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_completer(model: Model) -> Completer:
+    """The model's completer that `complete` uses: made on first use (make_completer), kept while the model lives."""
+    with _shared_lock:
+        completer = _shared.get(model)
+        if completer is None:
+            completer = _shared[model] = make_completer(model)
+        return completer
+
+
+def complete(model: Model, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
+             path: str | None = None) -> Completion:
+    """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known)."""
+    return shared_completer(model).complete(prefix, suffix, options, path=path, doc_key=path)
