@@ -35,6 +35,7 @@ from .cache_model import (Mixture, MixtureCompleter, fit_mixture, fitted_mixture
                           stored_mixture, workspace_models)
 from .config import ModelConfig
 from .corpus import Document, scan
+from .errors import CllmError
 from .generate import Completer, CompletionOptions, Model
 from .match_model import MatchIndex
 from .model import make_scratch, token_losses
@@ -50,7 +51,7 @@ _BATCH = 4
 Progress = Callable[[str, int, int], None]
 
 
-class EvalError(Exception):
+class EvalError(CllmError):
     """Evaluation cannot run; the message says why and what to do."""
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 import filelock
 import platformdirs
 
+from .errors import CllmError
+
 APP_NAME = "cllm"
 MODEL_FILE = "model.cllm"
 LOCK_FILE = "train.lock"
 LOCK_HELD_ENV = "CLLM_TRAIN_LOCK_HELD"
 
 
-class WorkspaceBusy(RuntimeError):
+class WorkspaceBusy(CllmError, RuntimeError):
     """Another process is training this workspace."""
 
 

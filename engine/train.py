@@ -33,6 +33,7 @@ from . import corpus
 from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
+from .errors import CllmError
 from .evaluate import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
@@ -47,7 +48,7 @@ LOSS_HISTORY_POINTS = 200
 Event = dict[str, Any]
 
 
-class TrainError(ValueError):
+class TrainError(CllmError, ValueError):
     """The training cannot start: the message says why (no C files, impossible settings, bad checkpoint)."""
 
 
