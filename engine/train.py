@@ -58,7 +58,7 @@ class _Data:
 
     root: str | None
     documents: list
-    skipped: int
+    skipped: list
     train_docs: list
     val_docs: list
     tokenizer: Tokenizer
@@ -452,7 +452,7 @@ class _Documents:
 
     root: str | None
     all: list
-    skipped: int
+    skipped: list
     train: list
     val: list
 
@@ -465,11 +465,12 @@ def _load_documents(source, val_fraction: float) -> _Documents:
             raise TrainError(f"{root} is not a folder")
         scanned = corpus.scan(root, CorpusConfig())
         documents, root_name = list(scanned.documents), str(root.resolve())
-        skipped = len(scanned.skipped)
+        skipped = [{"path": path, "reason": reason} for path, reason in scanned.skipped]
     else:
-        documents, root_name, skipped = list(source), None, 0
+        documents, root_name, skipped = list(source), None, []
     if not documents:
-        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}")
+        found = f" ({corpus.skip_summary(s['reason'] for s in skipped)})" if skipped else ""
+        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}{found}")
     train_docs, val_docs = corpus.split_documents(documents, val_fraction)
     if not train_docs:
         train_docs, val_docs = documents, []
