@@ -5,22 +5,30 @@ PY := $(VENV)/bin/python
 CLLM := $(VENV)/bin/cllm
 DEMO_MODEL := training_data/demo.cllm
 
-.PHONY: setup demo test bench vscode
+.PHONY: setup setup-test demo test bench vscode
 
+# `setup` installs cllm alone (what the demo and the benchmarks run); `setup-test` adds the test extra (pytest,
+# the LSP and HTTP clients, playwright: most of the virtual environment's size).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 demo: setup
 	$(PY) training_data/fetch_demo.py
 	$(CLLM) train training_data/brotli --out $(DEMO_MODEL) --time-budget 480
 	$(PY) training_data/show_completions.py $(DEMO_MODEL)
 
-test: setup vscode
+test: setup-test vscode
 	$(VENV)/bin/pytest -q
 
 # The VS Code extension: install its pinned npm packages, type-check, unit-test and package dist/cllm.vsix.

@@ -18,26 +18,38 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .config import ModelConfig, from_dict, to_dict
-from .files import atomic_write
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .errors import CllmError
+from .files import atomic_write, remove_stale_temporaries
 
 FORMAT = "cllm"
 FORMAT_VERSION = 1
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit; a larger length prefix means "not this format"
 _HEADER_ENTRIES = ("format", "format_version", "model_config", "tokenizer", "metadata", "optimizer_step")
+_REQUIRED_ENTRIES = ("model_config", "tokenizer", "metadata", "sha256")
+# cllm's own JSON nests at most 5 levels (the tokenizer); far deeper text is damage, or an attack on the parser,
+# which recurses once per level.
+_MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_OPENERS, _JSON_CLOSERS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+_SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+                  stat.S_IFBLK: "a block device"}
 _RETRAIN = "Retrain with `cllm train` (or restore the file from a backup)."
 _CUT_SHORT = "it was not fully written or copied. " + _RETRAIN
 _PASS_CLLM = "Pass a .cllm file written by `cllm train`."
 
 
-class CheckpointError(Exception):
+class CheckpointError(CllmError):
     """A model file cannot be written or used; the message says what is wrong and what to do."""
 
 
@@ -90,6 +102,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
         for array in tensors.values():
             f.write(array.data)  # the array's own buffer: no copy
 
+    remove_stale_temporaries(path)
     try:
         atomic_write(path, write)
     except OSError as exc:
@@ -112,14 +125,25 @@ def _safetensors_prefix(tensors: dict[str, np.ndarray], metadata: dict[str, str]
 
 
 def load_checkpoint(path: str | os.PathLike, with_optimizer: bool = False) -> Checkpoint:
-    """Read and verify a .cllm file. The optimizer state is read only when asked for (resuming)."""
+    """Read and verify a .cllm file. The optimizer state is read only when asked for (resuming).
+
+    Every entry of the header and the training metadata is checked against the layout cllm writes before
+    anything uses it: a damaged or crafted file is a CheckpointError whose one line names the bad field."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model file {path} does not exist. Train one with `cllm train PATH --out {path}`.")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a model file. Pass the .cllm file inside it.")
+    remove_stale_temporaries(path)
     try:
-        with open(path, "rb") as f:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise CheckpointError(f"model file {path} does not exist. Train one with `cllm train PATH --out {path}`.") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read model file {path}: {exc.strerror or exc}. Check its permissions.") from exc
+    if kind == stat.S_IFDIR:
+        raise CheckpointError(f"{path} is a folder, not a model file. Pass the .cllm file inside it.")
+    if kind != stat.S_IFREG:  # reading a FIFO or a device would wait forever or never end
+        raise CheckpointError(f"{path} is not a regular file ({_SPECIAL_FILES.get(kind, 'a special file')}). {_PASS_CLLM}")
+    try:
+        # Non-blocking: should the file be swapped for a FIFO after the check above, open() still returns at once.
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
             return _read(f, path, with_optimizer)
     except OSError as exc:
         raise CheckpointError(f"cannot read model file {path}: {exc.strerror or exc}. Check its permissions.") from exc
@@ -129,36 +153,36 @@ def _read(f, path: Path, with_optimizer: bool) -> Checkpoint:
     """Parse, validate and checksum the file open as `f`."""
     size = os.fstat(f.fileno()).st_size
     entries, meta, data_start = _read_header(f, path, size)
-    digests = _parse_json(meta.get("sha256", ""), path, "checksum table")
-    if not isinstance(digests, dict):
-        raise CheckpointError(f"{path} is corrupt: its checksum table is not a JSON object. {_RETRAIN}")
-    if _header_digest({k: meta[k] for k in _HEADER_ENTRIES if k in meta}) != digests.get("metadata"):
+    digests = _parse_json(meta["sha256"], path, "checksum table")
+    if not isinstance(digests, dict) or not all(isinstance(value, str) for value in digests.values()):
+        raise CheckpointError(f"{path} is corrupt: its checksum table is not a JSON object of digests. {_RETRAIN}")
+    if _header_digest(meta) != digests.get("metadata"):
         raise CheckpointError(f"{path} is corrupt: its metadata does not match the recorded checksum. {_RETRAIN}")
     try:
-        config = from_dict(ModelConfig, _parse_json(meta["model_config"], path, "model config"))
-        config.validate()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is corrupt: bad model config ({exc}). {_RETRAIN}") from exc
+        config = _check_config(ModelConfig, _parse_json(meta["model_config"], path, "model config"), "model_config")
+        _check_tokenizer(_parse_json(meta["tokenizer"], path, "tokenizer"))
+        metadata = _parse_json(meta["metadata"], path, "training metadata")
+        validate_metadata(metadata)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}. {_RETRAIN}") from None
     names = ["params"]
     if with_optimizer and "adam_m" in entries:
-        names += [name for name in ("adam_m", "adam_v", "adam_params") if name in entries]
+        names += ["adam_m", "adam_v"] + (["adam_params"] if "adam_params" in entries else [])
     arrays = {name: _read_tensor(f, path, entries, name, data_start, digests) for name in names}
+    if any(array.size != arrays["params"].size for array in arrays.values()):
+        raise CheckpointError(f"{path} is corrupt: its optimizer state and its weights differ in size. {_RETRAIN}")
     optimizer = None
     if "adam_m" in arrays:
         optimizer = {"m": arrays["adam_m"], "v": arrays["adam_v"], "step": int(meta.get("optimizer_step", "0"))}
         if "adam_params" in arrays:
             optimizer["params"] = arrays["adam_params"]
-    return Checkpoint(
-        model_config=config,
-        tokenizer_json=meta.get("tokenizer", ""),
-        params=arrays["params"],
-        metadata=_parse_json(meta.get("metadata", "{}"), path, "training metadata"),
-        optimizer=optimizer,
-    )
+    return Checkpoint(model_config=config, tokenizer_json=meta["tokenizer"], params=arrays["params"],
+                      metadata=metadata, optimizer=optimizer)
 
 
 def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, str], int]:
-    """Tensor entries, string metadata and the offset of the tensor data; refuses foreign, newer or cut files."""
+    """Tensor entries, string metadata and the offset of the tensor data; refuses foreign, newer, cut or
+    malformed files (every header entry is checked here)."""
     prefix = f.read(9)
     if size < 8:
         raise CheckpointError(f"{path} is {'empty' if size == 0 else 'truncated'} ({size} bytes): {_CUT_SHORT}")
@@ -169,20 +193,16 @@ def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, st
     if 8 + header_len > size:
         raise CheckpointError(f"{path} is truncated ({size} bytes, its header alone needs {8 + header_len}): {_CUT_SHORT}")
     f.seek(8)
-    try:
-        header = json.loads(f.read(header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt: its header is not valid JSON ({exc}). {_RETRAIN}") from exc
+    header = _parse_json(f.read(header_len), path, "header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt: its header is not a JSON object. {_RETRAIN}")
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a cllm model (no \"format\": \"cllm\"). {_PASS_CLLM}")
-    try:
-        version = int(meta.get("format_version", ""))
-    except (TypeError, ValueError):
+    version = _whole_number(meta.get("format_version"))
+    if version is None:
         version_text = meta.get("format_version")
-        raise CheckpointError(f"{path} is corrupt: format version {version_text!r} is not a number. {_RETRAIN}") from None
+        raise CheckpointError(f"{path} is corrupt: format version {_show(version_text)} is not a number. {_RETRAIN}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} uses .cllm format version {version}, newer than this cllm understands ({FORMAT_VERSION}). "
@@ -190,11 +210,20 @@ def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, st
         )
     if version < 1:
         raise CheckpointError(f"{path} is corrupt: format version {version} does not exist. {_RETRAIN}")
+    for key in _REQUIRED_ENTRIES:
+        if key not in meta:
+            raise CheckpointError(f"{path} is corrupt: its header has no {key!r} entry. {_RETRAIN}")
+    for key, value in meta.items():
+        if not isinstance(value, str):
+            raise CheckpointError(f"{path} is corrupt: header entry {key!r} must be a string, got {_show(value)}. {_RETRAIN}")
+    if "optimizer_step" in meta and _whole_number(meta["optimizer_step"]) is None:
+        step = _show(meta["optimizer_step"])
+        raise CheckpointError(f"{path} is corrupt: header entry 'optimizer_step' must be a whole number, got {step}. {_RETRAIN}")
+    for name, entry in header.items():
+        if not _is_tensor_entry(entry):
+            raise CheckpointError(f"{path} is corrupt: tensor {name!r} has an unexpected layout ({_show(entry)}). {_RETRAIN}")
     data_start = 8 + header_len
-    try:
-        data_end = data_start + max((int(e["data_offsets"][1]) for e in header.values()), default=0)
-    except (TypeError, KeyError, IndexError, ValueError) as exc:
-        raise CheckpointError(f"{path} is corrupt: bad tensor table ({exc}). {_RETRAIN}") from exc
+    data_end = data_start + max((entry["data_offsets"][1] for entry in header.values()), default=0)
     if data_end > size:
         raise CheckpointError(f"{path} is truncated ({size} bytes of {data_end}): {_CUT_SHORT}")
     if data_end < size:
@@ -202,22 +231,24 @@ def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, st
     return header, meta, data_start
 
 
+def _is_tensor_entry(entry: Any) -> bool:
+    """True for a tensor table entry as cllm writes it: flat float32, offsets consistent with the shape."""
+    if not isinstance(entry, dict) or entry.get("dtype") != "F32":
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    return (isinstance(shape, list) and len(shape) == 1 and _is_count(shape[0])
+            and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+            and offsets[1] - offsets[0] == 4 * shape[0])
+
+
 def _read_tensor(
     f, path: Path, entries: dict[str, Any], name: str, data_start: int, digests: dict[str, str]
 ) -> np.ndarray:
-    """One flat float32 tensor, checked against its recorded sha256."""
+    """One flat float32 tensor (its table entry already checked), verified against its recorded sha256."""
     entry = entries.get(name)
     if entry is None:
         raise CheckpointError(f"{path} is corrupt: tensor {name!r} is missing. {_RETRAIN}")
-    try:
-        begin, end = (int(x) for x in entry["data_offsets"])
-        shape = entry.get("shape") or [0]
-        well_formed = (entry.get("dtype") == "F32" and len(shape) == 1 and begin >= 0
-                       and end - begin == 4 * int(shape[0]))
-    except (TypeError, ValueError, KeyError, AttributeError):
-        well_formed = False
-    if not well_formed:
-        raise CheckpointError(f"{path} is corrupt: tensor {name!r} has an unexpected layout ({entry}). {_RETRAIN}")
+    begin, end = entry["data_offsets"]
     f.seek(data_start + begin)
     raw = f.read(end - begin)
     if hashlib.sha256(raw).hexdigest() != digests.get(name):
@@ -228,15 +259,146 @@ def _read_tensor(
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
-def _parse_json(text: str, path: Path, what: str) -> Any:
-    """json.loads with a CheckpointError naming the broken part."""
+def _parse_json(text: str | bytes, path: Path, what: str) -> Any:
+    """json.loads with a CheckpointError naming the broken part; refuses texts nested deeper than
+    _MAX_JSON_DEPTH before parsing them (the parser recurses once per level)."""
+    depth = _json_depth(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    if depth > _MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{path} is corrupt: its {what} nests {depth} levels deep (cllm writes at most {_MAX_JSON_DEPTH}). {_RETRAIN}"
+        )
     try:
         return json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is corrupt: its {what} is not valid JSON ({exc}). {_RETRAIN}") from exc
 
 
-def _header_digest(header: dict[str, str]) -> str:
+def _json_depth(data: bytes) -> int:
+    """How deep the arrays and objects of the JSON text `data` nest (brackets inside strings do not count)."""
+    codes = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
+    steps = np.isin(codes, _JSON_OPENERS).astype(np.int64) - np.isin(codes, _JSON_CLOSERS)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def validate_metadata(metadata: Any) -> None:
+    """Check a training record against the fields cllm reads from it; ValueError naming the first bad field.
+
+    Every field is optional (older files hold fewer) and unknown fields pass unchecked (newer versions may add
+    some); a known field of the wrong type or range, or a "resume" position missing a part, is refused."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"field 'metadata' must be a JSON object, got {_show(metadata)}")
+    _check_fields(metadata, _METADATA_FIELDS, "metadata")
+    if "train_config" in metadata:
+        _check_config(TrainConfig, metadata["train_config"], "metadata.train_config")
+    if "resume" in metadata:
+        missing = [key for key in _RESUME_REQUIRED if key not in metadata["resume"]]
+        if missing:
+            raise ValueError(f"field 'metadata.resume' lacks {', '.join(map(repr, missing))}")
+        _check_fields(metadata["resume"], _RESUME_FIELDS, "metadata.resume")
+
+
+def _check_fields(values: dict[str, Any], schema: dict[str, tuple[Callable[[Any], bool], str]], where: str) -> None:
+    """ValueError for the first field of `values` (the object at dotted path `where`) that `schema` knows and
+    its check refuses."""
+    for key, (check, expected) in schema.items():
+        if key in values and not check(values[key]):
+            raise ValueError(f"field '{where}.{key}' must be {expected}, got {_show(values[key])}")
+
+
+def _check_config(cls: type, values: Any, where: str) -> Any:
+    """The config dataclass `cls` built from `values` (the object at dotted path `where`) once every known field
+    has its annotated JSON type and the config's own validate() accepts it; ValueError naming the field otherwise."""
+    if not isinstance(values, dict):
+        raise ValueError(f"field '{where}' must be a JSON object, got {_show(values)}")
+    for spec in fields(cls):
+        kinds = [_CONFIG_TYPES[kind] for kind in spec.type.split(" | ")]  # string annotations: "int | None", ...
+        if spec.name in values and not any(check(values[spec.name]) for check, _ in kinds):
+            expected = " or ".join(text for _, text in kinds)
+            raise ValueError(f"field '{where}.{spec.name}' must be {expected}, got {_show(values[spec.name])}")
+    config = from_dict(cls, values)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ValueError(f"field '{where}': {exc}") from None
+    return config
+
+
+def _check_tokenizer(value: Any) -> None:
+    """ValueError unless the tokenizer entry has the shape of a `tokenizers` JSON (an object with a "model")."""
+    if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
+        raise ValueError(f"field 'tokenizer' must be a JSON object with a \"model\", got {_show(value)}")
+
+
+def _whole_number(text: Any) -> int | None:
+    """The value of a string of ASCII digits (how the header stores numbers), else None."""
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and all(map(check, value))
+
+
+def _object_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and all(map(check, value.values()))
+
+
+def _is_loss_point(value: Any) -> bool:
+    """A loss history entry: a loss, or a [step, loss] pair (what training records)."""
+    return _is_number(value) or (isinstance(value, list) and len(value) == 2 and _is_count(value[0])
+                                 and _is_number(value[1]))
+
+
+def _show(value: Any) -> str:
+    """A short repr of an offending value for an error line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda value: isinstance(value, int) and not isinstance(value, bool), "a whole number"),
+    "float": (_is_number, "a number"),
+    "None": (lambda value: value is None, "null"),
+}
+_COUNT, _TEXT = (_is_count, "a whole number >= 0"), (_is_text, "a string")
+_METADATA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "workspace": (_optional(_is_text), "a folder path or null"),
+    "created": _TEXT,
+    "files": _COUNT, "tokens": _COUNT, "val_tokens": _COUNT, "val_bytes": _COUNT, "epochs": _COUNT, "steps": _COUNT,
+    "trained_tokens": _COUNT, "spheres": _COUNT, "threads": _COUNT, "seq_len": _COUNT,
+    "train_files": (_list_of(_is_text), "a list of paths"),
+    "val_files": (_list_of(_is_text), "a list of paths"),
+    "loss_history": (_list_of(_is_loss_point), "a list of losses or [step, loss] pairs"),
+    "val_history": (_list_of(_object_of(_optional(_is_number))), "a list of objects of numbers"),
+    "val_bits_per_byte": (_optional(_is_number), "a number or null"),
+    "val_loss": (_optional(_is_number), "a number or null"),
+    "sphere_stats": (_object_of(_is_number), "an object of numbers"),
+    "mixture": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
+    "fim": (_optional(_is_text), "a string or null"),
+    "resume": (lambda v: isinstance(v, dict), "an object"),
+}
+_RESUME_REQUIRED = ("epoch", "batch", "step", "tokens", "bad_epochs")
+_RESUME_FIELDS = {**{key: _COUNT for key in _RESUME_REQUIRED},
+                  "best_epoch_val": (_optional(_is_number), "a number or null"),
+                  "schedule_steps": (_optional(_is_count), "a whole number >= 0 or null")}
+
+
+def _header_digest(header: dict[str, Any]) -> str:
     """sha256 of the metadata entries that the checksum table covers (everything but the table itself)."""
     covered = {k: header[k] for k in _HEADER_ENTRIES if k in header}
     return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()

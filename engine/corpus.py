@@ -1,9 +1,11 @@
 """Workspace scan: which C files become training data, and why the others do not.
 
-The scan honours .gitignore files at every level, skips hidden and build/vendor folders, secrets, oversized,
-binary, non-UTF-8 and unreadable files, exact duplicates and symlink loops, and reports every skipped candidate
-with a readable reason. It also holds the deterministic held-out split, corpus statistics and the consolidated
-corpus file (one text file with a marker line before each source file).
+The scan honours .gitignore files at every level, skips hidden and build/vendor folders, secrets (by file name,
+or by content: private keys, cloud keys, access tokens), oversized, binary, non-UTF-8 and unreadable files, names
+that are not UTF-8, exact duplicates and symlink loops, and reports every skipped candidate with a readable reason
+("secret (contains an AWS access key)"); `skip_summary` counts them by kind. It also holds the deterministic
+held-out split, corpus statistics and the consolidated corpus file (one text file with a marker line before each
+source file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -23,12 +26,24 @@ from .config import CorpusConfig
 from .files import atomic_write_bytes
 
 FILE_MARKER = "// ===== FILE: {path} ====="
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+# The common shapes of credentials pasted into code: a file holding one is skipped as "secret (contains <what>)".
+_SECRET_SHAPES = (
+    ("a private key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
+    ("an AWS access key", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
+    ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("a GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
+    ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    ("a Slack token", r"\bxox[abeoprs]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
+    ("a Stripe key", r"\b[rs]k_live_[A-Za-z0-9]{20,}"),
+    ("a JSON web token", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+)
+_SECRETS = re.compile("|".join(f"(?P<s{i}>{pattern})" for i, (_, pattern) in enumerate(_SECRET_SHAPES)))
 # Large files made almost only of numbers (generated lookup tables, embedded binary blobs) teach a completion model
 # nothing about code and can dominate a small corpus (brotli's three dictionary tables are half of its bytes).
 _DATA_TABLE_MIN_BYTES = 64_000
 _DATA_TABLE_FRACTION = 0.8
 _DATA_TABLE_CHARS = "0123456789, \n\t\r"
+_NOT_UTF8_NAME = "name is not UTF-8 (cannot be stored or shown as text)"
 
 
 @dataclass
@@ -122,9 +137,20 @@ def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -
     atomic_write_bytes(path, "".join(parts).encode("utf-8"))
 
 
+def skip_summary(reasons: Iterable[str]) -> str:
+    """One line counting skip reasons by kind, most frequent first: 'skipped 8: 3 binary, 2 secret, ...'.
+
+    A reason's kind is its text before any detail ("too large (5.0 MB > ...)" counts as "too large",
+    "duplicate of main.c" as "duplicate")."""
+    kinds = Counter(re.split(r" \(| of ", reason, maxsplit=1)[0] for reason in reasons)
+    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+    return f"skipped {sum(kinds.values())}" + (f": {counts}" if counts else "")
+
+
 def _path_score(path: str) -> float:
-    """A number in [0, 1) derived from the path alone, identical across runs and machines."""
-    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    """A number in [0, 1) derived from the path alone, identical across runs and machines (a name that is not
+    UTF-8 hashes as its original bytes)."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest()[:8], "big") / 2.0**64
 
 
 def _human_bytes(n: int) -> str:
@@ -191,6 +217,8 @@ class _Walker:
 
     def _folder_reason(self, entry: os.DirEntry, rel_path: str, specs: list) -> str | None:
         """Why a subfolder is not walked, or None to walk it."""
+        if not _is_utf8(entry.name):
+            return _NOT_UTF8_NAME
         if entry.name.startswith("."):
             return "hidden folder"
         if entry.name in self.config.skip_dirs:
@@ -214,7 +242,8 @@ class _Walker:
         secret = any(fnmatchcase(name, pattern) for pattern in self.config.secret_patterns)
         if not secret and not name.endswith(tuple(self.config.extensions)):
             return
-        reason = self._ignore_reason(rel_path, specs) or ("likely secret (matches secret_patterns)" if secret else None)
+        reason = (None if _is_utf8(name) else _NOT_UTF8_NAME) or self._ignore_reason(rel_path, specs)
+        reason = reason or ("secret (file name matches secret_patterns)" if secret else None)
         data = text = None
         if reason is None:
             data, reason = self._read_candidate(entry)
@@ -257,8 +286,9 @@ class _Walker:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             return None, f"not UTF-8 text (invalid byte at offset {exc.start})"
-        if _PRIVATE_KEY.search(text):
-            return None, "likely secret (contains a private key)"
+        found = _SECRETS.search(text)
+        if found:
+            return None, f"secret (contains {_SECRET_SHAPES[int(found.lastgroup[1:])][0]})"
         if len(data) >= _DATA_TABLE_MIN_BYTES:
             numeric = sum(map(text.count, _DATA_TABLE_CHARS)) / len(text)
             if numeric >= _DATA_TABLE_FRACTION:
@@ -295,6 +325,16 @@ def _read_gitignore(path: Path) -> GitIgnoreSpec:
     except OSError:
         lines = []
     return GitIgnoreSpec.from_lines(lines)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file or folder name whose bytes are not UTF-8 (os.scandir keeps them as lone surrogates):
+    such a path cannot be shown, stored in the model's metadata or put in a prompt header as it is."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .baselines import xz_conditional_bits_per_byte
 from .corpus import Document, read_documents, scan
+from .errors import CllmError
 from .generate import Completer, CompletionOptions, Model
 from .heldout import Progress, bits_and_bytes, document_nats
 from .match_model import MatchIndex
@@ -46,7 +47,7 @@ MULTILINE_MAX_TOKENS = 128
 _NO_DEADLINE_MS = 1e9  # evaluation is about quality: never cut a completion short on time
 
 
-class EvalError(Exception):
+class EvalError(CllmError):
     """Evaluation cannot run; the message says why and what to do."""
 
 

@@ -21,10 +21,12 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, TypeVar
 
+from .errors import CllmError
+
 R = TypeVar("R", bound="_Record")
 
 
-class EventError(ValueError):
+class EventError(CllmError, ValueError):
     """A training event or training metadata without the contract's shape; the message names the bad field."""
 
 
@@ -192,6 +194,14 @@ class ResumePosition(_Record):
     schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
 
 
+@dataclass(frozen=True)
+class SkippedFile(_Record):
+    """A file the corpus scan left out, and why (engine/corpus.py's reasons: "binary", "secret (...)", ...)."""
+
+    path: str
+    reason: str
+
+
 # -- the training events --------------------------------------------------------------------------------
 
 
@@ -202,7 +212,7 @@ class StartEvent(_Event):
     kind: ClassVar[str] = "start"
     workspace: str | None  # the folder trained on (None for documents given directly)
     files: int
-    skipped: int  # files the corpus scan left out
+    skipped: list[SkippedFile]  # files the corpus scan left out, each with its reason
     corpus: dict[str, int]  # engine/corpus.py stats: files, c_files, h_files, lines, bytes
     train_files: int
     val_files: int  # held-out files

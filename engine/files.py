@@ -1,13 +1,21 @@
-"""Atomic file replacement, shared by everything that writes a file another process may be reading."""
+"""Atomic file replacement, shared by everything that writes a file another process may be reading.
+
+A write goes through a temporary file beside its target, named `.NAME.PID.RANDOM.tmp` after the writing
+process: a writer killed mid-write (SIGKILL, power loss) cannot remove it, and the pid lets a later writer or
+reader of NAME tell such leftovers of dead processes from the files of writers still at work.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from glob import escape as glob_escape
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+_TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -24,7 +32,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -41,3 +49,33 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writers of `path` left behind when they died; return those removed.
+
+    Only files whose writer pid no longer runs on this machine are removed; those of live writers (another
+    trainer saving right now) and files this process cannot delete are left alone. On systems without POSIX
+    process signals nothing is removed (probing a pid there is not side-effect free)."""
+    path = Path(path)
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    removed = []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*{_TMP_SUFFIX}"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """True when a process `pid` exists (even one of another user, which signal 0 may not reach)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -53,6 +53,7 @@ CHARS_PER_TOKEN = 3  # a guess of characters per token, to size the text that is
 MIN_PROMPT_TOKENS = 16  # max_tokens is lowered so that at least this much prompt fits the context
 SUFFIX_SHARE = 4  # with a suffix, at most 1/SUFFIX_SHARE of the prompt budget (and SUFFIX_MAX_TOKENS) goes to it
 SUFFIX_MAX_TOKENS = 64
+MAX_TEMPERATURE = 2.0  # above this, sampling is close to uniform noise; the CLI and the HTTP API both refuse it
 
 
 @dataclass
@@ -72,8 +73,8 @@ class CompletionOptions:
         """Raise ValueError with a readable message for options that cannot work."""
         if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
             raise ValueError(f"max_tokens must be a non-negative integer, got {self.max_tokens!r}")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be between 0 and {MAX_TEMPERATURE}, got {self.temperature!r}")
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise ValueError(f"top_k must be a non-negative integer (0 = off), got {self.top_k!r}")
         if not 0 < self.top_p <= 1:

@@ -6,6 +6,7 @@ basename plus a short hash of its absolute path, so two checkouts called "src" n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -14,13 +15,15 @@ from pathlib import Path
 import filelock
 import platformdirs
 
+from .errors import CllmError
+
 APP_NAME = "cllm"
 MODEL_FILE = "model.cllm"
 LOCK_FILE = "train.lock"
 LOCK_HELD_ENV = "CLLM_TRAIN_LOCK_HELD"
 
 
-class WorkspaceBusy(RuntimeError):
+class WorkspaceBusy(CllmError, RuntimeError):
     """Another process is training this workspace."""
 
 
@@ -60,3 +63,15 @@ def acquire_training_lock(workspace: str | os.PathLike) -> filelock.BaseFileLock
             "wait for it to finish or cancel it"
         ) from None
     return lock
+
+
+def release_training_lock(lock: filelock.BaseFileLock) -> None:
+    """Release the training lock; when its model folder holds nothing else (a training that failed before
+    writing a model, or one that wrote its model elsewhere), remove the lock file and the folder too, so that
+    such a run leaves nothing behind in the cache."""
+    lock.release()
+    folder = Path(lock.lock_file).parent
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in folder.iterdir()] == [LOCK_FILE]:
+            os.unlink(lock.lock_file)
+            folder.rmdir()

@@ -25,13 +25,14 @@ from threadpoolctl import threadpool_limits
 from . import model
 from .config import ModelConfig
 from .data import count_targets
+from .errors import CllmError
 from .events import SphereRecord
 from .params import num_params
 
 REDUCE_CHUNKS = 64  # fixed, so the float64 norm partials are grouped identically for any thread count
 
 
-class SphereError(RuntimeError):
+class SphereError(CllmError, RuntimeError):
     """A worker sphere raised during a step; the step was abandoned and no thread is left running."""
 
 

@@ -38,8 +38,9 @@ from . import corpus
 from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
+from .errors import CllmError
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
-                     StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+                     SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .heldout import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
@@ -52,7 +53,7 @@ FIT_WINDOW = 20  # recent steps whose median time fits a time-budgeted schedule
 LOSS_HISTORY_POINTS = 200
 
 
-class TrainError(ValueError):
+class TrainError(CllmError, ValueError):
     """The training cannot start: the message says why (no C files, impossible settings, bad checkpoint)."""
 
 
@@ -62,7 +63,7 @@ class _Data:
 
     root: str | None
     documents: list
-    skipped: int
+    skipped: list
     train_docs: list
     val_docs: list
     tokenizer: Tokenizer
@@ -487,7 +488,7 @@ class _Documents:
 
     root: str | None
     all: list
-    skipped: int
+    skipped: list
     train: list
     val: list
 
@@ -500,11 +501,12 @@ def _load_documents(source, val_fraction: float) -> _Documents:
             raise TrainError(f"{root} is not a folder")
         scanned = corpus.scan(root, CorpusConfig())
         documents, root_name = list(scanned.documents), str(root.resolve())
-        skipped = len(scanned.skipped)
+        skipped = [SkippedFile(path, reason) for path, reason in scanned.skipped]
     else:
-        documents, root_name, skipped = list(source), None, 0
+        documents, root_name, skipped = list(source), None, []
     if not documents:
-        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}")
+        found = f" ({corpus.skip_summary(s.reason for s in skipped)})" if skipped else ""
+        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}{found}")
     train_docs, val_docs = corpus.split_documents(documents, val_fraction)
     if not train_docs:
         train_docs, val_docs = documents, []

@@ -1,40 +1,132 @@
 """The `cllm` command: train, complete, info, eval, lsp, serve.
 
 The argument names are a contract (scripts and editor integrations rely on them); each subcommand's handler
-is a short function that delegates to the engine or the servers.
+is a short function that delegates to the engine or the servers. Bad input ends in one line on stderr and a
+non-zero exit: argument values are checked while parsing (exit status 2), the engine's errors (CllmError) are
+caught once in `main` (exit status 1), and a closed output pipe ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from . import __version__
 
 if TYPE_CHECKING:
     from cllm.engine.events import TrainingEvent, TrainingMetadata
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ("cllm serve: error: argument --port: ...", exit status 2) instead of the
+    usage block, and each option's default shown after its help."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=_HelpFormatter, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to an option's help: its argparse default, or for an option left None so that
+    the engine's default applies, that default, looked up only when help is shown (see `_engine_default`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        find = getattr(action, "engine_default", None)
+        if find is not None:
+            return f"{action.help} (default: {find()})"
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _engine_default(action: argparse.Action, find: Callable[[], object]) -> None:
+    """Show `find()` as the default of `action` in help. The engine modules holding these defaults take a third
+    of a second to import, which every `cllm` command would otherwise pay."""
+    action.engine_default = find  # type: ignore[attr-defined]
+
+
+def _max_tokens_default() -> int:
+    from cllm.engine.generate import CompletionOptions
+
+    return CompletionOptions().max_tokens
+
+
+def _temperature_default() -> str:
+    from cllm.engine.generate import MAX_TEMPERATURE, CompletionOptions
+
+    return f"{CompletionOptions().temperature}, at most {MAX_TEMPERATURE}"
+
+
+def _positions_default() -> int:
+    from cllm.engine.evaluate import DEFAULT_POSITIONS
+
+    return DEFAULT_POSITIONS
+
+
+def _checked(kind: type, ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) that `ok` accepts, else "must be EXPECTED, got TEXT"."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+    return parse
+
+
+_COUNT = _checked(int, lambda value: value >= 0, "a whole number >= 0")
+_POSITIVE = _checked(int, lambda value: value >= 1, "a whole number >= 1")
+_POSITIVE_FLOAT = _checked(float, lambda value: value > 0, "a positive number")
+_PORT = _checked(int, lambda value: 0 <= value <= 65535, "a port number from 0 to 65535")
+# Sizes: far beyond any model this CPU engine trains, low enough that a typo is an error or "out of memory"
+# rather than an overflow deep in numpy.
+_SIZE = _checked(int, lambda value: 1 <= value <= 100_000, "a whole number from 1 to 100000")
+
+# Training flags: --flag: (ModelConfig or TrainConfig field, argparse type, help). Unset flags stay None, so the
+# defaults, a resumed checkpoint's settings or the time budget's picks apply.
+_MODEL_FLAGS = {
+    "vocab_size": ("vocab_size", _SIZE, "tokenizer vocabulary size"),
+    "d_model": ("d_model", _SIZE, "model width"),
+    "layers": ("n_layers", _SIZE, "transformer layers"),
+    "heads": ("n_heads", _SIZE, "attention heads (must divide --d-model)"),
+    "ffn": ("d_ff", _SIZE, "feed-forward width"),
+    "dropout": ("dropout", _checked(float, lambda value: 0 <= value < 1, "a number in [0, 1)"), "dropout rate"),
+}
+_TRAIN_FLAGS = {
+    "epochs": ("epochs", _POSITIVE, "passes over the training files"),
+    "max_steps": ("max_steps", _POSITIVE, "stop after this many optimizer steps"),
+    "time_budget": ("time_budget", _POSITIVE_FLOAT, "stop after SECONDS; unset --epochs, --grad-accum, --lr, "
+                    "--dropout and --vocab-size are then fitted to the budget"),
+    "batch_size": ("batch_size", _SIZE, "sequences per optimizer step"),
+    "seq_len": ("seq_len", _SIZE, "tokens per training sequence"),
+    "lr": ("lr", _POSITIVE_FLOAT, "peak learning rate"),
+    "grad_accum": ("grad_accum", _SIZE, "micro-batches per optimizer step"),
+    "seed": ("seed", _COUNT, "random seed (weights, data order, dropout)"),
+    "threads": ("threads", _COUNT, "OS threads for the spheres (0 = one per core)"),
+    "spheres": ("spheres", _SIZE, "worker spheres"),
+}
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on the C files under PATH")
+    from cllm.engine.config import ModelConfig, TrainConfig
+
+    p = sub.add_parser("train", help="train a model on the C files under PATH",
+                       description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
     p.add_argument("path", help="folder of C code to learn from")
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--time-budget", type=float, metavar="SECONDS")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="OS threads for the spheres (0 = one per core)")
-    p.add_argument("--spheres", type=int, help="worker spheres (default 12)")
-    p.add_argument("--vocab-size", type=int)
-    p.add_argument("--d-model", type=int)
-    p.add_argument("--layers", type=int)
-    p.add_argument("--heads", type=int)
-    p.add_argument("--ffn", type=int)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
+    for flags, config in ((_TRAIN_FLAGS, TrainConfig), (_MODEL_FLAGS, ModelConfig)):
+        for flag, (field, kind, text) in flags.items():
+            default = getattr(config, field)
+            p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar="SECONDS" if flag == "time_budget" else None,
+                           help=f"{text} (default: {'none' if default is None else default})")
+    p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_train)
 
@@ -45,52 +137,51 @@ def _complete_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="text before the cursor")
     src.add_argument("--file", help="file whose bytes before --offset are the prompt")
-    src.add_argument("--batch", metavar="IN.jsonl", help='lines of {"id", "file", "offset", ["suffix"]}')
+    src.add_argument("--batch", metavar="IN.jsonl", help='lines of {"id", "file", "offset", ["suffix"]} ("-": stdin)')
     p.add_argument("--offset", type=int, help="cursor offset in bytes into --file")
-    p.add_argument("--suffix", help="text after the cursor")
-    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--suffix", help="text after the cursor (default: none)")
+    _engine_default(p.add_argument("--max-tokens", type=_COUNT, help="longest completion, in tokens"),
+                    _max_tokens_default)
     p.add_argument("--multiline", action="store_true", help="continue while a block is open")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--json", action="store_true")
+    _engine_default(p.add_argument("--temperature", type=float, help="sampling temperature; 0 picks the likeliest token"),
+                    _temperature_default)
+    p.add_argument("--json", action="store_true", help="print the completion with its tokens, stop reason and time")
     p.set_defaults(handler=_cmd_complete)
 
 
 def _info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model's configuration and training metadata")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", help="a .cllm model file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_info)
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="measure a model (bits per byte, line completion) against baselines")
-    p.add_argument("model")
+    p.add_argument("model", help="a .cllm model file")
     p.add_argument("--on", metavar="PATH", help="evaluate on every C file under PATH (default: held-out files)")
-    p.add_argument("--positions", type=int, help="line-completion positions to sample")
-    p.add_argument("--json", action="store_true")
+    _engine_default(p.add_argument("--positions", type=_COUNT, help="line-completion positions to sample"),
+                    _positions_default)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_eval)
 
 
 def _lsp_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lsp", help="run the language server on stdio")
-    p.add_argument("--http-port", type=int, help="also serve the workspace over HTTP on this loopback port")
+    p.add_argument("--stdio", action="store_true", help="accepted for clients that pass it: stdio is the transport")
+    p.add_argument("--http-port", type=_PORT, help="also serve the workspace over HTTP on this loopback port (default: off)")
     p.set_defaults(handler=_cmd_lsp)
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the local model server (HTTP API and dashboard)")
-    p.add_argument("--workspace", default=".", help="workspace folder (default: the current folder)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--model-dir", help="folder holding or receiving the workspace's model.cllm")
+    p.add_argument("--workspace", default=".", help="workspace folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_PORT, default=8765, help="port to listen on (0: any free port)")
+    p.add_argument("--model-dir", help="folder holding or receiving the workspace's model.cllm "
+                                       "(default: the workspace's folder in the user cache)")
     p.add_argument("--allow-remote", action="store_true", help="permit binding a non-loopback address")
     p.set_defaults(handler=_cmd_serve)
-
-
-_MODEL_FLAGS = {"vocab_size": "vocab_size", "d_model": "d_model", "layers": "n_layers", "heads": "n_heads",
-                "ffn": "d_ff", "dropout": "dropout"}
-_TRAIN_FLAGS = ("epochs", "max_steps", "time_budget", "batch_size", "seq_len", "lr", "grad_accum", "seed",
-                "threads", "spheres")
 
 
 def _train_configs(args: argparse.Namespace):
@@ -100,7 +191,8 @@ def _train_configs(args: argparse.Namespace):
     from cllm.engine.config import ModelConfig, TrainConfig
     from cllm.engine.train import load_train_config
 
-    model_overrides = {field: getattr(args, flag) for flag, field in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    model_overrides = {field: getattr(args, flag) for flag, (field, _, _) in _MODEL_FLAGS.items()
+                       if getattr(args, flag) is not None}
     train_overrides = {flag: getattr(args, flag) for flag in _TRAIN_FLAGS if getattr(args, flag) is not None}
     if args.resume and model_overrides:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in _MODEL_FLAGS if getattr(args, flag) is not None)
@@ -111,7 +203,7 @@ def _train_configs(args: argparse.Namespace):
 
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
     """ModelConfig/TrainConfig field names the user set by flag: the engine's time-budget policy leaves them alone."""
-    model = {field for flag, field in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    model = {field for flag, (field, _, _) in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
     return model | {flag for flag in _TRAIN_FLAGS if getattr(args, flag) is not None}
 
 
@@ -122,6 +214,7 @@ def _train_reporter(as_json: bool):
 
     from tqdm import tqdm
 
+    from cllm.engine.corpus import skip_summary
     from cllm.engine.events import EpochEvent, StartEvent, StepEvent
 
     if as_json:
@@ -137,6 +230,8 @@ def _train_reporter(as_json: bool):
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
                       f"{c['bytes']:,} bytes; {event.train_files} train / {event.val_files} held out; "
                       f"{event.tokens:,} tokens, vocab {event.vocab_size:,}, {event.params:,} parameters")
+            if event.skipped:
+                bar.write(skip_summary(skipped.reason for skipped in event.skipped))
             if event.auto:
                 fields = event.to_json()
                 values = {**fields, **fields["settings"]}
@@ -166,9 +261,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from cllm.engine import CheckpointError, TrainError, train
+    from cllm.engine import TrainError, train
+    from cllm.engine.errors import CllmError
     from cllm.engine.events import FailedEvent
-    from cllm.engine.paths import WorkspaceBusy, acquire_training_lock, default_model_path
+    from cllm.engine.paths import acquire_training_lock, default_model_path, release_training_lock
     from cllm.engine.spheres import SphereError
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -187,7 +283,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         model_cfg, train_cfg = _train_configs(args)
         lock = acquire_training_lock(args.path)
-    except (ValueError, CheckpointError, WorkspaceBusy, OSError) as exc:
+    except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
     out = args.out or str(default_model_path(args.path))
     cancel = threading.Event()
@@ -208,10 +304,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
                      explicit=_explicit_settings(args))
-    except (TrainError, CheckpointError) as exc:
-        return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
     except SphereError as exc:
         return fail(f"{exc} (the last checkpoint, if any, is intact)", 1)
+    except CllmError as exc:
+        return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
     except MemoryError:
         return fail("out of memory: try a smaller --batch-size, --seq-len or model", 1)
     except OSError as exc:
@@ -223,7 +319,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if lock is not None:
-            lock.release()
+            release_training_lock(lock)
     if args.json:
         report(done)
     else:
@@ -242,7 +338,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from cllm.engine import CheckpointError, CompletionOptions, complete, load_model
+    from cllm.engine import CompletionOptions, complete, load_model
 
     def fail(message: str, code: int) -> int:
         print(f"cllm complete: error: {message}", file=sys.stderr)
@@ -258,7 +354,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     options = CompletionOptions(
         max_tokens=defaults.max_tokens if args.max_tokens is None else args.max_tokens,
         multiline=args.multiline,
-        temperature=0.0 if args.temperature is None else args.temperature,
+        temperature=defaults.temperature if args.temperature is None else args.temperature,
         max_ms=math.inf,  # the command line waits for the whole suggestion
     )
     try:
@@ -266,10 +362,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
         prefix = args.prompt if args.file is None else _complete_read_prefix(args.file, args.offset)
     except ValueError as exc:
         return fail(str(exc), 2)
-    try:
-        model = load_model(args.model)
-    except CheckpointError as exc:
-        return fail(str(exc), 1)
+    model = load_model(args.model)
     try:
         if args.batch is not None:
             return _complete_batch(model, args.batch, options, args.json)
@@ -288,11 +381,15 @@ def _cmd_complete(args: argparse.Namespace) -> int:
 def _complete_read_prefix(file: str, offset: int) -> str:
     """The text of `file` before byte `offset`, reading nothing after it; ValueError saying what is wrong."""
     import os
+    import stat
 
     try:
-        if os.path.isdir(file):
+        info = os.stat(file)
+        if stat.S_ISDIR(info.st_mode):
             raise ValueError(f"{file} is a folder, not a file")
-        size = os.path.getsize(file)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read below
+            raise ValueError(f"{file} is not a regular file")
+        size = info.st_size
         if not 0 <= offset <= size:
             raise ValueError(f"offset {offset} is outside {file}, which has {size} bytes (valid: 0..{size})")
         with open(file, "rb") as f:
@@ -443,15 +540,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     """Show a model's configuration, training metadata and weights_sha256 (text, or one JSON object with --json)."""
     import json
 
-    from cllm.engine.checkpoint import CheckpointError
-    from cllm.engine.events import EventError, TrainingMetadata
+    from cllm.engine.events import TrainingMetadata
 
-    try:
-        info = _model_info(args.model)
-        meta = TrainingMetadata.from_json(info["metadata"])
-    except (CheckpointError, EventError) as exc:
-        print(f"cllm info: {exc}", file=sys.stderr)
-        return 1
+    info = _model_info(args.model)
+    meta = TrainingMetadata.from_json(info["metadata"])
     print(json.dumps(info, indent=2) if args.json else _format_info(info, meta))
     return 0
 
@@ -460,13 +552,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines."""
     import json
 
-    from cllm.engine import (DEFAULT_POSITIONS, CheckpointError, EvalError, evaluate, evaluation_files, format_table,
-                             load_model)
+    from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model
 
     positions = DEFAULT_POSITIONS if args.positions is None else args.positions
-    if positions < 0:
-        print("cllm eval: --positions must be 0 or more", file=sys.stderr)
-        return 2
 
     def progress(stage: str, done: int, total: int) -> None:  # a live counter on a terminal, nothing in logs
         print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -478,8 +566,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"cllm eval: {notes['missing_files']} held-out files no longer exist; evaluating the rest", file=sys.stderr)
         report = evaluate(model, documents, train_documents, positions=positions,
                           progress=progress if sys.stderr.isatty() else None)
-    except (CheckpointError, EvalError, OSError) as exc:
-        print(f"cllm eval: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"cllm eval: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report) if args.json else format_table(report))
     return 0
@@ -503,16 +591,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     root = Path(args.workspace).expanduser()
     if not root.is_dir():
-        print(f"cllm serve: workspace {root} is not a folder", file=sys.stderr)
+        print(f"cllm serve: error: workspace {root} is not a folder", file=sys.stderr)
         return 2
     workspace = Workspace(root, model_dir=args.model_dir)
     try:
         run_server(workspace, args.host, args.port, allow_remote=args.allow_remote)
     except ValueError as exc:
-        print(f"cllm serve: {exc}", file=sys.stderr)
+        print(f"cllm serve: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"cllm serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"cllm serve: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
         workspace.close()
@@ -521,7 +609,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `cllm` argument parser."""
-    parser = argparse.ArgumentParser(prog="cllm", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="cllm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_train_parser, _complete_parser, _info_parser, _eval_parser, _lsp_parser, _serve_parser):
         add(sub)
@@ -529,9 +618,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `cllm` console script."""
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    """Entry point of the `cllm` console script: the engine's errors end in one line on stderr (exit status 1),
+    a closed output pipe (`cllm info MODEL | head`) in a quiet exit."""
+    from cllm.engine.errors import CllmError
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad argument (its one-line error already printed)
+        return done.code
+    try:
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, while it can still be handled
+    except BrokenPipeError:
+        _drop_stdout()
+        return _SIGPIPE_STATUS
+    except CllmError as exc:
+        print(f"cllm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+_SIGPIPE_STATUS = 128 + 13  # what a shell reports for a Unix tool killed by SIGPIPE
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush of the unwritten rest of its
+    buffer does not raise again on the closed pipe."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from cllm.engine.events import to_wire
+from cllm.engine.generate import MAX_TEMPERATURE
 
 from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
 from .settings import parse_settings
@@ -304,7 +305,7 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         raise _error(400, f"stop must be a string or a list of at most {MAX_STOP_SEQUENCES} non-empty strings")
     options = {
         "max_tokens": _number(body, "max_tokens", int, 1, MAX_COMPLETION_TOKENS),
-        "temperature": _number(body, "temperature", float, 0.0, 2.0),
+        "temperature": _number(body, "temperature", float, 0.0, MAX_TEMPERATURE),
         "top_p": _number(body, "top_p", float, 1e-6, 1.0),
         "seed": _number(body, "seed", int, 0, 2**31 - 1),
         "stop": tuple(stop) if stop else None,

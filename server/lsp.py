@@ -39,6 +39,7 @@ from pygls.workspace.position_codec import PositionCodec
 
 from cllm.engine.config import CorpusConfig
 
+from . import __version__ as SERVER_VERSION
 from .settings import TRAINING_KEYS, parse_settings
 from .workspace import Workspace
 
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # aiohttp is imported only when a dashboard is served: it add
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "cllm"
-SERVER_VERSION = "0.1.0"
 ACTIVITY_NOTIFICATION = "cllm/sphereActivity"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"

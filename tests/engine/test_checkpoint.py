@@ -3,14 +3,19 @@
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import safetensors.numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cllm.engine import checkpoint as ckmod
 from cllm.engine import files
-from cllm.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, weights_sha256
+from cllm.engine.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, validate_metadata,
+                                    weights_sha256)
 from cllm.engine.config import ModelConfig
 from cllm.engine.tokenizer import Tokenizer
 
@@ -261,3 +266,207 @@ def test_crafted_headers_are_refused_not_crashed_on(saved, edit):
     rewrite_header(saved, edit)
     with pytest.raises(CheckpointError, match="not a cllm model|corrupt"):
         load_checkpoint(saved, with_optimizer=True)
+
+
+def test_fifo_is_refused_at_once(tmp_path):
+    """Opening a FIFO for reading waits for a writer: the loader must not even try."""
+    os.mkfifo(tmp_path / "model.cllm")
+    with pytest.raises(CheckpointError, match="not a regular file \\(a FIFO\\)"):
+        load_checkpoint(tmp_path / "model.cllm")
+
+
+def test_deeply_nested_header_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "deep.cllm"
+    header = b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError, match="header nests 200001 levels deep"):
+        load_checkpoint(path)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path, ckpt):
+    ckpt.metadata["workspace"] = "/ws/" + "{[" * 1000 + '\\"' + "]}" * 10
+    save_checkpoint(tmp_path / "m.cllm", ckpt)
+    assert load_checkpoint(tmp_path / "m.cllm").metadata["workspace"] == ckpt.metadata["workspace"]
+
+
+def rewrite_entries(path, edit, sign: bool = True) -> None:
+    """Apply `edit(entries)` to the header's string entries and (with `sign`) record a matching checksum, as
+    someone who edits a file and recomputes its checksum table would."""
+    def edit_entries(header):
+        entries = header.get("__metadata__")
+        if isinstance(entries, dict):
+            edit(entries)
+            if sign:
+                sign_entries(entries)
+    rewrite_header(path, edit_entries)
+
+
+def sign_entries(entries: dict) -> None:
+    """Record the entries' checksum in their checksum table (when that is still a JSON object)."""
+    try:
+        digests = json.loads(entries["sha256"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return
+    if isinstance(digests, dict):
+        digests["metadata"] = ckmod._header_digest(entries)
+        entries["sha256"] = json.dumps(digests)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m.update(metadata="[1, 2]"), "field 'metadata' must be a JSON object"),
+    (lambda m: m.update(tokenizer="{}"), "field 'tokenizer' must be a JSON object with a \"model\""),
+    (lambda m: m.update(tokenizer={}), "header entry 'tokenizer' must be a string"),
+    (lambda m: m.update(optimizer_step="x"), "header entry 'optimizer_step' must be a whole number"),
+    (lambda m: m.update(optimizer_step="-3"), "header entry 'optimizer_step' must be a whole number"),
+    (lambda m: m.pop("model_config"), "no 'model_config' entry"),
+    (lambda m: m.update(model_config='{"n_heads": 0}'), "field 'model_config': n_heads must be positive"),
+    (lambda m: m.update(model_config='{"d_model": "wide"}'), "field 'model_config.d_model' must be a whole number"),
+    (lambda m: m.update(metadata='{"files": -1}'), "field 'metadata.files' must be a whole number >= 0"),
+    (lambda m: m.update(metadata='{"workspace": 7}'), "field 'metadata.workspace' must be a folder path or null"),
+    (lambda m: m.update(metadata='{"loss_history": [[1, "x"]]}'), "field 'metadata.loss_history' must be a list"),
+    (lambda m: m.update(metadata='{"train_files": "a.c"}'), "field 'metadata.train_files' must be a list of paths"),
+    (lambda m: m.update(metadata='{"train_config": {"lr": "fast"}}'), "field 'metadata.train_config.lr' must be a number"),
+    (lambda m: m.update(metadata='{"train_config": {"epochs": 0}}'), "field 'metadata.train_config': epochs must be"),
+    (lambda m: m.update(metadata='{"resume": {"epoch": 1}}'), "field 'metadata.resume' lacks 'batch'"),
+    (lambda m: m.update(metadata='{"resume": {"epoch": 1, "batch": 0, "step": "x", "tokens": 0, "bad_epochs": 0}}'),
+     "field 'metadata.resume.step' must be a whole number"),
+    (lambda m: m.update(metadata="[" * 100 + "]" * 100), "training metadata nests 100 levels deep"),
+    (lambda m: m.update(sha256=json.dumps({**json.loads(m["sha256"]), "params": 5})), "checksum table is not"),
+])
+def test_edited_fields_with_recomputed_checksums_are_refused_by_name(saved, edit, field):
+    rewrite_entries(saved, edit)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(saved, with_optimizer=True)
+    message = str(err.value)
+    assert field in message and "\n" not in message, message
+
+
+def test_optimizer_state_missing_a_half_is_refused(saved):
+    rewrite_header(saved, lambda h: h.update(adam_w=h.pop("adam_v")))  # the bytes stay, under another name
+    with pytest.raises(CheckpointError, match="tensor 'adam_v' is missing"):
+        load_checkpoint(saved, with_optimizer=True)
+
+
+def test_validate_metadata_accepts_what_training_writes_and_unknown_fields():
+    validate_metadata({"workspace": None, "train_files": ["a.c"], "loss_history": [[1, 5.0], 4.5], "val_loss": None,
+                       "val_history": [{"epoch": 1, "val_loss": None}], "sphere_stats": {"load_imbalance": 0.1},
+                       "resume": {"epoch": 1, "batch": 0, "step": 3, "tokens": 9, "bad_epochs": 0,
+                                  "best_epoch_val": None, "schedule_steps": None},
+                       "train_config": {"epochs": 3, "max_steps": None}, "added_by_a_newer_cllm": {"x": [1]}})
+    with pytest.raises(ValueError, match="field 'metadata.sphere_stats' must be an object of numbers"):
+        validate_metadata({"sphere_stats": {"load_imbalance": "high"}})
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_file_is_named_after_its_writer(tmp_path, ckpt, monkeypatch):
+    seen = []
+    monkeypatch.setattr(files.os, "replace", lambda src, dst: seen.append(os.path.basename(src)))
+    save_checkpoint(tmp_path / "model.cllm", ckpt)
+    assert len(seen) == 1 and seen[0].startswith(f".model.cllm.{os.getpid()}.") and seen[0].endswith(".tmp")
+
+
+@pytest.mark.parametrize("action", ["save", "load"])
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, saved, ckpt, action):
+    stale = tmp_path / f".model.cllm.{dead_pid()}.x1y2.tmp"
+    live = tmp_path / f".model.cllm.{os.getpid()}.a3b4.tmp"  # a writer still at work
+    other = tmp_path / f".other.cllm.{dead_pid()}.c5d6.tmp"  # another file's leftovers are not this save's business
+    for path in (stale, live, other):
+        path.write_bytes(b"partial")
+    if action == "save":
+        save_checkpoint(saved, ckpt)
+    else:
+        load_checkpoint(saved)
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "model.cllm"])
+
+
+def _json_values():
+    """Arbitrary JSON values, a few levels deep."""
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                        max_leaves=12)
+
+
+_FIELDS = {"metadata": sorted(ckmod._METADATA_FIELDS) + ["train_config"],
+           "model_config": ["vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "dropout"]}
+_ENTRY_KEYS = ["format", "format_version", "model_config", "tokenizer", "metadata", "optimizer_step", "sha256"]
+
+
+@st.composite
+def _edited_entries(draw):
+    """Edits of the header's string entries, and whether the checksum is recomputed afterwards. An edit replaces
+    an entry by arbitrary JSON (as text or as a raw value) or a string, drops it, or gives known fields of the
+    metadata or the model config arbitrary values."""
+    edits = []
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(st.sampled_from(_ENTRY_KEYS))
+        kind = draw(st.sampled_from(["json_text", "raw", "text", "drop"] + (["fields"] * 3 if key in _FIELDS else [])))
+        if kind == "fields":
+            value = draw(st.dictionaries(st.sampled_from(_FIELDS[key]), _json_values(), min_size=1, max_size=3))
+        else:
+            value = draw(st.text(max_size=20) if kind == "text" else _json_values())
+        edits.append((key, kind, value))
+    return edits, draw(st.booleans())
+
+
+def _apply(entries: dict, edits) -> None:
+    for key, kind, value in edits:
+        if kind == "drop":
+            entries.pop(key, None)
+        elif kind in ("raw", "text"):
+            entries[key] = value
+        elif kind == "json_text":
+            entries[key] = json.dumps(value)
+        else:  # "fields": update the JSON object the entry holds (when it still holds one)
+            try:
+                current = json.loads(entries[key])
+            except (KeyError, TypeError, json.JSONDecodeError):
+                continue
+            if isinstance(current, dict):
+                entries[key] = json.dumps({**current, **value})
+
+
+FUZZ_EXAMPLES = int(os.environ.get("CLLM_FUZZ_EXAMPLES", "300"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=_edited_entries())
+def test_fuzzed_headers_load_or_raise_checkpoint_error(tmp_path, saved, case):
+    """Whatever is written into the header and metadata, loading either succeeds with a record the faces can use
+    or raises CheckpointError: never another exception, never a hang."""
+    edits, sign = case
+    original = saved.read_bytes()
+    try:
+        rewrite_entries(saved, lambda entries: _apply(entries, edits), sign)
+        try:
+            loaded = load_checkpoint(saved, with_optimizer=True)
+        except CheckpointError as exc:
+            assert "\n" not in str(exc)
+        else:  # what the faces rely on: a checked record, a tokenizer that loads or says why not
+            validate_metadata(loaded.metadata)
+            try:
+                Tokenizer.from_json(loaded.tokenizer_json)
+            except ValueError:
+                pass
+    finally:
+        saved.write_bytes(original)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200), header=_json_values())
+def test_fuzzed_files_raise_checkpoint_error(tmp_path, data, header):
+    """Random bytes, and random JSON headers of a plausible length, are refused with a CheckpointError."""
+    text = json.dumps(header).encode()
+    for content in (data, struct.pack("<Q", len(text)) + text, struct.pack("<Q", len(data)) + data):
+        path = tmp_path / "fuzz.cllm"
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError):
+            load_checkpoint(path, with_optimizer=True)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from cllm.engine.config import CorpusConfig
-from cllm.engine.corpus import FILE_MARKER, Document, format_stats, scan, split_documents, stats, write_consolidated
+from cllm.engine.corpus import (FILE_MARKER, Document, format_stats, scan, skip_summary, split_documents, stats,
+                                write_consolidated)
 
 MAIN_C = "#include \"util.h\"\n\nint main(void) {\n    return util();\n}\n"
 UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\nint util(void);\n#endif\n"
@@ -89,7 +90,7 @@ def test_scan_gives_the_right_reason_for_each_skip(workspace):
     root, unreadable_reason = workspace
     skipped = dict(scan(root).skipped)
     assert skipped == {
-        ".env": "likely secret (matches secret_patterns)",
+        ".env": "secret (file name matches secret_patterns)",
         ".hidden/": "hidden folder",
         "blob.c": "binary (contains NUL bytes)",
         "build/": "build/vendor folder",
@@ -97,10 +98,10 @@ def test_scan_gives_the_right_reason_for_each_skip(workspace):
         "generated.c": "ignored by .gitignore",
         "huge.c": "too large (5.0 MB > 1.0 MB limit)",
         "ignored_dir/": "ignored by .gitignore",
-        "keys/server.pem": "likely secret (matches secret_patterns)",
+        "keys/server.pem": "secret (file name matches secret_patterns)",
         "latin1.h": "not UTF-8 text (invalid byte at offset 6)",
         "locked.c": unreadable_reason,
-        "src/leak.c": "likely secret (contains a private key)",
+        "src/leak.c": "secret (contains a private key)",
         "src/lib/loop/": "symlink loop (points back to an enclosing folder)",
         "src/local_tmp.c": "ignored by .gitignore",
         "src/table.gen.h": "ignored by .gitignore",
@@ -143,6 +144,53 @@ def test_fifo_does_not_hang_the_scan(tmp_path):
     result = scan(tmp_path)
     assert [d.path for d in result.documents] == ["ok.c"]
     assert result.skipped == [("pipe.c", "not a regular file")]
+
+
+# Made-up credentials in the shapes the providers issue (split so this file holds none of them whole).
+SECRETS = {
+    "an AWS access key": 'static const char *key = "AKIA' + 'IOSFODNN7EXAMPLE";',
+    "a GitHub token": "// token: ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "a GitLab token": '#define TOKEN "glpat-' + 'xYz12345678901234567"',
+    "a Slack token": "/* xoxb-" + "123456789012-abcdefABCDEF */",
+    "a JSON web token": '"eyJhbGciOiJIUzI1NiJ9.' + 'eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"',
+    "a private key": "-----BEGIN OPENSSH " + "PRIVATE KEY-----",
+    "a Google API key": 'key = "AIza' + 'SyD-1234567890abcdefghijklmnopqrstu";',
+}
+
+
+@pytest.mark.parametrize("what", sorted(SECRETS))
+def test_files_holding_credentials_are_skipped_as_secret(tmp_path, what):
+    write(tmp_path, "config.h", f"#ifndef CONFIG_H\n{SECRETS[what]}\n#endif\n")
+    write(tmp_path, "ok.c", "int ok;\n")
+    result = scan(tmp_path)
+    assert [d.path for d in result.documents] == ["ok.c"]
+    assert result.skipped == [("config.h", f"secret (contains {what})")]
+
+
+def test_code_that_merely_looks_like_tokens_is_kept(tmp_path):
+    write(tmp_path, "names.c", "int AKIA_count; char *gh_token_name; /* eyJ is base64 for {\" */\nint xoxb;\n")
+    assert [d.path for d in scan(tmp_path).documents] == ["names.c"]
+
+
+def test_names_that_are_not_utf8_are_skipped_and_the_scan_goes_on(tmp_path):
+    for name in (b"caf\xe9.c", b"dir\xff/inner.c"):  # Latin-1 names, as old archives hold them
+        path = tmp_path / os.fsdecode(name)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("int latin1;\n")
+    write(tmp_path, "ok.c", "int ok;\n")
+    result = scan(tmp_path)
+    assert [d.path for d in result.documents] == ["ok.c"]
+    assert sorted(reason for _, reason in result.skipped) == ["name is not UTF-8 (cannot be stored or shown as text)"] * 2
+    train, val = split_documents(result.documents + [Document(os.fsdecode(b"x\xe9.c"), "int x;\n", 7)], 0.5)
+    assert len(train) + len(val) == 2
+
+
+def test_skip_summary_counts_reasons_by_kind():
+    reasons = ["binary (contains NUL bytes)", "secret (contains an AWS access key)", "binary (contains NUL bytes)",
+               "duplicate of a.c", "duplicate of b.c", "secret (file name matches secret_patterns)",
+               "not a regular file", "binary (contains NUL bytes)", "too large (5.0 MB > 1.0 MB limit)"]
+    assert skip_summary(reasons) == "skipped 9: 3 binary, 2 duplicate, 2 secret, 1 not a regular file, 1 too large"
+    assert skip_summary([]) == "skipped 0"
 
 
 def test_config_extensions_limits_and_extra_ignore(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cllm.engine.events import (EVENT_TYPES, CheckpointEvent, DoneEvent, EpochEvent, EventError, FailedEvent,
-                                ResumePosition, RunSettings, RunStats, SphereRecord, StartEvent, StepEvent,
+                                ResumePosition, RunSettings, RunStats, SkippedFile, SphereRecord, StartEvent, StepEvent,
                                 TrainingMetadata, camel_case, event_from_json, to_wire)
 
 STATUS_TS = Path(__file__).resolve().parents[2] / "vscode-extension" / "src" / "status.ts"
@@ -18,8 +18,8 @@ STATUS_TS = Path(__file__).resolve().parents[2] / "vscode-extension" / "src" / "
 SPHERES = [SphereRecord(id=i, sequences=3, tokens=381, busy=0.12, wait=0.01 * i, loss=4.5) for i in range(3)]
 EPOCH = EpochEvent(epoch=1, step=40, train_loss=4.2, val_loss=4.4, val_bits_per_byte=2.6)
 EVENTS = [
-    StartEvent(workspace="/ws", files=8, skipped=1, corpus={"files": 8, "c_files": 6, "h_files": 2, "lines": 900,
-                                                             "bytes": 30_000},
+    StartEvent(workspace="/ws", files=8, skipped=[SkippedFile(path="blob.h", reason="binary")],
+               corpus={"files": 8, "c_files": 6, "h_files": 2, "lines": 900, "bytes": 30_000},
                train_files=7, val_files=1, tokens=12_000, val_tokens=1_500, vocab_size=512, params=100_000, epochs=3,
                steps_per_epoch=40, total_steps=120, step=0, spheres=12, threads=2, resumed_from=None,
                settings=RunSettings(batch_size=32, seq_len=128, grad_accum=1, lr=2e-3, warmup_steps=100,

@@ -219,7 +219,7 @@ def test_pick_token_sampling_filters():
     assert pick_token(logits, CompletionOptions(), None, allowed=np.array([0, 2])) == 2
 
 
-@pytest.mark.parametrize("bad", [dict(max_tokens=-1), dict(temperature=-0.5), dict(top_p=0.0), dict(max_ms=0),
+@pytest.mark.parametrize("bad", [dict(max_tokens=-1), dict(temperature=-0.5), dict(temperature=2.5), dict(top_p=0.0), dict(max_ms=0),
                                  dict(top_k=-2), dict(stop="abc")])
 def test_bad_options_are_refused(model, bad):
     with pytest.raises(ValueError):

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from cllm.engine.paths import LOCK_HELD_ENV, WorkspaceBusy, acquire_training_lock, default_model_path, model_dir
+from cllm.engine.paths import (LOCK_FILE, LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock,
+                               default_model_path, model_dir, release_training_lock)
 
 
 def test_model_folder_is_named_after_the_workspace_and_its_path(tmp_path, monkeypatch):
@@ -41,3 +42,13 @@ def test_a_child_of_the_lock_holder_trains_under_the_parents_lock(tmp_path, monk
             acquire_training_lock(tmp_path / "ws")
     finally:
         parent.release()
+
+
+def test_releasing_leaves_no_lock_in_a_folder_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    release_training_lock(acquire_training_lock(tmp_path / "failed"))
+    assert not model_dir(tmp_path / "failed").exists()
+    lock = acquire_training_lock(tmp_path / "trained")
+    default_model_path(tmp_path / "trained").write_bytes(b"model")
+    release_training_lock(lock)
+    assert sorted(p.name for p in model_dir(tmp_path / "trained").iterdir()) == sorted([LOCK_FILE, MODEL_FILE])

@@ -1,6 +1,10 @@
 """`cllm info MODEL [--json]`: the model's config, training record and weights_sha256, or a clear error."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -54,3 +58,23 @@ def test_info_refuses_a_damaged_file(model_file, capsys):
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_quietly(model_file):
+    """`cllm info MODEL | head -0`: the reader is gone before cllm writes; no BrokenPipeError traceback."""
+    path, _ = model_file
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cllm.server.cli", "info", str(path)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 128 + signal.SIGPIPE
+
+
+def test_a_fifo_is_refused_at_once(tmp_path, capsys):
+    os.mkfifo(tmp_path / "model.cllm")
+    assert main(["info", str(tmp_path / "model.cllm")]) == 1
+    assert capsys.readouterr().err == f"cllm info: error: {tmp_path / 'model.cllm'} is not a regular file (a FIFO). " \
+                                      "Pass a .cllm file written by `cllm train`.\n"

@@ -63,7 +63,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 
 def test_bad_flag_values_and_model_flags_on_resume_are_refused(c_workspace, tmp_path, capsys):
     assert main(["train", str(c_workspace), "--epochs", "0"]) == 2
-    assert "epochs must be positive" in capsys.readouterr().err
+    assert "argument --epochs: must be a whole number >= 1, got '0'" in capsys.readouterr().err
     assert main(["train", str(c_workspace), "--heads", "3"]) == 2
     assert "multiple of heads" in capsys.readouterr().err
     assert main(["train", str(c_workspace), "--resume", str(tmp_path / "x.cllm"), "--layers", "3"]) == 2
@@ -122,3 +122,38 @@ def test_a_time_budget_picks_what_the_flags_leave_unset(c_workspace, tmp_path, c
     assert start["settings"]["lr"] == 0.003 and start["settings"]["grad_accum"] == 1 and start["epochs"] == 1
     train_config = load_checkpoint(out).metadata["train_config"]
     assert train_config["lr"] == 0.003 and train_config["grad_accum"] == 1
+
+
+def write_skipped_files(workspace) -> None:
+    """Candidates the scan leaves out: two binary files, a file holding an AWS key, a FIFO."""
+    (workspace / "blob1.c").write_bytes(b"int x;\0\1")
+    (workspace / "blob2.h").write_bytes(b"\0\0\0")
+    (workspace / "keys.h").write_text('const char *k = "AKIA' + 'IOSFODNN7EXAMPLE";\n')
+    os.mkfifo(workspace / "pipe.c")
+
+
+def test_text_mode_prints_a_summary_of_skipped_files(c_workspace, tmp_path, capsys):
+    write_skipped_files(c_workspace)
+    assert main(["train", str(c_workspace), "--out", str(tmp_path / "m.cllm"), "--max-steps", "1", *TINY]) == 0
+    assert "skipped 4: 2 binary, 1 not a regular file, 1 secret\n" in capsys.readouterr().out
+
+
+def test_json_mode_lists_every_skipped_path_with_its_reason(c_workspace, tmp_path, capsys):
+    write_skipped_files(c_workspace)
+    assert main(["train", str(c_workspace), "--out", str(tmp_path / "m.cllm"), "--max-steps", "1", "--json", *TINY]) == 0
+    start = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert start["skipped"] == [
+        {"path": "blob1.c", "reason": "binary (contains NUL bytes)"},
+        {"path": "blob2.h", "reason": "binary (contains NUL bytes)"},
+        {"path": "keys.h", "reason": "secret (contains an AWS access key)"},
+        {"path": "pipe.c", "reason": "not a regular file"},
+    ]
+
+
+def test_a_failed_training_leaves_no_lock_behind(tmp_path, cache_home, capsys):
+    (tmp_path / "empty").mkdir()
+    write_skipped_files(tmp_path / "empty")
+    assert main(["train", str(tmp_path / "empty")]) == 2
+    assert "no C files (.c, .h) to learn from" in capsys.readouterr().err
+    assert not model_dir(tmp_path / "empty").exists()
+    assert not list(cache_home.rglob("train.lock"))
