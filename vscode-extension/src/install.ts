@@ -143,7 +143,7 @@ export function installSteps(python: string, env: PrivateEnvironment, wheelPath:
     {
       title: "installing cllm and its dependencies (numpy, numba, \u2026)",
       command: env.python,
-      args: ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", wheelPath],
+      args: ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", wheelPath],
     },
   ];
 }

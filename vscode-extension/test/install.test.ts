@@ -86,7 +86,7 @@ test("the install: a fresh venv from the chosen Python, then pip installs the wh
   const steps = installSteps("/usr/bin/python3", env, "/ext/bundled/x.whl");
   assert.deepEqual(steps.map((step) => commandLine(step)), [
     "/usr/bin/python3 -m venv --clear /store/server",
-    "/store/server/bin/python -m pip install --disable-pip-version-check --no-input /ext/bundled/x.whl",
+    "/store/server/bin/python -m pip install --disable-pip-version-check --no-input --progress-bar off /ext/bundled/x.whl",
   ]);
   const failed = installFailedProblem(steps[1], "pip exited with code 1");
   assert.match(failed.problem, /pip exited with code 1/);
