@@ -31,15 +31,17 @@ demo: setup
 test: setup-test vscode
 	$(VENV)/bin/pytest -q
 
-# The VS Code extension: install its pinned npm packages, type-check, unit-test and package dist/cllm.vsix.
+# The VS Code extension: install its pinned npm packages, type-check, unit-test and package dist/cllm.vsix with
+# the project's wheel in it (bundled/, the server the extension installs for itself; its version is package.json's).
 # Without npm it is skipped (and its end-to-end test with it), unless CLLM_REQUIRE_E2E=1 as in CI.
 EXT := vscode-extension
 $(EXT)/node_modules/.installed: $(EXT)/package-lock.json
 	cd $(EXT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-vscode:
+vscode: setup
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(EXT)/node_modules/.installed \
+		&& rm -rf $(EXT)/bundled && $(PY) -m pip wheel -q --no-deps . -w $(EXT)/bundled \
 		&& cd $(EXT) && npm test && npm run --silent package; \
 	elif [ "$$CLLM_REQUIRE_E2E" = 1 ]; then echo "npm is required to build the VS Code extension" >&2; exit 1; \
 	else echo "npm not found: skipping the VS Code extension"; fi

@@ -8,6 +8,11 @@ offers (with the token) in the same browser; last it sets cllm.server.path to a 
 settings and expects one error notification with the fix and the status bar's error state. The language server is
 this checkout's `cllm`.
 
+The fresh-user test starts from nothing: no `cllm` settings in the user data, no `cllm` on PATH. The extension
+installs its own server (the wheel inside the .vsix) into a private virtual environment, with `python3` on PATH;
+pip takes the dependencies from its cache or the package index, and numba compiles from cold. It trains from the
+palette, sees ghost text and prints the time from installing the .vsix to the first ghost text.
+
 Prerequisites: node, chromium, code-server (vscode-extension/scripts/install-code-server.sh) and the built
 extension with its node_modules (`make vscode`). Missing, the test is skipped unless CLLM_REQUIRE_E2E=1.
 """
@@ -15,7 +20,9 @@ extension with its node_modules (`make vscode`). Missing, the test is skipped un
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +36,7 @@ VSIX = EXTENSION / "dist" / "cllm.vsix"
 DRIVER = EXTENSION / "scripts" / "e2e-code-server.mjs"
 SCREENSHOT = REPO / "test-artifacts" / "vscode.png"
 DRIVER_TIMEOUT = 300  # seconds for the whole run; it takes well under a minute with a warm numba cache
+FRESH_TIMEOUT = 1200  # seconds for the fresh user's run: pip installs numpy, numba, ..., numba compiles from cold
 
 # A small model that still completes this workspace sensibly (so the screenshot shows real code): ~20 s on 2 cores.
 SMALL_TRAINING = {
@@ -54,23 +62,29 @@ def _prerequisites() -> str:
     return node
 
 
-def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
-    node = _prerequisites()
+def _workspace(tmp_path: Path) -> Path:
+    """The C workspace, its settings asking for a small model kept in tmp_path/models."""
     workspace = write_c_workspace(tmp_path / "project")
     settings = {"cllm.modelDir": str(tmp_path / "models"), **SMALL_TRAINING}
     (workspace / ".vscode").mkdir()
     (workspace / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2))
-    cllm = Path(sys.executable).with_name("cllm")
+    return workspace
 
+
+def _drive(node: str, workspace: Path, server: list[str], screenshot: Path, timeout: int,
+           env: dict[str, str] | None = None) -> dict:
+    """Run the driver; what it saw, after checking it succeeded."""
     run = subprocess.run(
         [node, str(DRIVER), "--code-server", str(CODE_SERVER), "--vsix", str(VSIX), "--workspace", str(workspace),
-         "--file", "mod0.c", "--cllm", str(cllm), "--screenshot", str(SCREENSHOT), "--type", TYPED,
-         "--timeout", str(DRIVER_TIMEOUT - 30)],
-        capture_output=True, text=True, timeout=DRIVER_TIMEOUT, cwd=EXTENSION)
-
+         "--file", "mod0.c", *server, "--screenshot", str(screenshot), "--type", TYPED, "--timeout", str(timeout - 30)],
+        capture_output=True, text=True, timeout=timeout, cwd=EXTENSION, env=env)
     lines = run.stdout.strip().splitlines()
     seen = json.loads(lines[-1]) if lines else {}
     assert run.returncode == 0, f"driver failed: {seen.get('error')}\n{run.stderr[-3000:]}"
+    return seen
+
+
+def _assert_trained_with_ghost_text(seen: dict) -> None:
     texts = seen["statusTexts"]
     training = [i for i, text in enumerate(texts) if TRAINING_TEXT.match(text)]
     ready = [i for i, text in enumerate(texts) if READY_TEXT.match(text)]
@@ -80,6 +94,17 @@ def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
     assert seen["progressNotification"].startswith("CLLM training"), seen["progressNotification"]
     assert "Held-out bits per byte" in seen["statusView"], seen["statusView"]
     assert seen["ghostText"].strip(), "no ghost text appeared"
+
+
+def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
+    node = _prerequisites()
+    workspace = _workspace(tmp_path)
+    cllm = Path(sys.executable).with_name("cllm")
+
+    seen = _drive(node, workspace, ["--cllm", str(cllm)], SCREENSHOT, DRIVER_TIMEOUT)
+
+    _assert_trained_with_ghost_text(seen)
+    assert seen["installNotification"] == "", "a configured server must not be installed"
     assert seen["dashboard"] == {"host": seen["dashboard"]["host"], "tokenState": "valid", "title": "cllm dashboard"}
     assert seen["dashboard"]["host"].startswith("127.0.0.1:")
     assert len(seen["serverMissing"]) == 1, seen["serverMissing"]
@@ -87,3 +112,23 @@ def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
     assert seen["errorStatus"] == {"text": "CLLM", "codicon": 1}
     assert (tmp_path / "models" / "model.cllm").is_file()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_fresh_user_gets_the_extensions_own_server(tmp_path: Path) -> None:
+    node = _prerequisites()
+    workspace = _workspace(tmp_path)
+    path = os.pathsep.join(folder for folder in os.environ["PATH"].split(os.pathsep)
+                           if not shutil.which("cllm", path=folder))
+    assert shutil.which("cllm", path=path) is None
+    assert shutil.which("python3", path=path), "the fresh user needs python3 on PATH"
+    # The driver gives code-server a fresh HOME; pip keeps the user's cache (PIP_CACHE_DIR's default).
+    pip_cache = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
+    env = {**os.environ, "PATH": path, "PIP_CACHE_DIR": pip_cache}
+
+    seen = _drive(node, workspace, ["--fresh"], SCREENSHOT.with_name("vscode-fresh.png"), FRESH_TIMEOUT, env)
+
+    _assert_trained_with_ghost_text(seen)
+    assert seen["installNotification"].startswith("CLLM: installing the language server"), seen["installNotification"]
+    assert (tmp_path / "models" / "model.cllm").is_file()
+    print(f"fresh user: server installed and running {seen['seconds']['serverRunning']} s, trained "
+          f"{seen['seconds']['trained']} s, first ghost text {seen['seconds']['ghostText']} s after installing the .vsix")

@@ -4,9 +4,11 @@
 // palette, follows the status bar through training to ready, types in a C file until ghost text appears, and
 // saves a screenshot. Prints one JSON object (what was seen) on stdout; exits non-zero on any failure.
 //
-// Usage: node e2e-code-server.mjs --code-server DIR --vsix FILE --workspace DIR --file REL --cllm PATH
+// Usage: node e2e-code-server.mjs --code-server DIR --vsix FILE --workspace DIR --file REL (--cllm PATH | --fresh)
 //                                 --screenshot FILE --type TEXT [--timeout SECONDS]
-// TEXT is typed at the end of the file REL before waiting for ghost text.
+// TEXT is typed at the end of the file REL before waiting for ghost text. With --cllm the server is that
+// executable (cllm.server.path), and the run goes on to the dashboard and a wrong server path. With --fresh no
+// server is configured: the extension installs its own; the run ends at the ghost text and records the times.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -23,22 +25,30 @@ const { values: opts } = parseArgs({
     workspace: { type: "string" },
     file: { type: "string" },
     cllm: { type: "string" },
+    fresh: { type: "boolean", default: false },
     screenshot: { type: "string" },
     type: { type: "string" },
     timeout: { type: "string", default: "240" },
   },
 });
-for (const key of ["code-server", "vsix", "workspace", "file", "cllm", "screenshot", "type"]) {
+for (const key of ["code-server", "vsix", "workspace", "file", "screenshot", "type"]) {
   if (!opts[key]) fail(`missing --${key}`);
 }
+if (!opts.cllm === !opts.fresh) fail("give one of --cllm and --fresh");
+const started = Date.now();
 const deadline = Date.now() + Number(opts.timeout) * 1000;
 const entry = path.join(opts["code-server"], "out", "node", "entry.js");
 const STATUS_ITEM = "#workbench\\.parts\\.statusbar [id$='cllm.status']";
-const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", dashboard: null, serverMissing: [], steps: [] };
+const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", dashboard: null, serverMissing: [], steps: [], installNotification: "", seconds: {} };
 
 function fail(message) {
   process.stderr.write(`e2e-code-server: ${message}\n`);
   process.exit(1);
+}
+
+/** Seconds since the run started (before the extension is installed), recorded under `what`. */
+function mark(what) {
+  seen.seconds[what] = Math.round((Date.now() - started) / 100) / 10;
 }
 
 function step(message) {
@@ -80,9 +90,11 @@ async function waitForHttp(url) {
 function makeProfile(root) {
   const dirs = { userData: path.join(root, "user-data"), extensions: path.join(root, "extensions"), home: path.join(root, "home") };
   for (const dir of Object.values(dirs)) fs.mkdirSync(dir, { recursive: true });
-  // cllm.server.path is machine-scoped: in code-server (a remote window) it belongs in the Machine settings.
-  fs.mkdirSync(path.join(dirs.userData, "Machine"), { recursive: true });
-  fs.writeFileSync(path.join(dirs.userData, "Machine", "settings.json"), JSON.stringify({ "cllm.server.path": opts.cllm }));
+  if (opts.cllm) {
+    // cllm.server.path is machine-scoped: in code-server (a remote window) it belongs in the Machine settings.
+    fs.mkdirSync(path.join(dirs.userData, "Machine"), { recursive: true });
+    fs.writeFileSync(path.join(dirs.userData, "Machine", "settings.json"), JSON.stringify({ "cllm.server.path": opts.cllm }));
+  }
   fs.mkdirSync(path.join(dirs.userData, "User"), { recursive: true });
   fs.writeFileSync(
     path.join(dirs.userData, "User", "settings.json"),
@@ -142,7 +154,10 @@ async function main() {
     await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: `http://127.0.0.1:${port}` });
     const page = await context.newPage();
     await drive(page, port);
-    await breakServerPath(page);
+    if (!opts.fresh) {
+      await openDashboard(page);
+      await breakServerPath(page);
+    }
   } finally {
     await browser?.close().catch(() => undefined);
     try {
@@ -169,11 +184,19 @@ async function progressNotification(page) {
   if (text) seen.progressNotification = text;
 }
 
+/** The server install's progress notification's title and message, if one is showing. */
+async function installNotification(page) {
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "installing the language server" }).first();
+  const text = ((await toast.locator(".notification-list-item-message").innerText({ timeout: 200 }).catch(() => "")) ?? "").trim();
+  if (text) seen.installNotification = text;
+}
+
 /** Poll the status-bar item (and the progress notification) until `predicate(text)` holds. */
 async function waitForStatus(page, predicate, what) {
   while (true) {
     const text = await statusText(page);
     if (!seen.progressNotification) await progressNotification(page);
+    if (!seen.installNotification) await installNotification(page);
     if (predicate(text)) return text;
     if (deadline - Date.now() <= 0) throw new Error(`status bar never showed ${what}; saw ${JSON.stringify(seen.statusTexts)}`);
     await page.waitForTimeout(100);
@@ -194,11 +217,13 @@ async function drive(page, port) {
   await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(opts.workspace)}`);
   await page.locator(".monaco-workbench").waitFor({ timeout: remaining() });
   await waitForStatus(page, (text) => /untrained|CLLM ·/.test(text), "the server's first state");
+  mark("serverRunning");
 
   step("running CLLM: Train on Workspace");
   await runCommand(page, "CLLM: Train on Workspace");
   await waitForStatus(page, (text) => /spheres/.test(text), "training");
   await waitForStatus(page, (text) => /^\u2b22 CLLM ·/.test(text), "ready");
+  mark("trained");
 
   step(`opening ${opts.file}`);
   await page.keyboard.press("Control+P");
@@ -231,11 +256,14 @@ async function drive(page, port) {
     seen.ghostText = ((await ghost.allTextContents()).join("")).trim();
     if (deadline - Date.now() <= 0) throw new Error("no ghost text appeared");
   }
+  mark("ghostText");
   step(`ghost text: ${JSON.stringify(seen.ghostText)}`);
   await statusText(page);
   fs.mkdirSync(path.dirname(opts.screenshot), { recursive: true });
   await page.screenshot({ path: opts.screenshot });
+}
 
+async function openDashboard(page) {
   step("running CLLM: Open Dashboard");
   await runCommand(page, "CLLM: Open Dashboard");
   // In a browser-based VS Code the extension offers the link (it cannot open loopback links through the

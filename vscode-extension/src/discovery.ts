@@ -2,11 +2,12 @@
  * Finding the command that starts the language server (`cllm lsp`), in this order:
  *
  *   1. the `cllm.server.path` setting (the `cllm` executable),
- *   2. the `cllm.python` setting (an interpreter with cllm installed: `python -m cllm.server.cli lsp`),
+ *   2. the `cllm.python` setting, when cllm is installed in it (`python -m cllm.server.cli lsp`),
  *   3. the interpreter selected in the Python extension, when cllm is installed beside it,
  *   4. `cllm` on PATH.
  *
- * No `vscode` import and no file access of its own (the caller passes `isExecutable`): unit-tested directly.
+ * Nothing configured or found (or a `cllm.python` without cllm): the extension installs its own server
+ * (install.ts). No `vscode` import and no file access of its own (the caller passes `isExecutable`): unit-tested directly.
  */
 import * as path from "node:path";
 
@@ -25,7 +26,11 @@ export interface DiscoveryProblem {
   fix: string;
 }
 
-export type Discovery = { ok: true; server: ServerCommand } | ({ ok: false } & DiscoveryProblem);
+/** Found a server; or none configured or found (`missing`: install the extension's own); or a wrong setting. */
+export type Discovery =
+  | { kind: "found"; server: ServerCommand }
+  | { kind: "missing" }
+  | ({ kind: "invalid" } & DiscoveryProblem);
 
 export interface DiscoveryInput {
   serverPath?: string;
@@ -37,36 +42,37 @@ export interface DiscoveryInput {
   home: string;
   workspaceFolder?: string;
   isExecutable: (file: string) => boolean;
+  /** True when cllm is installed in this interpreter (asked of `cllm.python` only). */
+  hasCllm: (python: string) => boolean;
 }
 
 const LSP_ARGS = ["lsp"];
 const MODULE_ARGS = ["-m", "cllm.server.cli", "lsp"];
-const INSTALL_FIX =
-  "Install cllm into a Python environment (pip install cllm, or pip install -e on a checkout), then select that " +
-  "interpreter in the Python extension, set cllm.python to it, or set cllm.server.path to its cllm executable.";
 
-/** The server command, or the problem and its fix. */
+/** The server command, `missing`, or the problem with a setting and its fix. */
 export function discoverServer(input: DiscoveryInput): Discovery {
   const paths = { home: input.home, workspaceFolder: input.workspaceFolder };
   const serverPath = input.serverPath?.trim() ? expandPath(input.serverPath, paths) : undefined;
   if (serverPath) {
     if (!input.isExecutable(serverPath)) {
-      return { ok: false, problem: `cllm.server.path is set to ${serverPath}, which is not an executable file.`, fix: "Correct cllm.server.path, or clear it to let CLLM search for the server." };
+      return { kind: "invalid", problem: `cllm.server.path is set to ${serverPath}, which is not an executable file.`, fix: "Correct cllm.server.path, or clear it to let CLLM search for the server." };
     }
-    return { ok: true, server: { command: serverPath, args: [...LSP_ARGS], source: "setting cllm.server.path" } };
+    return { kind: "found", server: { command: serverPath, args: [...LSP_ARGS], source: "setting cllm.server.path" } };
   }
   const python = input.python?.trim() ? expandPath(input.python, paths) : undefined;
   if (python) {
     if (!input.isExecutable(python)) {
-      return { ok: false, problem: `cllm.python is set to ${python}, which is not an executable file.`, fix: "Correct cllm.python, or clear it to let CLLM search for the server." };
+      return { kind: "invalid", problem: `cllm.python is set to ${python}, which is not an executable file.`, fix: "Correct cllm.python, or clear it to let CLLM search for the server." };
     }
-    return { ok: true, server: { command: python, args: [...MODULE_ARGS], source: "setting cllm.python" } };
+    if (input.hasCllm(python)) {
+      return { kind: "found", server: { command: python, args: [...MODULE_ARGS], source: "setting cllm.python" } };
+    }
   }
   const beside = besideInterpreter(input);
-  if (beside) return { ok: true, server: beside };
+  if (beside) return { kind: "found", server: beside };
   const onPath = searchPath("cllm", input);
-  if (onPath) return { ok: true, server: { command: onPath, args: [...LSP_ARGS], source: "cllm on PATH" } };
-  return { ok: false, problem: "Cannot find the cllm language server.", fix: INSTALL_FIX };
+  if (onPath) return { kind: "found", server: { command: onPath, args: [...LSP_ARGS], source: "cllm on PATH" } };
+  return { kind: "missing" };
 }
 
 /** `cllm` in the same folder as the Python extension's interpreter (the environment's scripts folder). */

@@ -2,13 +2,15 @@
  * The CLLM extension: starts `cllm lsp` for C files and presents it. All model logic stays in Python.
  *
  * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.showStatus,
- * cllm.openDashboard, cllm.restartServer): vscode-languageclient already registers the server's own
+ * cllm.openDashboard, cllm.restartServer, cllm.reinstallServer): vscode-languageclient already registers the server's own
  * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status, cllm.dashboard), and registering an id
  * twice fails.
  */
 import * as vscode from "vscode";
 
-import { CllmServer } from "./server";
+import { PrivateServer } from "./privateServer";
+import { onInterpreterChange } from "./pythonExtension";
+import { CllmServer, isExecutable } from "./server";
 import { Activity, isTraining, mergeActivity, parseStatus, stateFromStatus } from "./status";
 import { SHOW_STATUS, StatusUi } from "./ui";
 
@@ -35,7 +37,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
     started: () => void refreshStatus(),
     failed: (problem) => ui.set({ kind: "error", message: `${problem.problem} ${problem.fix}` }),
-  });
+  }, new PrivateServer(context, output, isExecutable));
   server = cllm;
 
   /** Ask the server for its status and show it; a failed training run is reported once. */
@@ -57,12 +59,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
   }
 
-  async function ensureServer(): Promise<boolean> {
-    return cllm.running || (await cllm.restart());
-  }
-
   async function startTraining(): Promise<void> {
-    if (!(await ensureServer())) return;
+    if (!(await cllm.ensureRunning())) return;
     const result = (await cllm.execute(SERVER_TRAIN, folderArgs())) as { started?: boolean } | undefined;
     if (result?.started) {
       wasTraining = true;
@@ -83,7 +81,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   /** The server starts the folder's HTTP face on a free loopback port (training carries on) and returns its link. */
   async function openDashboard(): Promise<void> {
-    if (!(await ensureServer())) return;
+    if (!(await cllm.ensureRunning())) return;
     if (!cllm.offers(SERVER_DASHBOARD)) {
       void vscode.window.showErrorMessage(`CLLM: this cllm language server has no ${SERVER_DASHBOARD} command; update cllm.`);
       return;
@@ -107,6 +105,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       ui.set({ kind: "starting" });
       await cllm.restart();
     }),
+    vscode.commands.registerCommand("cllm.reinstallServer", async () => {
+      ui.set({ kind: "starting" });
+      await cllm.reinstall();
+    }),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (event.affectsConfiguration("cllm.server") || event.affectsConfiguration("cllm.python")) {
         output.info("The server settings changed: restarting the language server.");
@@ -118,7 +120,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
   );
-  await cllm.start();
+  const interpreterWatch = await onInterpreterChange(async () => {
+    output.info("The Python extension's interpreter changed: restarting the language server.");
+    ui.set({ kind: "starting" });
+    await cllm.restart();
+  });
+  if (interpreterWatch) context.subscriptions.push(interpreterWatch);
+  // Not awaited: a first start may install the server for minutes, and commands wait for activation to end.
+  void cllm.start();
 }
 
 export async function deactivate(): Promise<void> {

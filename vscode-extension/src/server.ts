@@ -1,5 +1,5 @@
 /**
- * The language server's life: find `cllm lsp`, start it through vscode-languageclient (which also provides the
+ * The language server's life: find `cllm lsp` (or install the extension's own, privateServer.ts), start it through vscode-languageclient (which also provides the
  * inline completions), pass settings, relay `cllm/sphereActivity`, and stop cleanly. A server that cannot be
  * found or keeps dying produces one clear notification with the fix, never a crash loop.
  */
@@ -19,7 +19,10 @@ import {
 
 import { RestartPolicy } from "./crashes";
 import { DiscoveryProblem, ServerCommand, discoverServer } from "./discovery";
-import { ServerSettings, serverSettings } from "./settings";
+import { pythonCandidates } from "./install";
+import { PrivateServer, probePython } from "./privateServer";
+import { activeInterpreter } from "./pythonExtension";
+import { ServerSettings, expandPath, serverSettings } from "./settings";
 import { Activity, parseActivity } from "./status";
 
 export const ACTIVITY_NOTIFICATION = "cllm/sphereActivity";
@@ -44,12 +47,14 @@ export class CllmServer {
   private stopping = false;
   private notified = false;
   private readonly restarts = new RestartPolicy();
+  private starting: Promise<boolean> | undefined;
   /** How the server command was found (for the log and the status view). */
   command: ServerCommand | undefined;
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
     private readonly listener: ServerListener,
+    private readonly own: PrivateServer,
   ) {}
 
   get running(): boolean {
@@ -62,26 +67,72 @@ export class CllmServer {
     return commands.includes(command);
   }
 
-  /** Find and start the server; false (after notifying the user once) when that fails. */
-  async start(): Promise<boolean> {
+  /**
+   * Find (or install) and start the server; false (after notifying the user once) when that fails. A call while
+   * the server is starting (installing) waits for that start.
+   */
+  start(): Promise<boolean> {
+    this.starting ??= this.startOnce(false).finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  /** The running server, started first when it is not (waits for a start under way). */
+  async ensureRunning(): Promise<boolean> {
+    if (this.starting) return this.starting;
+    return this.running || this.restart();
+  }
+
+  /** Install the extension's own server again, then start the server. */
+  async reinstall(): Promise<boolean> {
+    await this.starting;
+    await this.stop();
+    this.restarts.reset();
+    this.notified = false;
+    this.starting = this.startOnce(true).finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async startOnce(reinstall: boolean): Promise<boolean> {
+    const config = vscode.workspace.getConfiguration("cllm");
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const paths = { home: os.homedir(), workspaceFolder: folder?.uri.fsPath };
+    const configuredPython = config.get<string>("python")?.trim() ? expandPath(config.get<string>("python") ?? "", paths) : undefined;
+    const probed = configuredPython && isExecutable(configuredPython) ? await probePython(configuredPython) : undefined;
+    const interpreter = await activeInterpreter(folder?.uri);
     const found = discoverServer({
-      serverPath: vscode.workspace.getConfiguration("cllm").get<string>("server.path"),
-      python: vscode.workspace.getConfiguration("cllm").get<string>("python"),
-      pythonExtensionInterpreter: await pythonExtensionInterpreter(),
+      serverPath: config.get<string>("server.path"),
+      python: configuredPython,
+      pythonExtensionInterpreter: interpreter,
       pathEnv: process.env.PATH,
       platform: process.platform,
-      home: os.homedir(),
-      workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+      ...paths,
       isExecutable,
+      hasCllm: () => probed?.cllm === true,
     });
-    if (!found.ok) {
+    if (found.kind === "invalid") {
       this.fail(found);
       return false;
     }
-    this.command = found.server;
-    const args = found.server.args;
-    this.output.info(`Starting ${found.server.command} ${args.join(" ")} (found by ${found.server.source})`);
-    const serverOptions: ServerOptions = { command: found.server.command, args, options: { env: process.env } };
+    let server = found.kind === "found" ? found.server : undefined;
+    if (!server || reinstall) {
+      const candidates = pythonCandidates({ configured: configuredPython, pythonExtension: interpreter, pathEnv: process.env.PATH, platform: process.platform, isExecutable });
+      const own = await this.own.ensure(candidates, reinstall);
+      if (!own.ok) this.fail(own);
+      server ??= own.ok ? own.server : undefined;
+      if (!server) return false;
+    }
+    return this.launch(server);
+  }
+
+  private async launch(server: ServerCommand): Promise<boolean> {
+    this.command = server;
+    const args = server.args;
+    this.output.info(`Starting ${server.command} ${args.join(" ")} (found by ${server.source})`);
+    const serverOptions: ServerOptions = { command: server.command, args, options: { env: process.env } };
     const client = new LanguageClient("cllm", "CLLM", serverOptions, this.clientOptions());
     client.onNotification(ACTIVITY_NOTIFICATION, (params: unknown) => {
       const activity = parseActivity(params);
@@ -95,7 +146,7 @@ export class CllmServer {
       this.client = undefined;
       await client.dispose().catch(() => undefined);
       this.fail({
-        problem: `The CLLM language server (${found.server.command}) did not start: ${describe(error)}.`,
+        problem: `The CLLM language server (${server.command}) did not start: ${describe(error)}.`,
         fix: "See Output \u203a CLLM for its messages; check cllm.server.path / cllm.python.",
       });
       return false;
@@ -122,6 +173,7 @@ export class CllmServer {
 
   /** Stop and start again (after a settings change). */
   async restart(): Promise<boolean> {
+    await this.starting;
     await this.stop();
     this.restarts.reset();
     this.notified = false;
@@ -195,23 +247,7 @@ export class CllmServer {
   }
 }
 
-/** The interpreter chosen in the Python extension (ms-python.python), if it is installed. */
-async function pythonExtensionInterpreter(): Promise<string | undefined> {
-  const extension = vscode.extensions.getExtension("ms-python.python");
-  if (!extension) return undefined;
-  try {
-    const api = extension.isActive ? extension.exports : await extension.activate();
-    const resource = vscode.workspace.workspaceFolders?.[0]?.uri;
-    const active = api?.environments?.getActiveEnvironmentPath?.(resource);
-    if (typeof active?.path === "string") return active.path;
-    const details = api?.settings?.getExecutionDetails?.(resource);
-    return Array.isArray(details?.execCommand) ? details.execCommand[0] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isExecutable(file: string): boolean {
+export function isExecutable(file: string): boolean {
   try {
     fs.accessSync(file, fs.constants.X_OK);
     return fs.statSync(file).isFile();
