@@ -1,6 +1,8 @@
 """One workspace folder: its model folder, the loaded model, the training job and the event stream.
 
 The language server and the HTTP server are two faces of this object; they hold no model logic of their own.
+Both run their completions on the Workspace's one `worker` (server/worker.py): newest request per document
+wins, and the faces take turns.
 
 - Model folder: under the user's cache folder, named after the workspace and a hash of its path, unless the
   `modelDir` setting (or the `model_dir` argument) points elsewhere. It holds `model.cllm` (the last good
@@ -43,6 +45,7 @@ from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .settings import check_training, parse_settings, train_arguments
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,7 @@ class Workspace:
         for problem in problems:
             log.warning("%s", problem)
         self._explicit_model_dir = Path(model_dir) if model_dir is not None else None
+        self.worker = Worker(name=f"cllm-worker-{self.root.name}")  # the completion thread both faces share
         self._state_lock = threading.RLock()
         self._subscribers: list[Subscriber] = []
         self._model: Any = None
@@ -484,7 +488,8 @@ class Workspace:
         return not job.thread.is_alive()
 
     def close(self) -> None:
-        """Cancel training and wait for it to settle (server shutdown)."""
+        """Stop the completion worker, cancel training and wait for it to settle (server shutdown)."""
+        self.worker.close()
         if self.cancel_training():
             self.wait_training(KILL_AFTER_SECONDS + 5.0)
 
