@@ -17,7 +17,6 @@ Logs go to stderr and, for cllm's own loggers, to `window/logMessage`; stdout ca
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -25,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from .positions import Suggestion, complete_at, is_c_document
-from .protocol import CllmProtocol
+from .protocol import CllmProtocol, serve_stdio
 from .relay import TrainingRelay
 from .settings import TRAINING_KEYS, parse_settings
 from .worker import LSP
@@ -99,10 +98,14 @@ class CllmServer(LanguageServer):
     # messages to the user
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Errors outside a request go to the log, not a popup; unparseable JSON gets a parse error reply."""
+        """Errors outside a request go to the log, not a popup. A frame pygls could not take gets an error
+        reply with id null: a parse error when it is not UTF-8 JSON, an invalid request otherwise."""
         log.warning("protocol error: %s", error)
-        if isinstance(error, json.JSONDecodeError):
+        if isinstance(error, ValueError):  # json.JSONDecodeError, UnicodeDecodeError
             self.protocol._send_response(None, None, JsonRpcParseError(str(error)).to_response_error())
+        elif source is JsonRpcException:  # what pygls.io_.run_async passes for a message it could not handle
+            message = f"not a JSON-RPC message: {error}"
+            self.protocol._send_response(None, None, JsonRpcInvalidRequest(message).to_response_error())
 
     def report_problems(self, problems: list[str]) -> None:
         """Show each settings problem once per session."""
@@ -366,7 +369,8 @@ def build_server(http_port: int | None = None) -> CllmServer:
 
 
 def run_stdio(http_port: int | None = None) -> int:
-    """`cllm lsp`: serve on stdin/stdout until the client exits; logs go to stderr and the client's log."""
+    """`cllm lsp`: serve on stdin/stdout until the client exits (the exit code: 0, or 1 for an `exit` without
+    `shutdown`); logs go to stderr and the client's log."""
     logging.basicConfig(level=logging.INFO, format="cllm-lsp %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pygls").setLevel(logging.WARNING)
     server = build_server(http_port)
@@ -376,8 +380,7 @@ def run_stdio(http_port: int | None = None) -> int:
     protocol_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol stream
     try:
-        server.start_io(sys.stdin.buffer, protocol_out)
+        return serve_stdio(server, sys.stdin.buffer, protocol_out)
     finally:
         logging.getLogger("cllm").removeHandler(client_log)
         server.close()
-    return 0
