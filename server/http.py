@@ -12,8 +12,9 @@ Endpoints (security rules and the token hand-over are explained in server/http_s
     GET  /v1/events           server-sent events: current state first, then training progress (token); the
                               events of docs/protocol.md with camelCase keys
 
-Completions run on one dedicated worker thread (the model is not re-entrant and the event loop must never
-block); a small bounded number may wait for it, more get 429. Training events reach clients through per-client
+Completions run on the Workspace's worker thread (server/worker.py), which the language server's completions
+share in turn (the model is not re-entrant and the event loop must never block); a small bounded number may
+wait for it, more get 429. Training events reach clients through per-client
 bounded queues that drop the oldest event when full: a slow client loses detail, never slows training or others.
 `serve_http` runs the app inside an existing event loop (the language server's), `run_server` is `cllm serve`.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -33,7 +33,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from cllm.engine.generate import MAX_TEMPERATURE
 
 from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
 from .settings import parse_settings
+from .worker import HTTP
 
 log = logging.getLogger("cllm.http")
 
@@ -175,9 +175,8 @@ class EventHub:
 
 @dataclass
 class Limits:
-    """Completion concurrency: one worker thread, at most `max_pending` requests running or waiting."""
+    """Completion concurrency: at most `max_pending` requests running or waiting for the workspace's worker."""
 
-    executor: ThreadPoolExecutor
     max_pending: int
     pending: int = 0
 
@@ -331,13 +330,14 @@ def _finish_reason(stop_reason: str) -> str:
 
 def _complete_one(workspace: Any, prompt: str, req: CompletionRequest,
                   cancel: threading.Event) -> tuple[Any, int]:
-    """(Completion or None, prompt tokens): runs on the completion thread."""
+    """(Completion or None, prompt tokens): runs on the workspace's worker thread, tokenizing there too."""
     completion = workspace.complete(prompt, req.suffix, path=req.path, cancel=cancel, **req.options)
     return completion, (completion.prompt_tokens if completion is not None else 0)
 
 
 async def _run_completions(request: web.Request, req: CompletionRequest) -> list[tuple[Any, int]]:
-    """Complete every prompt on the dedicated worker thread: [(Completion, prompt_tokens)]; 429/503 as needed."""
+    """Complete every prompt on the workspace's worker: [(Completion, prompt_tokens)]; 429/503 as needed.
+    A request whose client goes away stops its running completion (the awaiting task is cancelled)."""
     workspace = request.app[WORKSPACE]
     limits: Limits = request.app[LIMITS]
     if not workspace.has_model:
@@ -345,22 +345,22 @@ async def _run_completions(request: web.Request, req: CompletionRequest) -> list
     if limits.pending >= limits.max_pending:
         raise _error(429, f"too many concurrent completions (at most {limits.max_pending}); retry shortly")
     limits.pending += 1
-    cancel = threading.Event()
-    loop = asyncio.get_running_loop()
     try:
         results = []
         for prompt in req.prompts:
-            call = functools.partial(_complete_one, workspace, prompt, req, cancel)
+            job = workspace.worker.submit(
+                lambda cancel, prompt=prompt: _complete_one(workspace, prompt, req, cancel), face=HTTP)
             try:
-                completion, prompt_tokens = await loop.run_in_executor(limits.executor, call)
+                outcome = await job
             except ValueError as exc:
                 raise _error(400, str(exc)) from None
-            if completion is None:
+            if outcome is None:  # the worker closed before reaching it
+                raise _error(503, "the workspace is closing")
+            if outcome[0] is None:
                 raise _error(503, NO_MODEL)
-            results.append((completion, prompt_tokens))
+            results.append(outcome)
         return results
     finally:
-        cancel.set()
         limits.pending -= 1
 
 
@@ -533,11 +533,10 @@ def create_app(workspace: Any, policy: AccessPolicy, *, max_body: int = MAX_BODY
     async def lifecycle(app: web.Application):
         hub = EventHub(asyncio.get_running_loop(), max_clients=max_event_clients)
         app[HUB] = hub
-        app[LIMITS] = Limits(ThreadPoolExecutor(1, thread_name_prefix="cllm-complete"), max_pending_completions)
+        app[LIMITS] = Limits(max_pending_completions)
         unsubscribe = workspace.subscribe(hub.on_event)
         yield
         unsubscribe()
-        app[LIMITS].executor.shutdown(wait=False, cancel_futures=True)
 
     async def wake_listeners(app: web.Application) -> None:
         app[HUB].close()

@@ -2,14 +2,14 @@
 
 Threads and the event loop:
 - Handlers run on pygls' asyncio event loop; every message to the client is sent from it.
-- Blocking work (loading models, completions) runs on one dedicated worker thread (`Worker`), never on the
-  event loop and never in pygls' thread pool (that pool also reads stdin). When completion requests for a
-  document pile up, only the newest is computed: an older queued one is answered with an empty result and
-  a running one is stopped through its cancel event. `$/cancelRequest` sets the same event.
-- Training runs in a child process owned by the Workspace; its events reach the loop through
-  `loop.call_soon_threadsafe` and become `$/progress` and `cllm/sphereActivity` notifications.
+- Blocking work runs off the loop: a folder's Workspace is created (its model loaded) on a helper thread, and
+  completions and settings changes on the Workspace's worker thread (server/worker.py), which its HTTP face
+  shares. Only the newest completion request of a document is computed; `$/cancelRequest` stops one too.
+- Training runs in a child process owned by the Workspace; server/relay.py turns its events into `$/progress`
+  and `cllm/sphereActivity` notifications.
 - A workspace's HTTP face (dashboard, /v1/...) runs on the same event loop: started for the first folder by
   `--http-port`, or on a free loopback port by the `cllm.dashboard` command, which hands the editor the link.
+- server/protocol.py holds the JSON-RPC layer under pygls, server/positions.py the document positions.
 
 Logs go to stderr and, for cllm's own loggers, to `window/logMessage`; stdout carries the protocol only.
 """
@@ -17,30 +17,23 @@ Logs go to stderr and, for cllm's own loggers, to `window/logMessage`; stdout ca
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import re
 import sys
-import threading
-import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
-from pygls.workspace.position_codec import PositionCodec
-
-from cllm.engine.config import CorpusConfig
 
 from . import __version__ as SERVER_VERSION
+from .positions import Suggestion, complete_at, is_c_document
+from .protocol import CllmProtocol, serve_stdio
+from .relay import TrainingRelay
 from .settings import TRAINING_KEYS, parse_settings
+from .worker import LSP
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # aiohttp is imported only when a dashboard is served: it adds a quarter second to start-up
@@ -49,163 +42,8 @@ if TYPE_CHECKING:  # aiohttp is imported only when a dashboard is served: it add
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "cllm"
-ACTIVITY_NOTIFICATION = "cllm/sphereActivity"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"
-ACTIVITY_INTERVAL = 0.25  # seconds: cllm/sphereActivity and progress reports at most 4 per second
-PROGRESS_CREATE_TIMEOUT = 10.0
-MAX_PREFIX_CHARS = 64_000  # the model sees a few hundred tokens; bound the work for huge documents
-PREFIX_ALIGN = 4096
-MAX_SUFFIX_CHARS = 16_000
-C_EXTENSIONS = frozenset(CorpusConfig().extensions)
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_WORD_BEFORE = re.compile(r"[A-Za-z0-9_]*\Z")
-
-
-# -- the worker thread ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Job:
-    """One unit of blocking work: `fn(cancel)` runs on the worker; its result resolves `future` on the loop."""
-
-    fn: Callable[[threading.Event], Any]
-    future: asyncio.Future
-    key: str | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-class Worker:
-    """A single thread for blocking work, so the event loop stays free and pygls' pool keeps reading stdin.
-
-    Jobs with the same key supersede each other: submitting a newer one answers a queued older one with
-    `superseded` and sets the cancel event of a running older one.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, superseded: Any = None):
-        self._loop = loop
-        self._superseded = superseded
-        self._cond = threading.Condition()
-        self._queue: OrderedDict[object, Job] = OrderedDict()
-        self._running: Job | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="cllm-worker", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[threading.Event], Any], key: str | None = None) -> Job:
-        """Queue `fn`; call from the event loop. Await `job.future` for its result."""
-        job = Job(fn=fn, future=self._loop.create_future(), key=key)
-        with self._cond:
-            slot: object = key if key is not None else object()
-            older = self._queue.pop(slot, None)
-            if older is not None and not older.future.done():
-                older.future.set_result(self._superseded)
-            if key is not None and self._running is not None and self._running.key == key:
-                self._running.cancel.set()
-            self._queue[slot] = job
-            self._cond.notify()
-        return job
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                _, job = self._queue.popitem(last=False)
-                self._running = job
-            try:
-                if job.cancel.is_set() or job.future.done():
-                    result, error = self._superseded, None
-                else:
-                    result, error = job.fn(job.cancel), None
-            except Exception as exc:  # reported to the awaiting handler, which answers with an error
-                result, error = None, exc
-            finally:
-                with self._cond:
-                    self._running = None
-            self._loop.call_soon_threadsafe(_settle, job.future, result, error)
-
-    def close(self) -> None:
-        """Stop taking jobs (the thread ends after the current one)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-
-
-def _settle(future: asyncio.Future, result: Any, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-async def run_job(job: Job) -> Any:
-    """Await a worker job; if the request is cancelled ($/cancelRequest), stop the job too."""
-    try:
-        return await job.future
-    except asyncio.CancelledError:
-        job.cancel.set()
-        raise
-
-
-# -- documents and positions ---------------------------------------------------------------------------
-
-
-@dataclass
-class Suggestion:
-    """The model's continuation at a cursor, and the identifier being typed before it (for list filters)."""
-
-    text: str
-    word: str
-    word_units: int
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines as LSP counts them (\\n, \\r\\n and \\r end a line), each with its ending."""
-    return _LINE.findall(text)
-
-
-def offset_at(text: str, position: types.Position, codec: PositionCodec) -> int | None:
-    """Index into `text` of an LSP position (characters past the line end clamp to it); None when the
-    line does not exist."""
-    lines = split_lines(text)
-    if position.line > len(lines) or position.line < 0 or position.character < 0:
-        return None
-    if position.line == len(lines):  # the empty line after a final line break (or of an empty document)
-        return len(text) if not lines or lines[-1][-1] in "\r\n" else None
-    start = sum(len(line) for line in lines[: position.line])
-    content = lines[position.line].rstrip("\r\n")
-    units = min(position.character, codec.client_num_units(content))
-    column = codec.position_from_client_units([content], types.Position(line=0, character=units)).character
-    return start + column
-
-
-def is_c_document(uri: str, language_id: str | None) -> bool:
-    """C by language id, or by file extension when the client sends none or a generic one."""
-    if language_id == "c":
-        return True
-    return Path(unquote(uri)).suffix in C_EXTENSIONS and language_id in (None, "", "plaintext", "cpp")
-
-
-def _complete_at(workspace: Workspace, text: str, position: types.Position, codec: PositionCodec,
-                 path: str | None, doc_key: str, cancel: threading.Event) -> Suggestion | None:
-    """Worker side of a completion request: cut prefix and suffix at the cursor and ask the model."""
-    offset = offset_at(text, position, codec)
-    if offset is None:
-        return None
-    start = max(0, offset - MAX_PREFIX_CHARS)
-    start -= start % PREFIX_ALIGN  # a start that stays put while typing keeps the completer's cache reusable
-    prefix = text[start: offset]
-    suffix = text[offset: offset + MAX_SUFFIX_CHARS]
-    completion = workspace.complete(prefix, suffix, path=path, doc_key=doc_key, cancel=cancel)
-    if completion is None or not completion.text or cancel.is_set():
-        return None
-    word = _WORD_BEFORE.search(prefix).group(0)
-    return Suggestion(text=completion.text, word=word, word_units=codec.client_num_units(word))
 
 
 # -- settings and logging ------------------------------------------------------------------------------
@@ -237,152 +75,11 @@ class _ClientLogHandler(logging.Handler):
         loop.call_soon_threadsafe(self._server.window_log_message, params)
 
 
-# -- training events -> $/progress and cllm/sphereActivity ---------------------------------------------
-
-
-def _rate(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "? tok/s"
-    return f"{value / 1000:.1f}k tok/s" if value >= 1000 else f"{value:.0f} tok/s"
-
-
-def progress_message(live: dict[str, Any]) -> str:
-    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s" from the live training status."""
-    parts = []
-    if "epoch" in live:
-        parts.append(f"epoch {live['epoch']}/{live.get('epochs', '?')}")
-    if isinstance(live.get("loss"), (int, float)):
-        parts.append(f"loss {live['loss']:.2f}")
-    if "tokensPerSecond" in live:
-        parts.append(_rate(live["tokensPerSecond"]))
-    return " · ".join(parts) or "starting"
-
-
-def sphere_activity(workspace: Workspace, live: dict[str, Any]) -> dict[str, Any]:
-    """The cllm/sphereActivity payload from the live training status."""
-    spheres = [{"id": s.get("id"), "busy": s.get("busy"), "tokens": s.get("tokens"), "loss": s.get("loss")}
-               for s in live.get("spheres") or [] if isinstance(s, dict)]
-    return {"workspace": workspace.root.as_uri(), "state": live.get("state"), "epoch": live.get("epoch"),
-            "epochs": live.get("epochs"), "step": live.get("step"), "totalSteps": live.get("totalSteps"),
-            "loss": live.get("loss"), "tokensPerSecond": live.get("tokensPerSecond"), "spheres": spheres}
-
-
-class TrainingRelay:
-    """Turns one Workspace's events into $/progress and cllm/sphereActivity, in order, on the event loop."""
-
-    _tokens = itertools.count(1)
-
-    def __init__(self, server: "CllmServer", workspace: Workspace):
-        self.server = server
-        self.workspace = workspace
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.token: str | None = None
-        self._last_sent = 0.0
-        self.task = asyncio.ensure_future(self._run())
-        self.unsubscribe = workspace.subscribe(self._from_thread)
-
-    def _from_thread(self, event: dict[str, Any]) -> None:
-        loop = self.server.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.queue.put_nowait, event)
-
-    async def _run(self) -> None:
-        while True:
-            event = await self.queue.get()
-            try:
-                await self._handle(event)
-            except Exception:
-                log.exception("cannot relay training event %s", event.get("event"))
-
-    async def _handle(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        live = self.workspace.status()["training"]
-        if kind == "training_started":
-            await self._begin()
-        elif kind in ("step", "epoch") and time.monotonic() - self._last_sent >= ACTIVITY_INTERVAL:
-            self._last_sent = time.monotonic()
-            self._report(live)
-            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
-        elif kind == "training_finished":
-            self._end(event, live)
-            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
-
-    def _progress_supported(self) -> bool:
-        window = self.server.client_capabilities.window
-        return bool(window and window.work_done_progress)
-
-    async def _begin(self) -> None:
-        self.token = None
-        if not self._progress_supported():
-            return
-        token = f"cllm-train-{next(self._tokens)}"
-        try:
-            await asyncio.wait_for(self.server.work_done_progress.create_async(token), PROGRESS_CREATE_TIMEOUT)
-        except Exception as exc:  # the client refused or did not answer: train without a progress bar
-            log.warning("client did not create the progress token: %s", exc)
-            return
-        self.token = token
-        self.server.progress_tokens[token] = self.workspace
-        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title=f"Training cllm on {self.workspace.root.name}", cancellable=True, message="starting",
-            percentage=0))
-
-    def _report(self, live: dict[str, Any]) -> None:
-        if self.token is None:
-            return
-        percentage = live.get("percent")
-        self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(
-            message=progress_message(live), percentage=percentage if isinstance(percentage, int) else None,
-            cancellable=True))
-
-    def _end(self, event: dict[str, Any], live: dict[str, Any]) -> None:
-        state, reason = event.get("state"), event.get("reason")
-        if state == "done":
-            model = self.workspace.status()["model"]
-            bpb = model.get("valBitsPerByte")
-            message = "done" + (f" · {bpb:.2f} bits/byte" if isinstance(bpb, (int, float)) else "")
-        else:
-            message = f"{state}: {reason}" if reason else str(state)
-        if state == "failed":
-            self.server.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Error, message=f"cllm training failed: {reason}"))
-        if self.token is not None:
-            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.server.progress_tokens.pop(self.token, None)
-            self.token = None
-
-    def close(self) -> None:
-        self.unsubscribe()
-        self.task.cancel()
-
-
 # -- the server ----------------------------------------------------------------------------------------
 
 
-class _Answered:
-    """Stands in for a request already answered with an error: pygls drops messages whose jsonrpc is not 2.0."""
-
-    jsonrpc = "answered"
-
-
-class CllmProtocol(LanguageServerProtocol):
-    """LanguageServerProtocol that answers requests whose parameters do not fit the method with an error
-    (pygls alone would drop them and leave the client waiting)."""
-
-    def structure_message(self, data: dict[str, Any]):
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if "jsonrpc" not in data or "method" not in data or "id" not in data:
-                raise
-            if isinstance(data["id"], (int, str)):
-                self._send_response(data["id"], None, exc.to_response_error())
-            log.warning("invalid parameters for %s: %s", data.get("method"), exc.__cause__ or exc)
-            return _Answered()
-
-
 class CllmServer(LanguageServer):
-    """pygls server holding the workspaces, the worker, the settings and the training relays."""
+    """pygls server holding the workspaces, the settings and the training relays."""
 
     def __init__(self, http_port: int | None = None) -> None:
         super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=CllmProtocol,
@@ -391,7 +88,6 @@ class CllmServer(LanguageServer):
         self.http: dict[Path, HttpServer] = {}
         self._http_lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.worker: Worker | None = None
         self.raw_settings: Any = None
         self.workspaces: dict[Path, Workspace] = {}
         self.relays: dict[Path, TrainingRelay] = {}
@@ -402,10 +98,14 @@ class CllmServer(LanguageServer):
     # messages to the user
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Errors outside a request go to the log, not a popup; unparseable JSON gets a parse error reply."""
+        """Errors outside a request go to the log, not a popup. A frame pygls could not take gets an error
+        reply with id null: a parse error when it is not UTF-8 JSON, an invalid request otherwise."""
         log.warning("protocol error: %s", error)
-        if isinstance(error, json.JSONDecodeError):
+        if isinstance(error, ValueError):  # json.JSONDecodeError, UnicodeDecodeError
             self.protocol._send_response(None, None, JsonRpcParseError(str(error)).to_response_error())
+        elif source is JsonRpcException:  # what pygls.io_.run_async passes for a message it could not handle
+            message = f"not a JSON-RPC message: {error}"
+            self.protocol._send_response(None, None, JsonRpcInvalidRequest(message).to_response_error())
 
     def report_problems(self, problems: list[str]) -> None:
         """Show each settings problem once per session."""
@@ -428,16 +128,16 @@ class CllmServer(LanguageServer):
     # workspaces
 
     async def open_workspace(self, root: Path) -> Workspace:
-        """Create (on the worker: it loads the model) and register the Workspace of a folder."""
+        """Create (on a helper thread: it loads the model) and register the Workspace of a folder."""
         root = root.resolve()
         if root in self.workspaces:
             return self.workspaces[root]
-        assert self.worker is not None
-        workspace = await self.worker.submit(lambda _cancel: Workspace(root, settings=self.raw_settings)).future
-        if root in self.workspaces:
+        workspace = await asyncio.to_thread(Workspace, root, settings=self.raw_settings)
+        if root in self.workspaces:  # opened meanwhile by another request
+            workspace.close()
             return self.workspaces[root]
         self.workspaces[root] = workspace
-        self.relays[root] = TrainingRelay(self, workspace)
+        self.relays[root] = TrainingRelay(self, workspace, self.progress_tokens)
         return workspace
 
     def close_workspace(self, root: Path) -> None:
@@ -446,6 +146,7 @@ class CllmServer(LanguageServer):
         if relay is not None:
             relay.close()
         if workspace is not None:
+            workspace.worker.close()
             workspace.cancel_training()
 
     async def workspace_for(self, path: Path | None) -> Workspace | None:
@@ -499,11 +200,10 @@ class CllmServer(LanguageServer):
         if not workspace.has_model:
             self.hint_untrained(workspace)
             return None, workspace
-        assert self.worker is not None
         text, codec = document.source, document.position_codec
-        job = self.worker.submit(
-            lambda cancel: _complete_at(workspace, text, position, codec, document.path, uri, cancel), key=uri)
-        return await run_job(job), workspace
+        job = workspace.worker.submit(
+            lambda cancel: complete_at(workspace, text, position, codec, document.path, uri, cancel), face=LSP, key=uri)
+        return await job, workspace
 
     async def start_http(self, workspace: Workspace, port: int = 0) -> HttpServer | None:
         """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop; port 0
@@ -534,13 +234,11 @@ class CllmServer(LanguageServer):
                 await http.close()
 
     def close(self) -> None:
-        """Stop the worker and end any training (server shutdown)."""
+        """Stop the workspaces' workers and end any training (server shutdown)."""
         for root in list(self.workspaces):
             workspace = self.workspaces[root]
             self.close_workspace(root)
             workspace.close()
-        if self.worker is not None:
-            self.worker.close()
 
 
 def build_server(http_port: int | None = None) -> CllmServer:
@@ -550,7 +248,6 @@ def build_server(http_port: int | None = None) -> CllmServer:
     @server.feature(types.INITIALIZE)
     async def initialize(ls: CllmServer, params: types.InitializeParams) -> None:
         ls.loop = asyncio.get_running_loop()
-        ls.worker = Worker(ls.loop)
         ls.raw_settings = cllm_section(params.initialization_options)
         folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
         for uri in folders:
@@ -583,9 +280,8 @@ def build_server(http_port: int | None = None) -> CllmServer:
         ls.raw_settings = cllm_section(settings)
         problems = parse_settings(ls.raw_settings)[1]
         ls.report_problems(problems)
-        assert ls.worker is not None
         for workspace in list(ls.workspaces.values()):
-            await ls.worker.submit(lambda _cancel, w=workspace: w.update_settings(ls.raw_settings)).future
+            await workspace.worker.submit(lambda _cancel, w=workspace: w.update_settings(ls.raw_settings), face=LSP)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def did_change_folders(ls: CllmServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -673,7 +369,8 @@ def build_server(http_port: int | None = None) -> CllmServer:
 
 
 def run_stdio(http_port: int | None = None) -> int:
-    """`cllm lsp`: serve on stdin/stdout until the client exits; logs go to stderr and the client's log."""
+    """`cllm lsp`: serve on stdin/stdout until the client exits (the exit code: 0, or 1 for an `exit` without
+    `shutdown`); logs go to stderr and the client's log."""
     logging.basicConfig(level=logging.INFO, format="cllm-lsp %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pygls").setLevel(logging.WARNING)
     server = build_server(http_port)
@@ -683,8 +380,7 @@ def run_stdio(http_port: int | None = None) -> int:
     protocol_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol stream
     try:
-        server.start_io(sys.stdin.buffer, protocol_out)
+        return serve_stdio(server, sys.stdin.buffer, protocol_out)
     finally:
         logging.getLogger("cllm").removeHandler(client_log)
         server.close()
-    return 0

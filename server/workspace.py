@@ -1,6 +1,8 @@
 """One workspace folder: its model folder, the loaded model, the training job and the event stream.
 
 The language server and the HTTP server are two faces of this object; they hold no model logic of their own.
+Both run their completions on the Workspace's one `worker` (server/worker.py): newest request per document
+wins, and the faces take turns.
 
 - Model folder: under the user's cache folder, named after the workspace and a hash of its path, unless the
   `modelDir` setting (or the `model_dir` argument) points elsewhere. It holds `model.cllm` (the last good
@@ -47,6 +49,7 @@ from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .settings import check_training, parse_settings, train_arguments
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,7 @@ class Workspace:
         for problem in problems:
             log.warning("%s", problem)
         self._explicit_model_dir = Path(model_dir) if model_dir is not None else None
+        self.worker = Worker(name=f"cllm-worker-{self.root.name}")  # the completion thread both faces share
         self._state_lock = threading.RLock()
         self._subscribers: list[Subscriber] = []
         self._model: Any = None
@@ -281,12 +285,15 @@ class Workspace:
     # -- status ---------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """JSON-ready state: the model (present, trained when, files, tokens, epochs, last loss, validation
-        bits per byte, spheres, threads) and training (state, and the live step while training)."""
+        """JSON-ready state: what serves completions (the transformer alone until the workspace mixture is
+        built), the model (present, trained when, files, tokens, epochs, last loss, validation bits per byte,
+        spheres, threads) and training (state, and the live step while training)."""
         with self._state_lock:
+            completer = self._completer
             return to_wire({
                 "workspace": str(self.root),
                 "model_dir": str(self.model_dir),
+                "completer": None if completer is None else ("transformer+cache" if completer.mixes else "transformer"),
                 "model": self._model_info,
                 "training": self._training,
             })
@@ -475,7 +482,8 @@ class Workspace:
         return not job.thread.is_alive()
 
     def close(self) -> None:
-        """Cancel training and wait for it to settle (server shutdown)."""
+        """Stop the completion worker, cancel training and wait for it to settle (server shutdown)."""
+        self.worker.close()
         if self.cancel_training():
             self.wait_training(KILL_AFTER_SECONDS + 5.0)
 

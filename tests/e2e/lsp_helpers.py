@@ -133,9 +133,13 @@ class RawServer:
             stderr=None, env=server_env(cache))
         return cls(process)
 
-    def send_bytes(self, body: bytes) -> None:
+    def write(self, raw: bytes) -> None:
+        """Bytes onto the server's stdin as they are, framing or not."""
         assert self.process.stdin is not None
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.process.stdin.write(raw)
+
+    def send_bytes(self, body: bytes) -> None:
+        self.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_bytes(json.dumps({"jsonrpc": "2.0", **message}).encode())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from lsprotocol import types
 
@@ -128,3 +130,79 @@ async def test_http_port_serves_the_same_workspace(tmp_path: Path, tiny_model_pa
     assert response.status == 200
     assert body["workspace"] == str(root.resolve()) and body["model"]["present"] is True
     assert not (folder / "token").exists()  # removed when the server shut down
+
+
+# -- framing and lifecycle on stdio (issue 14) ---------------------------------------------------------
+
+PROBE = json.dumps({"jsonrpc": "2.0", "id": "probe", "method": "cllm/noSuchMethod", "params": {}}).encode()
+BAD_FRAMES = {
+    "too_small": b"Content-Length: %d\r\n\r\n" % (len(PROBE) - 9) + PROBE,
+    "too_large": b"Content-Length: %d\r\n\r\n" % (len(PROBE) + 9) + PROBE,
+    "absent": b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n" + PROBE,
+    "non_numeric": b"Content-Length: twelve\r\n\r\n" + PROBE,
+    "raw_garbage_1mb": bytes(range(256)) * 4096,
+}
+
+
+def frame(body: bytes, header: bytes = b"Content-Length") -> bytes:
+    return header + b": %d\r\n\r\n" % len(body) + body
+
+
+def request(msg_id: str, method: str = "cllm/noSuchMethod") -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": {}}).encode()
+
+
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+async def test_a_wrong_or_missing_content_length_resynchronises_at_the_next_header(tmp_path: Path, bad: str):
+    server = await RawServer.start(tmp_path / "cache")
+    try:
+        server.write(BAD_FRAMES[bad] + frame(request("next")))
+        answer = await server.response("next")
+    finally:
+        await server.close()
+    assert answer["error"]["code"] == -32601  # the method-not-found answer a well-formed request gets
+    assert server.process.returncode == 0
+
+
+async def test_a_lower_case_content_length_header_is_read(tmp_path: Path):
+    server = await RawServer.start(tmp_path / "cache")
+    try:
+        server.write(frame(request("lower"), b"content-length") + frame(request("next")))
+        lower, following = await server.response("lower"), await server.response("next")
+    finally:
+        await server.close()
+    assert lower["error"]["code"] == following["error"]["code"] == -32601
+
+
+async def test_a_frame_over_the_size_limit_is_refused_and_the_server_lives(tmp_path: Path):
+    server = await RawServer.start(tmp_path / "cache")
+    try:
+        server.write(b"Content-Length: 99999999999999\r\n\r\n" + b"x" * 100_000 + frame(request("next")))
+        refused = await server.response(None)
+        answer = await server.response("next")
+    finally:
+        await server.close()
+    assert refused["error"]["code"] == -32600 and "limit" in refused["error"]["message"]
+    assert answer["error"]["code"] == -32601
+    assert server.process.returncode == 0
+
+
+async def test_requests_after_shutdown_are_invalid_and_exit_then_returns_0(tmp_path: Path):
+    server = await RawServer.start(tmp_path / "cache")
+    server.send({"id": "down", "method": "shutdown"})
+    await server.response("down")
+    server.send({"id": "late", "method": "workspace/executeCommand", "params": {"command": "cllm.status"}})
+    late = await server.response("late")
+    server.send({"method": "exit"})
+    code = await asyncio.wait_for(server.process.wait(), 30)
+    await server.close()
+    assert late["error"]["code"] == -32600
+    assert code == 0
+
+
+async def test_exit_without_shutdown_returns_1(tmp_path: Path):
+    server = await RawServer.start(tmp_path / "cache")
+    server.send({"method": "exit"})
+    code = await asyncio.wait_for(server.process.wait(), 30)
+    await server.close()
+    assert code == 1

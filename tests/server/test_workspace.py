@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import threading
@@ -15,6 +16,7 @@ from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
+from cllm.server.worker import HTTP, LSP
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_tiny_sources
 
@@ -70,6 +72,18 @@ def test_complete_matches_the_engine_and_honours_settings(tmp_path: Path, traine
     cancel = threading.Event()
     cancel.set()
     assert workspace.complete(prefix, "", cancel=cancel).stop_reason == "cancelled"
+
+
+async def test_the_workspace_owns_one_worker_for_both_faces_until_closed(tmp_path: Path, trained_dir: Path):
+    workspace = Workspace(tmp_path, {"modelDir": str(trained_dir), "maxTokens": 4})
+    prefix = "int main(void) {\n    "
+    from_editor = workspace.worker.submit(lambda cancel: workspace.complete(prefix, cancel=cancel), face=LSP, key="d")
+    from_http = workspace.worker.submit(lambda cancel: workspace.complete(prefix, cancel=cancel), face=HTTP)
+    first, second = await asyncio.gather(from_editor, from_http)
+    assert first.text == second.text == workspace.complete(prefix).text
+    workspace.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await workspace.worker.submit(lambda cancel: workspace.complete(prefix), face=HTTP)
 
 
 def test_the_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: Path):

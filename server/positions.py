@@ -1,0 +1,80 @@
+"""LSP documents and cursor positions, and the completion at a cursor (run on the workspace's worker).
+
+Positions follow the protocol: lines end at \\n, \\r\\n or \\r, and characters are counted in the client's
+position encoding (UTF-16 by default), clamped to the line's end.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.workspace.position_codec import PositionCodec
+
+from cllm.engine.config import CorpusConfig
+
+from .workspace import Workspace
+
+MAX_PREFIX_CHARS = 64_000  # the model sees a few hundred tokens; bound the work for huge documents
+PREFIX_ALIGN = 4096
+MAX_SUFFIX_CHARS = 16_000
+C_EXTENSIONS = frozenset(CorpusConfig().extensions)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_WORD_BEFORE = re.compile(r"[A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Suggestion:
+    """The model's continuation at a cursor, and the identifier being typed before it (for list filters)."""
+
+    text: str
+    word: str
+    word_units: int
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as LSP counts them (\\n, \\r\\n and \\r end a line), each with its ending."""
+    return _LINE.findall(text)
+
+
+def offset_at(text: str, position: types.Position, codec: PositionCodec) -> int | None:
+    """Index into `text` of an LSP position (characters past the line end clamp to it); None when the
+    line does not exist."""
+    lines = split_lines(text)
+    if position.line > len(lines) or position.line < 0 or position.character < 0:
+        return None
+    if position.line == len(lines):  # the empty line after a final line break (or of an empty document)
+        return len(text) if not lines or lines[-1][-1] in "\r\n" else None
+    start = sum(len(line) for line in lines[: position.line])
+    content = lines[position.line].rstrip("\r\n")
+    units = min(position.character, codec.client_num_units(content))
+    column = codec.position_from_client_units([content], types.Position(line=0, character=units)).character
+    return start + column
+
+
+def is_c_document(uri: str, language_id: str | None) -> bool:
+    """C by language id, or by file extension when the client sends none or a generic one."""
+    if language_id == "c":
+        return True
+    return Path(unquote(uri)).suffix in C_EXTENSIONS and language_id in (None, "", "plaintext", "cpp")
+
+
+def complete_at(workspace: Workspace, text: str, position: types.Position, codec: PositionCodec,
+                 path: str | None, doc_key: str, cancel: threading.Event) -> Suggestion | None:
+    """Worker side of a completion request: cut prefix and suffix at the cursor and ask the model."""
+    offset = offset_at(text, position, codec)
+    if offset is None:
+        return None
+    start = max(0, offset - MAX_PREFIX_CHARS)
+    start -= start % PREFIX_ALIGN  # a start that stays put while typing keeps the completer's cache reusable
+    prefix = text[start: offset]
+    suffix = text[offset: offset + MAX_SUFFIX_CHARS]
+    completion = workspace.complete(prefix, suffix, path=path, doc_key=doc_key, cancel=cancel)
+    if completion is None or not completion.text or cancel.is_set():
+        return None
+    word = _WORD_BEFORE.search(prefix).group(0)
+    return Suggestion(text=completion.text, word=word, word_units=codec.client_num_units(word))

@@ -1,0 +1,139 @@
+"""One Workspace's training events as LSP messages: `$/progress` (work-done progress) and the
+`cllm/sphereActivity` notification, at most 4 a second, sent in order from the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any
+
+from lsprotocol import types
+
+from pygls.lsp.server import LanguageServer
+
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_NOTIFICATION = "cllm/sphereActivity"
+ACTIVITY_INTERVAL = 0.25  # seconds: cllm/sphereActivity and progress reports at most 4 per second
+PROGRESS_CREATE_TIMEOUT = 10.0
+
+
+def _rate(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "? tok/s"
+    return f"{value / 1000:.1f}k tok/s" if value >= 1000 else f"{value:.0f} tok/s"
+
+
+def progress_message(live: dict[str, Any]) -> str:
+    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s" from the live training status."""
+    parts = []
+    if "epoch" in live:
+        parts.append(f"epoch {live['epoch']}/{live.get('epochs', '?')}")
+    if isinstance(live.get("loss"), (int, float)):
+        parts.append(f"loss {live['loss']:.2f}")
+    if "tokensPerSecond" in live:
+        parts.append(_rate(live["tokensPerSecond"]))
+    return " · ".join(parts) or "starting"
+
+
+def sphere_activity(workspace: Workspace, live: dict[str, Any]) -> dict[str, Any]:
+    """The cllm/sphereActivity payload from the live training status."""
+    spheres = [{"id": s.get("id"), "busy": s.get("busy"), "tokens": s.get("tokens"), "loss": s.get("loss")}
+               for s in live.get("spheres") or [] if isinstance(s, dict)]
+    return {"workspace": workspace.root.as_uri(), "state": live.get("state"), "epoch": live.get("epoch"),
+            "epochs": live.get("epochs"), "step": live.get("step"), "totalSteps": live.get("totalSteps"),
+            "loss": live.get("loss"), "tokensPerSecond": live.get("tokensPerSecond"), "spheres": spheres}
+
+
+class TrainingRelay:
+    """Turns one Workspace's events into $/progress and cllm/sphereActivity, in order, on the event loop."""
+
+    _tokens = itertools.count(1)
+
+    def __init__(self, server: LanguageServer, workspace: Workspace, progress_tokens: dict[str, Workspace]):
+        self.server = server
+        self.workspace = workspace
+        self.progress_tokens = progress_tokens  # the server's token -> workspace map, for $/progress cancels
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.token: str | None = None
+        self._last_sent = 0.0
+        self.task = asyncio.ensure_future(self._run())
+        self.unsubscribe = workspace.subscribe(self._from_thread)
+
+    def _from_thread(self, event: dict[str, Any]) -> None:
+        loop = self.server.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                await self._handle(event)
+            except Exception:
+                log.exception("cannot relay training event %s", event.get("event"))
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        live = self.workspace.status()["training"]
+        if kind == "training_started":
+            await self._begin()
+        elif kind in ("step", "epoch") and time.monotonic() - self._last_sent >= ACTIVITY_INTERVAL:
+            self._last_sent = time.monotonic()
+            self._report(live)
+            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
+        elif kind == "training_finished":
+            self._end(event, live)
+            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
+
+    def _progress_supported(self) -> bool:
+        window = self.server.client_capabilities.window
+        return bool(window and window.work_done_progress)
+
+    async def _begin(self) -> None:
+        self.token = None
+        if not self._progress_supported():
+            return
+        token = f"cllm-train-{next(self._tokens)}"
+        try:
+            await asyncio.wait_for(self.server.work_done_progress.create_async(token), PROGRESS_CREATE_TIMEOUT)
+        except Exception as exc:  # the client refused or did not answer: train without a progress bar
+            log.warning("client did not create the progress token: %s", exc)
+            return
+        self.token = token
+        self.progress_tokens[token] = self.workspace
+        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title=f"Training cllm on {self.workspace.root.name}", cancellable=True, message="starting",
+            percentage=0))
+
+    def _report(self, live: dict[str, Any]) -> None:
+        if self.token is None:
+            return
+        percentage = live.get("percent")
+        self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(
+            message=progress_message(live), percentage=percentage if isinstance(percentage, int) else None,
+            cancellable=True))
+
+    def _end(self, event: dict[str, Any], live: dict[str, Any]) -> None:
+        state, reason = event.get("state"), event.get("reason")
+        if state == "done":
+            model = self.workspace.status()["model"]
+            bpb = model.get("valBitsPerByte")
+            message = "done" + (f" · {bpb:.2f} bits/byte" if isinstance(bpb, (int, float)) else "")
+        else:
+            message = f"{state}: {reason}" if reason else str(state)
+        if state == "failed":
+            self.server.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Error, message=f"cllm training failed: {reason}"))
+        if self.token is not None:
+            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+            self.progress_tokens.pop(self.token, None)
+            self.token = None
+
+    def close(self) -> None:
+        self.unsubscribe()
+        self.task.cancel()
