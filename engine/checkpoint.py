@@ -2,10 +2,10 @@
 
 Layout: tensors "params" (flat float32 weights) and, for resuming, "adam_m" / "adam_v" (+ "adam_params", the
 weights training continues from when "params" holds the best-validation ones); string metadata "format" = "cllm",
-"format_version", "model_config", "tokenizer", "metadata" (training record, JSON), "optimizer_step" and "sha256"
-(a JSON map of sha256 digests: one over the other metadata entries and one per tensor). Any safetensors tool can
-open the file; cllm itself parses the header to give precise errors for a missing, truncated, corrupt, foreign or
-newer-version file.
+"format_version", "model_config", "tokenizer", "metadata" (the training record: an events.TrainingMetadata as
+JSON), "optimizer_step" and "sha256" (a JSON map of sha256 digests: one over the other metadata entries and one per
+tensor). Any safetensors tool can open the file; cllm itself parses the header to give precise errors for a
+missing, truncated, corrupt, foreign or newer-version file.
 
 cllm writes the safetensors layout itself (8-byte little-endian header length, JSON header padded with spaces to a
 multiple of 8, then the raw little-endian tensor bytes back to back) and streams each tensor straight from its
@@ -21,15 +21,15 @@ import os
 import re
 import stat
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .config import ModelConfig, to_dict
 from .errors import CllmError
+from .events import TrainingMetadata, config_from_json
 from .files import atomic_write, remove_stale_temporaries
 
 FORMAT = "cllm"
@@ -159,11 +159,11 @@ def _read(f, path: Path, with_optimizer: bool) -> Checkpoint:
     if _header_digest(meta) != digests.get("metadata"):
         raise CheckpointError(f"{path} is corrupt: its metadata does not match the recorded checksum. {_RETRAIN}")
     try:
-        config = _check_config(ModelConfig, _parse_json(meta["model_config"], path, "model config"), "model_config")
+        config = config_from_json(ModelConfig, _parse_json(meta["model_config"], path, "model config"), "model_config")
         _check_tokenizer(_parse_json(meta["tokenizer"], path, "tokenizer"))
         metadata = _parse_json(meta["metadata"], path, "training metadata")
-        validate_metadata(metadata)
-    except ValueError as exc:
+        TrainingMetadata.from_json(metadata, "metadata")  # the one schema of the training record (engine/events.py)
+    except ValueError as exc:  # EventError is a ValueError
         raise CheckpointError(f"{path} is corrupt: {exc}. {_RETRAIN}") from None
     names = ["params"]
     if with_optimizer and "adam_m" in entries:
@@ -280,49 +280,6 @@ def _json_depth(data: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-def validate_metadata(metadata: Any) -> None:
-    """Check a training record against the fields cllm reads from it; ValueError naming the first bad field.
-
-    Every field is optional (older files hold fewer) and unknown fields pass unchecked (newer versions may add
-    some); a known field of the wrong type or range, or a "resume" position missing a part, is refused."""
-    if not isinstance(metadata, dict):
-        raise ValueError(f"field 'metadata' must be a JSON object, got {_show(metadata)}")
-    _check_fields(metadata, _METADATA_FIELDS, "metadata")
-    if "train_config" in metadata:
-        _check_config(TrainConfig, metadata["train_config"], "metadata.train_config")
-    if "resume" in metadata:
-        missing = [key for key in _RESUME_REQUIRED if key not in metadata["resume"]]
-        if missing:
-            raise ValueError(f"field 'metadata.resume' lacks {', '.join(map(repr, missing))}")
-        _check_fields(metadata["resume"], _RESUME_FIELDS, "metadata.resume")
-
-
-def _check_fields(values: dict[str, Any], schema: dict[str, tuple[Callable[[Any], bool], str]], where: str) -> None:
-    """ValueError for the first field of `values` (the object at dotted path `where`) that `schema` knows and
-    its check refuses."""
-    for key, (check, expected) in schema.items():
-        if key in values and not check(values[key]):
-            raise ValueError(f"field '{where}.{key}' must be {expected}, got {_show(values[key])}")
-
-
-def _check_config(cls: type, values: Any, where: str) -> Any:
-    """The config dataclass `cls` built from `values` (the object at dotted path `where`) once every known field
-    has its annotated JSON type and the config's own validate() accepts it; ValueError naming the field otherwise."""
-    if not isinstance(values, dict):
-        raise ValueError(f"field '{where}' must be a JSON object, got {_show(values)}")
-    for spec in fields(cls):
-        kinds = [_CONFIG_TYPES[kind] for kind in spec.type.split(" | ")]  # string annotations: "int | None", ...
-        if spec.name in values and not any(check(values[spec.name]) for check, _ in kinds):
-            expected = " or ".join(text for _, text in kinds)
-            raise ValueError(f"field '{where}.{spec.name}' must be {expected}, got {_show(values[spec.name])}")
-    config = from_dict(cls, values)
-    try:
-        config.validate()
-    except ValueError as exc:
-        raise ValueError(f"field '{where}': {exc}") from None
-    return config
-
-
 def _check_tokenizer(value: Any) -> None:
     """ValueError unless the tokenizer entry has the shape of a `tokenizers` JSON (an object with a "model")."""
     if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
@@ -338,64 +295,10 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or check(value)
-
-
-def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, list) and all(map(check, value))
-
-
-def _object_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, dict) and all(map(check, value.values()))
-
-
-def _is_loss_point(value: Any) -> bool:
-    """A loss history entry: a loss, or a [step, loss] pair (what training records)."""
-    return _is_number(value) or (isinstance(value, list) and len(value) == 2 and _is_count(value[0])
-                                 and _is_number(value[1]))
-
-
 def _show(value: Any) -> str:
     """A short repr of an offending value for an error line."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-_CONFIG_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int": (lambda value: isinstance(value, int) and not isinstance(value, bool), "a whole number"),
-    "float": (_is_number, "a number"),
-    "None": (lambda value: value is None, "null"),
-}
-_COUNT, _TEXT = (_is_count, "a whole number >= 0"), (_is_text, "a string")
-_METADATA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "workspace": (_optional(_is_text), "a folder path or null"),
-    "created": _TEXT,
-    "files": _COUNT, "tokens": _COUNT, "val_tokens": _COUNT, "val_bytes": _COUNT, "epochs": _COUNT, "steps": _COUNT,
-    "trained_tokens": _COUNT, "spheres": _COUNT, "threads": _COUNT, "seq_len": _COUNT,
-    "train_files": (_list_of(_is_text), "a list of paths"),
-    "val_files": (_list_of(_is_text), "a list of paths"),
-    "loss_history": (_list_of(_is_loss_point), "a list of losses or [step, loss] pairs"),
-    "val_history": (_list_of(_object_of(_optional(_is_number))), "a list of objects of numbers"),
-    "val_bits_per_byte": (_optional(_is_number), "a number or null"),
-    "val_loss": (_optional(_is_number), "a number or null"),
-    "sphere_stats": (_object_of(_is_number), "an object of numbers"),
-    "mixture": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
-    "fim": (_optional(_is_text), "a string or null"),
-    "resume": (lambda v: isinstance(v, dict), "an object"),
-}
-_RESUME_REQUIRED = ("epoch", "batch", "step", "tokens", "bad_epochs")
-_RESUME_FIELDS = {**{key: _COUNT for key in _RESUME_REQUIRED},
-                  "best_epoch_val": (_optional(_is_number), "a number or null"),
-                  "schedule_steps": (_optional(_is_count), "a whole number >= 0 or null")}
 
 
 def _header_digest(header: dict[str, Any]) -> str:

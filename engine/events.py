@@ -9,21 +9,28 @@ JSON naming: these records and their JSON use Python's snake_case names. Only at
 (LSP notifications and the HTTP API's JSON) are the keys turned into camelCase, by `to_wire`, and nowhere else.
 
 `from_json` checks the type of every field and raises EventError naming the field that is wrong. Unknown keys
-are ignored (a newer trainer may add some). Every TrainingMetadata field is optional, so that models written
-before a field existed still load.
+are ignored (a newer trainer may add some). Constraints beyond a Python type ride on the annotation as
+typing.Annotated checks: `Count` (a whole number >= 0), `OrAbsent[...]` (may be left out, never null) and
+TrainConfigJson (engine/config.py's TrainConfig, checked by `config_from_json`). Every TrainingMetadata field is
+optional, so that models written before a field existed still load; the checkpoint loader
+(engine/checkpoint.py) reads the metadata with this same `from_json`, so there is one schema.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
+from .config import TrainConfig
 from .errors import CllmError
 
 R = TypeVar("R", bound="_Record")
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 class EventError(CllmError, ValueError):
@@ -35,7 +42,24 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+# -- checks beyond a Python type, carried by typing.Annotated: each is called as check(decoded value, path) ----
+
+
+def _not_negative(value: int, path: str) -> None:
+    if value < 0:
+        raise EventError(f"field {path!r} must be a whole number >= 0, got {_describe(value)}")
+
+
+def _not_null(value: Any, path: str) -> None:
+    if value is None:
+        raise EventError(f"field {path!r} must not be null (a field without a value is left out)")
+
+
+Count = Annotated[int, _not_negative]  # a size, count, step or position: a whole number >= 0
+OrAbsent = Annotated[T | None, _not_null]  # None when the JSON lacks the field; null itself is refused
 
 
 def _decode(kind: Any, value: Any, path: str) -> Any:
@@ -43,11 +67,23 @@ def _decode(kind: Any, value: Any, path: str) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if kind is Any:
         return value
+    if origin is Annotated:
+        value = _decode(args[0], value, path)
+        for check in args[1:]:
+            check(value, path)
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _decode(inner, value, path)
+        # Of several kinds (a LossPoint: a bare loss or a [step, loss] pair) the first that fits; else the last
+        # one's error, so an annotation lists its most specific kind last.
+        *others, last = [arg for arg in args if arg is not type(None)]
+        for inner in others:
+            try:
+                return _decode(inner, value, path)
+            except EventError:
+                pass
+        return _decode(last, value, path)
     if kind in _KIND_NAMES:
         number = kind is float and isinstance(value, int)  # an integral float may arrive as 2
         if isinstance(value, bool) is not (kind is bool) or not (isinstance(value, kind) or number):
@@ -66,14 +102,51 @@ def _decode(kind: Any, value: Any, path: str) -> Any:
             raise EventError(f"field {path!r} must be an object, got {_describe(value)}")
         return {key: _decode(args[1], item, f"{path}.{key}") for key, item in value.items()}
     if isinstance(kind, type) and issubclass(kind, _Record):
-        return kind._from_fields(value, path)
+        return _build(kind, value, path)
     raise TypeError(f"no JSON reading for {kind!r}")  # a programming error in this module, not bad input
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The field annotations of dataclass `cls`, with their Annotated checks."""
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _build(cls: type[C], data: Any, path: str) -> C:
+    """The dataclass `cls` from the JSON object `data` at `path` ("" at the top), every field decoded."""
+    if not isinstance(data, dict):
+        raise EventError(f"field {path!r} must be an object, got {_describe(data)}" if path
+                         else f"must be an object, got {_describe(data)}")
+    values = {}
+    for f in fields(cls):
+        where = f"{path}.{f.name}" if path else f.name
+        if f.name in data:
+            values[f.name] = _decode(_hints(cls)[f.name], data[f.name], where)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise EventError(f"field {where!r} is missing")
+    return cls(**values)
+
+
+def config_from_json(cls: type[C], data: Any, path: str) -> C:
+    """The engine/config.py dataclass `cls` (ModelConfig, TrainConfig) from the JSON object at `path`: each
+    field it knows of its annotated type, then its own validate(); EventError naming the field otherwise."""
+    config = _build(cls, data, path)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise EventError(f"field {path!r}: {exc}") from None
+    return config
+
+
+def _left_out(record: Any, name: str) -> bool:
+    """True for an OrAbsent field holding None: its JSON leaves the key out (null would be refused)."""
+    return getattr(record, name) is None and _not_null in getattr(_hints(type(record))[name], "__metadata__", ())
 
 
 def _encode(value: Any, finite: bool) -> Any:
     """JSON-ready form of a record's value; with `finite`, NaN and infinities become None (strict JSON)."""
     if is_dataclass(value):
-        return {f.name: _encode(getattr(value, f.name), finite) for f in fields(value)}
+        return {f.name: _encode(getattr(value, f.name), finite) for f in fields(value) if not _left_out(value, f.name)}
     if isinstance(value, (list, tuple)):
         return [_encode(item, finite) for item in value]
     if isinstance(value, dict):
@@ -94,31 +167,20 @@ class _Record:
         return _encode(self, self._FINITE)
 
     @classmethod
-    def from_json(cls: type[R], data: Any) -> R:
-        """The record from parsed JSON; EventError naming the field when the shape is wrong."""
+    def from_json(cls: type[R], data: Any, path: str = "") -> R:
+        """The record from parsed JSON; EventError naming the field when the shape is wrong. `path` is where
+        the record sits in a larger JSON document ("metadata" in a model file): errors then name fields by their
+        full path ('metadata.files') instead of by the record's label."""
+        if path:
+            return _build(cls, data, path)
         try:
-            return cls._from_fields(data, "")
+            return _build(cls, data, "")
         except EventError as exc:
             raise EventError(f"{cls._label()}: {exc}") from None
 
     @classmethod
     def _label(cls) -> str:
         return cls.__name__
-
-    @classmethod
-    def _from_fields(cls: type[R], data: Any, path: str) -> R:
-        if not isinstance(data, dict):
-            raise EventError(f"field {path!r} must be an object, got {_describe(data)}" if path
-                             else f"must be an object, got {_describe(data)}")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for f in fields(cls):
-            where = f"{path}.{f.name}" if path else f.name
-            if f.name in data:
-                values[f.name] = _decode(hints[f.name], data[f.name], where)
-            elif f.default is MISSING and f.default_factory is MISSING:
-                raise EventError(f"field {where!r} is missing")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -135,10 +197,10 @@ class _Event(_Record):
         return f"{cls.kind} event"
 
     @classmethod
-    def from_json(cls: type[R], data: Any) -> R:
+    def from_json(cls: type[R], data: Any, path: str = "") -> R:
         if isinstance(data, dict) and data.get("event") != cls.kind:
             raise EventError(f"expected a {cls.kind!r} event, got {data.get('event')!r}")
-        return super().from_json(data)
+        return super().from_json(data, path)
 
 
 # -- the records inside events and metadata ----------------------------------------------------------------
@@ -185,13 +247,13 @@ class RunStats(_Record):
 class ResumePosition(_Record):
     """Where a run stopped, so that resuming continues it exactly."""
 
-    epoch: int
-    batch: int  # optimizer steps done within `epoch`
-    step: int
-    tokens: int
+    epoch: Count
+    batch: Count  # optimizer steps done within `epoch`
+    step: Count
+    tokens: Count
     best_epoch_val: float | None  # best epoch-end validation loss (None: none yet)
-    bad_epochs: int  # epochs since it improved (early-stopping patience)
-    schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
+    bad_epochs: Count  # epochs since it improved (early-stopping patience)
+    schedule_steps: Count | None = None  # the learning-rate schedule's length once fitted to a time budget
 
 
 @dataclass(frozen=True)
@@ -315,35 +377,43 @@ def event_from_json(data: Any) -> TrainingEvent:
 # -- the checkpoint's training metadata ---------------------------------------------------------------------
 
 
+def _valid_train_config(value: dict[str, Any], path: str) -> None:
+    config_from_json(TrainConfig, value, path)
+
+
+TrainConfigJson = Annotated[dict[str, Any], _valid_train_config]  # a TrainConfig's fields; unknown keys pass
+LossPoint = float | tuple[Count, float]  # (step, training loss) as training records it; a bare loss in older files
+
+
 @dataclass(frozen=True)
 class TrainingMetadata(_Record):
     """What a model file records about its training (every field optional: older models lack some)."""
 
     _FINITE: ClassVar[bool] = False  # stored as written; the checkpoint's JSON keeps NaN
 
-    train_config: dict[str, Any] = field(default_factory=dict)  # engine/config.py TrainConfig as a dict
+    train_config: TrainConfigJson = field(default_factory=dict)  # engine/config.py TrainConfig as a dict
     workspace: str | None = None
-    files: int | None = None
+    files: OrAbsent[Count] = None
     train_files: list[str] = field(default_factory=list)  # paths relative to the workspace
     val_files: list[str] = field(default_factory=list)
-    tokens: int | None = None
-    val_tokens: int | None = None
-    val_bytes: int | None = None
-    epochs: int | None = None  # epochs completed
-    steps: int | None = None
-    trained_tokens: int | None = None
-    loss_history: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss), at most ~200
+    tokens: OrAbsent[Count] = None
+    val_tokens: OrAbsent[Count] = None
+    val_bytes: OrAbsent[Count] = None
+    epochs: OrAbsent[Count] = None  # epochs completed
+    steps: OrAbsent[Count] = None
+    trained_tokens: OrAbsent[Count] = None
+    loss_history: list[LossPoint] = field(default_factory=list)  # (step, training loss), at most ~200
     val_history: list[EpochEvent] = field(default_factory=list)
     val_bits_per_byte: float | None = None  # of the stored weights
     val_loss: float | None = None
-    spheres: int | None = None
-    threads: int | None = None
-    sphere_stats: RunStats | None = None
-    created: str | None = None  # ISO 8601, UTC
-    seq_len: int | None = None
+    spheres: OrAbsent[Count] = None
+    threads: OrAbsent[Count] = None
+    sphere_stats: OrAbsent[RunStats] = None
+    created: OrAbsent[str] = None  # ISO 8601, UTC
+    seq_len: OrAbsent[Count] = None
     mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
-    resume: ResumePosition | None = None
+    resume: OrAbsent[ResumePosition] = None
 
     @classmethod
     def _label(cls) -> str:
@@ -352,7 +422,10 @@ class TrainingMetadata(_Record):
     @property
     def last_loss(self) -> float | None:
         """The last training loss of loss_history, None when empty."""
-        return self.loss_history[-1][1] if self.loss_history else None
+        if not self.loss_history:
+            return None
+        last = self.loss_history[-1]
+        return last[1] if isinstance(last, tuple) else last
 
 
 # -- the wire --------------------------------------------------------------------------------------------

@@ -522,8 +522,8 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
                   f"dropout {c['dropout']}"),
         ("resumable", f"yes (optimizer state at step {info['optimizer_step']})" if info["resumable"] else "no"),
     ]
-    recorded = meta.to_json()
-    rows += [(label, _info_value(recorded[key])) for key, label in _INFO_FIELDS.items() if recorded[key] is not None]
+    rows += [(label, _info_value(getattr(meta, key))) for key, label in _INFO_FIELDS.items()
+             if getattr(meta, key) is not None]
     if meta.last_loss is not None:
         rows.append(("final train loss", f"{meta.last_loss:.4f}"))
     speed = meta.sphere_stats

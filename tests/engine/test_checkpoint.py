@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -14,12 +15,13 @@ from hypothesis import strategies as st
 
 from cllm.engine import checkpoint as ckmod
 from cllm.engine import files
-from cllm.engine.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, validate_metadata,
-                                    weights_sha256)
+from cllm.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, weights_sha256
 from cllm.engine.config import ModelConfig
+from cllm.engine.events import EpochEvent, ResumePosition, RunStats, TrainingMetadata
 from cllm.engine.tokenizer import Tokenizer
 
 N = 1000
+STATS = RunStats(tokens_per_second=3000.0, load_imbalance=0.1, sync_overhead=0.05, step_ms=40.0).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +316,7 @@ def sign_entries(entries: dict) -> None:
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda m: m.update(metadata="[1, 2]"), "field 'metadata' must be a JSON object"),
+    (lambda m: m.update(metadata="[1, 2]"), "field 'metadata' must be an object"),
     (lambda m: m.update(tokenizer="{}"), "field 'tokenizer' must be a JSON object with a \"model\""),
     (lambda m: m.update(tokenizer={}), "header entry 'tokenizer' must be a string"),
     (lambda m: m.update(optimizer_step="x"), "header entry 'optimizer_step' must be a whole number"),
@@ -323,14 +325,22 @@ def sign_entries(entries: dict) -> None:
     (lambda m: m.update(model_config='{"n_heads": 0}'), "field 'model_config': n_heads must be positive"),
     (lambda m: m.update(model_config='{"d_model": "wide"}'), "field 'model_config.d_model' must be a whole number"),
     (lambda m: m.update(metadata='{"files": -1}'), "field 'metadata.files' must be a whole number >= 0"),
-    (lambda m: m.update(metadata='{"workspace": 7}'), "field 'metadata.workspace' must be a folder path or null"),
-    (lambda m: m.update(metadata='{"loss_history": [[1, "x"]]}'), "field 'metadata.loss_history' must be a list"),
-    (lambda m: m.update(metadata='{"train_files": "a.c"}'), "field 'metadata.train_files' must be a list of paths"),
+    (lambda m: m.update(metadata='{"files": null}'), "field 'metadata.files' must not be null"),
+    (lambda m: m.update(metadata='{"workspace": 7}'), "field 'metadata.workspace' must be a string"),
+    (lambda m: m.update(metadata='{"loss_history": [[1, "x"]]}'),
+     "field 'metadata.loss_history[0][1]' must be a number"),
+    (lambda m: m.update(metadata='{"loss_history": [[-1, 2.0]]}'),
+     "field 'metadata.loss_history[0][0]' must be a whole number >= 0"),
+    (lambda m: m.update(metadata='{"train_files": "a.c"}'), "field 'metadata.train_files' must be a list"),
+    (lambda m: m.update(metadata='{"val_history": [{"epoch": 1}]}'), "field 'metadata.val_history[0].step' is missing"),
+    (lambda m: m.update(metadata=json.dumps({"sphere_stats": {**STATS, "load_imbalance": "high"}})),
+     "field 'metadata.sphere_stats.load_imbalance' must be a number"),
     (lambda m: m.update(metadata='{"train_config": {"lr": "fast"}}'), "field 'metadata.train_config.lr' must be a number"),
     (lambda m: m.update(metadata='{"train_config": {"epochs": 0}}'), "field 'metadata.train_config': epochs must be"),
-    (lambda m: m.update(metadata='{"resume": {"epoch": 1}}'), "field 'metadata.resume' lacks 'batch'"),
+    (lambda m: m.update(metadata='{"resume": {"epoch": 1}}'), "field 'metadata.resume.batch' is missing"),
     (lambda m: m.update(metadata='{"resume": {"epoch": 1, "batch": 0, "step": "x", "tokens": 0, "bad_epochs": 0}}'),
      "field 'metadata.resume.step' must be a whole number"),
+    (lambda m: m.update(metadata='{"resume": null}'), "field 'metadata.resume' must not be null"),
     (lambda m: m.update(metadata="[" * 100 + "]" * 100), "training metadata nests 100 levels deep"),
     (lambda m: m.update(sha256=json.dumps({**json.loads(m["sha256"]), "params": 5})), "checksum table is not"),
 ])
@@ -348,14 +358,16 @@ def test_optimizer_state_missing_a_half_is_refused(saved):
         load_checkpoint(saved, with_optimizer=True)
 
 
-def test_validate_metadata_accepts_what_training_writes_and_unknown_fields():
-    validate_metadata({"workspace": None, "train_files": ["a.c"], "loss_history": [[1, 5.0], 4.5], "val_loss": None,
-                       "val_history": [{"epoch": 1, "val_loss": None}], "sphere_stats": {"load_imbalance": 0.1},
-                       "resume": {"epoch": 1, "batch": 0, "step": 3, "tokens": 9, "bad_epochs": 0,
-                                  "best_epoch_val": None, "schedule_steps": None},
-                       "train_config": {"epochs": 3, "max_steps": None}, "added_by_a_newer_cllm": {"x": [1]}})
-    with pytest.raises(ValueError, match="field 'metadata.sphere_stats' must be an object of numbers"):
-        validate_metadata({"sphere_stats": {"load_imbalance": "high"}})
+def test_metadata_as_training_writes_it_loads_with_unknown_fields(tmp_path, ckpt):
+    epoch = EpochEvent(epoch=1, step=3, train_loss=5.0, val_loss=None, val_bits_per_byte=None)
+    resume = ResumePosition(epoch=1, batch=0, step=3, tokens=9, best_epoch_val=None, bad_epochs=0)
+    ckpt.metadata = {"workspace": None, "train_files": ["a.c"], "loss_history": [[1, 5.0], 4.5], "val_loss": None,
+                     "val_history": [epoch.to_json()], "sphere_stats": STATS, "resume": resume.to_json(),
+                     "train_config": {"epochs": 3, "max_steps": None}, "added_by_a_newer_cllm": {"x": [1]}}
+    save_checkpoint(tmp_path / "model.cllm", ckpt)
+    loaded = load_checkpoint(tmp_path / "model.cllm")
+    assert loaded.metadata == ckpt.metadata
+    assert TrainingMetadata.from_json(loaded.metadata).val_history == [epoch]
 
 
 def dead_pid() -> int:
@@ -393,7 +405,7 @@ def _json_values():
                         max_leaves=12)
 
 
-_FIELDS = {"metadata": sorted(ckmod._METADATA_FIELDS) + ["train_config"],
+_FIELDS = {"metadata": [f.name for f in fields(TrainingMetadata)],
            "model_config": ["vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "dropout"]}
 _ENTRY_KEYS = ["format", "format_version", "model_config", "tokenizer", "metadata", "optimizer_step", "sha256"]
 
@@ -450,7 +462,7 @@ def test_fuzzed_headers_load_or_raise_checkpoint_error(tmp_path, saved, case):
         except CheckpointError as exc:
             assert "\n" not in str(exc)
         else:  # what the faces rely on: a checked record, a tokenizer that loads or says why not
-            validate_metadata(loaded.metadata)
+            TrainingMetadata.from_json(loaded.metadata)
             try:
                 Tokenizer.from_json(loaded.tokenizer_json)
             except ValueError:

@@ -73,6 +73,21 @@ def test_metadata_of_an_older_model_without_some_fields_still_reads():
     assert TrainingMetadata.from_json({}).last_loss is None
 
 
+def test_bare_losses_of_older_files_read_and_left_out_fields_stay_out():
+    old = TrainingMetadata.from_json({"loss_history": [5.2, [3, 4.0], 3.5], "workspace": None})
+    assert old.loss_history == [5.2, (3, 4.0), 3.5] and old.last_loss == 3.5 and old.workspace is None
+    assert "files" not in old.to_json() and old.to_json()["workspace"] is None, "absent is not null"
+    assert TrainingMetadata.from_json(old.to_json()) == old
+
+
+def test_a_field_path_places_the_record_in_a_larger_document():
+    with pytest.raises(EventError, match=re.escape("field 'metadata.resume.step' must be a whole number >= 0")) as err:
+        TrainingMetadata.from_json({"resume": {**METADATA.to_json()["resume"], "step": -1}}, "metadata")
+    assert not str(err.value).startswith("checkpoint metadata")
+    with pytest.raises(EventError, match=re.escape("field 'metadata' must be an object, got list [1]")):
+        TrainingMetadata.from_json([1], "metadata")
+
+
 def test_non_finite_numbers_are_null_in_event_json():
     diverged = replace(EVENTS[1], loss=math.nan, spheres=[replace(SPHERES[0], loss=math.inf)])
     data = json.loads(json.dumps(diverged.to_json(), allow_nan=False))
@@ -81,8 +96,8 @@ def test_non_finite_numbers_are_null_in_event_json():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"step": "5"}, "step event: field 'step' must be an integer, got str '5'"),
-    ({"step": True}, "field 'step' must be an integer, got bool True"),
+    ({"step": "5"}, "step event: field 'step' must be a whole number, got str '5'"),
+    ({"step": True}, "field 'step' must be a whole number, got bool True"),
     ({"loss": [1.0]}, "field 'loss' must be a number"),
     ({"spheres": [{"id": 0}]}, "field 'spheres[0].sequences' is missing"),
     ({"spheres": {"id": 0}}, "field 'spheres' must be a list"),
@@ -111,7 +126,14 @@ def test_a_missing_field_or_an_unknown_kind_is_refused():
     ({"resume": {"epoch": 1}}, "field 'resume.batch' is missing"),
     ({"sphere_stats": {**METADATA.to_json()["sphere_stats"], "step_ms": None}}, "field 'sphere_stats.step_ms'"),
     ({"train_files": "a.c"}, "field 'train_files' must be a list"),
-    ({"files": 8.5}, "field 'files' must be an integer"),
+    ({"files": 8.5}, "field 'files' must be a whole number"),
+    ({"files": -1}, "field 'files' must be a whole number >= 0, got int -1"),
+    ({"files": None}, "field 'files' must not be null"),
+    ({"resume": {**METADATA.to_json()["resume"], "batch": -2}}, "field 'resume.batch' must be a whole number >= 0"),
+    ({"loss_history": [[-1, 2.0]]}, "field 'loss_history[0][0]' must be a whole number >= 0"),
+    ({"loss_history": ["low"]}, "field 'loss_history[0]' must be a list of 2 items"),
+    ({"train_config": {"lr": "fast"}}, "field 'train_config.lr' must be a number"),
+    ({"train_config": {"epochs": 0}}, "field 'train_config': epochs must be positive"),
 ])
 def test_bad_metadata_names_its_field(change, message):
     with pytest.raises(EventError, match=re.escape(message)):
