@@ -137,13 +137,19 @@ def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -
     atomic_write_bytes(path, "".join(parts).encode("utf-8"))
 
 
-def skip_summary(reasons: Iterable[str]) -> str:
-    """One line counting skip reasons by kind, most frequent first: 'skipped 8: 3 binary, 2 secret, ...'.
+def skip_counts(reasons: Iterable[str]) -> dict[str, int]:
+    """Skip reasons counted by kind, most frequent first: {"binary": 3, "secret": 2, ...}.
 
     A reason's kind is its text before any detail ("too large (5.0 MB > ...)" counts as "too large",
     "duplicate of main.c" as "duplicate")."""
     kinds = Counter(re.split(r" \(| of ", reason, maxsplit=1)[0] for reason in reasons)
-    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+    return dict(sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+
+
+def skip_summary(reasons: Iterable[str]) -> str:
+    """One line counting skip reasons by kind, most frequent first: 'skipped 8: 3 binary, 2 secret, ...'."""
+    kinds = skip_counts(reasons)
+    counts = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
     return f"skipped {sum(kinds.values())}" + (f": {counts}" if counts else "")
 
 

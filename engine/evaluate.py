@@ -33,7 +33,7 @@ import numpy as np
 from .baselines import xz_conditional_bits_per_byte
 from .corpus import Document, read_documents, scan
 from .errors import CllmError
-from .generate import Completer, CompletionOptions, Model
+from .generate import Completer, CompletionOptions, Model, Scorer
 from .heldout import Progress, bits_and_bytes, document_nats
 from .match_model import MatchIndex
 from .mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
@@ -42,6 +42,7 @@ from .syntax import count_errors, function_body_spans, keeps_syntax
 from .tokenizer import Tokenizer
 
 DEFAULT_POSITIONS = 300
+HELDOUT_POSITIONS = 60  # the trainer's end-of-run line exact match: a few seconds, seeded, so runs compare
 LINE_MAX_TOKENS = 64
 MULTILINE_MAX_TOKENS = 128
 _NO_DEADLINE_MS = 1e9  # evaluation is about quality: never cut a completion short on time
@@ -217,6 +218,23 @@ def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Docu
         if progress:
             progress("line completion", i + 1, len(positions))
     return scores
+
+
+def line_exact_match(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
+                     positions: int = HELDOUT_POSITIONS, seed: int = 0) -> float | None:
+    """Share of one-line completions exactly right (after trimming whitespace) at `positions` seeded cursor
+    positions of `documents`, by the completer of `model` and `scorer` (None: the transformer alone). The trainer
+    stores it as the number people read ("38 % lines exact"); None when the documents hold no position."""
+    sampled = sample_positions(documents, positions, seed)
+    if not sampled:
+        return None
+    completer = Completer(model, scorer=scorer)
+    line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
+
+    def predict(d: int, prefix: str, suffix: str) -> str:
+        return completer.complete(prefix, suffix, line, path=documents[d].path).text
+
+    return _line_completions({"model": predict}, documents, sampled, None)["model"].summary()["exact_match"]
 
 
 def _syntax_share(model: Model, documents: Sequence[Document], positions: Sequence[Position], count: int,

@@ -310,6 +310,7 @@ class StepEvent(_Event):
     sync_overhead: float  # this step's share of time the threads did not compute
     threads: int
     spheres: list[SphereRecord]
+    seconds_remaining: float  # estimate: the schedule's remaining steps at the recent step time, within the time budget
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,7 @@ class DoneEvent(_Event):
     sync_overhead: float
     stop_reason: str  # completed, early_stopping, max_steps, time_budget or cancelled
     epochs: int  # epochs completed
+    line_exact_match: float | None  # held-out line completions exactly right (TrainingMetadata.line_exact_match)
 
 
 @dataclass(frozen=True)
@@ -413,6 +415,7 @@ class TrainingMetadata(_Record):
     seq_len: OrAbsent[Count] = None
     mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
+    line_exact_match: float | None = None  # share of held-out line completions exactly right, by the shipped completer
     resume: OrAbsent[ResumePosition] = None
 
     @classmethod

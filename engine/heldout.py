@@ -16,8 +16,10 @@ import numpy as np
 
 from .config import ModelConfig
 from .corpus import Document
+from .match_model import MatchIndex
 from .mixture import fitted_mixture, mixture_metadata, workspace_models
 from .model import make_scratch, token_losses
+from .ngram import KneserNey
 from .tokenizer import Tokenizer
 
 _BATCH = 4
@@ -80,10 +82,13 @@ def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) ->
 
 
 def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                    train_documents: Sequence[Document], window: int) -> dict[str, Any] | None:
+                    train_documents: Sequence[Document], window: int,
+                    models: tuple[KneserNey, MatchIndex] | None = None) -> dict[str, Any] | None:
     """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
-    completions (engine/mixture.py); None without held-out or training documents. The trainer calls it."""
+    completions (engine/mixture.py); None without held-out or training documents. The trainer calls it, passing
+    the `models` (workspace_models of `train_documents`) it has already built, if any."""
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window)
-    return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])
+    kn, index = models or workspace_models(tokenizer, train_documents)
+    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])

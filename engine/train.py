@@ -39,10 +39,13 @@ from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, fro
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
 from .errors import CllmError
+from .evaluate import line_exact_match
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
                      SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .generate import Model
 from .heldout import heldout_mixture
 from .kernels import adamw_step
+from .mixture import MixtureScorer, stored_mixture, workspace_models
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
 from .tokenizer import Tokenizer
@@ -272,6 +275,7 @@ class _Run:
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
         self.save_seconds: float | None = None  # last measured duration of writing the model file
         self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
+        self.line_exact_match: float | None = None  # of the shipped completer on held-out lines, measured at the end
 
     def loop(self) -> DoneEvent:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""
@@ -294,12 +298,26 @@ class _Run:
                 self._save()
         if not validated:
             self._validate_current()
-        if reason != "cancelled" and self.data.root is not None:
-            self.mixture = heldout_mixture(s.record.weights(s.params), self.model_cfg, self.data.tokenizer,
-                                           self.data.val_docs, self.data.train_docs,
-                                           min(cfg.seq_len, self.model_cfg.max_seq_len))
+        if reason != "cancelled":
+            self._score_heldout()
         path = self._save()
         return self._done(path, reason)
+
+    def _score_heldout(self) -> None:
+        """Fit the completion mixture's weights on the held-out files (workspace runs), then measure the line exact
+        match of the completer the model ships (the mixture, else the transformer alone) at HELDOUT_POSITIONS."""
+        d, weights = self.data, self.state.record.weights(self.state.params)
+        models = workspace_models(d.tokenizer, d.train_docs) if d.root is not None and d.val_docs else None
+        if models is not None:
+            self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, d.val_docs, d.train_docs,
+                                           min(self.cfg.seq_len, self.model_cfg.max_seq_len), models)
+        mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
+        scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
+        model = Model(self.model_cfg, weights, d.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
+        self.line_exact_match = line_exact_match(model, d.val_docs, scorer)
+
+    def _fim_format(self) -> str | None:
+        return FIM_FORMAT if self.cfg.fim_rate > 0 else None
 
     def _step(self, plan: EpochPlan) -> StepResult:
         """One optimizer step: fill the micro-batches, run the spheres, clip, AdamW; then its telemetry."""
@@ -331,7 +349,7 @@ class _Run:
                 epoch=s.epoch + 1, epochs=cfg.epochs, step=s.step, total_steps=self.total_steps, loss=loss, lr=lr,
                 tokens=s.tokens, tokens_per_second=rate, load_imbalance=result.load_imbalance,
                 sync_overhead=self.telemetry.sync_overhead(result, wall), threads=self.spheres.n_threads,
-                spheres=result.spheres,
+                spheres=result.spheres, seconds_remaining=self._seconds_remaining(),
             ))
         return result
 
@@ -343,11 +361,23 @@ class _Run:
         s, budget = self.state, self.cfg.time_budget
         if budget is None or len(self.step_walls) < 4:
             return
-        recent = self.step_walls[1:][-FIT_WINDOW:]  # the first step includes compilation
-        per_step = float(np.median(recent))
         remaining = max(0.0, budget - (time.perf_counter() - self.started))
-        fit = s.step + int(0.9 * remaining / per_step)
+        fit = s.step + int(0.9 * remaining / self._step_seconds())
         s.schedule_steps = self.total_steps = min(self.planned_steps, max(s.step + 1, fit))
+
+    def _step_seconds(self) -> float:
+        """The median time of the recent steps (the first step, which includes compilation, only while alone)."""
+        return float(np.median(self.step_walls[1:][-FIT_WINDOW:] or self.step_walls))
+
+    def _seconds_remaining(self) -> float:
+        """Estimated seconds until the run stops: the schedule's remaining steps (or --max-steps') at the recent
+        step time, no more than the time budget leaves."""
+        s, cfg = self.state, self.cfg
+        last = self.total_steps if cfg.max_steps is None else min(self.total_steps, cfg.max_steps)
+        remaining = max(0, last - s.step) * self._step_seconds()
+        if cfg.time_budget is not None:
+            remaining = min(remaining, max(0.0, cfg.time_budget - (time.perf_counter() - self.started)))
+        return remaining
 
     def _stop_reason(self, result: StepResult) -> str:
         """'completed' to go on, else why the run stops now."""
@@ -439,7 +469,7 @@ class _Run:
             val_bits_per_byte=record.best_bpb, val_loss=None if record.best_params is None else record.best_val,
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
-            mixture=self.mixture, fim=FIM_FORMAT if self.cfg.fim_rate > 0 else None,
+            mixture=self.mixture, fim=self._fim_format(), line_exact_match=self.line_exact_match,
             resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
                                   best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
                                   schedule_steps=s.schedule_steps),
@@ -452,7 +482,7 @@ class _Run:
             tokens_per_second=averages.tokens_per_second, final_loss=self.telemetry.last_loss,
             val_bits_per_byte=s.record.best_bpb, threads=self.spheres.n_threads, spheres=self.cfg.spheres,
             load_imbalance=averages.load_imbalance, sync_overhead=averages.sync_overhead, stop_reason=reason,
-            epochs=s.epoch,
+            epochs=s.epoch, line_exact_match=self.line_exact_match,
         )
 
 

@@ -217,14 +217,18 @@ def _train_reporter(as_json: bool):
     from cllm.engine.corpus import skip_summary
     from cllm.engine.events import EpochEvent, StartEvent, StepEvent
 
+    from .words import time_left
+
     if as_json:
         def emit(event: TrainingEvent) -> None:
             sys.stdout.write(json.dumps(event.to_json()) + "\n")
             sys.stdout.flush()
         return emit, lambda: None
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None)
+    budgeted = False  # under a time budget tqdm's own ETA (from the schedule's steps) is not the whole story
 
     def show(event: TrainingEvent) -> None:
+        nonlocal budgeted
         if isinstance(event, StartEvent):
             c = event.corpus
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
@@ -240,11 +244,13 @@ def _train_reporter(as_json: bool):
             bar.reset(total=event.total_steps)
             bar.update(event.step)
             bar.set_description(f"{event.spheres} spheres · {event.threads} threads")
+            budgeted = event.settings.time_budget is not None
         elif isinstance(event, StepEvent):
             if event.total_steps != bar.total:  # the schedule was fitted to --time-budget
                 bar.total = event.total_steps
             bar.update(event.step - bar.n)
-            bar.set_postfix_str(f"{event.tokens_per_second:,.0f} tok/s · loss {event.loss:.3f}")
+            left = f" · {time_left(event.seconds_remaining)}" if budgeted else ""
+            bar.set_postfix_str(f"{event.tokens_per_second:,.0f} tok/s · loss {event.loss:.3f}{left}")
         elif isinstance(event, EpochEvent):
             bar.update(event.step - bar.n)
             val = "" if event.val_bits_per_byte is None else f", held-out {event.val_bits_per_byte:.3f} bits/byte"
@@ -266,6 +272,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import acquire_training_lock, default_model_path, release_training_lock
     from cllm.engine.spheres import SphereError
+
+    from .words import exact_match
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
@@ -324,6 +332,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         report(done)
     else:
         bpb = "" if done.val_bits_per_byte is None else f", held-out {done.val_bits_per_byte:.3f} bits/byte"
+        if done.line_exact_match is not None:
+            bpb += f", {exact_match(done.line_exact_match)}"
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
               f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
               f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; model: {done.checkpoint}")

@@ -13,6 +13,7 @@ from lsprotocol import types
 
 from pygls.lsp.server import LanguageServer
 
+from .words import exact_match, time_left
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def _rate(value: Any) -> str:
 
 
 def progress_message(live: dict[str, Any]) -> str:
-    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s" from the live training status."""
+    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s · ~7 min left" from the live training status."""
     parts = []
     if "epoch" in live:
         parts.append(f"epoch {live['epoch']}/{live.get('epochs', '?')}")
@@ -37,7 +38,19 @@ def progress_message(live: dict[str, Any]) -> str:
         parts.append(f"loss {live['loss']:.2f}")
     if "tokensPerSecond" in live:
         parts.append(_rate(live["tokensPerSecond"]))
+    if isinstance(live.get("secondsRemaining"), (int, float)):
+        parts.append(time_left(live["secondsRemaining"]))
     return " · ".join(parts) or "starting"
+
+
+def done_message(model: dict[str, Any]) -> str:
+    """ "done · 38 % lines exact · 2.05 bits/byte" from the new model's summary."""
+    parts = ["done"]
+    if isinstance(model.get("lineExactMatch"), (int, float)):
+        parts.append(exact_match(model["lineExactMatch"]))
+    if isinstance(model.get("valBitsPerByte"), (int, float)):
+        parts.append(f"{model['valBitsPerByte']:.2f} bits/byte")
+    return " · ".join(parts)
 
 
 def sphere_activity(workspace: Workspace, live: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +59,8 @@ def sphere_activity(workspace: Workspace, live: dict[str, Any]) -> dict[str, Any
                for s in live.get("spheres") or [] if isinstance(s, dict)]
     return {"workspace": workspace.root.as_uri(), "state": live.get("state"), "epoch": live.get("epoch"),
             "epochs": live.get("epochs"), "step": live.get("step"), "totalSteps": live.get("totalSteps"),
-            "loss": live.get("loss"), "tokensPerSecond": live.get("tokensPerSecond"), "spheres": spheres}
+            "loss": live.get("loss"), "tokensPerSecond": live.get("tokensPerSecond"),
+            "secondsRemaining": live.get("secondsRemaining"), "spheres": spheres}
 
 
 class TrainingRelay:
@@ -121,9 +135,7 @@ class TrainingRelay:
     def _end(self, event: dict[str, Any], live: dict[str, Any]) -> None:
         state, reason = event.get("state"), event.get("reason")
         if state == "done":
-            model = self.workspace.status()["model"]
-            bpb = model.get("valBitsPerByte")
-            message = "done" + (f" · {bpb:.2f} bits/byte" if isinstance(bpb, (int, float)) else "")
+            message = done_message(self.workspace.status()["model"])
         else:
             message = f"{state}: {reason}" if reason else str(state)
         if state == "failed":

@@ -37,6 +37,11 @@ TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
     "heads": ("heads", int, "--heads"),
     "ffn": ("ffn", int, "--ffn"),
 }
+# Training started from an editor (the language server's Train command, the HTTP API, the dashboard) stops after
+# this many seconds unless the `training.timeBudget` setting (or the request) says otherwise; `cllm train` on the
+# command line has no default budget.
+DEFAULT_EDITOR_TIME_BUDGET = 600.0
+
 TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
 _TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
 _MAY_BE_ZERO = {"threads", "seed"}

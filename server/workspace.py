@@ -43,12 +43,13 @@ from typing import Any, Callable
 import filelock
 
 from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
+from cllm.engine.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, StartEvent, StepEvent, TrainingEvent,
                                 TrainingMetadata, event_from_json, to_wire)
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
 
-from .settings import check_training, parse_settings, train_arguments
+from .settings import DEFAULT_EDITOR_TIME_BUDGET, check_training, parse_settings, train_arguments
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def model_summary(model: Any) -> dict[str, Any]:
         "steps": meta.steps,
         "last_loss": meta.last_loss,
         "val_bits_per_byte": meta.val_bits_per_byte,
+        "line_exact_match": meta.line_exact_match,
         "spheres": meta.spheres,
         "threads": meta.threads,
         "config": {"vocab_size": cfg.vocab_size, "d_model": cfg.d_model, "layers": cfg.n_layers,
@@ -313,8 +315,10 @@ class Workspace:
         `path` trains on a folder inside the workspace instead of the whole root. Overrides are training
         options by python name (epochs, time_budget, spheres, threads, max_steps, batch_size, seq_len,
         grad_accum, lr, seed, vocab_size, d_model, layers, heads, ffn); they win over the `training` settings.
+        Without a time budget from either, the run gets DEFAULT_EDITOR_TIME_BUDGET seconds.
         """
-        options, problems = check_training({**self.settings.training, **overrides})
+        options, problems = check_training({"time_budget": DEFAULT_EDITOR_TIME_BUDGET, **self.settings.training,
+                                            **{name: value for name, value in overrides.items() if value is not None}})
         if problems:
             return _refused("invalid", "; ".join(problems))
         source = self.root if path is None else Path(path).expanduser().resolve()
@@ -400,7 +404,8 @@ class Workspace:
             if isinstance(event, StepEvent):
                 live.update(epoch=event.epoch, epochs=event.epochs, step=event.step, total_steps=event.total_steps,
                             loss=event.loss, tokens=event.tokens, tokens_per_second=event.tokens_per_second,
-                            threads=event.threads, spheres=[sphere.to_json() for sphere in event.spheres])
+                            threads=event.threads, spheres=[sphere.to_json() for sphere in event.spheres],
+                            seconds_remaining=event.seconds_remaining)
                 if event.total_steps > 0:
                     live["percent"] = max(0, min(100, round(100 * event.step / event.total_steps)))
             elif isinstance(event, EpochEvent):
@@ -408,10 +413,14 @@ class Workspace:
                             train_loss=event.train_loss)
             elif isinstance(event, DoneEvent):
                 live.update(percent=100, loss=event.final_loss, val_bits_per_byte=event.val_bits_per_byte,
-                            tokens_per_second=event.tokens_per_second, step=event.steps)
+                            tokens_per_second=event.tokens_per_second, step=event.steps, seconds_remaining=0.0,
+                            line_exact_match=event.line_exact_match)
             elif isinstance(event, StartEvent):
+                reasons = [skipped.reason for skipped in event.skipped]
                 live.update(files=event.files, corpus_tokens=event.tokens, total_steps=event.total_steps,
-                            epochs=event.epochs)
+                            epochs=event.epochs, time_budget=event.settings.time_budget,
+                            skipped={"count": len(reasons), "reasons": skip_counts(reasons),
+                                     "summary": skip_summary(reasons)})
         if isinstance(event, FailedEvent):
             job.error = event.message
         elif isinstance(event, DoneEvent):

@@ -68,6 +68,18 @@ function pct(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
 }
 
+// The same words as the editor and the CLI (server/words.py, vscode-extension/src/format.ts).
+function timeLeft(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "";
+  if (seconds < 60) return "<1 min left";
+  const minutes = Math.ceil(seconds / 60);
+  return minutes < 60 ? `~${minutes} min left` : `~${Math.floor(minutes / 60)} h ${minutes % 60} min left`;
+}
+
+function exactMatch(share) {
+  return typeof share === "number" && Number.isFinite(share) ? `${Math.round(100 * share)} % lines exact` : "–";
+}
+
 function logEvent(kind, text) {
   const list = $("event-log");
   const item = document.createElement("li");
@@ -94,7 +106,9 @@ function applyStatus(status) {
   $("train-button").disabled = !state.token || running;
   $("cancel-button").disabled = !state.token || !running;
   if (running && training.step !== undefined) {
-    $("progress-text").textContent = `epoch ${training.epoch ?? "–"}/${training.epochs ?? "–"} · step ${training.step}/${training.totalSteps ?? "–"}`;
+    const left = timeLeft(training.secondsRemaining);
+    $("progress-text").textContent = `epoch ${training.epoch ?? "–"}/${training.epochs ?? "–"} · step ${training.step}/${training.totalSteps ?? "–"}`
+      + (left ? ` · ${left}` : "");
   } else {
     $("progress-text").textContent = training.reason ? training.reason : "";
   }
@@ -121,6 +135,7 @@ function addStep(event) {
   updateTraining({
     state: "training", epoch: event.epoch, epochs: event.epochs, step: event.step, totalSteps: event.totalSteps,
     loss: event.loss, percent: event.totalSteps ? Math.round((100 * event.step) / event.totalSteps) : undefined,
+    secondsRemaining: event.secondsRemaining,
   });
 }
 
@@ -169,6 +184,7 @@ function handle(event) {
     case "start":
       logEvent("start", `${fmt(event.files)} files, ${fmt(event.tokens)} tokens, ${fmt(event.totalSteps)} steps`);
       updateTraining({ files: event.files, corpusTokens: event.tokens, totalSteps: event.totalSteps });
+      refreshStatus(); // the status summarises the skipped files
       break;
     case "step":
       addStep(event);
@@ -247,7 +263,8 @@ async function pollStatus() {
     const last = state.steps.length ? state.steps[state.steps.length - 1].step : -1;
     if (training.state === "training" && Number.isFinite(training.step) && training.step > last) {
       addStep({ step: training.step, loss: training.loss, tokensPerSecond: training.tokensPerSecond,
-        spheres: training.spheres, epoch: training.epoch, epochs: training.epochs, totalSteps: training.totalSteps });
+        spheres: training.spheres, epoch: training.epoch, epochs: training.epochs, totalSteps: training.totalSteps,
+        secondsRemaining: training.secondsRemaining });
     }
     state.redraw = true;
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -451,8 +468,11 @@ function renderFacts() {
     ["run tokens", fmt(training.corpusTokens)],
     ["run loss", fmt(training.loss)],
     ["run validation bits/byte", fmt(training.valBitsPerByte)],
+    ["time left", timeLeft(training.secondsRemaining) || "–"],
   ] : [];
+  const skipped = training.skipped && training.skipped.count > 0 ? [["skipped files", training.skipped.summary]] : [];
   const rows = model.present ? [
+    ["held-out line completion", exactMatch(model.lineExactMatch)],
     ["files", fmt(model.files)],
     ["tokens", fmt(model.tokens)],
     ["epochs", fmt(model.epochs)],
@@ -465,7 +485,7 @@ function renderFacts() {
   ] : [["model", model.error ? `unusable: ${model.error}` : run.length ? "none yet: training" : "none yet: press Train"]];
   const list = $("facts");
   list.replaceChildren();
-  for (const [key, value] of rows.concat(run).filter((row) => row[1] !== "–")) {
+  for (const [key, value] of rows.concat(run, skipped).filter((row) => row[1] !== "–")) {
     const dt = document.createElement("dt");
     dt.textContent = key;
     const dd = document.createElement("dd");

@@ -1,10 +1,12 @@
 """The dashboard in Debian's headless Chromium (Playwright, never a downloaded browser) during a real training run:
-the token hand-over, the Train button, the loss curve gaining points and the spheres' activity changing.
+the token hand-over, the Train button, the loss curve gaining points, the spheres' activity changing, the time
+left while training, and the held-out exact match and the skipped files once done.
 
 A screenshot is kept in test-artifacts/dashboard.png."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from cllm.server.workspace import Workspace
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-# A small model trained for ~100 steps: a few seconds, several step events (4 per second) and validation. No time
-# budget: a cold numba cache (first compile) must not cut the run short.
+# A small model trained for ~100 steps: a few seconds, several step events (4 per second) and validation. The
+# editors' default time budget (600 s) leaves a cold numba cache (first compile) time enough.
 TRAINING = {"epochs": 6, "batchSize": 24, "seqLen": 32, "gradAccum": 1, "vocabSize": 300,
             "dModel": 32, "layers": 1, "heads": 2, "ffn": 64, "spheres": 12, "threads": 1}
 SLOW = 240_000  # ms: the trainer child compiles or loads numba kernels before its first step
@@ -32,12 +34,12 @@ async def sphere_activity(page: Page) -> list[tuple[str, str]]:
     return await page.eval_on_selector_all("#spheres g.sphere", "gs => gs.map(g => [g.dataset.busy, g.dataset.tokens])")
 
 
-async def watch_until_ready(page: Page) -> list[tuple[int, list]]:
-    """(loss points, sphere activity) sampled every 100 ms while the page says "training"."""
+async def watch_until_ready(page: Page) -> list[tuple[int, list, str]]:
+    """(loss points, sphere activity, progress line) sampled every 100 ms while the page says "training"."""
     samples = []
     deadline = time.monotonic() + SLOW / 1000
     while await page.text_content("#state-badge") == "training" and time.monotonic() < deadline:
-        samples.append((await loss_points(page), await sphere_activity(page)))
+        samples.append((await loss_points(page), await sphere_activity(page), await page.text_content("#progress-text")))
         await page.wait_for_timeout(100)
     badge, reason = await page.text_content("#state-badge"), await page.text_content("#progress-text")
     assert badge == "ready", f"training ended {badge}: {reason}"
@@ -56,13 +58,17 @@ async def follow_a_training_run(page: Page, url: str) -> None:
     await page.click("#train-button")
     await page.wait_for_function("() => document.getElementById('state-badge').textContent !== 'untrained'")
     samples = await watch_until_ready(page)
-    points = [p for p, _ in samples]
-    activity = {tuple(map(tuple, a)) for _, a in samples if any(tokens != "0" for _, tokens in a)}
+    points = [p for p, _, _ in samples]
+    activity = {tuple(map(tuple, a)) for _, a, _ in samples if any(tokens != "0" for _, tokens in a)}
     assert points == sorted(points) and len(set(points)) >= 3, f"the loss curve gains points: {points}"
     assert len(activity) >= 2, "the spheres' activity changes with the steps"
+    progress = [line for _, _, line in samples]
+    assert any(re.search(r"(<1|~\d+) min left", line) for line in progress), f"the time left is shown: {progress}"
     assert int(await page.get_attribute("#loss-chart", "data-val-points")) >= 1
     facts = await page.text_content("#facts")
     assert "validation bits/byte" in facts and "none yet" not in facts
+    assert re.search(r"held-out line completion\d+ % lines exact", facts), facts
+    assert "skipped files" in facts and "skipped 1: 1 binary" in facts
 
 
 async def check_read_only(page: Page, url: str) -> None:
@@ -77,6 +83,7 @@ async def check_read_only(page: Page, url: str) -> None:
 async def test_dashboard_follows_a_training_run(tmp_path: Path):
     chromium = require_program("chromium")
     root = write_c_workspace(tmp_path / "ws", files=20)
+    (root / "blob.h").write_bytes(b"\x00\x01\x02 not text")  # skipped as binary: the facts summarise it
     workspace = Workspace(root, settings={"training": TRAINING}, model_dir=tmp_path / "model")
     server = await serve_http(workspace, "127.0.0.1", 0)
     errors: list[str] = []

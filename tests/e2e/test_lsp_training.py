@@ -13,7 +13,7 @@ from lsp_helpers import (TINY_TRAINING, end_position, execute, inline_params, ls
                          wait_until)
 
 TRAIN_TIMEOUT = 240  # seconds; a hang fails the test instead of the whole suite
-REPORT = re.compile(r"^epoch \d+/\d+ · loss \d+\.\d\d · \d+(\.\d)?k? tok/s$")
+REPORT = re.compile(r"^epoch \d+/\d+ · loss \d+\.\d\d · \d+(\.\d)?k? tok/s · (<1|~\d+) min left$")
 LONG_TRAINING = {**TINY_TRAINING, "maxSteps": 100_000, "epochs": 1000, "timeBudget": 600}
 
 
@@ -46,7 +46,7 @@ async def test_training_reports_progress_and_swaps_the_new_model_in(c_workspace:
     kinds = [r.kind for r in reports]
     assert kinds[0] == "begin" and kinds[-1] == "end" and kinds.count("end") == 1
     assert all(REPORT.match(r.message) for r in reports if r.kind == "report"), [r.message for r in reports]
-    assert reports[-1].message.startswith("done")
+    assert re.match(r"^done · \d+ % lines exact · \d+\.\d\d bits/byte$", reports[-1].message), reports[-1].message
     activity = client.activity
     assert activity[-1]["state"] == "done"
     assert all(len(a["spheres"]) == TINY_TRAINING["spheres"] for a in activity if a["spheres"])

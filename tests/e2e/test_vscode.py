@@ -47,7 +47,7 @@ SMALL_TRAINING = {
 }
 TYPED = "\n\nstatic int step_0_10(int a, int b)\n{\n    int s = a + b * 3;\n"
 TRAINING_TEXT = re.compile(r"^\u2b22 12 spheres \u00b7 [\d.]+k? tok/s \u00b7 loss \d+\.\d\d \u00b7 \d+/60$")
-READY_TEXT = re.compile(r"^\u2b22 CLLM \u00b7 just now \u00b7 \d+\.\d\d bpb$")
+READY_TEXT = re.compile(r"^\u2b22 CLLM \u00b7 just now \u00b7 \d+ % lines exact$")
 
 
 def _prerequisites() -> str:

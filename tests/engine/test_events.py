@@ -26,13 +26,13 @@ EVENTS = [
                                     warmup_fraction=0.05, weight_decay=0.1, dropout=0.0, time_budget=None),
                auto=["grad_accum", "vocab_size"]),
     StepEvent(epoch=1, epochs=3, step=5, total_steps=120, loss=5.1, lr=1e-4, tokens=20_000, tokens_per_second=3000.5,
-              load_imbalance=0.02, sync_overhead=0.05, threads=2, spheres=SPHERES),
+              load_imbalance=0.02, sync_overhead=0.05, threads=2, spheres=SPHERES, seconds_remaining=412.5),
     EPOCH,
     EpochEvent(epoch=2, step=80, train_loss=4.0, val_loss=None, val_bits_per_byte=None),
     CheckpointEvent(path="/models/model.cllm"),
     DoneEvent(checkpoint="/models/model.cllm", steps=120, tokens=480_000, seconds=150.2, tokens_per_second=3196.0,
               final_loss=3.9, val_bits_per_byte=None, threads=2, spheres=12, load_imbalance=0.02,
-              sync_overhead=0.05, stop_reason="time_budget", epochs=3),
+              sync_overhead=0.05, stop_reason="time_budget", epochs=3, line_exact_match=0.38),
     FailedEvent(message="no C files (.c, .h) to learn from in /ws"),
 ]
 METADATA = TrainingMetadata(
@@ -41,7 +41,7 @@ METADATA = TrainingMetadata(
     loss_history=[(40, 4.5), (80, 4.0)], val_history=[EPOCH], val_bits_per_byte=2.6, val_loss=4.4, spheres=12,
     threads=2, sphere_stats=RunStats(tokens_per_second=3000.0, load_imbalance=0.02, sync_overhead=0.05, step_ms=40.0),
     created="2026-01-01T00:00:00+00:00", seq_len=128, mixture={"version": 1, "weights": [[0.5, 0.25, 0.25]]},
-    fim="spm", resume=ResumePosition(epoch=2, batch=0, step=80, tokens=320_000, best_epoch_val=4.4, bad_epochs=0,
+    fim="spm", line_exact_match=0.38, resume=ResumePosition(epoch=2, batch=0, step=80, tokens=320_000, best_epoch_val=4.4, bad_epochs=0,
                                      schedule_steps=None),
 )
 
@@ -169,7 +169,8 @@ def test_the_vscode_status_types_read_the_events_field_names():
     assert ts["Activity"] - {"state", "reason"} <= _wire_fields(StepEvent)
     assert {"totalSteps", "tokensPerSecond", "spheres"} <= ts["Activity"]
     status_only = {"state", "startedAt", "finishedAt", "percent", "options"}
-    assert ts["TrainingInfo"] - status_only <= _wire_fields(StepEvent, EpochEvent, DoneEvent)
+    assert ts["TrainingInfo"] - status_only <= _wire_fields(StartEvent, RunSettings, StepEvent, EpochEvent, DoneEvent)
+    assert {"secondsRemaining"} <= ts["Activity"] and {"lineExactMatch", "skipped", "timeBudget"} <= ts["TrainingInfo"]
     model_only = {"present", "path", "config", "trainedAt", "lastLoss"}  # trainedAt: created; lastLoss: last_loss
     assert ts["ModelInfo"] - model_only <= _wire_fields(TrainingMetadata)
-    assert {"valBitsPerByte", "files", "epochs"} <= ts["ModelInfo"]
+    assert {"valBitsPerByte", "lineExactMatch", "files", "epochs"} <= ts["ModelInfo"]

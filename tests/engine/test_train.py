@@ -35,6 +35,7 @@ def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, 
     assert done.stop_reason == "completed" and done.steps == events[0].total_steps
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert steps and len(steps[-1].spheres) == 12
+    assert steps[0].seconds_remaining > 0  # steps remain, at the measured step time (no budget)
     assert {"id", "sequences", "tokens", "busy", "wait", "loss"} <= set(steps[-1].to_json()["spheres"][0])
     json.dumps([e.to_json() for e in events])  # every event is JSON-ready
     ckpt = load_checkpoint(done.checkpoint, with_optimizer=True)
@@ -43,6 +44,9 @@ def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, 
     assert len(meta["val_files"]) >= 1 and len(meta["train_files"]) + len(meta["val_files"]) == 8
     assert ckpt.model_config.vocab_size <= MODEL.vocab_size
     assert (tmp_path / "repo_code.txt").read_text().count("FILE:") == 8
+    assert meta["mixture"] is not None  # the shipped completer mixes, and its held-out exact match is recorded
+    assert isinstance(done.line_exact_match, float) and 0.0 <= done.line_exact_match <= 1.0
+    assert meta["line_exact_match"] == done.line_exact_match
 
 
 def test_resume_after_n_steps_equals_uninterrupted_training_bitwise(c_workspace, tmp_path):
@@ -74,6 +78,7 @@ def test_training_is_bitwise_identical_for_any_thread_count(c_workspace, tmp_pat
 def test_time_budget_stops_cleanly_with_a_resumable_checkpoint(c_workspace, tmp_path):
     done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=1e-3))
     assert done.stop_reason == "time_budget" and done.steps == 1
+    assert [e.seconds_remaining for e in events if isinstance(e, StepEvent)] == [0.0]  # the budget is spent
     assert events[-1] == CheckpointEvent(path=str(tmp_path / "m.cllm"))
     ckpt = load_checkpoint(tmp_path / "m.cllm", with_optimizer=True)
     assert ckpt.optimizer["step"] == 1 and ckpt.metadata["resume"]["batch"] == 1

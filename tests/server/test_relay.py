@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cllm.server.relay import progress_message
+from cllm.server.relay import done_message, progress_message
 
 
 def test_progress_messages_read_like_the_issue():
@@ -10,3 +10,14 @@ def test_progress_messages_read_like_the_issue():
     assert progress_message(live) == "epoch 3/10 · loss 2.41 · 3.1k tok/s"
     assert progress_message({"epoch": 1, "epochs": 2, "tokensPerSecond": 950}) == "epoch 1/2 · 950 tok/s"
     assert progress_message({}) == "starting"
+
+
+def test_progress_messages_say_the_time_left():
+    live = {"epoch": 1, "epochs": 4, "loss": 3.0, "tokensPerSecond": 2000.0, "secondsRemaining": 412.5}
+    assert progress_message(live) == "epoch 1/4 · loss 3.00 · 2.0k tok/s · ~7 min left"
+    assert progress_message({"secondsRemaining": 5.0}) == "<1 min left"
+
+
+def test_the_done_message_leads_with_the_held_out_exact_match():
+    assert done_message({"lineExactMatch": 0.38, "valBitsPerByte": 2.054}) == "done · 38 % lines exact · 2.05 bits/byte"
+    assert done_message({"lineExactMatch": None, "valBitsPerByte": None}) == "done"

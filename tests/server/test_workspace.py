@@ -16,6 +16,7 @@ from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
+from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET
 from cllm.server.worker import HTTP, LSP
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -149,6 +150,7 @@ def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: 
 
 def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path, tmp_path: Path,
                                                               trained_dir: Path, cache: Path):
+    (c_workspace / "blob.h").write_bytes(b"\x00\x01\x02 not text")  # skipped as binary
     workspace = Workspace(c_workspace, {"modelDir": str(trained_dir), "training": TINY_TRAINING})
     events: list[dict] = []
     finished = threading.Event()
@@ -162,6 +164,7 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     assert workspace.start_training() == {"started": True}
     assert workspace.start_training()["started"] is False  # one at a time
     assert workspace.has_model and workspace.model.config.n_layers == 2  # the last good model meanwhile
+    assert workspace.status()["training"]["options"]["timeBudget"] == DEFAULT_EDITOR_TIME_BUDGET  # not "no limit"
     assert finished.wait(240), "training did not finish"
     kinds = [e["event"] for e in events]
     assert kinds[0] == "training_started" and kinds[-2:] == ["model_loaded", "training_finished"]
@@ -171,9 +174,15 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     status = workspace.status()
     assert status["training"]["state"] == "done" and status["training"]["percent"] == 100
     assert status["model"]["files"] == 8 and status["model"]["lastLoss"] is not None
+    assert 0.0 <= status["model"]["lineExactMatch"] <= 1.0  # the held-out number the status bar shows
+    assert status["training"]["lineExactMatch"] == status["model"]["lineExactMatch"]
+    assert status["training"]["timeBudget"] == DEFAULT_EDITOR_TIME_BUDGET
+    assert status["training"]["skipped"] == {"count": 1, "reasons": {"binary": 1}, "summary": "skipped 1: 1 binary"}
+    assert all(e["seconds_remaining"] >= 0 for e in events if e["event"] == "step")
     assert not list(trained_dir.glob("model.cllm.training*"))
-    # the lock is free again: a second run starts
-    assert workspace.start_training() == {"started": True}
+    # the lock is free again: a second run starts, with the budget it is given
+    assert workspace.start_training(time_budget=30.0) == {"started": True}
+    assert workspace.status()["training"]["options"]["timeBudget"] == 30.0
     assert workspace.cancel_training() is True
     assert workspace.wait_training(60)
 

@@ -31,3 +31,16 @@ export function formatAge(iso: string | undefined | null, now: Date): string | u
 export function fixed(value: unknown, digits: number): string | undefined {
   return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : undefined;
 }
+
+/** An estimate of the time left, as every progress surface says it: "<1 min left", "~7 min left", "~2 h 5 min left". */
+export function formatTimeLeft(seconds: unknown): string | undefined {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return undefined;
+  if (seconds < 60) return "<1 min left";
+  const minutes = Math.ceil(seconds / 60);
+  return minutes < 60 ? `~${minutes} min left` : `~${Math.floor(minutes / 60)} h ${minutes % 60} min left`;
+}
+
+/** The held-out line exact match as people read it: 0.38 -> "38 % lines exact". */
+export function formatExactMatch(share: unknown): string | undefined {
+  return typeof share === "number" && Number.isFinite(share) ? `${Math.round(100 * share)} % lines exact` : undefined;
+}

@@ -2,8 +2,8 @@
  * The "CLLM: Show Status" view: the server's status object (and the live sphere activity while training)
  * rendered as a small self-contained HTML page. No `vscode` import: unit-tested directly.
  */
-import { fixed, formatAge, formatCount } from "./format";
-import { Activity, ServerStatus, isTraining, progressMessage, progressPercent } from "./status";
+import { fixed, formatAge, formatCount, formatExactMatch } from "./format";
+import { Activity, ServerStatus, isTraining, progressMessage, progressPercent, sphereNumber } from "./status";
 
 /** One labelled fact. */
 export type Row = [label: string, value: string];
@@ -21,6 +21,8 @@ export function modelRows(status: ServerStatus, now: Date): Row[] {
   if (typeof model.steps === "number") rows.push(["Steps", String(model.steps)]);
   const loss = fixed(model.lastLoss, 3);
   if (loss) rows.push(["Last training loss", loss]);
+  const exact = formatExactMatch(model.lineExactMatch);
+  if (exact) rows.push(["Held-out line completion", exact]);
   const bpb = fixed(model.valBitsPerByte, 3);
   if (bpb) rows.push(["Held-out bits per byte", bpb]);
   if (typeof model.spheres === "number") rows.push(["Spheres / threads", `${model.spheres} / ${model.threads ?? "?"}`]);
@@ -45,6 +47,7 @@ export function trainingRows(status: ServerStatus, activity: Activity | undefine
   if (training.startedAt) rows.push(["Started", training.startedAt]);
   if (training.finishedAt) rows.push(["Finished", training.finishedAt]);
   if (training.reason) rows.push(["Reason", String(training.reason)]);
+  if (training.skipped && training.skipped.count > 0) rows.push(["Skipped files", training.skipped.summary]);
   return rows;
 }
 
@@ -76,8 +79,8 @@ function sphereGrid(spheres: NonNullable<Activity["spheres"]>): string {
     const busy = typeof sphere.busy === "number" ? sphere.busy : 0;
     const share = busiest > 0 ? busy / busiest : 0;
     const tokens = typeof sphere.tokens === "number" ? `${formatCount(sphere.tokens)} tok` : "";
-    return `<div class="sphere" title="sphere ${sphere.id}"><div class="dot" style="opacity:${(0.25 + 0.75 * share).toFixed(2)}">` +
-      `${escapeHtml(String(sphere.id))}</div><div>${formatSeconds(busy)} busy</div><div class="muted">${tokens}</div></div>`;
+    return `<div class="sphere" title="sphere ${sphereNumber(sphere)}"><div class="dot" style="opacity:${(0.25 + 0.75 * share).toFixed(2)}">` +
+      `${sphereNumber(sphere)}</div><div>${formatSeconds(busy)} busy</div><div class="muted">${tokens}</div></div>`;
   });
   return `<div class="spheres">${cells.join("")}</div>`;
 }

@@ -6,10 +6,11 @@
  * `cllm/sphereActivity` notifications sent while training and once when it ends. Their field names are the
  * camelCase names of the training events (docs/protocol.md); tests/engine/test_events.py checks them.
  */
-import { fixed, formatAge, formatCount } from "./format";
+import { fixed, formatAge, formatCount, formatExactMatch, formatTimeLeft } from "./format";
 
 /** One worker sphere in a `cllm/sphereActivity` notification. */
 export interface SphereActivity {
+  /** From 0 on the wire; shown as `id + 1` (sphereNumber), so the spheres are 1 to 12 as on the dashboard. */
   id: number;
   busy?: number;
   tokens?: number;
@@ -24,6 +25,8 @@ export interface Activity {
   totalSteps?: number;
   loss?: number;
   tokensPerSecond?: number;
+  /** The trainer's estimate of the time left, in seconds. */
+  secondsRemaining?: number;
   spheres?: SphereActivity[];
   reason?: string | null;
 }
@@ -39,9 +42,19 @@ export interface ModelInfo {
   steps?: number | null;
   lastLoss?: number | null;
   valBitsPerByte?: number | null;
+  /** Share (0 to 1) of held-out line completions exactly right: the number the status bar shows. */
+  lineExactMatch?: number | null;
   spheres?: number | null;
   threads?: number | null;
   config?: Record<string, number>;
+}
+
+/** `status().training.skipped`: the files the corpus scan left out. */
+export interface SkippedFiles {
+  count: number;
+  reasons: Record<string, number>;
+  /** "skipped 8: 3 binary, 2 secret, ..." */
+  summary: string;
 }
 
 /** `status().training`: the current or last training run. */
@@ -51,6 +64,9 @@ export interface TrainingInfo extends Partial<Activity> {
   finishedAt?: string;
   percent?: number;
   valBitsPerByte?: number;
+  lineExactMatch?: number | null;
+  timeBudget?: number | null;
+  skipped?: SkippedFiles;
   options?: Record<string, number>;
 }
 
@@ -149,6 +165,8 @@ function trainingText(activity: Activity): StatusText {
   if (loss) parts.push(`loss ${loss}`);
   const epoch = epochText(activity);
   if (epoch) parts.push(epoch);
+  const left = formatTimeLeft(activity.secondsRemaining);
+  if (left) parts.push(left);
   if (parts.length === 1) parts.push("starting");
   return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}. Click for status.`, error: false };
 }
@@ -158,19 +176,27 @@ function epochText(activity: Activity): string | undefined {
   return typeof activity.epochs === "number" ? `${activity.epoch}/${activity.epochs}` : `epoch ${activity.epoch}`;
 }
 
+/** The ready text leads with the held-out line exact match ("38 % lines exact"); bits per byte, which few people
+ * read, go to the tooltip (and stand in for the exact match on models trained before it was measured). */
 function readyText(model: ModelInfo, now: Date): StatusText {
   const age = formatAge(model.trainedAt, now);
+  const exact = formatExactMatch(model.lineExactMatch);
   const bpb = fixed(model.valBitsPerByte, 2);
   const parts = [`${FULL} CLLM`];
   if (age) parts.push(age);
-  if (bpb) parts.push(`${bpb} bpb`);
+  if (exact) parts.push(exact);
+  else if (bpb) parts.push(`${bpb} bpb`);
   const facts = [
     age ? `trained ${age}` : "trained",
     typeof model.files === "number" ? `on ${model.files} files` : undefined,
     typeof model.tokens === "number" ? `(${formatCount(model.tokens)} tokens)` : undefined,
     typeof model.epochs === "number" ? `${model.epochs} epochs` : undefined,
   ].filter(Boolean);
-  const score = bpb ? `; held-out ${bpb} bits per byte (lower is better)` : "";
+  const scores = [
+    exact ? `${exact} (held-out lines completed exactly)` : undefined,
+    bpb ? `${bpb} bits per byte (lower is better)` : undefined,
+  ].filter(Boolean);
+  const score = scores.length ? `; held-out ${scores.join(", ")}` : "";
   return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}. Click for status.`, error: false };
 }
 
@@ -182,7 +208,14 @@ export function progressMessage(activity: Activity): string {
   const loss = fixed(activity.loss, 2);
   if (loss) parts.push(`loss ${loss}`);
   if (typeof activity.tokensPerSecond === "number") parts.push(`${formatCount(activity.tokensPerSecond)} tok/s`);
+  const left = formatTimeLeft(activity.secondsRemaining);
+  if (left) parts.push(left);
   return parts.length ? parts.join(" \u00b7 ") : "preparing the corpus and the model";
+}
+
+/** The number people read for a sphere: 1 to 12 (the wire's `id` counts from 0). */
+export function sphereNumber(sphere: SphereActivity): number {
+  return sphere.id + 1;
 }
 
 /** Fraction of the run done in percent (by steps, else by epochs), or undefined when unknown. */

@@ -10,13 +10,15 @@ const NOW = new Date("2026-11-26T12:00:00Z");
 const STATUS: ServerStatus = {
   workspace: "/src/<proj>",
   modelDir: "/cache/m",
-  model: { present: true, trainedAt: "2026-11-26T09:00:00Z", files: 7, tokens: 41000, epochs: 10, valBitsPerByte: 1.9234, spheres: 12, threads: 2 },
-  training: { state: "failed", reason: "out of memory", finishedAt: "2026-11-26T11:00:00Z" },
+  model: { present: true, trainedAt: "2026-11-26T09:00:00Z", files: 7, tokens: 41000, epochs: 10, valBitsPerByte: 1.9234, lineExactMatch: 0.384, spheres: 12, threads: 2 },
+  training: { state: "failed", reason: "out of memory", finishedAt: "2026-11-26T11:00:00Z",
+    skipped: { count: 3, reasons: { binary: 2, secret: 1 }, summary: "skipped 3: 2 binary, 1 secret" } },
 };
 
 test("model rows name the facts of the model", () => {
   const rows = Object.fromEntries(modelRows(STATUS, NOW));
   assert.equal(rows["Trained"], "3 h ago (2026-11-26T09:00:00Z)");
+  assert.equal(rows["Held-out line completion"], "38 % lines exact");
   assert.equal(rows["Held-out bits per byte"], "1.923");
   assert.equal(rows["Spheres / threads"], "12 / 2");
   assert.deepEqual(modelRows({ ...STATUS, model: { present: false } }, NOW)[0][0], "Model");
@@ -27,6 +29,7 @@ test("training rows prefer the live activity while training", () => {
   assert.equal(rows["State"], "training");
   assert.equal(rows["Progress"], "epoch 2/4 \u00b7 loss 3.20");
   assert.equal(Object.fromEntries(trainingRows(STATUS, undefined))["Reason"], "out of memory");
+  assert.equal(Object.fromEntries(trainingRows(STATUS, undefined))["Skipped files"], "skipped 3: 2 binary, 1 secret");
 });
 
 test("the page escapes what it shows and draws every sphere", () => {
@@ -36,6 +39,7 @@ test("the page escapes what it shows and draws every sphere", () => {
   assert.equal(page.match(/class="sphere"/g)?.length, 12);
   assert.equal(page.match(/opacity:1.00/g)?.length, 11, "the busiest spheres are drawn fully");
   assert.ok(page.includes("opacity:0.63") && page.includes("25 ms busy"));
+  assert.ok(page.includes('title="sphere 1"') && page.includes('title="sphere 12"') && !page.includes('title="sphere 0"'));
   assert.equal(escapeHtml(`<a href="x">&'`), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
 });
 

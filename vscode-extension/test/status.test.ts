@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ServerStatus, mergeActivity, parseActivity, parseStatus, progressMessage, progressPercent, stateFromStatus, statusText } from "../src/status";
+import { ServerStatus, mergeActivity, parseActivity, parseStatus, progressMessage, progressPercent, sphereNumber, stateFromStatus, statusText } from "../src/status";
 
 const NOW = new Date("2026-11-26T12:00:00Z");
 const twelve = Array.from({ length: 12 }, (_, id) => ({ id, busy: 0.8, tokens: 1000 }));
@@ -64,4 +64,23 @@ test("untrusted answers are checked before use", () => {
   assert.ok(parseStatus({ model: { present: false }, training: { state: "idle" }, workspaces: ["/w"] }));
   assert.equal(parseActivity({ epoch: 1 }), undefined);
   assert.equal(parseActivity({ state: "done" })?.state, "done");
+});
+
+test("ready text leads with the held-out line exact match; bits per byte go to the tooltip", () => {
+  const state = stateFromStatus(status({ present: true, trainedAt: "2026-11-26T11:55:00Z", valBitsPerByte: 1.923, lineExactMatch: 0.38, files: 7 }));
+  const words = statusText(state, NOW);
+  assert.equal(words.text, "\u2b22 CLLM \u00b7 5 min ago \u00b7 38 % lines exact");
+  assert.match(words.tooltip, /held-out 38 % lines exact \(held-out lines completed exactly\), 1.92 bits per byte \(lower is better\)/);
+});
+
+test("training text, progress message and notification say the time left", () => {
+  const state = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, secondsRemaining: 412.5, spheres: twelve });
+  assert.equal(statusText(state, NOW).text, "\u2b22 12 spheres \u00b7 1/4 \u00b7 ~7 min left");
+  assert.equal(progressMessage({ state: "training", epoch: 1, epochs: 4, tokensPerSecond: 2000, secondsRemaining: 30 }),
+    "epoch 1/4 \u00b7 2k tok/s \u00b7 <1 min left");
+  assert.equal(progressMessage({ state: "training", secondsRemaining: 7500 }), "~2 h 5 min left");
+});
+
+test("spheres are numbered 1 to 12, as on the dashboard", () => {
+  assert.deepEqual(twelve.map(sphereNumber), Array.from({ length: 12 }, (_, i) => i + 1));
 });
