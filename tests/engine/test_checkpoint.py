@@ -398,11 +398,15 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, saved, ckpt, ac
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "model.cllm"])
 
 
+def _json_containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    """JSON arrays and objects of `inner` values."""
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
 def _json_values():
     """Arbitrary JSON values, a few levels deep."""
     scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                        max_leaves=12)
+    return st.recursive(scalars, _json_containers, max_leaves=12)
 
 
 _FIELDS = {"metadata": [f.name for f in fields(TrainingMetadata)],
