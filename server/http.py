@@ -43,6 +43,7 @@ from aiohttp.abc import AbstractAccessLogger
 from cllm.engine.events import to_wire
 from cllm.engine.generate import MAX_TEMPERATURE
 
+from .http_limits import ConnectionGate, ConnectionLimits, GatedSite, rate_limit_logs
 from .http_input import BadInput, flag_field, parse_json_object, path_field
 from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
 from .settings import is_number, parse_settings
@@ -571,11 +572,12 @@ class HttpServer:
 
 
 async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
-                     allow_remote: bool = False) -> HttpServer:
+                     allow_remote: bool = False, limits: ConnectionLimits | None = None) -> HttpServer:
     """Serve `workspace` over HTTP inside the running event loop; port 0 picks a free one.
 
     Generates the token and writes it (0600) to `workspace.token_path`. A non-loopback `host` is refused unless
-    `allow_remote` is set (then a warning is logged). Call `await server.close()` to stop.
+    `allow_remote` is set (then a warning is logged). Connections are bounded by `limits` (server/http_limits.py;
+    nginx-like defaults). Call `await server.close()` to stop.
     """
     if not is_loopback_host(host):
         if not allow_remote:
@@ -584,11 +586,17 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
         log.warning("listening on %s: the model server is reachable from other machines (token still required)",
                     host)
     policy = AccessPolicy(bind_host=host, port=port, token=generate_token(), allowed_roots=(Path(workspace.root),))
-    runner = web.AppRunner(create_app(workspace, policy), access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0)
+    limits = limits or ConnectionLimits()
+    app = create_app(workspace, policy)
+    runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0,
+                           keepalive_timeout=limits.keepalive_timeout)
+    gate = ConnectionGate(limits)
+    gate.install(app)
     await runner.setup()
+    rate_limit_logs()
     token_path = Path(workspace.token_path)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await GatedSite(runner, gate, host, port).start()
         policy.port = runner.addresses[0][1]
         write_token(token_path, policy.token)
     except OSError:  # port taken, or the model folder not writable: stop serving before reporting it
