@@ -1,11 +1,12 @@
 """The local model server: one Workspace over HTTP (aiohttp), for tools and for the live dashboard.
 
-Endpoints (security rules and the token hand-over are explained in server/http_security.py):
+Endpoints (security rules and the token hand-over are explained in server/http_security.py, the checks on
+request bodies in server/http_input.py, connection limits and timeouts in server/http_limits.py):
 
     GET  /                    dashboard page (public; renders the token into the page only for `/?token=<valid>`)
     GET  /dashboard/<file>    its script and style sheet (public)
     GET  /v1/status           the Workspace status, the same object as the LSP `cllm.status` (public)
-    GET  /v1/models           the workspace's model, OpenAI list shape (public)
+    GET  /v1/models           the workspace's loaded model (as /v1/status reports it), OpenAI list shape (public)
     POST /v1/completions      OpenAI-compatible text completion, optionally streamed (token)
     POST /v1/train            start training the workspace or a folder inside it (token)
     POST /v1/train/cancel     cancel the running training (token)

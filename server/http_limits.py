@@ -63,6 +63,11 @@ class ConnectionGate:
         self.refused = 0
         self._awaiting: dict[asyncio.BaseProtocol, asyncio.TimerHandle] = {}
 
+    @property
+    def waiting(self) -> int:
+        """How many open connections have not delivered a request head yet."""
+        return len(self._awaiting)
+
     def accept(self, server: web.Server) -> asyncio.BaseProtocol:
         """The protocol for a connection just accepted by `server`: its request handler, or a refusal past
         the cap."""
@@ -74,7 +79,13 @@ class ConnectionGate:
             return _Refusal(self.limits.max_connections, loop)
         handler = server()
         self._awaiting[handler] = loop.call_later(self.limits.header_timeout, self._expire, handler)
-        return handler
+        return _Watched(handler, self._forget)
+
+    def _forget(self, handler: asyncio.BaseProtocol) -> None:
+        """The connection ended: drop its header timer (a flood of short connections leaves nothing behind)."""
+        timer = self._awaiting.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
 
     def _expire(self, handler: asyncio.BaseProtocol) -> None:
         """Close a connection that has not started a request within header_timeout."""
@@ -84,9 +95,7 @@ class ConnectionGate:
     @web.middleware
     async def request_started(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         """Outermost middleware: the connection delivered a request head in time."""
-        timer = self._awaiting.pop(request.protocol, None)
-        if timer is not None:
-            timer.cancel()
+        self._forget(request.protocol)
         return await handler(request)
 
     @web.middleware
@@ -112,6 +121,34 @@ class ConnectionGate:
         """Add the two middlewares to `app` (before its runner is set up, which freezes it)."""
         app.middlewares.insert(0, self.request_started)
         app.middlewares.append(self.read_body)
+
+
+class _Watched(asyncio.Protocol):
+    """aiohttp's request handler for one connection, passing every transport event on to it and telling the
+    gate when the connection ends."""
+
+    def __init__(self, handler: asyncio.Protocol, ended: Callable[[asyncio.BaseProtocol], None]) -> None:
+        self.handler = handler
+        self.ended = ended
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended(self.handler)
+        self.handler.connection_lost(exc)
 
 
 class _Refusal(asyncio.Protocol):

@@ -130,3 +130,19 @@ def test_repeated_log_lines_are_rate_limited():
     now[0] = 11.0
     emit("socket.accept() out of system resource")
     assert lines[-1] == "socket.accept() out of system resource (997 more like this were dropped)"
+
+
+async def test_connections_that_end_leave_no_timer_behind(workspace):
+    server = await serve(workspace)
+    manager = server.runner.server  # aiohttp's list of open connections
+    for _ in range(50):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(PATIENCE * 10):
+        if not manager.connections:
+            break
+        await asyncio.sleep(0.1)
+    site = next(iter(server.runner.sites))
+    assert not manager.connections and site.gate.waiting == 0
+    await server.close()
