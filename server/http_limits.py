@@ -28,6 +28,7 @@ log = logging.getLogger("cllm.http")
 
 MAX_CONNECTIONS = 512
 REFUSAL_LINGER_SECONDS = 2.0  # how long a refused connection may still send before it is closed
+MAX_LINGERING_REFUSALS = 32  # past this many, refusals close at once: a flood must not hold descriptors
 RATE_LIMITED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "cllm.http")
 
 
@@ -61,6 +62,7 @@ class ConnectionGate:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.refused = 0
+        self.lingering: set[asyncio.BaseProtocol] = set()
         self._awaiting: dict[asyncio.BaseProtocol, asyncio.TimerHandle] = {}
 
     @property
@@ -76,7 +78,7 @@ class ConnectionGate:
             self.refused += 1
             log.warning("refusing connections: %d open, at most %d", len(server.connections),
                         self.limits.max_connections)
-            return _Refusal(self.limits.max_connections, loop)
+            return _Refusal(self.limits.max_connections, loop, self.lingering)
         handler = server()
         self._awaiting[handler] = loop.call_later(self.limits.header_timeout, self._expire, handler)
         return _Watched(handler, self._forget)
@@ -152,12 +154,14 @@ class _Watched(asyncio.Protocol):
 
 
 class _Refusal(asyncio.Protocol):
-    """Answers a connection past the cap with 503 at once, then closes it (after the client's end, or
-    REFUSAL_LINGER_SECONDS, so that the answer is not lost to a reset)."""
+    """Answers a connection past the cap with 503 at once, then closes it: after the client's end or
+    REFUSAL_LINGER_SECONDS, so that the answer is not lost to a reset, while fewer than MAX_LINGERING_REFUSALS
+    linger (the set `lingering`), else at once."""
 
-    def __init__(self, cap: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, cap: int, loop: asyncio.AbstractEventLoop, lingering: set[asyncio.BaseProtocol]) -> None:
         self.cap = cap
         self.loop = loop
+        self.lingering = lingering
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,14 +169,18 @@ class _Refusal(asyncio.Protocol):
         body = json.dumps({"error": {"message": message, "type": "service_unavailable", "code": 503}}).encode()
         transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                         b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        if transport.can_write_eof():
-            transport.write_eof()
+        if len(self.lingering) >= MAX_LINGERING_REFUSALS or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.lingering.add(self)
         self.timer = self.loop.call_later(REFUSAL_LINGER_SECONDS, transport.close)
 
     def data_received(self, data: bytes) -> None:
         """The refused request is discarded unread."""
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lingering.discard(self)
         if self.timer is not None:
             self.timer.cancel()
 
