@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import stat
 import struct
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from .config import ModelConfig, to_dict
 from .errors import CllmError
 from .events import TrainingMetadata, config_from_json
 from .files import atomic_write, remove_stale_temporaries
+from .jsontext import json_depth
 
 FORMAT = "cllm"
 FORMAT_VERSION = 1
@@ -40,8 +40,6 @@ _REQUIRED_ENTRIES = ("model_config", "tokenizer", "metadata", "sha256")
 # cllm's own JSON nests at most 5 levels (the tokenizer); far deeper text is damage, or an attack on the parser,
 # which recurses once per level.
 _MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_JSON_OPENERS, _JSON_CLOSERS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 _SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                   stat.S_IFBLK: "a block device"}
 _RETRAIN = "Retrain with `cllm train` (or restore the file from a backup)."
@@ -262,7 +260,7 @@ def _read_tensor(
 def _parse_json(text: str | bytes, path: Path, what: str) -> Any:
     """json.loads with a CheckpointError naming the broken part; refuses texts nested deeper than
     _MAX_JSON_DEPTH before parsing them (the parser recurses once per level)."""
-    depth = _json_depth(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    depth = json_depth(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
     if depth > _MAX_JSON_DEPTH:
         raise CheckpointError(
             f"{path} is corrupt: its {what} nests {depth} levels deep (cllm writes at most {_MAX_JSON_DEPTH}). {_RETRAIN}"
@@ -273,11 +271,6 @@ def _parse_json(text: str | bytes, path: Path, what: str) -> Any:
         raise CheckpointError(f"{path} is corrupt: its {what} is not valid JSON ({exc}). {_RETRAIN}") from exc
 
 
-def _json_depth(data: bytes) -> int:
-    """How deep the arrays and objects of the JSON text `data` nest (brackets inside strings do not count)."""
-    codes = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
-    steps = np.isin(codes, _JSON_OPENERS).astype(np.int64) - np.isin(codes, _JSON_CLOSERS)
-    return int(np.cumsum(steps).max(initial=0))
 
 
 def _check_tokenizer(value: Any) -> None:

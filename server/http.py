@@ -1,11 +1,12 @@
 """The local model server: one Workspace over HTTP (aiohttp), for tools and for the live dashboard.
 
-Endpoints (security rules and the token hand-over are explained in server/http_security.py):
+Endpoints (security rules and the token hand-over are explained in server/http_security.py, the checks on
+request bodies in server/http_input.py, connection limits and timeouts in server/http_limits.py):
 
     GET  /                    dashboard page (public; renders the token into the page only for `/?token=<valid>`)
     GET  /dashboard/<file>    its script and style sheet (public)
     GET  /v1/status           the Workspace status, the same object as the LSP `cllm.status` (public)
-    GET  /v1/models           the workspace's model, OpenAI list shape (public)
+    GET  /v1/models           the workspace's loaded model (as /v1/status reports it), OpenAI list shape (public)
     POST /v1/completions      OpenAI-compatible text completion, optionally streamed (token)
     POST /v1/train            start training the workspace or a folder inside it (token)
     POST /v1/train/cancel     cancel the running training (token)
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import signal
 import sys
 import threading
@@ -34,6 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ from aiohttp.abc import AbstractAccessLogger
 from cllm.engine.events import to_wire
 from cllm.engine.generate import MAX_TEMPERATURE
 
+from .http_limits import ConnectionGate, ConnectionLimits, GatedSite, rate_limit_logs
+from .http_input import BadInput, flag_field, parse_json_object, path_field
 from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
-from .settings import parse_settings
+from .settings import is_number, parse_settings
 from .worker import HTTP
 
 log = logging.getLogger("cllm.http")
@@ -191,6 +194,8 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except BadInput as exc:
+        return _error(400, str(exc)).response()
     except web.HTTPException as exc:
         if exc.status_code < 400:
             raise
@@ -224,25 +229,10 @@ async def guard_middleware(request: web.Request, handler: Callable) -> web.Strea
     return await handler(request)
 
 
-def _reject_constant(name: str) -> None:
-    """json.loads hook: NaN and Infinity are not JSON (Python accepts them by default) and no field takes them."""
-    raise ValueError(f"{name} is not a JSON number")
-
-
 async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (400 when it is not one; {} for an empty optional body)."""
-    raw = await request.read()
-    if not raw.strip():
-        if optional:
-            return {}
-        raise _error(400, "request body must be a JSON object")
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _error(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _error(400, "request body must be a JSON object")
-    return body
+    """The request body as a checked JSON object (server/http_input.py); 400 when it is not one, {} for an empty
+    optional body."""
+    return parse_json_object(await request.read(), optional=optional)
 
 
 # ---------------------------------------------------------------------------------------------------- completions
@@ -264,11 +254,11 @@ def _number(body: dict, key: str, kind: type, low: float, high: float) -> Any:
     value = body.get(key)
     if value is None:
         return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or (kind is int and value != int(value))):
+    if not is_number(value) or (kind is int and value != int(value)):
         raise _error(400, f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    if not low <= value <= high:
-        raise _error(400, f"{key} must be between {low} and {high}, got {value!r}")
+    if not low <= value <= high:  # exact for ints of any size: no conversion to float
+        shown = repr(value) if abs(value) < 10**20 else f"a number of {len(str(int(value)))} digits"
+        raise _error(400, f"{key} must be between {low} and {high}, got {shown}")
     return kind(value)
 
 
@@ -308,18 +298,14 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         "top_p": _number(body, "top_p", float, 1e-6, 1.0),
         "seed": _number(body, "seed", int, 0, 2**31 - 1),
         "stop": tuple(stop) if stop else None,
-        "multiline": body.get("multiline"),
+        "multiline": flag_field(body, "multiline"),
     }
-    if options["multiline"] is not None and not isinstance(options["multiline"], bool):
-        raise _error(400, "multiline must be true or false")
-    path = body.get("path")
-    if path is not None and not isinstance(path, str):
-        raise _error(400, "path must be a string")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise _error(400, "stream_options must be an object")
-    return CompletionRequest(prompts=prompts, suffix=suffix, path=path, stream=bool(body.get("stream")),
-                             include_usage=bool(stream_options.get("include_usage")),
+    return CompletionRequest(prompts=prompts, suffix=suffix, path=path_field(body, "path"),
+                             stream=bool(flag_field(body, "stream")),
+                             include_usage=bool(flag_field(stream_options, "include_usage")),
                              options={k: v for k, v in options.items() if v is not None})
 
 
@@ -408,14 +394,23 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    """GET /v1/models: the workspace model when one is loaded (OpenAI list shape)."""
+    """GET /v1/models: the model serving completions, if any (OpenAI list shape). It comes from the same
+    Workspace state as /v1/status, not from the file on disk, which may be gone or half-written meanwhile."""
     workspace = request.app[WORKSPACE]
-    path = Path(workspace.model_path)
+    model = workspace.status()["model"]
     data = []
-    if path.exists():
-        data.append({"id": MODEL_ID, "object": "model", "created": int(path.stat().st_mtime), "owned_by": "cllm",
-                     "workspace": str(workspace.root)})
+    if model.get("present"):
+        data.append({"id": MODEL_ID, "object": "model", "created": _unix_time(model.get("trainedAt")),
+                     "owned_by": "cllm", "workspace": str(workspace.root)})
     return web.json_response({"object": "list", "data": data})
+
+
+def _unix_time(iso: Any) -> int:
+    """Seconds since the epoch of an ISO 8601 time (a model's training date); 0 when unknown or unreadable."""
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except (TypeError, ValueError):
+        return 0
 
 
 def parse_train_request(policy: AccessPolicy, body: dict[str, Any]) -> dict[str, Any]:
@@ -433,15 +428,14 @@ def parse_train_request(policy: AccessPolicy, body: dict[str, Any]) -> dict[str,
         if problems:
             raise _error(400, "; ".join(problems))
         kwargs.update(settings.training)
-    if body.get("path") is not None:
-        if not isinstance(body["path"], str) or not body["path"]:
-            raise _error(400, "path must be a non-empty string")
+    requested = path_field(body, "path")
+    if requested is not None:
         try:
-            path = policy.resolve_training_path(body["path"])
+            path = policy.resolve_training_path(requested)
         except PathOutsideRoot as exc:
             raise _error(403, str(exc)) from None
         if not path.is_dir():
-            raise _error(404, f"path {body['path']!r} is not a folder")
+            raise _error(404, f"path {requested!r} is not a folder")
         kwargs["path"] = path
     return kwargs
 
@@ -579,11 +573,12 @@ class HttpServer:
 
 
 async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
-                     allow_remote: bool = False) -> HttpServer:
+                     allow_remote: bool = False, limits: ConnectionLimits | None = None) -> HttpServer:
     """Serve `workspace` over HTTP inside the running event loop; port 0 picks a free one.
 
     Generates the token and writes it (0600) to `workspace.token_path`. A non-loopback `host` is refused unless
-    `allow_remote` is set (then a warning is logged). Call `await server.close()` to stop.
+    `allow_remote` is set (then a warning is logged). Connections are bounded by `limits` (server/http_limits.py;
+    nginx-like defaults). Call `await server.close()` to stop.
     """
     if not is_loopback_host(host):
         if not allow_remote:
@@ -592,11 +587,17 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
         log.warning("listening on %s: the model server is reachable from other machines (token still required)",
                     host)
     policy = AccessPolicy(bind_host=host, port=port, token=generate_token(), allowed_roots=(Path(workspace.root),))
-    runner = web.AppRunner(create_app(workspace, policy), access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0)
+    limits = limits or ConnectionLimits()
+    app = create_app(workspace, policy)
+    runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0,
+                           keepalive_timeout=limits.keepalive_timeout)
+    gate = ConnectionGate(limits)
+    gate.install(app)
     await runner.setup()
+    rate_limit_logs()
     token_path = Path(workspace.token_path)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await GatedSite(runner, gate, host, port).start()
         policy.port = runner.addresses[0][1]
         write_token(token_path, policy.token)
     except OSError:  # port taken, or the model folder not writable: stop serving before reporting it

@@ -65,8 +65,10 @@ def write_token(path: Path, token: str) -> None:
 
 
 def token_matches(expected: str, authorization: str | None) -> bool:
-    """True when an `Authorization` header value is `Bearer <expected>` (constant-time comparison)."""
-    if not authorization:
+    """True when an `Authorization` header value is `Bearer <expected>` (constant-time comparison).
+
+    Tokens are ASCII: a header with other characters (or undecodable bytes) is simply not the token."""
+    if not authorization or not authorization.isascii():
         return False
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer":

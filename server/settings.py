@@ -45,6 +45,7 @@ DEFAULT_EDITOR_TIME_BUDGET = 600.0
 TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
 _TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
 _MAY_BE_ZERO = {"threads", "seed"}
+MAX_SETTING = 2**53  # JSON's exactly representable integers: far beyond any real setting, far below an overflow
 
 
 @dataclass
@@ -58,6 +59,15 @@ class Settings:
     training: dict[str, int | float] = field(default_factory=dict)
 
 
+def is_number(value: Any) -> bool:
+    """True for a JSON number: an int of any size or a finite float (not a bool, not NaN or infinity).
+
+    Huge ints are checked without converting them to float, which would overflow."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any, str | None]:
     """Return (value converted to `kind`, None) or (None, problem) for one setting."""
     if kind is bool:
@@ -68,8 +78,10 @@ def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any,
         if isinstance(value, str) and value:
             return value, None
         return None, f"setting cllm.{key} must be a non-empty string, got {value!r}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         return None, f"setting cllm.{key} must be a number, got {value!r}"
+    if abs(value) > MAX_SETTING:
+        return None, f"setting cllm.{key} is out of range (its size must be at most 2**53)"
     if kind is int:
         if value != int(value):
             return None, f"setting cllm.{key} must be a whole number, got {value!r}"

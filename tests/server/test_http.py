@@ -357,3 +357,67 @@ async def test_cllm_serve_command(tmp_path: Path):
         server.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(server.wait(), 30) == 0
     assert not (model_dir / "token").exists()
+
+
+# ------------------------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"prompt": "x", "max_tokens": 10**400}, "max_tokens"),
+    ({"prompt": "x", "temperature": -10**400}, "temperature"),
+    ({"prompt": "x", "seed": 10**400}, "seed"),
+    ({"prompt": "\ud800"}, "prompt"),
+    ({"prompt": ["int", "x\udfffy"]}, "prompt[1]"),
+    ({"prompt": "x", "suffix": "\udc80"}, "suffix"),
+    ({"prompt": "x", "stop": ["\ud800"]}, "stop[0]"),
+    ({"prompt": "x", "\ud800": 1}, "\\ud800"),
+    ({"prompt": "x", "stream": "false"}, "stream"),
+    ({"prompt": "x", "stream": 0}, "stream"),
+    ({"prompt": "x", "stream": True, "stream_options": {"include_usage": "no"}}, "include_usage"),
+    ({"prompt": "x", "multiline": 1}, "multiline"),
+    ({"prompt": "x", "path": "src/a\x00.c"}, "path"),
+    ({"prompt": "x", "path": "a" * 5000}, "path"),
+])
+async def test_hostile_completion_fields_are_400_naming_the_field(client, body, field):
+    response = await post(client, "/v1/completions", body)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["type"] == "invalid_request_error" and field in error["message"]
+    assert (await client.get("/v1/status")).status == 200, "the server keeps serving"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"path": "src\x00/../.."}, "path"),
+    ({"path": "a" * 5000}, "path"),
+    ({"path": "s\ud800"}, "path"),
+    ({"training": {"epochs": 10**400}}, "epochs"),
+    ({"training": {"lr": 10**400}}, "lr"),
+])
+async def test_hostile_train_fields_are_400_naming_the_field(client, workspace, body, field):
+    response = await post(client, "/v1/train", body)
+    assert response.status == 400
+    assert field in (await response.json())["error"]["message"]
+    assert not workspace.training
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/train"])
+async def test_deeply_nested_json_is_400(client, path):
+    depth = 50_000
+    raw = b'{"prompt": ' + b"[" * depth + b"]" * depth + b"}"
+    response = await client.post(path, data=raw, headers=client.headers)
+    assert response.status == 400
+    assert "nest" in (await response.json())["error"]["message"]
+
+
+async def test_a_string_stream_flag_is_not_true(client):
+    response = await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2, "stream": False})
+    assert response.status == 200 and response.content_type == "application/json"
+
+
+async def test_models_follow_the_loaded_model_not_the_file(client, workspace):
+    workspace.model_path.unlink()
+    status = await (await client.get("/v1/status")).json()
+    models = await (await client.get("/v1/models")).json()
+    assert status["model"]["present"] is True, "the loaded model still serves"
+    assert [m["id"] for m in models["data"]] == ["cllm"]
+    assert (await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2})).status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -218,3 +219,15 @@ async def test_token_never_reaches_the_logs(workspace, caplog):
     assert "GET /" in caplog.text, "the access log is on (with paths only)"
     assert server.policy.token not in caplog.text
     assert not workspace.token_path.exists(), "closing removes the server's token file"
+
+
+@pytest.mark.parametrize("value", ["Bearer \u00e9t\u00e9".encode(), b"Bearer \xff\xfe", "B\u00e9arer x".encode()])
+async def test_non_ascii_authorization_is_401(client, policy, workspace, value):
+    reader, writer = await asyncio.open_connection("127.0.0.1", policy.port)
+    writer.write(b"POST /v1/train HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\n"
+                 b"Content-Length: 0\r\nConnection: close\r\n\r\n" % (policy.port, value))
+    response = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 401 "), response[:200]
+    assert b"authentication_error" in response
+    assert not workspace.training

@@ -40,3 +40,9 @@ def test_non_finite_numbers_are_problems_not_crashes():
     good, problems = check_training({"epochs": float("inf"), "lr": float("nan"), "time_budget": float("inf")})
     assert good == {}
     assert len(problems) == 3 and all("must be a number" in p for p in problems)
+
+
+def test_huge_numbers_are_problems_not_crashes():
+    good, problems = check_training({"epochs": 10**400, "lr": -10**400, "seed": 2**53})
+    assert good == {"seed": 2**53}
+    assert len(problems) == 2 and all("out of range" in p for p in problems)
