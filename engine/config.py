@@ -90,6 +90,7 @@ class CorpusConfig:
     )
     secret_patterns: tuple[str, ...] = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*")
     extra_ignore: tuple[str, ...] = field(default_factory=tuple)
+    gitignore: bool = True  # honour git's listing / .gitignore files; False (--no-gitignore) takes every file
 
 
 @dataclass(frozen=True)
