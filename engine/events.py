@@ -196,6 +196,20 @@ class ResumePosition(_Record):
 
 
 @dataclass(frozen=True)
+class PhaseEvent(_Event):
+    """Progress of a phase of the run: "scan" (files), "tokenizer" (bytes of its training sample), "tokenize"
+    (bytes) and "train" (steps: sent once, the step events carry on). At most about four per second per phase,
+    always one with done == total at the phase's end."""
+
+    kind: ClassVar[str] = "phase"
+    phase: str  # scan, tokenizer, tokenize or train
+    done: int
+    total: int | None  # None while unknown (a scan outside git does not know how many files it will see)
+    unit: str  # files, bytes or steps
+
+
+
+@dataclass(frozen=True)
 class StartEvent(_Event):
     """The data and the plan, once the corpus is encoded and before the first step."""
 
@@ -278,6 +292,7 @@ class DoneEvent(_Event):
     sync_overhead: float
     stop_reason: str  # completed, early_stopping, max_steps, time_budget or cancelled
     epochs: int  # epochs completed
+    corpus_fraction: float | None = None  # share of the training windows this run's steps covered (at most 1)
 
 
 @dataclass(frozen=True)
@@ -288,7 +303,7 @@ class FailedEvent(_Event):
     message: str
 
 
-TrainingEvent = StartEvent | StepEvent | EpochEvent | CheckpointEvent | DoneEvent | FailedEvent
+TrainingEvent = PhaseEvent | StartEvent | StepEvent | EpochEvent | CheckpointEvent | DoneEvent | FailedEvent
 EVENT_TYPES: dict[str, type[_Event]] = {cls.kind: cls for cls in typing.get_args(TrainingEvent)}
 
 

@@ -80,10 +80,12 @@ def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) ->
 
 
 def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                    train_documents: Sequence[Document], window: int) -> dict[str, Any] | None:
+                    train_documents: Sequence[Document], window: int,
+                    progress: Progress | None = None) -> dict[str, Any] | None:
     """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
-    completions (engine/mixture.py); None without held-out or training documents. The trainer calls it."""
+    completions (engine/mixture.py); None without held-out or training documents. The trainer calls it;
+    `progress` follows the forward passes (see document_nats)."""
     if not documents or not train_documents:
         return None
-    nats = document_nats(params, config, tokenizer, documents, window)
+    nats = document_nats(params, config, tokenizer, documents, window, progress)
     return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])

@@ -35,6 +35,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ffn", type=int)
     p.add_argument("--dropout", type=float)
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
+    p.add_argument("--no-gitignore", action="store_true",
+                   help="take every C file: neither git's listing nor .gitignore files leave any out")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_train)
 
@@ -122,7 +124,7 @@ def _train_reporter(as_json: bool):
 
     from tqdm import tqdm
 
-    from cllm.engine.events import EpochEvent, StartEvent, StepEvent
+    from cllm.engine.events import EpochEvent, PhaseEvent, StartEvent, StepEvent
 
     if as_json:
         def emit(event: TrainingEvent) -> None:
@@ -130,9 +132,12 @@ def _train_reporter(as_json: bool):
             sys.stdout.flush()
         return emit, lambda: None
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None)
+    phases: dict[str, float] = {}
 
     def show(event: TrainingEvent) -> None:
-        if isinstance(event, StartEvent):
+        if isinstance(event, PhaseEvent) and event.phase != "train":
+            _show_phase(bar, event, phases)
+        elif isinstance(event, StartEvent):
             c = event.corpus
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
                       f"{c['bytes']:,} bytes; {event.train_files} train / {event.val_files} held out; "
@@ -157,6 +162,24 @@ def _train_reporter(as_json: bool):
     return show, bar.close
 
 
+def _show_phase(bar, event, started: dict[str, float]) -> None:
+    """The bar follows a phase before training (files or bytes; `started` holds when each phase shown so far
+    began); a line on stderr when it ends."""
+    import time
+
+    if event.phase not in started:
+        started[event.phase] = time.monotonic()
+        bar.reset(total=event.total)
+        bar.unit, bar.unit_scale = event.unit, event.unit == "bytes"
+        bar.set_description(event.phase)
+    bar.total = event.total
+    bar.update(event.done - bar.n)
+    if event.done == event.total and event.done:  # an empty phase says nothing the error does not
+        bar.write(f"{event.phase}: {event.done:,} {event.unit} in {time.monotonic() - started[event.phase]:.1f} s",
+                  file=sys.stderr)
+        bar.unit, bar.unit_scale = "step", False
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept, a
     second one at once (exit 130 either way)."""
@@ -167,9 +190,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
 
     from cllm.engine import CheckpointError, TrainError, train
+    from cllm.engine.config import CorpusConfig
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import WorkspaceBusy, acquire_training_lock, default_model_path
     from cllm.engine.spheres import SphereError
+    from cllm.engine.train import TrainCancelled
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
@@ -207,7 +232,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     report, close = _train_reporter(args.json)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args))
+                     explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore))
+    except TrainCancelled as exc:
+        return fail(str(exc), 130)
     except (TrainError, CheckpointError) as exc:
         return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
     except SphereError as exc:
@@ -230,7 +257,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         bpb = "" if done.val_bits_per_byte is None else f", held-out {done.val_bits_per_byte:.3f} bits/byte"
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
               f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
-              f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; model: {done.checkpoint}")
+              f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; "
+              f"{done.corpus_fraction:.1%} of the corpus's windows seen; model: {done.checkpoint}")
     return 130 if done.stop_reason == "cancelled" else 0
 
 

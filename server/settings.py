@@ -7,7 +7,8 @@ Every editor configures the server alike, through `initializationOptions` or the
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
-name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn.
+name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn. `noGitignore`
+(true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git ignores.
 
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
@@ -36,10 +37,12 @@ TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
     "layers": ("layers", int, "--layers"),
     "heads": ("heads", int, "--heads"),
     "ffn": ("ffn", int, "--ffn"),
+    "noGitignore": ("no_gitignore", bool, "--no-gitignore"),
 }
 TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
 _TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
 _MAY_BE_ZERO = {"threads", "seed"}
+_SWITCHES = {name for name, kind, _ in TRAINING_KEYS.values() if kind is bool}  # flags without a value
 
 
 @dataclass
@@ -151,5 +154,8 @@ def train_arguments(options: dict[str, int | float]) -> list[str]:
     """The `cllm train` command-line flags for checked training options (python names)."""
     args: list[str] = []
     for name, value in options.items():
-        args += [TRAINING_FLAGS[name], str(value)]
+        if name in _SWITCHES:
+            args += [TRAINING_FLAGS[name]] if value else []
+        else:
+            args += [TRAINING_FLAGS[name], str(value)]
     return args

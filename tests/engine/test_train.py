@@ -11,7 +11,7 @@ import pytest
 from cllm.engine.checkpoint import load_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig
 from cllm.engine.corpus import Document
-from cllm.engine.events import CheckpointEvent, EpochEvent, StepEvent
+from cllm.engine.events import CheckpointEvent, EpochEvent, PhaseEvent, StepEvent
 from cllm.engine.train import TrainError, learning_rate, train, warmup_steps
 
 MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
@@ -20,9 +20,10 @@ TRAIN = TrainConfig(epochs=3, batch_size=8, seq_len=32, grad_accum=2, lr=3e-3, w
 
 
 def _run(source, out, cfg=TRAIN, **kw):
+    """The done event and the training events from the start event on (test_phases_* look at those before)."""
     events = []
     done = train(source, MODEL, cfg, out, events.append, **kw)
-    return done, events
+    return done, [event for event in events if not isinstance(event, PhaseEvent)]
 
 
 def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, tmp_path):
