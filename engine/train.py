@@ -568,7 +568,7 @@ def _hidden_files_message(scanned: corpus.ScanResult, config: CorpusConfig) -> s
     rules = ", ".join(f"{count:,} by {rule or 'a git ignore rule'}" for rule, count in hidden[:3])
     more = f" and {len(hidden) - 3} more rules" if len(hidden) > 3 else ""
     untracked = " untracked" if scanned.in_git else ""
-    return (f": ignore rules hide {total:,}{untracked} C files ({rules}{more}); train with --no-gitignore "
+    return (f": ignore rules hide {total:,}{untracked} C file{'s' * (total != 1)} ({rules}{more}); train with --no-gitignore "
             f"(setting training.noGitignore) to take them")
 
 

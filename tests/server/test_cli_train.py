@@ -67,6 +67,16 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert out == "" and err.strip() == f"cllm train: error: no C files (.c, .h) to learn from in {(tmp_path / 'empty').resolve()}"
 
 
+def test_c_files_hidden_by_an_ignore_rule_are_counted_and_the_flag_named(tmp_path, capsys):
+    (tmp_path / "ws" / "src").mkdir(parents=True)
+    (tmp_path / "ws" / ".gitignore").write_text("/*\n")
+    (tmp_path / "ws" / "src" / "a.c").write_text("int a;\n")
+    assert main(["train", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ignore rules hide 1 C file (1 by '/*' (.gitignore line 1))" in err
+    assert "--no-gitignore" in err
+
+
 def test_bad_flag_values_and_model_flags_on_resume_are_refused(c_workspace, tmp_path, capsys):
     assert main(["train", str(c_workspace), "--epochs", "0"]) == 2
     assert "epochs must be positive" in capsys.readouterr().err
