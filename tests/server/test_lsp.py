@@ -50,6 +50,10 @@ def test_progress_messages_read_like_the_issue():
     assert progress_message(live) == "epoch 3/10 · loss 2.41 · 3.1k tok/s"
     assert progress_message({"epoch": 1, "epochs": 2, "tokensPerSecond": 950}) == "epoch 1/2 · 950 tok/s"
     assert progress_message({}) == "starting"
+    assert progress_message({"phase": "scan", "done": 1200, "total": None, "unit": "files"}) == "scan 1,200 files"
+    tokenize = {"phase": "tokenize", "done": 120_000_000, "total": 820_000_000, "unit": "bytes"}
+    assert progress_message(tokenize) == "tokenize 120/820 MB"
+    assert progress_message({**tokenize, "phase": "train", "epoch": 1, "epochs": 2}) == "epoch 1/2"
 
 
 async def test_the_worker_computes_only_the_newest_request_per_document():
