@@ -132,12 +132,12 @@ def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConf
 def sample_documents(documents: Sequence[Document], max_bytes: int) -> list[Document]:
     """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
     files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
-    on every run), taken while they fit."""
+    on every run), taken while they fit (the first one always)."""
     if sum(doc.size for doc in documents) <= max_bytes:
         return list(documents)
     sample, total = [], 0
     for doc in sorted(documents, key=lambda d: _path_score("sample:" + d.path)):
-        if total + doc.size <= max_bytes:
+        if total + doc.size <= max_bytes or not sample:
             sample.append(doc)
             total += doc.size
     return sample

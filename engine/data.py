@@ -28,7 +28,7 @@ import numpy as np
 FIM_EXTRA_TOKENS = 4  # fim_prefix, fim_suffix, fim_middle, eot
 FIM_FORMAT = "spm"  # recorded in checkpoint metadata ("fim") by models trained with FIM windows
 IGNORE = -1
-ENCODE_CHUNK_BYTES = 1_000_000  # text tokenized per encode_batch call (parallel inside; progress between calls)
+ENCODE_CHUNK_BYTES = 256_000  # text tokenized per encode_batch call (parallel inside; progress and cancel between)
 
 
 @dataclass(frozen=True)

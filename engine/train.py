@@ -11,11 +11,13 @@ config.budget_defaults, sized to the training data.
 Before the first step: the scan, the tokenizer (trained on a deterministic sample of at most
 TOKENIZER_SAMPLE_BYTES) and the tokenization (chunks tokenized in parallel into a memory-mapped token file, see
 data.token_file), each reporting a PhaseEvent and checking the cancel flag as it goes; the time budget counts
-them. After each epoch: validation loss and bits per byte on the held-out files (at most VALIDATION_WINDOWS
-windows spread over them), a checkpoint, early stopping after `patience` epochs without improvement. The model file always holds the best weights seen by validation; the
-current weights, Adam moments and data position ride along so that N steps + resume M steps equal N + M steps
-bitwise. Progress goes to `on_event` as the typed events of engine/events.py (step events at most 4 per second;
-docs/protocol.md lists them), and the model file's training metadata is an events.TrainingMetadata.
+them, and a tree bigger than a time budget can use is sampled down to what it can (_budget_sample). After each
+epoch: validation loss and bits per byte on the held-out files (at most VALIDATION_WINDOWS windows spread over
+them), a checkpoint, early stopping after `patience` epochs without improvement. The model file always holds the
+best weights seen by validation; the current weights, Adam moments and data position ride along so that N steps +
+resume M steps equal N + M steps bitwise. Progress goes to `on_event` as the typed events of engine/events.py
+(step events at most 4 per second; docs/protocol.md lists them), and the model file's training metadata is an
+events.TrainingMetadata.
 
 A run is three parts: `_Run` (the loop: steps, schedule fit, stop rules, validation, saving), `_Telemetry` (the
 spheres' statistics and the rate of step events) and `_RunRecord` (loss history, validation history, the best
@@ -38,7 +40,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
+from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, budget_sample_bytes, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, spread_plan, stream_bytes,
                    token_file)
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition, RunSettings,
@@ -78,6 +80,7 @@ class _Data:
     train_docs: list
     val_docs: list
     tokenizer: Tokenizer
+    train_share: float  # share of the workspace's training text in `stream` (a time budget samples big trees)
     stream: np.ndarray
     val_stream: np.ndarray
     val_bytes: int
@@ -181,6 +184,7 @@ def train(
     _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
     tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
     docs = _load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, _Phase("scan", "files", emit, cancel))
+    docs = _budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction)
     auto: dict[str, Any] = {}
     if explicit is not None and loaded is None:
         auto = budget_defaults(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
@@ -494,10 +498,11 @@ class _Run:
         )
 
     def _corpus_fraction(self) -> float:
-        """Share of the training windows the model has been trained on so far (epochs done count whole; each
-        epoch visits the windows in a fresh random order over the whole corpus)."""
+        """Share of the workspace's training text the model has been trained on so far: of the windows of its
+        stream (epochs done count whole; each epoch visits them in a fresh random order), times the share of the
+        training text in the stream (a time budget samples a big tree)."""
         s, cfg, n = self.state, self.cfg, max(self.data.n_windows, 1)
-        return min(1.0, (s.epoch * n + s.batch * cfg.grad_accum * cfg.batch_size) / n)
+        return min(1.0, (s.epoch * n + s.batch * cfg.grad_accum * cfg.batch_size) / n) * self.data.train_share
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
@@ -535,6 +540,19 @@ class _Documents:
     skipped: int
     train: list
     val: list
+    train_share: float = 1.0  # share of the training side's bytes in `train` (below 1 when a time budget sampled it)
+
+
+def _budget_sample(docs: _Documents, time_budget: float | None, val_fraction: float) -> _Documents:
+    """With a time budget, the training and held-out files cut down to deterministic samples spread over the
+    whole tree (corpus.sample_documents) of the size config.budget_sample_bytes gives, the held-out side in
+    proportion; a workspace that fits is taken whole. The model file's train_files and val_files list the samples."""
+    limit = budget_sample_bytes(time_budget)
+    if limit is None:
+        return docs
+    train = corpus.sample_documents(docs.train, limit)
+    share = sum(doc.size for doc in train) / max(1, sum(doc.size for doc in docs.train))
+    return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)), train_share=share)
 
 
 def _load_documents(source, val_fraction: float, corpus_config: CorpusConfig, phase: _Phase) -> _Documents:
@@ -617,7 +635,7 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     micro_batches = -(-n_windows // cfg.batch_size)
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
-        tokenizer=tokenizer, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
+        tokenizer=tokenizer, train_share=docs.train_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
     )
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import load_checkpoint
-from cllm.engine.config import CorpusConfig, ModelConfig, TrainConfig
+from cllm.engine.config import CorpusConfig, ModelConfig, TrainConfig, budget_sample_bytes
 from cllm.engine.corpus import Document
 from cllm.engine.events import CheckpointEvent, EpochEvent, PhaseEvent, StepEvent
 from cllm.engine.train import TrainCancelled, TrainError, learning_rate, train, warmup_steps
@@ -227,3 +227,13 @@ def test_no_c_files_names_the_ignore_rule_and_no_gitignore_overrides(tmp_path):
     done = train(root, MODEL, replace(TRAIN, max_steps=1), tmp_path / "m.cllm",
                  corpus_config=CorpusConfig(gitignore=False))
     assert done.steps == 1 and load_checkpoint(tmp_path / "m.cllm").metadata["files"] == 3
+
+
+def test_a_time_budget_trains_on_a_sample_of_a_tree_too_big_for_it(c_workspace, tmp_path):
+    limit = budget_sample_bytes(0.09)
+    assert 4_000 < limit < 5_000, "about three of the eight 1.4 KB files"
+    done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, time_budget=0.09))
+    meta = load_checkpoint(tmp_path / "m.cllm").metadata
+    assert 1 <= len(meta["train_files"]) < events[0].files - len(meta["val_files"])
+    assert events[0].train_files == len(meta["train_files"])
+    assert 0 < done.corpus_fraction < len(meta["train_files"]) / 6
