@@ -396,12 +396,17 @@ class _Run:
         return "completed"
 
     def _finish_estimate(self) -> float:
-        """Seconds the final validation and model file will take (measured once done, estimated before)."""
+        """Seconds the final validation, the mixture fit and the model file will take (validation and saving
+        measured once done, estimated before)."""
+        forward = 1 / 3 / max(self.telemetry.tokens_per_second(), 1.0)  # a third of a training step per token
         validate = self.validate_seconds
-        if validate is None:  # a forward pass costs about a third of a training step per token
-            tokens = min(self.data.val_stream.size, VALIDATION_WINDOWS * self.cfg.seq_len)
-            validate = tokens / 3 / max(self.telemetry.tokens_per_second(), 1.0)
-        return validate + (self.save_seconds if self.save_seconds is not None else 1.0)
+        if validate is None:
+            validate = min(self.data.val_stream.size, VALIDATION_WINDOWS * self.cfg.seq_len) * forward
+        mixture = 0.0
+        if self.data.root is not None:  # windows at stride half a window score each held-out token about twice
+            sample_tokens = self.data.val_stream.size * min(1.0, MIXTURE_HELDOUT_BYTES / max(self.data.val_bytes, 1))
+            mixture = 2 * sample_tokens * forward
+        return validate + mixture + (self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
