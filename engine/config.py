@@ -90,6 +90,7 @@ class CorpusConfig:
     )
     secret_patterns: tuple[str, ...] = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*")
     extra_ignore: tuple[str, ...] = field(default_factory=tuple)
+    gitignore: bool = True  # honour git's listing / .gitignore files; False (--no-gitignore) takes every file
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class BudgetPolicy:
     min_vocab: int = 1024
     max_vocab: int = 10_000  # ... up to the documented default
     max_epochs: int = 200  # epochs grow so the budget, not the epoch count, ends the run (early stopping guards)
+    sample_passes: float = 4.0  # a bigger workspace is sampled down to this many times the text the budget trains on
 
 
 BUDGET_FIELDS = ("epochs", "grad_accum", "lr", "dropout", "vocab_size")  # what budget_defaults may choose
@@ -141,6 +143,15 @@ def budget_defaults(train_bytes: int, time_budget: float | None, model: ModelCon
     if model.d_model <= policy.lr_max_d_model:
         chosen["lr"] = policy.lr
     return {name: value for name, value in chosen.items() if name not in explicit}
+
+
+def budget_sample_bytes(time_budget: float | None, policy: BudgetPolicy = BudgetPolicy()) -> int | None:
+    """The most training text a run of `time_budget` seconds tokenizes: policy.sample_passes times what it can
+    train on at the planning speed (None without a budget). A kernel-sized tree holds hundreds of times more than a
+    few minutes of training can see; tokenizing all of it would spend the budget before the first step."""
+    if time_budget is None:
+        return None
+    return int(policy.sample_passes * time_budget * policy.tokens_per_second * policy.bytes_per_token)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """Workspace scan: which C files become training data, and why the others do not.
 
-The scan honours .gitignore files at every level, skips hidden and build/vendor folders, secrets (by file name,
-or by content: private keys, cloud keys, access tokens), oversized, binary, non-UTF-8 and unreadable files, names
-that are not UTF-8, exact duplicates and symlink loops, and reports every skipped candidate with a readable reason
-("secret (contains an AWS access key)"); `skip_summary` counts them by kind. It also holds the deterministic
-held-out split, corpus statistics and the consolidated corpus file (one text file with a marker line before each
-source file).
+Which files count: inside a git work tree, the files git would add (tracked files plus untracked files that no
+ignore rule excludes: .gitignore applies to untracked files only, as in git); outside git, every file that the
+.gitignore files at every level do not ignore; with CorpusConfig.gitignore False, every file. The scan also skips
+hidden and build/vendor folders, secrets (by file name, or by content: private keys, cloud keys, access tokens),
+oversized, binary, non-UTF-8 and unreadable files, names that are not UTF-8, exact duplicates and symlink loops,
+and reports every skipped candidate with a readable reason ("secret (contains an AWS access key)");
+`skip_summary` counts them by kind, and `hidden_by_ignore_rules` says which rules hid C files when none is left.
+It also holds the deterministic held-out split, corpus statistics and the consolidated corpus file (one text
+file with a marker line before each source file).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import hashlib
 import os
 import re
 import stat
+import subprocess
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from .config import CorpusConfig
-from .files import atomic_write_bytes
+from .files import atomic_write
 
 FILE_MARKER = "// ===== FILE: {path} ====="
 # The common shapes of credentials pasted into code: a file holding one is skipped as "secret (contains <what>)".
@@ -68,25 +72,89 @@ def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], li
     return docs, missing
 
 
+@dataclass(frozen=True)
+class IgnoreRule:
+    """One line of an ignore file: the file (as git or the scan names it), its 1-based line number, its text."""
+
+    source: str
+    line: int
+    pattern: str
+
+    def __str__(self) -> str:
+        return f"'{self.pattern}' ({self.source} line {self.line})"
+
+
 @dataclass
 class ScanResult:
-    """The files taken as training data and the (path, reason) of every candidate left out."""
+    """The files taken as training data and the (path, reason) of every candidate left out.
+
+    `ignored` lists the files and folders (ending in '/') an ignore rule left out, with the rule when the scan
+    knows it (outside git) or None (inside git, where `hidden_by_ignore_rules` asks git)."""
 
     root: Path
     documents: list[Document] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, IgnoreRule | None]] = field(default_factory=list)
+    in_git: bool = False
 
 
-def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig()) -> ScanResult:
+def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig(),
+         progress: Callable[[int, int | None], None] | None = None) -> ScanResult:
     """Walk `root` for source files (config.extensions) and decide, for each, whether it is training data.
 
     Folders are walked in name order, real folders before symlinked ones, so the result (and which copy of a
-    duplicate is kept) is deterministic. Raises ValueError when `root` is not a folder.
+    duplicate is kept) is deterministic. `progress(candidates seen, candidates expected or None)` is called for
+    every candidate file; whatever it raises (a cancelled training) ends the scan. Raises ValueError when `root`
+    is not a folder.
     """
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise ValueError(f"{root} is not a folder (expected a workspace folder of C code)")
-    return _Walker(root_path, config).run()
+    listing = git_listing(root_path) if config.gitignore else None
+    return _Walker(root_path, config, listing, progress).run()
+
+
+def git_listing(root: Path) -> set[str] | None:
+    """The paths under `root` (relative to it) that git would add: tracked files plus untracked files that no
+    ignore rule excludes. None when `root` is not inside a git work tree (or git is not installed), and when git
+    lists nothing under it: a folder its enclosing repository ignores as a whole (a downloaded corpus inside a
+    project) is scanned as outside git."""
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                capture_output=True, check=False)
+    except OSError:
+        return None
+    paths = {os.fsdecode(path) for path in listed.stdout.split(b"\0") if path}
+    return paths if listed.returncode == 0 and paths else None
+
+
+def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConfig()) -> list[tuple[IgnoreRule | None, int]]:
+    """The source files (config.extensions) that ignore rules left out of `result`, counted per rule, most first
+    (rule None: git did not name one). Files inside ignored folders are counted too, so this walks those folders."""
+    counts: Counter = Counter()
+    rules = _git_rules(result.root, [path for path, _ in result.ignored]) if result.in_git else {}
+    for path, rule in result.ignored:
+        rule = rule or rules.get(path.rstrip("/"))
+        if not path.endswith("/"):
+            counts[rule] += path.endswith(tuple(config.extensions))
+            continue
+        for _, _, names in os.walk(result.root / path):
+            counts[rule] += sum(name.endswith(tuple(config.extensions)) for name in names)
+    return [(rule, n) for rule, n in counts.most_common() if n]
+
+
+def sample_documents(documents: Sequence[Document], max_bytes: int) -> list[Document]:
+    """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
+    files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
+    on every run), taken while they fit (the first one always)."""
+    if sum(doc.size for doc in documents) <= max_bytes:
+        return list(documents)
+    sample, total = [], 0
+    for doc in sorted(documents, key=lambda d: _path_score("sample:" + d.path)):
+        if total + doc.size <= max_bytes or not sample:
+            sample.append(doc)
+            total += doc.size
+    return sample
 
 
 def split_documents(documents: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:
@@ -129,12 +197,13 @@ def format_stats(numbers: dict[str, int]) -> str:
 
 
 def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -> None:
-    """Write all documents into one text file, each preceded by a FILE_MARKER line (atomically)."""
-    parts = []
-    for doc in documents:
-        parts.append(FILE_MARKER.format(path=doc.path) + "\n")
-        parts.append(doc.text if doc.text.endswith("\n") or not doc.text else doc.text + "\n")
-    atomic_write_bytes(path, "".join(parts).encode("utf-8"))
+    """Write all documents into one text file, each preceded by a FILE_MARKER line (atomically, streamed file by
+    file: a large corpus is never assembled in memory)."""
+    def write(f) -> None:
+        for doc in documents:
+            f.write((FILE_MARKER.format(path=doc.path) + "\n").encode("utf-8"))
+            f.write((doc.text if doc.text.endswith("\n") or not doc.text else doc.text + "\n").encode("utf-8"))
+    atomic_write(path, write)
 
 
 def skip_counts(reasons: Iterable[str]) -> dict[str, int]:
@@ -171,14 +240,21 @@ def _human_bytes(n: int) -> str:
 class _Walker:
     """State of one scan: the ignore rules in force, folders already visited, content hashes seen."""
 
-    def __init__(self, root: Path, config: CorpusConfig):
+    def __init__(self, root: Path, config: CorpusConfig, listing: set[str] | None,
+                 progress: Callable[[int, int | None], None] | None):
         self.root = root
         self.real_root = root.resolve()
         self.config = config
-        self.result = ScanResult(root=root)
+        self.result = ScanResult(root=root, in_git=listing is not None)
         self.visited: set[Path] = set()
         self.hashes: dict[str, str] = {}
         self.settings_spec = GitIgnoreSpec.from_lines(config.extra_ignore)
+        self.listing = listing
+        self.listed_folders = {path[:i] for path in listing or () for i, ch in enumerate(path) if ch == "/"}
+        self.progress = progress or (lambda seen, expected: None)
+        self.candidates = 0
+        extensions = tuple(config.extensions)
+        self.expected = None if listing is None else sum(path.endswith(extensions) for path in listing)
 
     def run(self) -> ScanResult:
         """Walk real folders depth-first, then the symlinked folders found on the way (and so on)."""
@@ -206,8 +282,9 @@ class _Walker:
             self._skip(rel + "/", f"unreadable folder ({exc.strerror})")
             return []
         gitignore = folder / ".gitignore"
-        if gitignore.is_file():
-            specs = specs + [(rel, _read_gitignore(gitignore))]
+        if self.listing is None and self.config.gitignore and gitignore.is_file():
+            source = f"{rel}/.gitignore" if rel else ".gitignore"
+            specs = specs + [(rel, *_read_gitignore(gitignore, source))]
         subfolders = []
         for entry in entries:
             rel_path = f"{rel}/{entry.name}" if rel else entry.name
@@ -248,6 +325,8 @@ class _Walker:
         secret = any(fnmatchcase(name, pattern) for pattern in self.config.secret_patterns)
         if not secret and not name.endswith(tuple(self.config.extensions)):
             return
+        self.candidates += 1
+        self.progress(self.candidates, self.expected)
         reason = (None if _is_utf8(name) else _NOT_UTF8_NAME) or self._ignore_reason(rel_path, specs)
         reason = reason or ("secret (file name matches secret_patterns)" if secret else None)
         data = text = None
@@ -306,31 +385,61 @@ class _Walker:
         return text, None
 
     def _ignore_reason(self, rel_path: str, specs: list) -> str | None:
-        """'ignored by .gitignore' / 'ignored by settings' when the layered ignore rules exclude `rel_path`."""
-        ignored = None
-        for base, spec in specs:
+        """'ignored by .gitignore' / 'ignored by settings' when the ignore rules exclude `rel_path` (a folder
+        ends in '/'): inside git, when git would not add it; outside, by the layered .gitignore files."""
+        if self.listing is not None and not self._listed(rel_path):
+            self.result.ignored.append((rel_path, None))
+            return "ignored by .gitignore"
+        ignored, rule = None, None
+        for base, spec, rules in specs:
             if base and not rel_path.startswith(base + "/"):
                 continue
-            include = spec.check_file(rel_path[len(base) + 1 :] if base else rel_path).include
-            if include is not None:
-                ignored = include
+            check = spec.check_file(rel_path[len(base) + 1 :] if base else rel_path)
+            if check.include is not None:
+                ignored, rule = check.include, rules[check.index]
         if ignored:
+            self.result.ignored.append((rel_path, rule))
             return "ignored by .gitignore"
         if self.settings_spec.match_file(rel_path):
             return "ignored by settings (extra_ignore)"
         return None
 
+    def _listed(self, rel_path: str) -> bool:
+        """Inside git: whether git lists `rel_path`, holds files under it (a folder), or lists a folder above it
+        (a submodule or a symlinked folder, whose files git does not list one by one)."""
+        path = rel_path.rstrip("/")
+        if path in self.listing or (rel_path.endswith("/") and path in self.listed_folders):
+            return True
+        return any(path[:i] in self.listing for i, ch in enumerate(path) if ch == "/")
+
     def _skip(self, rel_path: str, reason: str) -> None:
         self.result.skipped.append((rel_path, reason))
 
 
-def _read_gitignore(path: Path) -> GitIgnoreSpec:
-    """The rules of one .gitignore file (unreadable or undecodable lines are ignored, as git would)."""
+def _read_gitignore(path: Path, source: str) -> tuple[GitIgnoreSpec, list[IgnoreRule]]:
+    """The rules of one .gitignore file and, for each of the spec's patterns, the line it came from (blank and
+    comment lines are not rules; unreadable or undecodable lines are ignored, as git would)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         lines = []
-    return GitIgnoreSpec.from_lines(lines)
+    kept = [(number, line) for number, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+    spec = GitIgnoreSpec.from_lines([line for _, line in kept])
+    return spec, [IgnoreRule(source, number, line.strip()) for number, line in kept]
+
+
+def _git_rules(root: Path, paths: Sequence[str]) -> dict[str, IgnoreRule]:
+    """The ignore rule git names for each of `paths` (relative to `root`; `git check-ignore -v`)."""
+    request = b"".join(os.fsencode(path.rstrip("/")) + b"\0" for path in paths)
+    try:
+        answer = subprocess.run(["git", "-C", str(root), "check-ignore", "-v", "-z", "--stdin"], input=request,
+                                capture_output=True, check=False).stdout
+    except OSError:
+        return {}
+    fields = [os.fsdecode(part) for part in answer.split(b"\0")]
+    return {path: IgnoreRule(source, int(line), pattern)
+            for source, line, pattern, path in zip(fields[0::4], fields[1::4], fields[2::4], fields[3::4])
+            if line.isdigit()}
 
 
 def _is_utf8(name: str) -> bool:

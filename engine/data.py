@@ -16,14 +16,19 @@ comes from one numpy Generator seeded with (seed, epoch): resuming at (epoch, ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 FIM_EXTRA_TOKENS = 4  # fim_prefix, fim_suffix, fim_middle, eot
 FIM_FORMAT = "spm"  # recorded in checkpoint metadata ("fim") by models trained with FIM windows
 IGNORE = -1
+ENCODE_CHUNK_BYTES = 256_000  # text tokenized per encode_batch call (parallel inside; progress and cancel between)
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,65 @@ class EpochPlan:
 
 def token_stream(documents: Iterable, tokenizer) -> np.ndarray:
     """All documents encoded with `tokenizer.encode_document` and concatenated (int32)."""
-    parts = [tokenizer.encode_document(doc.path, doc.text) for doc in documents]
+    parts = [ids for ids, _ in _encoded_chunks(documents, tokenizer)]
     if not parts:
         return np.zeros(0, dtype=np.int32)
     return np.concatenate(parts).astype(np.int32, copy=False)
 
 
+def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
+               progress: Callable[[int], None] = lambda encoded_bytes: None) -> np.ndarray:
+    """token_stream(documents) without holding it, or the documents' token lists, in memory: chunks of about
+    ENCODE_CHUNK_BYTES are tokenized with encode_batch and appended to a temporary file in `folder`, which is
+    then memory-mapped read-only (uint16 ids when the vocabulary fits, else int32) and unlinked, so the mapping
+    alone keeps it and nothing is left behind. `progress(bytes)` follows each chunk (stream_bytes of its
+    documents); whatever it raises (a cancelled training) stops the encoding."""
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
+    fd, path = tempfile.mkstemp(prefix=".tokens-", suffix=".bin", dir=Path(folder))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for ids, encoded_bytes in _encoded_chunks(documents, tokenizer):
+                f.write(ids.astype(dtype).tobytes())
+                progress(encoded_bytes)
+        empty = os.path.getsize(path) == 0
+        return np.zeros(0, dtype=dtype) if empty else np.memmap(path, dtype=dtype, mode="r")
+    finally:
+        with contextlib.suppress(OSError):  # where the system keeps an open file, it stays until the next run
+            os.unlink(path)
+
+
+def _encoded_chunks(documents: Iterable, tokenizer) -> Iterator[tuple[np.ndarray, int]]:
+    """(encode_document ids of the next documents worth about ENCODE_CHUNK_BYTES, their stream_bytes), the
+    paths and texts of a chunk tokenized in one encode_batch call."""
+    chunk: list = []
+    size = 0
+    for doc in documents:
+        chunk.append(doc)
+        size += _document_bytes(doc)
+        if size >= ENCODE_CHUNK_BYTES:
+            yield _encode_chunk(chunk, tokenizer), size
+            chunk, size = [], 0
+    if chunk:
+        yield _encode_chunk(chunk, tokenizer), size
+
+
+def _encode_chunk(documents: Sequence, tokenizer) -> np.ndarray:
+    """The encode_document ids of `documents`, concatenated: [file] path "\\n" text [eot] each."""
+    encoded = tokenizer.encode_batch([doc.path + "\n" for doc in documents] + [doc.text for doc in documents])
+    file_id, eot = np.array([tokenizer.file_id], np.int32), np.array([tokenizer.eot_id], np.int32)
+    parts = []
+    for header, text in zip(encoded[:len(documents)], encoded[len(documents):]):
+        parts += [file_id, header, text, eot]
+    return np.concatenate(parts)
+
+
 def stream_bytes(documents: Iterable) -> int:
     """UTF-8 bytes the stream of `documents` encodes: each file's path line and text (special tokens are free)."""
-    return sum(len(doc.path.encode("utf-8")) + 1 + len(doc.text.encode("utf-8")) for doc in documents)
+    return sum(map(_document_bytes, documents))
+
+
+def _document_bytes(doc) -> int:
+    return len(doc.path.encode("utf-8")) + 1 + len(doc.text.encode("utf-8"))
 
 
 def num_windows(n_tokens: int, seq_len: int) -> int:
@@ -79,11 +134,19 @@ def epoch_plan(n_windows: int, seq_len: int, seed: int, epoch: int, fim_rate: fl
 
 def sequential_plan(n_windows: int) -> EpochPlan:
     """Every window once, in stream order, never FIM: the validation pass."""
-    return EpochPlan(
-        order=np.arange(n_windows),
-        fim=np.zeros(n_windows, dtype=bool),
-        cuts=np.zeros(n_windows, dtype=np.int64),
-    )
+    return _in_order(np.arange(n_windows))
+
+
+def spread_plan(n_windows: int, count: int) -> EpochPlan:
+    """At most `count` windows spread evenly over all `n_windows` (the first and the last included), in stream
+    order, never FIM: the validation pass of a held-out stream too long to score whole."""
+    if n_windows <= count:
+        return sequential_plan(n_windows)
+    return _in_order(np.unique(np.linspace(0, n_windows - 1, count).round().astype(np.int64)))
+
+
+def _in_order(windows: np.ndarray) -> EpochPlan:
+    return EpochPlan(order=windows, fim=np.zeros(len(windows), dtype=bool), cuts=np.zeros(len(windows), dtype=np.int64))
 
 
 def fill_batch(

@@ -268,6 +268,20 @@ class SkippedFile(_Record):
 
 
 @dataclass(frozen=True)
+class PhaseEvent(_Event):
+    """Progress of a phase of the run: "scan" (files), "tokenizer" (bytes of its training sample), "tokenize"
+    (bytes) and "train" (steps: sent once, the step events carry on). At most about four per second per phase,
+    always one with done == total at the phase's end."""
+
+    kind: ClassVar[str] = "phase"
+    phase: str  # scan, tokenizer, tokenize or train
+    done: int
+    total: int | None  # None while unknown (a scan outside git does not know how many files it will see)
+    unit: str  # files, bytes or steps
+
+
+
+@dataclass(frozen=True)
 class StartEvent(_Event):
     """The data and the plan, once the corpus is encoded and before the first step."""
 
@@ -352,6 +366,7 @@ class DoneEvent(_Event):
     stop_reason: str  # completed, early_stopping, max_steps, time_budget or cancelled
     epochs: int  # epochs completed
     line_exact_match: float | None  # held-out line completions exactly right (TrainingMetadata.line_exact_match)
+    corpus_fraction: float | None = None  # share of the training windows this run's steps covered (at most 1)
 
 
 @dataclass(frozen=True)
@@ -362,7 +377,7 @@ class FailedEvent(_Event):
     message: str
 
 
-TrainingEvent = StartEvent | StepEvent | EpochEvent | CheckpointEvent | DoneEvent | FailedEvent
+TrainingEvent = PhaseEvent | StartEvent | StepEvent | EpochEvent | CheckpointEvent | DoneEvent | FailedEvent
 EVENT_TYPES: dict[str, type[_Event]] = {cls.kind: cls for cls in typing.get_args(TrainingEvent)}
 
 

@@ -83,12 +83,14 @@ def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) ->
 
 def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                     train_documents: Sequence[Document], window: int,
-                    models: tuple[KneserNey, MatchIndex] | None = None) -> dict[str, Any] | None:
+                    models: tuple[KneserNey, MatchIndex] | None = None,
+                    progress: Progress | None = None) -> dict[str, Any] | None:
     """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
     completions (engine/mixture.py); None without held-out or training documents. The trainer calls it, passing
-    the `models` (workspace_models of `train_documents`) it has already built, if any."""
+    the `models` (workspace_models of `train_documents`) it has already built, if any; `progress` follows the
+    forward passes (see document_nats)."""
     if not documents or not train_documents:
         return None
-    nats = document_nats(params, config, tokenizer, documents, window)
+    nats = document_nats(params, config, tokenizer, documents, window, progress)
     kn, index = models or workspace_models(tokenizer, train_documents)
     return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])

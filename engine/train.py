@@ -8,11 +8,16 @@ warms up linearly and decays on a cosine to min_lr_ratio * lr over the planned r
 budgeted run started with `explicit` (what `cllm train` was given) takes the settings the user left unset from
 config.budget_defaults, sized to the training data.
 
-After each epoch: validation loss and bits per byte on the held-out files, a checkpoint, early stopping after
-`patience` epochs without improvement. The model file always holds the best weights seen by validation; the
-current weights, Adam moments and data position ride along so that N steps + resume M steps equal N + M steps
-bitwise. Progress goes to `on_event` as the typed events of engine/events.py (step events at most 4 per second;
-docs/protocol.md lists them), and the model file's training metadata is an events.TrainingMetadata.
+Before the first step: the scan, the tokenizer (trained on a deterministic sample of at most
+TOKENIZER_SAMPLE_BYTES) and the tokenization (chunks tokenized in parallel into a memory-mapped token file, see
+data.token_file), each reporting a PhaseEvent and checking the cancel flag as it goes; the time budget counts
+them, and a tree bigger than a time budget can use is sampled down to what it can (_budget_sample). After each
+epoch: validation loss and bits per byte on the held-out files (at most VALIDATION_WINDOWS windows spread over
+them), a checkpoint, early stopping after `patience` epochs without improvement. The model file always holds the
+best weights seen by validation; the current weights, Adam moments and data position ride along so that N steps +
+resume M steps equal N + M steps bitwise. Progress goes to `on_event` as the typed events of engine/events.py
+(step events at most 4 per second; docs/protocol.md lists them), and the model file's training metadata is an
+events.TrainingMetadata.
 
 A run is three parts: `_Run` (the loop: steps, schedule fit, stop rules, validation, saving), `_Telemetry` (the
 spheres' statistics and the rate of step events) and `_RunRecord` (loss history, validation history, the best
@@ -35,13 +40,13 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
-from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
-                   token_stream)
+from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, budget_sample_bytes, from_dict, to_dict
+from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, spread_plan, stream_bytes,
+                   token_file)
 from .errors import CllmError
 from .evaluate import line_exact_match
-from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
-                     SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition, RunSettings,
+                     RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .generate import Model
 from .heldout import heldout_mixture
 from .kernels import adamw_step
@@ -54,10 +59,19 @@ _MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 EVENT_INTERVAL = 0.25  # seconds between step events
 FIT_WINDOW = 20  # recent steps whose median time fits a time-budgeted schedule
 LOSS_HISTORY_POINTS = 200
+VALIDATION_WINDOWS = 256  # held-out windows one validation pass scores at most (spread evenly; all when fewer)
+TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
+MIXTURE_HELDOUT_BYTES = 200_000  # held-out text the completion mixture's weights are fitted on, at most
+MIXTURE_TRAIN_BYTES = 2_000_000  # training text behind the workspace models of that fit, at most
 
 
 class TrainError(CllmError, ValueError):
     """The training cannot start: the message says why (no C files, impossible settings, bad checkpoint)."""
+
+
+class TrainCancelled(TrainError):
+    """The cancel flag was set before the first step (scan, tokenizer, tokenization): no model was written and
+    an existing model file is untouched."""
 
 
 @dataclass
@@ -70,6 +84,7 @@ class _Data:
     train_docs: list
     val_docs: list
     tokenizer: Tokenizer
+    train_share: float  # share of the workspace's training text in `stream` (a time budget samples big trees)
     stream: np.ndarray
     val_stream: np.ndarray
     val_bytes: int
@@ -153,12 +168,15 @@ def train(
     resume: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
     explicit: Collection[str] | None = None,
+    corpus_config: CorpusConfig = CorpusConfig(),
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
     `explicit` names the settings the user chose (ModelConfig/TrainConfig fields); given it, a fresh run with a
     time budget lets config.budget_defaults pick the others from the training data's size (the start event lists
-    them under "auto"). Without it (None) the configs are used as they are.
+    them under "auto"). Without it (None) the configs are used as they are. `corpus_config` decides which files
+    of a folder are scanned (engine/corpus.py). Setting `cancel` stops the run within about a second in any phase:
+    after the current step with the model written, or before the first step with TrainCancelled.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -169,19 +187,21 @@ def train(
     loaded, loaded_meta = _load_resume(resume) if resume is not None else (None, None)
     _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
     tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
-    docs = _load_documents(root_or_documents, train_cfg.val_fraction)
+    docs = _load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, _Phase("scan", "files", emit, cancel))
+    docs = _budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction)
     auto: dict[str, Any] = {}
     if explicit is not None and loaded is None:
         auto = budget_defaults(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
         model_cfg = replace(model_cfg, **{k: v for k, v in auto.items() if k in _MODEL_FIELDS})
         train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
-    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer)
+    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer, out_path.parent, emit, cancel)
     model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
     state = _resume_state(loaded, loaded_meta) if loaded else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
     threads = resolve_threads(train_cfg.threads, train_cfg.spheres)
     total_steps = state.schedule_steps or train_cfg.epochs * data.steps_per_epoch
+    emit(PhaseEvent(phase="train", done=state.step, total=total_steps, unit="steps"))
     emit(StartEvent(
         workspace=data.root, files=len(data.documents), skipped=data.skipped, corpus=corpus.stats(data.documents),
         train_files=len(data.train_docs), val_files=len(data.val_docs), tokens=int(data.stream.size),
@@ -299,22 +319,37 @@ class _Run:
         if not validated:
             self._validate_current()
         if reason != "cancelled":
-            self._score_heldout()
+            reason = self._score_heldout(reason)
         path = self._save()
         return self._done(path, reason)
 
-    def _score_heldout(self) -> None:
-        """Fit the completion mixture's weights on the held-out files (workspace runs), then measure the line exact
-        match of the completer the model ships (the mixture, else the transformer alone) at HELDOUT_POSITIONS."""
+    def _score_heldout(self, reason: str) -> str:
+        """Fit the completion mixture's weights (workspace runs), then measure the line exact match of the completer
+        the model ships (the mixture, else the transformer alone) at HELDOUT_POSITIONS; both on deterministic
+        samples of at most MIXTURE_HELDOUT_BYTES held-out and MIXTURE_TRAIN_BYTES training text (all of a small
+        workspace). Returns "cancelled", with nothing recorded, when the cancel flag is set meanwhile, else `reason`."""
+        def check_cancel(*_) -> None:
+            if self.cancel.is_set():
+                raise TrainCancelled("cancelled while scoring the held-out files")
+
         d, weights = self.data, self.state.record.weights(self.state.params)
-        models = workspace_models(d.tokenizer, d.train_docs) if d.root is not None and d.val_docs else None
-        if models is not None:
-            self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, d.val_docs, d.train_docs,
-                                           min(self.cfg.seq_len, self.model_cfg.max_seq_len), models)
-        mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
-        scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
-        model = Model(self.model_cfg, weights, d.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
-        self.line_exact_match = line_exact_match(model, d.val_docs, scorer)
+        val_docs = corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES)
+        train_docs = corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)
+        try:
+            models = workspace_models(d.tokenizer, train_docs) if d.root is not None and val_docs else None
+            if models is not None:
+                self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, val_docs, train_docs,
+                                               min(self.cfg.seq_len, self.model_cfg.max_seq_len), models,
+                                               progress=check_cancel)
+            mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
+            scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
+            model = Model(self.model_cfg, weights, d.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
+            check_cancel()
+            self.line_exact_match = line_exact_match(model, val_docs, scorer)
+        except TrainCancelled:
+            self.mixture, self.line_exact_match = None, None
+            return "cancelled"
+        return reason
 
     def _fim_format(self) -> str | None:
         return FIM_FORMAT if self.cfg.fim_rate > 0 else None
@@ -393,11 +428,17 @@ class _Run:
         return "completed"
 
     def _finish_estimate(self) -> float:
-        """Seconds the final validation and model file will take (measured once done, estimated before)."""
+        """Seconds the final validation, the mixture fit and the model file will take (validation and saving
+        measured once done, estimated before)."""
+        forward = 1 / 3 / max(self.telemetry.tokens_per_second(), 1.0)  # a third of a training step per token
         validate = self.validate_seconds
-        if validate is None:  # a forward pass costs about a third of a training step per token
-            validate = self.data.val_stream.size / 3 / max(self.telemetry.tokens_per_second(), 1.0)
-        return validate + (self.save_seconds if self.save_seconds is not None else 1.0)
+        if validate is None:
+            validate = min(self.data.val_stream.size, VALIDATION_WINDOWS * self.cfg.seq_len) * forward
+        mixture = 0.0
+        if self.data.root is not None:  # windows at stride half a window score each held-out token about twice
+            sample_tokens = self.data.val_stream.size * min(1.0, MIXTURE_HELDOUT_BYTES / max(self.data.val_bytes, 1))
+            mixture = 2 * sample_tokens * forward
+        return validate + mixture + (self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
@@ -408,7 +449,7 @@ class _Run:
         self.emit(event)
         s.record.val_history.append(event)
         if val is None:
-            return "completed"
+            return "cancelled" if self.cancel.is_set() else "completed"
         if val[0] < s.best_epoch_val:
             s.best_epoch_val, s.bad_epochs = val[0], 0
         else:
@@ -418,26 +459,34 @@ class _Run:
         return "completed"
 
     def _validate_current(self) -> tuple[float, float] | None:
-        """Validation (mean nats per token, bits per byte) of the current weights; keeps them if the best."""
+        """Validation (mean nats per token, bits per byte) of the current weights; keeps them if the best. None
+        without held-out tokens or when the cancel flag stopped the pass (nothing is kept then)."""
         s = self.state
         if self.data.val_stream.size < 2:
             return None
         begin = time.perf_counter()
-        nats, tokens = self._evaluate(s.params)
+        scored = self._evaluate(s.params)
+        if scored is None:
+            return None
+        nats, tokens = scored
         self.validate_seconds = time.perf_counter() - begin
         val_loss = nats / max(tokens, 1)
-        bpb = nats / math.log(2) / max(self.data.val_bytes, 1)
+        scored_bytes = self.data.val_bytes * tokens / (self.data.val_stream.size - 1)  # the bytes of the windows scored
+        bpb = nats / math.log(2) / max(scored_bytes, 1)
         s.record.keep_if_best(val_loss, bpb, s.params)
         return val_loss, bpb
 
-    def _evaluate(self, params: np.ndarray) -> tuple[float, int]:
-        """Total nats and target tokens of the held-out stream, windows in order, no FIM, no dropout."""
+    def _evaluate(self, params: np.ndarray) -> tuple[float, int] | None:
+        """Total nats and target tokens of the held-out stream's windows (all, or VALIDATION_WINDOWS spread evenly
+        over a longer stream: the same ones at every validation, so the best-weights and early-stopping
+        comparisons stay fair), in order, no FIM, no dropout. None when the cancel flag is set meanwhile."""
         cfg = self.cfg
-        n = num_windows(self.data.val_stream.size, cfg.seq_len)
-        plan = sequential_plan(n)
+        plan = spread_plan(num_windows(self.data.val_stream.size, cfg.seq_len), VALIDATION_WINDOWS)
         inputs, targets = self.inputs[0], self.targets[0]
         nats, tokens = 0.0, 0
-        for start in range(0, n, cfg.batch_size):
+        for start in range(0, len(plan.order), cfg.batch_size):
+            if self.cancel.is_set():
+                return None
             rows = fill_batch(inputs, targets, self.data.val_stream, plan, start, cfg.seq_len, self.fim)
             batch_nats, batch_tokens = self.spheres.evaluate(params, inputs[:rows], targets[:rows])
             nats += batch_nats
@@ -482,8 +531,15 @@ class _Run:
             tokens_per_second=averages.tokens_per_second, final_loss=self.telemetry.last_loss,
             val_bits_per_byte=s.record.best_bpb, threads=self.spheres.n_threads, spheres=self.cfg.spheres,
             load_imbalance=averages.load_imbalance, sync_overhead=averages.sync_overhead, stop_reason=reason,
-            epochs=s.epoch, line_exact_match=self.line_exact_match,
+            epochs=s.epoch, line_exact_match=self.line_exact_match, corpus_fraction=self._corpus_fraction(),
         )
+
+    def _corpus_fraction(self) -> float:
+        """Share of the workspace's training text the model has been trained on so far: of the windows of its
+        stream (epochs done count whole; each epoch visits them in a fresh random order), times the share of the
+        training text in the stream (a time budget samples a big tree)."""
+        s, cfg, n = self.state, self.cfg, max(self.data.n_windows, 1)
+        return min(1.0, (s.epoch * n + s.batch * cfg.grad_accum * cfg.batch_size) / n) * self.data.train_share
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
@@ -521,43 +577,138 @@ class _Documents:
     skipped: list
     train: list
     val: list
+    train_share: float = 1.0  # share of the training side's bytes in `train` (below 1 when a time budget sampled it)
 
 
-def _load_documents(source, val_fraction: float) -> _Documents:
+def _budget_sample(docs: _Documents, time_budget: float | None, val_fraction: float) -> _Documents:
+    """With a time budget, the training and held-out files cut down to deterministic samples spread over the
+    whole tree (corpus.sample_documents) of the size config.budget_sample_bytes gives, the held-out side in
+    proportion; a workspace that fits is taken whole. The model file's train_files and val_files list the samples."""
+    limit = budget_sample_bytes(time_budget)
+    if limit is None:
+        return docs
+    train = corpus.sample_documents(docs.train, limit)
+    share = sum(doc.size for doc in train) / max(1, sum(doc.size for doc in docs.train))
+    return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)), train_share=share)
+
+
+def _load_documents(source, val_fraction: float, corpus_config: CorpusConfig, phase: _Phase) -> _Documents:
     """Scan (or take) the documents and split them into training and held-out files."""
+    hidden = ""
     if isinstance(source, (str, os.PathLike)):
         root = Path(source)
         if not root.is_dir():
             raise TrainError(f"{root} is not a folder")
-        scanned = corpus.scan(root, CorpusConfig())
+        scanned = corpus.scan(root, corpus_config, progress=lambda seen, expected: phase.advance(1, expected))
+        phase.end()
         documents, root_name = list(scanned.documents), str(root.resolve())
         skipped = [SkippedFile(path, reason) for path, reason in scanned.skipped]
+        hidden = "" if documents else _hidden_files_message(scanned, corpus_config)
     else:
-        documents, root_name, skipped = list(source), None, []
+        documents, root_name, skipped, hidden = list(source), None, [], ""
     if not documents:
         found = f" ({corpus.skip_summary(s.reason for s in skipped)})" if skipped else ""
-        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}{found}")
+        raise TrainError(f"no C files (.c, .h) to learn from in {root_name or 'the given documents'}{found}{hidden}")
     train_docs, val_docs = corpus.split_documents(documents, val_fraction)
     if not train_docs:
         train_docs, val_docs = documents, []
     return _Documents(root=root_name, all=documents, skipped=skipped, train=train_docs, val=val_docs)
 
 
-def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None) -> _Data:
-    """Train the tokenizer on the training files (unless resuming) and encode both streams."""
+def _hidden_files_message(scanned: corpus.ScanResult, config: CorpusConfig) -> str:
+    """': ignore rules hide N C files (n by RULE, ...); ...' for a scan that found nothing, or ''."""
+    hidden = corpus.hidden_by_ignore_rules(scanned, config)
+    if not hidden:
+        return ""
+    total = sum(count for _, count in hidden)
+    rules = ", ".join(f"{count:,} by {rule or 'a git ignore rule'}" for rule, count in hidden[:3])
+    more = f" and {len(hidden) - 3} more rules" if len(hidden) > 3 else ""
+    untracked = " untracked" if scanned.in_git else ""
+    return (f": ignore rules hide {total:,}{untracked} C file{'s' * (total != 1)} ({rules}{more}); train with --no-gitignore "
+            f"(setting training.noGitignore) to take them")
+
+
+class _Phase:
+    """Progress of one phase before the first step: PhaseEvents at most every EVENT_INTERVAL seconds (and one at
+    its end), and the cancel flag checked at every advance, so that a cancel ends the phase at once."""
+
+    def __init__(self, name: str, unit: str, emit: Callable[[TrainingEvent], None], cancel: threading.Event,
+                 total: int | None = None):
+        self.name, self.unit, self.emit, self.cancel, self.total = name, unit, emit, cancel, total
+        self.done = 0
+        self._last_event = -math.inf
+
+    def advance(self, amount: int, total: int | None = None) -> None:
+        """Count `amount` more units done (and the total, when it becomes known); TrainCancelled on cancel."""
+        self.check_cancel()
+        self.done += amount
+        self.total = total if total is not None else self.total
+        now = time.perf_counter()
+        if now - self._last_event >= EVENT_INTERVAL:
+            self._last_event = now
+            self.emit(PhaseEvent(phase=self.name, done=self.done, total=self.total, unit=self.unit))
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise TrainCancelled(f"cancelled during the {self.name} phase, before the first step: no model written")
+
+    def end(self) -> None:
+        """The phase's last event: done == total."""
+        self.emit(PhaseEvent(phase=self.name, done=self.done, total=self.done, unit=self.unit))
+
+
+def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None, folder: Path,
+            emit: Callable[[TrainingEvent], None], cancel: threading.Event) -> _Data:
+    """Train the tokenizer on the training files (unless resuming) and encode both streams into token files in
+    `folder` (data.token_file)."""
     if tokenizer is None:
-        try:
-            tokenizer = Tokenizer.train((doc.text for doc in docs.train), vocab_size)
-        except ValueError as exc:
-            raise TrainError(str(exc)) from None
-    stream = token_stream(docs.train, tokenizer)
+        tokenizer = _train_tokenizer(docs.train, vocab_size, _Phase("tokenizer", "bytes", emit, cancel))
+    val_bytes = stream_bytes(docs.val)
+    phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(docs.train) + val_bytes)
+    folder.mkdir(parents=True, exist_ok=True)
+    stream = token_file(docs.train, tokenizer, folder, phase.advance)
+    val_stream = token_file(docs.val, tokenizer, folder, phase.advance)
+    phase.end()
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
-        tokenizer=tokenizer, stream=stream, val_stream=token_stream(docs.val, tokenizer), val_bytes=stream_bytes(docs.val),
+        tokenizer=tokenizer, train_share=docs.train_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
     )
+
+
+def _train_tokenizer(documents: Sequence, vocab_size: int, phase: _Phase) -> Tokenizer:
+    """A tokenizer trained on a deterministic sample of at most TOKENIZER_SAMPLE_BYTES of `documents` (all of a
+    small workspace). The library's training runs in a background thread: the texts it reads report progress,
+    and the cancel flag is watched meanwhile, so a cancel during its merge computation returns at once (the
+    abandoned daemon thread ends with the process)."""
+    sample = corpus.sample_documents(documents, TOKENIZER_SAMPLE_BYTES)
+    phase.total = sum(doc.size for doc in sample)
+
+    def texts():
+        for doc in sample:
+            phase.advance(doc.size)
+            yield doc.text
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["tokenizer"] = Tokenizer.train(texts(), vocab_size)
+        except Exception as exc:  # handed to the waiting thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="cllm-tokenizer", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(EVENT_INTERVAL)
+        phase.check_cancel()
+    phase.check_cancel()
+    if "error" in outcome:
+        raise TrainError(str(outcome["error"])) from None
+    phase.end()
+    return outcome["tokenizer"]
 
 
 def _fresh_state(model_cfg: ModelConfig, seed: int) -> _State:

@@ -127,6 +127,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar="SECONDS" if flag == "time_budget" else None,
                            help=f"{text} (default: {'none' if default is None else default})")
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
+    p.add_argument("--no-gitignore", action="store_true",
+                   help="take every C file: neither git's listing nor .gitignore files leave any out")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_train)
 
@@ -215,7 +217,7 @@ def _train_reporter(as_json: bool):
     from tqdm import tqdm
 
     from cllm.engine.corpus import skip_summary
-    from cllm.engine.events import EpochEvent, StartEvent, StepEvent
+    from cllm.engine.events import EpochEvent, PhaseEvent, StartEvent, StepEvent
 
     from .words import time_left
 
@@ -226,10 +228,13 @@ def _train_reporter(as_json: bool):
         return emit, lambda: None
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None)
     budgeted = False  # under a time budget tqdm's own ETA (from the schedule's steps) is not the whole story
+    phases: dict[str, float] = {}
 
     def show(event: TrainingEvent) -> None:
         nonlocal budgeted
-        if isinstance(event, StartEvent):
+        if isinstance(event, PhaseEvent) and event.phase != "train":
+            _show_phase(bar, event, phases)
+        elif isinstance(event, StartEvent):
             c = event.corpus
             bar.write(f"{c['files']:,} files ({c['c_files']:,} .c, {c['h_files']:,} .h), {c['lines']:,} lines, "
                       f"{c['bytes']:,} bytes; {event.train_files} train / {event.val_files} held out; "
@@ -258,6 +263,24 @@ def _train_reporter(as_json: bool):
     return show, bar.close
 
 
+def _show_phase(bar, event, started: dict[str, float]) -> None:
+    """The bar follows a phase before training (files or bytes; `started` holds when each phase shown so far
+    began); a line on stderr when it ends."""
+    import time
+
+    if event.phase not in started:
+        started[event.phase] = time.monotonic()
+        bar.reset(total=event.total)
+        bar.unit, bar.unit_scale = event.unit, event.unit == "bytes"
+        bar.set_description(event.phase)
+    bar.total = event.total
+    bar.update(event.done - bar.n)
+    if event.done == event.total and event.done:  # an empty phase says nothing the error does not
+        bar.write(f"{event.phase}: {event.done:,} {event.unit} in {time.monotonic() - started[event.phase]:.1f} s",
+                  file=sys.stderr)
+        bar.unit, bar.unit_scale = "step", False
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept, a
     second one at once (exit 130 either way)."""
@@ -268,10 +291,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
 
     from cllm.engine import TrainError, train
+    from cllm.engine.config import CorpusConfig
     from cllm.engine.errors import CllmError
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import acquire_training_lock, default_model_path, release_training_lock
     from cllm.engine.spheres import SphereError
+    from cllm.engine.train import TrainCancelled
 
     from .words import exact_match
 
@@ -311,7 +336,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     report, close = _train_reporter(args.json)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args))
+                     explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore))
+    except TrainCancelled as exc:
+        return fail(str(exc), 130)
     except SphereError as exc:
         return fail(f"{exc} (the last checkpoint, if any, is intact)", 1)
     except CllmError as exc:
@@ -336,7 +363,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bpb += f", {exact_match(done.line_exact_match)}"
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
               f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
-              f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; model: {done.checkpoint}")
+              f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; "
+              f"{done.corpus_fraction:.1%} of the corpus's windows seen; model: {done.checkpoint}")
     return 130 if done.stop_reason == "cancelled" else 0
 
 

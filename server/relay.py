@@ -30,7 +30,13 @@ def _rate(value: Any) -> str:
 
 
 def progress_message(live: dict[str, Any]) -> str:
-    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s · ~7 min left" from the live training status."""
+    """ "epoch 3/10 · loss 2.41 · 3.1k tok/s · ~7 min left" from the live training status; before the first step,
+    the phase: "tokenize 120/820 MB"."""
+    phase, done, total = live.get("phase"), live.get("done"), live.get("total")
+    if "epoch" not in live and phase in ("scan", "tokenizer", "tokenize") and isinstance(done, int):
+        if live.get("unit") == "bytes":
+            return f"{phase} {done / 1e6:,.0f}" + (f"/{total / 1e6:,.0f}" if isinstance(total, int) else "") + " MB"
+        return f"{phase} {done:,}" + (f"/{total:,}" if isinstance(total, int) else "") + f" {live.get('unit', '')}"
     parts = []
     if "epoch" in live:
         parts.append(f"epoch {live['epoch']}/{live.get('epochs', '?')}")

@@ -7,7 +7,8 @@ Every editor configures the server alike, through `initializationOptions` or the
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
-name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn.
+name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn. `noGitignore`
+(true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git ignores.
 
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
@@ -36,6 +37,7 @@ TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
     "layers": ("layers", int, "--layers"),
     "heads": ("heads", int, "--heads"),
     "ffn": ("ffn", int, "--ffn"),
+    "noGitignore": ("no_gitignore", bool, "--no-gitignore"),
 }
 # Training started from an editor (the language server's Train command, the HTTP API, the dashboard) stops after
 # this many seconds unless the `training.timeBudget` setting (or the request) says otherwise; `cllm train` on the
@@ -46,6 +48,7 @@ TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.
 _TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
 _MAY_BE_ZERO = {"threads", "seed"}
 MAX_SETTING = 2**53  # JSON's exactly representable integers: far beyond any real setting, far below an overflow
+_SWITCHES = {name for name, kind, _ in TRAINING_KEYS.values() if kind is bool}  # flags without a value
 
 
 @dataclass
@@ -168,5 +171,8 @@ def train_arguments(options: dict[str, int | float]) -> list[str]:
     """The `cllm train` command-line flags for checked training options (python names)."""
     args: list[str] = []
     for name, value in options.items():
-        args += [TRAINING_FLAGS[name], str(value)]
+        if name in _SWITCHES:
+            args += [TRAINING_FLAGS[name]] if value else []
+        else:
+            args += [TRAINING_FLAGS[name], str(value)]
     return args

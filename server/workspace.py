@@ -44,8 +44,8 @@ import filelock
 
 from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.corpus import skip_counts, skip_summary
-from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, StartEvent, StepEvent, TrainingEvent,
-                                TrainingMetadata, event_from_json, to_wire)
+from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
+                                TrainingEvent, TrainingMetadata, event_from_json, to_wire)
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
 from cllm.engine.paths import model_dir as default_model_dir
 
@@ -401,7 +401,9 @@ class Workspace:
         """Keep the live training status from one trainer event."""
         with self._state_lock:
             live = self._training
-            if isinstance(event, StepEvent):
+            if isinstance(event, PhaseEvent):
+                live.update(phase=event.phase, done=event.done, total=event.total, unit=event.unit)
+            elif isinstance(event, StepEvent):
                 live.update(epoch=event.epoch, epochs=event.epochs, step=event.step, total_steps=event.total_steps,
                             loss=event.loss, tokens=event.tokens, tokens_per_second=event.tokens_per_second,
                             threads=event.threads, spheres=[sphere.to_json() for sphere in event.spheres],

@@ -1,6 +1,7 @@
 """engine/config.py: the time-budget policy that fills in the settings a user left unset."""
 
-from cllm.engine.config import BUDGET_FIELDS, BudgetPolicy, ModelConfig, TrainConfig, budget_defaults
+from cllm.engine.config import (BUDGET_FIELDS, BudgetPolicy, ModelConfig, TrainConfig, budget_defaults,
+                                budget_sample_bytes)
 
 MB = 1_000_000
 
@@ -39,3 +40,10 @@ def test_explicit_settings_always_win():
 
 def test_wider_models_keep_their_learning_rate():
     assert "lr" not in budget_defaults(MB, 600, ModelConfig(d_model=512), TrainConfig())
+
+
+def test_budget_sample_bytes_is_some_passes_over_what_the_budget_trains_on():
+    policy = BudgetPolicy()
+    assert budget_sample_bytes(None) is None
+    assert budget_sample_bytes(300) == int(policy.sample_passes * 300 * policy.tokens_per_second * policy.bytes_per_token)
+    assert budget_sample_bytes(600) == 2 * budget_sample_bytes(300)

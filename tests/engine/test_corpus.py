@@ -1,13 +1,14 @@
 """Workspace scan: the right files are taken, every other candidate is skipped with the right reason."""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from cllm.engine.config import CorpusConfig
-from cllm.engine.corpus import (FILE_MARKER, Document, format_stats, scan, skip_summary, split_documents, stats,
-                                write_consolidated)
+from cllm.engine.corpus import (FILE_MARKER, Document, IgnoreRule, format_stats, hidden_by_ignore_rules, sample_documents,
+                                scan, skip_summary, split_documents, stats, write_consolidated)
 
 MAIN_C = "#include \"util.h\"\n\nint main(void) {\n    return util();\n}\n"
 UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\nint util(void);\n#endif\n"
@@ -261,3 +262,91 @@ def test_stats_and_consolidated_file(tmp_path):
         f"{FILE_MARKER.format(path='e.c')}\n"
     )
     assert os.listdir(out.parent) == ["repo_code.txt"]
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def test_in_git_ignore_rules_apply_to_untracked_files_only(tmp_path):
+    root = tmp_path / "repo"
+    write(root, ".gitignore", "/*\n!/.gitignore\n")  # Debian's packaging rule: everything at the top level
+    write(root, "tracked/a.c", "int a;\n")
+    write(root, "untracked/b.c", "int b;\n")
+    write(root, "other/c.c", "int c;\n")
+    git(root, "init", "-q")
+    git(root, "add", "-f", "tracked/a.c")
+    write(root, "src/.gitignore", "gen.c\n")
+    write(root, "src/d.c", "int d;\n")
+    write(root, "src/gen.c", "int gen;\n")
+    result = scan(root)
+    assert result.in_git
+    assert sorted(doc.path for doc in result.documents) == ["tracked/a.c"]
+    assert dict(result.skipped)["untracked/"] == "ignored by .gitignore"
+    hidden = hidden_by_ignore_rules(result)
+    assert hidden == [(IgnoreRule(".gitignore", 1, "/*"), 4)], "untracked/b.c, other/c.c, src/d.c and src/gen.c"
+    git(root, "add", "-f", "src/d.c", "src/gen.c")
+    assert sorted(doc.path for doc in scan(root).documents) == ["src/d.c", "src/gen.c", "tracked/a.c"]
+
+
+def test_in_git_untracked_files_not_ignored_count(tmp_path):
+    root = tmp_path / "repo"
+    write(root, ".gitignore", "*.gen.c\n")
+    write(root, "new.c", "int fresh;\n")
+    write(root, "table.gen.c", "int t;\n")
+    git(root, "init", "-q")
+    result = scan(root / ".")
+    assert [doc.path for doc in result.documents] == ["new.c"]
+    assert result.skipped == [(".git/", "hidden folder"), ("table.gen.c", "ignored by .gitignore")]
+
+
+def test_a_folder_its_repository_ignores_is_scanned_as_outside_git(tmp_path):
+    root = tmp_path / "repo"
+    write(root, ".gitignore", "corpus/\n")
+    write(root, "corpus/.gitignore", "skip.c\n")
+    write(root, "corpus/keep.c", "int keep;\n")
+    write(root, "corpus/skip.c", "int skip;\n")
+    git(root, "init", "-q")
+    result = scan(root / "corpus")
+    assert not result.in_git
+    assert [doc.path for doc in result.documents] == ["keep.c"]
+
+
+def test_hidden_by_ignore_rules_names_the_file_and_line_outside_git(tmp_path):
+    root = tmp_path / "ws"
+    write(root, ".gitignore", "# packaging\n\n/*\n!/debian/\n")
+    write(root, "kernel/sched.c", "int s;\n")
+    write(root, "kernel/sched.h", "int h;\n")
+    write(root, "README", "text\n")
+    write(root, "lib/.gitignore", "*.c\n")
+    write(root, "lib/x.c", "int x;\n")
+    result = scan(root)
+    assert result.documents == []
+    rule = IgnoreRule(".gitignore", 3, "/*")
+    assert hidden_by_ignore_rules(result) == [(rule, 3)]
+    assert str(rule) == "'/*' (.gitignore line 3)"
+    kept = scan(root, CorpusConfig(gitignore=False))
+    assert sorted(doc.path for doc in kept.documents) == ["kernel/sched.c", "kernel/sched.h", "lib/x.c"]
+
+
+def test_scan_reports_progress_and_stops_when_progress_raises(tmp_path):
+    root = tmp_path / "ws"
+    for i in range(5):
+        write(root, f"f{i}.c", f"int f{i};\n")
+    seen = []
+    scan(root, progress=lambda done, expected: seen.append((done, expected)))
+    assert seen == [(i, None) for i in range(1, 6)]
+
+    def stop(done, expected):
+        if done == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        scan(root, progress=stop)
+
+
+def test_sample_documents_is_deterministic_bounded_and_whole_when_small():
+    docs = [Document(f"d{i}/f.c", "x" * 100, 100) for i in range(50)]
+    assert sample_documents(docs, 10_000) == docs
+    sample = sample_documents(docs, 1_000)
+    assert len(sample) == 10 and sample == sample_documents(list(reversed(docs)), 1_000)
+    assert sample != docs[:10], "spread over the tree, not the first files walked"

@@ -1,8 +1,11 @@
 """Windows, shuffling and the fill-in-the-middle transform of engine/data.py."""
 
+import os
+
 import numpy as np
 import pytest
 
+from cllm.engine import data
 from cllm.engine.corpus import Document
 from cllm.engine.data import (
     IGNORE,
@@ -12,7 +15,9 @@ from cllm.engine.data import (
     fill_batch,
     num_windows,
     sequential_plan,
+    spread_plan,
     stream_bytes,
+    token_file,
     token_stream,
 )
 from cllm.engine.tokenizer import Tokenizer
@@ -96,3 +101,22 @@ def test_token_stream_concatenates_documents_and_counts_their_bytes():
 @pytest.mark.parametrize("n_tokens, expected", [(0, 0), (1, 0), (2, 1), (9, 1), (10, 2)])
 def test_num_windows_edges(n_tokens, expected):
     assert num_windows(n_tokens, SEQ) == expected
+
+
+def test_token_file_is_the_token_stream_memory_mapped_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "ENCODE_CHUNK_BYTES", 40)  # several encode_batch calls
+    docs = [Document(f"d{i}/f.c", f"int f{i}(int x) {{ return x * {i}; }}\n" * (i + 1), 0) for i in range(6)]
+    tokenizer = Tokenizer.train([d.text for d in docs], 300)
+    progress = []
+    ids = token_file(docs, tokenizer, tmp_path, progress.append)
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
+    assert np.array_equal(ids, token_stream(docs, tokenizer))
+    assert len(progress) > 1 and sum(progress) == stream_bytes(docs)
+    assert os.listdir(tmp_path) == [], "the mapping alone holds the file"
+    assert token_file([], tokenizer, tmp_path).size == 0
+
+
+def test_spread_plan_takes_every_window_of_a_short_stream_and_an_even_sample_of_a_long_one():
+    assert np.array_equal(spread_plan(5, 8).order, sequential_plan(5).order)
+    plan = spread_plan(1000, 5)
+    assert plan.order.tolist() == [0, 250, 500, 749, 999] and not plan.fim.any()

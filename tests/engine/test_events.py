@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cllm.engine.events import (EVENT_TYPES, CheckpointEvent, DoneEvent, EpochEvent, EventError, FailedEvent,
-                                ResumePosition, RunSettings, RunStats, SkippedFile, SphereRecord, StartEvent, StepEvent,
-                                TrainingMetadata, camel_case, event_from_json, to_wire)
+                                PhaseEvent, ResumePosition, RunSettings, RunStats, SkippedFile, SphereRecord, StartEvent,
+                                StepEvent, TrainingMetadata, camel_case, event_from_json, to_wire)
 
 STATUS_TS = Path(__file__).resolve().parents[2] / "vscode-extension" / "src" / "status.ts"
 
@@ -32,8 +32,10 @@ EVENTS = [
     CheckpointEvent(path="/models/model.cllm"),
     DoneEvent(checkpoint="/models/model.cllm", steps=120, tokens=480_000, seconds=150.2, tokens_per_second=3196.0,
               final_loss=3.9, val_bits_per_byte=None, threads=2, spheres=12, load_imbalance=0.02,
-              sync_overhead=0.05, stop_reason="time_budget", epochs=3, line_exact_match=0.38),
+              sync_overhead=0.05, stop_reason="time_budget", epochs=3, line_exact_match=0.38, corpus_fraction=0.25),
     FailedEvent(message="no C files (.c, .h) to learn from in /ws"),
+    PhaseEvent(phase="scan", done=120, total=None, unit="files"),
+    PhaseEvent(phase="tokenize", done=30_000, total=30_000, unit="bytes"),
 ]
 METADATA = TrainingMetadata(
     train_config={"epochs": 10, "lr": 0.002, "max_steps": None}, workspace="/ws", files=8, train_files=["a.c", "b.h"],
@@ -55,8 +57,8 @@ def test_every_event_survives_json(event):
 
 
 def test_every_event_kind_is_covered():
-    assert {event.kind for event in EVENTS} == set(EVENT_TYPES) == {"start", "step", "epoch", "checkpoint", "done",
-                                                                    "error"}
+    assert {event.kind for event in EVENTS} == set(EVENT_TYPES) == {"phase", "start", "step", "epoch", "checkpoint",
+                                                                    "done", "error"}
 
 
 def test_training_metadata_survives_json_and_keeps_the_stored_shape():

@@ -1,7 +1,9 @@
 """engine/train.py on tiny models: learning, resume equivalence, stop rules, events, the model file."""
 
+import importlib
 import json
 import math
+import re
 import threading
 from dataclasses import replace
 
@@ -9,20 +11,22 @@ import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import load_checkpoint
-from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.config import CorpusConfig, ModelConfig, TrainConfig, budget_sample_bytes
 from cllm.engine.corpus import Document
-from cllm.engine.events import CheckpointEvent, EpochEvent, StepEvent
-from cllm.engine.train import TrainError, learning_rate, train, warmup_steps
+from cllm.engine.events import CheckpointEvent, EpochEvent, PhaseEvent, StepEvent
+from cllm.engine.train import TrainCancelled, TrainError, learning_rate, train, warmup_steps
 
+train_module = importlib.import_module("cllm.engine.train")  # the module (cllm.engine.train is the function)
 MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
 TRAIN = TrainConfig(epochs=3, batch_size=8, seq_len=32, grad_accum=2, lr=3e-3, warmup_steps=4, spheres=12,
                     threads=2, val_fraction=0.25, patience=5)
 
 
 def _run(source, out, cfg=TRAIN, **kw):
+    """The done event and the training events from the start event on (test_phases_* look at those before)."""
     events = []
     done = train(source, MODEL, cfg, out, events.append, **kw)
-    return done, events
+    return done, [event for event in events if not isinstance(event, PhaseEvent)]
 
 
 def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, tmp_path):
@@ -152,3 +156,89 @@ def test_explicit_settings_let_a_budgeted_run_pick_the_rest_and_record_them(c_wo
     assert meta["train_config"]["grad_accum"] == 1 and meta["train_config"]["epochs"] == 1
     _, plain = _run(c_workspace, tmp_path / "plain.cllm", cfg)  # explicit=None: the configs are final
     assert plain[0].auto == [] and plain[0].settings.grad_accum == TRAIN.grad_accum
+
+
+def test_phases_report_progress_before_the_start_event(c_workspace, tmp_path):
+    events = []
+    done = train(c_workspace, MODEL, replace(TRAIN, epochs=1), tmp_path / "m.cllm", events.append)
+    start = next(i for i, event in enumerate(events) if event.kind == "start")
+    phases = events[:start]
+    assert all(isinstance(event, PhaseEvent) for event in phases) and not any(
+        isinstance(event, PhaseEvent) for event in events[start:])
+    ends = {event.phase: event for event in phases if event.done == event.total}
+    assert list(ends) == ["scan", "tokenizer", "tokenize"]
+    assert ends["scan"].done == events[start].files and ends["scan"].unit == "files"
+    assert ends["tokenizer"].unit == ends["tokenize"].unit == "bytes"
+    assert ends["tokenize"].done >= ends["tokenizer"].done >= events[start].corpus["bytes"] * 0.5
+    assert phases[-1] == PhaseEvent(phase="train", done=0, total=events[start].total_steps, unit="steps")
+    assert done.corpus_fraction == 1.0
+
+
+@pytest.mark.parametrize("phase", ["scan", "tokenizer", "tokenize"])
+def test_cancel_in_a_phase_before_the_first_step_writes_no_model(c_workspace, tmp_path, phase):
+    cancel = threading.Event()
+    out = tmp_path / "m.cllm"
+
+    def on_event(event):
+        if isinstance(event, PhaseEvent) and event.phase == phase:
+            cancel.set()
+
+    with pytest.raises(TrainCancelled, match=f"cancelled during the {phase} phase, before the first step"):
+        train(c_workspace, MODEL, TRAIN, out, on_event, cancel=cancel)
+    assert not out.exists() and not list(tmp_path.glob(".tokens-*")), "no model, no token file left behind"
+
+
+def test_cancel_during_validation_ends_the_run_with_the_model_written(c_workspace, tmp_path, monkeypatch):
+    cancel = threading.Event()
+    evaluate = train_module._Run._evaluate
+
+    def cancelled_midway(run, params):
+        cancel.set()
+        return evaluate(run, params)
+
+    monkeypatch.setattr(train_module._Run, "_evaluate", cancelled_midway)
+    done = train(c_workspace, MODEL, replace(TRAIN, epochs=3), tmp_path / "m.cllm", cancel=cancel)
+    assert done.stop_reason == "cancelled" and done.epochs == 1 and done.val_bits_per_byte is None
+    assert load_checkpoint(tmp_path / "m.cllm").metadata["steps"] == done.steps
+
+
+def test_validation_scores_an_even_sample_of_a_long_held_out_stream(c_workspace, tmp_path, monkeypatch):
+    scored = []
+    evaluate = train_module._Run._evaluate
+
+    def recording(run, params):
+        result = evaluate(run, params)
+        scored.append((result[1], run.data.val_stream.size))
+        return result
+
+    monkeypatch.setattr(train_module._Run, "_evaluate", recording)
+    monkeypatch.setattr(train_module, "VALIDATION_WINDOWS", 2)
+    done = train(c_workspace, MODEL, replace(TRAIN, epochs=2), tmp_path / "m.cllm")
+    tokens, stream = scored[0]
+    assert len(scored) == 2 and scored[0] == scored[1], "the same windows at every validation"
+    assert 0 < tokens <= 2 * TRAIN.seq_len < stream - 1
+    assert done.val_bits_per_byte is not None and math.isfinite(done.val_bits_per_byte)
+
+
+def test_no_c_files_names_the_ignore_rule_and_no_gitignore_overrides(tmp_path):
+    root = tmp_path / "ws"
+    (root / "kernel").mkdir(parents=True)
+    (root / ".gitignore").write_text("# Debian packaging\n/*\n!/debian/\n")
+    for name in ("a.c", "b.c", "c.h"):
+        (root / "kernel" / name).write_text(f"int {name[0]}(int x) {{ return x + 1; }}\n" * 40)
+    with pytest.raises(TrainError, match=re.escape(
+            "ignore rules hide 3 C files (3 by '/*' (.gitignore line 2)); train with --no-gitignore")):
+        train(root, MODEL, TRAIN, tmp_path / "m.cllm")
+    done = train(root, MODEL, replace(TRAIN, max_steps=1), tmp_path / "m.cllm",
+                 corpus_config=CorpusConfig(gitignore=False))
+    assert done.steps == 1 and load_checkpoint(tmp_path / "m.cllm").metadata["files"] == 3
+
+
+def test_a_time_budget_trains_on_a_sample_of_a_tree_too_big_for_it(c_workspace, tmp_path):
+    limit = budget_sample_bytes(0.09)
+    assert 4_000 < limit < 5_000, "about three of the eight 1.4 KB files"
+    done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, time_budget=0.09))
+    meta = load_checkpoint(tmp_path / "m.cllm").metadata
+    assert 1 <= len(meta["train_files"]) < events[0].files - len(meta["val_files"])
+    assert events[0].train_files == len(meta["train_files"])
+    assert 0 < done.corpus_fraction < len(meta["train_files"]) / 6

@@ -31,6 +31,12 @@ def test_json_mode_prints_only_events_ending_with_done(c_workspace, cache_home):
                            "--json", *TINY], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
+    phases = [e for e in events if e["event"] == "phase"]
+    assert [e["event"] for e in events[:len(phases)]] == ["phase"] * len(phases), "every phase before the start"
+    ended = [p["phase"] for p in phases if p["done"] == p["total"]]
+    assert list(dict.fromkeys(ended)) == ["scan", "tokenizer", "tokenize"], "each ends with done == total, in order"
+    assert phases[-1]["phase"] == "train" and phases[-1]["unit"] == "steps"
+    events = events[len(phases):]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "step" in kinds and kinds.count("epoch") == 2
     done = events[-1]
@@ -61,6 +67,16 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert out == "" and err.strip() == f"cllm train: error: no C files (.c, .h) to learn from in {(tmp_path / 'empty').resolve()}"
 
 
+def test_c_files_hidden_by_an_ignore_rule_are_counted_and_the_flag_named(tmp_path, capsys):
+    (tmp_path / "ws" / "src").mkdir(parents=True)
+    (tmp_path / "ws" / ".gitignore").write_text("/*\n")
+    (tmp_path / "ws" / "src" / "a.c").write_text("int a;\n")
+    assert main(["train", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ignore rules hide 1 C file (1 by '/*' (.gitignore line 1))" in err
+    assert "--no-gitignore" in err
+
+
 def test_bad_flag_values_and_model_flags_on_resume_are_refused(c_workspace, tmp_path, capsys):
     assert main(["train", str(c_workspace), "--epochs", "0"]) == 2
     assert "argument --epochs: must be a whole number >= 1, got '0'" in capsys.readouterr().err
@@ -87,7 +103,11 @@ def test_resume_continues_from_the_checkpoint_settings(c_workspace, tmp_path, ca
     capsys.readouterr()
     assert main(["train", str(c_workspace), "--out", str(out), "--resume", str(out), "--max-steps", "5", "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert events[0]["step"] == 3 and events[0]["resumed_from"] == str(out)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["step"] == 3 and start["resumed_from"] == str(out)
+    train_phase = next(e for e in events if e["event"] == "phase" and e["phase"] == "train")
+    assert train_phase["done"] == 3 and train_phase["total"] == start["total_steps"]
+    assert "tokenizer" not in {e.get("phase") for e in events}, "a resumed run keeps its tokenizer"
     assert events[-1]["steps"] == 5 and events[-1]["threads"] == 2
 
 
@@ -117,7 +137,7 @@ def test_a_time_budget_picks_what_the_flags_leave_unset(c_workspace, tmp_path, c
     shape = [flag for flag in TINY if flag not in ("--vocab-size", "300", "--grad-accum", "1")]
     assert main(["train", str(c_workspace), "--out", str(out), "--json", "--time-budget", "60", "--epochs", "1",
                  "--lr", "0.003", *shape]) == 0
-    start = json.loads(capsys.readouterr().out.splitlines()[0])
+    start = next(e for e in map(json.loads, capsys.readouterr().out.splitlines()) if e["event"] == "start")
     assert start["auto"] == ["dropout", "grad_accum", "vocab_size"]  # --lr and --epochs were given
     assert start["settings"]["lr"] == 0.003 and start["settings"]["grad_accum"] == 1 and start["epochs"] == 1
     train_config = load_checkpoint(out).metadata["train_config"]
@@ -141,7 +161,7 @@ def test_text_mode_prints_a_summary_of_skipped_files(c_workspace, tmp_path, caps
 def test_json_mode_lists_every_skipped_path_with_its_reason(c_workspace, tmp_path, capsys):
     write_skipped_files(c_workspace)
     assert main(["train", str(c_workspace), "--out", str(tmp_path / "m.cllm"), "--max-steps", "1", "--json", *TINY]) == 0
-    start = json.loads(capsys.readouterr().out.splitlines()[0])
+    start = next(e for e in map(json.loads, capsys.readouterr().out.splitlines()) if e["event"] == "start")
     assert start["skipped"] == [
         {"path": "blob1.c", "reason": "binary (contains NUL bytes)"},
         {"path": "blob2.h", "reason": "binary (contains NUL bytes)"},

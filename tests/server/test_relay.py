@@ -12,6 +12,13 @@ def test_progress_messages_read_like_the_issue():
     assert progress_message({}) == "starting"
 
 
+def test_progress_messages_name_the_phase_before_the_first_step():
+    assert progress_message({"phase": "scan", "done": 1200, "total": None, "unit": "files"}) == "scan 1,200 files"
+    tokenize = {"phase": "tokenize", "done": 120_000_000, "total": 820_000_000, "unit": "bytes"}
+    assert progress_message(tokenize) == "tokenize 120/820 MB"
+    assert progress_message({**tokenize, "phase": "train", "epoch": 1, "epochs": 2}) == "epoch 1/2"
+
+
 def test_progress_messages_say_the_time_left():
     live = {"epoch": 1, "epochs": 4, "loss": 3.0, "tokensPerSecond": 2000.0, "secondsRemaining": 412.5}
     assert progress_message(live) == "epoch 1/4 · loss 3.00 · 2.0k tok/s · ~7 min left"

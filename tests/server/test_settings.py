@@ -46,3 +46,12 @@ def test_huge_numbers_are_problems_not_crashes():
     good, problems = check_training({"epochs": 10**400, "lr": -10**400, "seed": 2**53})
     assert good == {"seed": 2**53}
     assert len(problems) == 2 and all("out of range" in p for p in problems)
+
+
+def test_no_gitignore_is_a_switch_flag():
+    settings, problems = parse_settings({"training": {"noGitignore": True, "epochs": 2}})
+    assert problems == [] and settings.training == {"no_gitignore": True, "epochs": 2}
+    assert train_arguments(settings.training) == ["--no-gitignore", "--epochs", "2"]
+    assert train_arguments({"no_gitignore": False}) == []
+    assert parse_settings({"training": {"noGitignore": "yes"}})[1] == [
+        "setting cllm.training.noGitignore must be true or false, got 'yes'"]

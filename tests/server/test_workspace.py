@@ -168,11 +168,13 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     assert finished.wait(240), "training did not finish"
     kinds = [e["event"] for e in events]
     assert kinds[0] == "training_started" and kinds[-2:] == ["model_loaded", "training_finished"]
-    assert {"start", "step", "done"} <= set(kinds)
+    assert {"phase", "start", "step", "done"} <= set(kinds)
+    assert {e["phase"] for e in events if e["event"] == "phase"} >= {"scan", "tokenizer", "tokenize", "train"}
     assert events[-1]["state"] == "done"
     assert workspace.model.config.n_layers == 1
     status = workspace.status()
     assert status["training"]["state"] == "done" and status["training"]["percent"] == 100
+    assert status["training"]["phase"] == "train" and status["training"]["unit"] == "steps"
     assert status["model"]["files"] == 8 and status["model"]["lastLoss"] is not None
     assert 0.0 <= status["model"]["lineExactMatch"] <= 1.0  # the held-out number the status bar shows
     assert status["training"]["lineExactMatch"] == status["model"]["lineExactMatch"]
