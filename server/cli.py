@@ -172,6 +172,10 @@ def _lsp_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lsp", help="run the language server on stdio")
     p.add_argument("--stdio", action="store_true", help="accepted for clients that pass it: stdio is the transport")
     p.add_argument("--http-port", type=_PORT, help="also serve the workspace over HTTP on this loopback port (default: off)")
+    p.add_argument("--with", dest="with_server", nargs=argparse.REMAINDER, metavar="SERVER ...",
+                   help="start the language server SERVER (with the arguments that follow) too and serve both as one: "
+                        "its answers plus cllm's completions, for clients that run one server per language; the last option "
+                        "(default: cllm alone)")
     p.set_defaults(handler=_cmd_lsp)
 
 
@@ -612,7 +616,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_lsp(args: argparse.Namespace) -> int:
-    """Run the language server on stdio (optionally also the HTTP API of the first workspace folder)."""
+    """Run the language server on stdio (optionally also the HTTP API of the first workspace folder), alone or
+    with another server behind the same connection (--with)."""
+    if args.with_server is not None:
+        if not args.with_server:
+            print("cllm lsp: error: --with needs a server command, e.g. --with clangd", file=sys.stderr)
+            return 2
+        from cllm.server.proxy import run_proxy
+
+        return run_proxy(args.with_server, [] if args.http_port is None else ["--http-port", str(args.http_port)])
     from cllm.server.lsp import run_stdio
 
     return run_stdio(http_port=args.http_port)

@@ -32,7 +32,7 @@ from . import __version__ as SERVER_VERSION
 from .positions import Suggestion, complete_at, is_c_document
 from .protocol import CllmProtocol, serve_stdio
 from .relay import TrainingRelay
-from .settings import TRAINING_KEYS, parse_settings
+from .settings import TRAINING_KEYS, layer_settings, parse_settings
 from .worker import LSP
 from .workspace import Workspace
 
@@ -51,7 +51,7 @@ CMD_DASHBOARD = "cllm.dashboard"
 
 def cllm_section(raw: Any) -> Any:
     """The `cllm` object from initializationOptions or didChangeConfiguration (wrapped or not)."""
-    if isinstance(raw, dict) and isinstance(raw.get("cllm"), dict):
+    if isinstance(raw, dict) and "cllm" in raw:
         return raw["cllm"]
     return raw
 
@@ -88,7 +88,8 @@ class CllmServer(LanguageServer):
         self.http: dict[Path, HttpServer] = {}
         self._http_lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.raw_settings: Any = None
+        self.initial_settings: Any = None  # the `cllm` object of initializationOptions: the base layer
+        self.raw_settings: Any = None  # the settings in force (settings.layer_settings)
         self.workspaces: dict[Path, Workspace] = {}
         self.relays: dict[Path, TrainingRelay] = {}
         self.progress_tokens: dict[str, Workspace] = {}
@@ -248,7 +249,7 @@ def build_server(http_port: int | None = None) -> CllmServer:
     @server.feature(types.INITIALIZE)
     async def initialize(ls: CllmServer, params: types.InitializeParams) -> None:
         ls.loop = asyncio.get_running_loop()
-        ls.raw_settings = cllm_section(params.initialization_options)
+        ls.initial_settings = ls.raw_settings = cllm_section(params.initialization_options)
         folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
         for uri in folders:
             path = to_fs_path(uri)
@@ -269,6 +270,8 @@ def build_server(http_port: int | None = None) -> CllmServer:
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: CllmServer, params: types.DidChangeConfigurationParams) -> None:
+        """Lay the client's `cllm` section (sent along, else pulled) over initializationOptions; no section
+        leaves them in force."""
         settings = params.settings
         if not (isinstance(settings, dict) and "cllm" in settings):
             workspace_caps = ls.client_capabilities.workspace
@@ -277,9 +280,8 @@ def build_server(http_port: int | None = None) -> CllmServer:
             items = [types.ConfigurationItem(section="cllm")]
             answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
             settings = answer[0] if answer else None
-        ls.raw_settings = cllm_section(settings)
-        problems = parse_settings(ls.raw_settings)[1]
-        ls.report_problems(problems)
+        ls.raw_settings, problems = layer_settings(ls.initial_settings, cllm_section(settings))
+        ls.report_problems(problems + parse_settings(ls.raw_settings)[1])
         for workspace in list(ls.workspaces.values()):
             await workspace.worker.submit(lambda _cancel, w=workspace: w.update_settings(ls.raw_settings), face=LSP)
 
@@ -318,13 +320,14 @@ def build_server(http_port: int | None = None) -> CllmServer:
         return types.CompletionList(is_incomplete=True, items=[item])
 
     @server.command(CMD_TRAIN)
-    def train_workspace(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    async def train_workspace(ls: CllmServer, *args: Any) -> dict[str, Any]:
+        """Start training; on the worker, so that the settings changes received before apply first."""
         workspace, overrides, problems = ls.command_target(args)
         if problems:
             return {"started": False, "reason": "; ".join(problems)}
         if workspace is None:
             return {"started": False, "reason": "no such workspace folder is open"}
-        result = workspace.start_training(**overrides)
+        result = await workspace.worker.submit(lambda _cancel: workspace.start_training(**overrides), face=LSP)
         if not result.get("started"):
             ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
                                                            message=f"cllm: {result.get('reason')}"))

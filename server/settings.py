@@ -1,7 +1,7 @@
 """The `cllm` settings section: what editors may configure, checked once and turned into plain values.
 
 Every editor configures the server alike, through `initializationOptions` or the `cllm` section of
-`workspace/didChangeConfiguration`:
+`workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
     {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path",
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
@@ -12,6 +12,10 @@ name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, laye
 
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
+
+Layers (`layer_settings`): initializationOptions are the base and the client's `cllm` section is laid over
+them key by key (`training` too; null clears a key). A client with no section at all (eglot sends `{"settings": {}}` and answers
+the pull with null) leaves initializationOptions in force.
 """
 
 from __future__ import annotations
@@ -146,6 +150,28 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
         else:
             problems.append(f"unknown setting cllm.{key} (ignored)")
     return settings, problems
+
+
+def layer_settings(base: Any, section: Any) -> tuple[Any, list[str]]:
+    """The settings in force: `base` (initializationOptions) with the client's `cllm` section over it, and the
+    problem when the section is not an object (then `base` stays in force).
+
+    A null or empty section changes nothing. Each key of the section replaces the base's, `training` key by
+    key; a key set to null goes back to the engine's default (how a client says a setting was cleared)."""
+    if section is None:
+        return base, []
+    if not isinstance(section, dict):
+        return base, [f"settings for cllm must be an object, got {section!r}"]
+    merged = dict(base) if isinstance(base, dict) else {}
+    for key, value in section.items():
+        if key == "training" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _without_nulls({**merged[key], **value})
+        merged[key] = value
+    return _without_nulls(merged), []
+
+
+def _without_nulls(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _parse_training(raw: Any) -> tuple[dict[str, int | float], list[str]]:

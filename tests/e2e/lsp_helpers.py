@@ -50,10 +50,10 @@ def model_folder(tmp: Path, model: Path | None) -> Path:
 
 @contextlib.asynccontextmanager
 async def lsp_session(root: Path, options: dict[str, Any] | None, cache: Path, capabilities: str = "visual-studio-code",
-                      extra_folders: tuple[Path, ...] = ()) -> AsyncIterator[LanguageClient]:
-    """A pytest-lsp client connected to `cllm lsp` and initialized on `root` (and `extra_folders`) with
+                      extra_folders: tuple[Path, ...] = (), args: tuple[str, ...] = ()) -> AsyncIterator[LanguageClient]:
+    """A pytest-lsp client connected to `cllm lsp ARGS...` and initialized on `root` (and `extra_folders`) with
     initializationOptions."""
-    config = ClientServerConfig(server_command=SERVER_COMMAND, server_env=server_env(cache))
+    config = ClientServerConfig(server_command=[*SERVER_COMMAND, *args], server_env=server_env(cache))
     client = await config.start()
     client.activity = []  # type: ignore[attr-defined]
 

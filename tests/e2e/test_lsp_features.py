@@ -218,3 +218,29 @@ async def test_each_workspace_folder_has_its_own_workspace(tmp_path: Path, tiny_
     assert [m.message for m in client.messages if "first" in m.message and "Train on Workspace" in m.message]
     assert status["workspace"] == str(third.resolve()) and status["model"]["present"] is False
     assert sorted(status["workspaces"]) == sorted([str(second.resolve()), str(third.resolve())])
+
+
+async def test_eglot_sending_no_section_keeps_the_initialization_options(tiny_ws: Path, tmp_path: Path,
+                                                                          tiny_model_path: Path):
+    """Emacs + eglot 1.9 exactly: initializationOptions, then didChangeConfiguration {"settings": {}}, and
+    the workspace/configuration pull answered [null] (no `cllm` section in eglot-workspace-configuration)."""
+    folder = model_folder(tmp_path, tiny_model_path)
+    options = {"modelDir": str(folder), "maxTokens": 16}
+    async with lsp_session(tiny_ws, options, tmp_path / "cache", capabilities="emacs") as client:
+        pulled: list[str | None] = []
+        answer = client.get_configuration
+
+        def record(section: str | None = None, scope_uri: str | None = None):
+            pulled.append(section)
+            return answer(section=section, scope_uri=scope_uri)
+
+        client.get_configuration = record
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={}))
+        assert await wait_until(lambda: pulled, 10), "the server did not pull its section"
+        uri = open_c(client, tiny_ws / "src/main.c", MAIN[:CUT])
+        result = await client.text_document_inline_completion_async(inline_params(uri, end_position(MAIN[:CUT])))
+        status = await execute(client, "cllm.status")
+    assert pulled == ["cllm"] and answer(section="cllm") is None  # the client answered [null]
+    assert status["modelDir"] == str(folder.resolve()) and status["model"]["present"] is True
+    assert result.items and [item.insert_text for item in result.items] == [
+        expected(tiny_model_path, MAIN[:CUT], "", "src/main.c", max_tokens=16)]

@@ -114,3 +114,20 @@ async def test_bad_training_options_and_a_busy_workspace_are_refused(c_workspace
     assert bad["started"] is False and "colour" in bad["reason"]
     assert elsewhere["started"] is False
     assert status["training"]["state"] == "idle"
+
+
+async def test_a_settings_section_overrides_the_initialization_options_key_by_key(c_workspace: Path, tmp_path: Path):
+    folder = model_folder(tmp_path, None)
+    options = {"modelDir": str(folder), "training": {**TINY_TRAINING, "timeBudget": 600}}
+    async with lsp_session(c_workspace, options, tmp_path / "cache", capabilities="emacs") as client:
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"cllm": {"training": {"maxSteps": 6, "layers": 2}}}))
+        started = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "training never ended"
+        status = await execute(client, "cllm.status")
+    assert started == {"started": True}
+    assert status["training"]["state"] == "done"
+    assert status["model"]["path"] == str((folder / "model.cllm").resolve())  # modelDir from initializationOptions
+    assert status["model"]["steps"] == 6 and status["model"]["config"]["layers"] == 2  # the section's keys
+    assert status["model"]["config"]["dModel"] == TINY_TRAINING["dModel"]  # the rest from initializationOptions
+    assert not list((tmp_path / "cache").rglob("model.cllm*"))  # nothing trained into the cache folder

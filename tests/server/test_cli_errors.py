@@ -37,7 +37,7 @@ BAD_COMMAND_LINES = [
     "complete MISSING --file WS --offset 0", "complete MISSING --file MISSING --offset 0", "complete MISSING --offset 3 --prompt x",
     "info", "info MISSING", "info FIFO", "info EMPTY", "info WS --bogus",
     "eval MISSING", "eval FIFO", "eval MISSING --positions -1", "eval MISSING --positions many",
-    "lsp --http-port 99999", "lsp --http-port x",
+    "lsp --http-port 99999", "lsp --http-port x", "lsp --with", "lsp --with MISSING",
     "serve --port 99999", "serve --port -1", "serve --port http", "serve --workspace MISSING",
 ]
 

@@ -44,4 +44,9 @@ def test_every_option_shows_its_default(name, capsys):
 
 def test_lsp_accepts_stdio_as_clients_pass_it():
     args = build_parser().parse_args(["lsp", "--stdio"])
-    assert args.command == "lsp" and args.stdio is True
+    assert args.command == "lsp" and args.stdio is True and args.with_server is None
+
+
+def test_lsp_with_takes_the_rest_as_the_server_command():
+    args = build_parser().parse_args(["lsp", "--stdio", "--with", "clangd", "--background-index", "--log=error"])
+    assert args.with_server == ["clangd", "--background-index", "--log=error"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cllm.server.settings import Settings, check_training, parse_settings, train_arguments
+from cllm.server.settings import Settings, check_training, layer_settings, parse_settings, train_arguments
 
 
 def test_good_settings_are_taken():
@@ -55,3 +55,35 @@ def test_no_gitignore_is_a_switch_flag():
     assert train_arguments({"no_gitignore": False}) == []
     assert parse_settings({"training": {"noGitignore": "yes"}})[1] == [
         "setting cllm.training.noGitignore must be true or false, got 'yes'"]
+
+
+BASE = {"modelDir": "/m", "maxTokens": 8, "training": {"timeBudget": 60, "maxSteps": 4}}
+
+
+def test_no_section_leaves_the_initialization_options_in_force():
+    # eglot: didChangeConfiguration {"settings": {}} and the pull answered [null]
+    assert layer_settings(BASE, None) == (BASE, [])
+    assert layer_settings(BASE, {}) == (BASE, [])
+
+
+def test_a_section_overrides_key_by_key_and_training_too():
+    merged, problems = layer_settings(BASE, {"maxTokens": 16, "training": {"maxSteps": 9, "epochs": 2}})
+    assert problems == []
+    assert merged == {"modelDir": "/m", "maxTokens": 16, "training": {"timeBudget": 60, "maxSteps": 9, "epochs": 2}}
+    assert BASE["training"] == {"timeBudget": 60, "maxSteps": 4}  # the base is not changed
+
+
+def test_a_null_key_goes_back_to_the_default():
+    merged, _ = layer_settings(BASE, {"modelDir": None, "training": {"timeBudget": None}})
+    assert merged == {"maxTokens": 8, "training": {"maxSteps": 4}}
+    assert parse_settings(merged)[0].model_dir is None
+
+
+def test_a_section_that_is_not_an_object_is_reported_and_the_base_stays():
+    merged, problems = layer_settings(BASE, [1])
+    assert merged == BASE and problems == ["settings for cllm must be an object, got [1]"]
+
+
+def test_a_section_over_no_base_is_the_section():
+    assert layer_settings(None, {"enable": False}) == ({"enable": False}, [])
+    assert layer_settings({}, {"training": {"epochs": 1}}) == ({"training": {"epochs": 1}}, [])
