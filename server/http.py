@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -43,7 +44,7 @@ from aiohttp.abc import AbstractAccessLogger
 from cllm.engine.events import to_wire
 from cllm.engine.generate import MAX_TEMPERATURE
 
-from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
+from .http_security import API_KEY_ENV, MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, is_loopback_host, stable_token
 from .settings import parse_settings
 from .worker import HTTP
 
@@ -571,19 +572,17 @@ class HttpServer:
         return f"{self.url}/?token={self.policy.token}"
 
     async def close(self) -> None:
-        """Stop serving and remove the token file if it is still ours."""
+        """Stop serving (the token file stays: it is the workspace's stable key)."""
         await self.runner.cleanup()
-        with contextlib.suppress(OSError):
-            if self.token_path.read_text(encoding="ascii") == self.policy.token:
-                self.token_path.unlink()
 
 
 async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
-                     allow_remote: bool = False) -> HttpServer:
+                     allow_remote: bool = False, api_key: str | None = None) -> HttpServer:
     """Serve `workspace` over HTTP inside the running event loop; port 0 picks a free one.
 
-    Generates the token and writes it (0600) to `workspace.token_path`. A non-loopback `host` is refused unless
-    `allow_remote` is set (then a warning is logged). Call `await server.close()` to stop.
+    The token is `api_key`, else $CLLM_API_KEY, else the workspace's token file, created once (0600) and
+    reused (http_security.stable_token). A non-loopback `host` is refused unless `allow_remote` is set (then a
+    warning is logged). Call `await server.close()` to stop.
     """
     if not is_loopback_host(host):
         if not allow_remote:
@@ -591,26 +590,27 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
                              "the model server to other machines")
         log.warning("listening on %s: the model server is reachable from other machines (token still required)",
                     host)
-    policy = AccessPolicy(bind_host=host, port=port, token=generate_token(), allowed_roots=(Path(workspace.root),))
+    token_path = Path(workspace.token_path)
+    token = stable_token(token_path, api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None)
+    policy = AccessPolicy(bind_host=host, port=port, token=token, allowed_roots=(Path(workspace.root),))
     runner = web.AppRunner(create_app(workspace, policy), access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0)
     await runner.setup()
-    token_path = Path(workspace.token_path)
     try:
         await web.TCPSite(runner, host, port).start()
         policy.port = runner.addresses[0][1]
-        write_token(token_path, policy.token)
-    except OSError:  # port taken, or the model folder not writable: stop serving before reporting it
+    except OSError:  # the port is taken: stop serving before reporting it
         await runner.cleanup()
         raise
     return HttpServer(runner, policy, token_path)
 
 
-def run_server(workspace: Any, host: str, port: int, *, allow_remote: bool = False) -> None:
+def run_server(workspace: Any, host: str, port: int, *, allow_remote: bool = False,
+               api_key: str | None = None) -> None:
     """`cllm serve`: serve until SIGINT/SIGTERM, printing the address and the dashboard link (with the token
     only when stdout is a terminal: the token must not end up in log files)."""
 
     async def main() -> None:
-        server = await serve_http(workspace, host, port, allow_remote=allow_remote)
+        server = await serve_http(workspace, host, port, allow_remote=allow_remote, api_key=api_key)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

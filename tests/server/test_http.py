@@ -328,6 +328,30 @@ async def test_a_token_that_cannot_be_written_stops_the_server_it_started(worksp
     await again.close()
 
 
+async def test_the_key_is_stable_across_starts_and_shared_by_servers_on_one_folder(workspace, monkeypatch):
+    first = await serve_http(workspace, "127.0.0.1", 0)
+    second = await serve_http(workspace, "127.0.0.1", 0)  # a second server on the same model folder
+    await first.close()
+    again = await serve_http(workspace, "127.0.0.1", 0)
+    try:
+        assert first.policy.token == second.policy.token == again.policy.token == workspace.token_path.read_text()
+        async with aiohttp.ClientSession() as session:
+            for server in (second, again):
+                async with session.post(f"{server.url}/v1/completions", json={"prompt": PROMPT, "max_tokens": 2},
+                                        headers={"Authorization": f"Bearer {first.policy.token}"}) as response:
+                    assert response.status == 200
+    finally:
+        await second.close()
+        await again.close()
+    monkeypatch.setenv("CLLM_API_KEY", "from-the-environment")
+    from_env = await serve_http(workspace, "127.0.0.1", 0)
+    given = await serve_http(workspace, "127.0.0.1", 0, api_key="given-key")
+    await from_env.close()
+    await given.close()
+    assert (from_env.policy.token, given.policy.token) == ("from-the-environment", "given-key")
+    assert workspace.token_path.read_text() == first.policy.token, "an explicit key leaves the token file alone"
+
+
 # ------------------------------------------------------------------------------------------- cllm serve
 
 
@@ -356,4 +380,4 @@ async def test_cllm_serve_command(tmp_path: Path):
     finally:
         server.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(server.wait(), 30) == 0
-    assert not (model_dir / "token").exists()
+    assert (model_dir / "token").read_text() == token, "the key outlives the server"
