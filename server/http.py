@@ -51,8 +51,8 @@ from aiohttp.abc import AbstractAccessLogger
 from cllm.engine.events import to_wire
 from cllm.engine.generate import MAX_TEMPERATURE
 
-from .http_security import API_KEY_ENV, MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, is_loopback_host, stable_token
 from .fim import split_fim_prompt
+from .http_security import API_KEY_ENV, MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, is_loopback_host, stable_token
 from .http_stream import stream_completions
 from .llama_api import (HEALTHY, NO_MODEL_TYPE, LlamaRequest, LlamaRequestError, final_object, parse_infill,
                         piece_object)
@@ -368,8 +368,8 @@ def _complete_one(workspace: Any, prompt: str, req: CompletionRequest, cancel: t
     return completion, (completion.prompt_tokens if completion is not None else 0)
 
 
-async def run_completions(request: web.Request, req: CompletionRequest,
-                          on_text: Callable[[int, str], None] | None = None) -> list[tuple[Any, int]]:
+async def _run_completions(request: web.Request, req: CompletionRequest,
+                           on_text: Callable[[int, str], None] | None = None) -> list[tuple[Any, int]]:
     """Complete every prompt on the workspace's worker: [(Completion, prompt_tokens)]; 429/503 as needed.
     `on_text(prompt index, piece)` streams the text as it is generated (on the worker thread).
     A request whose client goes away stops its running completion (the awaiting task is cancelled)."""
@@ -414,7 +414,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": MODEL_ID}
     if not req.stream:
-        results = await run_completions(request, req)
+        results = await _run_completions(request, req)
         choices = [{"text": c.text, "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None}
                    for i, (c, _) in enumerate(results)]
         return web.json_response({**head, "choices": choices, "usage": _usage(results)})
@@ -427,7 +427,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                                                         "logprobs": None}]})
 
     try:
-        results = await stream_completions(lambda on_text: run_completions(request, req, on_text), send)
+        results = await stream_completions(lambda on_text: _run_completions(request, req, on_text), send)
         if not response.prepared:
             await response.prepare(request)
         for i, (c, _) in enumerate(results):
@@ -474,7 +474,7 @@ async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequ
     if llama.warm_only:  # n_predict 0: llama.cpp only fills its cache; nothing to generate here
         return web.json_response(final_object(None, llama, *settings))
     if not llama.stream:
-        [(completion, _)] = await run_completions(request, req)
+        [(completion, _)] = await _run_completions(request, req)
         return web.json_response(final_object(completion, llama, *settings))
     response = web.StreamResponse(headers=SSE_HEADERS)
 
@@ -484,7 +484,7 @@ async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequ
         await _send_sse(response, piece_object(text))
 
     try:
-        [(completion, _)] = await stream_completions(lambda on_text: run_completions(request, req, on_text), send)
+        [(completion, _)] = await stream_completions(lambda on_text: _run_completions(request, req, on_text), send)
         if not response.prepared:
             await response.prepare(request)
         await _send_sse(response, final_object(completion, llama, *settings))
