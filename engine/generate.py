@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -357,11 +357,13 @@ class Completer:
         return self.scorer is not None
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
-                 path: str | None = None, doc_key: Any = None,
-                 cancel: threading.Event | None = None) -> Completion:
+                 path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
         """Complete between `prefix` and `suffix`; reuses the cache of `doc_key`'s previous request.
 
-        Returns promptly with stop_reason "cancelled" once `cancel` is set (checked between tokens)."""
+        Returns promptly with stop_reason "cancelled" once `cancel` is set (checked between tokens). `on_text`,
+        when given, is called on this thread with each piece of the suggestion as soon as no later token can
+        change it (StopRules.settled); the pieces add up to the returned text exactly."""
         start = time.perf_counter()
         options = options or CompletionOptions()
         options.validate()
@@ -381,19 +383,22 @@ class Completer:
             with _single_threaded_blas:
                 self._head = self._head_for(options, healed)
                 logits = self._scored(self._prefill(slot, ids))
-                completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel)
+                completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel, on_text)
             completion.prompt_tokens = len(ids)
             return completion
 
     def _decode(self, slot: _Slot, logits: np.ndarray, rules: StopRules, options: CompletionOptions,
-                max_new: int, healed: bytes, start: float, cancel: threading.Event | None) -> Completion:
-        """Generate token by token until a stop rule, a limit or cancellation; the cache stays consistent."""
+                max_new: int, healed: bytes, start: float, cancel: threading.Event | None,
+                on_text: Callable[[str], None] | None) -> Completion:
+        """Generate token by token until a stop rule, a limit or cancellation; the cache stays consistent.
+        Settled text goes to `on_text` as it grows, the rest of the final text at the end."""
         tok = self.model.tokenizer
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         rng = np.random.default_rng(options.seed) if options.temperature > 0 else None
         pending = healed
         vocab_end = tok.vocab_size
         text, generated, reason = "", 0, "max_tokens"
+        sent = 0  # characters of `text` given to on_text
         while True:
             if cancel is not None and cancel.is_set():
                 reason = "cancelled"
@@ -415,13 +420,19 @@ class Completer:
             if stop is not None:
                 text, reason = text[:stop.keep], stop.reason
                 break
+            if on_text is not None and (settled := rules.settled(text)) > sent:
+                on_text(text[sent:settled])
+                sent = settled
             if generated >= max_new:
                 break
             self._head = self._head_for(options, pending)
             if self.scorer is not None:
                 self.scorer.append(token)
             logits = self._scored(self._step(slot, token))
-        return Completion(rules.finish(text), generated, reason, _ms(start))
+        final = rules.finish(text)
+        if on_text is not None and len(final) > sent:
+            on_text(final[sent:])
+        return Completion(final, generated, reason, _ms(start))
 
     def _scored(self, logits: np.ndarray) -> np.ndarray:
         """What the next token is picked from: the scorer's scores, or the transformer's logits without one."""

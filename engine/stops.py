@@ -17,6 +17,9 @@ so they are unit-tested on their own:
 - user stop strings cut the suggestion before their first occurrence;
 - trailing whitespace is trimmed.
 
+For streaming, `settled` says how much of the completion so far no later token can change: its start that is
+already part of the final suggestion whatever comes next (the streamed pieces then add up to the final text).
+
 Brackets inside string and character literals and comments are not counted (a rough four-state C lexer).
 """
 
@@ -178,6 +181,38 @@ class StopRules:
             return Stop("balanced", end)
         return None
 
+    def settled(self, text: str) -> int:
+        """How many characters at the start of `text` (the completion so far, which `check` accepted) are final:
+        no later token, cut or `finish` can change them. A conservative bound from each way text is taken back:
+
+        - a user stop string that may still appear cuts where it starts, at most its length minus one back;
+        - a line that may still turn out to repeat the next line after the cursor or the previous line is cut
+          at its start;
+        - a suggestion that so far is only the start of the text after the cursor may end up empty;
+        - trailing whitespace is trimmed, and so is an end that is the start of the suffix's first line: the
+          settled part ends on a character that is neither."""
+        end = len(text)
+        if self.stop_strings:
+            end -= max(len(s) for s in self.stop_strings) - 1
+        if self._may_repeat(text[self._line_start:]):
+            end = min(end, self._line_start)
+        if end <= 0 or self.suffix.lstrip().startswith(text[:end].strip()):
+            return 0
+        head = self.suffix.partition("\n")[0]
+        while end > 0 and (text[end - 1].isspace() or _ends_with_start_of(text, end, head)):
+            end -= 1
+        return end
+
+    def _may_repeat(self, line: str) -> bool:
+        """Whether the unfinished `line` may still end up cut at its start as a repeat (see _end_of_line)."""
+        first = self._line_index == 0
+        targets = []
+        if self.next_line and not (first and (self.cursor_after_code or self.suffix_line)):
+            targets.append(self.next_line)
+        if not first and any(c.isalnum() for c in self._previous_line):
+            targets.append(self._previous_line)
+        return any(target.startswith(line.strip()) for target in targets)
+
     def _repeats_rest_of_line(self, text: str) -> bool:
         """Single-line: the suggestion has reached the text already after the cursor (trimmed by `finish`)."""
         return bool(self.suffix_line) and trim_suffix_overlap(text, self.suffix) != text
@@ -185,6 +220,12 @@ class StopRules:
     def finish(self, text: str) -> str:
         """The final suggestion: no repeat of the text after the cursor, no trailing whitespace."""
         return trim_suffix_overlap(text.rstrip(), self.suffix).rstrip()
+
+
+def _ends_with_start_of(text: str, end: int, head: str) -> bool:
+    """Whether text[:end] ends with a non-empty start of `head` (an overlap trim_suffix_overlap may cut)."""
+    last = text[end - 1]
+    return any(head[k - 1] == last and text.endswith(head[:k], 0, end) for k in range(1, min(len(head), end) + 1))
 
 
 def trim_suffix_overlap(text: str, suffix: str) -> str:

@@ -85,6 +85,18 @@ _COUNT = _checked(int, lambda value: value >= 0, "a whole number >= 0")
 _POSITIVE = _checked(int, lambda value: value >= 1, "a whole number >= 1")
 _POSITIVE_FLOAT = _checked(float, lambda value: value > 0, "a positive number")
 _PORT = _checked(int, lambda value: 0 <= value <= 65535, "a port number from 0 to 65535")
+
+
+def _api_key(text: str) -> str:
+    """An argparse type for --api-key; its error never echoes the key."""
+    from cllm.server.http_security import check_api_key
+
+    try:
+        return check_api_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # Sizes: far beyond any model this CPU engine trains, low enough that a typo is an error or "out of memory"
 # rather than an overflow deep in numpy.
 _SIZE = _checked(int, lambda value: 1 <= value <= 100_000, "a whole number from 1 to 100000")
@@ -171,7 +183,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 def _lsp_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lsp", help="run the language server on stdio")
     p.add_argument("--stdio", action="store_true", help="accepted for clients that pass it: stdio is the transport")
-    p.add_argument("--http-port", type=_PORT, help="also serve the workspace over HTTP on this loopback port (default: off)")
+    p.add_argument("--http-port", type=_PORT, help="also serve the workspace over HTTP on this loopback port, with the "
+                                                   "key in $CLLM_API_KEY or the model folder's `token` file (default: off)")
     p.add_argument("--with", dest="with_server", nargs=argparse.REMAINDER, metavar="SERVER ...",
                    help="start the language server SERVER (with the arguments that follow) too and serve both as one: "
                         "its answers plus cllm's completions, for clients that run one server per language; the last option "
@@ -187,6 +200,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dir", help="folder holding or receiving the workspace's model.cllm "
                                        "(default: the workspace's folder in the user cache)")
     p.add_argument("--allow-remote", action="store_true", help="permit binding a non-loopback address")
+    p.add_argument("--api-key", type=_api_key, metavar="KEY",
+                   help="the bearer token clients must send (default: $CLLM_API_KEY, else the `token` file in the "
+                        "model folder, created once and kept)")
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -645,7 +661,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     workspace = Workspace(root, model_dir=args.model_dir)
     try:
-        run_server(workspace, args.host, args.port, allow_remote=args.allow_remote)
+        run_server(workspace, args.host, args.port, allow_remote=args.allow_remote, api_key=args.api_key)
     except ValueError as exc:
         print(f"cllm serve: error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,12 @@ request bodies in server/http_input.py, connection limits and timeouts in server
     GET  /dashboard/<file>    its script and style sheet (public)
     GET  /v1/status           the Workspace status, the same object as the LSP `cllm.status` (public)
     GET  /v1/models           the workspace's loaded model (as /v1/status reports it), OpenAI list shape (public)
-    POST /v1/completions      OpenAI-compatible text completion, optionally streamed (token)
+    POST /v1/completions      OpenAI-compatible text completion, optionally streamed (token); also at
+                              /completions (Continue with an apiBase without /v1)
+    POST /infill, /completion llama.cpp's server routes, for llama.vscode and other llama.cpp clients (token;
+                              server/llama_api.py)
+    GET  /health              llama.cpp's health check: 200 {"status": "ok"} with a model, else 503 (public)
+    GET  /openapi.json        the OpenAPI 3.1 description of every route (public; server/openapi.py)
     POST /v1/train            start training the workspace or a folder inside it (token)
     POST /v1/train/cancel     cancel the running training (token)
     GET  /v1/events           server-sent events: current state first, then training progress (token); the
@@ -24,8 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -44,9 +52,15 @@ from aiohttp.abc import AbstractAccessLogger
 from cllm.engine.events import to_wire
 from cllm.engine.generate import MAX_TEMPERATURE
 
-from .http_limits import ConnectionGate, ConnectionLimits, GatedSite, rate_limit_logs
+from .fim import split_fim_prompt
 from .http_input import BadInput, flag_field, parse_json_object, path_field
-from .http_security import MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, generate_token, is_loopback_host, write_token
+from .http_limits import ConnectionGate, ConnectionLimits, GatedSite, rate_limit_logs
+from .http_security import API_KEY_ENV, MAX_BODY_BYTES, AccessPolicy, PathOutsideRoot, is_loopback_host, stable_token
+from .http_stream import stream_completions
+from .llama_api import (HEALTHY, NO_MODEL_TYPE, LlamaRequest, LlamaRequestError, final_object, parse_infill,
+                        piece_object)
+from .llama_api import parse_completion as parse_llama_completion
+from .openapi import openapi_document
 from .settings import is_number, parse_settings
 from .worker import HTTP
 
@@ -54,11 +68,12 @@ log = logging.getLogger("cllm.http")
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 STATIC_FILES = {"app.js": "application/javascript", "style.css": "text/css"}
-PUBLIC_ROUTES = {"dashboard", "static", "status", "models"}
+PUBLIC_ROUTES = {"dashboard", "static", "status", "models", "health", "openapi"}
 MODEL_ID = "cllm"
 MAX_PROMPTS = 8
 MAX_COMPLETION_TOKENS = 2048
-MAX_STOP_SEQUENCES = 4
+MAX_REQUESTED_TOKENS = 32768  # a larger max_tokens is refused; up to it, one above MAX_COMPLETION_TOKENS is lowered
+MAX_STOP_SEQUENCES = 32
 SSE_PING_SECONDS = 15.0
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 NO_MODEL = "no model yet: train the workspace first (POST /v1/train, the editor command or `cllm train`)"
@@ -293,7 +308,7 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
                                  and all(isinstance(s, str) and s for s in stop)):
         raise _error(400, f"stop must be a string or a list of at most {MAX_STOP_SEQUENCES} non-empty strings")
     options = {
-        "max_tokens": _number(body, "max_tokens", int, 1, MAX_COMPLETION_TOKENS),
+        "max_tokens": clamp_max_tokens(_number(body, "max_tokens", int, 1, MAX_REQUESTED_TOKENS)),
         "temperature": _number(body, "temperature", float, 0.0, MAX_TEMPERATURE),
         "top_p": _number(body, "top_p", float, 1e-6, 1.0),
         "seed": _number(body, "seed", int, 0, 2**31 - 1),
@@ -309,20 +324,40 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
                              options={k: v for k, v in options.items() if v is not None})
 
 
+def clamp_max_tokens(requested: int | None) -> int | None:
+    """A requested token limit, lowered to MAX_COMPLETION_TOKENS: clients send their own defaults (Continue
+    4096), and the model's context caps the completion anyway."""
+    return None if requested is None else min(requested, MAX_COMPLETION_TOKENS)
+
+
+def with_cursor_from_fim_markers(req: CompletionRequest) -> CompletionRequest:
+    """`req` with a prompt written in another model's FIM template (server/fim.py) split into the text before
+    the cursor and the `suffix`; 400 when the request also gives a `suffix`."""
+    cursors = [split_fim_prompt(prompt) for prompt in req.prompts]
+    if not any(cursors):
+        return req
+    if req.suffix or len(req.prompts) > 1:
+        raise _error(400, "a prompt with FIM markers carries its own suffix: send one prompt and no suffix field")
+    return dataclasses.replace(req, prompts=[cursors[0].before], suffix=cursors[0].after)
+
+
 def _finish_reason(stop_reason: str) -> str:
     """OpenAI finish_reason of an engine stop reason: "length" when cut by the token or time budget."""
     return "length" if stop_reason in ("max_tokens", "timeout") else "stop"
 
 
-def _complete_one(workspace: Any, prompt: str, req: CompletionRequest,
-                  cancel: threading.Event) -> tuple[Any, int]:
+def _complete_one(workspace: Any, prompt: str, req: CompletionRequest, cancel: threading.Event,
+                  on_text: Callable[[str], None] | None) -> tuple[Any, int]:
     """(Completion or None, prompt tokens): runs on the workspace's worker thread, tokenizing there too."""
-    completion = workspace.complete(prompt, req.suffix, path=req.path, cancel=cancel, **req.options)
+    completion = workspace.complete(prompt, req.suffix, path=req.path, cancel=cancel, on_text=on_text,
+                                    **req.options)
     return completion, (completion.prompt_tokens if completion is not None else 0)
 
 
-async def _run_completions(request: web.Request, req: CompletionRequest) -> list[tuple[Any, int]]:
+async def _run_completions(request: web.Request, req: CompletionRequest,
+                           on_text: Callable[[int, str], None] | None = None) -> list[tuple[Any, int]]:
     """Complete every prompt on the workspace's worker: [(Completion, prompt_tokens)]; 429/503 as needed.
+    `on_text(prompt index, piece)` streams the text as it is generated (on the worker thread).
     A request whose client goes away stops its running completion (the awaiting task is cancelled)."""
     workspace = request.app[WORKSPACE]
     limits: Limits = request.app[LIMITS]
@@ -333,9 +368,11 @@ async def _run_completions(request: web.Request, req: CompletionRequest) -> list
     limits.pending += 1
     try:
         results = []
-        for prompt in req.prompts:
+        for index, prompt in enumerate(req.prompts):
+            pieces = None if on_text is None else functools.partial(on_text, index)
             job = workspace.worker.submit(
-                lambda cancel, prompt=prompt: _complete_one(workspace, prompt, req, cancel), face=HTTP)
+                lambda cancel, prompt=prompt, pieces=pieces: _complete_one(workspace, prompt, req, cancel, pieces),
+                face=HTTP)
             try:
                 outcome = await job
             except ValueError as exc:
@@ -357,28 +394,96 @@ def _usage(results: list[tuple[Any, int]]) -> dict[str, int]:
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    """POST /v1/completions: OpenAI text completion; `stream: true` answers with SSE chunks then [DONE]."""
-    req = parse_completion_request(await read_json_object(request))
-    results = await _run_completions(request, req)
+    """POST /v1/completions (and /completions): OpenAI text completion; `stream: true` answers with SSE chunks
+    as the text is generated, then [DONE] (no comment lines: Continue ends a stream at `: ping`)."""
+    req = with_cursor_from_fim_markers(parse_completion_request(await read_json_object(request)))
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": MODEL_ID}
     if not req.stream:
+        results = await _run_completions(request, req)
         choices = [{"text": c.text, "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None}
                    for i, (c, _) in enumerate(results)]
         return web.json_response({**head, "choices": choices, "usage": _usage(results)})
     response = web.StreamResponse(headers=SSE_HEADERS)
+
+    async def send(index: int, text: str) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await _send_sse(response, {**head, "choices": [{"text": text, "index": index, "finish_reason": None,
+                                                        "logprobs": None}]})
+
     try:
-        await response.prepare(request)
+        results = await stream_completions(lambda on_text: _run_completions(request, req, on_text), send)
+        if not response.prepared:
+            await response.prepare(request)
         for i, (c, _) in enumerate(results):
-            for text, finish in ((c.text, None), ("", _finish_reason(c.stop_reason))):
-                choice = {"text": text, "index": i, "finish_reason": finish, "logprobs": None}
-                await _send_sse(response, {**head, "choices": [choice]})
+            choice = {"text": "", "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None}
+            await _send_sse(response, {**head, "choices": [choice]})
         if req.include_usage:
             await _send_sse(response, {**head, "choices": [], "usage": _usage(results)})
         await response.write(b"data: [DONE]\n\n")
     except ConnectionResetError:
-        log.debug("a streaming completion client went away")
+        log.debug("a streaming completion client went away: its completion is cancelled")
     return response
+
+
+# ---------------------------------------------------------------------------------------------------- llama.cpp
+
+
+async def infill(request: web.Request) -> web.StreamResponse:
+    """POST /infill: llama.cpp's fill-in-the-middle (server/llama_api.py)."""
+    return await _llama_completion(request, parse_infill, fim_markers=False)
+
+
+async def llama_completion(request: web.Request) -> web.StreamResponse:
+    """POST /completion: llama.cpp's completion (server/llama_api.py)."""
+    return await _llama_completion(request, parse_llama_completion, fim_markers=True)
+
+
+async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequest], *,
+                            fim_markers: bool) -> web.StreamResponse:
+    """Run a llama.cpp request; streamed as `data:` events ending with the final object (no [DONE]).
+    With `fim_markers`, a prompt in another model's FIM template is split at its markers."""
+    try:
+        llama = parse(await read_json_object(request), max_tokens=MAX_COMPLETION_TOKENS,
+                      max_stops=MAX_STOP_SEQUENCES)
+    except LlamaRequestError as exc:
+        raise _error(400, str(exc)) from None
+    workspace = request.app[WORKSPACE]
+    if not workspace.has_model:
+        raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    req = CompletionRequest(prompts=[llama.prefix], suffix=llama.suffix, path=None, stream=llama.stream,
+                            include_usage=False, options=llama.options)
+    if fim_markers:
+        req = with_cursor_from_fim_markers(req)
+    settings = (workspace.model.context, workspace.completion_options().max_tokens)
+    if llama.warm_only:  # n_predict 0: llama.cpp only fills its cache; nothing to generate here
+        return web.json_response(final_object(None, llama, *settings))
+    if not llama.stream:
+        [(completion, _)] = await _run_completions(request, req)
+        return web.json_response(final_object(completion, llama, *settings))
+    response = web.StreamResponse(headers=SSE_HEADERS)
+
+    async def send(_index: int, text: str) -> None:
+        if not response.prepared:
+            await response.prepare(request)
+        await _send_sse(response, piece_object(text))
+
+    try:
+        [(completion, _)] = await stream_completions(lambda on_text: _run_completions(request, req, on_text), send)
+        if not response.prepared:
+            await response.prepare(request)
+        await _send_sse(response, final_object(completion, llama, *settings))
+    except ConnectionResetError:
+        log.debug("a streaming llama.cpp client went away: its completion is cancelled")
+    return response
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: llama.cpp's health check, {"status": "ok"} once a model serves completions, else 503."""
+    if not request.app[WORKSPACE].has_model:
+        raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    return web.json_response(HEALTHY)
 
 
 async def _send_sse(response: web.StreamResponse, data: dict) -> None:
@@ -485,6 +590,14 @@ async def _next_event(queue: asyncio.Queue, response: web.StreamResponse) -> dic
             await response.write(b": ping\n\n")
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json: the OpenAPI 3.1 description of this server (server/openapi.py)."""
+    limits = {"max_prompts": MAX_PROMPTS, "max_completion_tokens": MAX_COMPLETION_TOKENS,
+              "max_requested_tokens": MAX_REQUESTED_TOKENS, "max_stop_sequences": MAX_STOP_SEQUENCES,
+              "max_temperature": MAX_TEMPERATURE, "max_body_bytes": request.app[MAX_BODY]}
+    return web.json_response(openapi_document(limits, public=PUBLIC_ROUTES))
+
+
 async def dashboard(request: web.Request) -> web.Response:
     """GET /: the dashboard page, with the token rendered in only when the URL carried the right one."""
     policy = request.app[POLICY]
@@ -520,6 +633,11 @@ def create_app(workspace: Any, policy: AccessPolicy, *, max_body: int = MAX_BODY
     app.router.add_get("/v1/status", status, name="status")
     app.router.add_get("/v1/models", models, name="models")
     app.router.add_post("/v1/completions", completions, name="completions")
+    app.router.add_post("/completions", completions, name="completions_without_v1")
+    app.router.add_post("/infill", infill, name="infill")
+    app.router.add_post("/completion", llama_completion, name="llama_completion")
+    app.router.add_get("/health", health, name="health")
+    app.router.add_get("/openapi.json", openapi, name="openapi")
     app.router.add_post("/v1/train", train, name="train")
     app.router.add_post("/v1/train/cancel", cancel, name="cancel")
     app.router.add_get("/v1/events", events, name="events")
@@ -565,20 +683,19 @@ class HttpServer:
         return f"{self.url}/?token={self.policy.token}"
 
     async def close(self) -> None:
-        """Stop serving and remove the token file if it is still ours."""
+        """Stop serving (the token file stays: it is the workspace's stable key)."""
         await self.runner.cleanup()
-        with contextlib.suppress(OSError):
-            if self.token_path.read_text(encoding="ascii") == self.policy.token:
-                self.token_path.unlink()
 
 
 async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
-                     allow_remote: bool = False, limits: ConnectionLimits | None = None) -> HttpServer:
+                     allow_remote: bool = False, api_key: str | None = None,
+                     limits: ConnectionLimits | None = None) -> HttpServer:
     """Serve `workspace` over HTTP inside the running event loop; port 0 picks a free one.
 
-    Generates the token and writes it (0600) to `workspace.token_path`. A non-loopback `host` is refused unless
-    `allow_remote` is set (then a warning is logged). Connections are bounded by `limits` (server/http_limits.py;
-    nginx-like defaults). Call `await server.close()` to stop.
+    The token is `api_key`, else $CLLM_API_KEY, else the workspace's token file, created once (0600) and
+    reused (http_security.stable_token). A non-loopback `host` is refused unless `allow_remote` is set (then a
+    warning is logged). Connections are bounded by `limits` (server/http_limits.py; nginx-like defaults). Call
+    `await server.close()` to stop.
     """
     if not is_loopback_host(host):
         if not allow_remote:
@@ -586,7 +703,9 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
                              "the model server to other machines")
         log.warning("listening on %s: the model server is reachable from other machines (token still required)",
                     host)
-    policy = AccessPolicy(bind_host=host, port=port, token=generate_token(), allowed_roots=(Path(workspace.root),))
+    token_path = Path(workspace.token_path)
+    token = stable_token(token_path, api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None)
+    policy = AccessPolicy(bind_host=host, port=port, token=token, allowed_roots=(Path(workspace.root),))
     limits = limits or ConnectionLimits()
     app = create_app(workspace, policy)
     runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0,
@@ -595,23 +714,22 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
     gate.install(app)
     await runner.setup()
     rate_limit_logs()
-    token_path = Path(workspace.token_path)
     try:
         await GatedSite(runner, gate, host, port).start()
         policy.port = runner.addresses[0][1]
-        write_token(token_path, policy.token)
-    except OSError:  # port taken, or the model folder not writable: stop serving before reporting it
+    except OSError:  # the port is taken: stop serving before reporting it
         await runner.cleanup()
         raise
     return HttpServer(runner, policy, token_path)
 
 
-def run_server(workspace: Any, host: str, port: int, *, allow_remote: bool = False) -> None:
+def run_server(workspace: Any, host: str, port: int, *, allow_remote: bool = False,
+               api_key: str | None = None) -> None:
     """`cllm serve`: serve until SIGINT/SIGTERM, printing the address and the dashboard link (with the token
     only when stdout is a terminal: the token must not end up in log files)."""
 
     async def main() -> None:
-        server = await serve_http(workspace, host, port, allow_remote=allow_remote)
+        server = await serve_http(workspace, host, port, allow_remote=allow_remote, api_key=api_key)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

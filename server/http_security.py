@@ -13,9 +13,10 @@ own host name resolve to 127.0.0.1 and then read responses as "same origin". The
 - Token: `Authorization: Bearer <token>` is required on every endpoint that computes, starts or stops work, or
   streams training details: completions (the model reproduces the workspace's code), train, cancel, events.
   Only the dashboard's static files, `/v1/status` and `/v1/models` are public; they read nothing from disk and
-  start nothing. The token comes from `secrets.token_urlsafe`, is compared in constant time, is written to
-  `<model_dir>/token` with mode 0600 so only the user (and the editor acting for the user) can read it,
-  and is never logged.
+  start nothing. The token is the key given with `--api-key` / `CLLM_API_KEY`, else the one in
+  `<model_dir>/token`, created once from `secrets.token_urlsafe` with mode 0600 (only the user, and the editor
+  acting for the user, can read it) and reused by every later server on that folder, so a client's saved key
+  keeps working across restarts. It is compared in constant time and never logged.
 - Dashboard hand-over: the editor command, or the URL printed at start (to a terminal only), opens `/?token=...`;
   the server renders
   the token into the page (a `<meta>` tag, never a script) only when it is correct, the page moves it into memory
@@ -28,16 +29,19 @@ own host name resolve to 127.0.0.1 and then read responses as "same origin". The
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MAX_BODY_BYTES = 1 << 20
 TOKEN_FILE_MODE = 0o600
+API_KEY_ENV = "CLLM_API_KEY"
 
 
 class PathOutsideRoot(ValueError):
@@ -49,19 +53,48 @@ def generate_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def write_token(path: Path, token: str) -> None:
-    """Write `token` to `path` readable and writable by the owner only (0600), replacing any older token.
+def check_api_key(key: str) -> str:
+    """`key` when it can be sent as `Authorization: Bearer <key>` (visible ASCII, no spaces), else ValueError."""
+    if not key or not all("!" <= ch <= "~" for ch in key):
+        raise ValueError("the API key must be non-empty visible ASCII without spaces")
+    return key
 
-    The file is created with mode 0600 from the start (no window where it is world-readable) and re-chmodded in
-    case it already existed with looser permissions.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, TOKEN_FILE_MODE)
-    try:
-        os.fchmod(fd, TOKEN_FILE_MODE)
-        os.write(fd, token.encode("ascii"))
-    finally:
-        os.close(fd)
+
+def stable_token(path: Path, api_key: str | None = None) -> str:
+    """The server's bearer token: `api_key` when given (the token file is then left alone), else the token in
+    the file at `path`, created once (0600) when missing and reused ever after; an empty or damaged file is
+    replaced.
+
+    The file appears whole or not at all (written aside, then hard-linked into place, which fails when it exists),
+    so two servers starting at once on one model folder end up with the same token."""
+    if api_key is not None:
+        return check_api_key(api_key)
+    while True:
+        try:
+            token = check_api_key(path.read_text(encoding="ascii").strip())
+            if os.stat(path).st_mode & 0o077:  # an older file readable by others: make it private again
+                os.chmod(path, TOKEN_FILE_MODE)
+            return token
+        except FileNotFoundError:
+            damaged = False
+        except (UnicodeDecodeError, ValueError):
+            damaged = True
+        token = generate_token()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, aside = tempfile.mkstemp(prefix=".token.", dir=path.parent)  # mkstemp creates it 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(token)
+            if damaged:
+                os.replace(aside, path)
+                return token
+            os.link(aside, path)
+            return token
+        except FileExistsError:  # another server created it first: read theirs
+            continue
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
 
 
 def token_matches(expected: str, authorization: str | None) -> bool:

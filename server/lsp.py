@@ -227,7 +227,7 @@ class CllmServer(LanguageServer):
         return http
 
     async def stop_http(self, root: Path | None = None) -> None:
-        """Stop the HTTP face of the folder `root` (of every folder when None); its token file goes too."""
+        """Stop the HTTP face of the folder `root` (of every folder when None); its token file stays (the stable key)."""
         roots = list(self.http) if root is None else [root.resolve()]
         for key in roots:
             http = self.http.pop(key, None)

@@ -248,18 +248,20 @@ class Workspace:
 
     def complete(self, prefix: str, suffix: str = "", *, path: str | Path | None = None,
                  doc_key: str | None = None, cancel: threading.Event | None = None,
-                 **overrides: Any) -> Completion | None:
+                 on_text: Callable[[str], None] | None = None, **overrides: Any) -> Completion | None:
         """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet.
 
         Overrides are CompletionOptions fields (max_tokens, multiline, temperature, stop, ...). Completions
-        run one at a time (the Completer serialises them); `cancel` stops one early. Never waits for training.
+        run one at a time (the Completer serialises them); `cancel` stops one early. `on_text` receives the
+        suggestion piece by piece while it is generated (on the calling thread; the pieces add up to the
+        returned text). Never waits for training.
         """
         options = self.completion_options(**overrides)
         completer = self._completer
         if completer is None:
             return None
         return completer.complete(prefix, suffix, options, path=self.relative_path(path), doc_key=doc_key,
-                                  cancel=cancel)
+                                  cancel=cancel, on_text=on_text)
 
     # -- events ---------------------------------------------------------------------------------------
 

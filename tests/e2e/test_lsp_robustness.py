@@ -129,7 +129,7 @@ async def test_http_port_serves_the_same_workspace(tmp_path: Path, tiny_model_pa
         await server.close()
     assert response.status == 200
     assert body["workspace"] == str(root.resolve()) and body["model"]["present"] is True
-    assert not (folder / "token").exists()  # removed when the server shut down
+    assert (folder / "token").read_text().strip() == token  # the stable key outlives the server
 
 
 # -- framing and lifecycle on stdio (issue 14) ---------------------------------------------------------

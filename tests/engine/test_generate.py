@@ -278,3 +278,20 @@ def test_int8_head_only_for_unrestricted_greedy_picks(model):
     assert completer._head_for(CompletionOptions(), b"ma") is None            # token healing restricts the pick
     assert completer._head_for(CompletionOptions(temperature=0.8), b"") is None   # sampling needs every logit
     assert Fp32Completer(model)._head_for(CompletionOptions(), b"") is None
+
+
+@pytest.mark.parametrize("prefix, suffix, options", [
+    ("int sum(const int *v, int n) {\n", "", MULTI),
+    ("static int add(int a, int b) {\n    return ", "\n}\n", CompletionOptions(max_tokens=24)),
+    ("int main(void) {\n", "    return 0;\n}\n", MULTI),
+    ("static int max(int a, int b) {\n", "", CompletionOptions(max_tokens=24, multiline=True, stop=(";", "\n}"))),
+    ("int ", "", CompletionOptions(max_tokens=24, multiline=True, temperature=0.8, seed=3)),
+])
+def test_streamed_pieces_add_up_to_the_completion(model, prefix, suffix, options):
+    pieces: list[str] = []
+    streamed = Completer(model).complete(prefix, suffix, options, on_text=pieces.append)
+    plain = Completer(model).complete(prefix, suffix, options)
+    assert "".join(pieces) == streamed.text == plain.text
+    assert all(pieces), "no empty pieces"
+    if len(plain.text) > 8:
+        assert len(pieces) > 1, "long text arrives in several pieces"

@@ -1,6 +1,8 @@
 """Stop rules, one rule per test: fed text as a decoder would produce it, token by token."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cllm.engine.stops import BracketCounter, StopRules, bracket_depth, trim_suffix_overlap
 
@@ -118,3 +120,53 @@ def test_suffix_overlap_trimming(text, suffix, expected):
 def test_trailing_whitespace_is_trimmed():
     rules = StopRules("x", "", multiline=True)
     assert rules.finish("y = 2;   \n  \n") == "y = 2;"
+
+
+# ------------------------------------------------------------------------------------------- settled text
+
+def stream(rules: StopRules, pieces: list[str]) -> tuple[list[str], str]:
+    """Feed `pieces` as the decoder does: (what streaming sends, the final text), checking each sent piece."""
+    text, sent, out = "", 0, []
+    for piece in pieces:
+        text += piece
+        stop = rules.check(text)
+        if stop is not None:
+            text = text[:stop.keep]
+            break
+        settled = rules.settled(text)
+        assert settled >= sent, "settled text never shrinks"
+        out.append(text[sent:settled])
+        sent = settled
+    final = rules.finish(text)
+    assert final.startswith("".join(out)), "only final text is ever sent"
+    out.append(final[sent:])
+    return out, final
+
+
+CODE_CHARS = st.sampled_from(list("ab(){};= \n\t\"/*") + ["return", "x1", "if"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefix=st.lists(CODE_CHARS, max_size=30).map(lambda t: "int f(void) {\n" + "".join(t)),
+       suffix=st.lists(CODE_CHARS, max_size=12).map("".join),
+       pieces=st.lists(st.lists(CODE_CHARS, min_size=1, max_size=3).map("".join), max_size=25),
+       multiline=st.booleans(),
+       stops=st.lists(st.lists(CODE_CHARS, min_size=1, max_size=3).map("".join), max_size=3))
+def test_streamed_pieces_add_up_to_the_final_text(prefix, suffix, pieces, multiline, stops):
+    out, final = stream(StopRules(prefix, suffix, multiline, stops), pieces)
+    assert "".join(out) == final
+
+
+def test_settled_text_streams_before_the_end():
+    rules = StopRules("int f(void) {\n", "\n}\n", False, ["\n\n"])
+    out, final = stream(rules, ["    ", "return", " a", " +", " b", ";", "\n"])
+    assert final == "    return a + b;"
+    assert len([piece for piece in out if piece]) >= 3, out
+    assert out[:2] == ["", "    retur"], "whitespace, then the last character a stop string may start at, wait"
+
+
+def test_text_that_may_still_be_the_suffix_is_held_back():
+    rules = StopRules("x = ", "\n  foo(1);\n", True)
+    assert rules.check("foo(") is None and rules.settled("foo(") == 0
+    rules = StopRules("x = ", "\n  foo(1);\n", True)
+    assert rules.check("fox") is None and rules.settled("fox") == 3

@@ -9,13 +9,15 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
 
-from cllm.server.http import HUB, LIMITS, EventHub, create_app, serve_http
+from cllm.engine import Completion
+from cllm.server.http import HUB, LIMITS, MAX_STOP_SEQUENCES, PUBLIC_ROUTES, EventHub, create_app, serve_http
 from cllm.server.http_security import AccessPolicy, generate_token
 from cllm.server.workspace import Workspace
 from conftest import write_tiny_sources
@@ -152,7 +154,8 @@ async def test_several_prompts_give_several_choices(client):
     ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
     ({"prompt": "x", "max_tokens": 1.5}, "max_tokens"),
     ({"prompt": "x", "temperature": 5}, "temperature"),
-    ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"prompt": "x", "stop": [str(i) for i in range(33)]}, "stop"),
+    ({"prompt": "x", "max_tokens": 32769}, "max_tokens"),
     ({"prompt": "x", "n": 2}, "n=1"),
     ({"prompt": "x", "suffix": 3}, "suffix"),
     ({"prompt": "x", "multiline": "yes"}, "multiline"),
@@ -328,6 +331,30 @@ async def test_a_token_that_cannot_be_written_stops_the_server_it_started(worksp
     await again.close()
 
 
+async def test_the_key_is_stable_across_starts_and_shared_by_servers_on_one_folder(workspace, monkeypatch):
+    first = await serve_http(workspace, "127.0.0.1", 0)
+    second = await serve_http(workspace, "127.0.0.1", 0)  # a second server on the same model folder
+    await first.close()
+    again = await serve_http(workspace, "127.0.0.1", 0)
+    try:
+        assert first.policy.token == second.policy.token == again.policy.token == workspace.token_path.read_text()
+        async with aiohttp.ClientSession() as session:
+            for server in (second, again):
+                async with session.post(f"{server.url}/v1/completions", json={"prompt": PROMPT, "max_tokens": 2},
+                                        headers={"Authorization": f"Bearer {first.policy.token}"}) as response:
+                    assert response.status == 200
+    finally:
+        await second.close()
+        await again.close()
+    monkeypatch.setenv("CLLM_API_KEY", "from-the-environment")
+    from_env = await serve_http(workspace, "127.0.0.1", 0)
+    given = await serve_http(workspace, "127.0.0.1", 0, api_key="given-key")
+    await from_env.close()
+    await given.close()
+    assert (from_env.policy.token, given.policy.token) == ("from-the-environment", "given-key")
+    assert workspace.token_path.read_text() == first.policy.token, "an explicit key leaves the token file alone"
+
+
 # ------------------------------------------------------------------------------------------- cllm serve
 
 
@@ -356,7 +383,7 @@ async def test_cllm_serve_command(tmp_path: Path):
     finally:
         server.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(server.wait(), 30) == 0
-    assert not (model_dir / "token").exists()
+    assert (model_dir / "token").read_text() == token, "the key outlives the server"
 
 
 # ------------------------------------------------------------------------------------------- hostile input
@@ -421,3 +448,182 @@ async def test_models_follow_the_loaded_model_not_the_file(client, workspace):
     assert status["model"]["present"] is True, "the loaded model still serves"
     assert [m["id"] for m in models["data"]] == ["cllm"]
     assert (await post(client, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2})).status == 200
+
+
+
+# ------------------------------------------------------------------------------------------- Continue, replayed
+
+CONTINUE_STOPS = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>", "<|endoftext|>", "</fim_middle>",
+                  "</code>", "/src/", "#- coding: utf-8", "```"]
+CONTINUE_BEFORE, CONTINUE_AFTER = "// src/math.c\nstatic int add(int a, int b) {\n    return ", "\n}\n"
+
+
+def continue_request(stream: bool) -> dict:
+    """The body Continue's OpenAI provider sends for autocomplete with a model named "cllm" (its default
+    stable-code template, 10 stop strings, DEFAULT_MAX_TOKENS, temperature 0.01): docs in the brief's research."""
+    return {"model": "cllm", "max_tokens": 4096, "temperature": 0.01, "stream": stream, "stop": CONTINUE_STOPS,
+            "prompt": f"<fim_prefix>{CONTINUE_BEFORE}<fim_suffix>{CONTINUE_AFTER}<fim_middle>"}
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/completions"])
+async def test_continue_autocomplete_request_unchanged(client, workspace, path):
+    token = client.headers["Authorization"].split()[1]
+    headers = {"Content-Type": "application/json", "api-key": "", "Authorization": f"Bearer {token}"}
+    plain = await client.post(path, data=json.dumps(continue_request(False)), headers=headers)
+    assert plain.status == 200, await plain.text()
+    expected = workspace.complete(CONTINUE_BEFORE, CONTINUE_AFTER, temperature=0.01, stop=tuple(CONTINUE_STOPS),
+                                  max_tokens=2048).text
+    assert (await plain.json())["choices"][0]["text"] == expected
+
+    response = await client.post(path, data=json.dumps(continue_request(True)), headers=headers)
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    raw = (await response.read()).decode()
+    lines = [line for line in raw.split("\n") if line]
+    assert all(line.startswith("data: ") for line in lines), "no comment lines (Continue ends a stream at ': ping')"
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == expected
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+    without_key = await client.post(path, data=json.dumps(continue_request(False)),
+                                    headers={"Content-Type": "application/json", "api-key": ""})
+    assert without_key.status == 401, "Continue without apiKey sends no Authorization: the token is required"
+
+
+async def test_a_fim_prompt_with_a_suffix_field_too_is_400(client):
+    body = {"prompt": "<fim_prefix>int <fim_suffix>;<fim_middle>", "suffix": "x"}
+    response = await post(client, "/v1/completions", body)
+    assert response.status == 400 and "suffix" in (await response.json())["error"]["message"]
+
+
+async def test_a_client_leaving_a_stream_cancels_its_completion(client, workspace, monkeypatch):
+    cancelled = threading.Event()
+
+    def endless(prefix, suffix="", *, cancel, on_text, **_):
+        while not cancel.wait(0.01):
+            on_text("x")
+        cancelled.set()
+        return Completion("", 0, "cancelled", 0.0)
+
+    monkeypatch.setattr(workspace, "complete", endless)
+    response = await post(client, "/v1/completions", {"prompt": PROMPT, "stream": True})
+    assert (await response.content.readline()).startswith(b"data: ")
+    response.close()
+    assert await asyncio.to_thread(cancelled.wait, 60), "the completion was cancelled"
+
+
+# ------------------------------------------------------------------------------------------- llama.vscode, replayed
+
+INFILL_PREFIX, INFILL_LINE, INFILL_SUFFIX = "static int add(int a, int b) {\n", "    return ", "\n}\n"
+
+
+def llama_vscode_infill(n_predict: int = 128) -> dict:
+    """llama.vscode's main /infill body (createRequestPayload with its package.json defaults)."""
+    return {"id_slot": 0, "input_prefix": INFILL_PREFIX, "input_suffix": INFILL_SUFFIX,
+            "input_extra": [{"text": "int sum(const int *v, int n);\n", "time": 1718000000000,
+                             "filename": "/abs/path/loop.h"}],
+            "prompt": INFILL_LINE, "n_predict": n_predict, "n_cmpl": 3, "top_k": 40, "top_p": 0.99, "stream": False,
+            "samplers": ["top_k", "top_p", "infill"], "cache_prompt": True, "n_indent": 4,
+            "t_max_prompt_ms": 500, "t_max_predict_ms": 500}
+
+
+LLAMA_VSCODE_PREFETCH = {"id_slot": 0, "input_prefix": "", "input_suffix": "",
+                         "input_extra": [{"text": "int a;\n", "time": 1718000000000, "filename": "/abs/a.c"}],
+                         "prompt": "", "n_predict": 0, "samplers": [], "cache_prompt": True,
+                         "t_max_prompt_ms": 500, "t_max_predict_ms": 1}
+
+
+def assert_llama_result(body: dict) -> None:
+    """The fields llama.vscode reads: content, and for its status bar numbers in these places."""
+    assert isinstance(body["content"], str) and body["stop"] is True
+    assert isinstance(body["tokens_cached"], int) and isinstance(body["generation_settings"]["n_ctx"], int)
+    for key in ("prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms", "predicted_per_second"):
+        assert isinstance(body["timings"][key], (int, float)), key
+    assert body["truncated"] is False and body["stop_type"] in ("eos", "limit", "word", "none")
+    assert isinstance(body["tokens_predicted"], int) and isinstance(body["tokens_evaluated"], int)
+
+
+async def test_llama_vscode_infill_unchanged(client, workspace):
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/plain, */*",
+               **client.headers}
+    response = await client.post("/infill", data=json.dumps(llama_vscode_infill()), headers=headers)
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert_llama_result(body)
+    expected = workspace.complete(INFILL_PREFIX + INFILL_LINE, INFILL_SUFFIX, max_tokens=128, top_k=40,
+                                  top_p=0.99, max_ms=60_000.0)
+    if body["tokens_predicted"] == expected.tokens:  # else the 500 ms budget ran out on a loaded machine
+        assert body["content"] == expected.text
+    else:
+        assert body["stop_type"] == "limit" and body["tokens_predicted"] < expected.tokens
+    assert body["generation_settings"]["n_ctx"] == workspace.model.context
+
+    prefetch = await client.post("/infill", data=json.dumps(LLAMA_VSCODE_PREFETCH), headers=headers)
+    assert prefetch.status == 200
+    warm = await prefetch.json()
+    assert_llama_result(warm)
+    assert warm["content"] == "" and warm["tokens_predicted"] == 0
+
+    unauthorized = await client.post("/infill", json=llama_vscode_infill())
+    assert unauthorized.status == 401 and "token" in (await unauthorized.json())["error"]["message"]
+
+
+async def test_llama_streams_pieces_then_the_final_object(client):
+    plain = await (await post(client, "/completion", {"prompt": PROMPT, "n_predict": 16})).json()
+    assert_llama_result(plain)
+    response = await post(client, "/completion", {"prompt": PROMPT, "n_predict": 16, "stream": True})
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    raw = (await response.read()).decode()
+    assert "[DONE]" not in raw, "llama.cpp's routes end with the final object"
+    events = [json.loads(line[len("data: "):]) for line in raw.split("\n") if line.startswith("data: ")]
+    assert all(e["stop"] is False for e in events[:-1]) and events[-1]["stop"] is True
+    assert "".join(e["content"] for e in events[:-1]) == events[-1]["content"] == plain["content"]
+
+
+async def test_health_is_public_and_says_whether_a_model_serves(client, aiohttp_client, untrained):
+    response = await client.get("/health")
+    assert response.status == 200 and await response.json() == {"status": "ok"}
+    untrained_client = await start(aiohttp_client, untrained)
+    response = await untrained_client.get("/health")
+    assert response.status == 503
+    assert (await response.json())["error"]["type"] == "unavailable_error"
+
+
+@pytest.mark.parametrize("path, body, fragment", [
+    ("/infill", {"input_prefix": 3}, "input_prefix"),
+    ("/infill", {"input_extra": [{"filename": 1}]}, "input_extra"),
+    ("/infill", {"input_extra": "x"}, "input_extra"),
+    ("/infill", {"stream": "yes"}, "stream"),
+    ("/infill", {"n_predict": -2}, "n_predict"),
+    ("/infill", {"n_cmpl": 0}, "n_cmpl"),
+    ("/infill", {"top_p": 0}, "top_p"),
+    ("/infill", {"t_max_predict_ms": -1}, "t_max_predict_ms"),
+    ("/infill", {"stop": [str(i) for i in range(33)]}, "stop"),
+    ("/completion", {"prompt": [1, 2]}, "prompt"),
+    ("/completion", {"prompt": "x", "temperature": 9}, "temperature"),
+])
+async def test_bad_llama_requests_are_400(client, path, body, fragment):
+    response = await post(client, path, body)
+    assert response.status == 400
+    assert fragment in (await response.json())["error"]["message"]
+
+
+# ------------------------------------------------------------------------------------------- OpenAPI
+
+
+async def test_openapi_describes_every_route(client):
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    spec = await response.json()
+    assert spec["openapi"].startswith("3.1")
+    described = {(method.upper(), path): operation for path, item in spec["paths"].items()
+                 for method, operation in item.items()}
+    routes = {(route.method, route.resource.canonical): route.name for route in client.app.router.routes()
+              if route.method != "HEAD"}
+    assert set(described) == set(routes)
+    for key, name in routes.items():
+        assert described[key]["operationId"] == name
+        assert (described[key]["security"] == []) == (name in PUBLIC_ROUTES)
+    stops = spec["paths"]["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert stops["properties"]["stop"]["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

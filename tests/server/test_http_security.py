@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from cllm.server.http import create_app, serve_http
-from cllm.server.http_security import AccessPolicy, PathOutsideRoot, generate_token, token_matches, write_token
+from cllm.server.http_security import AccessPolicy, PathOutsideRoot, generate_token, stable_token, token_matches
 from cllm.server.workspace import Workspace
 
 C_SOURCE = "int add(int a, int b) {\n    return a + b;\n}\n"
@@ -85,14 +85,31 @@ def test_token_comparison():
     assert not token_matches(token, "Basic abc")
 
 
-def test_token_file_is_private(tmp_path: Path):
+def test_token_file_is_private_and_stable(tmp_path: Path):
     path = tmp_path / "models" / "token"
-    path.parent.mkdir()
-    path.write_text("old")
-    path.chmod(0o644)
-    write_token(path, "secret-value")
-    assert path.read_text() == "secret-value"
+    token = stable_token(path)
+    assert path.read_text() == token and len(token) >= 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stable_token(path) == token, "a later start reuses the token"
+    path.chmod(0o644)
+    assert stable_token(path) == token and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["token"], "no temporary file is left behind"
+
+
+def test_an_explicit_key_wins_and_leaves_the_token_file_alone(tmp_path: Path):
+    path = tmp_path / "token"
+    assert stable_token(path, "my-key") == "my-key" and not path.exists()
+    for bad in ("", "has space", "tab\t", "naïve"):
+        with pytest.raises(ValueError, match="visible ASCII"):
+            stable_token(path, bad)
+
+
+def test_an_empty_or_damaged_token_file_is_replaced(tmp_path: Path):
+    path = tmp_path / "token"
+    for damaged in (b"", b"\xff\xfe", b"two words"):
+        path.write_bytes(damaged)
+        token = stable_token(path)
+        assert path.read_text() == token and len(token) >= 40
 
 
 def test_training_paths_must_stay_inside_the_root(tmp_path: Path):
@@ -218,7 +235,7 @@ async def test_token_never_reaches_the_logs(workspace, caplog):
         await server.close()
     assert "GET /" in caplog.text, "the access log is on (with paths only)"
     assert server.policy.token not in caplog.text
-    assert not workspace.token_path.exists(), "closing removes the server's token file"
+    assert workspace.token_path.read_text() == server.policy.token, "the token file stays: it is the stable key"
 
 
 @pytest.mark.parametrize("value", ["Bearer \u00e9t\u00e9".encode(), b"Bearer \xff\xfe", "B\u00e9arer x".encode()])
@@ -231,3 +248,4 @@ async def test_non_ascii_authorization_is_401(client, policy, workspace, value):
     assert response.startswith(b"HTTP/1.1 401 "), response[:200]
     assert b"authentication_error" in response
     assert not workspace.training
+
