@@ -46,7 +46,8 @@ SMALL_TRAINING = {
                                "batchSize": 12, "gradAccum": 1, "lr": 0.005},
 }
 TYPED = "\n\nstatic int step_0_10(int a, int b)\n{\n    int s = a + b * 3;\n"
-TRAINING_TEXT = re.compile(r"^\u2b22 12 spheres \u00b7 [\d.]+k? tok/s \u00b7 loss \d+\.\d\d \u00b7 \d+/60$")
+TRAINING_TEXT = re.compile(r"^\u2b22 12 spheres \u00b7 [\d.]+k? tok/s \u00b7 loss \d+\.\d\d \u00b7 \d+/60"
+                           r"(?: \u00b7 (?:<1 min|~(?:\d+ h )?\d+ min) left)?$")
 READY_TEXT = re.compile(r"^\u2b22 CLLM \u00b7 just now \u00b7 \d+ % lines exact$")
 
 
