@@ -88,6 +88,17 @@ def _sq_norm(x: np.ndarray, begin: int, end: int) -> float:
     return sq
 
 
+def plan_step(batches: Sequence[tuple[np.ndarray, np.ndarray]], n_spheres: int,
+              max_shard_batch: int) -> tuple[int, float, list[list[tuple[int, int]]]]:
+    """The target tokens of a step's micro-batches, the loss scale 1 / tokens and each micro-batch's shard bounds;
+    ValueError when a micro-batch has more rows than n_spheres x max_shard_batch."""
+    for inputs, _ in batches:
+        if len(inputs) > n_spheres * max_shard_batch:
+            raise ValueError(f"micro-batch of {len(inputs)} rows exceeds {n_spheres} spheres x {max_shard_batch}")
+    tokens = sum(count_targets(t) for _, t in batches)
+    return tokens, 1.0 / max(tokens, 1), [shard_bounds(len(inputs), n_spheres) for inputs, _ in batches]
+
+
 def sphere_shards(batches: Sequence[tuple[np.ndarray, np.ndarray]], shards: Sequence[list[tuple[int, int]]],
                   sphere: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """One sphere's non-empty shards of a step's micro-batches: (micro-batch index, inputs, targets) each."""
@@ -221,12 +232,7 @@ class Spheres:
         loss of the step. Raises SphereError (with the sphere's exception as cause) if any sphere fails."""
         if self._closed:
             raise RuntimeError("these spheres are closed")
-        for inputs, _ in batches:
-            if len(inputs) > self.n_spheres * self.max_shard_batch:
-                raise ValueError(f"micro-batch of {len(inputs)} rows exceeds {self.n_spheres} spheres x {self.max_shard_batch}")
-        tokens = sum(count_targets(t) for _, t in batches)
-        loss_scale = 1.0 / max(tokens, 1)
-        shards = [shard_bounds(len(inputs), self.n_spheres) for inputs, _ in batches]
+        tokens, loss_scale, shards = plan_step(batches, self.n_spheres, self.max_shard_batch)
         for array in (self._busy, self._loss, self._tokens, self._rows, self._thread_busy):
             array.fill(0)
         out.fill(0.0)
