@@ -128,6 +128,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                            help=f"{text} (default: {'none' if default is None else default})")
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
+                   "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
+                   "'cllm[cluster]' (default: threads on this machine)")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -290,6 +293,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. {example}", 2)
     try:
         model_cfg, train_cfg = _train_configs(args)
+        if args.ray is not None:
+            from cllm.engine.cluster import import_ray
+
+            import_ray()  # a missing optional dependency fails now, not after the tokenization
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
@@ -311,7 +318,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     report, close = _train_reporter(args.json)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args))
+                     explicit=_explicit_settings(args), cluster=args.ray)
     except SphereError as exc:
         return fail(f"{exc} (the last checkpoint, if any, is intact)", 1)
     except CllmError as exc:
