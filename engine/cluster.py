@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from .params import num_params
 from .spheres import SphereError, StepResult, grad_sq_norm, plan_step, run_shard, shard_bounds, sphere_shards
 
 MAX_RESTARTS = 3  # restarts of a dead sphere actor (and retries of its pending call) before the run fails
+CONNECT_TIMEOUT = 5.0  # seconds for the head node to accept a connection
 PLACEMENT_TIMEOUT = 120.0  # seconds to wait for the cluster to place every sphere
 STRATEGIES = ("SPREAD", "PACK")
 
@@ -122,6 +124,7 @@ class ClusterSpheres:
         self._placement = None
         self.actors: list = []
         if self._owns_ray:
+            _check_reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -264,6 +267,26 @@ def _step_result(stats: list, gather: np.ndarray, tokens: int, sq_norm: float, s
             for k in range(n)
         ],
     )
+
+
+def check_address(address: str) -> None:
+    """ClusterError now, before any work, when Ray is not installed or no cluster answers at `address`."""
+    import_ray()
+    _check_reachable(address)
+
+
+def _check_reachable(address: str) -> None:
+    """ClusterError at once when a HOST:PORT address (or ray://HOST:PORT) does not accept a TCP connection:
+    Ray itself would retry for minutes before failing. "auto" is left to Ray, which fails fast without a cluster."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"--ray takes 'auto', HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise ClusterError(f"no Ray cluster answers at {address}: {exc.strerror or exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -294,9 +294,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         model_cfg, train_cfg = _train_configs(args)
         if args.ray is not None:
-            from cllm.engine.cluster import import_ray
+            from cllm.engine.cluster import check_address
 
-            import_ray()  # a missing optional dependency fails now, not after the tokenization
+            check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
