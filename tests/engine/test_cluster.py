@@ -4,6 +4,8 @@ Ray is an optional dependency: without it these tests are skipped, unless CLLM_R
 extra installs it), where its absence is a failure."""
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -124,3 +126,10 @@ def test_train_on_the_cluster_writes_the_model_threads_write(ray, c_workspace, t
     assert np.array_equal(a.optimizer["params"], b.optimizer["params"])
     assert np.array_equal(a.params, b.params)
     assert events[0].threads == SPHERES
+
+
+def test_nothing_imports_ray_unless_asked():
+    """Ray is optional: the trainer, the cluster module and the CLI load without importing it."""
+    code = ("import sys, cllm.engine.train, cllm.engine.cluster, cllm.server.cli; "
+            "print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
