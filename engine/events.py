@@ -208,7 +208,7 @@ class _Event(_Record):
 
 @dataclass(frozen=True)
 class SphereRecord(_Record):
-    """One worker sphere's share of one optimizer step (engine/spheres.py)."""
+    """One worker sphere's share of one optimizer step (engine/spheres.py, or a Ray actor of engine/cluster.py)."""
 
     id: int
     sequences: int  # sequences of its shards over the step's micro-batches
@@ -216,6 +216,8 @@ class SphereRecord(_Record):
     busy: float  # seconds it computed
     wait: float  # seconds of the parallel phase it did not compute
     loss: float | None  # mean nats per target token (None when not a finite number)
+    node: str = ""  # the Ray node that ran it (engine/cluster.py); "" on threads
+    transfer: float = 0.0  # seconds moving its weights and shard in and its gradient out (Ray only)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,49 @@ def _sq_norm(x: np.ndarray, begin: int, end: int) -> float:
     return sq
 
 
+def plan_step(batches: Sequence[tuple[np.ndarray, np.ndarray]], n_spheres: int,
+              max_shard_batch: int) -> tuple[int, float, list[list[tuple[int, int]]]]:
+    """The target tokens of a step's micro-batches, the loss scale 1 / tokens and each micro-batch's shard bounds;
+    ValueError when a micro-batch has more rows than n_spheres x max_shard_batch."""
+    for inputs, _ in batches:
+        if len(inputs) > n_spheres * max_shard_batch:
+            raise ValueError(f"micro-batch of {len(inputs)} rows exceeds {n_spheres} spheres x {max_shard_batch}")
+    tokens = sum(count_targets(t) for _, t in batches)
+    return tokens, 1.0 / max(tokens, 1), [shard_bounds(len(inputs), n_spheres) for inputs, _ in batches]
+
+
+def sphere_shards(batches: Sequence[tuple[np.ndarray, np.ndarray]], shards: Sequence[list[tuple[int, int]]],
+                  sphere: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """One sphere's non-empty shards of a step's micro-batches: (micro-batch index, inputs, targets) each."""
+    return [(micro, inputs[bounds[sphere][0]:bounds[sphere][1]], targets[bounds[sphere][0]:bounds[sphere][1]])
+            for micro, ((inputs, targets), bounds) in enumerate(zip(batches, shards))
+            if bounds[sphere][1] > bounds[sphere][0]]
+
+
+def run_shard(forward_backward: Callable, cfg: ModelConfig, params: np.ndarray, grads: np.ndarray, scratch,
+              shards: Sequence[tuple[int, np.ndarray, np.ndarray]], *, sphere: int, seed: int, step: int,
+              dropout: float, loss_scale: float) -> tuple[float, int, int]:
+    """One sphere's forward/backward over its shards (see sphere_shards) into `grads`, zeroed first.
+
+    Returns the nats summed over its target tokens, the target tokens and the sequences. A pure function of its
+    arguments, so a thread and a Ray actor (engine/cluster.py) compute bitwise the same gradient."""
+    grads.fill(0.0)
+    loss, tokens, rows = 0.0, 0, 0
+    for micro, inputs, targets in shards:
+        loss += forward_backward(params, grads, inputs, targets, cfg, scratch, dropout=dropout,
+                                 seed=sphere_seed(seed, step, micro, sphere), loss_scale=loss_scale)
+        tokens += count_targets(targets)
+        rows += len(inputs)
+    return loss, tokens, rows
+
+
+def grad_sq_norm(out: np.ndarray, map_chunks: Callable = map) -> float:
+    """Squared L2 norm of `out` from float64 partials over REDUCE_CHUNKS fixed chunks, summed in chunk order
+    (`map_chunks` may be a thread pool's map: the result is the same)."""
+    edges = [out.size * c // REDUCE_CHUNKS for c in range(REDUCE_CHUNKS + 1)]
+    return float(sum(map_chunks(lambda c: _sq_norm(out, edges[c], edges[c + 1]), range(REDUCE_CHUNKS))))
+
+
 EMPTY = -1  # "buffer" of a sphere whose shard is empty (a batch smaller than the sphere count)
 
 
@@ -189,12 +232,7 @@ class Spheres:
         loss of the step. Raises SphereError (with the sphere's exception as cause) if any sphere fails."""
         if self._closed:
             raise RuntimeError("these spheres are closed")
-        for inputs, _ in batches:
-            if len(inputs) > self.n_spheres * self.max_shard_batch:
-                raise ValueError(f"micro-batch of {len(inputs)} rows exceeds {self.n_spheres} spheres x {self.max_shard_batch}")
-        tokens = sum(count_targets(t) for _, t in batches)
-        loss_scale = 1.0 / max(tokens, 1)
-        shards = [shard_bounds(len(inputs), self.n_spheres) for inputs, _ in batches]
+        tokens, loss_scale, shards = plan_step(batches, self.n_spheres, self.max_shard_batch)
         for array in (self._busy, self._loss, self._tokens, self._rows, self._thread_busy):
             array.fill(0)
         out.fill(0.0)
@@ -230,7 +268,7 @@ class Spheres:
         if work.error is not None:
             sphere, exc = work.error
             raise SphereError(f"sphere {sphere} failed: {type(exc).__name__}: {exc}") from exc
-        sq_norm = self._norm(out)
+        sq_norm = grad_sq_norm(out, self._pool.map)
         ended = time.perf_counter()
         parallel = parallel_end - started
         return StepResult(
@@ -292,21 +330,12 @@ class Spheres:
 
     def _run_sphere(self, sphere, buffer, thread, params, batches, shards, loss_scale, dropout, seed, step) -> None:
         """Forward/backward of one sphere's shard of each micro-batch into its pool buffer."""
-        scratch = self._scratch[thread]
-        grads = self.buffers[buffer]
         begin_time = time.perf_counter()
-        grads.fill(0.0)
-        for micro, ((inputs, targets), bounds) in enumerate(zip(batches, shards)):
-            begin, end = bounds[sphere]
-            if end == begin:
-                continue
-            shard_targets = targets[begin:end]
-            self._loss[sphere] += self._forward_backward(
-                params, grads, inputs[begin:end], shard_targets, self.cfg, scratch,
-                dropout=dropout, seed=sphere_seed(seed, step, micro, sphere), loss_scale=loss_scale,
-            )
-            self._tokens[sphere] += count_targets(shard_targets)
-            self._rows[sphere] += end - begin
+        self._loss[sphere], self._tokens[sphere], self._rows[sphere] = run_shard(
+            self._forward_backward, self.cfg, params, self.buffers[buffer], self._scratch[thread],
+            sphere_shards(batches, shards, sphere), sphere=sphere, seed=seed, step=step, dropout=dropout,
+            loss_scale=loss_scale,
+        )
         busy = time.perf_counter() - begin_time
         self._busy[sphere] = busy
         self._thread_busy[thread] += busy
@@ -347,8 +376,3 @@ class Spheres:
             k += 1
         return ready
 
-    def _norm(self, out: np.ndarray) -> float:
-        """Squared L2 norm of `out` from float64 partials over fixed chunks, summed in chunk order."""
-        edges = [out.size * c // REDUCE_CHUNKS for c in range(REDUCE_CHUNKS + 1)]
-        chunks = list(zip(edges[:-1], edges[1:]))
-        return float(sum(self._pool.map(lambda c: _sq_norm(out, c[0], c[1]), chunks)))

@@ -169,14 +169,17 @@ def train(
     cancel: threading.Event | None = None,
     explicit: Collection[str] | None = None,
     corpus_config: CorpusConfig = CorpusConfig(),
+    cluster: str | None = None,
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
     `explicit` names the settings the user chose (ModelConfig/TrainConfig fields); given it, a fresh run with a
     time budget lets config.budget_defaults pick the others from the training data's size (the start event lists
     them under "auto"). Without it (None) the configs are used as they are. `corpus_config` decides which files
-    of a folder are scanned (engine/corpus.py). Setting `cancel` stops the run within about a second in any phase:
-    after the current step with the model written, or before the first step with TrainCancelled.
+    of a folder are scanned (engine/corpus.py). `cluster` (a Ray address or "auto") runs the spheres as Ray actors
+    (engine/cluster.py) instead of on local threads: same weights, bitwise. Setting `cancel` stops the run within
+    about a second in any phase: after the current step with the model written, or before the first step with
+    TrainCancelled.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -199,7 +202,7 @@ def train(
     state = _resume_state(loaded, loaded_meta) if loaded else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
-    threads = resolve_threads(train_cfg.threads, train_cfg.spheres)
+    threads = train_cfg.spheres if cluster is not None else resolve_threads(train_cfg.threads, train_cfg.spheres)
     total_steps = state.schedule_steps or train_cfg.epochs * data.steps_per_epoch
     emit(PhaseEvent(phase="train", done=state.step, total=total_steps, unit="steps"))
     emit(StartEvent(
@@ -214,10 +217,19 @@ def train(
                              dropout=model_cfg.dropout, time_budget=train_cfg.time_budget),
         auto=sorted(auto),
     ))
-    shard = -(-train_cfg.batch_size // train_cfg.spheres)
-    with Spheres(model_cfg, train_cfg.spheres, threads, shard, train_cfg.seq_len) as spheres:
+    with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres:
         run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps)
         return run.loop()
+
+
+def _open_spheres(model_cfg: ModelConfig, train_cfg: TrainConfig, threads: int, cluster: str | None):
+    """The run's spheres: a pool of `threads` threads, or one Ray actor per sphere on `cluster`."""
+    shard = -(-train_cfg.batch_size // train_cfg.spheres)
+    if cluster is None:
+        return Spheres(model_cfg, train_cfg.spheres, threads, shard, train_cfg.seq_len)
+    from .cluster import ClusterSpheres  # imports Ray, an optional dependency
+
+    return ClusterSpheres(model_cfg, train_cfg.spheres, shard, train_cfg.seq_len, cluster)
 
 
 class _Telemetry:

@@ -142,6 +142,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-gitignore", action="store_true",
                    help="take every C file: neither git's listing nor .gitignore files leave any out")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
+                   "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
+                   "'cllm[cluster]' (default: threads on this machine)")
     p.set_defaults(handler=_cmd_train)
 
 
@@ -335,6 +338,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. {example}", 2)
     try:
         model_cfg, train_cfg = _train_configs(args)
+        if args.ray is not None:
+            from cllm.engine.cluster import check_address
+
+            check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
@@ -356,7 +363,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     report, close = _train_reporter(args.json)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore))
+                     explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore),
+                     cluster=args.ray)
     except TrainCancelled as exc:
         return fail(str(exc), 130)
     except SphereError as exc:

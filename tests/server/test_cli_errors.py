@@ -30,7 +30,7 @@ BAD_COMMAND_LINES = [
     "train", "train MISSING", "train EMPTY", "train WS --epochs 0", "train WS --epochs x", "train WS --lr nan",
     "train WS --lr -1", "train WS --dropout 1", "train WS --time-budget inf", "train WS --threads -1",
     "train WS --d-model 1000000000000", "train WS --heads 3", "train WS --resume FIFO", "train WS --resume MISSING",
-    "train WS --out EMPTY",
+    "train WS --out EMPTY", "train WS --ray 127.0.0.1:1", "train WS --ray nonsense",
     "complete MISSING --prompt x", "complete FIFO --prompt x", "complete MISSING", "complete MISSING --prompt x --temperature 5",
     "complete MISSING --prompt x --temperature nan", "complete MISSING --prompt x --temperature -1",
     "complete MISSING --prompt x --max-tokens -1", "complete MISSING --file FIFO --offset 0",

@@ -1,0 +1,137 @@
+"""engine/cluster.py on a local Ray cluster the tests start: bitwise the thread result, restarts, failures.
+
+Ray is an optional dependency: without it these tests are skipped, unless CLLM_REQUIRE_E2E=1 (as in CI, whose test
+extra installs it), where its absence is a failure."""
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cllm.engine.checkpoint import load_checkpoint
+from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.events import StartEvent
+from cllm.engine.model import forward_backward
+from cllm.engine.params import init_params
+from cllm.engine.spheres import SphereError, Spheres
+from cllm.engine.train import train
+from conftest import missing_prerequisite
+
+CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=16, dropout=0.1)
+SEQ, SPHERES, SHARD = 16, 3, 5
+
+
+@pytest.fixture(scope="module")
+def ray():
+    """A local Ray cluster of 2 CPUs (worker processes, loopback only), started for these tests."""
+    try:
+        import ray
+    except ImportError:
+        missing_prerequisite("ray is not installed (pip install '.[cluster]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _batches(seed: int, rows: int = 13):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(2):
+        tokens = rng.integers(0, CFG.vocab_size, size=(rows, SEQ + 1)).astype(np.int32)
+        targets = tokens[:, 1:].copy()
+        targets[-1, -3:] = -1
+        out.append((tokens[:, :-1].copy(), targets))
+    return out
+
+
+def _three_steps(spheres, params):
+    """Three steps (a plain SGD update in between, so each step sees new weights): final weights and results."""
+    params, grads, results = params.copy(), np.zeros_like(params), []
+    for step in range(3):
+        results.append(spheres.step(params, _batches(step), grads, dropout=0.1, seed=7, step=step))
+        params -= np.float32(0.1) * grads
+    return params, results
+
+
+def test_the_cluster_gives_bitwise_the_weights_of_the_threads(ray):
+    from cllm.engine.cluster import ClusterSpheres
+
+    params = init_params(CFG, 0)
+    with Spheres(CFG, SPHERES, 2, SHARD, SEQ) as spheres:
+        on_threads, thread_results = _three_steps(spheres, params)
+        thread_eval = spheres.evaluate(on_threads, *_batches(9)[0])
+    with ClusterSpheres(CFG, SPHERES, SHARD, SEQ) as spheres:
+        on_ray, ray_results = _three_steps(spheres, params)
+        ray_eval = spheres.evaluate(on_ray, *_batches(9)[0])
+        assert len(spheres.actors) == SPHERES
+    assert np.array_equal(on_threads, on_ray)
+    assert [r.sq_norm for r in thread_results] == [r.sq_norm for r in ray_results]
+    assert [r.loss_sum for r in thread_results] == [r.loss_sum for r in ray_results]
+    assert thread_eval == ray_eval
+    assert [r.sequences for r in ray_results[-1].spheres] == [10, 8, 8]  # 2 x 13 rows over 3 spheres: 5, 4, 4
+    assert [r.tokens for r in ray_results[-1].spheres] == [r.tokens for r in thread_results[-1].spheres]
+    record = ray_results[-1].spheres[0]
+    assert record.node and record.transfer > 0
+    assert thread_results[-1].spheres[0].node == "" and thread_results[-1].spheres[0].transfer == 0.0
+
+
+def test_a_sphere_killed_mid_step_is_restarted_and_the_step_recomputed_bitwise(ray, tmp_path):
+    from cllm.engine.cluster import ClusterSpheres
+
+    marker = str(tmp_path / "killed")
+
+    def dies_once(params, grads, inputs, targets, cfg, scratch, **kw):
+        """Sphere 1's process exits in its first forward/backward of the second step (the marker says so)."""
+        if kw["seed"] == sphere_one_seed and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return forward_backward(params, grads, inputs, targets, cfg, scratch, **kw)
+
+    from cllm.engine.spheres import sphere_seed
+
+    sphere_one_seed = sphere_seed(7, 1, 0, 1)
+    params = init_params(CFG, 0)
+    with Spheres(CFG, SPHERES, 2, SHARD, SEQ) as spheres:
+        expected, _ = _three_steps(spheres, params)
+    with ClusterSpheres(CFG, SPHERES, SHARD, SEQ, forward_backward=dies_once) as spheres:
+        pid = ray.get(spheres.actors[1].pid.remote())
+        got, _ = _three_steps(spheres, params)
+        assert ray.get(spheres.actors[1].pid.remote()) != pid  # a new process took over
+    assert os.path.exists(marker)
+    assert np.array_equal(expected, got)
+
+
+def test_a_sphere_ray_cannot_restart_fails_the_step_with_a_sphere_error(ray):
+    from cllm.engine.cluster import ClusterSpheres
+
+    params = init_params(CFG, 0)
+    with ClusterSpheres(CFG, SPHERES, SHARD, SEQ) as spheres:
+        ray.kill(spheres.actors[2], no_restart=True)
+        with pytest.raises(SphereError, match="Ray cluster failed in step 1"):
+            spheres.step(params, _batches(0), np.zeros_like(params), dropout=0.1, seed=7, step=0)
+
+
+def test_train_on_the_cluster_writes_the_model_threads_write(ray, c_workspace, tmp_path):
+    model = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
+    cfg = TrainConfig(epochs=1, max_steps=3, batch_size=8, seq_len=32, grad_accum=2, spheres=SPHERES, threads=2,
+                      val_fraction=0.25)
+    on_threads = train(c_workspace, model, cfg, tmp_path / "threads.cllm")
+    events = []
+    on_ray = train(c_workspace, model, replace(cfg, threads=0), tmp_path / "ray.cllm", events.append, cluster="auto")
+    assert on_ray.steps == on_threads.steps == 3 and on_ray.threads == SPHERES
+    a = load_checkpoint(tmp_path / "threads.cllm", with_optimizer=True)
+    b = load_checkpoint(tmp_path / "ray.cllm", with_optimizer=True)
+    assert np.array_equal(a.optimizer["params"], b.optimizer["params"])
+    assert np.array_equal(a.params, b.params)
+    start = next(event for event in events if isinstance(event, StartEvent))
+    assert start.threads == SPHERES
+
+
+def test_nothing_imports_ray_unless_asked():
+    """Ray is optional: the trainer, the cluster module and the CLI load without importing it."""
+    code = ("import sys, cllm.engine.train, cllm.engine.cluster, cllm.server.cli; "
+            "print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
