@@ -30,6 +30,7 @@ import numpy as np
 
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import CllmError
+from .faults import fault_point
 from .files import atomic_write, remove_stale_temporaries
 
 FORMAT = "cllm"
@@ -100,9 +101,9 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     def write(f: BinaryIO) -> None:
         f.write(prefix)
         for array in tensors.values():
+            fault_point("checkpoint-write")
             f.write(array.data)  # the array's own buffer: no copy
 
-    remove_stale_temporaries(path)
     try:
         atomic_write(path, write)
     except OSError as exc:

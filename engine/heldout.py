@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .corpus import Document
+from .faults import fault_point
 from .mixture import fitted_mixture, mixture_metadata, workspace_models
 from .model import make_scratch, token_losses
 from .tokenizer import Tokenizer
@@ -86,4 +87,5 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window)
+    fault_point("mixture-fit")
     return mixture_metadata(fitted_mixture(nats, *workspace_models(tokenizer, train_documents), tokenizer, documents)[0])

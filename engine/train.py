@@ -39,6 +39,7 @@ from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, fro
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
 from .errors import CllmError
+from .faults import fault_point
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
                      SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .heldout import heldout_mixture
@@ -318,6 +319,7 @@ class _Run:
         s.step += 1
         s.batch += 1
         s.tokens += result.tokens
+        fault_point("step")
         loss = result.loss_sum / max(result.tokens, 1)
         if s.step % self.history_every == 0:
             s.record.loss_history.append((s.step, round(loss, 5)))
@@ -373,6 +375,7 @@ class _Run:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
         s = self.state
         val = self._validate_current()
+        fault_point("validated")
         event = EpochEvent(epoch=s.epoch, step=s.step, train_loss=train_loss, val_loss=None if val is None else val[0],
                            val_bits_per_byte=None if val is None else val[1])
         self.emit(event)
@@ -500,6 +503,7 @@ def _load_documents(source, val_fraction: float) -> _Documents:
         if not root.is_dir():
             raise TrainError(f"{root} is not a folder")
         scanned = corpus.scan(root, CorpusConfig())
+        fault_point("scanned")
         documents, root_name = list(scanned.documents), str(root.resolve())
         skipped = [SkippedFile(path, reason) for path, reason in scanned.skipped]
     else:
@@ -520,12 +524,15 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
             tokenizer = Tokenizer.train((doc.text for doc in docs.train), vocab_size)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
+        fault_point("tokenizer-trained")
     stream = token_stream(docs.train, tokenizer)
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
+    val_stream = token_stream(docs.val, tokenizer)
+    fault_point("tokenized")
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
-        tokenizer=tokenizer, stream=stream, val_stream=token_stream(docs.val, tokenizer), val_bytes=stream_bytes(docs.val),
+        tokenizer=tokenizer, stream=stream, val_stream=val_stream, val_bytes=stream_bytes(docs.val),
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
     )
 
