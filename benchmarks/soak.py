@@ -3,8 +3,8 @@
     python benchmarks/soak.py [--minutes 10] [--quick] [--idle-sockets 200]
 
 The workspace is a copy of the demo corpus (training_data/brotli, from training_data/fetch_demo.py), served from
-the start by a random-weight model of the default shape (latency does not depend on the weights), which the
-first training replaces. All traffic stays on loopback. For `--minutes`:
+the start by a model trained on it for PRETRAIN_SECONDS beforehand (the transformer and the workspace cache, as
+a user's would be), which each training replaces. All traffic stays on loopback. For `--minutes`:
 
 - LSP: a simulated user types through the real C files, one character every 20 ms (50 inlineCompletion requests
   per second, each after its didChange); every request still pending when the next key comes is cancelled
@@ -33,6 +33,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,16 +44,12 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from cllm.engine.checkpoint import Checkpoint, save_checkpoint
-from cllm.engine.config import ModelConfig
-from cllm.engine.params import init_params
-from cllm.engine.tokenizer import Tokenizer
-
 DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
 CLI = [sys.executable, "-m", "cllm.server.cli"]
 KEY_INTERVAL = 0.02  # 50 keystrokes (and completion requests) per second
 KEPT_EVERY = 10  # one request in ten is never cancelled
 OPEN_CHARS, TYPED_CHARS = 600, 400  # each file opens with this much text; the user types this much more
+PRETRAIN_SECONDS = 30  # the first model's training, before the soak starts
 ANSWER_TIMEOUT = 30.0  # seconds without an answer after which a request counts as dropped
 REQUEST_CANCELLED = -32800
 GOALS = {"idle p95 ms": 50.0, "training p95 ms": 150.0, "growth": 0.10}
@@ -338,14 +335,14 @@ async def idle_sockets(http: Http, soak: Soak, limit: int, until: float) -> None
 # -- set-up, report ---------------------------------------------------------------------------------------
 
 
-def make_workspace(folder: Path, quick: bool) -> tuple[Path, Path, list[Path]]:
-    """A copy of the demo corpus, a model folder with a random-weight default-shape model, and the C files to
-    type through (the larger ones, so each holds OPEN_CHARS + TYPED_CHARS)."""
+def make_workspace(folder: Path, quick: bool, env: dict) -> tuple[Path, Path, list[Path]]:
+    """A copy of the demo corpus, a model folder holding a first model trained on it for PRETRAIN_SECONDS (so
+    the servers start as a user's would, with the transformer and the workspace cache, and a new training swaps
+    like for like), and the C files to type through (those long enough for OPEN_CHARS + TYPED_CHARS)."""
     if not DEMO.is_dir():
         raise SystemExit(f"no demo corpus in {DEMO}: run `python training_data/fetch_demo.py` first")
     root, models = folder / "brotli", folder / "models"
     shutil.copytree(DEMO, root)
-    models.mkdir()
     sources = sorted(root.rglob("*.[ch]"))
     files = [p for p in sources if p.suffix == ".c" and p.stat().st_size > OPEN_CHARS + TYPED_CHARS]
     if quick:  # a smaller workspace trains and tokenizes faster
@@ -353,11 +350,8 @@ def make_workspace(folder: Path, quick: bool) -> tuple[Path, Path, list[Path]]:
             if path not in files[:8]:
                 path.unlink()
         files = files[:8]
-    cfg = ModelConfig(dropout=0.0)
-    tokenizer = Tokenizer.train((p.read_text(errors="replace") for p in root.rglob("*.[ch]")), cfg.vocab_size)
-    cfg.vocab_size = tokenizer.vocab_size
-    save_checkpoint(models / "model.cllm", Checkpoint(cfg, tokenizer.to_json(), init_params(cfg, 0),
-                                                      {"seq_len": cfg.max_seq_len}))
+    subprocess.run([*CLI, "train", str(root), "--out", str(models / "model.cllm"), "--time-budget",
+                    str(PRETRAIN_SECONDS), "--json"], env=env, check=True, stdout=subprocess.DEVNULL)
     return root, models, files
 
 
@@ -435,7 +429,7 @@ async def run(args: argparse.Namespace) -> None:
     duration = args.minutes * 60.0
     with tempfile.TemporaryDirectory(prefix="cllm-soak-") as tmp:
         env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache")}
-        root, models, files = make_workspace(Path(tmp), args.quick)
+        root, models, files = make_workspace(Path(tmp), args.quick, env)
         serve, http = await start_serve(root, models, env)
         lsp = await asyncio.create_subprocess_exec(*CLI, "lsp", stdin=asyncio.subprocess.PIPE,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
