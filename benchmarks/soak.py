@@ -181,7 +181,7 @@ async def type_files(client: LspClient, soak: Soak, files: list[Path], until: fl
             for msg_id in stale:
                 if msg_id in client.pending:
                     client.notify("$/cancelRequest", {"id": msg_id})
-            stale = [msg_id for msg_id in stale if msg_id in client.pending]
+            stale = []
             msg_id, future = client.request("textDocument/inlineCompletion", {
                 "textDocument": {"uri": uri}, "position": {"line": line, "character": column},
                 "context": {"triggerKind": 2}})
