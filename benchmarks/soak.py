@@ -159,7 +159,7 @@ def utf16_len(text: str) -> int:
 
 async def type_files(client: LspClient, soak: Soak, files: list[Path], until: float) -> None:
     """Type through `files` one character per KEY_INTERVAL until `until`, cancelling stale requests."""
-    stale: list[int] = []
+    stale: int | None = None  # the request the next keystroke cancels if it is still unanswered
     for path in itertools.cycle(files):
         text, uri = path.read_text(errors="replace"), path.as_uri()
         typed = text[:OPEN_CHARS]
@@ -178,15 +178,12 @@ async def type_files(client: LspClient, soak: Soak, files: list[Path], until: fl
             client.notify("textDocument/didChange", {
                 "textDocument": {"uri": uri, "version": version},
                 "contentChanges": [{"range": {"start": here, "end": here}, "text": char}]})
-            for msg_id in stale:
-                if msg_id in client.pending:
-                    client.notify("$/cancelRequest", {"id": msg_id})
-            stale = []
+            if stale in client.pending:
+                client.notify("$/cancelRequest", {"id": stale})
             msg_id, future = client.request("textDocument/inlineCompletion", {
                 "textDocument": {"uri": uri}, "position": {"line": line, "character": column},
                 "context": {"triggerKind": 2}})
-            if version % KEPT_EVERY:
-                stale.append(msg_id)
+            stale = msg_id if version % KEPT_EVERY else None
             future.add_done_callback(_answered(soak, tick, soak.training))
             soak.count("lsp sent")
             await asyncio.sleep(max(0.0, KEY_INTERVAL - (time.perf_counter() - tick)))
