@@ -9,8 +9,8 @@ a user's would be), which each training replaces. All traffic stays on loopback.
 - LSP: a simulated user types through the real C files, one character every 20 ms (50 inlineCompletion requests
   per second, each after its didChange); every request still pending when the next key comes is cancelled
   ($/cancelRequest), except every tenth, as an editor keeps the request of a pause;
-- training: "Train on Workspace" (cllm.trainWorkspace) at 15 % and 55 % of the run, each with a time budget of
-  a fifth of the run; a status poll each second says whether a training runs;
+- training: "Train on Workspace" (cllm.trainWorkspace) at 15 % and 55 % of the run (the second once the first
+  is over), each with a time budget of a fifth of the run (`--train-seconds`); a status poll each second says whether a training runs;
 - HTTP: `cllm serve` on the same workspace and model folder gets completions (`--http-rate` per second, one in
   four streamed), /v1/events listeners that connect, read a few seconds and drop, and `--idle-sockets`
   connections that send half a request header and then nothing (reopened when the server closes them).
@@ -432,7 +432,7 @@ async def run(args: argparse.Namespace) -> None:
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
                                                    env=env)
         client = LspClient(lsp)
-        budget = max(20.0, duration / 5)
+        budget = args.train_seconds or max(20.0, duration / 5)
         await client.call("initialize", {
             "processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": {"window": {"workDoneProgress": True}},
             "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
@@ -476,6 +476,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="2 minutes on a smaller workspace, 20 s rows")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds per table row")
+    parser.add_argument("--train-seconds", type=float, help="each training's time budget (default: a fifth of the run)")
     parser.add_argument("--http-rate", type=float, default=10.0, help="HTTP completions per second")
     parser.add_argument("--listeners", type=int, default=4, help="concurrent /v1/events listeners")
     parser.add_argument("--idle-sockets", type=int, default=200, help="idle connections held open")

@@ -39,9 +39,9 @@ from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, fro
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
 from .errors import CllmError
-from .faults import fault_point
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
                      SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .faults import fault_point
 from .heldout import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
