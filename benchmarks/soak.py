@@ -10,7 +10,8 @@ a user's would be), which each training replaces. All traffic stays on loopback.
   per second, each after its didChange); every request still pending when the next key comes is cancelled
   ($/cancelRequest), except every tenth, as an editor keeps the request of a pause;
 - training: "Train on Workspace" (cllm.trainWorkspace) at 15 % and 55 % of the run (the second once the first
-  is over), each with a time budget of a fifth of the run (`--train-seconds`); a status poll each second says whether a training runs;
+  is over), each with a time budget of a fifth of the run (`--train-seconds`); a status poll each second says
+  whether a training runs;
 - HTTP: `cllm serve` on the same workspace and model folder gets completions (`--http-rate` per second, one in
   four streamed), /v1/events listeners that connect, read a few seconds and drop, and `--idle-sockets`
   connections that send half a request header and then nothing (reopened when the server closes them).
