@@ -376,8 +376,8 @@ def report(soak: Soak) -> None:
         print(f"{i * soak.interval / 60:>4.1f}m {'yes' if row.trained else 'no':>5} {c['lsp sent']:>6} "
               f"{percentile(row.lsp_ms, 50):>5} {percentile(row.lsp_ms, 95):>5} {percentile(row.lsp_ms, 99):>5} "
               f"{c['lsp answered']:>5} {c['lsp cancelled']:>5} {c['lsp errors']:>4} {c['lsp dropped']:>4} | "
-              f"{percentile(row.http_ms, 95):>5} {c['http answered']:>7} {c['http refused']:>7} {c['http dropped']:>4} {c['http 500s']:>4} "
-              f"{c['http errors']:>4} {c['events answered']:>5} | {row.lsp_rss_mb:>6.0f} {row.lsp_fds:>4} "
+              f"{percentile(row.http_ms, 95):>5} {c['http answered']:>7} {c['http refused']:>7} {c['http dropped']:>4} "
+              f"{c['http 500s']:>4} {c['http errors']:>4} {c['events answered']:>5} | {row.lsp_rss_mb:>6.0f} {row.lsp_fds:>4} "
               f"{row.http_rss_mb:>6.0f} {row.http_fds:>4}")
     total = sum((row.counts for row in soak.rows), Counter())
     print(f"\ntotals: {dict(sorted(total.items()))}")

@@ -10,7 +10,8 @@ import pytest
 from cllm.engine.faults import FAULT_ENV, FaultSpecError, fault_point, parse_fault
 
 # Prints each arrival's number before reaching the fail point "step" five times.
-_FIVE_STEPS = "from cllm.engine.faults import fault_point\nfor i in range(1, 6):\n    print(i, flush=True)\n    fault_point('step')"
+_FIVE_STEPS = ("from cllm.engine.faults import fault_point\n"
+               "for i in range(1, 6):\n    print(i, flush=True)\n    fault_point('step')")
 
 
 def run_five_steps(spec: str, **kwargs) -> subprocess.Popen:
