@@ -29,6 +29,7 @@ import numpy as np
 from .config import ModelConfig, to_dict
 from .errors import CllmError
 from .events import TrainingMetadata, config_from_json
+from .faults import fault_point
 from .files import atomic_write, remove_stale_temporaries
 from .jsontext import json_depth
 
@@ -98,9 +99,9 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     def write(f: BinaryIO) -> None:
         f.write(prefix)
         for array in tensors.values():
+            fault_point("checkpoint-write")
             f.write(array.data)  # the array's own buffer: no copy
 
-    remove_stale_temporaries(path)
     try:
         atomic_write(path, write)
     except OSError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from .config import CorpusConfig
+from .faults import fault_point
 from .files import atomic_write
 
 FILE_MARKER = "// ===== FILE: {path} ====="
@@ -48,6 +49,7 @@ _DATA_TABLE_MIN_BYTES = 64_000
 _DATA_TABLE_FRACTION = 0.8
 _DATA_TABLE_CHARS = "0123456789, \n\t\r"
 _NOT_UTF8_NAME = "name is not UTF-8 (cannot be stored or shown as text)"
+_DELETED = "deleted during the scan"
 
 
 @dataclass
@@ -281,6 +283,7 @@ class _Walker:
         except OSError as exc:
             self._skip(rel + "/", f"unreadable folder ({exc.strerror})")
             return []
+        fault_point("scan-listed")
         gitignore = folder / ".gitignore"
         if self.listing is None and self.config.gitignore and gitignore.is_file():
             source = f"{rel}/.gitignore" if rel else ".gitignore"
@@ -345,7 +348,7 @@ class _Walker:
         try:
             info = os.stat(entry.path)
         except FileNotFoundError:
-            return None, "unreadable (broken symlink)"
+            return None, "unreadable (broken symlink)" if entry.is_symlink() else _DELETED
         except OSError as exc:
             return None, f"unreadable ({exc.strerror})"
         if not stat.S_ISREG(info.st_mode):

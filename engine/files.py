@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .faults import fault_point
+
 _TMP_SUFFIX = ".tmp"
 
 
@@ -28,21 +30,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
     Readers see either the old file or the complete new one, never a mix; on any failure (including
     KeyboardInterrupt) the temporary file is removed and the old file is left untouched. Writing through a
-    callback lets large files be streamed piece by piece instead of first assembled in memory.
+    callback lets large files be streamed piece by piece instead of first assembled in memory. Temporaries of
+    `path` that killed writers left behind are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            fault_point("atomic-write-opened")
             write(f)
+            fault_point("atomic-write-filled")
             f.flush()
             os.fsync(f.fileno())
+        fault_point("atomic-write-synced")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fault_point("atomic-write-renamed")
     with contextlib.suppress(OSError):  # directory fsync is not possible everywhere (e.g. Windows)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .corpus import Document
+from .faults import fault_point
 from .match_model import MatchIndex
 from .mixture import fitted_mixture, mixture_metadata, workspace_models
 from .model import make_scratch, token_losses
@@ -92,5 +93,6 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window, progress)
+    fault_point("mixture-fit")
     kn, index = models or workspace_models(tokenizer, train_documents)
     return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])

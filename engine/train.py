@@ -47,6 +47,7 @@ from .errors import CllmError
 from .evaluate import line_exact_match
 from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition, RunSettings,
                      RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .faults import fault_point
 from .generate import Model
 from .heldout import heldout_mixture
 from .kernels import adamw_step
@@ -383,6 +384,7 @@ class _Run:
         s.step += 1
         s.batch += 1
         s.tokens += result.tokens
+        fault_point("step")
         loss = result.loss_sum / max(result.tokens, 1)
         if s.step % self.history_every == 0:
             s.record.loss_history.append((s.step, round(loss, 5)))
@@ -456,6 +458,7 @@ class _Run:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
         s = self.state
         val = self._validate_current()
+        fault_point("validated")
         event = EpochEvent(epoch=s.epoch, step=s.step, train_loss=train_loss, val_loss=None if val is None else val[0],
                            val_bits_per_byte=None if val is None else val[1])
         self.emit(event)
@@ -613,6 +616,7 @@ def _load_documents(source, val_fraction: float, corpus_config: CorpusConfig, ph
             raise TrainError(f"{root} is not a folder")
         scanned = corpus.scan(root, corpus_config, progress=lambda seen, expected: phase.advance(1, expected))
         phase.end()
+        fault_point("scanned")
         documents, root_name = list(scanned.documents), str(root.resolve())
         skipped = [SkippedFile(path, reason) for path, reason in scanned.skipped]
         hidden = "" if documents else _hidden_files_message(scanned, corpus_config)
@@ -675,6 +679,7 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     `folder` (data.token_file)."""
     if tokenizer is None:
         tokenizer = _train_tokenizer(docs.train, vocab_size, _Phase("tokenizer", "bytes", emit, cancel))
+        fault_point("tokenizer-trained")
     val_bytes = stream_bytes(docs.val)
     phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(docs.train) + val_bytes)
     folder.mkdir(parents=True, exist_ok=True)
@@ -683,6 +688,7 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     phase.end()
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
+    fault_point("tokenized")
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
         tokenizer=tokenizer, train_share=docs.train_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
