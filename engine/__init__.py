@@ -5,6 +5,8 @@ these names:
 - load_model(path) -> Model, or CheckpointError saying what to do;
 - make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
   workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
+- indexed_completer(model, model_dir, serve) -> an IndexBuilder that builds the workspace index in the
+  background (engine/workspace_index.py) and serves a mixing completer from its snapshots, for servers;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
 - train(workspace, ...) -> the final training record, or TrainError;
 - evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
@@ -16,9 +18,10 @@ The modules behind them are named for what they hold (engine/loading.py, generat
 from .checkpoint import CheckpointError
 from .evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
 from .generate import Completer, Completion, CompletionOptions, Model
-from .loading import complete, load_model, make_completer
+from .loading import complete, indexed_completer, load_model, make_completer
 from .train import TrainError, train
 
 __all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError", "Model",
-           "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "load_model", "make_completer",
+           "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "indexed_completer",
+           "load_model", "make_completer",
            "train"]

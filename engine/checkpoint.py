@@ -66,7 +66,7 @@ class Checkpoint:
 
 def weights_sha256(ckpt: Checkpoint) -> str:
     """Hex sha256 of the weights' bytes: identifies a trained model independently of its file."""
-    return _sha256(ckpt.params)
+    return params_sha256(ckpt.params)
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
@@ -91,7 +91,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
             tensors["adam_params"] = _flat_float32(current, "optimizer params")
             if tensors["adam_params"].size != tensors["params"].size:
                 raise ValueError("optimizer params must have as many values as params")
-    digests = {name: _sha256(array) for name, array in tensors.items()}
+    digests = {name: params_sha256(array) for name, array in tensors.items()}
     digests["metadata"] = _header_digest(header)
     header["sha256"] = json.dumps(digests, sort_keys=True)
     prefix = _safetensors_prefix(tensors, header)
@@ -301,8 +301,8 @@ def _header_digest(header: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(array: np.ndarray) -> str:
-    """Hex sha256 of an array's little-endian float32 bytes."""
+def params_sha256(array: np.ndarray) -> str:
+    """Hex sha256 of an array's little-endian float32 bytes (the identity of a set of weights)."""
     return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").data).hexdigest()
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .generate import Completer, Completion, CompletionOptions, Model
-from .mixture import workspace_scorer
+from .mixture import MixtureScorer, stored_mixture, workspace_scorer
 from .model import infer, new_cache
 from .params import num_params
 from .tokenizer import Tokenizer
+from .workspace_index import INDEX_FILE, IndexBuilder, IndexSettings, index_fingerprint
 
 
 def load_model(path: str | Path) -> Model:
@@ -59,6 +61,30 @@ def make_completer(model: Model, cache_slots: int = 8) -> Completer:
     workspace's training files can be read, else the transformer alone. Building the mixture's 5-gram reads and
     counts the training files (about a second for 1 MB of code), so servers call this off their event loop."""
     return Completer(model, cache_slots, scorer=workspace_scorer(model.tokenizer, model.metadata))
+
+
+def indexed_completer(model: Model, model_dir: Path, serve: Callable[[Completer], None],
+                      settings: IndexSettings | None = None, cache_slots: int = 8) -> IndexBuilder | None:
+    """make_completer for servers of big workspaces: an IndexBuilder (not started) that builds or loads the
+    workspace index (engine/workspace_index.py, saved as model_dir/index.npz) and calls `serve` once, with a
+    mixing completer, at its first snapshot; later snapshots are swapped into that completer's scorer. None when
+    the checkpoint stores no mixture weights or its workspace is gone (the transformer alone serves)."""
+    mixture = stored_mixture(model.metadata)
+    workspace = model.metadata.get("workspace")
+    if mixture is None or not workspace or not Path(workspace).is_dir():
+        return None
+    scorers: list[MixtureScorer] = []
+
+    def on_snapshot(kn, index) -> None:
+        if scorers:
+            scorers[0].use(kn, index)
+            return
+        scorers.append(MixtureScorer(model.tokenizer, kn, index, mixture))
+        serve(Completer(model, cache_slots, scorer=scorers[0]))
+
+    files = [str(p) for p in model.metadata.get("train_files") or []]
+    return IndexBuilder(model.tokenizer, Path(workspace), files, Path(model_dir) / INDEX_FILE,
+                        index_fingerprint(model.params, workspace), on_snapshot, settings or IndexSettings())
 
 
 _shared: weakref.WeakKeyDictionary[Model, Completer] = weakref.WeakKeyDictionary()

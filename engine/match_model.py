@@ -72,13 +72,22 @@ class MatchIndex:
             keys, first = np.unique(all_hashes[o][ends][::-1], return_index=True)
             self._tables.append((keys, ends[::-1][first]))
 
+    @classmethod
+    def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> MatchIndex:
+        """The index of `tokens` given, per gram order, (hashes, end positions) of grams sorted by hash then
+        position: several occurrences of a hash may be listed, the last one is used (engine/workspace_index.py
+        keeps them all so that a file's grams can be taken out)."""
+        index = cls.__new__(cls)
+        index.tokens, index._tables = tokens, list(tables)
+        return index
+
     def last_ends(self, o: int, hashes: np.ndarray) -> np.ndarray:
         """Position of the last token of the last occurrence of each hash of MATCH_ORDERS[o] tokens, -1 when the
         hash never occurred."""
         keys, ends = self._tables[o]
         if len(keys) == 0:
             return np.full(len(hashes), -1, dtype=np.int64)
-        idx = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+        idx = np.maximum(np.searchsorted(keys, hashes, side="right") - 1, 0)
         return np.where(keys[idx] == hashes, ends[idx], -1)
 
 

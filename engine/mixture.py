@@ -36,9 +36,9 @@ from .corpus import Document, read_documents
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from .tokenizer import ChunkedEncoder, Tokenizer
+from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 
 CACHE_ORDER = 4
-KN_ORDER = 5
 COMPONENTS = 4  # transformer, workspace 5-gram, document cache, match model
 
 
@@ -260,11 +260,15 @@ def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
 
 
 def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[KneserNey, MatchIndex]:
-    """The workspace 5-gram and match index over training documents, each as the trainer saw it: path header,
-    text, end of text."""
-    streams = [np.concatenate([tokenizer.header_ids(d.path), ids, [tokenizer.eot_id]]).astype(np.int32)
-               for d, ids in zip(documents, tokenizer.encode_batch([d.text for d in documents]))]
-    return KneserNey(streams, tokenizer.vocab_size, pad_id=tokenizer.eot_id, order=KN_ORDER), MatchIndex(streams)
+    """The workspace 5-gram and match index over training documents, each as the trainer saw it (path header,
+    text, end of text), in one call: the one-shot build of engine/workspace_index.py's incremental one, whose
+    finished snapshot it equals."""
+    index = WorkspaceIndex(tokenizer.vocab_size, tokenizer.eot_id)
+    index.add([d.path for d in documents], document_streams(tokenizer, documents), [(0, d.size) for d in documents])
+    models = index.snapshot()
+    if models is None:
+        raise ValueError("no training tokens for the n-gram model")
+    return models
 
 
 # what stored weights were fitted for: weights of another bucket layout are not used
@@ -322,9 +326,15 @@ class MixtureScorer:
     """
 
     def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
-        self.tokenizer, self.kn, self.index, self.mixture = tokenizer, kn, index, mixture
+        self.tokenizer, self.mixture = tokenizer, mixture
+        self.models = (kn, index)
         self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
         self._encoder = ChunkedEncoder(tokenizer)
+
+    def use(self, kn: KneserNey, index: MatchIndex) -> None:
+        """Serve from another 5-gram and match index (a newer snapshot of the workspace index) from the next
+        token on: one reference swap, so a completion in progress never waits and never sees half of one."""
+        self.models = (kn, index)
 
     def begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
         """The copying models' document context: the path header and the prefix before the healed bytes. The last
@@ -355,9 +365,10 @@ class MixtureScorer:
         vocab = self.tokenizer.vocab_size
         x = logits[:vocab].astype(np.float64)
         p = np.exp(x - x.max())
+        kn, index = self.models
         cache_levels, cache_matched = self._document.levels()
-        kn_levels, kn_matched = self._document.ngram_levels(self.kn)
-        predicted, level = self._document.match(self.index)
+        kn_levels, kn_matched = self._document.ngram_levels(kn)
+        predicted, level = self._document.match(index)
         w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level)]
         p *= w[0] / p.sum()
         interpolate(kn_levels, vocab, out=p, scale=w[1])

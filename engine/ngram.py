@@ -122,6 +122,43 @@ def _build_order(ngram: np.ndarray, context: np.ndarray, token: np.ndarray, coun
     )
 
 
+@dataclass
+class GramCounts:
+    """Raw counts of the n-grams of one order n, one entry per distinct n-gram, sorted by its hash."""
+
+    keys: np.ndarray     # n-gram hashes (uint64), sorted
+    context: np.ndarray  # hash of its first n - 1 tokens
+    suffix: np.ndarray   # hash of its last n - 1 tokens: the (n-1)-gram whose continuation count it adds to
+    token: np.ndarray    # its last token (int32)
+    count: np.ndarray    # occurrences (int64)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.keys, self.context, self.suffix, self.token, self.count
+
+
+def count_grams(stream: np.ndarray, ends: np.ndarray, order: int) -> list[GramCounts]:
+    """GramCounts of orders 1..order over the n-grams of `stream` ending at `ends` (positions with at least
+    order - 1 tokens before them)."""
+    stream = np.asarray(stream, dtype=np.int32)
+    hashes = suffix_hashes(stream, order)
+    counts = []
+    for n in range(1, order + 1):
+        keys, first, raw = np.unique(hashes[n][ends], return_index=True, return_counts=True)
+        at = ends[first]
+        counts.append(GramCounts(keys, hashes[n - 1][at - 1], hashes[n - 1][at], stream[at], raw.astype(np.int64)))
+    return counts
+
+
+def merge_counts(parts: Sequence[GramCounts]) -> GramCounts:
+    """One GramCounts holding the summed counts of `parts` (negative counts subtract); n-grams left with no
+    occurrence are dropped."""
+    keys, context, suffix, token, count = (np.concatenate(column) for column in zip(*(p.arrays() for p in parts)))
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    total = np.rint(np.bincount(inverse, weights=count, minlength=len(unique))).astype(np.int64)
+    live = total > 0
+    return GramCounts(unique[live], context[first][live], suffix[first][live], token[first][live], total[live])
+
+
 class KneserNey:
     """Interpolated modified Kneser-Ney n-gram model over token ids (default order 5).
 
@@ -141,24 +178,32 @@ class KneserNey:
             raise ValueError(f"order must be at least 1, got {order}")
         self.order, self.vocab_size, self.pad_id = order, vocab_size, pad_id
         stream = self._padded(np.concatenate([np.asarray(d, dtype=np.int32) for d in documents] or [np.zeros(0, np.int32)]))
-        self.tokens = len(stream) - (order - 1)
+        self._set_tables(count_grams(stream, np.arange(order - 1, len(stream)), order))
+
+    @classmethod
+    def from_counts(cls, counts: Sequence[GramCounts], vocab_size: int, pad_id: int) -> KneserNey:
+        """The model of raw n-gram counts (count_grams, one GramCounts per order 1..order), e.g. merged from the
+        counts of many documents, each padded on its own (engine/workspace_index.py)."""
+        kn = cls.__new__(cls)
+        kn.order, kn.vocab_size, kn.pad_id = len(counts), vocab_size, pad_id
+        kn._set_tables(counts)
+        return kn
+
+    def _set_tables(self, counts: Sequence[GramCounts]) -> None:
+        """Kneser-Ney tables from raw counts: the highest order keeps them, each lower order counts the distinct
+        longer n-grams it is the suffix of (its continuation count)."""
+        self.tokens = int(counts[0].count.sum()) if counts else 0
         if self.tokens == 0:
             raise ValueError("no training tokens for the n-gram model")
-        hashes = suffix_hashes(stream, order)
-        ends = np.arange(order - 1, len(stream))
         self.tables: list[_OrderTable] = []
-        for n in range(1, order + 1):
-            keys, first, raw = np.unique(hashes[n][ends], return_index=True, return_counts=True)
-            if n < order:
-                # continuation count: distinct (n+1)-grams whose last n tokens are this n-gram
-                _, first_longer = np.unique(hashes[n + 1][ends], return_index=True)
-                suffixes, cont = np.unique(hashes[n][ends[first_longer]], return_counts=True)
-                idx, _ = _lookup(suffixes, keys)
-                counts = cont[idx].astype(np.float64)
+        for n, grams in enumerate(counts, start=1):
+            if n < self.order:
+                suffixes, cont = np.unique(counts[n].suffix, return_counts=True)
+                idx, _ = _lookup(suffixes, grams.keys)
+                weights = cont[idx].astype(np.float64)
             else:
-                counts = raw.astype(np.float64)
-            at = ends[first]
-            self.tables.append(_build_order(keys, hashes[n - 1][at - 1], stream[at], counts))
+                weights = grams.count.astype(np.float64)
+            self.tables.append(_build_order(grams.keys, grams.context, grams.token, weights))
 
     def _padded(self, tokens: np.ndarray) -> np.ndarray:
         return np.concatenate([np.full(self.order - 1, self.pad_id, dtype=np.int32), np.asarray(tokens, dtype=np.int32)])

@@ -296,6 +296,13 @@ def build_server(http_port: int | None = None) -> CllmServer:
             if path and Path(path).is_dir():
                 await ls.open_workspace(Path(path))
 
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: CllmServer, params: types.DidSaveTextDocumentParams) -> None:
+        path = to_fs_path(params.text_document.uri)
+        workspace = await ls.workspace_for(Path(path)) if path else None
+        if workspace is not None:
+            workspace.file_saved(path)
+
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         suggestion, _ = await ls.suggest(params.text_document.uri, params.position)

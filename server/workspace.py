@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import filelock
 
-from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, Completion, CompletionOptions, indexed_completer, load_model
 from cllm.engine.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
                                 TrainingEvent, TrainingMetadata, event_from_json, to_wire)
@@ -132,6 +132,7 @@ class Workspace:
         self._model_info: dict[str, Any] = {"present": False}
         # Set once the cache-model completer of the loaded model is in place, or known to be unavailable.
         self.mixture_settled = threading.Event()
+        self._index: Any = None  # the loaded model's IndexBuilder (engine/workspace_index.py), if it mixes
         self._job: _Job | None = None
         self._training: dict[str, Any] = {"state": "idle"}
         self._set_model_dir()
@@ -171,21 +172,35 @@ class Workspace:
             self._model_info = summary
         log.info("model loaded from %s", model.path)
         self.mixture_settled.clear()
+        if self._index is not None:
+            self._index.stop()
         threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
 
     def _install_mixture(self, model: Any) -> None:
-        """Swap in the completer that mixes the model with the workspace cache model (make_completer), once its
-        n-gram is built (about a second, off the event loop), if `model` is still the one loaded."""
+        """Build or load the workspace index of `model` (engine/workspace_index.py) on this thread; its first
+        snapshot swaps in the completer that mixes the model with the workspace cache model, later ones update
+        it. The transformer alone serves until then; a model replaced meanwhile stops the build."""
+        def serve(completer: Completer) -> None:
+            with self._state_lock:
+                if self._model is model:
+                    self._completer = completer
+
         try:
-            completer = make_completer(model)
+            builder = indexed_completer(model, self.model_dir, serve)
+            self._index = builder
+            if builder is not None:
+                builder.run()
         except Exception as exc:  # the transformer alone keeps serving
             log.warning("cache model unavailable for %s: %s", model.path, exc)
-            completer = None
         with self._state_lock:
             if self._model is model:
-                if completer is not None and completer.mixes:
-                    self._completer = completer
                 self.mixture_settled.set()
+
+    def file_saved(self, path: str | Path) -> None:
+        """A file was saved: update the workspace index for that file only, off the caller's thread."""
+        builder, rel = self._index, self.relative_path(path)
+        if builder is not None and rel is not None:
+            threading.Thread(target=builder.update_file, args=(rel,), name="cllm-index-save", daemon=True).start()
 
     @property
     def has_model(self) -> bool:
