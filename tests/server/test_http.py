@@ -414,6 +414,34 @@ async def test_hostile_completion_fields_are_400_naming_the_field(client, body, 
 
 
 @pytest.mark.parametrize("body, field", [
+    ({"prompt": "x", "suffix": 0}, "suffix"),
+    ({"prompt": "x", "suffix": False}, "suffix"),
+    ({"prompt": "x", "suffix": []}, "suffix"),
+    ({"prompt": "x", "stream_options": False}, "stream_options"),
+    ({"prompt": "x", "stream_options": 0}, "stream_options"),
+    ({"prompt": "x", "stream_options": ""}, "stream_options"),
+    ({"prompt": "x", "stream_options": []}, "stream_options"),
+])
+async def test_falsy_values_of_a_wrong_type_are_400_not_taken_as_absent(client, body, field):
+    response = await post(client, "/v1/completions", body)
+    assert response.status == 400 and field in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("field", ["n", "best_of"])
+async def test_a_boolean_n_or_best_of_is_400_not_taken_as_one(client, field):
+    response = await post(client, "/v1/completions", {"prompt": "x", field: True})
+    assert response.status == 400 and "n=1" in (await response.json())["error"]["message"]
+
+
+async def test_null_optional_fields_are_taken_as_absent(client):
+    nulls = dict.fromkeys(["model", "suffix", "max_tokens", "temperature", "top_p", "seed", "stop", "stream",
+                           "stream_options", "n", "best_of", "multiline", "path"])
+    response = await post(client, "/v1/completions", {"prompt": "int ", **nulls})
+    assert response.status == 200
+    assert (await response.json())["object"] == "text_completion"
+
+
+@pytest.mark.parametrize("body, field", [
     ({"path": "src\x00/../.."}, "path"),
     ({"path": "a" * 5000}, "path"),
     ({"path": "s\ud800"}, "path"),
@@ -625,5 +653,7 @@ async def test_openapi_describes_every_route(client):
         assert described[key]["operationId"] == name
         assert (described[key]["security"] == []) == (name in PUBLIC_ROUTES)
     stops = spec["paths"]["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert stops["properties"]["stop"]["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES
+    stop, null = stops["properties"]["stop"]["anyOf"]
+    assert stop["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES and null == {"type": "null"}, "null: absent"
+    assert stops["properties"]["prompt"]["oneOf"], "a required field is not nullable"
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
