@@ -636,6 +636,12 @@ async def test_bad_llama_requests_are_400(client, path, body, fragment):
     assert fragment in (await response.json())["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/infill", "/completion"])
+async def test_llama_samplers_that_are_not_strings_are_400(client, path):
+    response = await post(client, path, {"prompt": "x", "samplers": ["top_k", 3]})
+    assert response.status == 400 and "samplers" in (await response.json())["error"]["message"]
+
+
 # ------------------------------------------------------------------------------------------- OpenAPI
 
 
