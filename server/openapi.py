@@ -26,9 +26,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(ERROR, words[status]) for status in statuses}
 
 
-def _body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """A request body object; every optional field may also be null, which the server takes as absent (as
-    clients that serialise unset options as null expect)."""
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A request object (a body or an object in one); every optional field may also be null, which the server
+    takes as absent (as clients that serialise unset options as null expect)."""
     return {"type": "object", "required": required, "properties": {
         name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
         for name, schema in properties.items()}}
@@ -36,7 +36,7 @@ def _body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
 
 def _completion_body(limits: dict[str, Any]) -> dict[str, Any]:
     """The /v1/completions request: OpenAI's fields that cllm honours, plus `multiline` and `path`."""
-    return _body(["prompt"], {
+    return _object(["prompt"], {
         "model": {"type": "string", "description": "ignored: the server has one model, `cllm`"},
         "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
                                                   "maxItems": limits["max_prompts"]}],
@@ -52,7 +52,7 @@ def _completion_body(limits: dict[str, Any]) -> dict[str, Any]:
                            {"type": "array", "items": {"type": "string", "minLength": 1},
                             "maxItems": limits["max_stop_sequences"]}]},
         "stream": {"type": "boolean", "description": "server-sent events as the text is generated, then [DONE]"},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "stream_options": _object([], {"include_usage": {"type": "boolean"}}),
         "n": {"const": 1}, "best_of": {"const": 1},
         "multiline": {"type": "boolean", "description": "continue while a block is open"},
         "path": {"type": "string", "description": "the file's path in the workspace"},
@@ -76,10 +76,10 @@ def _llama_body(limits: dict[str, Any], infill: bool) -> dict[str, Any]:
         "cache_prompt": {"type": "boolean", "description": "ignored: the cache is always reused"},
     }
     if not infill:
-        return _body(["prompt"], {"prompt": {"type": "string"}, **fields})
+        return _object(["prompt"], {"prompt": {"type": "string"}, **fields})
     extra = {"type": "array", "items": {"type": "object", "properties": {
         "filename": {"type": "string"}, "text": {"type": "string"}}}, "description": "checked, not used"}
-    return _body([], {
+    return _object([], {
         "input_prefix": {"type": "string"}, "input_suffix": {"type": "string"}, "input_extra": extra,
         "prompt": {"type": "string", "description": "the cursor line's start, appended to input_prefix"},
         **fields})
@@ -128,7 +128,7 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
                                                "text/event-stream": {"schema": _sse_event(
                                                    {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
                            **_errors(400, 401, 403, 413, 429, 503)}}
-    train_body = {**_body([], {
+    train_body = {**_object([], {
         "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
         "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}),
         "additionalProperties": False}

@@ -455,6 +455,14 @@ async def test_hostile_train_fields_are_400_naming_the_field(client, workspace, 
     assert not workspace.training
 
 
+@pytest.mark.parametrize("blank", [b" ", b"\n", b"\t\r\n "])
+async def test_a_blank_train_body_is_400_not_an_absent_one(client, workspace, blank):
+    headers = {**client.headers, "Content-Type": "application/json"}
+    response = await client.post("/v1/train", data=blank, headers=headers)
+    assert response.status == 400 and "JSON object" in (await response.json())["error"]["message"]
+    assert not workspace.training
+
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/train"])
 async def test_deeply_nested_json_is_400(client, path):
     depth = 50_000

@@ -3,8 +3,9 @@
 A real `cllm serve` subprocess with a tiny trained model answers every operation of GET /openapi.json with
 cases generated from the schema (valid ones and, in negative mode, ones that break it). Every case must end in a
 declared status and body: never a 5xx, never a response that contradicts the description, never a dead or
-deaf process. CLLM_FUZZ_EXAMPLES raises the cases per operation (default FUZZ_EXAMPLES), CLLM_FUZZ_SEED picks
-the seed (default: hypothesis's random one, printed on failure).
+deaf process. CLLM_FUZZ_EXAMPLES sets the cases per operation and mode (default 200: about 2,300 requests, as
+the operations without inputs have a single case), CLLM_FUZZ_SEED the seed (default: a random one, printed on
+failure).
 
 Bounds that keep one run short:
 - completions cost at most the tiny model's context (TINY_SEQ_LEN tokens, the server lowers max_tokens and
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
 
 from conftest import write_tiny_sources
 
-FUZZ_EXAMPLES = int(os.environ.get("CLLM_FUZZ_EXAMPLES", "150"))
+FUZZ_EXAMPLES = int(os.environ.get("CLLM_FUZZ_EXAMPLES", "200"))
 FUZZ_SEED = os.environ.get("CLLM_FUZZ_SEED")
 # Every route but GET /openapi.json: schemathesis leaves out the operation it loaded the schema from (the
 # loading is that operation's test).
@@ -49,12 +51,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 REQUEST_TIMEOUT = 30.0  # a case that takes longer is a hang
 
 
+@dataclass
 class LiveServer:
     """A `cllm serve` subprocess and its base URL."""
 
-    def __init__(self, process: subprocess.Popen, url: str) -> None:
-        self.process = process
-        self.url = url
+    process: subprocess.Popen
+    url: str
 
 
 @pytest.fixture(scope="module")
