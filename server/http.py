@@ -294,10 +294,12 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         raise _error(400, f"at most {MAX_PROMPTS} prompts per request")
     if body.get("model") is not None and not isinstance(body["model"], str):
         raise _error(400, "model must be a string")
-    suffix = body.get("suffix") or ""
-    if not isinstance(suffix, str):
+    suffix = body.get("suffix")
+    if suffix is None:
+        suffix = ""
+    elif not isinstance(suffix, str):
         raise _error(400, "suffix must be a string")
-    if body.get("n", 1) != 1 or body.get("best_of", 1) != 1:
+    if any(body.get(key) is not None and (isinstance(body[key], bool) or body[key] != 1) for key in ("n", "best_of")):
         raise _error(400, "only n=1 and best_of=1 are supported")
     if body.get("echo") or body.get("logprobs"):
         raise _error(400, "echo and logprobs are not supported")
@@ -315,8 +317,10 @@ def parse_completion_request(body: dict[str, Any]) -> CompletionRequest:
         "stop": tuple(stop) if stop else None,
         "multiline": flag_field(body, "multiline"),
     }
-    stream_options = body.get("stream_options") or {}
-    if not isinstance(stream_options, dict):
+    stream_options = body.get("stream_options")
+    if stream_options is None:
+        stream_options = {}
+    elif not isinstance(stream_options, dict):
         raise _error(400, "stream_options must be an object")
     return CompletionRequest(prompts=prompts, suffix=suffix, path=path_field(body, "path"),
                              stream=bool(flag_field(body, "stream")),

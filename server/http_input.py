@@ -31,10 +31,11 @@ def _reject_constant(name: str) -> None:
 
 
 def parse_json_object(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
-    """The request body `raw` as a JSON object ({} for an empty optional body); BadInput otherwise."""
+    """The request body `raw` as a JSON object ({} for an absent optional body); BadInput otherwise. Only no
+    bytes at all is an absent body: blanks are a JSON document with nothing in it, which is malformed."""
+    if not raw and optional:
+        return {}
     if not raw.strip():
-        if optional:
-            return {}
         raise BadInput("request body must be a JSON object")
     depth = json_depth(raw)
     if depth > MAX_JSON_DEPTH:

@@ -77,7 +77,8 @@ def _request(body: dict[str, Any], prefix: str, suffix: str, max_tokens: int, ma
     if stop is not None and (len(stop) > max_stops or not all(isinstance(s, str) and s for s in stop)):
         raise LlamaRequestError(f"stop must be a list of at most {max_stops} non-empty strings")
     _integer(body, "n_cmpl", 1, None)
-    _typed(body, "samplers", list, "a list of strings")
+    if not all(isinstance(name, str) for name in _typed(body, "samplers", list, "a list of strings") or []):
+        raise LlamaRequestError("samplers must be a list of strings")
     _typed(body, "cache_prompt", bool, "true or false")
     seed = _integer(body, "seed", None, 2**31 - 1)
     options = {

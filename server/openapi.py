@@ -26,9 +26,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(ERROR, words[status]) for status in statuses}
 
 
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A request object (a body or an object in one); every optional field may also be null, which the server
+    takes as absent (as clients that serialise unset options as null expect)."""
+    return {"type": "object", "required": required, "properties": {
+        name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
+        for name, schema in properties.items()}}
+
+
 def _completion_body(limits: dict[str, Any]) -> dict[str, Any]:
     """The /v1/completions request: OpenAI's fields that cllm honours, plus `multiline` and `path`."""
-    return {"type": "object", "required": ["prompt"], "properties": {
+    return _object(["prompt"], {
         "model": {"type": "string", "description": "ignored: the server has one model, `cllm`"},
         "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
                                                   "maxItems": limits["max_prompts"]}],
@@ -44,11 +52,11 @@ def _completion_body(limits: dict[str, Any]) -> dict[str, Any]:
                            {"type": "array", "items": {"type": "string", "minLength": 1},
                             "maxItems": limits["max_stop_sequences"]}]},
         "stream": {"type": "boolean", "description": "server-sent events as the text is generated, then [DONE]"},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "stream_options": _object([], {"include_usage": {"type": "boolean"}}),
         "n": {"const": 1}, "best_of": {"const": 1},
         "multiline": {"type": "boolean", "description": "continue while a block is open"},
         "path": {"type": "string", "description": "the file's path in the workspace"},
-    }}
+    })
 
 
 def _llama_body(limits: dict[str, Any], infill: bool) -> dict[str, Any]:
@@ -68,13 +76,13 @@ def _llama_body(limits: dict[str, Any], infill: bool) -> dict[str, Any]:
         "cache_prompt": {"type": "boolean", "description": "ignored: the cache is always reused"},
     }
     if not infill:
-        return {"type": "object", "required": ["prompt"], "properties": {"prompt": {"type": "string"}, **fields}}
+        return _object(["prompt"], {"prompt": {"type": "string"}, **fields})
     extra = {"type": "array", "items": {"type": "object", "properties": {
         "filename": {"type": "string"}, "text": {"type": "string"}}}, "description": "checked, not used"}
-    return {"type": "object", "properties": {
+    return _object([], {
         "input_prefix": {"type": "string"}, "input_suffix": {"type": "string"}, "input_extra": extra,
         "prompt": {"type": "string", "description": "the cursor line's start, appended to input_prefix"},
-        **fields}}
+        **fields})
 
 
 LLAMA_RESULT = {"type": "object", "required": ["content", "stop", "generation_settings", "timings"], "properties": {
@@ -86,6 +94,9 @@ LLAMA_RESULT = {"type": "object", "required": ["content", "stop", "generation_se
                                                              "n_predict": {"type": "integer"}}},
     "timings": {"type": "object", "additionalProperties": {"type": "number"}}}}
 
+LLAMA_PIECE = {"type": "object", "required": ["content", "stop"], "properties": {
+    "content": {"type": "string"}, "stop": {"const": False}}}
+
 COMPLETION_RESULT = {"type": "object", "properties": {
     "id": {"type": "string"}, "object": {"const": "text_completion"}, "created": {"type": "integer"},
     "model": {"type": "string"},
@@ -96,21 +107,31 @@ COMPLETION_RESULT = {"type": "object", "properties": {
                                                ("prompt_tokens", "completion_tokens", "total_tokens")}}}}
 
 
+def _sse_event(data: dict[str, Any], done: str | None = None) -> dict[str, Any]:
+    """One server-sent event whose `data` is a JSON document matching `data` (or the end marker `done`)."""
+    json_data: dict[str, Any] = {"type": "string", "contentMediaType": "application/json", "contentSchema": data}
+    return {"type": "object", "required": ["data"], "properties": {
+        "data": json_data if done is None else {"anyOf": [{"const": done}, json_data]}}}
+
+
 def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """Route name -> (method, path, operation)."""
     completion = {"summary": "OpenAI text completion", "requestBody": {"required": True, "content": {
         "application/json": {"schema": _completion_body(limits)}}},
         "responses": {"200": {"description": "the completion, or with stream a text/event-stream of chunks",
                               "content": {"application/json": {"schema": COMPLETION_RESULT},
-                                          "text/event-stream": {"schema": {"type": "string"}}}},
+                                          "text/event-stream": {"schema": _sse_event(COMPLETION_RESULT,
+                                                                                     done="[DONE]")}}},
                       **_errors(400, 401, 403, 413, 429, 503)}}
     llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
                                    "content": {"application/json": {"schema": LLAMA_RESULT},
-                                               "text/event-stream": {"schema": {"type": "string"}}}},
+                                               "text/event-stream": {"schema": _sse_event(
+                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
                            **_errors(400, 401, 403, 413, 429, 503)}}
-    train_body = {"type": "object", "additionalProperties": False, "properties": {
+    train_body = {**_object([], {
         "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
-        "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}}
+        "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}),
+        "additionalProperties": False}
     return {
         "dashboard": ("get", "/", {"summary": "the dashboard page; /?token=<token> hands it the token",
                                    "responses": {"200": {"description": "HTML page"}}}),

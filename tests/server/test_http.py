@@ -414,6 +414,34 @@ async def test_hostile_completion_fields_are_400_naming_the_field(client, body, 
 
 
 @pytest.mark.parametrize("body, field", [
+    ({"prompt": "x", "suffix": 0}, "suffix"),
+    ({"prompt": "x", "suffix": False}, "suffix"),
+    ({"prompt": "x", "suffix": []}, "suffix"),
+    ({"prompt": "x", "stream_options": False}, "stream_options"),
+    ({"prompt": "x", "stream_options": 0}, "stream_options"),
+    ({"prompt": "x", "stream_options": ""}, "stream_options"),
+    ({"prompt": "x", "stream_options": []}, "stream_options"),
+])
+async def test_falsy_values_of_a_wrong_type_are_400_not_taken_as_absent(client, body, field):
+    response = await post(client, "/v1/completions", body)
+    assert response.status == 400 and field in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("field", ["n", "best_of"])
+async def test_a_boolean_n_or_best_of_is_400_not_taken_as_one(client, field):
+    response = await post(client, "/v1/completions", {"prompt": "x", field: True})
+    assert response.status == 400 and "n=1" in (await response.json())["error"]["message"]
+
+
+async def test_null_optional_fields_are_taken_as_absent(client):
+    nulls = dict.fromkeys(["model", "suffix", "max_tokens", "temperature", "top_p", "seed", "stop", "stream",
+                           "stream_options", "n", "best_of", "multiline", "path"])
+    response = await post(client, "/v1/completions", {"prompt": "int ", **nulls})
+    assert response.status == 200
+    assert (await response.json())["object"] == "text_completion"
+
+
+@pytest.mark.parametrize("body, field", [
     ({"path": "src\x00/../.."}, "path"),
     ({"path": "a" * 5000}, "path"),
     ({"path": "s\ud800"}, "path"),
@@ -424,6 +452,14 @@ async def test_hostile_train_fields_are_400_naming_the_field(client, workspace, 
     response = await post(client, "/v1/train", body)
     assert response.status == 400
     assert field in (await response.json())["error"]["message"]
+    assert not workspace.training
+
+
+@pytest.mark.parametrize("blank", [b" ", b"\n", b"\t\r\n "])
+async def test_a_blank_train_body_is_400_not_an_absent_one(client, workspace, blank):
+    headers = {**client.headers, "Content-Type": "application/json"}
+    response = await client.post("/v1/train", data=blank, headers=headers)
+    assert response.status == 400 and "JSON object" in (await response.json())["error"]["message"]
     assert not workspace.training
 
 
@@ -608,6 +644,12 @@ async def test_bad_llama_requests_are_400(client, path, body, fragment):
     assert fragment in (await response.json())["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/infill", "/completion"])
+async def test_llama_samplers_that_are_not_strings_are_400(client, path):
+    response = await post(client, path, {"prompt": "x", "samplers": ["top_k", 3]})
+    assert response.status == 400 and "samplers" in (await response.json())["error"]["message"]
+
+
 # ------------------------------------------------------------------------------------------- OpenAPI
 
 
@@ -625,5 +667,7 @@ async def test_openapi_describes_every_route(client):
         assert described[key]["operationId"] == name
         assert (described[key]["security"] == []) == (name in PUBLIC_ROUTES)
     stops = spec["paths"]["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert stops["properties"]["stop"]["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES
+    stop, null = stops["properties"]["stop"]["anyOf"]
+    assert stop["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES and null == {"type": "null"}, "null: absent"
+    assert stops["properties"]["prompt"]["oneOf"], "a required field is not nullable"
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
