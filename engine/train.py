@@ -35,11 +35,12 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, from_dict, to_dict
+from .base import Base, document_sha256, load_base, read_replay, replay_documents
+from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, finetune_defaults, from_dict, to_dict
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, sequential_plan, stream_bytes,
                    token_stream)
-from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings, RunStats,
-                     StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventError, ResumePosition, RunSettings,
+                     RunStats, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .heldout import heldout_mixture
 from .kernels import adamw_step
 from .params import decay_mask, init_params
@@ -71,6 +72,8 @@ class _Data:
     val_bytes: int
     n_windows: int
     steps_per_epoch: int
+    base: BaseRecord | None = None  # the base fine-tuned from
+    replay: list = field(default_factory=list)  # base-corpus documents replayed in the training stream
 
 
 @dataclass
@@ -149,12 +152,16 @@ def train(
     resume: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
     explicit: Collection[str] | None = None,
+    base: str | os.PathLike | None = None,
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
     `explicit` names the settings the user chose (ModelConfig/TrainConfig fields); given it, a fresh run with a
     time budget lets config.budget_defaults pick the others from the training data's size (the start event lists
     them under "auto"). Without it (None) the configs are used as they are.
+    `base` (a .cllm file, engine/base.py) fine-tunes: the run starts from the base's weights, shape and tokenizer
+    (model_cfg only lends its dropout), replays train_cfg.replay_fraction of base-corpus text, and with
+    `explicit` takes its unset settings from config.finetune_defaults. Ignored when resuming.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -163,17 +170,26 @@ def train(
     out_path = Path(out_path)
     _check_train_config(train_cfg)
     loaded, loaded_meta = _load_resume(resume) if resume is not None else (None, None)
-    _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
-    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
+    start = load_base(base) if base is not None and loaded is None else None
+    _check_model_config(loaded.model_config if loaded else start.config if start else model_cfg, train_cfg)
+    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else start.tokenizer if start else None
     docs = _load_documents(root_or_documents, train_cfg.val_fraction)
     auto: dict[str, Any] = {}
     if explicit is not None and loaded is None:
-        auto = budget_defaults(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
+        policy = finetune_defaults if start else budget_defaults
+        auto = policy(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
         model_cfg = replace(model_cfg, **{k: v for k, v in auto.items() if k in _MODEL_FIELDS})
         train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
-    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer)
-    model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-    state = _resume_state(loaded, loaded_meta) if loaded else _fresh_state(model_cfg, train_cfg.seed)
+    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer, _replay(start, loaded_meta, docs, train_cfg))
+    data.base = start.record if start else loaded_meta.base if loaded_meta else None
+    if loaded:
+        model_cfg = loaded.model_config
+    elif start:
+        model_cfg = replace(start.config, dropout=model_cfg.dropout)
+    else:
+        model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+    state = (_resume_state(loaded, loaded_meta) if loaded else _base_state(start) if start
+             else _fresh_state(model_cfg, train_cfg.seed))
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
     threads = resolve_threads(train_cfg.threads, train_cfg.spheres)
@@ -439,6 +455,7 @@ class _Run:
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
             mixture=self.mixture, fim=FIM_FORMAT if self.cfg.fim_rate > 0 else None,
+            base=d.base, replay_files=[doc.path for doc in d.replay],
             resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
                                   best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
                                   schedule_steps=s.schedule_steps),
@@ -511,25 +528,44 @@ def _load_documents(source, val_fraction: float) -> _Documents:
     return _Documents(root=root_name, all=documents, skipped=skipped, train=train_docs, val=val_docs)
 
 
-def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None) -> _Data:
-    """Train the tokenizer on the training files (unless resuming) and encode both streams."""
+def _replay(start: Base | None, resumed: TrainingMetadata | None, docs: _Documents, cfg: TrainConfig) -> list:
+    """The base-corpus documents a fine-tuning run replays: about replay_fraction of its training bytes, none
+    that is also a workspace file; a resumed run rereads the ones it recorded."""
+    if resumed is not None:
+        return read_replay(resumed.replay_files)
+    if start is None or cfg.replay_fraction == 0:
+        return []
+    n_bytes = int(stream_bytes(docs.train) * cfg.replay_fraction / (1.0 - cfg.replay_fraction))
+    return replay_documents(start.metadata, n_bytes, cfg.seed, {document_sha256(doc) for doc in docs.all})
+
+
+def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None,
+            replay: list) -> _Data:
+    """Train the tokenizer on the training files (unless resuming or fine-tuning) and encode both streams (the
+    training stream followed by the `replay` documents)."""
     if tokenizer is None:
         try:
             tokenizer = Tokenizer.train((doc.text for doc in docs.train), vocab_size)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-    stream = token_stream(docs.train, tokenizer)
+    stream = token_stream([*docs.train, *replay], tokenizer)
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
         tokenizer=tokenizer, stream=stream, val_stream=token_stream(docs.val, tokenizer), val_bytes=stream_bytes(docs.val),
-        n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
+        n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)), replay=replay,
     )
 
 
 def _fresh_state(model_cfg: ModelConfig, seed: int) -> _State:
     params = init_params(model_cfg, seed)
+    return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
+
+
+def _base_state(start: Base) -> _State:
+    """A fine-tuning run's first state: the base's weights, fresh optimizer moments."""
+    params = np.array(start.params, dtype=np.float32)
     return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
 
 

@@ -1,4 +1,4 @@
-"""The `cllm` command: train, complete, info, eval, lsp, serve.
+"""The `cllm` command: train, pretrain, complete, info, eval, lsp, serve.
 
 The argument names are a contract (scripts and editor integrations rely on them); each subcommand's handler
 is a short function that delegates to the engine or the servers.
@@ -35,8 +35,27 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ffn", type=int)
     p.add_argument("--dropout", type=float)
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint")
+    p.add_argument("--base", metavar="FILE",
+                   help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
+    p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_train)
+
+
+def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="build a base model from the machine's own C (or the folders given)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="folders of C code (default: /usr/include, /usr/local/include and /usr/src)")
+    p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
+                                 "`cllm train` and the editors find it)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="OS threads for the spheres (0 = one per core)")
+    p.add_argument("--vocab-size", type=int)
+    p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
+    p.set_defaults(handler=_cmd_pretrain)
 
 
 def _complete_parser(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +126,28 @@ def _train_configs(args: argparse.Namespace):
         raise ValueError(f"{flags} cannot change when resuming: the model's shape comes from {args.resume}")
     base = load_train_config(args.resume) if args.resume else TrainConfig()
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
+
+
+_SHAPE_FLAGS = ("vocab_size", "d_model", "layers", "heads", "ffn")  # fixed by a base model
+
+
+def _chosen_base(args: argparse.Namespace) -> str | None:
+    """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
+    for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
+    from cllm.engine.paths import default_base_path
+
+    shape = [flag for flag in _SHAPE_FLAGS if getattr(args, flag) is not None]
+    if args.base and args.no_base:
+        raise ValueError("--base and --no-base contradict each other: give one")
+    if args.base and args.resume:
+        raise ValueError("--base does not go with --resume: the resumed model already started from its base")
+    if args.base and shape:
+        raise ValueError(f"--{shape[0].replace('_', '-')} cannot change with --base: the model's shape and "
+                         "vocabulary come from the base")
+    if args.base:
+        return args.base
+    cached = default_base_path()
+    return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
 
 
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
@@ -186,6 +227,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. {example}", 2)
     try:
         model_cfg, train_cfg = _train_configs(args)
+        base = _chosen_base(args)
         lock = acquire_training_lock(args.path)
     except (ValueError, CheckpointError, WorkspaceBusy, OSError) as exc:
         return fail(str(exc), 2)
@@ -205,9 +247,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except ValueError:  # not the main thread: the caller handles interruption
             pass
     report, close = _train_reporter(args.json)
+    if base and not args.json:
+        print(f"fine-tuning the base model {base} (--no-base trains from scratch)", file=sys.stderr)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args))
+                     explicit=_explicit_settings(args), base=base)
     except (TrainError, CheckpointError) as exc:
         return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
     except SphereError as exc:
@@ -232,6 +276,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
               f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; model: {done.checkpoint}")
     return 130 if done.stop_reason == "cancelled" else 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    """Build a base model from the C under PATH... (default: the system's headers and sources)."""
+    import json
+    from dataclasses import replace
+
+    from cllm.engine import CheckpointError, TrainError
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.corpus import format_stats, stats
+    from cllm.engine.events import FailedEvent
+    from cllm.engine.paths import default_base_path
+    from cllm.engine.pretrain import pretrain, scan_base_corpus
+    from cllm.engine.spheres import SphereError
+
+    def fail(message: str, code: int) -> int:
+        if args.json:
+            print(json.dumps(FailedEvent(message=message).to_json()), flush=True)
+        print(f"cllm pretrain: error: {message}", file=sys.stderr)
+        return code
+
+    flags = ("time_budget", "max_steps", "epochs", "seed", "threads")
+    train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in flags if getattr(args, f) is not None})
+    model_cfg = ModelConfig() if args.vocab_size is None else replace(ModelConfig(), vocab_size=args.vocab_size)
+    explicit = {f for f in (*flags, "vocab_size") if getattr(args, f) is not None}
+    out = args.out or str(default_base_path())
+    try:
+        found = scan_base_corpus(args.paths)
+        if not args.json:
+            print(f"base corpus: {format_stats(stats(found.documents))} under {', '.join(found.roots) or '-'}; "
+                  f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
+        report, close = _train_reporter(args.json)
+        try:
+            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit)
+        finally:
+            close()
+    except (TrainError, CheckpointError) as exc:
+        return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
+    except SphereError as exc:
+        return fail(str(exc), 1)
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename or ''} (check free disk space and permissions)", 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    if args.json:
+        report(done)
+    else:
+        print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s; "
+              f"base model: {out}")
+    return 0
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
@@ -523,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full `cllm` argument parser."""
     parser = argparse.ArgumentParser(prog="cllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_train_parser, _complete_parser, _info_parser, _eval_parser, _lsp_parser, _serve_parser):
+    for add in (_train_parser, _pretrain_parser, _complete_parser, _info_parser, _eval_parser, _lsp_parser,
+                _serve_parser):
         add(sub)
     return parser
 
