@@ -6,7 +6,8 @@ these names:
 - make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
   workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
-- train(workspace, ...) -> the final training record, or TrainError;
+- train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
+- scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/pretrain.py);
 - evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
   text, or EvalError.
 The modules behind them are named for what they hold (engine/loading.py, generate.py, mixture.py, ngram.py, ...).
@@ -17,8 +18,9 @@ from .checkpoint import CheckpointError
 from .evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
 from .generate import Completer, Completion, CompletionOptions, Model
 from .loading import complete, load_model, make_completer
+from .pretrain import pretrain, scan_base_corpus
 from .train import TrainError, train
 
 __all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError", "Model",
            "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "load_model", "make_completer",
-           "train"]
+           "pretrain", "scan_base_corpus", "train"]

@@ -86,6 +86,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.add_argument("--on", metavar="PATH", help="evaluate on every C file under PATH (default: held-out files)")
     p.add_argument("--positions", type=int, help="line-completion positions to sample")
+    p.add_argument("--compare-scratch", action="store_true",
+                   help="also train a model from scratch with the same time budget and compare it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_eval)
 
@@ -527,6 +529,12 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
     if speed is not None:
         rows.append(("throughput", f"{speed.tokens_per_second:,.0f} tokens/s, load imbalance "
                                    f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
+    if meta.base is not None:
+        rows.append(("fine-tuned from", f"{meta.base.path} (weights sha256 {meta.base.weights_sha256})"))
+    if meta.replay_files:
+        rows.append(("replayed base files", f"{len(meta.replay_files):,}"))
+    if meta.manifest:
+        rows.append(("base corpus", f"{len(meta.manifest):,} files in its manifest (a base model)"))
     if meta.train_config:
         rows.append(("train config", _info_value(meta.train_config)))
     header = f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB)"
@@ -551,11 +559,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines."""
+    """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines, and next to the
+    base it was fine-tuned from (and with --compare-scratch a scratch model of the same budget); files the base
+    learned from are left out."""
     import json
+    import tempfile
 
-    from cllm.engine import (DEFAULT_POSITIONS, CheckpointError, EvalError, evaluate, evaluation_files, format_table,
-                             load_model)
+    from cllm.engine import (DEFAULT_POSITIONS, CheckpointError, EvalError, TrainError, evaluate, evaluation_files,
+                             format_table, load_model)
+    from cllm.engine.evaluate import format_comparison, leave_out_base_files, recorded_base, train_scratch_twin
 
     positions = DEFAULT_POSITIONS if args.positions is None else args.positions
     if positions < 0:
@@ -570,12 +582,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         documents, train_documents, notes = evaluation_files(model, args.on)
         if notes.get("missing_files"):
             print(f"cllm eval: {notes['missing_files']} held-out files no longer exist; evaluating the rest", file=sys.stderr)
-        report = evaluate(model, documents, train_documents, positions=positions,
-                          progress=progress if sys.stderr.isatty() else None)
-    except (CheckpointError, EvalError, OSError) as exc:
+        base, why_not = recorded_base(model)
+        if why_not:
+            print(f"cllm eval: {why_not}", file=sys.stderr)
+        documents, left_out = leave_out_base_files(documents, model, base)
+        if left_out:
+            print(f"cllm eval: warning: {len(left_out)} of the files are in the base model's corpus and are left out "
+                  f"of the scores: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}", file=sys.stderr)
+
+        def measure(which) -> dict:
+            return evaluate(which, documents, train_documents, positions=positions,
+                            progress=progress if sys.stderr.isatty() else None)
+
+        report = measure(model)
+        report["left_out"] = left_out
+        others = {"base": base} if base is not None else {}
+        with tempfile.TemporaryDirectory(prefix="cllm-scratch-") as tmp:
+            if args.compare_scratch:
+                print("cllm eval: training the scratch model (same time budget)...", file=sys.stderr)
+                others["scratch"] = train_scratch_twin(model, f"{tmp}/scratch.cllm")
+            report.update({name: measure(other) for name, other in others.items()})
+    except (CheckpointError, EvalError, TrainError, OSError) as exc:
         print(f"cllm eval: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report) if args.json else format_table(report))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_table(report))
+        if others:
+            print("\n" + format_comparison({"this model": report, **{name: report[name] for name in others}}))
     return 0
 
 

@@ -13,6 +13,10 @@ The language server and the HTTP server are two faces of this object; they hold 
   thread reads its JSON Lines events, keeps the live status and fans the events out to subscribers.
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving completions.
+- Before the workspace has a model of its own, the base model (`cllm pretrain`, engine/paths.py
+  default_base_path) serves, mixed with a cache mixture over this workspace's files (built in the background,
+  the base's stored mixture weights), so ghost text comes within seconds; status()'s model says which serves
+  ("serving": "base" or "workspace").
 
 Events given to subscribers, as JSON-ready dicts with snake_case keys: the trainer's events (engine/events.py:
 {"event": "start" | "step" | "epoch" | "checkpoint" | "error" | "done", ...}, read and checked with
@@ -43,7 +47,7 @@ import filelock
 from cllm.engine import Completer, Completion, CompletionOptions, load_model, make_completer
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, StartEvent, StepEvent, TrainingEvent,
                                 TrainingMetadata, event_from_json, to_wire)
-from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
+from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .settings import check_training, parse_settings, train_arguments
@@ -71,14 +75,18 @@ def _lower_priority_prefix() -> list[str]:
     return [nice, "-n", str(TRAINER_NICENESS)] if nice else []
 
 
-def model_summary(model: Any) -> dict[str, Any]:
-    """The description of a loaded model shown by status() (snake_case: status() puts it on the wire).
+def model_summary(model: Any, serving: str = "workspace") -> dict[str, Any]:
+    """The description of a loaded model shown by status() (snake_case: status() puts it on the wire): which
+    model serves ("workspace": the workspace's own, "base": the base model before the workspace has one), the
+    base it was fine-tuned from, and its training record.
 
     Raises EventError when the model's training metadata is malformed."""
     meta = TrainingMetadata.from_json(model.metadata or {})
     cfg = model.config
     return {
         "present": True,
+        "serving": serving,
+        "base": None if meta.base is None else meta.base.to_json(),
         "path": str(model.path),
         "trained_at": meta.created,
         "files": meta.files,
@@ -140,20 +148,23 @@ class Workspace:
         self.token_path = self.model_dir / TOKEN_FILE
 
     def load(self) -> bool:
-        """(Re)load model.cllm from the model folder if present; a bad file is reported in status(), not raised."""
-        if not self.model_path.is_file():
+        """(Re)load model.cllm from the model folder if present, else the base model if there is one; a bad file
+        is reported in status(), not raised."""
+        own = self.model_path.is_file()
+        path = self.model_path if own else default_base_path()
+        if not path.is_file():
             with self._state_lock:
                 self._model, self._completer = None, None
                 self._model_info = {"present": False}
             return False
         try:
-            model = load_model(self.model_path)
-            summary = model_summary(model)
+            model = load_model(path)
+            summary = model_summary(model, "workspace" if own else "base")
         except Exception as exc:  # a corrupt or incompatible file must not take the server down
-            log.warning("cannot load %s: %s", self.model_path, exc)
+            log.warning("cannot load %s: %s", path, exc)
             with self._state_lock:
                 self._model, self._completer = None, None
-                self._model_info = {"present": False, "path": str(self.model_path), "error": str(exc)}
+                self._model_info = {"present": False, "path": str(path), "error": str(exc)}
             return False
         self._install(model, summary)
         return True
@@ -165,13 +176,16 @@ class Workspace:
             self._model_info = summary
         log.info("model loaded from %s", model.path)
         self.mixture_settled.clear()
-        threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
+        workspace = self.root if summary["serving"] == "base" else None
+        threading.Thread(target=self._install_mixture, args=(model, workspace), name="cllm-mixture",
+                         daemon=True).start()
 
-    def _install_mixture(self, model: Any) -> None:
-        """Swap in the completer that mixes the model with the workspace cache model (make_completer), once its
-        n-gram is built (about a second, off the event loop), if `model` is still the one loaded."""
+    def _install_mixture(self, model: Any, workspace: Path | None) -> None:
+        """Swap in the completer that mixes the model with the workspace cache model (make_completer; for the
+        base, over the `workspace` folder's files), once its n-gram is built (about a second for 1 MB, off the
+        event loop), if `model` is still the one loaded."""
         try:
-            completer = make_completer(model)
+            completer = make_completer(model, workspace=workspace)
         except Exception as exc:  # the transformer alone keeps serving
             log.warning("cache model unavailable for %s: %s", model.path, exc)
             completer = None
