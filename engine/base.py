@@ -78,7 +78,8 @@ def replay_documents(metadata: TrainingMetadata, n_bytes: int, seed: int,
             continue
         if hashlib.sha256(data).hexdigest() != entry.sha256:
             continue  # changed since the base learned it
-        chosen.append(Document(path=entry.path.lstrip("/"), text=data.decode("utf-8", errors="replace"), size=len(data)))
+        text = data.decode("utf-8", errors="replace")
+        chosen.append(Document(path=entry.path.lstrip("/"), text=text, size=len(data)))
         total += len(data)
     return chosen
 

@@ -421,8 +421,9 @@ def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
                      _fmt(m.get("edit_similarity"), ".3f")))
     first = next(iter(reports.values()))["baselines"]
     rows.append(("xz", _fmt(first["xz"]["bits_per_byte"], ".3f"), "-", "-", "-", "-"))
-    rows.append(("5-gram KN", _fmt(first["kn5"]["bits_per_byte"], ".3f"), "-", _fmt(first["kn5"].get("exact_match"), ".1%"),
-                 "-", _fmt(first["kn5"].get("edit_similarity"), ".3f")))
+    kn = first["kn5"]
+    rows.append(("5-gram KN", _fmt(kn["bits_per_byte"], ".3f"), "-", _fmt(kn.get("exact_match"), ".1%"), "-",
+                 _fmt(kn.get("edit_similarity"), ".3f")))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
                      for r in [header, *rows])

@@ -165,7 +165,8 @@ def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, 
     total = sum(doc.size for doc in documents)
     train_cfg = replace(train_cfg, val_fraction=min(train_cfg.val_fraction, policy.max_val_bytes / max(total, 1)))
     done = train(documents, model_cfg, train_cfg, out_path, on_event, cancel=cancel, explicit=explicit)
-    _add_base_metadata(Path(out_path), documents, train_cfg.val_fraction, policy, with_mixture=done.stop_reason != "cancelled")
+    _add_base_metadata(Path(out_path), documents, train_cfg.val_fraction, policy,
+                       with_mixture=done.stop_reason != "cancelled")
     return done
 
 

@@ -181,8 +181,8 @@ def test_fine_tuning_records_its_base_and_replays_the_base_corpus(c_workspace, t
     no_replay, _ = _run(c_workspace, tmp_path / "plain.cllm", _finetune_config(max_steps=2, replay_fraction=0.0),
                         base=tiny_base_path)
     assert load_checkpoint(no_replay.checkpoint).metadata["replay_files"] == []
-    assert events[0].tokens > _run(c_workspace, tmp_path / "p2.cllm", _finetune_config(max_steps=1, replay_fraction=0.0),
-                                   base=tiny_base_path)[1][0].tokens
+    assert events[0].tokens > _run(c_workspace, tmp_path / "p2.cllm", _finetune_config(max_steps=1,
+                                   replay_fraction=0.0), base=tiny_base_path)[1][0].tokens
 
 
 def test_a_resumed_fine_tuning_equals_an_uninterrupted_one_bitwise(c_workspace, tmp_path, tiny_base_path):
