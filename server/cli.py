@@ -586,6 +586,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if why_not:
             print(f"cllm eval: {why_not}", file=sys.stderr)
         documents, left_out = leave_out_base_files(documents, model, base)
+        if not documents:
+            raise EvalError(f"all {len(left_out)} files are in the base model's corpus: nothing left to score")
         if left_out:
             print(f"cllm eval: warning: {len(left_out)} of the files are in the base model's corpus and are left out "
                   f"of the scores: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}", file=sys.stderr)

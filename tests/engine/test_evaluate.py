@@ -187,6 +187,9 @@ def test_eval_compares_with_the_base_and_leaves_out_files_the_base_learned(fine_
     assert main(["eval", str(fine_tuned), "--on", str(folder), "--positions", "2"]) == 0
     table = capsys.readouterr().out
     assert "this model" in table and "\nbase " in table
+    (folder / "main.c").unlink()
+    assert main(["eval", str(fine_tuned), "--on", str(folder)]) == 1
+    assert "all 1 files are in the base model's corpus" in capsys.readouterr().err
 
 
 def test_eval_compare_scratch_trains_a_scratch_model_of_the_same_budget(fine_tuned, tmp_path, capsys):
