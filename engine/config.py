@@ -150,12 +150,14 @@ def budget_defaults(train_bytes: int, time_budget: float | None, model: ModelCon
 class FinetunePolicy:
     """The settings a fine-tuning run (`cllm train --base`) starts from, where the user did not set them.
 
-    The base already knows C: a lower peak rate and a short warm-up move it towards the workspace without
-    erasing what it knows (the replayed base-corpus windows, TrainConfig.replay_fraction, guard the rest).
-    The epochs, gradient accumulation and dropout follow the time budget as for a scratch run (budget_defaults);
-    the vocabulary is the base's."""
+    The base already knows C: a short warm-up (the weights are not random) and replayed base-corpus windows
+    (TrainConfig.replay_fraction) so the workspace does not erase what it knows. The epochs, gradient accumulation
+    and dropout follow the time budget as for a scratch run (budget_defaults); the vocabulary is the base's.
+    The peak rate stays the budget's: measured on the demo corpus (300 s fine-tunes of a 900 s base, 2 shared
+    cores, under one epoch each), held-out transformer bits per byte 2.40 at lr 5e-4 and 2.22 at lr 2e-3 (mixture
+    0.992 and 0.991); replaying nothing instead of a quarter gave 2.37."""
 
-    lr: float = 5e-4
+    lr: float = 2e-3
     warmup_steps: int = 20
 
 
