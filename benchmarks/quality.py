@@ -5,9 +5,12 @@
     .venv/bin/python benchmarks/quality.py --budget 120 --positions 100
     .venv/bin/python benchmarks/quality.py --model existing.cllm  # evaluate only
     .venv/bin/python benchmarks/quality.py --set grad_accum=1 --set vocab_size=4000   # one lever at a time
+    .venv/bin/python benchmarks/quality.py --base base.cllm --budget 300 --compare-scratch
+                        # fine-tune a base (`cllm pretrain`); table: base alone, fine-tuned, scratch of the same budget
 
-Settings not fixed by --set are chosen by the engine's time-budget policy (engine/config.py budget_defaults), as
-for `cllm train --time-budget`.
+Settings not fixed by --set are chosen by the engine's time-budget policy (engine/config.py budget_defaults, or
+finetune_defaults with --base), as for `cllm train --time-budget`. With --base, held-out files whose sha256 is in
+the base's corpus manifest are left out (as `cllm eval` does).
 
 The bar: bits per byte below xz's and far below the 5-gram's; line exact match at least twice the 5-gram's and
 edit similarity clearly above it. The last lines say which parts of the bar pass.
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model, train
 from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.evaluate import format_comparison, leave_out_base_files
 
 DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
 
@@ -41,17 +45,19 @@ def _configs(budget: float, overrides: list[str]) -> tuple[ModelConfig, TrainCon
     return configs["model"], configs["train"]
 
 
-def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, explicit: set[str]) -> None:
-    """Train with the given settings, stopped by the time budget, the engine's budget policy choosing what
-    `explicit` does not name (as `cllm train` does); prints the start, each epoch and the end."""
-    def on_event(event: dict) -> None:
+def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, explicit: set[str],
+           base: Path | None = None) -> None:
+    """Train (fine-tune `base` when given) with the given settings, stopped by the time budget, the engine's budget
+    policy choosing what `explicit` does not name (as `cllm train` does); prints the start, each epoch and the end."""
+    def on_event(typed) -> None:
+        event = typed.to_json()
         if event["event"] in ("start", "epoch", "done"):
             keys = ("event", "files", "train_files", "val_files", "tokens", "epoch", "train_loss", "val_loss",
                     "val_bits_per_byte", "steps", "seconds", "tokens_per_second", "stop_reason", "vocab_size",
                     "settings", "auto")
             print(json.dumps({k: event[k] for k in keys if k in event}), file=sys.stderr, flush=True)
 
-    train(corpus, model_cfg, train_cfg, out, on_event, explicit=explicit)
+    train(corpus, model_cfg, train_cfg, out, on_event, explicit=explicit, base=base)
 
 
 def _verdict(report: dict) -> list[str]:
@@ -80,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="where to keep the trained model (default: a temporary folder)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a ModelConfig/TrainConfig default (repeatable), e.g. --set warmup_steps=20")
+    parser.add_argument("--base", type=Path, help="fine-tune this base model and compare with it alone")
+    parser.add_argument("--compare-scratch", action="store_true",
+                        help="also train from scratch with the same budget and settings and compare")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     args = parser.parse_args(argv)
+    explicit = {item.partition("=")[0] for item in args.set}
     with tempfile.TemporaryDirectory(prefix="cllm-quality-") as tmp:
         path = args.model
         if path is None:
@@ -89,14 +99,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.corpus} is missing: run training_data/fetch_demo.py first", file=sys.stderr)
                 return 1
             path = args.keep or Path(tmp) / "model.cllm"
-            explicit = {item.partition("=")[0] for item in args.set}
-            _train(args.corpus, *_configs(args.budget, args.set), path, explicit)
+            _train(args.corpus, *_configs(args.budget, args.set), path, explicit, args.base)
         model = load_model(path)
+        others = {"base": load_model(args.base)} if args.base else {}
+        if args.compare_scratch:
+            scratch = (args.keep.with_suffix(".scratch.cllm") if args.keep else Path(tmp) / "scratch.cllm")
+            _train(args.corpus, *_configs(args.budget, args.set), scratch, explicit)
+            others["scratch"] = load_model(scratch)
         documents, train_documents, _ = evaluation_files(model, None)
+        documents, left_out = leave_out_base_files(documents, model, others.get("base"))
+        if left_out:
+            print(f"left out (in the base's corpus): {', '.join(left_out)}", file=sys.stderr)
         report = evaluate(model, documents, train_documents, positions=args.positions)
+        report.update({name: evaluate(other, documents, train_documents, positions=args.positions)
+                       for name, other in others.items()})
     print(json.dumps(report) if args.json else format_table(report))
     if not args.json:
         print("\n".join(_verdict(report)))
+        if others:
+            print("\n" + format_comparison({"fine-tuned" if args.base else "model": report,
+                                             **{name: report[name] for name in others}}))
     return 0
 
 

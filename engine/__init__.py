@@ -8,7 +8,8 @@ these names:
 - indexed_completer(model, model_dir, serve) -> an IndexBuilder that builds the workspace index in the
   background (engine/workspace_index.py) and serves a mixing completer from its snapshots, for servers;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
-- train(workspace, ...) -> the final training record, or TrainError;
+- train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
+- scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/pretrain.py);
 - evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
   text, or EvalError.
 The modules behind them are named for what they hold (engine/loading.py, generate.py, mixture.py, ngram.py, ...).
@@ -19,9 +20,9 @@ from .checkpoint import CheckpointError
 from .evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
 from .generate import Completer, Completion, CompletionOptions, Model
 from .loading import complete, indexed_completer, load_model, make_completer
+from .pretrain import pretrain, scan_base_corpus
 from .train import TrainError, train
 
 __all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError", "Model",
            "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "indexed_completer",
-           "load_model", "make_completer",
-           "train"]
+           "load_model", "make_completer", "pretrain", "scan_base_corpus", "train"]

@@ -10,6 +10,10 @@ Four measures on the same files in one run:
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
 - baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
+A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
+model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
+sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
+them. `format_comparison` puts the models side by side.
 With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
 a match model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
 files (so no file is scored with weights fitted on itself).
@@ -30,11 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from .base import document_sha256, manifest_hashes
 from .baselines import xz_conditional_bits_per_byte
+from .checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from .corpus import Document, read_documents, scan
 from .errors import CllmError
+from .events import EventError, TrainingMetadata
 from .generate import Completer, CompletionOptions, Model, Scorer
 from .heldout import Progress, bits_and_bytes, document_nats
+from .loading import load_model
 from .match_model import MatchIndex
 from .mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
 from .ngram import KneserNey
@@ -374,6 +382,56 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         "window": window,
         "seconds": round(time.monotonic() - began, 1),
     }
+
+
+def model_metadata(model: Model) -> TrainingMetadata:
+    """The model's training record; EvalError naming the model when it has not the contract's shape."""
+    try:
+        return TrainingMetadata.from_json(model.metadata or {})
+    except EventError as exc:
+        raise EvalError(f"{model.path}: {exc}") from None
+
+
+def recorded_base(model: Model) -> tuple[Model | None, str | None]:
+    """(the base `model` was fine-tuned from, None) when its file is still there with the same weights, else
+    (None, why not) for a fine-tuned model, (None, None) for one trained from scratch."""
+    record = model_metadata(model).base
+    if record is None:
+        return None, None
+    try:
+        if weights_sha256(load_checkpoint(record.path)) != record.weights_sha256:
+            return None, f"the base model {record.path} has changed since fine-tuning; not compared"
+        return load_model(record.path), None
+    except CheckpointError as exc:
+        return None, f"the base model cannot be compared: {exc}"
+
+
+def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -> tuple[list[Document], list[str]]:
+    """(documents none of the `models`' corpus manifests list, the paths of those left out): a base has seen them,
+    so they would flatter it and the models fine-tuned from it."""
+    seen = set().union(*(manifest_hashes(model_metadata(m)) for m in models if m is not None))
+    kept = [doc for doc in documents if document_sha256(doc) not in seen]
+    return kept, [doc.path for doc in documents if document_sha256(doc) in seen]
+
+
+def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
+    """Models evaluated on the same files side by side (name -> evaluate() report): the transformer alone and
+    with the cache mixture, then xz and the 5-gram (of the first report: they depend only on the tokenizer)."""
+    header = ("", "bits/byte", "+cache bits/byte", "exact", "+cache exact", "+cache edit sim")
+    rows = []
+    for name, r in reports.items():
+        t, m = r["transformer"], r.get("mixture") or {}
+        rows.append((name, _fmt(t["bits_per_byte"], ".3f"), _fmt(m.get("bits_per_byte"), ".3f"),
+                     _fmt(t["exact_match"], ".1%"), _fmt(m.get("exact_match"), ".1%"),
+                     _fmt(m.get("edit_similarity"), ".3f")))
+    first = next(iter(reports.values()))["baselines"]
+    rows.append(("xz", _fmt(first["xz"]["bits_per_byte"], ".3f"), "-", "-", "-", "-"))
+    kn = first["kn5"]
+    rows.append(("5-gram KN", _fmt(kn["bits_per_byte"], ".3f"), "-", _fmt(kn.get("exact_match"), ".1%"), "-",
+                 _fmt(kn.get("edit_similarity"), ".3f")))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
+                     for r in [header, *rows])
 
 
 def _fmt(value: float | None, pattern: str) -> str:

@@ -266,6 +266,22 @@ class SkippedFile(_Record):
     reason: str
 
 
+@dataclass(frozen=True)
+class ManifestEntry(_Record):
+    """One file a base model learned from (engine/pretrain.py): its absolute path and the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BaseRecord(_Record):
+    """The base model a fine-tuned model started from (engine/base.py)."""
+
+    path: str  # the base's model file when fine-tuning began
+    weights_sha256: str  # of the base's weights (checkpoint.weights_sha256): which base, whatever its file name
+
+
 # -- the training events --------------------------------------------------------------------------------
 
 
@@ -434,6 +450,9 @@ class TrainingMetadata(_Record):
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
     line_exact_match: float | None = None  # share of held-out line completions exactly right, by the shipped completer
     resume: OrAbsent[ResumePosition] = None
+    manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/pretrain.py)
+    base: BaseRecord | None = None  # the base a fine-tuned model started from
+    replay_files: list[str] = field(default_factory=list)  # base-corpus files replayed while fine-tuning
 
     @classmethod
     def _label(cls) -> str:

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .corpus import scan
 from .generate import Completer, Completion, CompletionOptions, Model
-from .mixture import MixtureScorer, stored_mixture, workspace_scorer
+from .mixture import MixtureScorer, documents_scorer, stored_mixture, workspace_scorer
 from .model import infer, new_cache
 from .params import num_params
 from .tokenizer import Tokenizer
@@ -56,21 +57,36 @@ def warm_up(model: Model) -> None:
         infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
 
 
-def make_completer(model: Model, cache_slots: int = 8) -> Completer:
+def make_completer(model: Model, cache_slots: int = 8, workspace: str | Path | None = None) -> Completer:
     """The completer real completions use: mixing (`mixes`) when the checkpoint stores mixture weights and its
     workspace's training files can be read, else the transformer alone. Building the mixture's 5-gram reads and
-    counts the training files (about a second for 1 MB of code), so servers call this off their event loop."""
-    return Completer(model, cache_slots, scorer=workspace_scorer(model.tokenizer, model.metadata))
+    counts the training files (about a second for 1 MB of code), so servers call this off their event loop.
+
+    With `workspace`, the 5-gram and match index are built from that folder's C files (scanned as for training)
+    instead: a base model (engine/pretrain.py) serving a workspace that has no model of its own yet."""
+    if workspace is None:
+        scorer = workspace_scorer(model.tokenizer, model.metadata)
+    else:
+        scorer = documents_scorer(model.tokenizer, model.metadata, scan(workspace).documents)
+    return Completer(model, cache_slots, scorer=scorer)
 
 
 def indexed_completer(model: Model, model_dir: Path, serve: Callable[[Completer], None],
-                      settings: IndexSettings | None = None, cache_slots: int = 8) -> IndexBuilder | None:
+                      settings: IndexSettings | None = None, cache_slots: int = 8,
+                      workspace: str | Path | None = None) -> IndexBuilder | None:
     """make_completer for servers of big workspaces: an IndexBuilder (not started) that builds or loads the
     workspace index (engine/workspace_index.py, saved as model_dir/index.npz) and calls `serve` once, with a
     mixing completer, at its first snapshot; later snapshots are swapped into that completer's scorer. None when
-    the checkpoint stores no mixture weights or its workspace is gone (the transformer alone serves)."""
+    the checkpoint stores no mixture weights or its workspace is gone (the transformer alone serves).
+
+    With `workspace`, the index covers that folder's C files (scanned as for training) instead of the
+    checkpoint's training files: a base model (engine/pretrain.py) serving a workspace without a model yet."""
     mixture = stored_mixture(model.metadata)
-    workspace = model.metadata.get("workspace")
+    if workspace is None:
+        workspace = model.metadata.get("workspace")
+        files = [str(p) for p in model.metadata.get("train_files") or []]
+    else:
+        files = [doc.path for doc in scan(workspace).documents]
     if mixture is None or not workspace or not Path(workspace).is_dir():
         return None
     scorers: list[MixtureScorer] = []
@@ -82,7 +98,6 @@ def indexed_completer(model: Model, model_dir: Path, serve: Callable[[Completer]
         scorers.append(MixtureScorer(model.tokenizer, kn, index, mixture))
         serve(Completer(model, cache_slots, scorer=scorers[0]))
 
-    files = [str(p) for p in model.metadata.get("train_files") or []]
     return IndexBuilder(model.tokenizer, Path(workspace), files, Path(model_dir) / INDEX_FILE,
                         index_fingerprint(model.params, workspace), on_snapshot, settings or IndexSettings())
 

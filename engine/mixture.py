@@ -299,12 +299,19 @@ def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureS
     """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
     workspace's training files (those still readable), or None when there are no weights or none of the files can
     be read."""
-    mixture = stored_mixture(metadata)
     workspace = metadata.get("workspace")
-    if mixture is None or not workspace or not Path(workspace).is_dir():
+    if not workspace or not Path(workspace).is_dir():
         return None
     documents, _ = read_documents(Path(workspace), [str(p) for p in metadata.get("train_files") or []])
-    if not documents:
+    return documents_scorer(tokenizer, metadata, documents)
+
+
+def documents_scorer(tokenizer: Tokenizer, metadata: dict[str, Any],
+                     documents: Sequence[Document]) -> MixtureScorer | None:
+    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over
+    `documents` (a base model serving a workspace it never trained on), or None without weights or documents."""
+    mixture = stored_mixture(metadata)
+    if mixture is None or not documents:
         return None
     return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
 

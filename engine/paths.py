@@ -19,6 +19,7 @@ from .errors import CllmError
 
 APP_NAME = "cllm"
 MODEL_FILE = "model.cllm"
+BASE_FILE = "base.cllm"
 LOCK_FILE = "train.lock"
 LOCK_HELD_ENV = "CLLM_TRAIN_LOCK_HELD"
 
@@ -38,6 +39,12 @@ def model_dir(workspace: str | os.PathLike) -> Path:
 def default_model_path(workspace: str | os.PathLike) -> Path:
     """The workspace's model file inside its model folder."""
     return model_dir(workspace) / MODEL_FILE
+
+
+def default_base_path() -> Path:
+    """Where `cllm pretrain` writes the base model and where training and the servers look for it by default:
+    <user cache>/cllm/base.cllm."""
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / BASE_FILE
 
 
 def training_lock(workspace: str | os.PathLike) -> filelock.FileLock:

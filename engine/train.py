@@ -40,13 +40,15 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .config import CorpusConfig, ModelConfig, TrainConfig, budget_defaults, budget_sample_bytes, from_dict, to_dict
+from .base import Base, document_sha256, load_base, read_replay, replay_documents
+from .config import (CorpusConfig, ModelConfig, TrainConfig, budget_defaults, budget_sample_bytes, finetune_defaults,
+                     from_dict, to_dict)
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, spread_plan, stream_bytes,
                    token_file)
 from .errors import CllmError
 from .evaluate import line_exact_match
-from .events import (CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition, RunSettings,
-                     RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
+from .events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition,
+                     RunSettings, RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .faults import fault_point
 from .generate import Model
 from .heldout import heldout_mixture
@@ -91,6 +93,8 @@ class _Data:
     val_bytes: int
     n_windows: int
     steps_per_epoch: int
+    base: BaseRecord | None = None  # the base fine-tuned from
+    replay: list = field(default_factory=list)  # base-corpus documents replayed in the training stream
 
 
 @dataclass
@@ -171,6 +175,7 @@ def train(
     explicit: Collection[str] | None = None,
     corpus_config: CorpusConfig = CorpusConfig(),
     cluster: str | None = None,
+    base: str | os.PathLike | None = None,
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
@@ -181,6 +186,9 @@ def train(
     (engine/cluster.py) instead of on local threads: same weights, bitwise. Setting `cancel` stops the run within
     about a second in any phase: after the current step with the model written, or before the first step with
     TrainCancelled.
+    `base` (a .cllm file, engine/base.py) fine-tunes: the run starts from the base's weights, shape and tokenizer
+    (model_cfg only lends its dropout), replays train_cfg.replay_fraction of base-corpus text, and with
+    `explicit` takes its unset settings from config.finetune_defaults. Ignored when resuming.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -189,18 +197,28 @@ def train(
     out_path = Path(out_path)
     _check_train_config(train_cfg)
     loaded, loaded_meta = _load_resume(resume) if resume is not None else (None, None)
-    _check_model_config(loaded.model_config if loaded else model_cfg, train_cfg)
-    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else None
+    start = load_base(base) if base is not None and loaded is None else None
+    _check_model_config(loaded.model_config if loaded else start.config if start else model_cfg, train_cfg)
+    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else start.tokenizer if start else None
     docs = _load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, _Phase("scan", "files", emit, cancel))
     docs = _budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction)
     auto: dict[str, Any] = {}
     if explicit is not None and loaded is None:
-        auto = budget_defaults(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
+        policy = finetune_defaults if start else budget_defaults
+        auto = policy(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
         model_cfg = replace(model_cfg, **{k: v for k, v in auto.items() if k in _MODEL_FIELDS})
         train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
-    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer, out_path.parent, emit, cancel)
-    model_cfg = loaded.model_config if loaded else replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-    state = _resume_state(loaded, loaded_meta) if loaded else _fresh_state(model_cfg, train_cfg.seed)
+    data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer, out_path.parent, emit, cancel,
+                   _replay(start, loaded_meta, docs, train_cfg))
+    data.base = start.record if start else loaded_meta.base if loaded_meta else None
+    if loaded:
+        model_cfg = loaded.model_config
+    elif start:
+        model_cfg = replace(start.config, dropout=model_cfg.dropout)
+    else:
+        model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
+    state = (_resume_state(loaded, loaded_meta) if loaded else _base_state(start) if start
+             else _fresh_state(model_cfg, train_cfg.seed))
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
     threads = train_cfg.spheres if cluster is not None else resolve_threads(train_cfg.threads, train_cfg.spheres)
@@ -534,6 +552,7 @@ class _Run:
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
             mixture=self.mixture, fim=self._fim_format(), line_exact_match=self.line_exact_match,
+            base=d.base, replay_files=[doc.path for doc in d.replay],
             resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
                                   best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
                                   schedule_steps=s.schedule_steps),
@@ -673,17 +692,29 @@ class _Phase:
         self.emit(PhaseEvent(phase=self.name, done=self.done, total=self.done, unit=self.unit))
 
 
+def _replay(start: Base | None, resumed: TrainingMetadata | None, docs: _Documents, cfg: TrainConfig) -> list:
+    """The base-corpus documents a fine-tuning run replays: about replay_fraction of its training bytes, none
+    that is also a workspace file; a resumed run rereads the ones it recorded."""
+    if resumed is not None:
+        return read_replay(resumed.replay_files)
+    if start is None or cfg.replay_fraction == 0:
+        return []
+    n_bytes = int(stream_bytes(docs.train) * cfg.replay_fraction / (1.0 - cfg.replay_fraction))
+    return replay_documents(start.metadata, n_bytes, cfg.seed, {document_sha256(doc) for doc in docs.all})
+
+
 def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None, folder: Path,
-            emit: Callable[[TrainingEvent], None], cancel: threading.Event) -> _Data:
-    """Train the tokenizer on the training files (unless resuming) and encode both streams into token files in
-    `folder` (data.token_file)."""
+            emit: Callable[[TrainingEvent], None], cancel: threading.Event, replay: list) -> _Data:
+    """Train the tokenizer on the training files (unless resuming or fine-tuning) and encode both streams into
+    token files in `folder` (data.token_file): the training stream followed by the `replay` documents."""
     if tokenizer is None:
         tokenizer = _train_tokenizer(docs.train, vocab_size, _Phase("tokenizer", "bytes", emit, cancel))
         fault_point("tokenizer-trained")
     val_bytes = stream_bytes(docs.val)
-    phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(docs.train) + val_bytes)
+    train_docs = [*docs.train, *replay]
+    phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(train_docs) + val_bytes)
     folder.mkdir(parents=True, exist_ok=True)
-    stream = token_file(docs.train, tokenizer, folder, phase.advance)
+    stream = token_file(train_docs, tokenizer, folder, phase.advance)
     val_stream = token_file(docs.val, tokenizer, folder, phase.advance)
     phase.end()
     n_windows = num_windows(stream.size, cfg.seq_len)
@@ -692,7 +723,7 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
         tokenizer=tokenizer, train_share=docs.train_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
-        n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)),
+        n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)), replay=replay,
     )
 
 
@@ -731,6 +762,12 @@ def _train_tokenizer(documents: Sequence, vocab_size: int, phase: _Phase) -> Tok
 
 def _fresh_state(model_cfg: ModelConfig, seed: int) -> _State:
     params = init_params(model_cfg, seed)
+    return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
+
+
+def _base_state(start: Base) -> _State:
+    """A fine-tuning run's first state: the base's weights, fresh optimizer moments."""
+    params = np.array(start.params, dtype=np.float32)
     return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
 
 

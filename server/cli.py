@@ -1,4 +1,4 @@
-"""The `cllm` command: train, complete, info, eval, lsp, serve.
+"""The `cllm` command: train, pretrain, complete, info, eval, lsp, serve.
 
 The argument names are a contract (scripts and editor integrations rely on them); each subcommand's handler
 is a short function that delegates to the engine or the servers. Bad input ends in one line on stderr and a
@@ -126,26 +126,45 @@ _TRAIN_FLAGS = {
 }
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, flags: list[str]) -> None:
+    """The training flags named (keys of _TRAIN_FLAGS and _MODEL_FLAGS), each with its config default in its help."""
     from cllm.engine.config import ModelConfig, TrainConfig
 
+    for flag in flags:
+        field, kind, text = _TRAIN_FLAGS[flag] if flag in _TRAIN_FLAGS else _MODEL_FLAGS[flag]
+        default = getattr(TrainConfig if flag in _TRAIN_FLAGS else ModelConfig, field)
+        p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar="SECONDS" if flag == "time_budget" else None,
+                       help=f"{text} (default: {'none' if default is None else default})")
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on the C files under PATH",
                        description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
     p.add_argument("path", help="folder of C code to learn from")
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
-    for flags, config in ((_TRAIN_FLAGS, TrainConfig), (_MODEL_FLAGS, ModelConfig)):
-        for flag, (field, kind, text) in flags.items():
-            default = getattr(config, field)
-            p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar="SECONDS" if flag == "time_budget" else None,
-                           help=f"{text} (default: {'none' if default is None else default})")
+    _add_config_flags(p, [*_TRAIN_FLAGS, *_MODEL_FLAGS])
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
     p.add_argument("--no-gitignore", action="store_true",
                    help="take every C file: neither git's listing nor .gitignore files leave any out")
+    p.add_argument("--base", metavar="FILE",
+                   help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
+    p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
                    "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
                    "'cllm[cluster]' (default: threads on this machine)")
     p.set_defaults(handler=_cmd_train)
+
+
+def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="build a base model from the machine's own C (or the folders given)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="folders of C code; none: /usr/include, /usr/local/include and /usr/src")
+    p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
+                                 "`cllm train` and the editors find it)")
+    _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size"])
+    p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
+    p.set_defaults(handler=_cmd_pretrain)
 
 
 def _complete_parser(sub: argparse._SubParsersAction) -> None:
@@ -179,6 +198,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on", metavar="PATH", help="evaluate on every C file under PATH (default: held-out files)")
     _engine_default(p.add_argument("--positions", type=_COUNT, help="line-completion positions to sample"),
                     _positions_default)
+    p.add_argument("--compare-scratch", action="store_true",
+                   help="also train a model from scratch with the same time budget and compare it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_eval)
 
@@ -224,6 +245,28 @@ def _train_configs(args: argparse.Namespace):
         raise ValueError(f"{flags} cannot change when resuming: the model's shape comes from {args.resume}")
     base = load_train_config(args.resume) if args.resume else TrainConfig()
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
+
+
+_SHAPE_FLAGS = ("vocab_size", "d_model", "layers", "heads", "ffn")  # fixed by a base model
+
+
+def _chosen_base(args: argparse.Namespace) -> str | None:
+    """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
+    for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
+    from cllm.engine.paths import default_base_path
+
+    shape = [flag for flag in _SHAPE_FLAGS if getattr(args, flag) is not None]
+    if args.base and args.no_base:
+        raise ValueError("--base and --no-base contradict each other: give one")
+    if args.base and args.resume:
+        raise ValueError("--base does not go with --resume: the resumed model already started from its base")
+    if args.base and shape:
+        raise ValueError(f"--{shape[0].replace('_', '-')} cannot change with --base: the model's shape and "
+                         "vocabulary come from the base")
+    if args.base:
+        return args.base
+    cached = default_base_path()
+    return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
 
 
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
@@ -316,7 +359,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cllm.engine import TrainError, train
     from cllm.engine.config import CorpusConfig
     from cllm.engine.errors import CllmError
-    from cllm.engine.events import FailedEvent
+    from cllm.engine.events import FailedEvent, StartEvent
     from cllm.engine.paths import acquire_training_lock, default_model_path, release_training_lock
     from cllm.engine.spheres import SphereError
     from cllm.engine.train import TrainCancelled
@@ -342,6 +385,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from cllm.engine.cluster import check_address
 
             check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
+        base = _chosen_base(args)
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
@@ -360,11 +404,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread: the caller handles interruption
             pass
-    report, close = _train_reporter(args.json)
+    show, close = _train_reporter(args.json)
+
+    def report(event: TrainingEvent) -> None:
+        if base and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
+            print(f"fine-tuning the base model {base} (--no-base trains from scratch)", file=sys.stderr)
+        show(event)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
                      explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore),
-                     cluster=args.ray)
+                     cluster=args.ray, base=base)
     except TrainCancelled as exc:
         return fail(str(exc), 130)
     except SphereError as exc:
@@ -394,6 +443,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; "
               f"{done.corpus_fraction:.1%} of the corpus's windows seen; model: {done.checkpoint}")
     return 130 if done.stop_reason == "cancelled" else 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    """Build a base model from the C under PATH... (default: the system's headers and sources)."""
+    import json
+    import os
+    from dataclasses import replace
+
+    from cllm.engine import TrainError
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.corpus import format_stats, stats
+    from cllm.engine.errors import CllmError
+    from cllm.engine.events import FailedEvent
+    from cllm.engine.paths import default_base_path
+    from cllm.engine.pretrain import pretrain, scan_base_corpus
+
+    def fail(message: str, code: int) -> int:
+        if args.json:
+            print(json.dumps(FailedEvent(message=message).to_json()), flush=True)
+        print(f"cllm pretrain: error: {message}", file=sys.stderr)
+        return code
+
+    flags = ("time_budget", "max_steps", "epochs", "seed", "threads")
+    train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in flags if getattr(args, f) is not None})
+    model_cfg = ModelConfig() if args.vocab_size is None else replace(ModelConfig(), vocab_size=args.vocab_size)
+    explicit = {f for f in (*flags, "vocab_size") if getattr(args, f) is not None}
+    if args.out is not None and os.path.isdir(args.out):
+        return fail(f"--out {args.out} is a folder: give the model file to write, e.g. "
+                    f"{os.path.join(args.out, 'base.cllm')}", 2)
+    out = args.out or str(default_base_path())
+    try:
+        found = scan_base_corpus(args.paths)
+        if found.documents and not args.json:
+            print(f"base corpus: {format_stats(stats(found.documents))} under {', '.join(found.roots) or '-'}; "
+                  f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
+        report, close = _train_reporter(args.json)
+        try:
+            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit)
+        finally:
+            close()
+    except CllmError as exc:
+        return fail(str(exc), 2 if isinstance(exc, TrainError) else 1)
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename or ''} (check free disk space and permissions)", 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    if args.json:
+        report(done)
+    else:
+        print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s; "
+              f"base model: {out}")
+    return 0
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
@@ -596,6 +697,12 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
     if speed is not None:
         rows.append(("throughput", f"{speed.tokens_per_second:,.0f} tokens/s, load imbalance "
                                    f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
+    if meta.base is not None:
+        rows.append(("fine-tuned from", f"{meta.base.path} (weights sha256 {meta.base.weights_sha256})"))
+    if meta.replay_files:
+        rows.append(("replayed base files", f"{len(meta.replay_files):,}"))
+    if meta.manifest:
+        rows.append(("base corpus", f"{len(meta.manifest):,} files in its manifest (a base model)"))
     if meta.train_config:
         rows.append(("train config", _info_value(meta.train_config)))
     header = f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB)"
@@ -615,10 +722,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines."""
+    """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines, and next to the
+    base it was fine-tuned from (and with --compare-scratch a scratch model of the same budget); files the base
+    learned from are left out."""
     import json
+    import tempfile
 
-    from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model
+    from cllm.engine import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table, load_model
+    from cllm.engine.evaluate import format_comparison, leave_out_base_files, recorded_base
+    from cllm.engine.pretrain import train_scratch_twin
 
     positions = DEFAULT_POSITIONS if args.positions is None else args.positions
 
@@ -630,12 +742,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         documents, train_documents, notes = evaluation_files(model, args.on)
         if notes.get("missing_files"):
             print(f"cllm eval: {notes['missing_files']} held-out files no longer exist; evaluating the rest", file=sys.stderr)
-        report = evaluate(model, documents, train_documents, positions=positions,
-                          progress=progress if sys.stderr.isatty() else None)
+        base, why_not = recorded_base(model)
+        if why_not:
+            print(f"cllm eval: {why_not}", file=sys.stderr)
+        documents, left_out = leave_out_base_files(documents, model, base)
+        if not documents:
+            raise EvalError(f"all {len(left_out)} files are in the base model's corpus: nothing left to score")
+        if left_out:
+            print(f"cllm eval: warning: {len(left_out)} of the files are in the base model's corpus and are left out "
+                  f"of the scores: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}", file=sys.stderr)
+
+        def measure(which) -> dict:
+            return evaluate(which, documents, train_documents, positions=positions,
+                            progress=progress if sys.stderr.isatty() else None)
+
+        report = measure(model)
+        report["left_out"] = left_out
+        others = {"base": base} if base is not None else {}
+        with tempfile.TemporaryDirectory(prefix="cllm-scratch-") as tmp:
+            if args.compare_scratch:
+                print("cllm eval: training the scratch model (same time budget)...", file=sys.stderr)
+                others["scratch"] = train_scratch_twin(model, f"{tmp}/scratch.cllm")
+            report.update({name: measure(other) for name, other in others.items()})
     except OSError as exc:
         print(f"cllm eval: error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report) if args.json else format_table(report))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_table(report))
+        if others:
+            print("\n" + format_comparison({"this model": report, **{name: report[name] for name in others}}))
     return 0
 
 
@@ -686,7 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cllm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_train_parser, _complete_parser, _info_parser, _eval_parser, _lsp_parser, _serve_parser):
+    for add in (_train_parser, _pretrain_parser, _complete_parser, _info_parser, _eval_parser, _lsp_parser,
+                _serve_parser):
         add(sub)
     return parser
 

@@ -15,6 +15,10 @@ wins, and the faces take turns.
   thread reads its JSON Lines events, keeps the live status and fans the events out to subscribers.
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving completions.
+- Before the workspace has a model of its own, the base model (`cllm pretrain`, engine/paths.py
+  default_base_path) serves, mixed with a cache mixture over this workspace's files (built in the background,
+  the base's stored mixture weights), so ghost text comes within seconds; status()'s model says which serves
+  ("serving": "base" or "workspace").
 
 Events given to subscribers, as JSON-ready dicts with snake_case keys: the trainer's events (engine/events.py:
 {"event": "start" | "step" | "epoch" | "checkpoint" | "error" | "done", ...}, read and checked with
@@ -46,7 +50,7 @@ from cllm.engine import Completer, Completion, CompletionOptions, indexed_comple
 from cllm.engine.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
                                 TrainingEvent, TrainingMetadata, event_from_json, to_wire)
-from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock
+from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .settings import DEFAULT_EDITOR_TIME_BUDGET, check_training, parse_settings, train_arguments
@@ -75,14 +79,18 @@ def _lower_priority_prefix() -> list[str]:
     return [nice, "-n", str(TRAINER_NICENESS)] if nice else []
 
 
-def model_summary(model: Any) -> dict[str, Any]:
-    """The description of a loaded model shown by status() (snake_case: status() puts it on the wire).
+def model_summary(model: Any, serving: str = "workspace") -> dict[str, Any]:
+    """The description of a loaded model shown by status() (snake_case: status() puts it on the wire): which
+    model serves ("workspace": the workspace's own, "base": the base model before the workspace has one), the
+    base it was fine-tuned from, and its training record.
 
     Raises EventError when the model's training metadata is malformed."""
     meta = TrainingMetadata.from_json(model.metadata or {})
     cfg = model.config
     return {
         "present": True,
+        "serving": serving,
+        "base": None if meta.base is None else meta.base.to_json(),
         "path": str(model.path),
         "trained_at": meta.created,
         "files": meta.files,
@@ -147,20 +155,23 @@ class Workspace:
         self.token_path = self.model_dir / TOKEN_FILE
 
     def load(self) -> bool:
-        """(Re)load model.cllm from the model folder if present; a bad file is reported in status(), not raised."""
-        if not self.model_path.is_file():
+        """(Re)load model.cllm from the model folder if present, else the base model if there is one; a bad file
+        is reported in status(), not raised."""
+        own = self.model_path.is_file()
+        path = self.model_path if own else default_base_path()
+        if not path.is_file():
             with self._state_lock:
                 self._model, self._completer = None, None
                 self._model_info = {"present": False}
             return False
         try:
-            model = load_model(self.model_path)
-            summary = model_summary(model)
+            model = load_model(path)
+            summary = model_summary(model, "workspace" if own else "base")
         except Exception as exc:  # a corrupt or incompatible file must not take the server down
-            log.warning("cannot load %s: %s", self.model_path, exc)
+            log.warning("cannot load %s: %s", path, exc)
             with self._state_lock:
                 self._model, self._completer = None, None
-                self._model_info = {"present": False, "path": str(self.model_path), "error": str(exc)}
+                self._model_info = {"present": False, "path": str(path), "error": str(exc)}
             return False
         self._install(model, summary)
         return True
@@ -174,19 +185,22 @@ class Workspace:
         self.mixture_settled.clear()
         if self._index is not None:
             self._index.stop()
-        threading.Thread(target=self._install_mixture, args=(model,), name="cllm-mixture", daemon=True).start()
+        workspace = self.root if summary["serving"] == "base" else None
+        threading.Thread(target=self._install_mixture, args=(model, workspace), name="cllm-mixture",
+                         daemon=True).start()
 
-    def _install_mixture(self, model: Any) -> None:
-        """Build or load the workspace index of `model` (engine/workspace_index.py) on this thread; its first
-        snapshot swaps in the completer that mixes the model with the workspace cache model, later ones update
-        it. The transformer alone serves until then; a model replaced meanwhile stops the build."""
+    def _install_mixture(self, model: Any, workspace: Path | None) -> None:
+        """Build or load the workspace index of `model` (engine/workspace_index.py; for the base, over the
+        `workspace` folder's files) on this thread; its first snapshot swaps in the completer that mixes the model
+        with the workspace cache model, later ones update it. The transformer alone serves until then; a model
+        replaced meanwhile stops the build."""
         def serve(completer: Completer) -> None:
             with self._state_lock:
                 if self._model is model:
                     self._completer = completer
 
         try:
-            builder = indexed_completer(model, self.model_dir, serve)
+            builder = indexed_completer(model, self.model_dir, serve, workspace=workspace)
             self._index = builder
             if builder is not None:
                 builder.run()

@@ -116,3 +116,44 @@ def missing_prerequisite(message: str) -> NoReturn:
     if os.environ.get("CLLM_REQUIRE_E2E") == "1":
         pytest.fail(f"{message}, and CLLM_REQUIRE_E2E=1 requires every end-to-end test to run")
     pytest.skip(message)
+
+
+TINY_INCLUDE_SOURCES = {
+    "util.h": "#ifndef UTIL_H\n#define UTIL_H\nint util_add(int a, int b);\nint util_max(int a, int b);\n#endif\n",
+    "list.h": (
+        "#ifndef LIST_H\n#define LIST_H\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
+        "struct list { struct list *next; int value; };\nint list_length(const struct list *l);\n"
+        "#ifdef __cplusplus\n}\n#endif\n#endif\n"
+    ),
+    "sys/types.h": "typedef unsigned int uint;\ntypedef long ssize;\n",
+    "util.c": "#include \"util.h\"\nint util_add(int a, int b) {\n    return a + b;\n}\n",
+    "vector.h": "namespace tiny {\ntemplate <class T> class vector { T *data; };\n}\n",  # C++: left out
+    "c++/12/algorithm.h": "int not_c;\n",  # a C++ tree: left out
+}
+TINY_BASE_MODEL = {"vocab_size": 300, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "max_seq_len": 64}
+TINY_BASE_TRAINING = {"seq_len": 32, "batch_size": 4, "spheres": 2, "threads": 1, "val_fraction": 0.3}
+
+
+def write_tiny_include(root: Path) -> Path:
+    """TINY_INCLUDE_SOURCES written out as a made-up system include folder at `root`."""
+    for rel, text in TINY_INCLUDE_SOURCES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def build_tiny_base(include: Path, out: Path, steps: int = 20) -> Path:
+    """A tiny base model pretrained (engine/pretrain.py) on the made-up include folder at `include`."""
+    from cllm.engine.pretrain import pretrain, scan_base_corpus
+
+    pretrain(scan_base_corpus([include]), ModelConfig(**TINY_BASE_MODEL),
+             TrainConfig(max_steps=steps, **TINY_BASE_TRAINING), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny base model with its manifest (see build_tiny_base), built once per test session; its include
+    folder is the file's sibling "include"."""
+    folder = tmp_path_factory.mktemp("tiny_base")
+    return build_tiny_base(write_tiny_include(folder / "include"), folder / "base.cllm")

@@ -157,3 +157,52 @@ def test_headline_is_the_completer_the_model_ships(recorded_model, capsys):
     for key in ("bits_per_byte", "exact_match", "edit_similarity"):
         assert shipped[key] == shipped["mixture"][key]
     assert shipped["transformer"] == plain["transformer"]
+
+
+@pytest.fixture
+def fine_tuned(c_workspace, tmp_path, tiny_base_path):
+    """A model fine-tuned from the tiny base for one step on a 3-second budget."""
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.train import train
+
+    out = tmp_path / "ft.cllm"
+    train(c_workspace, ModelConfig(), TrainConfig(max_steps=1, time_budget=3.0, seq_len=32, batch_size=4, threads=1),
+          out, base=tiny_base_path, explicit={"max_steps", "time_budget", "seq_len", "batch_size", "threads"})
+    return out
+
+
+def test_eval_compares_with_the_base_and_leaves_out_files_the_base_learned(fine_tuned, tmp_path, capsys):
+    from conftest import TINY_INCLUDE_SOURCES
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "main.c").write_text(C_FILE)
+    (folder / "util.h").write_text(TINY_INCLUDE_SOURCES["util.h"])  # the same bytes as a file of the base corpus
+    assert main(["eval", str(fine_tuned), "--on", str(folder), "--json", "--positions", "2"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "1 of the files are in the base model's corpus" in captured.err
+    assert report["left_out"] == ["util.h"] and report["files"] == 1 and report["bytes"] == len(C_FILE)
+    assert report["base"]["files"] == 1 and report["base"]["bits_per_byte"] != report["transformer"]["bits_per_byte"]
+    assert main(["eval", str(fine_tuned), "--on", str(folder), "--positions", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "this model" in table and "\nbase " in table
+    (folder / "main.c").unlink()
+    assert main(["eval", str(fine_tuned), "--on", str(folder)]) == 1
+    assert "all 1 files are in the base model's corpus" in capsys.readouterr().err
+
+
+def test_eval_compare_scratch_trains_a_scratch_model_of_the_same_budget(fine_tuned, tmp_path, capsys):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "main.c").write_text(C_FILE)
+    assert main(["eval", str(fine_tuned), "--on", str(folder), "--json", "--positions", "2", "--compare-scratch"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"base", "scratch"} <= set(report) and report["scratch"]["files"] == 1
+    assert report["scratch"]["transformer"]["bits_per_byte"] != report["transformer"]["bits_per_byte"]
+
+
+def test_compare_scratch_needs_a_budgeted_workspace_model(recorded_model, capsys):
+    model, _, _ = recorded_model
+    assert main(["eval", str(model), "--positions", "2", "--compare-scratch"]) == 1
+    assert "--compare-scratch needs" in capsys.readouterr().err

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cllm.engine.events import (EVENT_TYPES, CheckpointEvent, DoneEvent, EpochEvent, EventError, FailedEvent,
-                                PhaseEvent, ResumePosition, RunSettings, RunStats, SkippedFile, SphereRecord, StartEvent,
-                                StepEvent, TrainingMetadata, camel_case, event_from_json, to_wire)
+from cllm.engine.events import (EVENT_TYPES, BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventError,
+                                FailedEvent, ManifestEntry, PhaseEvent, ResumePosition, RunSettings, RunStats, SkippedFile,
+                                SphereRecord, StartEvent, StepEvent, TrainingMetadata, camel_case, event_from_json, to_wire)
 
 STATUS_TS = Path(__file__).resolve().parents[2] / "vscode-extension" / "src" / "status.ts"
 
@@ -45,6 +45,8 @@ METADATA = TrainingMetadata(
     created="2026-01-01T00:00:00+00:00", seq_len=128, mixture={"version": 1, "weights": [[0.5, 0.25, 0.25]]},
     fim="spm", line_exact_match=0.38, resume=ResumePosition(epoch=2, batch=0, step=80, tokens=320_000, best_epoch_val=4.4, bad_epochs=0,
                                      schedule_steps=None),
+    manifest=[ManifestEntry(path="/usr/include/stdio.h", sha256="ab" * 32)],
+    base=BaseRecord(path="/cache/cllm/base.cllm", weights_sha256="cd" * 32), replay_files=["usr/include/stdio.h"],
 )
 
 

@@ -242,3 +242,60 @@ def test_a_time_budget_trains_on_a_sample_of_a_tree_too_big_for_it(c_workspace, 
     assert 1 <= len(meta["train_files"]) < events[0].files - len(meta["val_files"])
     assert events[0].train_files == len(meta["train_files"])
     assert 0 < done.corpus_fraction < len(meta["train_files"]) / 6
+
+
+def _finetune_config(**changes) -> TrainConfig:
+    """TRAIN shaped for the tiny base (conftest TINY_BASE_MODEL: seq_len up to 64)."""
+    return replace(TRAIN, **changes)
+
+
+def test_fine_tuning_starts_from_the_base_weights_and_reuses_its_tokenizer(c_workspace, tmp_path, tiny_base_path):
+    base = load_checkpoint(tiny_base_path)
+    done, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=1, lr=1e-12),
+                        base=tiny_base_path)
+    tuned = load_checkpoint(done.checkpoint, with_optimizer=True)
+    assert tuned.tokenizer_json == base.tokenizer_json
+    assert tuned.model_config == replace(base.model_config, dropout=MODEL.dropout)  # the base's shape, not MODEL's
+    assert events[0].vocab_size == base.model_config.vocab_size
+    assert np.allclose(tuned.optimizer["params"], base.params, rtol=0, atol=1e-8)  # one step at lr 1e-12
+    scratch, _ = _run(c_workspace, tmp_path / "scratch.cllm", _finetune_config(max_steps=1, lr=1e-12))
+    assert not np.allclose(load_checkpoint(scratch.checkpoint).params[:100], base.params[:100], atol=1e-3)
+
+
+def test_fine_tuning_records_its_base_and_replays_the_base_corpus(c_workspace, tmp_path, tiny_base_path):
+    from cllm.engine.checkpoint import weights_sha256
+
+    done, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=2, replay_fraction=0.5),
+                        base=tiny_base_path)
+    meta = load_checkpoint(done.checkpoint).metadata
+    assert meta["base"] == {"path": str(tiny_base_path.resolve()),
+                            "weights_sha256": weights_sha256(load_checkpoint(tiny_base_path))}
+    include = (tiny_base_path.parent / "include").resolve().as_posix().lstrip("/")
+    assert meta["replay_files"] and all(name.startswith(include + "/") for name in meta["replay_files"])
+    assert meta["train_files"] and not set(meta["train_files"]) & set(meta["replay_files"])
+    no_replay, _ = _run(c_workspace, tmp_path / "plain.cllm", _finetune_config(max_steps=2, replay_fraction=0.0),
+                        base=tiny_base_path)
+    assert load_checkpoint(no_replay.checkpoint).metadata["replay_files"] == []
+    assert events[0].tokens > _run(c_workspace, tmp_path / "p2.cllm", _finetune_config(max_steps=1,
+                                   replay_fraction=0.0), base=tiny_base_path)[1][0].tokens
+
+
+def test_a_resumed_fine_tuning_equals_an_uninterrupted_one_bitwise(c_workspace, tmp_path, tiny_base_path):
+    cfg = _finetune_config(max_steps=5)
+    _run(c_workspace, tmp_path / "full.cllm", cfg, base=tiny_base_path)
+    _run(c_workspace, tmp_path / "part.cllm", replace(cfg, max_steps=2), base=tiny_base_path)
+    _run(c_workspace, tmp_path / "resumed.cllm", cfg, resume=tmp_path / "part.cllm")
+    a = load_checkpoint(tmp_path / "full.cllm", with_optimizer=True)
+    b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True)
+    assert np.array_equal(a.optimizer["params"], b.optimizer["params"])
+    assert a.metadata["base"] == b.metadata["base"] and a.metadata["replay_files"] == b.metadata["replay_files"]
+
+
+def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_path, tiny_base_path):
+    from cllm.engine.config import FinetunePolicy
+
+    _, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(time_budget=30.0, max_steps=1),
+                     base=tiny_base_path, explicit={"max_steps", "time_budget"})
+    start = events[0]
+    assert start.settings.lr == FinetunePolicy.lr and start.settings.warmup_steps == FinetunePolicy.warmup_steps
+    assert "vocab_size" not in start.auto and {"lr", "warmup_steps", "epochs"} <= set(start.auto)

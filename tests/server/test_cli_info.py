@@ -78,3 +78,18 @@ def test_a_fifo_is_refused_at_once(tmp_path, capsys):
     assert main(["info", str(tmp_path / "model.cllm")]) == 1
     assert capsys.readouterr().err == f"cllm info: error: {tmp_path / 'model.cllm'} is not a regular file (a FIFO). " \
                                       "Pass a .cllm file written by `cllm train`.\n"
+
+
+def test_info_names_the_base_of_a_fine_tuned_model_and_the_corpus_of_a_base(model_file, tmp_path, capsys):
+    from cllm.engine.checkpoint import load_checkpoint
+
+    path, _ = model_file
+    ckpt = load_checkpoint(path)
+    ckpt.metadata.update(base={"path": "/cache/cllm/base.cllm", "weights_sha256": "ab" * 32},
+                         replay_files=["usr/include/stdio.h"],
+                         manifest=[{"path": "/usr/include/x.h", "sha256": "cd" * 32}])
+    save_checkpoint(tmp_path / "ft.cllm", ckpt)
+    assert main(["info", str(tmp_path / "ft.cllm")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"fine-tuned from /cache/cllm/base.cllm (weights sha256 {'ab' * 32})" in out
+    assert "replayed base files 1" in out and "base corpus 1 files in its manifest" in out

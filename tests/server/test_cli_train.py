@@ -177,3 +177,55 @@ def test_a_failed_training_leaves_no_lock_behind(tmp_path, cache_home, capsys):
     assert "no C files (.c, .h) to learn from" in capsys.readouterr().err
     assert not model_dir(tmp_path / "empty").exists()
     assert not list(cache_home.rglob("train.lock"))
+
+
+def _cached_base(tiny_base_path) -> str:
+    """The tiny base copied to where `cllm pretrain` puts the user's base (the test's own cache folder)."""
+    import shutil
+
+    from cllm.engine.paths import default_base_path
+
+    default_base_path().parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tiny_base_path, default_base_path())
+    return str(default_base_path().resolve())
+
+
+BASE_RUN = ["--max-steps", "1", "--seq-len", "32", "--batch-size", "4", "--threads", "1", "--json"]
+
+
+def test_train_fine_tunes_the_cached_base_by_default_and_no_base_ignores_it(c_workspace, tmp_path, tiny_base_path,
+                                                                             capsys):
+    cached = _cached_base(tiny_base_path)
+    assert main(["train", str(c_workspace), "--out", str(tmp_path / "ft.cllm"), *BASE_RUN]) == 0
+    assert load_checkpoint(tmp_path / "ft.cllm").metadata["base"]["path"] == cached
+    assert main(["train", str(c_workspace), "--out", str(tmp_path / "s.cllm"), "--no-base", *BASE_RUN]) == 0
+    scratch = load_checkpoint(tmp_path / "s.cllm")
+    assert scratch.metadata["base"] is None
+    assert scratch.tokenizer_json != load_checkpoint(tiny_base_path).tokenizer_json
+
+
+def test_an_explicit_base_wins_and_contradicting_flags_are_refused(c_workspace, tmp_path, tiny_base_path, capsys):
+    assert main(["train", str(c_workspace), "--out", str(tmp_path / "ft.cllm"), "--base", str(tiny_base_path),
+                 *BASE_RUN]) == 0
+    assert load_checkpoint(tmp_path / "ft.cllm").metadata["base"]["path"] == str(tiny_base_path.resolve())
+    capsys.readouterr()
+    for flags in (["--no-base"], ["--d-model", "64"], ["--resume", str(tmp_path / "ft.cllm")]):
+        assert main(["train", str(c_workspace), "--base", str(tiny_base_path), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--base" in err
+    assert main(["train", str(c_workspace), "--base", str(tmp_path / "missing.cllm")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_pretrain_writes_the_cached_base_and_refuses_a_missing_folder(tmp_path, capsys):
+    from cllm.engine.paths import default_base_path
+    from conftest import write_tiny_include
+
+    include = write_tiny_include(tmp_path / "include")
+    assert main(["pretrain", str(include), "--max-steps", "1", "--vocab-size", "300", "--threads", "1",
+                 "--json"]) == 0
+    meta = load_checkpoint(default_base_path()).metadata
+    assert len(meta["manifest"]) == 4 and not any("vector.h" in e["path"] for e in meta["manifest"])
+    capsys.readouterr()
+    assert main(["pretrain", str(tmp_path / "missing"), "--out", str(tmp_path / "b.cllm")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -101,6 +101,31 @@ def test_the_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: P
     assert workspace.complete(prefix, "", path="x.c").text == "counter = 0;"
 
 
+def test_before_any_training_the_base_serves_with_the_workspace_mixture(tmp_path: Path, cache: Path,
+                                                                       tiny_base_path: Path):
+    """No model of its own: the base model (where `cllm pretrain` writes it) completes, mixed with a 5-gram over
+    this workspace's files built in the background (here all the stored weight is on that 5-gram)."""
+    from cllm.engine.paths import default_base_path
+
+    ckpt = load_checkpoint(tiny_base_path)
+    kn_only = Mixture(np.tile(np.eye(COMPONENTS)[1], (N_BUCKETS, 1)))
+    ckpt.metadata.update(mixture=mixture_metadata(kn_only))
+    default_base_path().parent.mkdir(parents=True)
+    save_checkpoint(default_base_path(), ckpt)
+    source = tmp_path / "ws"
+    (source / "src").mkdir(parents=True)
+    (source / "src" / "counter.c").write_text("int zzz_counter = 0;\nint zzz_counter_max = 10;\n")
+    workspace = Workspace(source)
+    status = workspace.status()["model"]
+    assert status["serving"] == "base" and status["path"] == str(default_base_path()) and status["base"] is None
+    assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
+    assert workspace.complete("int zzz_", "", path="other.c").text.startswith("counter")
+    (workspace.model_dir / "model.cllm").parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tiny_base_path, workspace.model_dir / "model.cllm")
+    workspace.load()
+    assert workspace.status()["model"]["serving"] == "workspace"
+
+
 def test_status_describes_the_model(tmp_path: Path, trained_dir: Path):
     status = Workspace(tmp_path, {"modelDir": str(trained_dir)}).status()
     assert status["workspace"] == str(tmp_path.resolve())
