@@ -1,6 +1,6 @@
 """Training throughput of the twelve spheres on the seed configuration, against PyTorch's standard eager loop.
 
-    python benchmarks/train_throughput.py [--threads 1,2] [--steps 4] [--rounds 3] [--compare-torch]
+    python benchmarks/train_throughput.py [--threads 1,2] [--steps 4] [--rounds 3] [--compare-torch] [--reference DIR]
 
 Synthetic token batches of the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, batch 32 x 128,
 dropout 0.1). A step is one optimizer step exactly as training does it: grad_accum micro-batches through the
@@ -13,6 +13,10 @@ ratios. The PyTorch side is the loop a PyTorch user writes: torch.set_num_thread
 torch.optim.AdamW built once, F.cross_entropy, zero_grad(set_to_none=True), clip_grad_norm_, the same
 micro-batches and the same warm-up steps excluded. --torch-compile adds torch.compile(model) as a third column.
 
+On a machine busy with other work the wall-clock ratio flatters cllm (PyTorch's OpenMP threads wait for each
+other at every operator when one is descheduled); the CPU-time ratio (tokens per CPU-second) is printed beside it.
+--reference DIR times an older engine (DIR/cllm/engine, e.g. `git archive OLD engine | tar -x -C DIR/cllm`) as
+cllm-ref in the same alternation: before/after in one run. Each ratio column is cllm's rate over that side's.
 Printed per thread count (medians): tokens/s, step ms, load imbalance (max/mean thread busy - 1), sync overhead
 (share of the step's thread time outside sphere forward/backward), peak RSS, tokens per CPU-second, and the
 share of the machine's fp32 peak the step reaches: model FLOPs (6 x matmul parameters x tokens + 12 x layers x
@@ -169,7 +173,7 @@ def worker(args: argparse.Namespace) -> dict:
     train = TrainConfig(grad_accum=args.grad_accum, spheres=args.spheres, batch_size=args.batch_size, seq_len=args.seq_len)
     rng = np.random.default_rng(0)
     rows: dict[str, list[float]] = {"seconds": [], "cpu": [], "imbalance": [], "sync": []}
-    if args.side == "cllm":
+    if args.side.startswith("cllm"):
         params = init_params(cfg, 0)
         grad, m, v = np.zeros_like(params), np.zeros_like(params), np.zeros_like(params)
         decay = decay_mask(cfg)
@@ -216,10 +220,13 @@ def _torch_available() -> bool:
 
 
 def _run(args: argparse.Namespace, side: str, threads: int) -> dict:
+    env = dict(os.environ)
+    if side == "cllm-ref":  # the reference checkout's engine first on the path, as cllm.engine
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (args.reference, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, __file__, "--worker", "--side", side, "--threads", str(threads), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--grad-accum", str(args.grad_accum), "--batch-size", str(args.batch_size),
            "--seq-len", str(args.seq_len), "--spheres", str(args.spheres)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} worker failed:\n{proc.stderr}")
     return json.loads(proc.stdout.splitlines()[-1])
@@ -237,6 +244,8 @@ def main() -> int:
     parser.add_argument("--spheres", type=int, default=TrainConfig.spheres)
     parser.add_argument("--compare-torch", action="store_true", help="also time PyTorch's standard eager loop")
     parser.add_argument("--torch-compile", action="store_true", help="with --compare-torch: also torch.compile")
+    parser.add_argument("--reference", metavar="DIR", help="also time the engine in DIR/cllm/engine (e.g. an older "
+                        "commit's engine/ from git archive) as cllm-ref, alternating with the others")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="cllm", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,7 +256,10 @@ def main() -> int:
     if args.compare_torch and not _torch_available():
         print("--compare-torch: torch is not installed; measuring cllm only", file=sys.stderr)
         args.compare_torch = False
-    sides = ["cllm"] + (["torch"] if args.compare_torch else []) + (["torch-compile"] if args.compare_torch and args.torch_compile else [])
+    if args.reference and not os.path.isfile(os.path.join(args.reference, "cllm", "engine", "model.py")):
+        print(f"--reference: no cllm/engine/model.py under {args.reference}", file=sys.stderr)
+        return 2
+    sides = ["cllm"] + (["cllm-ref"] if args.reference else []) + (["torch"] if args.compare_torch else []) + (["torch-compile"] if args.compare_torch and args.torch_compile else [])
     cfg = ModelConfig()
     tokens = args.grad_accum * args.batch_size * args.seq_len
     flops = step_flops(cfg, tokens, args.seq_len)
@@ -275,7 +287,7 @@ def main() -> int:
     header = (f"{'threads':>7} {'tokens/s':>9} {'step ms':>8} {'peak':>5} {'imbal':>6} {'sync':>6} {'RSS MB':>6} "
               f"{'tok/CPU-s':>9}")
     for side in sides[1:]:
-        header += f" {side + ' tok/s':>18} {'peak':>5} {'ratio':>6}"
+        header += f" {side + ' tok/s':>18} {'peak':>5} {'ratio':>6} {'tok/CPU-s':>9} {'CPU ratio':>9}"
     print(header)
     for threads, runs in table:
         peak = threads * ghz * 1e9 * per_cycle
@@ -287,7 +299,11 @@ def main() -> int:
                 f"{statistics.median(r['tokens_per_cpu_second'] for r in c):>9,.0f}")
         for side in sides[1:]:
             ratio = statistics.median(a["tokens_per_second"] / b["tokens_per_second"] for a, b in zip(c, runs[side]))
-            line += f" {med[side]:>18,.0f} {med[side] * flops / tokens / peak:>5.0%} {ratio:>5.2f}x"
+            cpu_rate = statistics.median(r["tokens_per_cpu_second"] for r in runs[side])
+            cpu_ratio = statistics.median(a["tokens_per_cpu_second"] / b["tokens_per_cpu_second"]
+                                          for a, b in zip(c, runs[side]))
+            line += (f" {med[side]:>18,.0f} {med[side] * flops / tokens / peak:>5.0%} {ratio:>5.2f}x"
+                     f" {cpu_rate:>9,.0f} {cpu_ratio:>8.2f}x")
         print(line)
         for side in sides:
             print(f"{'':>7} {side} per round: " + ", ".join(f"{r['tokens_per_second']:,.0f}" for r in runs[side]))
