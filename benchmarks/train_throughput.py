@@ -7,8 +7,8 @@ dropout 0.1). A step is one optimizer step exactly as training does it: grad_acc
 spheres, the fixed-order reduction, clipping and AdamW.
 
 Every measurement runs in a child process of its own (clean peak RSS, fresh BLAS and OpenMP state, nobody's
-thread pool spinning beside the other's). With --compare-torch the children alternate, cllm then PyTorch, for
---rounds rounds at each thread count, so both see the same machine load; the ratio is the median of the rounds'
+thread pool spinning beside the other's). With --compare-torch the children alternate, cllm and PyTorch (each
+side leading a round in turn), for --rounds rounds at each thread count, so both see the same machine load; the ratio is the median of the rounds'
 ratios. The PyTorch side is the loop a PyTorch user writes: torch.set_num_threads(threads), the model and
 torch.optim.AdamW built once, F.cross_entropy, zero_grad(set_to_none=True), clip_grad_norm_, the same
 micro-batches and the same warm-up steps excluded. --torch-compile adds torch.compile(model) as a third column.
@@ -269,8 +269,8 @@ def main() -> int:
     table = []
     for threads in (int(t) for t in args.threads.split(",")):
         runs: dict[str, list[dict]] = {side: [] for side in sides}
-        for _ in range(args.rounds):
-            for side in sides:
+        for round_ in range(args.rounds):
+            for side in sides[round_ % len(sides):] + sides[:round_ % len(sides)]:  # each side leads a round in turn
                 try:
                     runs[side].append(_run(args, side, threads))
                 except RuntimeError as exc:
