@@ -1,5 +1,8 @@
 """Numba kernels of the transformer: every elementwise, normalising or attention step, forward beside backward.
 
+(Training attention is the one composite: its products go to BLAS as stacked matrix products, around numba
+softmax kernels.)
+
 Conventions: arguments are outputs, then inputs, then weights, then sizes. Activations are 2-D
 (rows = batch * time, columns = features), C-contiguous. Backward kernels ADD into parameter
 gradients (so shards and accumulation steps can share a buffer) and write activation
@@ -280,19 +283,8 @@ def bias_gelu_backward(dg, dbias, dgelu):
 
 
 # ---------------------------------------------------------------- causal self-attention
-# One (sequence, head) at a time: its q, k, v are gathered into small contiguous tiles (k also
-# transposed) so that every inner loop runs over contiguous memory and vectorises.
-
-@njit(**_JIT)
-def _gather_head(q, k, v, kt, vt, qkv, r0, qo, ko, vo, scale):
-    """Copy one (sequence, head)'s q (times scale), k and v, and k and v transposed, out of qkv."""
-    seq, hd = q.shape
-    for t in range(seq):
-        for c in range(hd):
-            q[t, c] = qkv[r0 + t, qo + c] * scale
-            k[t, c] = kt[c, t] = qkv[r0 + t, ko + c]
-            v[t, c] = vt[c, t] = qkv[r0 + t, vo + c]
-
+# Training: stacked BLAS products over strided views of qkv, numba softmax rows. Inference (a few rows over a
+# KV cache): numba loops over contiguous memory that vectorise.
 
 @njit(**_JIT, inline="always")
 def _dot(a, b, start, stop):
@@ -301,17 +293,6 @@ def _dot(a, b, start, stop):
     for j in range(start, stop):
         acc += a[j] * b[j]
     return acc
-
-
-@njit(**_JIT)
-def _scores_transposed(p, q_row, kt, count):
-    """p[j] = q_row . kt[:, j] for j < count, vectorised over j (keys stored transposed)."""
-    for j in range(count):
-        p[j] = 0.0
-    for c in range(kt.shape[0]):
-        qc = q_row[c]
-        for j in range(count):
-            p[j] += qc * kt[c, j]
 
 
 @njit(**_JIT)
@@ -368,80 +349,68 @@ def _weighted_sum(out, p, v, count):
             out[c] += pj * v[j, c]
 
 
-@njit(**_JIT)
+def _heads(x, batch, n_heads, parts, part):
+    """(batch, heads, T, head_dim) view of the `part`-th of `parts` equal column blocks of x (rows = batch * T):
+    qkv's q, k or v (parts 3), or an attention output (parts 1). Strided, not copied: BLAS takes it as it is."""
+    n, width = x.shape
+    hd = width // parts // n_heads
+    return x.reshape(batch, n // batch, parts, n_heads, hd)[:, :, part].transpose(0, 2, 1, 3)
+
+
 def attention_forward(y, probs, qkv, batch, n_heads):
     """Causal scaled dot-product attention of every (sequence, head).
 
     qkv rows hold [q | k | v] (each n_heads * head_dim wide); y gets the heads' outputs side by side;
-    probs (batch, n_heads, T, T) keeps the softmax rows for the backward pass (upper triangle unused).
+    probs (batch, n_heads, T, T) keeps the softmax rows for the backward pass (zeros above the diagonal).
+    The products are stacked BLAS matrix products over every (sequence, head) at once (the full T x T square:
+    BLAS does the masked half faster than scalar loops skip it); the softmax is a numba kernel.
     """
-    n, d3 = qkv.shape
-    d = d3 // 3
-    hd = d // n_heads
-    seq = n // batch
-    scale = qkv.dtype.type(1.0 / math.sqrt(hd))
-    dt = qkv.dtype
-    q, k, v = np.empty((seq, hd), dt), np.empty((seq, hd), dt), np.empty((seq, hd), dt)
-    kt, vt = np.empty((hd, seq), dt), np.empty((hd, seq), dt)
-    for b in range(batch):
-        r0 = b * seq
-        for h in range(n_heads):
-            _gather_head(q, k, v, kt, vt, qkv, r0, h * hd, d + h * hd, 2 * d + h * hd, scale)
-            for i in range(seq):
-                p = probs[b, h, i]
-                _scores_transposed(p, q[i], kt, i + 1)
-                _softmax(p, i + 1)
-                for c in range(hd):
-                    y[r0 + i, h * hd + c] = _dot(p, vt[c], 0, i + 1)
+    q, k, v = (_heads(qkv, batch, n_heads, 3, part) for part in range(3))
+    np.matmul(q, k.transpose(0, 1, 3, 2), out=probs)
+    t = probs.shape[-1]
+    causal_softmax_stack(probs.reshape(-1, t, t), 1.0 / math.sqrt(q.shape[-1]))
+    np.matmul(probs, v, out=_heads(y, batch, n_heads, 1, 0))
+
+
+def attention_backward(dqkv, dprobs, dy, qkv, probs, batch, n_heads):
+    """Write dqkv (every column) from dy, the saved qkv and the softmax rows in probs; dprobs (shaped like
+    probs) is a work buffer.
+
+    dV = P^T dY; dP = dY V^T; dS = scale P (dP - rowsum(P dP)) (causal_softmax_stack_backward);
+    dQ = dS K; dK = dS^T Q. Stacked BLAS products as in attention_forward.
+    """
+    q, k, v = (_heads(qkv, batch, n_heads, 3, part) for part in range(3))
+    dq, dk, dv = (_heads(dqkv, batch, n_heads, 3, part) for part in range(3))
+    g = _heads(dy, batch, n_heads, 1, 0)
+    np.matmul(probs.transpose(0, 1, 3, 2), g, out=dv)
+    np.matmul(g, v.transpose(0, 1, 3, 2), out=dprobs)
+    t = probs.shape[-1]
+    causal_softmax_stack_backward(dprobs.reshape(-1, t, t), probs.reshape(-1, t, t), 1.0 / math.sqrt(q.shape[-1]))
+    np.matmul(dprobs, k, out=dq)
+    np.matmul(dprobs.transpose(0, 1, 3, 2), q, out=dk)
 
 
 @njit(**_JIT)
-def attention_backward(dqkv, dy, qkv, probs, batch, n_heads):
-    """Write dqkv (every column) from dy, the saved qkv and the softmax rows in probs.
+def causal_softmax_stack(p, scale):
+    """In place, for each (T, T) matrix of p (m, T, T): row i becomes softmax(scale * row[:i+1]), zeros after."""
+    for m in range(p.shape[0]):
+        causal_softmax(p[m], 0, scale)
 
-    Row i: dS_ij = P_ij (dY_i . V_j - sum_j P_ij dY_i . V_j); dQ_i = scale sum_j dS_ij K_j;
-    dK_j += dS_ij (scale Q_i); dV_j += P_ij dY_i.
-    """
-    n, d3 = qkv.shape
-    d = d3 // 3
-    hd = d // n_heads
-    seq = n // batch
-    scale = qkv.dtype.type(1.0 / math.sqrt(hd))
-    dt = qkv.dtype
-    q, k, v = np.empty((seq, hd), dt), np.empty((seq, hd), dt), np.empty((seq, hd), dt)
-    kt, vt, g = np.empty((hd, seq), dt), np.empty((hd, seq), dt), np.empty((seq, hd), dt)
-    dq, dk, dv = np.empty((seq, hd), dt), np.empty((seq, hd), dt), np.empty((seq, hd), dt)
-    ds = np.empty(seq, dt)
-    for b in range(batch):
-        r0 = b * seq
-        for h in range(n_heads):
-            qo, ko, vo = h * hd, d + h * hd, 2 * d + h * hd
-            _gather_head(q, k, v, kt, vt, qkv, r0, qo, ko, vo, scale)
-            for t in range(seq):
-                for c in range(hd):
-                    g[t, c] = dy[r0 + t, qo + c]
-            dk[:, :] = 0.0
-            dv[:, :] = 0.0
-            for i in range(seq):
-                p = probs[b, h, i]
-                count = i + 1
-                _scores_transposed(ds, g[i], vt, count)
-                s = _dot(p, ds, 0, count)
-                for j in range(count):
-                    ds[j] = p[j] * (ds[j] - s)
-                dq[i, :] = 0.0
-                for j in range(count):
-                    dsj = ds[j]
-                    pj = p[j]
-                    for c in range(hd):
-                        dq[i, c] += dsj * k[j, c]
-                        dk[j, c] += dsj * q[i, c]
-                        dv[j, c] += pj * g[i, c]
-            for t in range(seq):
-                for c in range(hd):
-                    dqkv[r0 + t, qo + c] = dq[t, c] * scale
-                    dqkv[r0 + t, ko + c] = dk[t, c]
-                    dqkv[r0 + t, vo + c] = dv[t, c]
+
+@njit(**_JIT)
+def causal_softmax_stack_backward(dp, p, scale):
+    """In place: dp (m, T, T), the gradient of causal_softmax_stack's output p, becomes the gradient of its raw
+    input: scale * p * (dp - sum_j p dp) on and below the diagonal, zeros above."""
+    scale = dp.dtype.type(scale)
+    t = p.shape[1]
+    for m in range(p.shape[0]):
+        for i in range(t):
+            row, prow = dp[m, i], p[m, i]
+            s = _dot(prow, row, 0, i + 1)
+            for j in range(i + 1):
+                row[j] = scale * prow[j] * (row[j] - s)
+            for j in range(i + 1, t):
+                row[j] = 0.0
 
 
 @njit(**_JIT)

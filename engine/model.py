@@ -78,6 +78,7 @@ class Scratch:
         self.dx = e(n, cfg.d_model)      # gradient of the residual stream
         self.dh = e(n, cfg.d_model)
         self.dqkv = e(n, 3 * cfg.d_model)
+        self.dprobs = e(self.batch * cfg.n_heads * self.seq_len * self.seq_len)  # attention backward's work
         self.wgrad = e(max(cfg.vocab_size * cfg.d_model, cfg.d_model * cfg.d_ff, 3 * cfg.d_model ** 2))
         self.training = True
 
@@ -224,7 +225,8 @@ def forward_backward(params: np.ndarray, grads: np.ndarray, inputs: np.ndarray, 
         K.bias_dropout_add_backward(tmp, GW["attn.proj.bias"], dx, *_dropout(dropout, seed, _site(layer, 0)))
         np.matmul(tmp, W["attn.proj.weight"].T, out=dh)
         _add_matmul(GW["attn.proj.weight"], s.att[layer, :n].T, tmp, s)
-        K.attention_backward(dqkv, dh, s.qkv[layer, :n], _probs(s, layer, b, t, H), b, H)
+        K.attention_backward(dqkv, s.dprobs[:b * H * t * t].reshape(b, H, t, t), dh, s.qkv[layer, :n],
+                             _probs(s, layer, b, t, H), b, H)
         K.bias_backward(GW["attn.qkv.bias"], dqkv)
         np.matmul(dqkv, W["attn.qkv.weight"].T, out=dh)
         _add_matmul(GW["attn.qkv.weight"], s.ln1[layer, :n].T, dqkv, s)

@@ -206,7 +206,7 @@ def test_attention_backward_matches_central_differences():
 
     loss()
     dqkv = np.full_like(qkv, 99.0)          # every entry must be overwritten
-    K.attention_backward(dqkv, r, qkv, probs, batch, heads)
+    K.attention_backward(dqkv, np.full_like(probs, 99.0), r, qkv, probs, batch, heads)
     np.testing.assert_allclose(dqkv, numeric_grad(loss, qkv), rtol=1e-6, atol=1e-8)
 
 
@@ -223,6 +223,23 @@ def test_attention_cached_matches_full_attention(pos0, n):
     K.attention_cached(y[pos0:pos0 + n], scores, k_cache, v_cache, qkv[pos0:pos0 + n], pos0, heads)
     np.testing.assert_allclose(y[:pos0 + n], ref[:pos0 + n], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(k_cache[1, 2], qkv[2, heads * hd + hd:heads * hd + 2 * hd])
+
+
+def test_causal_softmax_stack_backward_matches_central_differences():
+    raw, r = rand(2, 4, 4), rand(2, 4, 4)
+    p = np.empty_like(raw)
+
+    def loss():
+        p[...] = raw
+        K.causal_softmax_stack(p, 0.7)
+        return float((p * r).sum())
+
+    loss()
+    assert not np.triu(p[1], 1).any()
+    dp = r.copy()
+    dp[:, 0, 3] = np.inf                   # above the diagonal: ignored, written as zero
+    K.causal_softmax_stack_backward(dp, p, 0.7)
+    np.testing.assert_allclose(dp, numeric_grad(loss, raw), rtol=1e-6, atol=1e-8)
 
 
 def test_kv_append_and_causal_softmax():
