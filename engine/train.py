@@ -46,7 +46,7 @@ from .config import (CorpusConfig, ModelConfig, TrainConfig, budget_defaults, bu
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, spread_plan, stream_bytes,
                    token_file)
 from .errors import CllmError
-from .evaluate import line_exact_match
+from .evaluate import HELDOUT_POSITIONS, line_exact_match
 from .events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition,
                      RunSettings, RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .faults import fault_point
@@ -66,6 +66,7 @@ VALIDATION_WINDOWS = 256  # held-out windows one validation pass scores at most 
 TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
 MIXTURE_HELDOUT_BYTES = 200_000  # held-out text the completion mixture's weights are fitted on, at most
 MIXTURE_TRAIN_BYTES = 2_000_000  # training text behind the workspace models of that fit, at most
+LINE_PROBE_POSITIONS = 2  # line completions timed once in a run with a time budget, to foresee the held-out scoring
 
 
 class TrainError(CllmError, ValueError):
@@ -327,6 +328,7 @@ class _Run:
         self.save_seconds: float | None = None  # last measured duration of writing the model file
         self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
         self.line_exact_match: float | None = None  # of the shipped completer on held-out lines, measured at the end
+        self.line_seconds: float | None = None  # one held-out line completion, timed once (_line_seconds)
 
     def loop(self) -> DoneEvent:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""
@@ -374,13 +376,26 @@ class _Run:
                                                progress=check_cancel)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
             scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
-            model = Model(self.model_cfg, weights, d.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
             check_cancel()
-            self.line_exact_match = line_exact_match(model, val_docs, scorer)
+            self.line_exact_match = line_exact_match(self._shipped_model(weights), val_docs, scorer)
         except TrainCancelled:
             self.mixture, self.line_exact_match = None, None
             return "cancelled"
         return reason
+
+    def _shipped_model(self, weights: np.ndarray) -> Model:
+        """The completion model of `weights`, as the written file will load it."""
+        return Model(self.model_cfg, weights, self.data.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
+
+    def _line_seconds(self) -> float:
+        """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the
+        current weights (the transformer alone: the mixture's lookups are cheap next to its forward passes)."""
+        if self.line_seconds is None:
+            val_docs = corpus.sample_documents(self.data.val_docs, MIXTURE_HELDOUT_BYTES)
+            t0 = time.perf_counter()
+            line_exact_match(self._shipped_model(self.state.params), val_docs, positions=LINE_PROBE_POSITIONS)
+            self.line_seconds = (time.perf_counter() - t0) / LINE_PROBE_POSITIONS
+        return self.line_seconds
 
     def _fim_format(self) -> str | None:
         return FIM_FORMAT if self.cfg.fim_rate > 0 else None
@@ -460,8 +475,8 @@ class _Run:
         return "completed"
 
     def _finish_estimate(self) -> float:
-        """Seconds the final validation, the mixture fit and the model file will take (validation and saving
-        measured once done, estimated before)."""
+        """Seconds the final validation, the mixture fit, the held-out line scoring and the model file will take
+        (validation and saving measured once done, estimated before; a line completion timed once)."""
         forward = 1 / 3 / max(self.telemetry.tokens_per_second(), 1.0)  # a third of a training step per token
         validate = self.validate_seconds
         if validate is None:
@@ -470,7 +485,8 @@ class _Run:
         if self.data.root is not None:  # windows at stride half a window score each held-out token about twice
             sample_tokens = self.data.val_stream.size * min(1.0, MIXTURE_HELDOUT_BYTES / max(self.data.val_bytes, 1))
             mixture = 2 * sample_tokens * forward
-        return validate + mixture + (self.save_seconds if self.save_seconds is not None else 1.0)
+        lines = HELDOUT_POSITIONS * self._line_seconds() if self.data.val_docs else 0.0
+        return validate + mixture + lines + (self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""

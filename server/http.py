@@ -712,8 +712,10 @@ async def serve_http(workspace: Any, host: str = "127.0.0.1", port: int = 0, *,
     policy = AccessPolicy(bind_host=host, port=port, token=token, allowed_roots=(Path(workspace.root),))
     limits = limits or ConnectionLimits()
     app = create_app(workspace, policy)
+    # handler_cancellation: a handler whose client hangs up is cancelled at once (aiohttp's default lets it run
+    # on), so an event listener frees its slot and a dropped completion stops its work (server/worker.py)
     runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger, shutdown_timeout=2.0,
-                           keepalive_timeout=limits.keepalive_timeout)
+                           keepalive_timeout=limits.keepalive_timeout, handler_cancellation=True)
     gate = ConnectionGate(limits)
     gate.install(app)
     await runner.setup()

@@ -53,6 +53,7 @@ from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, 
 from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path
 from cllm.engine.paths import model_dir as default_model_dir
 
+from .memory import release_freed_memory
 from .settings import DEFAULT_EDITOR_TIME_BUDGET, check_training, parse_settings, train_arguments
 from .worker import Worker
 
@@ -206,6 +207,7 @@ class Workspace:
                 builder.run()
         except Exception as exc:  # the transformer alone keeps serving
             log.warning("cache model unavailable for %s: %s", model.path, exc)
+        release_freed_memory()  # the old model's weights and the index build's temporaries (server/memory.py)
         with self._state_lock:
             if self._model is model:
                 self.mixture_settled.set()

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -91,6 +92,23 @@ def test_time_budget_stops_cleanly_with_a_resumable_checkpoint(c_workspace, tmp_
     planned = events[0].total_steps
     assert done.stop_reason == "completed" and done.steps == planned
     assert load_checkpoint(tmp_path / "big.cllm").metadata["resume"]["schedule_steps"] == planned
+
+
+def test_the_time_budget_keeps_room_for_scoring_the_held_out_lines(c_workspace, tmp_path, monkeypatch):
+    """The held-out line scoring at the end (HELDOUT_POSITIONS completions) counts in the finish estimate: with
+    line completions timed at a quarter second each, 60 of them (15 s) leave no room in a 10 s budget after step 1."""
+    probes = []
+
+    def slow_lines(model, documents, scorer=None, *, positions=train_module.HELDOUT_POSITIONS, seed=0):
+        if positions < train_module.HELDOUT_POSITIONS:  # the probe that times a line completion
+            probes.append(positions)
+            time.sleep(0.25 * positions)
+        return 0.5
+
+    monkeypatch.setattr(train_module, "line_exact_match", slow_lines)
+    done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=10.0))
+    assert probes == [train_module.LINE_PROBE_POSITIONS], "timed once per run"
+    assert done.stop_reason == "time_budget" and done.steps == 1
 
 
 def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):

@@ -273,6 +273,29 @@ async def test_slow_listeners_lose_old_events_not_speed():
         hub.connect()
 
 
+async def test_a_listener_that_hangs_up_frees_its_slot_at_once(workspace):
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    hub: EventHub = server.runner.app[HUB]
+    headers = {"Authorization": f"Bearer {workspace.token_path.read_text()}"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            listeners = [await session.get(f"{server.url}/v1/events", headers=headers)
+                         for _ in range(hub.max_clients)]
+            assert all(r.status == 200 for r in listeners) and len(hub.clients) == hub.max_clients
+            for response in listeners:
+                await anext(sse_events(response))  # the status event: the handler is waiting for events
+                response.close()  # hang up without a word, as a closed browser tab does
+            for _ in range(1000):  # well before the first ping (SSE_PING_SECONDS) would find them gone
+                if not hub.clients:
+                    break
+                await asyncio.sleep(0.01)
+            assert not hub.clients
+            async with session.get(f"{server.url}/v1/events", headers=headers) as again:
+                assert again.status == 200
+    finally:
+        await server.close()
+
+
 # ------------------------------------------------------------------------------------------- dashboard files
 
 

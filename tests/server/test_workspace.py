@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,29 @@ def test_the_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: P
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
     assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
     assert workspace.complete(prefix, "", path="x.c").text == "counter = 0;"
+
+
+def test_a_swapped_out_model_is_freed(tmp_path: Path, tiny_model_path: Path):
+    """Nothing (completer, workspace index builder, shared completers) keeps the old model's weights alive."""
+    source = tmp_path / "ws"
+    write_tiny_sources(source)
+    ckpt = load_checkpoint(tiny_model_path)
+    ckpt.metadata.update(workspace=str(source), train_files=sorted(TINY_C_SOURCES),
+                         mixture=mixture_metadata(Mixture(np.tile(np.eye(COMPONENTS)[2], (N_BUCKETS, 1)))))
+    (tmp_path / "models").mkdir()
+    save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
+    workspace = Workspace(source, {"modelDir": str(tmp_path / "models")})
+    assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
+    workspace.complete("int zzz_", "", path="x.c")
+    old_params = weakref.ref(workspace.model.params)
+    ckpt.params = ckpt.params * 0.5  # model B
+    save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
+    workspace.load()
+    assert workspace.mixture_settled.wait(120)
+    workspace.complete("int zzz_", "", path="x.c")
+    gc.collect()
+    assert old_params() is None
+    workspace.close()
 
 
 def test_before_any_training_the_base_serves_with_the_workspace_mixture(tmp_path: Path, cache: Path,
