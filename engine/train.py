@@ -235,7 +235,8 @@ def train(
     if loaded:
         state = _resume_state(loaded, loaded_meta)
     elif prior:
-        state = _continued_state(prior, prior_meta, same_heldout=[doc.path for doc in data.val_docs] == prior_meta.val_files)
+        same_heldout = [doc.path for doc in data.val_docs] == prior_meta.val_files
+        state = _continued_state(prior, prior_meta, same_heldout)
     else:
         state = _base_state(start) if start else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
@@ -762,7 +763,8 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     fault_point("tokenized")
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
-        tokenizer=tokenizer, train_share=docs.train_share, seen_share=docs.seen_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
+        tokenizer=tokenizer, train_share=docs.train_share, seen_share=docs.seen_share, stream=stream,
+        val_stream=val_stream, val_bytes=val_bytes,
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)), replay=replay,
     )
 
