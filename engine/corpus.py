@@ -145,14 +145,16 @@ def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConf
     return [(rule, n) for rule, n in counts.most_common() if n]
 
 
-def sample_documents(documents: Sequence[Document], max_bytes: int) -> list[Document]:
+def sample_documents(documents: Sequence[Document], max_bytes: int,
+                     rank: Callable[[Document], int] | None = None) -> list[Document]:
     """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
     files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
-    on every run), taken while they fit (the first one always)."""
+    on every run), taken while they fit (the first one always). `rank` orders the files before the hash: lower
+    ranks are taken first (a continued run ranks the files its model has not trained on first)."""
     if sum(doc.size for doc in documents) <= max_bytes:
         return list(documents)
     sample, total = [], 0
-    for doc in sorted(documents, key=lambda d: _path_score("sample:" + d.path)):
+    for doc in sorted(documents, key=lambda d: (rank(d) if rank else 0, _path_score("sample:" + d.path))):
         if total + doc.size <= max_bytes or not sample:
             sample.append(doc)
             total += doc.size

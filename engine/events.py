@@ -385,6 +385,7 @@ class DoneEvent(_Event):
     epochs: int  # epochs completed
     line_exact_match: float | None  # held-out line completions exactly right (TrainingMetadata.line_exact_match)
     corpus_fraction: float | None = None  # share of the training windows this run's steps covered (at most 1)
+    corpus_seen: float | None = None  # share of the training text in files the model's runs drew windows from
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,8 @@ class TrainingMetadata(_Record):
     manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/pretrain.py)
     base: BaseRecord | None = None  # the base a fine-tuned model started from
     replay_files: list[str] = field(default_factory=list)  # base-corpus files replayed while fine-tuning
+    generation: OrAbsent[Count] = None  # runs this model has been trained in: 1, plus one per continued run
+    trained_before: dict[str, Count] = field(default_factory=dict)  # earlier runs' training files -> last generation
 
     @classmethod
     def _label(cls) -> str:

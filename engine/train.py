@@ -96,6 +96,9 @@ class _Data:
     steps_per_epoch: int
     base: BaseRecord | None = None  # the base fine-tuned from
     replay: list = field(default_factory=list)  # base-corpus documents replayed in the training stream
+    seen_share: float = 1.0  # share of the workspace's training text in files this model's runs have trained on
+    generation: int = 1  # runs the model has been trained in, this one included
+    trained_before: dict[str, int] = field(default_factory=dict)  # earlier runs' training files -> last generation
 
 
 @dataclass
@@ -136,6 +139,7 @@ class _State:
     best_epoch_val: float = math.inf  # best epoch-end validation loss (patience)
     bad_epochs: int = 0
     schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
+    adam_steps: int = 0  # AdamW steps taken by earlier runs of a continued model (its bias correction goes on)
     record: _RunRecord = field(default_factory=_RunRecord)
 
 
@@ -177,6 +181,7 @@ def train(
     corpus_config: CorpusConfig = CorpusConfig(),
     cluster: str | None = None,
     base: str | os.PathLike | None = None,
+    continue_from: str | os.PathLike | None = None,
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
@@ -190,6 +195,11 @@ def train(
     `base` (a .cllm file, engine/base.py) fine-tunes: the run starts from the base's weights, shape and tokenizer
     (model_cfg only lends its dropout), replays train_cfg.replay_fraction of base-corpus text, and with
     `explicit` takes its unset settings from config.finetune_defaults. Ignored when resuming.
+    `continue_from` (a model this module wrote for the same workspace, see `continuable`) starts a new run from
+    its current weights, Adam moments, shape and tokenizer, with a new schedule (and fine-tuning's defaults given
+    `explicit`); a time budget then samples the files its earlier runs did not train on first, then the least
+    recently trained (the model records them), and the done event's corpus_seen grows from run to run. Ignored
+    when resuming; `base` is ignored when continuing.
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -198,28 +208,38 @@ def train(
     out_path = Path(out_path)
     _check_train_config(train_cfg)
     loaded, loaded_meta = _load_resume(resume) if resume is not None else (None, None)
-    start = load_base(base) if base is not None and loaded is None else None
-    _check_model_config(loaded.model_config if loaded else start.config if start else model_cfg, train_cfg)
-    tokenizer = Tokenizer.from_json(loaded.tokenizer_json) if loaded else start.tokenizer if start else None
+    prior, prior_meta = _load_resume(continue_from) if continue_from is not None and loaded is None else (None, None)
+    start = load_base(base) if base is not None and loaded is None and prior is None else None
+    trained = loaded or prior  # the model whose shape and tokenizer the run keeps
+    _check_model_config(trained.model_config if trained else start.config if start else model_cfg, train_cfg)
+    tokenizer = Tokenizer.from_json(trained.tokenizer_json) if trained else start.tokenizer if start else None
     docs = _load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, _Phase("scan", "files", emit, cancel))
-    docs = _budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction)
+    generation, trained_before = _lineage(loaded_meta, prior_meta)
+    docs = _budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction, trained_before)
     auto: dict[str, Any] = {}
     if explicit is not None and loaded is None:
-        policy = finetune_defaults if start else budget_defaults
+        policy = finetune_defaults if start or prior else budget_defaults
         auto = policy(stream_bytes(docs.train), train_cfg.time_budget, model_cfg, train_cfg, explicit)
         model_cfg = replace(model_cfg, **{k: v for k, v in auto.items() if k in _MODEL_FIELDS})
         train_cfg = replace(train_cfg, **{k: v for k, v in auto.items() if k not in _MODEL_FIELDS})
+    trained_meta = loaded_meta or prior_meta
     data = _encode(docs, train_cfg, model_cfg.vocab_size, tokenizer, out_path.parent, emit, cancel,
-                   _replay(start, loaded_meta, docs, train_cfg))
-    data.base = start.record if start else loaded_meta.base if loaded_meta else None
+                   _replay(start, trained_meta, docs, train_cfg))
+    data.base = start.record if start else trained_meta.base if trained_meta else None
+    data.generation, data.trained_before = generation, trained_before
     if loaded:
         model_cfg = loaded.model_config
-    elif start:
-        model_cfg = replace(start.config, dropout=model_cfg.dropout)
+    elif prior or start:
+        model_cfg = replace(prior.model_config if prior else start.config, dropout=model_cfg.dropout)
     else:
         model_cfg = replace(model_cfg, vocab_size=data.tokenizer.vocab_size)
-    state = (_resume_state(loaded, loaded_meta) if loaded else _base_state(start) if start
-             else _fresh_state(model_cfg, train_cfg.seed))
+    if loaded:
+        state = _resume_state(loaded, loaded_meta)
+    elif prior:
+        same_heldout = [doc.path for doc in data.val_docs] == prior_meta.val_files
+        state = _continued_state(prior, prior_meta, same_heldout)
+    else:
+        state = _base_state(start) if start else _fresh_state(model_cfg, train_cfg.seed)
     if data.root is not None:
         corpus.write_consolidated(data.documents, out_path.parent / "repo_code.txt")
     threads = train_cfg.spheres if cluster is not None else resolve_threads(train_cfg.threads, train_cfg.spheres)
@@ -413,7 +433,7 @@ class _Run:
             batches.append((self.inputs[micro, :rows], self.targets[micro, :rows]))
         result = self.spheres.step(s.params, batches, self.grad, dropout=self.model_cfg.dropout, seed=cfg.seed, step=s.step)
         lr = learning_rate(s.step, cfg, self.total_steps)
-        apply_update(s.params, self.grad, s.m, s.v, self.decay, result.sq_norm, lr, s.step, cfg)
+        apply_update(s.params, self.grad, s.m, s.v, self.decay, result.sq_norm, lr, s.adam_steps + s.step, cfg)
         s.step += 1
         s.batch += 1
         s.tokens += result.tokens
@@ -549,7 +569,7 @@ class _Run:
         ckpt = ckpt_io.Checkpoint(
             model_config=self.model_cfg, tokenizer_json=self.data.tokenizer.to_json(),
             params=s.record.weights(s.params), metadata=self._metadata().to_json(),
-            optimizer={"m": s.m, "v": s.v, "step": s.step, "params": s.params},
+            optimizer={"m": s.m, "v": s.v, "step": s.adam_steps + s.step, "params": s.params},
         )
         ckpt_io.save_checkpoint(self.out_path, ckpt)
         self.save_seconds = time.perf_counter() - begin
@@ -568,7 +588,8 @@ class _Run:
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
             mixture=self.mixture, fim=self._fim_format(), line_exact_match=self.line_exact_match,
-            base=d.base, replay_files=[doc.path for doc in d.replay],
+            base=d.base, replay_files=[doc.path for doc in d.replay], generation=d.generation,
+            trained_before=d.trained_before,
             resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
                                   best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
                                   schedule_steps=s.schedule_steps),
@@ -582,6 +603,7 @@ class _Run:
             val_bits_per_byte=s.record.best_bpb, threads=self.spheres.n_threads, spheres=self.cfg.spheres,
             load_imbalance=averages.load_imbalance, sync_overhead=averages.sync_overhead, stop_reason=reason,
             epochs=s.epoch, line_exact_match=self.line_exact_match, corpus_fraction=self._corpus_fraction(),
+            corpus_seen=self.data.seen_share,
         )
 
     def _corpus_fraction(self) -> float:
@@ -628,18 +650,37 @@ class _Documents:
     train: list
     val: list
     train_share: float = 1.0  # share of the training side's bytes in `train` (below 1 when a time budget sampled it)
+    seen_share: float = 1.0  # ... in `train` and the files earlier runs of the model trained on
 
 
-def _budget_sample(docs: _Documents, time_budget: float | None, val_fraction: float) -> _Documents:
+def _budget_sample(docs: _Documents, time_budget: float | None, val_fraction: float,
+                   trained_before: dict[str, int]) -> _Documents:
     """With a time budget, the training and held-out files cut down to deterministic samples spread over the
     whole tree (corpus.sample_documents) of the size config.budget_sample_bytes gives, the held-out side in
-    proportion; a workspace that fits is taken whole. The model file's train_files and val_files list the samples."""
+    proportion; a workspace that fits is taken whole. The training sample takes the files not in
+    `trained_before` (those earlier runs of a continued model trained on, with the run that last did) first, then
+    the least recently trained; the held-out sample depends on the paths only, so a continued run validates on
+    the same files. The model file's train_files and val_files list the samples."""
     limit = budget_sample_bytes(time_budget)
     if limit is None:
         return docs
-    train = corpus.sample_documents(docs.train, limit)
-    share = sum(doc.size for doc in train) / max(1, sum(doc.size for doc in docs.train))
-    return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)), train_share=share)
+    train = corpus.sample_documents(docs.train, limit, rank=lambda doc: trained_before.get(doc.path, -1))
+    sampled = {doc.path for doc in train}
+    total = max(1, sum(doc.size for doc in docs.train))
+    seen = sum(doc.size for doc in docs.train if doc.path in sampled or doc.path in trained_before)
+    return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)),
+                   train_share=sum(doc.size for doc in train) / total, seen_share=seen / total)
+
+
+def _lineage(resumed: TrainingMetadata | None, continued: TrainingMetadata | None) -> tuple[int, dict[str, int]]:
+    """The run's generation (1 for a model's first run) and the files earlier runs trained on, each with the last
+    generation that did: a resumed run keeps its model's, a continued run adds its model's training files."""
+    if resumed is not None:
+        return resumed.generation or 1, dict(resumed.trained_before)
+    if continued is None:
+        return 1, {}
+    generation = continued.generation or 1
+    return generation + 1, {**continued.trained_before, **dict.fromkeys(continued.train_files, generation)}
 
 
 def _load_documents(source, val_fraction: float, corpus_config: CorpusConfig, phase: _Phase) -> _Documents:
@@ -710,7 +751,7 @@ class _Phase:
 
 def _replay(start: Base | None, resumed: TrainingMetadata | None, docs: _Documents, cfg: TrainConfig) -> list:
     """The base-corpus documents a fine-tuning run replays: about replay_fraction of its training bytes, none
-    that is also a workspace file; a resumed run rereads the ones it recorded."""
+    that is also a workspace file; a resumed or continued run rereads the ones its model recorded."""
     if resumed is not None:
         return read_replay(resumed.replay_files)
     if start is None or cfg.replay_fraction == 0:
@@ -738,7 +779,8 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     fault_point("tokenized")
     return _Data(
         root=docs.root, documents=docs.all, skipped=docs.skipped, train_docs=docs.train, val_docs=docs.val,
-        tokenizer=tokenizer, train_share=docs.train_share, stream=stream, val_stream=val_stream, val_bytes=val_bytes,
+        tokenizer=tokenizer, train_share=docs.train_share, seen_share=docs.seen_share, stream=stream,
+        val_stream=val_stream, val_bytes=val_bytes,
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)), replay=replay,
     )
 
@@ -787,6 +829,17 @@ def _base_state(start: Base) -> _State:
     return _State(params=params, m=np.zeros_like(params), v=np.zeros_like(params))
 
 
+def _continued_state(loaded: ckpt_io.Checkpoint, meta: TrainingMetadata, same_heldout: bool) -> _State:
+    """A continued run's first state: the model's current weights and Adam moments (Adam's step count goes on, for
+    its bias correction) under a new schedule from step 0. The best weights and their validation loss carry over
+    when the held-out files are the same ones, so the model file changes only to weights that validate better."""
+    previous = _resume_state(loaded, meta)
+    record = previous.record if same_heldout else _RunRecord()
+    record.loss_history, record.val_history = [], []
+    return _State(params=previous.params, m=previous.m, v=previous.v,
+                  adam_steps=previous.adam_steps + previous.step, record=record)
+
+
 def _training_metadata(path: str | os.PathLike, loaded: ckpt_io.Checkpoint) -> TrainingMetadata:
     """The checkpoint's training metadata; TrainError naming the field when it is malformed."""
     try:
@@ -819,8 +872,28 @@ def _resume_state(loaded: ckpt_io.Checkpoint, meta: TrainingMetadata) -> _State:
         v=np.array(opt["v"], dtype=np.float32), step=position.step, epoch=position.epoch, batch=position.batch,
         tokens=position.tokens,
         best_epoch_val=math.inf if position.best_epoch_val is None else float(position.best_epoch_val),
-        bad_epochs=position.bad_epochs, schedule_steps=position.schedule_steps, record=record,
+        bad_epochs=position.bad_epochs, schedule_steps=position.schedule_steps,
+        adam_steps=max(0, int(opt["step"]) - position.step), record=record,
     )
+
+
+def continuable(path: str | os.PathLike, workspace: str | os.PathLike, shape: dict[str, int]) -> str | None:
+    """Why a run on `workspace` cannot continue the model file at `path` (None when it can): the file must be a
+    model this module wrote for that same folder, with its optimizer state, and every ModelConfig field in
+    `shape` (what the user asked for) must equal the model's."""
+    try:
+        loaded = ckpt_io.load_checkpoint(path)
+        meta = TrainingMetadata.from_json(loaded.metadata)
+    except (CllmError, EventError, OSError) as exc:
+        return str(exc)
+    if meta.workspace != str(Path(workspace).resolve()):
+        return f"{path} was trained on {meta.workspace or 'other files'}, not on {Path(workspace).resolve()}"
+    if meta.resume is None:
+        return f"{path} holds no optimizer state"
+    changed = [name for name, value in shape.items() if getattr(loaded.model_config, name) != value]
+    if changed:
+        return f"{path} has another {', '.join(changed)}"
+    return None
 
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:

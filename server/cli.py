@@ -144,6 +144,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
     _add_config_flags(p, [*_TRAIN_FLAGS, *_MODEL_FLAGS])
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
+    p.add_argument("--continue-from", metavar="FILE",
+                   help="start a new run from this model of the same workspace (its weights and tokenizer; a time "
+                        "budget trains on the files it has not seen first) (default: the workspace's model, when "
+                        "--out is not given)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over even when the workspace's model could be continued")
     p.add_argument("--no-gitignore", action="store_true",
                    help="take every C file: neither git's listing nor .gitignore files leave any out")
     p.add_argument("--base", metavar="FILE",
@@ -269,6 +275,33 @@ def _chosen_base(args: argparse.Namespace) -> str | None:
     return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
 
 
+def _continued_model(args: argparse.Namespace) -> str | None:
+    """The model `cllm train` continues: --continue-from, else the workspace's model when --out is not given and it
+    is there; None with --fresh, --resume or --base, or when that model cannot be continued (another workspace, a
+    shape flag other than the model's; said on stderr, unless the default model is simply absent). The continued
+    run keeps the model's tokenizer, so --vocab-size does not count. ValueError for flags that contradict."""
+    import os
+
+    from cllm.engine.paths import default_model_path
+    from cllm.engine.train import continuable
+
+    for other in ("fresh", "resume", "base"):
+        if args.continue_from and getattr(args, other):
+            raise ValueError(f"--continue-from and --{other} contradict each other: give one")
+    if args.fresh or args.resume or args.base:
+        return None
+    candidate = args.continue_from or (None if args.out else str(default_model_path(args.path)))
+    if candidate is None or not (args.continue_from or os.path.isfile(candidate)):
+        return None
+    shape = {field: getattr(args, flag) for flag, (field, _, _) in _MODEL_FLAGS.items()  # the tokenizer is kept:
+             if flag in _SHAPE_FLAGS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
+    reason = continuable(candidate, args.path, shape)
+    if reason is not None:
+        print(f"cllm train: starting afresh: {reason}", file=sys.stderr)
+        return None
+    return candidate
+
+
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
     """ModelConfig/TrainConfig field names the user set by flag: the engine's time-budget policy leaves them alone."""
     model = {field for flag, (field, _, _) in _MODEL_FLAGS.items() if getattr(args, flag) is not None}
@@ -385,7 +418,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from cllm.engine.cluster import check_address
 
             check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
-        base = _chosen_base(args)
+        continue_from = _continued_model(args)
+        base = None if continue_from else _chosen_base(args)
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
@@ -409,11 +443,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     def report(event: TrainingEvent) -> None:
         if base and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
             print(f"fine-tuning the base model {base} (--no-base trains from scratch)", file=sys.stderr)
+        if continue_from and not args.json and isinstance(event, StartEvent):
+            print(f"continuing the model {continue_from} (--fresh starts over)", file=sys.stderr)
         show(event)
     try:
         done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
                      explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore),
-                     cluster=args.ray, base=base)
+                     cluster=args.ray, base=base, continue_from=continue_from)
     except TrainCancelled as exc:
         return fail(str(exc), 130)
     except SphereError as exc:
@@ -441,7 +477,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
               f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
               f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; "
-              f"{done.corpus_fraction:.1%} of the corpus's windows seen; model: {done.checkpoint}")
+              f"{done.corpus_fraction:.1%} of the corpus's windows seen ({done.corpus_seen:.0%} of the corpus in the "
+              f"files this model's runs trained on); model: {done.checkpoint}")
     return 130 if done.stop_reason == "cancelled" else 0
 
 

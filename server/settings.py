@@ -9,6 +9,7 @@ Every editor configures the server alike, through `initializationOptions` or the
 Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
 name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn. `noGitignore`
 (true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git ignores.
+Training continues the workspace's model when there is one (as `cllm train` does); `fresh: true` starts over.
 
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
@@ -42,6 +43,7 @@ TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
     "heads": ("heads", int, "--heads"),
     "ffn": ("ffn", int, "--ffn"),
     "noGitignore": ("no_gitignore", bool, "--no-gitignore"),
+    "fresh": ("fresh", bool, "--fresh"),
 }
 # Training started from an editor (the language server's Train command, the HTTP API, the dashboard) stops after
 # this many seconds unless the `training.timeBudget` setting (or the request) says otherwise; `cllm train` on the

@@ -385,8 +385,10 @@ class Workspace:
     def _spawn(self, source: Path, lock: filelock.BaseFileLock | None, options: dict[str, int | float]) -> _Job:
         out_path = self.model_dir / TRAINING_FILE
         log_path = self.model_dir / LOG_FILE
+        continues = self.model_path.is_file() and not options.get("fresh")  # the CLI checks it is this workspace's
+        continued = ["--continue-from", str(self.model_path)] if continues else []
         command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", "train", str(source), "--json",
-                   "--out", str(out_path), *train_arguments(options)]
+                   "--out", str(out_path), *continued, *train_arguments(options)]
         log.info("starting trainer: %s", " ".join(command))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if lock is not None:

@@ -262,6 +262,52 @@ def test_a_time_budget_trains_on_a_sample_of_a_tree_too_big_for_it(c_workspace, 
     assert 0 < done.corpus_fraction < len(meta["train_files"]) / 6
 
 
+def test_a_continued_budgeted_run_starts_from_the_model_and_trains_on_unseen_files_first(c_workspace, tmp_path):
+    out, cfg = tmp_path / "m.cllm", replace(TRAIN, time_budget=0.09, max_steps=2)
+    first, _ = _run(c_workspace, out, cfg)
+    before = load_checkpoint(out, with_optimizer=True)
+    second, events = _run(c_workspace, out, replace(cfg, max_steps=1, lr=1e-12), continue_from=out)
+    after = load_checkpoint(out, with_optimizer=True)
+    assert events[0].step == 0 and second.steps == 1, "a new schedule"
+    assert np.allclose(after.optimizer["params"], before.optimizer["params"], rtol=0, atol=1e-8)  # one step at lr 1e-12
+    assert after.optimizer["step"] == before.optimizer["step"] + 1, "Adam's step count goes on"
+    assert after.tokenizer_json == before.tokenizer_json and after.model_config == before.model_config
+    old, new = before.metadata, after.metadata
+    assert old["generation"] == 1 and old["trained_before"] == {}
+    assert new["generation"] == 2 and new["trained_before"] == dict.fromkeys(old["train_files"], 1)
+    unseen = [path for path in new["train_files"] if path not in old["train_files"]]
+    assert unseen and new["train_files"][:len(unseen)] == unseen, "files the first run did not train on come first"
+    assert new["val_files"] == old["val_files"], "validation stays comparable"
+    assert 0 < first.corpus_seen < second.corpus_seen <= 1
+    third, _ = _run(c_workspace, out, replace(cfg, max_steps=1), continue_from=out)
+    latest = load_checkpoint(out).metadata
+    assert latest["generation"] == 3 and second.corpus_seen <= third.corpus_seen
+    last_trained = [latest["trained_before"].get(path, 0) for path in latest["train_files"]]
+    assert 1 in last_trained and last_trained == sorted(last_trained), "unseen first, then the least recently trained"
+
+
+def test_without_continue_from_a_run_starts_over(c_workspace, tmp_path):
+    out, cfg = tmp_path / "m.cllm", replace(TRAIN, time_budget=0.09, max_steps=1)
+    first, _ = _run(c_workspace, out, cfg)
+    trained = load_checkpoint(out, with_optimizer=True)
+    again, _ = _run(c_workspace, out, cfg)
+    restarted = load_checkpoint(out, with_optimizer=True)
+    assert restarted.metadata["generation"] == 1 and restarted.metadata["trained_before"] == {}
+    assert restarted.optimizer["step"] == 1 and again.corpus_seen == first.corpus_seen
+    assert restarted.metadata["train_files"] == trained.metadata["train_files"]
+
+
+def test_continuable_names_what_stops_a_model_from_being_continued(c_workspace, tmp_path):
+    from cllm.engine.train import continuable
+
+    out = tmp_path / "m.cllm"
+    _run(c_workspace, out, replace(TRAIN, max_steps=1))
+    assert continuable(out, c_workspace, {"d_model": MODEL.d_model}) is None
+    assert "another d_model" in continuable(out, c_workspace, {"d_model": 64})
+    assert "was trained on" in continuable(out, tmp_path, {})
+    assert "does not exist" in continuable(tmp_path / "none.cllm", c_workspace, {})
+
+
 def _finetune_config(**changes) -> TrainConfig:
     """TRAIN shaped for the tiny base (conftest TINY_BASE_MODEL: seq_len up to 64)."""
     return replace(TRAIN, **changes)

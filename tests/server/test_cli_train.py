@@ -193,6 +193,31 @@ def _cached_base(tiny_base_path) -> str:
 BASE_RUN = ["--max-steps", "1", "--seq-len", "32", "--batch-size", "4", "--threads", "1", "--json"]
 
 
+def test_a_second_run_continues_the_workspace_model_and_fresh_starts_over(c_workspace, tmp_path, capsys):
+    run = ["train", str(c_workspace), "--time-budget", "0.09", "--max-steps", "1", "--json", *TINY]
+    model = default_model_path(c_workspace)
+
+    def train(*flags: str) -> tuple[list[dict], str, dict]:
+        assert main([*run, *flags]) == 0
+        out, err = capsys.readouterr()
+        return [json.loads(line) for line in out.splitlines()], err, load_checkpoint(model).metadata
+
+    first, _, first_meta = train()
+    second, _, meta = train()
+    assert "tokenizer" not in {e.get("phase") for e in second}, "the continued run keeps the model's tokenizer"
+    assert meta["generation"] == 2 and meta["trained_before"] == dict.fromkeys(first_meta["train_files"], 1)
+    assert first[-1]["corpus_seen"] < second[-1]["corpus_seen"]
+    fresh, _, meta = train("--fresh")
+    assert meta["generation"] == 1 and meta["trained_before"] == {} and "tokenizer" in {e.get("phase") for e in fresh}
+    elsewhere = tmp_path / "other.cllm"
+    assert main(["train", str(tmp_path), "--out", str(elsewhere), "--max-steps", "1", *TINY[2:]]) == 0
+    capsys.readouterr()
+    _, err, meta = train("--continue-from", str(elsewhere))
+    assert "starting afresh" in err and "was trained on" in err and meta["generation"] == 1
+    assert main([*run, "--fresh", "--continue-from", str(model)]) == 2
+    assert "contradict" in capsys.readouterr().err
+
+
 def test_train_fine_tunes_the_cached_base_by_default_and_no_base_ignores_it(c_workspace, tmp_path, tiny_base_path,
                                                                              capsys):
     cached = _cached_base(tiny_base_path)

@@ -180,6 +180,23 @@ def test_settings_problems_are_collected_and_the_rest_applies(tmp_path: Path, tr
     assert workspace.settings.enable is False and not workspace.has_model  # moved to an empty folder
 
 
+def test_the_trainer_continues_the_workspace_model_unless_fresh(tmp_path: Path, trained_dir: Path, cache: Path,
+                                                              monkeypatch):
+    import subprocess
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **_: commands.append(command))
+    model = str(trained_dir / "model.cllm")
+    Workspace(tmp_path, {"modelDir": str(trained_dir)})._spawn(tmp_path, None, {"epochs": 1})
+    Workspace(tmp_path, {"modelDir": str(trained_dir)})._spawn(tmp_path, None, {"fresh": True})
+    untrained = Workspace(tmp_path)  # no model yet in the default folder
+    untrained.model_dir.mkdir(parents=True)
+    untrained._spawn(tmp_path, None, {})
+    continued, fresh, first = commands
+    assert continued[continued.index("--continue-from") + 1] == model and "--fresh" not in continued
+    assert "--fresh" in fresh and "--continue-from" not in fresh and "--continue-from" not in first
+
+
 def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: Path):
     (tmp_path / "ws").mkdir()
     workspace = Workspace(tmp_path / "ws", {"modelDir": str(tmp_path / "models")})
