@@ -368,7 +368,7 @@ class Workspace:
         if refused:
             return refused
         out_path = self.model_dir / TRAINING_FILE
-        arguments = ["train", str(source), "--out", str(out_path), *train_arguments(options)]
+        arguments = ["train", str(source), "--json", "--out", str(out_path), *train_arguments(options)]
         return self._start(_Job(process=None, lock=None, out_path=out_path, log_path=self.model_dir / LOG_FILE,
                                 options=options), arguments + (["--no-base"] if from_scratch else []))
 
@@ -382,7 +382,7 @@ class Workspace:
             return refused
         pretrain_options = {name: value for name, value in options.items() if name in PRETRAIN_OPTIONS}
         out_path = default_base_path()
-        arguments = ["pretrain", *self.settings.base_corpus, "--out", str(out_path), *train_arguments(pretrain_options)]
+        arguments = ["pretrain", *self.settings.base_corpus, "--json", "--out", str(out_path), *train_arguments(pretrain_options)]
         job = _Job(process=None, lock=None, out_path=out_path, log_path=self.model_dir / LOG_FILE,
                    options=pretrain_options, kind="pretrain", then={"path": path, **overrides})
         return self._start(job, arguments)
@@ -401,7 +401,7 @@ class Workspace:
         return options, source, None
 
     def _start(self, job: _Job, arguments: list[str]) -> dict[str, Any]:
-        """Take the workspace's lock, spawn `cllm ARGUMENTS --json` for `job` and follow it on a reader thread."""
+        """Take the workspace's lock, spawn `cllm ARGUMENTS` (with --json) for `job` and follow it on a reader thread."""
         with self._state_lock:
             if self._job is not None:
                 return _refused("busy", "training is already running for this workspace")
@@ -427,7 +427,7 @@ class Workspace:
         return {"started": True}
 
     def _spawn(self, arguments: list[str], lock: filelock.BaseFileLock | None, log_path: Path) -> subprocess.Popen:
-        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", *arguments, "--json"]
+        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", *arguments]
         log.info("starting trainer: %s", " ".join(command))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if lock is not None:
