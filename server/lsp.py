@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "cllm"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"
+# "Train on Workspace" while no base model exists (Workspace.base_missing): the question and its answers.
+PREPARE_BASE, FROM_SCRATCH, DONT_ASK = "Prepare base first", "Train from scratch", "Don't ask again"
 
 
 # -- settings and logging ------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class CllmServer(LanguageServer):
         self.progress_tokens: dict[str, Workspace] = {}
         self._reported: set[str] = set()
         self._hinted: set[Path] = set()
+        self.base_answer: str | None = None  # "scratch" after "Don't ask again", for the rest of the session
 
     # messages to the user
 
@@ -125,6 +128,29 @@ class CllmServer(LanguageServer):
             type=types.MessageType.Info,
             message=f"cllm has no model for {workspace.root.name} yet: run \"Train on Workspace\" "
                     f"(command {CMD_TRAIN}) to learn this workspace's C code."))
+
+    async def base_choice(self, workspace: Workspace, overrides: dict[str, Any]) -> str | None:
+        """How "Train on Workspace" starts: "prepare" (the base model first), "scratch", "default" (a base exists,
+        or the workspace has a model: `cllm train` decides) or None (the user dismissed the question).
+
+        The `training.base` setting decides, else an earlier "Don't ask again", else the user through
+        window/showMessageRequest; a client that cannot answer one gets "scratch"."""
+        if not workspace.base_missing(overrides):
+            return "default"
+        choice = workspace.settings.base if workspace.settings.base != "ask" else self.base_answer
+        window = self.client_capabilities.window
+        if choice is not None or not (window and window.show_message):
+            return choice or "scratch"
+        minutes = max(1, round(workspace.training_options(overrides)[0]["time_budget"] / 60))
+        answer = await self.window_show_message_request_async(types.ShowMessageRequestParams(
+            type=types.MessageType.Info,
+            message=f"No base model yet: prepare one from this machine's C first (about {minutes} minute{'s' * (minutes != 1)}, in the "
+                    f"background), or train from scratch?",
+            actions=[types.MessageActionItem(title=title) for title in (PREPARE_BASE, FROM_SCRATCH, DONT_ASK)]))
+        title = answer.title if answer is not None else None
+        if title == DONT_ASK:
+            self.base_answer = "scratch"
+        return {PREPARE_BASE: "prepare", FROM_SCRATCH: "scratch", DONT_ASK: "scratch"}.get(title)
 
     # workspaces
 
@@ -334,7 +360,12 @@ def build_server(http_port: int | None = None) -> CllmServer:
             return {"started": False, "reason": "; ".join(problems)}
         if workspace is None:
             return {"started": False, "reason": "no such workspace folder is open"}
-        result = await workspace.worker.submit(lambda _cancel: workspace.start_training(**overrides), face=LSP)
+        choice = await ls.base_choice(workspace, overrides)
+        if choice is None:
+            return {"started": False, "reason": "no answer to the base model question", "code": "cancelled"}
+        start = workspace.start_pretraining if choice == "prepare" else workspace.start_training
+        scratch = {"from_scratch": True} if choice == "scratch" else {}
+        result = await workspace.worker.submit(lambda _cancel: start(**scratch, **overrides), face=LSP)
         if not result.get("started"):
             ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
                                                            message=f"cllm: {result.get('reason')}"))

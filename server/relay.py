@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 ACTIVITY_NOTIFICATION = "cllm/sphereActivity"
 ACTIVITY_INTERVAL = 0.25  # seconds: cllm/sphereActivity and progress reports at most 4 per second
 PROGRESS_CREATE_TIMEOUT = 10.0
+PRETRAIN_TITLE = "Preparing the cllm base model"  # the progress of Workspace.start_pretraining's first step
 
 
 def _rate(value: Any) -> str:
@@ -101,7 +102,7 @@ class TrainingRelay:
         kind = event.get("event")
         live = self.workspace.status()["training"]
         if kind == "training_started":
-            await self._begin()
+            await self._begin(event.get("job"))
         elif kind in ("step", "epoch") and time.monotonic() - self._last_sent >= ACTIVITY_INTERVAL:
             self._last_sent = time.monotonic()
             self._report(live)
@@ -114,7 +115,7 @@ class TrainingRelay:
         window = self.server.client_capabilities.window
         return bool(window and window.work_done_progress)
 
-    async def _begin(self) -> None:
+    async def _begin(self, job: str | None) -> None:
         self.token = None
         if not self._progress_supported():
             return
@@ -127,7 +128,7 @@ class TrainingRelay:
         self.token = token
         self.progress_tokens[token] = self.workspace
         self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title=f"Training cllm on {self.workspace.root.name}", cancellable=True, message="starting",
+            title=PRETRAIN_TITLE if job == "pretrain" else f"Training cllm on {self.workspace.root.name}", cancellable=True, message="starting",
             percentage=0))
 
     def _report(self, live: dict[str, Any]) -> None:
@@ -140,7 +141,9 @@ class TrainingRelay:
 
     def _end(self, event: dict[str, Any], live: dict[str, Any]) -> None:
         state, reason = event.get("state"), event.get("reason")
-        if state == "done":
+        if state == "done" and event.get("job") == "pretrain":
+            message = "base model ready: training the workspace next"
+        elif state == "done":
             message = done_message(self.workspace.status()["model"])
         else:
             message = f"{state}: {reason}" if reason else str(state)

@@ -11,6 +11,11 @@ name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, laye
 (true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git ignores.
 Training continues the workspace's model when there is one (as `cllm train` does); `fresh: true` starts over.
 
+When no base model exists yet (`cllm pretrain`), `training.base` says what "Train on Workspace" does: "ask" (the
+default: the language server asks the user), "prepare" (build the base first, then fine-tune on it) or "scratch".
+`training.baseCorpus` (a list of folders, mainly for tests) is what a prepared base learns from, as `cllm pretrain
+PATH...`; by default the system's C headers and sources.
+
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
 
@@ -50,6 +55,11 @@ TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
 # command line has no default budget.
 DEFAULT_EDITOR_TIME_BUDGET = 600.0
 
+BASE_CHOICES = ("ask", "prepare", "scratch")
+# The training options `cllm pretrain` takes too: a base prepared for an editor runs with the same budget and threads.
+PRETRAIN_OPTIONS = ("time_budget", "max_steps", "epochs", "seed", "threads")
+SHAPE_OPTIONS = ("vocab_size", "d_model", "layers", "heads", "ffn")  # fixed by a base model: they ask for scratch
+
 TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
 _TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
 _MAY_BE_ZERO = {"threads", "seed"}
@@ -66,6 +76,8 @@ class Settings:
     multiline: bool | None = None
     model_dir: str | None = None
     training: dict[str, int | float] = field(default_factory=dict)
+    base: str = "ask"  # training.base: what training does while no base model exists (BASE_CHOICES)
+    base_corpus: list[str] = field(default_factory=list)  # training.baseCorpus: folders a prepared base learns from
 
 
 def is_number(value: Any) -> bool:
@@ -148,7 +160,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
                 setattr(settings, name, checked)
         elif key == "training":
             settings.training, more = _parse_training(value)
-            problems += more
+            settings.base, settings.base_corpus, base_problems = _parse_base(value)
+            problems += more + base_problems
         else:
             problems.append(f"unknown setting cllm.{key} (ignored)")
     return settings, problems
@@ -186,6 +199,8 @@ def _parse_training(raw: Any) -> tuple[dict[str, int | float], list[str]]:
     labels: dict[str, str] = {}
     problems: list[str] = []
     for key, value in raw.items():
+        if key in ("base", "baseCorpus"):
+            continue  # _parse_base
         if key in TRAINING_KEYS:
             by_name[TRAINING_KEYS[key][0]] = value
             labels[TRAINING_KEYS[key][0]] = key
@@ -193,6 +208,20 @@ def _parse_training(raw: Any) -> tuple[dict[str, int | float], list[str]]:
             problems.append(f"unknown setting cllm.training.{key} (ignored)")
     good, more = check_training(by_name, labels)
     return good, problems + more
+
+
+def _parse_base(raw: Any) -> tuple[str, list[str], list[str]]:
+    """training.base and training.baseCorpus of the `training` object: (choice, folders, problems)."""
+    if not isinstance(raw, dict):
+        return "ask", [], []
+    choice, corpus, problems = raw.get("base"), raw.get("baseCorpus"), []
+    if choice is not None and choice not in BASE_CHOICES:
+        problems.append(f"setting cllm.training.base must be one of {', '.join(BASE_CHOICES)}, got {choice!r}")
+        choice = None
+    if corpus is not None and not (isinstance(corpus, list) and all(isinstance(p, str) and p for p in corpus)):
+        problems.append(f"setting cllm.training.baseCorpus must be a list of folders, got {corpus!r}")
+        corpus = None
+    return choice or "ask", corpus or [], problems
 
 
 def train_arguments(options: dict[str, int | float]) -> list[str]:

@@ -54,7 +54,8 @@ from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .memory import release_freed_memory
-from .settings import DEFAULT_EDITOR_TIME_BUDGET, check_training, parse_settings, train_arguments
+from .settings import (DEFAULT_EDITOR_TIME_BUDGET, PRETRAIN_OPTIONS, SHAPE_OPTIONS, check_training, parse_settings,
+                       train_arguments)
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,13 @@ def model_summary(model: Any, serving: str = "workspace") -> dict[str, Any]:
 class _Job:
     """One running trainer child process and what is known about it."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # set once spawned
     lock: filelock.BaseFileLock | None
     out_path: Path
     log_path: Path
     options: dict[str, int | float]
+    kind: str = "train"  # "train", or "pretrain": preparing the base model before training
+    then: dict[str, Any] | None = None  # pretrain: the start_training arguments to train with once the base is ready
     cancelled: bool = False
     done_event: DoneEvent | None = None
     error: str | None = None
@@ -340,7 +343,19 @@ class Workspace:
         """True while this Workspace's trainer runs."""
         return self._job is not None
 
-    def start_training(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
+    def training_options(self, overrides: dict[str, Any]) -> tuple[dict[str, int | float], list[str]]:
+        """The checked options of a run: the editors' default budget, the `training` settings, then `overrides`."""
+        return check_training({"time_budget": DEFAULT_EDITOR_TIME_BUDGET, **self.settings.training,
+                               **{name: value for name, value in overrides.items() if value is not None}})
+
+    def base_missing(self, overrides: dict[str, Any]) -> bool:
+        """True when training now would start from scratch for want of a base model: the workspace has no model of
+        its own, no base is in the user's cache folder, and no shape option asks for another model anyway."""
+        options, _ = self.training_options(overrides)
+        return not (self.model_path.is_file() or default_base_path().is_file() or set(SHAPE_OPTIONS) & set(options))
+
+    def start_training(self, path: Path | str | None = None, *, from_scratch: bool = False,
+                       **overrides: Any) -> dict[str, Any]:
         """Start training in a child process and return at once: {"started": True} or {"started": False,
         "reason": ..., "code": ...} where code is "invalid" (bad options or folder), "busy" (already training
         here, or another process holds the workspace's lock) or "unavailable" (the trainer could not start).
@@ -348,55 +363,87 @@ class Workspace:
         `path` trains on a folder inside the workspace instead of the whole root. Overrides are training
         options by python name (epochs, time_budget, spheres, threads, max_steps, batch_size, seq_len,
         grad_accum, lr, seed, vocab_size, d_model, layers, heads, ffn); they win over the `training` settings.
-        Without a time budget from either, the run gets DEFAULT_EDITOR_TIME_BUDGET seconds.
+        Without a time budget from either, the run gets DEFAULT_EDITOR_TIME_BUDGET seconds. The cached base model
+        is fine-tuned when there is one, unless `from_scratch`.
         """
-        options, problems = check_training({"time_budget": DEFAULT_EDITOR_TIME_BUDGET, **self.settings.training,
-                                            **{name: value for name, value in overrides.items() if value is not None}})
-        if problems:
-            return _refused("invalid", "; ".join(problems))
+        options, source, refused = self._check_request(path, overrides)
+        if refused:
+            return refused
+        out_path = self.model_dir / TRAINING_FILE
+        return self._start(_Job(process=None, lock=None, out_path=out_path, log_path=self.model_dir / LOG_FILE,
+                                options=options), self._train_arguments(source, options, from_scratch))
+
+    def _train_arguments(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> list[str]:
+        """The `cllm train` arguments of a run: it continues the workspace's model unless `fresh` is set (the CLI
+        checks the model is this workspace's), and fine-tunes the cached base unless `from_scratch`."""
+        continues = self.model_path.is_file() and not options.get("fresh")
+        continued = ["--continue-from", str(self.model_path)] if continues else []
+        return ["train", str(source), "--json", "--out", str(self.model_dir / TRAINING_FILE), *continued,
+                *train_arguments(options), *(["--no-base"] if from_scratch else [])]
+
+    def start_pretraining(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Prepare the base model first, then train: `cllm pretrain --json` (on the `training.baseCorpus` folders,
+        else the system's C) writes the base to the user's cache folder in a child process at low priority, with
+        the run's budget and threads; once it is done, start_training(path, **overrides) fine-tunes it. Answers
+        as start_training; the status and the events name the step ("job": "pretrain")."""
+        options, _, refused = self._check_request(path, overrides)
+        if refused:
+            return refused
+        pretrain_options = {name: value for name, value in options.items() if name in PRETRAIN_OPTIONS}
+        out_path = default_base_path()
+        arguments = ["pretrain", *self.settings.base_corpus, "--json", "--out", str(out_path), *train_arguments(pretrain_options)]
+        job = _Job(process=None, lock=None, out_path=out_path, log_path=self.model_dir / LOG_FILE,
+                   options=pretrain_options, kind="pretrain", then={"path": path, **overrides})
+        return self._start(job, arguments)
+
+    def _check_request(self, path: Path | str | None,
+                       overrides: dict[str, Any]) -> tuple[dict[str, int | float], Path, dict[str, Any] | None]:
+        """(options, source folder, None) for a good training request, else (..., the refusal)."""
+        options, problems = self.training_options(overrides)
         source = self.root if path is None else Path(path).expanduser().resolve()
+        if problems:
+            return options, source, _refused("invalid", "; ".join(problems))
         if not source.is_dir():
-            return _refused("invalid", f"folder {source} does not exist")
+            return options, source, _refused("invalid", f"folder {source} does not exist")
         if not source.is_relative_to(self.root):
-            return _refused("invalid", f"folder {source} is not inside the workspace {self.root}")
+            return options, source, _refused("invalid", f"folder {source} is not inside the workspace {self.root}")
+        return options, source, None
+
+    def _start(self, job: _Job, arguments: list[str]) -> dict[str, Any]:
+        """Take the workspace's lock, spawn `cllm ARGUMENTS` (with --json) for `job` and follow it on a reader thread."""
         with self._state_lock:
             if self._job is not None:
                 return _refused("busy", "training is already running for this workspace")
             try:
-                lock = acquire_training_lock(self.root)  # the whole workspace's lock, even for a subfolder
+                job.lock = acquire_training_lock(self.root)  # the whole workspace's lock, even for a subfolder
             except WorkspaceBusy as exc:
                 return _refused("busy", str(exc))
             except OSError as exc:
                 return _refused("unavailable", f"cannot take the training lock: {exc}")
             try:
                 self.model_dir.mkdir(parents=True, exist_ok=True)
-                job = self._spawn(source, lock, options)
+                job.out_path.parent.mkdir(parents=True, exist_ok=True)
+                job.process = self._spawn(arguments, job.lock, job.log_path)
             except OSError as exc:
-                if lock is not None:
-                    lock.release()
+                if job.lock is not None:
+                    job.lock.release()
                 return _refused("unavailable", f"cannot start the trainer in {self.model_dir}: {exc}")
             self._job = job
-            self._training = {"state": "training", "started_at": _now(), "options": options}
+            self._training = {"state": "training", "job": job.kind, "started_at": _now(), "options": job.options}
             job.thread = threading.Thread(target=self._follow, args=(job,), name="cllm-train-reader", daemon=True)
-        self._publish({"event": "training_started", "options": options})
+        self._publish({"event": "training_started", "job": job.kind, "options": job.options})
         job.thread.start()
         return {"started": True}
 
-    def _spawn(self, source: Path, lock: filelock.BaseFileLock | None, options: dict[str, int | float]) -> _Job:
-        out_path = self.model_dir / TRAINING_FILE
-        log_path = self.model_dir / LOG_FILE
-        continues = self.model_path.is_file() and not options.get("fresh")  # the CLI checks it is this workspace's
-        continued = ["--continue-from", str(self.model_path)] if continues else []
-        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", "train", str(source), "--json",
-                   "--out", str(out_path), *continued, *train_arguments(options)]
+    def _spawn(self, arguments: list[str], lock: filelock.BaseFileLock | None, log_path: Path) -> subprocess.Popen:
+        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", *arguments]
         log.info("starting trainer: %s", " ".join(command))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if lock is not None:
             env[LOCK_HELD_ENV] = lock.lock_file  # we hold the child's lock for it
         with open(log_path, "wb") as stderr:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                       env=env, cwd=str(self.root), text=True, encoding="utf-8", errors="replace")
-        return _Job(process=process, lock=lock, out_path=out_path, log_path=log_path, options=options)
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                    env=env, cwd=str(self.root), text=True, encoding="utf-8", errors="replace")
 
     def _follow(self, job: _Job) -> None:
         """Reader thread: relay the trainer's events, then settle the outcome and swap the model in."""
@@ -428,9 +475,20 @@ class Workspace:
             moved = self.model_dir != old_dir
         if moved:
             self.load()
-        if state == "done":
+        if state == "done" and job.kind == "train":
             self._publish({"event": "model_loaded", "path": str(self.model_path)})
-        self._publish({"event": "training_finished", "state": state, "reason": reason})
+        self._publish({"event": "training_finished", "job": job.kind, "state": state, "reason": reason})
+        if state == "done" and job.then is not None:
+            self._train_after_pretraining(job.then)
+
+    def _train_after_pretraining(self, then: dict[str, Any]) -> None:
+        """The base is ready: fine-tune it on the workspace; a refusal ends the run as failed."""
+        started = self.start_training(**then)
+        if not started["started"]:
+            with self._state_lock:
+                self._training.update(state="failed", reason=started["reason"])
+            self._publish({"event": "training_finished", "job": "train", "state": "failed",
+                           "reason": started["reason"]})
 
     def _note(self, job: _Job, event: TrainingEvent) -> None:
         """Keep the live training status from one trainer event."""
@@ -471,6 +529,10 @@ class Workspace:
             return "failed", job.error or self._log_tail(job) or f"the trainer exited with code {code}"
         if not job.out_path.is_file():
             return "failed", f"the trainer finished but wrote no model at {job.out_path}"
+        if job.kind == "pretrain":
+            if not self.model_path.is_file():
+                self.load()  # the new base serves until the workspace has its own model
+            return "done", None
         try:
             model = load_model(job.out_path)
             model.path = self.model_path

@@ -457,6 +457,14 @@ function drawSpheres() {
   $("control-loss").textContent = state.last ? `loss ${fmt(state.last.loss)}` : "";
 }
 
+/** Which model serves and where it came from, in the words of the VS Code extension (vscode-extension/src/status.ts
+ * modelOrigin); "–" (left out) for a model trained from scratch. */
+function modelOrigin(model) {
+  if (model.serving === "base") return "serving: base model (fine-tune with Train on Workspace)";
+  if (model.base && typeof model.base.path === "string") return `fine-tuned from ${model.base.path}`;
+  return "–";
+}
+
 function renderFacts() {
   const status = state.status || {};
   const model = status.model || {};
@@ -472,6 +480,7 @@ function renderFacts() {
   ] : [];
   const skipped = training.skipped && training.skipped.count > 0 ? [["skipped files", training.skipped.summary]] : [];
   const rows = model.present ? [
+    ["origin", modelOrigin(model)],
     ["held-out line completion", exactMatch(model.lineExactMatch)],
     ["files", fmt(model.files)],
     ["tokens", fmt(model.tokens)],

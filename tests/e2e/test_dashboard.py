@@ -1,17 +1,23 @@
 """The dashboard in Debian's headless Chromium (Playwright, never a downloaded browser) during a real training run:
 the token hand-over, the Train button, the loss curve gaining points, the spheres' activity changing, the time
-left while training, and the held-out exact match and the skipped files once done.
+left while training, and the held-out exact match and the skipped files once done; which model serves (the base
+before the workspace has its own) and which base a fine-tuned model came from.
 
 A screenshot is kept in test-artifacts/dashboard.png."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
+import pytest
 from conftest import require_program, write_c_workspace
 from playwright.async_api import Page, async_playwright
+
+from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.paths import default_base_path
 
 from cllm.server.http import serve_http
 from cllm.server.workspace import Workspace
@@ -67,6 +73,7 @@ async def follow_a_training_run(page: Page, url: str) -> None:
     assert int(await page.get_attribute("#loss-chart", "data-val-points")) >= 1
     facts = await page.text_content("#facts")
     assert "validation bits/byte" in facts and "none yet" not in facts
+    assert "origin" not in facts, "a model trained from scratch names no base"
     assert re.search(r"held-out line completion\d+ % lines exact", facts), facts
     assert "skipped files" in facts and "skipped 1: 1 binary" in facts
 
@@ -107,3 +114,34 @@ async def test_dashboard_follows_a_training_run(tmp_path: Path):
         workspace.close()
     assert not errors, errors
     assert workspace.status()["model"]["present"]
+
+
+async def test_dashboard_says_which_model_serves_and_its_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tiny_base_path: Path):
+    """Before the workspace has a model the base serves, and the facts say so; a fine-tuned model names its base."""
+    chromium = require_program("chromium")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    default_base_path().parent.mkdir(parents=True)
+    shutil.copyfile(tiny_base_path, default_base_path())
+    workspace = Workspace(write_c_workspace(tmp_path / "ws", files=2), model_dir=tmp_path / "model")
+    tuned = load_checkpoint(tiny_base_path)
+    tuned.metadata["base"] = {"path": "/cache/cllm/base.cllm", "weights_sha256": "ab" * 32}
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.goto(server.dashboard_url)
+            await page.wait_for_function("() => document.getElementById('facts').textContent.includes('origin')")
+            facts = await page.text_content("#facts")
+            assert "originserving: base model (fine-tune with Train on Workspace)" in facts, facts
+            (tmp_path / "model").mkdir(exist_ok=True)  # the index of the base may have made it
+            save_checkpoint(tmp_path / "model" / "model.cllm", tuned)
+            workspace.load()
+            await page.reload()
+            await page.wait_for_function("() => document.getElementById('facts').textContent.includes('fine-tuned')")
+            assert "originfine-tuned from /cache/cllm/base.cllm" in await page.text_content("#facts")
+            await browser.close()
+    finally:
+        await server.close()
+        workspace.close()

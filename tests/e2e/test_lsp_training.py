@@ -131,3 +131,83 @@ async def test_a_settings_section_overrides_the_initialization_options_key_by_ke
     assert status["model"]["steps"] == 6 and status["model"]["config"]["layers"] == 2  # the section's keys
     assert status["model"]["config"]["dModel"] == TINY_TRAINING["dModel"]  # the rest from initializationOptions
     assert not list((tmp_path / "cache").rglob("model.cllm*"))  # nothing trained into the cache folder
+
+
+# Training of the default shape (a base fixes the shape: no vocabSize, dModel, ... here), a couple of steps.
+BASE_SIZED_TRAINING = {"epochs": 1, "maxSteps": 2, "spheres": 2, "threads": 1, "batchSize": 4, "seqLen": 32}
+
+
+def answering(client, *titles: str | None) -> list[types.ShowMessageRequestParams]:
+    """Make the client answer the window/showMessageRequests with the actions `titles` in turn (None: dismissed);
+    returns the questions."""
+    asked: list[types.ShowMessageRequestParams] = []
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    def show_message_request(params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
+        title = titles[len(asked)]
+        asked.append(params)
+        return None if title is None else types.MessageActionItem(title=title)
+
+    return asked
+
+
+async def test_with_no_base_train_asks_and_trains_from_scratch_when_told(c_workspace: Path, tmp_path: Path):
+    options = {"modelDir": str(tmp_path / "models"), "training": BASE_SIZED_TRAINING}
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        asked = answering(client, "Train from scratch")
+        started = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "training never ended"
+        status = await execute(client, "cllm.status")
+    (question,) = asked
+    assert question.message.startswith("No base model yet: prepare one from this machine's C first (about 10 minutes")
+    assert [a.title for a in question.actions] == ["Prepare base first", "Train from scratch", "Don't ask again"]
+    assert started == {"started": True}
+    assert status["training"]["state"] == "done" and status["training"]["job"] == "train"
+    assert status["model"]["serving"] == "workspace" and status["model"]["base"] is None
+    assert not list((tmp_path / "cache").rglob("base.cllm"))
+
+
+async def test_prepare_base_first_pretrains_then_fine_tunes_on_the_new_base(c_workspace: Path, tmp_path: Path):
+    from conftest import write_tiny_include
+
+    include = write_tiny_include(tmp_path / "include")
+    training = {**BASE_SIZED_TRAINING, "maxSteps": 1, "baseCorpus": [str(include)]}
+    options = {"modelDir": str(tmp_path / "models"), "training": training}
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        asked = answering(client, "Prepare base first")
+        started = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: len(values(client, "end")) == 2, 2 * TRAIN_TIMEOUT), "training never ended"
+        status = await execute(client, "cllm.status")
+    assert len(asked) == 1 and started == {"started": True}
+    begins = [v.title for v in values(client, "begin")]
+    assert begins == ["Preparing the cllm base model", f"Training cllm on {c_workspace.name}"]
+    assert [v.message for v in values(client, "end")][0] == "base model ready: training the workspace next"
+    (base,) = (tmp_path / "cache").rglob("base.cllm")
+    assert status["training"]["state"] == "done" and status["training"]["job"] == "train", status["training"]
+    assert status["model"]["serving"] == "workspace" and status["model"]["base"]["path"] == str(base)
+
+
+async def test_dont_ask_again_trains_from_scratch_and_a_dismissed_question_starts_nothing(c_workspace: Path,
+                                                                                           tmp_path: Path):
+    options = {"modelDir": str(tmp_path / "models"), "training": {**BASE_SIZED_TRAINING, "timeBudget": 30}}
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        asked = answering(client, None, "Don't ask again")
+        dismissed = await execute(client, "cllm.trainWorkspace")
+        first = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "training never ended"
+        (tmp_path / "models" / "model.cllm").unlink()  # no model again: only "Don't ask again" spares the question
+        second = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: len(values(client, "end")) == 2, TRAIN_TIMEOUT), "training never ended"
+    assert len(asked) == 2 and "about 1 minute, in" in asked[0].message
+    assert dismissed["started"] is False and dismissed["code"] == "cancelled"
+    assert first == second == {"started": True}
+
+
+async def test_the_training_base_setting_decides_without_asking(c_workspace: Path, tmp_path: Path):
+    options = {"modelDir": str(tmp_path / "models"), "training": {**BASE_SIZED_TRAINING, "base": "scratch"}}
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        asked = answering(client)
+        started = await execute(client, "cllm.trainWorkspace")
+        assert await wait_until(lambda: values(client, "end"), TRAIN_TIMEOUT), "training never ended"
+    assert asked == [] and started == {"started": True}
+    assert [v.title for v in values(client, "begin")] == [f"Training cllm on {c_workspace.name}"]

@@ -175,6 +175,7 @@ def test_the_vscode_status_types_read_the_events_field_names():
     status_only = {"state", "startedAt", "finishedAt", "percent", "options"}
     assert ts["TrainingInfo"] - status_only <= _wire_fields(StartEvent, RunSettings, StepEvent, EpochEvent, DoneEvent)
     assert {"secondsRemaining"} <= ts["Activity"] and {"lineExactMatch", "skipped", "timeBudget"} <= ts["TrainingInfo"]
-    model_only = {"present", "path", "config", "trainedAt", "lastLoss"}  # trainedAt: created; lastLoss: last_loss
+    model_only = {"present", "serving", "path", "config", "trainedAt", "lastLoss"}  # trainedAt: created; lastLoss: last_loss
     assert ts["ModelInfo"] - model_only <= _wire_fields(TrainingMetadata)
-    assert {"valBitsPerByte", "lineExactMatch", "files", "epochs"} <= ts["ModelInfo"]
+    assert {"valBitsPerByte", "lineExactMatch", "files", "epochs", "serving", "base"} <= ts["ModelInfo"]
+    assert ts["BaseInfo"] == _wire_fields(BaseRecord)

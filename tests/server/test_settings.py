@@ -87,3 +87,13 @@ def test_a_section_that_is_not_an_object_is_reported_and_the_base_stays():
 def test_a_section_over_no_base_is_the_section():
     assert layer_settings(None, {"enable": False}) == ({"enable": False}, [])
     assert layer_settings({}, {"training": {"epochs": 1}}) == ({"training": {"epochs": 1}}, [])
+
+
+def test_training_base_and_base_corpus_are_checked_and_leave_the_training_options_alone():
+    settings, problems = parse_settings({"training": {"epochs": 2, "base": "prepare", "baseCorpus": ["/inc"]}})
+    assert (settings.base, settings.base_corpus, settings.training, problems) == ("prepare", ["/inc"], {"epochs": 2}, [])
+    assert parse_settings({})[0].base == "ask"
+    settings, problems = parse_settings({"training": {"base": "later", "baseCorpus": "/inc"}})
+    assert (settings.base, settings.base_corpus) == ("ask", [])
+    assert problems == ["setting cllm.training.base must be one of ask, prepare, scratch, got 'later'",
+                        "setting cllm.training.baseCorpus must be a list of folders, got '/inc'"]

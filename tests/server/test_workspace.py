@@ -180,19 +180,13 @@ def test_settings_problems_are_collected_and_the_rest_applies(tmp_path: Path, tr
     assert workspace.settings.enable is False and not workspace.has_model  # moved to an empty folder
 
 
-def test_the_trainer_continues_the_workspace_model_unless_fresh(tmp_path: Path, trained_dir: Path, cache: Path,
-                                                              monkeypatch):
-    import subprocess
-
-    commands: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "Popen", lambda command, **_: commands.append(command))
+def test_the_trainer_continues_the_workspace_model_unless_fresh(tmp_path: Path, trained_dir: Path, cache: Path):
     model = str(trained_dir / "model.cllm")
-    Workspace(tmp_path, {"modelDir": str(trained_dir)})._spawn(tmp_path, None, {"epochs": 1})
-    Workspace(tmp_path, {"modelDir": str(trained_dir)})._spawn(tmp_path, None, {"fresh": True})
+    continued = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_arguments(tmp_path, {"epochs": 1})
+    fresh = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_arguments(tmp_path, {"fresh": True})
     untrained = Workspace(tmp_path)  # no model yet in the default folder
     untrained.model_dir.mkdir(parents=True)
-    untrained._spawn(tmp_path, None, {})
-    continued, fresh, first = commands
+    first = untrained._train_arguments(tmp_path, {})
     assert continued[continued.index("--continue-from") + 1] == model and "--fresh" not in continued
     assert "--fresh" in fresh and "--continue-from" not in fresh and "--continue-from" not in first
 

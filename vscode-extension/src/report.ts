@@ -3,7 +3,7 @@
  * rendered as a small self-contained HTML page. No `vscode` import: unit-tested directly.
  */
 import { fixed, formatAge, formatCount, formatExactMatch } from "./format";
-import { Activity, ServerStatus, isTraining, progressMessage, progressPercent, sphereNumber } from "./status";
+import { Activity, ServerStatus, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber } from "./status";
 
 /** One labelled fact. */
 export type Row = [label: string, value: string];
@@ -13,6 +13,8 @@ export function modelRows(status: ServerStatus, now: Date): Row[] {
   const model = status.model;
   if (!model.present) return [["Model", "none yet: run \u201cCLLM: Train on Workspace\u201d"]];
   const rows: Row[] = [];
+  const origin = modelOrigin(model);
+  if (origin) rows.push(["Origin", origin]);
   const age = formatAge(model.trainedAt, now);
   if (model.trainedAt) rows.push(["Trained", age ? `${age} (${model.trainedAt})` : model.trainedAt]);
   if (typeof model.files === "number") rows.push(["Files", String(model.files)]);

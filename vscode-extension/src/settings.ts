@@ -3,7 +3,9 @@
  *
  *   {"enable", "maxTokens", "multiline", "modelDir", "training": {"epochs", "timeBudget", "spheres", "threads", ...}}
  *
- * Settings left empty (null) are not sent, so the server uses the engine's defaults (engine/config.py); the
+ * Settings left empty go as null: the server lays this object over its initializationOptions key by key
+ * (server/settings.py layer_settings), where a null key goes back to the engine's default (engine/config.py) but an
+ * omitted key would keep the value sent at start-up, so a setting the user cleared would stay in force. The
  * extension's own keys (server path, python) stay on this side. No `vscode` import: unit-tested directly.
  */
 
@@ -13,10 +15,10 @@ export type ReadSetting = (key: string) => unknown;
 /** The server's settings object, as sent in initializationOptions and didChangeConfiguration. */
 export interface ServerSettings {
   enable: boolean;
-  maxTokens?: number;
-  multiline?: boolean;
-  modelDir?: string;
-  training: Record<string, number>;
+  maxTokens: number | null;
+  multiline: boolean | null;
+  modelDir: string | null;
+  training: Record<string, number | null>;
 }
 
 /** Training settings with their own entry in the settings UI; `training.advanced` may add more. */
@@ -30,13 +32,15 @@ export interface PathContext {
 
 /** Build the server's settings from the editor's; `paths` expands `~` and `${workspaceFolder}` in modelDir. */
 export function serverSettings(read: ReadSetting, paths: PathContext): ServerSettings {
-  const settings: ServerSettings = { enable: read("enable") !== false, training: {} };
-  const maxTokens = number(read("maxTokens"));
-  if (maxTokens !== undefined) settings.maxTokens = maxTokens;
   const multiline = read("multiline");
-  if (typeof multiline === "boolean") settings.multiline = multiline;
   const modelDir = text(read("modelDir"));
-  if (modelDir) settings.modelDir = expandPath(modelDir, paths);
+  const settings: ServerSettings = {
+    enable: read("enable") !== false,
+    maxTokens: number(read("maxTokens")) ?? null,
+    multiline: typeof multiline === "boolean" ? multiline : null,
+    modelDir: modelDir ? expandPath(modelDir, paths) : null,
+    training: {},
+  };
   const advanced = read("training.advanced");
   if (advanced && typeof advanced === "object" && !Array.isArray(advanced)) {
     for (const [key, value] of Object.entries(advanced)) {
@@ -47,6 +51,7 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
   for (const key of TRAINING_KEYS) {
     const value = number(read(`training.${key}`));
     if (value !== undefined) settings.training[key] = value;
+    else if (!(key in settings.training)) settings.training[key] = null;
   }
   return settings;
 }

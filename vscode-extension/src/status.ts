@@ -31,9 +31,19 @@ export interface Activity {
   reason?: string | null;
 }
 
-/** `status().model`: the workspace's last good model. */
+/** `status().model.base`: the base model (`cllm pretrain`) a fine-tuned model started from. */
+export interface BaseInfo {
+  path: string;
+  weightsSha256: string;
+}
+
+/** `status().model`: the model serving completions (the workspace's last good model, or the base before it has one). */
 export interface ModelInfo {
   present: boolean;
+  /** "workspace": the workspace's own model; "base": the base model, until the workspace is trained. */
+  serving?: "base" | "workspace";
+  /** The base a fine-tuned model started from; null for a model trained from scratch (and for the base itself). */
+  base?: BaseInfo | null;
   path?: string;
   trainedAt?: string | null;
   files?: number | null;
@@ -197,7 +207,18 @@ function readyText(model: ModelInfo, now: Date): StatusText {
     bpb ? `${bpb} bits per byte (lower is better)` : undefined,
   ].filter(Boolean);
   const score = scores.length ? `; held-out ${scores.join(", ")}` : "";
-  return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}. Click for status.`, error: false };
+  const origin = modelOrigin(model);
+  const from = origin ? `; ${origin}` : "";
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}${from}. Click for status.`, error: false };
+}
+
+/** Which model serves and where it came from: "serving: base model (fine-tune with Train on Workspace)" before the
+ * workspace has its own, "fine-tuned from /path/base.cllm" for a fine-tuned one; undefined for a scratch model.
+ * The dashboard (server/dashboard/app.js) says the same. */
+export function modelOrigin(model: ModelInfo): string | undefined {
+  if (model.serving === "base") return "serving: base model (fine-tune with Train on Workspace)";
+  if (model.base && typeof model.base.path === "string") return `fine-tuned from ${model.base.path}`;
+  return undefined;
 }
 
 /** The progress notification's line, e.g. "epoch 3/10 · loss 2.41 · 3.1k tok/s". */

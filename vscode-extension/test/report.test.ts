@@ -22,6 +22,14 @@ test("model rows name the facts of the model", () => {
   assert.equal(rows["Held-out bits per byte"], "1.923");
   assert.equal(rows["Spheres / threads"], "12 / 2");
   assert.deepEqual(modelRows({ ...STATUS, model: { present: false } }, NOW)[0][0], "Model");
+  assert.equal(rows["Origin"], undefined);
+});
+
+test("model rows say which model serves and which base it came from", () => {
+  const base = Object.fromEntries(modelRows({ ...STATUS, model: { ...STATUS.model, serving: "base" } }, NOW));
+  assert.equal(base["Origin"], "serving: base model (fine-tune with Train on Workspace)");
+  const tuned = { ...STATUS.model, serving: "workspace" as const, base: { path: "/c/base.cllm", weightsSha256: "ab" } };
+  assert.equal(Object.fromEntries(modelRows({ ...STATUS, model: tuned }, NOW))["Origin"], "fine-tuned from /c/base.cllm");
 });
 
 test("training rows prefer the live activity while training", () => {

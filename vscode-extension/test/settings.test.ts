@@ -11,8 +11,15 @@ function reader(values: Record<string, unknown>) {
   return (key: string) => values[key];
 }
 
-test("empty settings send only enable and an empty training object", () => {
-  assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), { enable: true, training: {} });
+test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
+  assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
+    enable: true, maxTokens: null, multiline: null, modelDir: null,
+    training: { epochs: null, timeBudget: null, spheres: null, threads: null },
+  });
+});
+
+test("a key of training.advanced stands when its dedicated setting is empty", () => {
+  assert.equal(serverSettings(reader({ "training.advanced": { epochs: 9 } }), PATHS).training.epochs, 9);
 });
 
 test("every setting reaches the server under its server name", () => {

@@ -84,3 +84,13 @@ test("training text, progress message and notification say the time left", () =>
 test("spheres are numbered 1 to 12, as on the dashboard", () => {
   assert.deepEqual(twelve.map(sphereNumber), Array.from({ length: 12 }, (_, i) => i + 1));
 });
+
+test("tooltip says when the base model serves, and which base a fine-tuned model came from", () => {
+  const base = statusText(stateFromStatus(status({ present: true, serving: "base", files: 900, base: null })), NOW);
+  assert.match(base.tooltip, /; serving: base model \(fine-tune with Train on Workspace\)\. Click for status\./);
+  const tuned = stateFromStatus(status({ present: true, serving: "workspace",
+    base: { path: "/cache/cllm/base.cllm", weightsSha256: "ab12" }, files: 7 }));
+  assert.match(statusText(tuned, NOW).tooltip, /on 7 files; fine-tuned from \/cache\/cllm\/base\.cllm\. Click/);
+  const scratch = statusText(stateFromStatus(status({ present: true, serving: "workspace", base: null })), NOW);
+  assert.doesNotMatch(scratch.tooltip, /base/);
+});
