@@ -50,7 +50,8 @@ from cllm.engine import Completer, Completion, CompletionOptions, indexed_comple
 from cllm.engine.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
                                 TrainingEvent, TrainingMetadata, event_from_json, to_wire)
-from cllm.engine.paths import LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path
+from cllm.engine.paths import (LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path,
+                               release_training_lock)
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .memory import release_freed_memory
@@ -426,7 +427,7 @@ class Workspace:
                 job.process = self._spawn(arguments, job.lock, job.log_path)
             except OSError as exc:
                 if job.lock is not None:
-                    job.lock.release()
+                    release_training_lock(job.lock)
                 return _refused("unavailable", f"cannot start the trainer in {self.model_dir}: {exc}")
             self._job = job
             self._training = {"state": "training", "job": job.kind, "started_at": _now(), "options": job.options}
@@ -560,7 +561,7 @@ class Workspace:
                 with contextlib.suppress(OSError):  # a stray file must not keep the lock or the job alive
                     leftover.unlink(missing_ok=True)
         if job.lock is not None:
-            job.lock.release()
+            release_training_lock(job.lock)
 
     def cancel_training(self) -> bool:
         """Stop the running training (the last good model stays); False when nothing was running."""

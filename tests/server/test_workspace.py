@@ -238,6 +238,8 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     assert status["training"]["phase"] == "train" and status["training"]["unit"] == "steps"
     assert status["model"]["files"] == 8 and status["model"]["lastLoss"] is not None
     assert 0.0 <= status["model"]["lineExactMatch"] <= 1.0  # the held-out number the status bar shows
+    assert workspace.wait_training(60)
+    assert not list(cache.rglob("train.lock")), "a model folder elsewhere leaves no lock in the user's cache"
     assert status["training"]["lineExactMatch"] == status["model"]["lineExactMatch"]
     assert status["training"]["timeBudget"] == DEFAULT_EDITOR_TIME_BUDGET
     assert status["training"]["skipped"] == {"count": 1, "reasons": {"binary": 1}, "summary": "skipped 1: 1 binary"}
