@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .settings import SHAPE_OPTIONS
 
 if TYPE_CHECKING:
     from cllm.engine.events import TrainingEvent, TrainingMetadata
@@ -253,15 +254,12 @@ def _train_configs(args: argparse.Namespace):
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
 
 
-_SHAPE_FLAGS = ("vocab_size", "d_model", "layers", "heads", "ffn")  # fixed by a base model
-
-
 def _chosen_base(args: argparse.Namespace) -> str | None:
     """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
     for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
     from cllm.engine.paths import default_base_path
 
-    shape = [flag for flag in _SHAPE_FLAGS if getattr(args, flag) is not None]
+    shape = [flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None]
     if args.base and args.no_base:
         raise ValueError("--base and --no-base contradict each other: give one")
     if args.base and args.resume:
@@ -294,7 +292,7 @@ def _continued_model(args: argparse.Namespace) -> str | None:
     if candidate is None or not (args.continue_from or os.path.isfile(candidate)):
         return None
     shape = {field: getattr(args, flag) for flag, (field, _, _) in _MODEL_FLAGS.items()  # the tokenizer is kept:
-             if flag in _SHAPE_FLAGS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
+             if flag in SHAPE_OPTIONS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
     reason = continuable(candidate, args.path, shape)
     if reason is not None:
         print(f"cllm train: starting afresh: {reason}", file=sys.stderr)
