@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -222,15 +223,21 @@ class CllmServer(LanguageServer):
             return None, None
         path = Path(document.path) if document.path else None
         workspace = await self.workspace_for(path)
-        if workspace is None or not workspace.settings.enable:
+        if workspace is None:
             return None, workspace
         if not workspace.has_model:
-            self.hint_untrained(workspace)
+            if workspace.settings.enable:
+                self.hint_untrained(workspace)
             return None, workspace
         text, codec = document.source, document.position_codec
-        job = workspace.worker.submit(
-            lambda cancel: complete_at(workspace, text, position, codec, document.path, uri, cancel), face=LSP, key=uri)
-        return await job, workspace
+
+        def run(cancel: threading.Event) -> Suggestion | None:
+            # `enable` is read on the worker, after any settings change queued before this request
+            if not workspace.settings.enable:
+                return None
+            return complete_at(workspace, text, position, codec, document.path, uri, cancel)
+
+        return await workspace.worker.submit(run, face=LSP, key=uri), workspace
 
     async def start_http(self, workspace: Workspace, port: int = 0) -> HttpServer | None:
         """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop; port 0
