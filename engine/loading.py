@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoint import CheckpointError, load_checkpoint
 from .corpus import scan
 from .generate import Completer, Completion, CompletionOptions, Model
-from .mixture import MixtureScorer, documents_scorer, stored_mixture, workspace_scorer
+from .mixture import MixtureScorer, stored_mixture, workspace_scorer
 from .model import infer, new_cache
 from .params import num_params
 from .tokenizer import Tokenizer
@@ -57,17 +57,12 @@ def warm_up(model: Model) -> None:
         infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
 
 
-def make_completer(model: Model, cache_slots: int = 8, workspace: str | Path | None = None) -> Completer:
+def make_completer(model: Model, cache_slots: int = 8) -> Completer:
     """The completer real completions use: mixing (`mixes`) when the checkpoint stores mixture weights and its
     workspace's training files can be read, else the transformer alone. Building the mixture's 5-gram reads and
-    counts the training files (about a second for 1 MB of code), so servers call this off their event loop.
-
-    With `workspace`, the 5-gram and match index are built from that folder's C files (scanned as for training)
-    instead: a base model (engine/pretrain.py) serving a workspace that has no model of its own yet."""
-    if workspace is None:
-        scorer = workspace_scorer(model.tokenizer, model.metadata)
-    else:
-        scorer = documents_scorer(model.tokenizer, model.metadata, scan(workspace).documents)
+    counts the training files (about a second for 1 MB of code), so servers call this off their event loop
+    (a base model serving a workspace without a model of its own goes through `indexed_completer`)."""
+    scorer = workspace_scorer(model.tokenizer, model.metadata)
     return Completer(model, cache_slots, scorer=scorer)
 
 
