@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Iterator
 from typing import NoReturn
 
 import numpy as np
@@ -64,6 +65,20 @@ def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
     metadata = {"seq_len": seq, "train_config": train_config, "steps": steps, "files": len(texts), "fim": FIM_FORMAT}
     save_checkpoint(path, Checkpoint(cfg, tokenizer.to_json(), params, metadata))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test, and every server or trainer it starts, keeps its cache (models, locks, bases) in a temporary
+    folder, never in the user's own cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ def _drive(node: str, workspace: Path, server: list[str], screenshot: Path, time
     """Run the driver; what it saw, after checking it succeeded."""
     run = subprocess.run(
         [node, str(DRIVER), "--code-server", str(CODE_SERVER), "--vsix", str(VSIX), "--workspace", str(workspace),
-         "--file", "mod0.c", *server, "--screenshot", str(screenshot), "--type", TYPED, "--timeout", str(timeout - 30)],
+         "--file", "mod0.c", *server, "--root", str(workspace.parent / "code-server"), "--screenshot", str(screenshot),
+         "--type", TYPED, "--timeout", str(timeout - 30)],
         capture_output=True, text=True, timeout=timeout, cwd=EXTENSION, env=env)
     lines = run.stdout.strip().splitlines()
     seen = json.loads(lines[-1]) if lines else {}

@@ -5,10 +5,11 @@
 // saves a screenshot. Prints one JSON object (what was seen) on stdout; exits non-zero on any failure.
 //
 // Usage: node e2e-code-server.mjs --code-server DIR --vsix FILE --workspace DIR --file REL (--cllm PATH | --fresh)
-//                                 --screenshot FILE --type TEXT [--timeout SECONDS]
+//                                 --screenshot FILE --type TEXT [--timeout SECONDS] [--root DIR]
 // TEXT is typed at the end of the file REL before waiting for ghost text. With --cllm the server is that
 // executable (cllm.server.path), and the run goes on to the dashboard and a wrong server path. With --fresh no
 // server is configured: the extension installs its own; the run ends at the ghost text and records the times.
+// DIR (default: a new temporary folder) holds the code-server profile and its log.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -29,6 +30,7 @@ const { values: opts } = parseArgs({
     screenshot: { type: "string" },
     type: { type: "string" },
     timeout: { type: "string", default: "240" },
+    root: { type: "string" },
   },
 });
 for (const key of ["code-server", "vsix", "workspace", "file", "screenshot", "type"]) {
@@ -125,7 +127,8 @@ function makeProfile(root) {
 }
 
 async function main() {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "cllm-vscode-e2e-"));
+  const root = opts.root ?? fs.mkdtempSync(path.join(os.tmpdir(), "cllm-vscode-e2e-"));
+  fs.mkdirSync(root, { recursive: true });
   const profile = makeProfile(root);
   const env = { ...process.env, HOME: profile.home, XDG_CONFIG_HOME: path.join(profile.home, ".config"), XDG_DATA_HOME: path.join(profile.home, ".local", "share") };
   const common = ["--user-data-dir", profile.userData, "--extensions-dir", profile.extensions, "--config", profile.config];
