@@ -7,6 +7,8 @@
     .venv/bin/python benchmarks/quality.py --set grad_accum=1 --set vocab_size=4000   # one lever at a time
     .venv/bin/python benchmarks/quality.py --base base.cllm --budget 300 --compare-scratch
                         # fine-tune a base (`cllm pretrain`); table: base alone, fine-tuned, scratch of the same budget
+    .venv/bin/python benchmarks/quality.py --model ft.cllm --base base.cllm --scratch scratch.cllm
+                        # evaluate models trained beforehand (e.g. side by side, one core each) in one table
 
 Settings not fixed by --set are chosen by the engine's time-budget policy (engine/config.py budget_defaults, or
 finetune_defaults with --base), as for `cllm train --time-budget`. With --base, held-out files whose sha256 is in
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, help="fine-tune this base model and compare with it alone")
     parser.add_argument("--compare-scratch", action="store_true",
                         help="also train from scratch with the same budget and settings and compare")
+    parser.add_argument("--scratch", type=Path, help="compare with this model trained from scratch (trained beforehand)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     args = parser.parse_args(argv)
     explicit = {item.partition("=")[0] for item in args.set}
@@ -102,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             _train(args.corpus, *_configs(args.budget, args.set), path, explicit, args.base)
         model = load_model(path)
         others = {"base": load_model(args.base)} if args.base else {}
-        if args.compare_scratch:
+        if args.scratch:
+            others["scratch"] = load_model(args.scratch)
+        elif args.compare_scratch:
             scratch = (args.keep.with_suffix(".scratch.cllm") if args.keep else Path(tmp) / "scratch.cllm")
             _train(args.corpus, *_configs(args.budget, args.set), scratch, explicit)
             others["scratch"] = load_model(scratch)
