@@ -1,6 +1,7 @@
 """Training throughput of the twelve spheres on the seed configuration, against PyTorch's standard eager loop.
 
     python benchmarks/train_throughput.py [--threads 1,2] [--steps 4] [--rounds 3] [--compare-torch] [--reference DIR]
+                                          [--unpinned]
 
 Synthetic token batches of the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, batch 32 x 128,
 dropout 0.1). A step is one optimizer step exactly as training does it: grad_accum micro-batches through the
@@ -16,7 +17,10 @@ micro-batches and the same warm-up steps excluded. --torch-compile adds torch.co
 On a machine busy with other work the wall-clock ratio flatters cllm (PyTorch's OpenMP threads wait for each
 other at every operator when one is descheduled); the CPU-time ratio (tokens per CPU-second) is printed beside it.
 --reference DIR times an older engine (DIR/cllm/engine, e.g. `git archive OLD engine | tar -x -C DIR/cllm`) as
-cllm-ref in the same alternation: before/after in one run. Each ratio column is cllm's rate over that side's.
+cllm-ref in the same alternation: before/after in one run. Where the environment pins OpenBLAS's kernels
+(OPENBLAS_CORETYPE, e.g. Haswell's AVX2 kernels on an AVX-512 machine; PyTorch's MKL ignores it), --unpinned adds
+cllm-unpinned, the same engine with that variable removed (OpenBLAS picks this CPU's kernels, as on a machine with
+no pin), and prints its ratios to PyTorch too. Each ratio column is cllm's rate over that side's.
 Printed per thread count (medians): tokens/s, step ms, load imbalance (max/mean thread busy - 1), sync overhead
 (share of the step's thread time outside sphere forward/backward), peak RSS, tokens per CPU-second, and the
 share of the machine's fp32 peak the step reaches: model FLOPs (6 x matmul parameters x tokens + 12 x layers x
@@ -223,6 +227,8 @@ def _run(args: argparse.Namespace, side: str, threads: int) -> dict:
     env = dict(os.environ)
     if side == "cllm-ref":  # the reference checkout's engine first on the path, as cllm.engine
         env["PYTHONPATH"] = os.pathsep.join(p for p in (args.reference, env.get("PYTHONPATH")) if p)
+    if side == "cllm-unpinned":
+        env.pop("OPENBLAS_CORETYPE", None)
     cmd = [sys.executable, __file__, "--worker", "--side", side, "--threads", str(threads), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--grad-accum", str(args.grad_accum), "--batch-size", str(args.batch_size),
            "--seq-len", str(args.seq_len), "--spheres", str(args.spheres)]
@@ -246,6 +252,8 @@ def main() -> int:
     parser.add_argument("--torch-compile", action="store_true", help="with --compare-torch: also torch.compile")
     parser.add_argument("--reference", metavar="DIR", help="also time the engine in DIR/cllm/engine (e.g. an older "
                         "commit's engine/ from git archive) as cllm-ref, alternating with the others")
+    parser.add_argument("--unpinned", action="store_true", help="also time cllm without the environment's "
+                        "OPENBLAS_CORETYPE (OpenBLAS's own kernel choice for this CPU) as cllm-unpinned")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="cllm", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,13 +261,18 @@ def main() -> int:
         args.threads = int(args.threads)
         print(json.dumps(worker(args)))
         return 0
+    args.torch_compile = args.torch_compile and args.compare_torch
     if args.compare_torch and not _torch_available():
         print("--compare-torch: torch is not installed; measuring cllm only", file=sys.stderr)
         args.compare_torch = False
     if args.reference and not os.path.isfile(os.path.join(args.reference, "cllm", "engine", "model.py")):
         print(f"--reference: no cllm/engine/model.py under {args.reference}", file=sys.stderr)
         return 2
-    sides = ["cllm"] + (["cllm-ref"] if args.reference else []) + (["torch"] if args.compare_torch else []) + (["torch-compile"] if args.compare_torch and args.torch_compile else [])
+    if args.unpinned and "OPENBLAS_CORETYPE" not in os.environ:
+        print("--unpinned: OPENBLAS_CORETYPE is not set; nothing to unpin", file=sys.stderr)
+        args.unpinned = False
+    sides = ["cllm"] + (["cllm-ref"] if args.reference else []) + (["cllm-unpinned"] if args.unpinned else [])
+    sides += (["torch"] if args.compare_torch else []) + (["torch-compile"] if args.torch_compile else [])
     cfg = ModelConfig()
     tokens = args.grad_accum * args.batch_size * args.seq_len
     flops = step_flops(cfg, tokens, args.seq_len)
@@ -307,6 +320,11 @@ def main() -> int:
         print(line)
         for side in sides:
             print(f"{'':>7} {side} per round: " + ", ".join(f"{r['tokens_per_second']:,.0f}" for r in runs[side]))
+        if "cllm-unpinned" in runs and "torch" in runs:
+            pairs = list(zip(runs["cllm-unpinned"], runs["torch"]))
+            wall = statistics.median(a["tokens_per_second"] / b["tokens_per_second"] for a, b in pairs)
+            cpu = statistics.median(a["tokens_per_cpu_second"] / b["tokens_per_cpu_second"] for a, b in pairs)
+            print(f"{'':>7} cllm-unpinned over torch: {wall:.2f}x wall, {cpu:.2f}x CPU time")
     if len(table) > 1:
         first, last = table[0], table[-1]
         rate = lambda runs: statistics.median(r["tokens_per_second"] for r in runs["cllm"])  # noqa: E731
