@@ -5,8 +5,8 @@ engine/mixture.py's `workspace_models` builds both models in one call over every
 kernel-sized tree (55,000 files) that call would freeze the language server for minutes and hold gigabytes, so
 servers use an IndexBuilder instead:
 - Incremental: files are read and tokenized in small batches (IndexSettings.batch_bytes) on a background thread
-  that pauses between batches, so the completion thread gets the interpreter; the transformer alone serves
-  meanwhile. A snapshot (KneserNey + MatchIndex) is built whenever the index has doubled since the last one, and
+  that pauses between batches and runs at a lower CPU priority (IndexSettings.niceness), so the completion
+  thread gets the interpreter and the cores; the transformer alone serves meanwhile. A snapshot (KneserNey + MatchIndex) is built whenever the index has doubled since the last one, and
   handed to `on_snapshot`, which swaps it into the serving MixtureScorer: completions never wait for the build.
 - Capped: IndexSettings.max_mb bounds the index. When the training files would need more, a deterministic sample
   of them is indexed (a file is in when a hash of its path falls under the kept fraction: the same files on
@@ -24,8 +24,10 @@ servers use an IndexBuilder instead:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +60,7 @@ class IndexSettings:
     batch_bytes: int = 128 * 1024
     pause_seconds: float = 0.002
     snapshot_min_tokens: int = 100_000  # the first snapshot after this many tokens, later ones when it doubled
+    niceness: int = 10  # added to the CPU priority of the build's own thread: completions win the cores
 
 
 @dataclass
@@ -225,6 +228,14 @@ def index_fingerprint(params: np.ndarray, workspace: str) -> str:
     return hashlib.sha256(layout.encode()).hexdigest()
 
 
+def lower_thread_priority(niceness: int) -> None:
+    """Add `niceness` to the calling thread's nice value (Linux schedules threads on their own; elsewhere, or
+    when not permitted, nothing changes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ident = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, ident, min(os.getpriority(os.PRIO_PROCESS, ident) + niceness, 19))
+
+
 def _stat(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -266,7 +277,7 @@ class IndexBuilder:
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread."""
-        thread = threading.Thread(target=self.run, name="cllm-index", daemon=True)
+        thread = threading.Thread(target=self.run, kwargs={"own_thread": True}, name="cllm-index", daemon=True)
         thread.start()
         return thread
 
@@ -274,8 +285,12 @@ class IndexBuilder:
         """Ask the build to stop after its current batch."""
         self._stop.set()
 
-    def run(self) -> None:
-        """Load the saved index and bring its changed files up to date, or build it; then save it."""
+    def run(self, own_thread: bool = False) -> None:
+        """Load the saved index and bring its changed files up to date, or build it; then save it. On a thread
+        of its own (`own_thread`), the build first lowers that thread's CPU priority by settings.niceness:
+        tokenizing and sorting then take the cores only when completions leave them idle."""
+        if own_thread:
+            lower_thread_priority(self.settings.niceness)
         tok = self.tokenizer
         stats = {rel: _stat(self.root / rel) for rel in self.files}
         total = sum(s[1] for s in stats.values() if s is not None)
