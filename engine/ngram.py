@@ -153,7 +153,7 @@ class GramCounts:
     context: np.ndarray  # hash of its first n - 1 tokens
     suffix: np.ndarray   # hash of its last n - 1 tokens: the (n-1)-gram whose continuation count it adds to
     token: np.ndarray    # its last token (int32)
-    count: np.ndarray    # occurrences (int64)
+    count: np.ndarray    # occurrences (int32: 4 bytes a gram, the workspace index holds millions)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return self.keys, self.context, self.suffix, self.token, self.count
@@ -168,7 +168,7 @@ def count_grams(stream: np.ndarray, ends: np.ndarray, order: int) -> list[GramCo
     for n in range(1, order + 1):
         keys, first, raw = np.unique(hashes[n][ends], return_index=True, return_counts=True)
         at = ends[first]
-        counts.append(GramCounts(keys, hashes[n - 1][at - 1], hashes[n - 1][at], stream[at], raw.astype(np.int64)))
+        counts.append(GramCounts(keys, hashes[n - 1][at - 1], hashes[n - 1][at], stream[at], raw.astype(np.int32)))
     return counts
 
 
@@ -177,7 +177,7 @@ def merge_counts(parts: Sequence[GramCounts]) -> GramCounts:
     occurrence are dropped."""
     keys, context, suffix, token, count = (np.concatenate(column) for column in zip(*(p.arrays() for p in parts)))
     unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    total = np.rint(np.bincount(inverse, weights=count, minlength=len(unique))).astype(np.int64)
+    total = np.rint(np.bincount(inverse, weights=count, minlength=len(unique))).astype(np.int32)
     live = total > 0
     return GramCounts(unique[live], context[first][live], suffix[first][live], token[first][live], total[live])
 

@@ -6,8 +6,9 @@ kernel-sized tree (55,000 files) that call would freeze the language server for 
 servers use an IndexBuilder instead:
 - Incremental: files are read and tokenized in small batches (IndexSettings.batch_bytes) on a background thread
   that pauses between batches and runs at a lower CPU priority (IndexSettings.niceness), so the completion
-  thread gets the interpreter and the cores; the transformer alone serves meanwhile. A snapshot (KneserNey + MatchIndex) is built whenever the index has doubled since the last one, and
-  handed to `on_snapshot`, which swaps it into the serving MixtureScorer: completions never wait for the build.
+  thread gets the interpreter and the cores; the transformer alone serves meanwhile. A snapshot (KneserNey +
+  MatchIndex) is built whenever the index has doubled since the last one, and handed to `on_snapshot`, which
+  swaps it into the serving MixtureScorer: completions never wait for the build.
 - Capped: IndexSettings.max_mb bounds the index. When the training files would need more, a deterministic sample
   of them is indexed (a file is in when a hash of its path falls under the kept fraction: the same files on
   every run and every machine), and the build stops at the cap whatever the estimate said.
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 KN_ORDER = 5  # the workspace n-gram's order
 INDEX_FILE = "index.npz"
 FORMAT = 1  # bump when the saved arrays change meaning
-BYTES_PER_SOURCE_BYTE = 60  # index bytes per byte of C source (measured on the kernel tree): the sampling estimate
+BYTES_PER_SOURCE_BYTE = 42  # index bytes per byte of C source (a 400-file sample of the kernel tree): the sampling estimate
 
 
 @dataclass
@@ -118,7 +119,7 @@ class WorkspaceIndex:
         offset, doc_length = _doc_positions(lengths)
         for o, (order, hashes) in enumerate(zip(MATCH_ORDERS, gram_hashes(batch))):
             ends = np.flatnonzero((offset >= order - 1) & (offset < doc_length - 1))  # whole gram, a token after it
-            keys, at = hashes[ends], ends + base
+            keys, at = hashes[ends], (ends + base).astype(np.int32)  # positions fit: _append checks
             sort = np.lexsort((at, keys))
             self._occurrences[o].append((keys[sort], at[sort]))
         self.tokens_added += len(batch)
@@ -148,6 +149,8 @@ class WorkspaceIndex:
 
     def _append(self, tokens: np.ndarray) -> None:
         need = self._length + len(tokens)
+        if need > np.iinfo(np.int32).max:
+            raise ValueError(f"a workspace index holds at most 2**31 tokens ({need:,} asked): lower max_mb")
         if need > len(self._buffer):
             grown = np.zeros(max(need, 2 * len(self._buffer)), np.int32)
             grown[:self._length] = self.tokens

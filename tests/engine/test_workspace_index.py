@@ -132,3 +132,15 @@ def test_a_build_on_its_own_thread_runs_at_a_lower_cpu_priority(setup, tmp_path)
     builder.start().join()
     assert builder.progress["state"] == "ready" and priority
     assert set(priority) == {min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)}  # the caller's thread is untouched
+
+
+def test_positions_and_counts_take_four_bytes_and_survive_a_reload(setup, tmp_path):
+    model, root, files = setup
+    builder, _ = _builder(model, root, files, tmp_path / "index.npz")
+    builder.run()
+    again, _ = _builder(model, root, files, tmp_path / "index.npz")
+    again.run()
+    assert again.loaded
+    for index in (builder.index, again.index):
+        assert {parts[0].count.dtype for parts in index._counts} == {np.dtype(np.int32)}
+        assert {ends.dtype for [(_, ends)] in index._occurrences} == {np.dtype(np.int32)}
