@@ -73,8 +73,9 @@ def _next_hashes(previous: np.ndarray, token: np.int64) -> np.ndarray:
 def next_suffix_hashes(previous: np.ndarray | None, token: int, order: int) -> np.ndarray:
     """hashes[0..order] (as suffix_hashes) at a new last position holding `token`, from the hashes at the position
     before it (`previous`, shape (order + 1,); None at the start of a stream): extends a stream one token at a time."""
-    before = np.full(order + 1, _HASH_SEED, dtype=np.uint64) if previous is None else np.asarray(previous, np.uint64)[:order + 1]
-    return _next_hashes(before, np.int64(token))
+    if previous is None:
+        previous = np.full(order + 1, _HASH_SEED, dtype=np.uint64)
+    return _next_hashes(np.asarray(previous, np.uint64)[:order + 1], np.int64(token))
 
 
 def interpolate(levels: Sequence[tuple[np.ndarray, np.ndarray, float, float]], vocab_size: int,

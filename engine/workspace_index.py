@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 KN_ORDER = 5  # the workspace n-gram's order
 INDEX_FILE = "index.npz"
 FORMAT = 1  # bump when the saved arrays change meaning
-BYTES_PER_SOURCE_BYTE = 42  # index bytes per byte of C source (a 400-file sample of the kernel tree): the sampling estimate
+BYTES_PER_SOURCE_BYTE = 42  # index bytes per byte of C source (400 files of the kernel tree): the sampling estimate
 
 
 @dataclass
