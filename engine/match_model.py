@@ -46,17 +46,51 @@ def gram_hashes(tokens: np.ndarray) -> np.ndarray:
     return np.stack(suffix_hash_rows(np.asarray(tokens, dtype=np.int32), MATCH_ORDERS))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _match_length(source: np.ndarray, end: int, target: np.ndarray, at: int) -> int:
+    """How many tokens source[..end] and target[..at] have in common going backwards (at most MATCH_MAX); 0 when
+    end < 0."""
+    n = 0
+    while n < MATCH_MAX and end - n >= 0 and at - n >= 0 and source[end - n] == target[at - n]:
+        n += 1
+    return n
+
+
 @njit(cache=True, nogil=True)
-def _match_lengths(source: np.ndarray, ends: np.ndarray, target: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """For each i, how many tokens source[..ends[i]] and target[..at[i]] have in common going backwards (at most
-    MATCH_MAX); 0 where ends[i] < 0."""
-    length = np.zeros(len(ends), dtype=np.int64)
-    for i in range(len(ends)):
-        n = 0
-        while n < MATCH_MAX and ends[i] - n >= 0 and at[i] - n >= 0 and source[ends[i] - n] == target[at[i] - n]:
-            n += 1
-        length[i] = n
-    return length
+def _resolve_kernel(tokens: np.ndarray, hashes: np.ndarray, keys: np.ndarray, table_ends: np.ndarray,
+                    workspace: np.ndarray, order: int, last: np.ndarray, doc_end: np.ndarray,
+                    skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """_resolve, one position at a time (see there)."""
+    predicted = np.full(len(last), -1, np.int64)
+    length = np.zeros(len(last), np.int64)
+    for i in range(len(last)):
+        at = last[i]
+        if at < order - 1:
+            continue
+        d_end = doc_end[i] if doc_end[i] >= order - 1 else -1
+        w_end = -1
+        if len(keys):
+            j = max(np.searchsorted(keys, hashes[at], side="right") - 1, 0)
+            if keys[j] == hashes[at]:
+                w_end = table_ends[j]
+        d_len = _match_length(tokens, d_end, tokens, at)
+        w_len = _match_length(workspace, w_end, tokens, at) if w_end + skip < len(workspace) else 0
+        if d_len >= w_len and d_len >= MATCH_MIN:
+            predicted[i] = tokens[min(max(d_end + skip, 0), len(tokens) - 1)]
+            length[i] = d_len
+        elif d_len < w_len and w_len >= MATCH_MIN:
+            predicted[i] = workspace[w_end + skip]
+            length[i] = w_len
+    return predicted, length
+
+
+@njit(cache=True, nogil=True)
+def _last_equal(row: np.ndarray, limit: int, key: np.uint64) -> int:
+    """The last position before `limit` where row holds `key`, -1 when there is none."""
+    for p in range(min(limit, len(row)) - 1, -1, -1):
+        if row[p] == key:
+            return p
+    return -1
 
 
 class MatchIndex:
@@ -97,21 +131,9 @@ def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, 
     (their hashes: `hashes`), given the end of each one's last earlier occurrence in the document (`doc_end`, -1
     for none): the longer of that match and the workspace's wins (the document's on a tie, it is closer), and
     predicts the token `skip` after its end."""
-    order = MATCH_ORDERS[o]
-    valid = last >= order - 1
-    doc_end = np.where(valid & (doc_end >= order - 1), doc_end, -1)
-    ws_end = np.where(valid, index.last_ends(o, hashes[np.maximum(last, 0)]), -1)
-    doc_len = _match_lengths(tokens, doc_end, tokens, last)
-    ws_len = _match_lengths(index.tokens, ws_end, tokens, last)
-    ws_next = ws_end + skip
-    ws_len = np.where(ws_next < len(index.tokens), ws_len, 0)  # the workspace ends before the predicted token
-    use_doc = doc_len >= ws_len
-    length = np.where(use_doc, doc_len, ws_len)
-    # unmatched positions read some in-range token here; they are masked below
-    workspace_next = index.tokens[np.clip(ws_next, 0, len(index.tokens) - 1)] if len(index.tokens) else -1
-    predicted = np.where(use_doc, tokens[np.clip(doc_end + skip, 0, len(tokens) - 1)], workspace_next)
-    found = length >= MATCH_MIN
-    return np.where(found, predicted, -1), np.where(found, length, 0)
+    keys, ends = index._tables[o]
+    return _resolve_kernel(tokens, hashes, keys, ends, index.tokens, MATCH_ORDERS[o], np.asarray(last, np.int64),
+                           np.asarray(doc_end, np.int64), skip)
 
 
 def _longest(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,8 +207,7 @@ def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, writt
         candidates = []
         for o, order_hashes in enumerate(hashes):
             # earlier occurrences whose copied token is written
-            earlier = np.flatnonzero(order_hashes[:max(min(last, written - skip), 0)] == order_hashes[last])
-            doc_end = np.array([earlier[-1] if len(earlier) else -1])
+            doc_end = np.array([_last_equal(order_hashes, max(min(last, written - skip), 0), order_hashes[last])])
             candidates.append(_resolve(tokens, order_hashes, index, o, np.array([last]), doc_end, skip))
         return _longest(candidates)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from .corpus import Document, read_documents
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
@@ -85,6 +86,28 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
         p = np.where(seen, (c_gram + distinct * p) / np.maximum(c_ctx + distinct, 1), p)
         matched = np.where(seen, n, matched)
     return p[start:], matched[start:]
+
+
+@njit(cache=True, nogil=True)
+def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct tokens, their counts) of tokens[p + 1] over the positions lo <= p < hi whose hash in `row`
+    equals the hash at the document's last position (len(tokens) - 1): what followed earlier occurrences of the
+    current context. One pass, no temporary arrays the size of the document."""
+    key = row[len(tokens) - 1]
+    found = 0
+    for p in range(lo, hi):
+        found += row[p] == key
+    followers = np.empty(found, np.int32)
+    found = 0
+    for p in range(lo, hi):
+        if row[p] == key:
+            followers[found] = tokens[p + 1]
+            found += 1
+    followers.sort()
+    starts = np.flatnonzero(np.diff(followers) != 0) + 1
+    bounds = np.concatenate((np.zeros(1, np.int64), starts, np.full(1, len(followers), np.int64)))
+    seen = followers[bounds[:-1]] if len(followers) else followers
+    return seen, np.diff(bounds) if len(followers) else np.zeros(0, np.int64)
 
 
 class DocumentCache:
@@ -162,12 +185,10 @@ class DocumentCache:
                 seen = np.flatnonzero(self._counts)
                 counts = self._counts[seen]
             else:
-                hashes = self._hashes[n - 1, :n_tokens]
-                # written positions following an earlier occurrence of the context
-                at = np.flatnonzero(hashes[n - 2:max(self.written - 1, 0)] == hashes[-1]) + n - 1
-                if len(at) == 0:
+                # the written tokens following an earlier occurrence of the context
+                seen, counts = _followers(self._hashes[n - 1], tokens, n - 2, max(self.written - 1, 0))
+                if len(seen) == 0:
                     continue
-                seen, counts = np.unique(tokens[at], return_counts=True)
             levels.append((seen, counts.astype(np.float64), float(len(seen)), float(counts.sum() + len(seen))))
             matched = n
         return levels, matched
@@ -337,6 +358,15 @@ class MixtureScorer:
         self.models = (kn, index)
         self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
         self._encoder = ChunkedEncoder(tokenizer)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load the compiled kernels of scoring (hashing, the cache's followers, the match) now, on the thread
+        that makes the scorer, instead of in the first request, which has a deadline."""
+        warm = DocumentCache(np.tile(np.arange(MATCH_ORDERS[-1], dtype=np.int32), 2), self.tokenizer.vocab_size)
+        warm.append(0)
+        warm.levels()
+        warm.match(self.models[1])
 
     def use(self, kn: KneserNey, index: MatchIndex) -> None:
         """Serve from another 5-gram and match index (a newer snapshot of the workspace index) from the next

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 _HASH_SEED = np.uint64(0x243F6A8885A308D3)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -20,12 +21,30 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def _extend_hash(h: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Hash of (sequence hashed as `h`) + one more token, elementwise; splitmix64 finaliser so keys spread evenly."""
-    z = h + (tokens.astype(np.uint64) + np.uint64(1)) * _GOLDEN
+@njit(cache=True, nogil=True, inline="always")
+def _extend_hash(h: np.uint64, token: np.int64) -> np.uint64:
+    """Hash of (sequence hashed as `h`) + one more token; splitmix64 finaliser so keys spread evenly."""
+    z = h + (np.uint64(token) + np.uint64(1)) * _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
     return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _hash_rows(stream: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The rows of suffix_hash_rows as one (len(wanted), len(stream)) array: the row of order n is built from the
+    row of order n - 1 in place, last position first (each position reads its left neighbour's old value)."""
+    out = np.empty((len(wanted), len(stream)), np.uint64)
+    row = np.full(len(stream), _HASH_SEED, np.uint64)
+    w = 0
+    for n in range(wanted[-1] + 1):
+        if n > 0:
+            for i in range(len(stream) - 1, -1, -1):
+                row[i] = _extend_hash(row[i - 1] if i > 0 else _HASH_SEED, np.int64(stream[i]))
+        if w < len(wanted) and wanted[w] == n:
+            out[w] = row
+            w += 1
+    return out
 
 
 def suffix_hashes(stream: np.ndarray, order: int) -> list[np.ndarray]:
@@ -37,21 +56,26 @@ def suffix_hashes(stream: np.ndarray, order: int) -> list[np.ndarray]:
 
 
 def suffix_hash_rows(stream: np.ndarray, orders: Sequence[int]) -> list[np.ndarray]:
-    """suffix_hashes' rows for the given orders only (ascending), without holding the rows in between."""
-    row = np.full(len(stream), _HASH_SEED, dtype=np.uint64)
-    rows = [row] if orders[0] == 0 else []
-    for n in range(1, orders[-1] + 1):
-        row = _extend_hash(np.concatenate([[_HASH_SEED], row[:-1]]).astype(np.uint64), stream)
-        if n in orders:
-            rows.append(row)
-    return rows
+    """suffix_hashes' rows for the given orders only (ascending), computed in one compiled pass per order
+    (no temporary arrays, the interpreter free meanwhile: the workspace index hashes on a background thread)."""
+    return list(_hash_rows(np.asarray(stream, dtype=np.int32), np.asarray(orders, dtype=np.int64)))
+
+
+@njit(cache=True, nogil=True)
+def _next_hashes(previous: np.ndarray, token: np.int64) -> np.ndarray:
+    out = np.empty(len(previous), np.uint64)
+    out[0] = _HASH_SEED
+    for n in range(1, len(previous)):
+        out[n] = _extend_hash(previous[n - 1], token)
+    return out
 
 
 def next_suffix_hashes(previous: np.ndarray | None, token: int, order: int) -> np.ndarray:
     """hashes[0..order] (as suffix_hashes) at a new last position holding `token`, from the hashes at the position
     before it (`previous`, shape (order + 1,); None at the start of a stream): extends a stream one token at a time."""
-    before = np.full(order, _HASH_SEED, dtype=np.uint64) if previous is None else np.asarray(previous, np.uint64)[:order]
-    return np.concatenate([[_HASH_SEED], _extend_hash(before, np.full(order, token, dtype=np.int64))]).astype(np.uint64)
+    if previous is None:
+        previous = np.full(order + 1, _HASH_SEED, dtype=np.uint64)
+    return _next_hashes(np.asarray(previous, np.uint64)[:order + 1], np.int64(token))
 
 
 def interpolate(levels: Sequence[tuple[np.ndarray, np.ndarray, float, float]], vocab_size: int,
@@ -130,7 +154,7 @@ class GramCounts:
     context: np.ndarray  # hash of its first n - 1 tokens
     suffix: np.ndarray   # hash of its last n - 1 tokens: the (n-1)-gram whose continuation count it adds to
     token: np.ndarray    # its last token (int32)
-    count: np.ndarray    # occurrences (int64)
+    count: np.ndarray    # occurrences (int32: 4 bytes a gram, the workspace index holds millions)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return self.keys, self.context, self.suffix, self.token, self.count
@@ -145,7 +169,7 @@ def count_grams(stream: np.ndarray, ends: np.ndarray, order: int) -> list[GramCo
     for n in range(1, order + 1):
         keys, first, raw = np.unique(hashes[n][ends], return_index=True, return_counts=True)
         at = ends[first]
-        counts.append(GramCounts(keys, hashes[n - 1][at - 1], hashes[n - 1][at], stream[at], raw.astype(np.int64)))
+        counts.append(GramCounts(keys, hashes[n - 1][at - 1], hashes[n - 1][at], stream[at], raw.astype(np.int32)))
     return counts
 
 
@@ -154,7 +178,7 @@ def merge_counts(parts: Sequence[GramCounts]) -> GramCounts:
     occurrence are dropped."""
     keys, context, suffix, token, count = (np.concatenate(column) for column in zip(*(p.arrays() for p in parts)))
     unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    total = np.rint(np.bincount(inverse, weights=count, minlength=len(unique))).astype(np.int64)
+    total = np.rint(np.bincount(inverse, weights=count, minlength=len(unique))).astype(np.int32)
     live = total > 0
     return GramCounts(unique[live], context[first][live], suffix[first][live], token[first][live], total[live])
 

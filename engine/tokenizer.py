@@ -153,8 +153,7 @@ class ChunkedEncoder:
             chunks.append(text[start:end])
             start = end
         memo = {chunk: self._memo.get(chunk) for chunk in chunks}
-        for chunk, ids in memo.items():
-            if ids is None:
-                memo[chunk] = self.tokenizer.encode(chunk)
+        new = [chunk for chunk, ids in memo.items() if ids is None]
+        memo.update(zip(new, self.tokenizer.encode_batch(new) if new else ()))  # a cold document: one parallel call
         self._memo = memo
         return np.concatenate([memo[c] for c in chunks]).astype(np.int32) if chunks else np.zeros(0, np.int32)

@@ -208,7 +208,7 @@ class Workspace:
             builder = indexed_completer(model, self.model_dir, serve, workspace=workspace)
             self._index = builder
             if builder is not None:
-                builder.run()
+                builder.run(own_thread=True)
         except Exception as exc:  # the transformer alone keeps serving
             log.warning("cache model unavailable for %s: %s", model.path, exc)
         release_freed_memory()  # the old model's weights and the index build's temporaries (server/memory.py)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cllm.engine.ngram import KneserNey
+from cllm.engine.ngram import KneserNey, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 
 VOCAB = 40
 
@@ -46,3 +46,21 @@ def test_kn_matched_orders_grow_with_seen_context():
 def test_kn_refuses_empty_training_data():
     with pytest.raises(ValueError, match="no training tokens"):
         KneserNey([], VOCAB, pad_id=0)
+
+
+def test_suffix_hashes_follow_their_definition_and_extend_one_token_at_a_time():
+    stream = np.random.default_rng(3).integers(0, 300, 200).astype(np.int32)
+    rows = suffix_hash_rows(stream, [0, 2, 5])
+    seed = rows[0][0]
+    for i in (0, 1, 4, 199):
+        for row, n in zip(rows, (0, 2, 5)):  # the fold of the n tokens ending at i (fewer at the start)
+            h = seed
+            for token in stream[max(i - n + 1, 0):i + 1] if n else []:
+                h = next_suffix_hashes(np.full(2, h), int(token), 1)[1]
+            assert row[i] == h
+    hashes = suffix_hashes(stream, 5)
+    chain = None
+    for i, token in enumerate(stream):
+        chain = next_suffix_hashes(chain, int(token), 5)
+        assert chain.tolist() == [row[i] for row in hashes]
+    assert len(set(hashes[5][4:].tolist())) > 190  # distinct grams get distinct keys

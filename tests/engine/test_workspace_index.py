@@ -1,6 +1,8 @@
 """The workspace index: built in batches it equals the one-shot build, a restart loads it, a saved file is
 re-indexed alone, and the memory cap indexes a deterministic sample of the files."""
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,27 @@ def test_the_memory_cap_indexes_a_deterministic_sample(setup, tmp_path):
     again.run()
     assert set(again.index.files) == indexed
     assert Path(tmp_path / "b.npz").is_file()
+
+
+def test_a_build_on_its_own_thread_runs_at_a_lower_cpu_priority(setup, tmp_path):
+    model, root, files = setup
+    priority = []
+    builder = IndexBuilder(model.tokenizer, root, files, tmp_path / "index.npz",
+                           index_fingerprint(model.params, str(root)),
+                           lambda kn, index: priority.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+                           IndexSettings(niceness=5))
+    builder.start().join()
+    assert builder.progress["state"] == "ready" and priority
+    assert set(priority) == {min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)}  # the caller's thread is untouched
+
+
+def test_positions_and_counts_take_four_bytes_and_survive_a_reload(setup, tmp_path):
+    model, root, files = setup
+    builder, _ = _builder(model, root, files, tmp_path / "index.npz")
+    builder.run()
+    again, _ = _builder(model, root, files, tmp_path / "index.npz")
+    again.run()
+    assert again.loaded
+    for index in (builder.index, again.index):
+        assert {parts[0].count.dtype for parts in index._counts} == {np.dtype(np.int32)}
+        assert {ends.dtype for [(_, ends)] in index._occurrences} == {np.dtype(np.int32)}
