@@ -18,8 +18,8 @@ step's weights reference and run_shard is a pure function of its arguments, so t
 the same. When Ray gives up (restarts exhausted), step raises SphereError and the trainer ends the run with the
 last checkpoint intact. The head node lost is the same SphereError, within seconds: Ray itself would retry the
 pending calls for a minute and then end the process with a page of C++ log, so while waiting for the spheres
-the control side checks every HEARTBEAT seconds that the head's GCS port still answers (and gives up after
-CALL_TIMEOUT seconds without an answer at all); close() then leaves the dead cluster's actors alone.
+the control side checks every HEARTBEAT seconds that the head's GCS port still answers (and gives up when the
+answers take more than CALL_TIMEOUT seconds); close() leaves a lost head's actors alone.
 Telemetry: each SphereRecord carries its node (the node's IP address) and its transfer seconds (weights and
 shard in, gradient out); the step's wall time minus the spheres' busy time (the trainer's sync overhead)
 includes that network time.
@@ -53,7 +53,7 @@ MAX_RESTARTS = 3  # restarts of a dead sphere actor (and retries of its pending 
 CONNECT_TIMEOUT = 5.0  # seconds for the head node to accept a connection
 PLACEMENT_TIMEOUT = 120.0  # seconds to wait for the cluster to place every sphere
 HEARTBEAT = 1.0  # seconds between checks that the head node answers, while waiting for the spheres
-CALL_TIMEOUT = 900.0  # seconds a step or validation may go without any answer before the run fails
+CALL_TIMEOUT = 900.0  # seconds the spheres' answers to one step or validation may take before the run fails
 STRATEGIES = ("SPREAD", "PACK")
 
 
@@ -130,7 +130,6 @@ class ClusterSpheres:
         self.n_threads = n_spheres  # every sphere is a worker process of its own
         self._owns_ray = not ray.is_initialized()
         self._placement = None
-        self._head_lost = False
         self.actors: list = []
         if self._owns_ray:
             _check_reachable(address)
@@ -193,7 +192,7 @@ class ClusterSpheres:
         if getattr(self, "_closed", False):
             return
         self._closed = True
-        if not self._head_lost:  # else the actors and the placement group went with the cluster
+        if self._head_answers():  # else the actors and the placement group went with the cluster
             self._free()
         if self._owns_ray:
             self._ray.shutdown()
@@ -207,21 +206,25 @@ class ClusterSpheres:
 
             remove_placement_group(self._placement)
 
+    def _head_answers(self) -> bool:
+        """True when the head node's GCS port accepts a connection (Ray's calls to a lost head block for minutes)."""
+        try:
+            _connect(self.head)
+        except OSError:
+            return False
+        return True
+
     def _await(self, refs: list, what: str) -> list:
         """ray.get(refs), checking every HEARTBEAT seconds that the head node still answers: SphereError when it
-        does not, or when nothing more came back within CALL_TIMEOUT seconds, instead of waiting on Ray."""
+        does not, or when the answers take more than CALL_TIMEOUT seconds, instead of waiting on Ray."""
         ray, pending = self._ray, list(refs)
         deadline = time.monotonic() + CALL_TIMEOUT
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=HEARTBEAT)
             if not pending:
                 break
-            try:
-                _connect(self.head)
-            except OSError as exc:
-                self._head_lost = True
-                raise SphereError(f"lost the Ray cluster's head node {self.head} in {what} "
-                                  f"({exc.strerror or exc})") from None
+            if not self._head_answers():
+                raise SphereError(f"lost the Ray cluster's head node {self.head} in {what}: it no longer answers")
             if time.monotonic() > deadline:
                 raise SphereError(f"the spheres on the Ray cluster gave no answer in {what} for {CALL_TIMEOUT:.0f} s")
         return ray.get(list(refs))
