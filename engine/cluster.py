@@ -15,19 +15,25 @@ Placement: a placement group with one bundle per sphere (SPREAD over the nodes b
 limits BLAS to its node's CPUs divided by the spheres placed on that node.
 Faults: an actor that dies is restarted by Ray (MAX_RESTARTS) and its pending call retried; the call re-reads the
 step's weights reference and run_shard is a pure function of its arguments, so the recomputed step is bitwise
-the same. When Ray gives up (restarts exhausted, the cluster lost), step raises SphereError and the trainer ends
-the run with the last checkpoint intact.
-Telemetry: each SphereRecord carries its node and its transfer seconds (weights and shard in, gradient out);
-the step's wall time minus the spheres' busy time (the trainer's sync overhead) includes that network time.
+the same. When Ray gives up (restarts exhausted), step raises SphereError and the trainer ends the run with the
+last checkpoint intact. The head node lost is the same SphereError, within seconds: Ray itself would retry the
+pending calls for a minute and then end the process with a page of C++ log, so while waiting for the spheres
+the control side checks every HEARTBEAT seconds that the head's GCS port still answers (and gives up when the
+answers take more than CALL_TIMEOUT seconds); close() leaves a lost head's actors alone.
+Telemetry: each SphereRecord carries its node (the node's IP address) and its transfer seconds (weights and
+shard in, gradient out); the step's wall time minus the spheres' busy time (the trainer's sync overhead)
+includes that network time.
 Ray is an optional dependency (`pip install 'cllm[cluster]'`), imported only when a ClusterSpheres is built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,6 +52,8 @@ from .spheres import SphereError, StepResult, grad_sq_norm, plan_step, run_shard
 MAX_RESTARTS = 3  # restarts of a dead sphere actor (and retries of its pending call) before the run fails
 CONNECT_TIMEOUT = 5.0  # seconds for the head node to accept a connection
 PLACEMENT_TIMEOUT = 120.0  # seconds to wait for the cluster to place every sphere
+HEARTBEAT = 1.0  # seconds between checks that the head node answers, while waiting for the spheres
+CALL_TIMEOUT = 900.0  # seconds the spheres' answers to one step or validation may take before the run fails
 STRATEGIES = ("SPREAD", "PACK")
 
 
@@ -125,10 +133,16 @@ class ClusterSpheres:
         self.actors: list = []
         if self._owns_ray:
             _check_reachable(address)
+            # Ray's C++ core would print each retry against a lost head for a minute; the run's SphereError says it
+            # in one line. With the level set, the core announces it on stderr once, at start: that goes to null.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+                with _stderr_to_null():
+                    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                             log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ClusterError(f"cannot connect to a Ray cluster at {address!r}: {_first_line(exc)}") from None
+        self.head = ray.get_runtime_context().gcs_address  # HOST:PORT of the head node's GCS
         try:
             self._place(strategy, forward_backward)
         except BaseException:
@@ -148,7 +162,9 @@ class ClusterSpheres:
         from ray.util.placement_group import placement_group, placement_group_table
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        node_cpus = {node["NodeID"]: node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]}
+        nodes = [node for node in ray.nodes() if node["Alive"]]
+        node_cpus = {node["NodeID"]: node["Resources"].get("CPU", 0.0) for node in nodes}
+        self.node_names = node_names(nodes)
         cpus = sphere_cpus(sum(node_cpus.values()), self.n_spheres)
         if cpus <= 0:
             raise ClusterError("the Ray cluster has no CPUs to run spheres on")
@@ -176,14 +192,42 @@ class ClusterSpheres:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if self._head_answers():  # else the actors and the placement group went with the cluster
+            self._free()
+        if self._owns_ray:
+            self._ray.shutdown()
+
+    def _free(self) -> None:
+        """Stop the actors and remove the placement group."""
         for actor in self.actors:
             self._ray.kill(actor, no_restart=True)
         if self._placement is not None:
             from ray.util.placement_group import remove_placement_group
 
             remove_placement_group(self._placement)
-        if self._owns_ray:
-            self._ray.shutdown()
+
+    def _head_answers(self) -> bool:
+        """True when the head node's GCS port accepts a connection (Ray's calls to a lost head block for minutes)."""
+        try:
+            _connect(self.head)
+        except OSError:
+            return False
+        return True
+
+    def _await(self, refs: list, what: str) -> list:
+        """ray.get(refs), checking every HEARTBEAT seconds that the head node still answers: SphereError when it
+        does not, or when the answers take more than CALL_TIMEOUT seconds, instead of waiting on Ray."""
+        ray, pending = self._ray, list(refs)
+        deadline = time.monotonic() + CALL_TIMEOUT
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=HEARTBEAT)
+            if not pending:
+                break
+            if not self._head_answers():
+                raise SphereError(f"lost the Ray cluster's head node {self.head} in {what}: it no longer answers")
+            if time.monotonic() > deadline:
+                raise SphereError(f"the spheres on the Ray cluster gave no answer in {what} for {CALL_TIMEOUT:.0f} s")
+        return ray.get(list(refs))
 
     def step(self, params: np.ndarray, batches: Sequence[tuple[np.ndarray, np.ndarray]], out: np.ndarray, *,
              dropout: float, seed: int, step: int) -> StepResult:
@@ -202,14 +246,16 @@ class ClusterSpheres:
                 if mine:
                     calls[sphere] = actor.step.options(num_returns=2).remote(
                         [weights, ray.put(mine)], dropout, seed, step, loss_scale)
-            stats = [None if call is None else ray.get(call[0]) for call in calls]
+            what = f"step {step + 1}"
+            answered = iter(self._await([call[0] for call in calls if call is not None], what))
+            stats = [None if call is None else next(answered) for call in calls]
             parallel_end = time.perf_counter()
             out.fill(0.0)
             gather, reduce_seconds = np.zeros(self.n_spheres), 0.0
             for sphere, call in enumerate(calls):
                 if call is not None:
                     begin = time.perf_counter()
-                    grads = ray.get(call[1])
+                    grads, = self._await([call[1]], what)
                     added = time.perf_counter()
                     out += grads
                     gather[sphere] = added - begin
@@ -221,7 +267,7 @@ class ClusterSpheres:
         sq_norm = grad_sq_norm(out)
         ended = time.perf_counter()
         return _step_result(stats, gather, tokens, sq_norm, ended - started, parallel_end - started,
-                            reduce_seconds + ended - norm_begin)
+                            reduce_seconds + ended - norm_begin, self.node_names)
 
     def evaluate(self, params: np.ndarray, inputs: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
         """Total nats (float64, summed in sphere order) and counted targets of one batch in eval mode."""
@@ -231,7 +277,8 @@ class ClusterSpheres:
                  if end > begin else None
                  for actor, (begin, end) in zip(self.actors, shard_bounds(len(inputs), self.n_spheres))]
         try:
-            nats = np.array([0.0 if call is None else ray.get(call) for call in calls])
+            answered = iter(self._await([call for call in calls if call is not None], "validation"))
+            nats = np.array([0.0 if call is None else next(answered) for call in calls])
         except ray.exceptions.RayError as exc:
             raise SphereError(f"the Ray cluster failed in validation: {type(exc).__name__}: {_first_line(exc)}") from exc
         return float(nats.sum()), count_targets(targets)
@@ -243,9 +290,19 @@ def sphere_cpus(total_cpus: float, spheres: int) -> float:
     return math.floor(min(1.0, total_cpus / spheres) * 10_000) / 10_000
 
 
+def node_names(nodes: list[dict]) -> dict[str, str]:
+    """A readable name for each Ray node id of `nodes` (ray.nodes() entries): its IP address, followed by the start
+    of its id when several nodes share that address (nodes started on one machine)."""
+    shared = Counter(node["NodeManagerAddress"] for node in nodes)
+    return {node["NodeID"]: node["NodeManagerAddress"] + (f" ({node['NodeID'][:6]})"
+                                                         if shared[node["NodeManagerAddress"]] > 1 else "")
+            for node in nodes}
+
+
 def _step_result(stats: list, gather: np.ndarray, tokens: int, sq_norm: float, seconds: float, parallel: float,
-                 reduce_seconds: float) -> StepResult:
-    """The StepResult of one cluster step from the actors' stats (None for a sphere with an empty shard)."""
+                 reduce_seconds: float, names: dict[str, str]) -> StepResult:
+    """The StepResult of one cluster step from the actors' stats (None for a sphere with an empty shard); `names`
+    turns the actors' node ids into the node names the records carry."""
     n = len(stats)
     busy = np.array([0.0 if s is None else s["busy"] for s in stats])
     fetch = np.array([0.0 if s is None else s["fetch"] for s in stats])
@@ -261,7 +318,7 @@ def _step_result(stats: list, gather: np.ndarray, tokens: int, sq_norm: float, s
                 busy=float(busy[k]),
                 wait=max(0.0, parallel - float(busy[k]) - float(fetch[k])),
                 loss=float(loss[k] / stats[k]["tokens"]) if stats[k] is not None and stats[k]["tokens"] else 0.0,
-                node="" if stats[k] is None else stats[k]["node"],
+                node="" if stats[k] is None else names.get(stats[k]["node"], stats[k]["node"]),
                 transfer=float(fetch[k] + gather[k]),
             )
             for k in range(n)
@@ -280,13 +337,33 @@ def _check_reachable(address: str) -> None:
     Ray itself would retry for minutes before failing. "auto" is left to Ray, which fails fast without a cluster."""
     if address == "auto":
         return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    _, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         raise ClusterError(f"--ray takes 'auto', HOST:PORT or ray://HOST:PORT, got {address!r}")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        _connect(address)
     except OSError as exc:
         raise ClusterError(f"no Ray cluster answers at {address}: {exc.strerror or exc}") from None
+
+
+def _connect(address: str) -> None:
+    """Open and close a TCP connection to HOST:PORT (or ray://HOST:PORT); OSError when nothing accepts it."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+
+
+@contextlib.contextmanager
+def _stderr_to_null():
+    """File descriptor 2 (where C++ libraries write) points at /dev/null for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:

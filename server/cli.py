@@ -395,6 +395,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cllm.engine.spheres import SphereError
     from cllm.engine.train import TrainCancelled
 
+    from . import ray_driver
     from .words import exact_match
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -421,6 +422,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lock = acquire_training_lock(args.path)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
+    if args.ray is not None and ray_driver.CHILD_ENV not in os.environ:
+        try:  # Ray may end its driver process by itself: the training runs in a child that this one watches
+            code = ray_driver.run_child(args.argv, None if lock is None else lock.lock_file)
+        finally:
+            if lock is not None:
+                release_training_lock(lock)
+        if code is None:
+            return fail("the Ray cluster ended the training process (this machine's Ray node or the head node is gone; "
+                        "the last checkpoint, if any, is intact)", 1)
+        return code
     out = args.out or str(default_model_path(args.path))
     cancel = threading.Event()
 
@@ -873,6 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a bad argument (its one-line error already printed)
         return done.code
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # `cllm train --ray` runs them again in a child
     try:
         code = args.handler(args)
         sys.stdout.flush()  # a reader that went away shows here, while it can still be handled

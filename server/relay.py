@@ -62,7 +62,7 @@ def done_message(model: dict[str, Any]) -> str:
 
 def sphere_activity(workspace: Workspace, live: dict[str, Any]) -> dict[str, Any]:
     """The cllm/sphereActivity payload from the live training status."""
-    spheres = [{"id": s.get("id"), "busy": s.get("busy"), "tokens": s.get("tokens"), "loss": s.get("loss")}
+    spheres = [{key: s.get(key) for key in ("id", "busy", "tokens", "loss", "node", "wait", "transfer")}
                for s in live.get("spheres") or [] if isinstance(s, dict)]
     return {"workspace": workspace.root.as_uri(), "state": live.get("state"), "epoch": live.get("epoch"),
             "epochs": live.get("epochs"), "step": live.get("step"), "totalSteps": live.get("totalSteps"),

@@ -407,28 +407,38 @@ function svg(tag, attrs, parent) {
   return node;
 }
 
-// The worker spheres on a ring around the control sphere. Fill brightness = busy share of the step
-// (busy / (busy + wait)); the green ring's arc = the sphere's share of the step's tokens relative to the
-// busiest sphere; the spoke's opacity follows the busy share too.
+// The node that ran sphere i ("" on threads: every sphere on this machine).
+function sphereNode(i) {
+  return (state.spheres[i] && state.spheres[i].node) || "";
+}
+
+// The worker spheres on a ring around the control sphere, the spheres of one Ray node next to each other (in id
+// order within it). Fill brightness = busy share of the step (busy / (busy + wait)); the green ring's arc = the
+// sphere's share of the step's tokens relative to the busiest sphere; the spoke's opacity follows the busy share too.
 function drawSpheres() {
   const root = $("spheres");
   const count = state.spheres.length || (state.status?.model?.spheres ?? 12);
-  if (root.dataset.count !== String(count)) {
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => sphereNode(a).localeCompare(sphereNode(b)) || a - b);
+  const layout = order.map((i) => `${i}@${sphereNode(i)}`).join(" ");
+  if (root.dataset.layout !== layout) {
     root.replaceChildren();
-    root.dataset.count = String(count);
+    root.dataset.layout = layout;
     const ring = 120;
-    for (let i = 0; i < count; i++) {
-      const angle = (2 * Math.PI * i) / count - Math.PI / 2;
-      const [x, y] = [ring * Math.cos(angle), ring * Math.sin(angle)];
+    const position = (slot) => {
+      const angle = (2 * Math.PI * slot) / count - Math.PI / 2;
+      return [ring * Math.cos(angle), ring * Math.sin(angle)];
+    };
+    order.forEach((i, slot) => {
+      const [x, y] = position(slot);
       svg("line", { class: "spoke", x1: 0, y1: 0, x2: x, y2: y, "stroke-opacity": 0.1, id: `spoke-${i}` }, root);
-    }
+    });
     svg("circle", { class: "control", r: 38 }, root);
     const label = svg("text", { y: -6 }, root);
     label.textContent = "control";
     svg("text", { class: "small", y: 10, id: "control-loss" }, root);
-    for (let i = 0; i < count; i++) {
-      const angle = (2 * Math.PI * i) / count - Math.PI / 2;
-      const g = svg("g", { class: "sphere", id: `sphere-${i}`, transform: `translate(${ring * Math.cos(angle)} ${ring * Math.sin(angle)})` }, root);
+    order.forEach((i, slot) => {
+      const [x, y] = position(slot);
+      const g = svg("g", { class: "sphere", id: `sphere-${i}`, transform: `translate(${x} ${y})`, "data-node": sphereNode(i) }, root);
       svg("circle", { class: "body", r: 22 }, g);
       const circumference = 2 * Math.PI * 26;
       svg("circle", { class: "ring", r: 26, transform: "rotate(-90)", "stroke-dasharray": `0 ${circumference}` }, g);
@@ -436,7 +446,7 @@ function drawSpheres() {
       name.textContent = String(i + 1);
       svg("text", { class: "small", y: 9 }, g);
       svg("title", {}, g);
-    }
+    });
   }
   const maxTokens = Math.max(1, ...state.spheres.map((s) => s.tokens || 0));
   for (let i = 0; i < count; i++) {
@@ -449,12 +459,42 @@ function drawSpheres() {
     const circumference = 2 * Math.PI * 26;
     ring.setAttribute("stroke-dasharray", `${circumference * ((s.tokens || 0) / maxTokens)} ${circumference}`);
     small.textContent = s.tokens ? fmt(s.tokens) : "";
-    title.textContent = `sphere ${i + 1}: ${fmt(s.tokens)} tokens, busy ${pct(share)}, loss ${fmt(s.loss)}`;
+    const where = s.node ? ` on ${s.node}` : "";
+    title.textContent = `sphere ${i + 1}${where}: ${fmt(s.tokens)} tokens, busy ${pct(share)}, loss ${fmt(s.loss)}`;
     g.dataset.busy = share.toFixed(4);
     g.dataset.tokens = String(s.tokens || 0);
     $(`spoke-${i}`).setAttribute("stroke-opacity", String(0.1 + 0.6 * share));
   }
   $("control-loss").textContent = state.last ? `loss ${fmt(state.last.loss)}` : "";
+  drawNodes();
+}
+
+function ms(seconds) {
+  return `${fmt(1000 * seconds, 1)} ms`;
+}
+
+// On a Ray cluster, one row per node under the ring: its name, its spheres, and their mean busy, wait and
+// transfer time in the last step. Hidden on threads (no sphere names a node).
+function drawNodes() {
+  const groups = new Map();
+  for (const s of state.spheres) {
+    const node = s.node || "";
+    if (!groups.has(node)) groups.set(node, []);
+    groups.get(node).push(s);
+  }
+  const table = $("sphere-nodes");
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  table.hidden = ![...groups.keys()].some(Boolean);
+  if (table.hidden) return;
+  for (const [node, spheres] of groups) {
+    const mean = (key) => spheres.reduce((sum, s) => sum + (s[key] || 0), 0) / spheres.length;
+    const row = body.insertRow();
+    row.dataset.node = node;
+    const cells = [node || "this machine", `${spheres.length} (${spheres.map((s) => s.id + 1).join(", ")})`,
+      ms(mean("busy")), ms(mean("wait")), ms(mean("transfer"))];
+    for (const text of cells) row.insertCell().textContent = text;
+  }
 }
 
 /** Which model serves and where it came from, in the words of the VS Code extension (vscode-extension/src/status.ts

@@ -3,10 +3,12 @@ the token hand-over, the Train button, the loss curve gaining points, the sphere
 left while training, and the held-out exact match and the skipped files once done; which model serves (the base
 before the workspace has its own) and which base a fine-tuned model came from.
 
-A screenshot is kept in test-artifacts/dashboard.png."""
+On a Ray cluster (step events whose spheres name two nodes) the sphere tiles are grouped by node, with a row per node.
+A screenshot is kept in test-artifacts/dashboard.png (and dashboard-nodes.png)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -17,6 +19,7 @@ from conftest import require_program, write_c_workspace
 from playwright.async_api import Page, async_playwright
 
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.events import SphereRecord, StepEvent, to_wire
 from cllm.engine.paths import default_base_path
 
 from cllm.server.http import serve_http
@@ -76,6 +79,7 @@ async def follow_a_training_run(page: Page, url: str) -> None:
     assert "origin" not in facts, "a model trained from scratch names no base"
     assert re.search(r"held-out line completion\d+ % lines exact", facts), facts
     assert "skipped files" in facts and "skipped 1: 1 binary" in facts
+    assert await page.is_hidden("#sphere-nodes"), "on threads the spheres name no node"
 
 
 async def check_read_only(page: Page, url: str) -> None:
@@ -145,3 +149,48 @@ async def test_dashboard_says_which_model_serves_and_its_base(tmp_path: Path, mo
     finally:
         await server.close()
         workspace.close()
+
+
+def _two_node_step() -> dict:
+    """A step event (wire form) of 12 spheres placed alternately on two Ray nodes, as Ray's SPREAD places them."""
+    spheres = [SphereRecord(id=k, sequences=2, tokens=64, busy=0.02, wait=0.005, loss=3.0,
+                            node="10.0.0.1" if k % 2 == 0 else "10.0.0.2", transfer=0.001 if k % 2 == 0 else 0.003)
+               for k in range(12)]
+    return to_wire(StepEvent(epoch=1, epochs=2, step=3, total_steps=10, loss=3.0, lr=1e-3, tokens=768,
+                             tokens_per_second=500.0, load_imbalance=0.1, sync_overhead=0.2, threads=12,
+                             spheres=spheres, seconds_remaining=30.0).to_json())
+
+
+async def test_dashboard_groups_the_spheres_by_node(tmp_path: Path):
+    """The event stream (routed in the browser) carries a Ray run's step: each node's spheres sit together on the
+    ring, and the table under it names the nodes with their spheres and mean busy, wait and transfer times."""
+    chromium = require_program("chromium")
+    workspace = Workspace(write_c_workspace(tmp_path / "ws", files=2), model_dir=tmp_path / "model")
+    server = await serve_http(workspace, "127.0.0.1", 0)
+    status = {**workspace.status(), "training": {"state": "training"}}
+    stream = "".join(f"data: {json.dumps(event)}\n\n" for event in ({"event": "status", "status": status},
+                                                                     _two_node_step()))
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.route("**/v1/events", lambda route: route.fulfill(
+                status=200, content_type="text/event-stream", body=stream))
+            await page.goto(server.dashboard_url)
+            await page.wait_for_function("() => !document.getElementById('sphere-nodes').hidden")
+            rows = await page.eval_on_selector_all("#sphere-nodes tbody tr",
+                                                   "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+            ring = await page.eval_on_selector_all("#spheres g.sphere", "gs => gs.map(g => [g.id, g.dataset.node])")
+            title = await page.text_content("#sphere-1 title")
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-nodes.png"), full_page=True)
+            await browser.close()
+    finally:
+        await server.close()
+        workspace.close()
+    assert [row[:2] for row in rows] == [["10.0.0.1", "6 (1, 3, 5, 7, 9, 11)"], ["10.0.0.2", "6 (2, 4, 6, 8, 10, 12)"]]
+    assert all(re.fullmatch(r"20(\.0)? ms", row[2]) and re.fullmatch(r"5(\.0)? ms", row[3]) for row in rows), rows
+    assert re.fullmatch(r"1(\.0)? ms", rows[0][4]) and re.fullmatch(r"3(\.0)? ms", rows[1][4]), rows
+    assert [node for _, node in ring] == ["10.0.0.1"] * 6 + ["10.0.0.2"] * 6
+    assert [sphere for sphere, _ in ring[:3]] == ["sphere-0", "sphere-2", "sphere-4"]
+    assert title.startswith("sphere 2 on 10.0.0.2:")

@@ -1,24 +1,34 @@
-"""engine/cluster.py on a local Ray cluster the tests start: bitwise the thread result, restarts, failures.
+"""engine/cluster.py on a local Ray cluster the tests start: bitwise the thread result, restarts, failures, and
+`cllm train --ray` losing its head node.
 
 Ray is an optional dependency: without it these tests are skipped, unless CLLM_REQUIRE_E2E=1 (as in CI, whose test
 extra installs it), where its absence is a failure."""
 
+import contextlib
+import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import load_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig
-from cllm.engine.events import StartEvent
+from cllm.engine.events import StartEvent, TrainingMetadata
+from cllm.engine.faults import FAULT_ENV
 from cllm.engine.model import forward_backward
 from cllm.engine.params import init_params
+from cllm.engine.paths import acquire_training_lock, release_training_lock
 from cllm.engine.spheres import SphereError, Spheres
 from cllm.engine.train import train
-from conftest import missing_prerequisite
+from conftest import missing_prerequisite, write_c_workspace
 
 CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=16, dropout=0.1)
 SEQ, SPHERES, SHARD = 16, 3, 5
@@ -135,3 +145,101 @@ def test_nothing_imports_ray_unless_asked():
     code = ("import sys, cllm.engine.train, cllm.engine.cluster, cllm.server.cli; "
             "print('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+# Ray's token authentication off for the head the test starts and its driver: a token file some other Ray left in
+# ~/.ray would otherwise switch it on for `ray start` alone.
+RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+RUN = ["--json", "--no-base", "--epochs", "100", "--batch-size", "4", "--seq-len", "32", "--vocab-size", "300",
+       "--d-model", "32", "--layers", "1", "--heads", "2", "--ffn", "64", "--spheres", "3"]
+
+
+def _processes_of(folder: str) -> list[int]:
+    """The ids of the processes whose command line names `folder` (the head's GCS, raylet and helpers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and folder in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+@pytest.fixture
+def head(ray):
+    """A Ray head node started with `ray start --head` on loopback in a temporary folder: (address, folder).
+    Its processes are killed at the end by id (they are the ones naming the folder), whatever the test did. It asks
+    for the `ray` fixture for its check that Ray is installed."""
+    folder = tempfile.mkdtemp(prefix="cllm-ray-", dir="/tmp")  # short: Ray's socket paths live under it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([shutil.which("ray", path=os.path.dirname(sys.executable)), "start", "--head",
+                    "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", f"--temp-dir={folder}",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+    yield f"127.0.0.1:{port}", folder
+    for pid in _processes_of(folder):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _assert_one_line_error(code: int, out: str, errors: str) -> None:
+    """The run failed (status 1) with one line on stderr saying the cluster failed and the checkpoint is intact,
+    and an error event last on stdout (--json). Whether the trainer noticed the lost head itself ("lost the Ray
+    cluster's head node") or Ray ended it first (cllm train says so) depends on where the kill lands."""
+    assert code == 1
+    assert errors.splitlines() == [errors.strip()] and errors.startswith("cllm train: error: "), (errors, out[-2000:])
+    assert "Ray cluster" in errors and "the last checkpoint, if any, is intact" in errors
+    assert json.loads(out.splitlines()[-1])["event"] == "error"
+
+
+def test_a_training_process_ray_ends_by_itself_is_reported_in_one_line(head, tmp_path):
+    """Ray ends a driver whose node is lost with a quick exit (no Python error, nothing said): here the training
+    process kills itself after its third step (a fail point) the same way, and `cllm train --ray` says it."""
+    workspace, out = write_c_workspace(tmp_path / "ws"), tmp_path / "model.cllm"
+    run = subprocess.run([sys.executable, "-m", "cllm.server.cli", "train", str(workspace), "--out", str(out),
+                          "--ray", head[0], *RUN],
+                         env={**RAY_ENV, FAULT_ENV: "step:3"}, capture_output=True, text=True, timeout=300)
+    _assert_one_line_error(run.returncode, run.stdout, run.stderr)
+    assert "the Ray cluster ended the training process" in run.stderr
+    release_training_lock(acquire_training_lock(workspace))  # the lock went with the watching process
+
+
+def test_the_head_lost_ends_the_run_in_one_line_with_the_last_checkpoint_intact(head, tmp_path):
+    address, folder = head
+    workspace, out = write_c_workspace(tmp_path / "ws"), tmp_path / "model.cllm"
+    run = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "train", str(workspace), "--out", str(out),
+                            "--ray", address, *RUN], env=RAY_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        for line in run.stdout:  # until the first checkpoint is written (an epoch's end)
+            if json.loads(line)["event"] == "checkpoint":
+                break
+        for pid in _processes_of(folder):
+            os.kill(pid, signal.SIGKILL)
+        rest, errors = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    _assert_one_line_error(run.returncode, rest, errors)
+    kept = load_checkpoint(out, with_optimizer=True)
+    position = TrainingMetadata.from_json(kept.metadata).resume
+    assert position.step > 0 and position.epoch >= 1
+    release_training_lock(acquire_training_lock(workspace))  # no stale lock
+    resumed = subprocess.run([sys.executable, "-m", "cllm.server.cli", "train", str(workspace), "--out", str(out),
+                              "--resume", str(out), "--max-steps", str(position.step + 2), "--threads", "1",
+                              "--json"], env=RAY_ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    done = json.loads(resumed.stdout.splitlines()[-1])
+    assert done["event"] == "done" and done["steps"] == position.step + 2
+
+
+def test_nodes_are_named_by_address_and_by_id_where_they_share_one():
+    from cllm.engine.cluster import node_names
+
+    nodes = [{"NodeID": "ab12cd34", "NodeManagerAddress": "10.0.0.1"},
+             {"NodeID": "ef56ab78", "NodeManagerAddress": "10.0.0.2"},
+             {"NodeID": "99aa88bb", "NodeManagerAddress": "10.0.0.2"}]
+    assert node_names(nodes) == {"ab12cd34": "10.0.0.1", "ef56ab78": "10.0.0.2 (ef56ab)", "99aa88bb": "10.0.0.2 (99aa88)"}

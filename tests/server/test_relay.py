@@ -1,8 +1,12 @@
-"""Training events as LSP progress messages (server/relay.py); the relay itself runs in tests/e2e."""
+"""Training events as LSP progress messages and cllm/sphereActivity payloads (server/relay.py); the relay itself
+runs in tests/e2e."""
 
 from __future__ import annotations
 
-from cllm.server.relay import done_message, progress_message
+from pathlib import Path
+from types import SimpleNamespace
+
+from cllm.server.relay import done_message, progress_message, sphere_activity
 
 
 def test_progress_messages_read_like_the_issue():
@@ -28,3 +32,14 @@ def test_progress_messages_say_the_time_left():
 def test_the_done_message_leads_with_the_held_out_exact_match():
     assert done_message({"lineExactMatch": 0.38, "valBitsPerByte": 2.054}) == "done · 38 % lines exact · 2.05 bits/byte"
     assert done_message({"lineExactMatch": None, "valBitsPerByte": None}) == "done"
+
+
+def test_sphere_activity_carries_each_spheres_node_wait_and_transfer():
+    """The status bar and Show Status say the spheres per node: the payload carries what they group by."""
+    live = {"state": "training", "step": 4, "spheres": [
+        {"id": 0, "busy": 0.02, "tokens": 64, "loss": 3.0, "node": "10.0.0.1", "wait": 0.005, "transfer": 0.001,
+         "sequences": 2}, "not a sphere"]}
+    payload = sphere_activity(SimpleNamespace(root=Path("/w")), live)
+    assert payload["workspace"] == "file:///w" and payload["step"] == 4
+    assert payload["spheres"] == [{"id": 0, "busy": 0.02, "tokens": 64, "loss": 3.0, "node": "10.0.0.1", "wait": 0.005,
+                                   "transfer": 0.001}]

@@ -44,3 +44,8 @@ export function formatTimeLeft(seconds: unknown): string | undefined {
 export function formatExactMatch(share: unknown): string | undefined {
   return typeof share === "number" && Number.isFinite(share) ? `${Math.round(100 * share)} % lines exact` : undefined;
 }
+
+/** A count and its noun: (1, "node") -> "1 node", (12, "sphere") -> "12 spheres". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}

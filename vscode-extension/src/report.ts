@@ -2,8 +2,8 @@
  * The "CLLM: Show Status" view: the server's status object (and the live sphere activity while training)
  * rendered as a small self-contained HTML page. No `vscode` import: unit-tested directly.
  */
-import { fixed, formatAge, formatCount, formatExactMatch } from "./format";
-import { Activity, ServerStatus, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber } from "./status";
+import { fixed, formatAge, formatCount, formatExactMatch, plural } from "./format";
+import { Activity, ServerStatus, SphereActivity, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber, spheresByNode, spheresPerNode } from "./status";
 
 /** One labelled fact. */
 export type Row = [label: string, value: string];
@@ -45,6 +45,8 @@ export function trainingRows(status: ServerStatus, activity: Activity | undefine
     rows.push(["Progress", progressMessage(live as Activity)]);
     const percent = progressPercent(live as Activity);
     if (percent !== undefined) rows.push(["Done", `${percent}%`]);
+    const nodes = spheresPerNode(live.spheres);
+    if (nodes) rows.push(["Spheres", nodes]);
   }
   if (training.startedAt) rows.push(["Started", training.startedAt]);
   if (training.finishedAt) rows.push(["Finished", training.finishedAt]);
@@ -62,7 +64,7 @@ export function renderStatusPage(status: ServerStatus | undefined, activity: Act
     body.push("<h2>Model</h2>", table(modelRows(status, now)));
     body.push("<h2>Training</h2>", table(trainingRows(status, activity)));
     const spheres = (activity && isTraining(activity.state) ? activity.spheres : status.training.spheres) ?? [];
-    if (spheres.length) body.push("<h2>Spheres</h2>", sphereGrid(spheres));
+    if (spheres.length) body.push("<h2>Spheres</h2>", ...nodeGrids(spheres));
   }
   return `<!DOCTYPE html><html><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline';">
@@ -74,9 +76,17 @@ function table(rows: Row[]): string {
   return `<table>${lines.join("")}</table>`;
 }
 
-/** The spheres, each shaded by its busy time relative to the busiest one (balanced work = even shades). */
-function sphereGrid(spheres: NonNullable<Activity["spheres"]>): string {
+/** One grid of spheres per node on a Ray cluster, under the node's name; one grid without a name on threads. */
+function nodeGrids(spheres: SphereActivity[]): string[] {
   const busiest = Math.max(0, ...spheres.map((sphere) => (typeof sphere.busy === "number" ? sphere.busy : 0)));
+  return spheresByNode(spheres).map(([node, group]) => {
+    const heading = node ? `<h3>${escapeHtml(node)}: ${plural(group.length, "sphere")}</h3>` : "";
+    return heading + sphereGrid(group, busiest);
+  });
+}
+
+/** The spheres, each shaded by its busy time relative to `busiest` (balanced work = even shades). */
+function sphereGrid(spheres: SphereActivity[], busiest: number): string {
   const cells = spheres.map((sphere) => {
     const busy = typeof sphere.busy === "number" ? sphere.busy : 0;
     const share = busiest > 0 ? busy / busiest : 0;

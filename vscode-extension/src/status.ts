@@ -6,7 +6,7 @@
  * `cllm/sphereActivity` notifications sent while training and once when it ends. Their field names are the
  * camelCase names of the training events (docs/protocol.md); tests/engine/test_events.py checks them.
  */
-import { fixed, formatAge, formatCount, formatExactMatch, formatTimeLeft } from "./format";
+import { fixed, formatAge, formatCount, formatExactMatch, formatTimeLeft, plural } from "./format";
 
 /** One worker sphere in a `cllm/sphereActivity` notification. */
 export interface SphereActivity {
@@ -14,6 +14,12 @@ export interface SphereActivity {
   id: number;
   busy?: number;
   tokens?: number;
+  /** Seconds of the step's parallel phase it did not compute. */
+  wait?: number;
+  /** The Ray node that ran it ("10.0.0.1"); "" (or absent) on threads, where every sphere runs on this machine. */
+  node?: string;
+  /** Seconds moving its weights and shard in and its gradient out (Ray only). */
+  transfer?: number;
 }
 
 /** The `cllm/sphereActivity` notification (also built from a status object while training). */
@@ -178,7 +184,28 @@ function trainingText(activity: Activity): StatusText {
   const left = formatTimeLeft(activity.secondsRemaining);
   if (left) parts.push(left);
   if (parts.length === 1) parts.push("starting");
-  return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}. Click for status.`, error: false };
+  const nodes = spheresPerNode(activity.spheres);
+  const where = nodes ? ` ${nodes}.` : "";
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}.${where} Click for status.`, error: false };
+}
+
+/** The spheres grouped by the node that ran them, nodes in the order of their first sphere ("" for threads). */
+export function spheresByNode(spheres: SphereActivity[]): [node: string, spheres: SphereActivity[]][] {
+  const groups = new Map<string, SphereActivity[]>();
+  for (const sphere of spheres) {
+    const node = typeof sphere.node === "string" ? sphere.node : "";
+    groups.set(node, [...(groups.get(node) ?? []), sphere]);
+  }
+  return [...groups.entries()];
+}
+
+/** Where the spheres run on a Ray cluster: "12 spheres on 2 nodes: 10.0.0.1 6, 10.0.0.2 6". Undefined on threads
+ * (no sphere names a node): they all run on this machine, which the status bar does not need to say. */
+export function spheresPerNode(spheres: SphereActivity[] | undefined): string | undefined {
+  const groups = spheresByNode(spheres ?? []);
+  if (!groups.some(([node]) => node)) return undefined;
+  const counts = groups.map(([node, group]) => `${node || "this machine"} ${group.length}`);
+  return `${plural(spheres?.length ?? 0, "sphere")} on ${plural(groups.length, "node")}: ${counts.join(", ")}`;
 }
 
 function epochText(activity: Activity): string | undefined {

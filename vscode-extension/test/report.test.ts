@@ -70,3 +70,14 @@ test("restarts stop after two crashes in the window", () => {
   assert.equal(policy.shouldRestart(200), false);
   assert.equal(policy.shouldRestart(5000), true);
 });
+
+test("the page groups the spheres by node on a Ray cluster and says how many run on each", () => {
+  const spheres = Array.from({ length: 5 }, (_, id) => ({ id, busy: 0.05, tokens: 2048, node: id < 3 ? "10.0.0.1" : "10.0.0.<2>" }));
+  const page = renderStatusPage(STATUS, { state: "training", epoch: 1, epochs: 2, spheres }, NOW);
+  assert.deepEqual(page.match(/<h3>[^<]*<\/h3>/g), ["<h3>10.0.0.1: 3 spheres</h3>", "<h3>10.0.0.&lt;2&gt;: 2 spheres</h3>"]);
+  assert.equal(page.match(/class="spheres"/g)?.length, 2);
+  const rows = Object.fromEntries(trainingRows(STATUS, { state: "training", spheres }));
+  assert.equal(rows["Spheres"], "5 spheres on 2 nodes: 10.0.0.1 3, 10.0.0.<2> 2");
+  const onThreads = renderStatusPage(STATUS, { state: "training", spheres: spheres.map((s) => ({ ...s, node: "" })) }, NOW);
+  assert.ok(!onThreads.includes("<h3>") && onThreads.match(/class="spheres"/g)?.length === 1);
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ServerStatus, mergeActivity, parseActivity, parseStatus, progressMessage, progressPercent, sphereNumber, stateFromStatus, statusText } from "../src/status";
+import { ServerStatus, mergeActivity, parseActivity, parseStatus, progressMessage, progressPercent, sphereNumber, spheresPerNode, stateFromStatus, statusText } from "../src/status";
 
 const NOW = new Date("2026-11-26T12:00:00Z");
 const twelve = Array.from({ length: 12 }, (_, id) => ({ id, busy: 0.8, tokens: 1000 }));
@@ -93,4 +93,16 @@ test("tooltip says when the base model serves, and which base a fine-tuned model
   assert.match(statusText(tuned, NOW).tooltip, /on 7 files; fine-tuned from \/cache\/cllm\/base\.cllm\. Click/);
   const scratch = statusText(stateFromStatus(status({ present: true, serving: "workspace", base: null })), NOW);
   assert.doesNotMatch(scratch.tooltip, /base/);
+});
+
+test("on a Ray cluster the tooltip says the spheres per node; on threads it says no node, as before", () => {
+  const onTwo = twelve.map((sphere) => ({ ...sphere, node: sphere.id % 2 ? "10.0.0.2" : "10.0.0.1", transfer: 0.01 }));
+  const state = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, spheres: onTwo });
+  const { text, tooltip } = statusText(state, NOW);
+  assert.equal(text, "\u2b22 12 spheres \u00b7 1/4");
+  assert.equal(tooltip, "CLLM training: epoch 1/4. 12 spheres on 2 nodes: 10.0.0.1 6, 10.0.0.2 6. Click for status.");
+  assert.equal(spheresPerNode(onTwo.slice(0, 1)), "1 sphere on 1 node: 10.0.0.1 1");
+  const threads = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, spheres: twelve.map((s) => ({ ...s, node: "" })) });
+  assert.equal(statusText(threads, NOW).tooltip, "CLLM training: epoch 1/4. Click for status.");
+  assert.equal(spheresPerNode(twelve), undefined);
 });
