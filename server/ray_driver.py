@@ -3,7 +3,8 @@
 Ray ends a driver process by itself when the Ray node it is connected to goes away (the head node lost while
 `cllm train` runs on it): a quick exit, with no Python exception, nothing on stderr and no clean-up. So with --ray,
 `cllm train` keeps the workspace's training lock and runs the training as `python -m cllm.server.ray_driver
-STATUS_FILE ARGS...`, which is `cllm ARGS...` writing its exit status to STATUS_FILE when it ends by itself.
+STATUS_FILE ARGS...` (server/ray_child.py), which is `cllm ARGS...` writing its exit status to STATUS_FILE when it
+ends by itself.
 A child that ends without writing it was ended by Ray: `cllm train` then says so in one line. Either way the last
 checkpoint is intact: checkpoints are written atomically.
 
@@ -19,14 +20,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from cllm.engine.paths import LOCK_HELD_ENV
 
 CHILD_ENV = "CLLM_RAY_DRIVER"  # set in the child: its `cllm train` trains itself instead of starting another child
-PARENT_POLL = 1.0  # seconds between the child's checks that its parent is alive
 
 
 def run_child(argv: list[str], lock_file: str | None) -> int | None:
@@ -38,7 +36,7 @@ def run_child(argv: list[str], lock_file: str | None) -> int | None:
         env[LOCK_HELD_ENV] = lock_file
     with tempfile.TemporaryDirectory(prefix="cllm-ray-") as folder:
         status = Path(folder) / "status"
-        child = subprocess.Popen([sys.executable, "-m", "cllm.server.ray_driver", str(status), *argv], env=env)
+        child = subprocess.Popen([sys.executable, "-m", "cllm.server.ray_child", str(status), *argv], env=env)
         previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM)),
                     signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
         try:
@@ -50,26 +48,3 @@ def run_child(argv: list[str], lock_file: str | None) -> int | None:
             return int(status.read_text())
         except (OSError, ValueError):
             return None
-
-
-def _stop_when_orphaned(parent: int) -> None:
-    """SIGTERM to this process (stop after the step, keep the checkpoint) once `parent` is no longer its parent."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def main() -> None:
-    """`python -m cllm.server.ray_driver STATUS_FILE ARGS...`: `cllm ARGS...`, its exit status written to
-    STATUS_FILE."""
-    from .cli import main as cli_main
-
-    status, *argv = sys.argv[1:]
-    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    code = cli_main(argv)
-    Path(status).write_text(str(code))
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
