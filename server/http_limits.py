@@ -9,7 +9,9 @@ handler forever, and a flood of them leaves the server able to answer.
   own knob, which it arms after each response);
 - max_connections: past this many open connections a new one is answered at once with 503, `Connection: close`
   and closed, instead of being held until the process runs out of file descriptors (by default half the
-  process's open-file limit, at most 512);
+  process's open-file limit, at most 512). Connections are counted when accepted, not when aiohttp's handler
+  sees them: the event loop accepts a whole burst before any handler starts, so a count taken from the
+  handlers let bursts past the cap;
 - repeated log lines (an accept error, a refusal) are let through a few times per window, then counted.
 """
 
@@ -61,6 +63,7 @@ class ConnectionGate:
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
+        self.open = 0  # connections accepted and not yet lost: what the cap bounds
         self.refused = 0
         self.lingering: set[asyncio.BaseProtocol] = set()
         self._awaiting: dict[asyncio.BaseProtocol, asyncio.TimerHandle] = {}
@@ -74,17 +77,23 @@ class ConnectionGate:
         """The protocol for a connection just accepted by `server`: its request handler, or a refusal past
         the cap."""
         loop = asyncio.get_running_loop()
-        if len(server.connections) >= self.limits.max_connections:
+        if self.open >= self.limits.max_connections:
             self.refused += 1
-            log.warning("refusing connections: %d open, at most %d", len(server.connections),
-                        self.limits.max_connections)
+            log.warning("refusing connections: %d open, at most %d", self.open, self.limits.max_connections)
             return _Refusal(self.limits.max_connections, loop, self.lingering)
+        self.open += 1
         handler = server()
         self._awaiting[handler] = loop.call_later(self.limits.header_timeout, self._expire, handler)
-        return _Watched(handler, self._forget)
+        return _Watched(handler, self._ended)
+
+    def _ended(self, handler: asyncio.BaseProtocol) -> None:
+        """An accepted connection was lost: it no longer counts against the cap."""
+        self.open -= 1
+        self._forget(handler)
 
     def _forget(self, handler: asyncio.BaseProtocol) -> None:
-        """The connection ended: drop its header timer (a flood of short connections leaves nothing behind)."""
+        """The connection sent a request head or ended: drop its header timer (a flood of short connections
+        leaves nothing behind)."""
         timer = self._awaiting.pop(handler, None)
         if timer is not None:
             timer.cancel()

@@ -54,7 +54,7 @@ from cllm.engine.paths import (LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire
                                release_training_lock)
 from cllm.engine.paths import model_dir as default_model_dir
 
-from .memory import release_freed_memory
+from .memory import map_large_blocks, release_freed_memory
 from .settings import (DEFAULT_EDITOR_TIME_BUDGET, PRETRAIN_OPTIONS, SHAPE_OPTIONS, check_training, parse_settings,
                        train_arguments)
 from .worker import Worker
@@ -131,6 +131,7 @@ class Workspace:
     """Per-workspace state: model store, training job, hot swap and events. Thread-safe."""
 
     def __init__(self, root: Path | str, settings: dict | None = None, model_dir: Path | str | None = None):
+        map_large_blocks()  # freed model-sized blocks go back to the system at once (server/memory.py)
         self.root = Path(root).expanduser().resolve()
         self.settings, problems = parse_settings(settings)
         self.settings_problems = problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -75,6 +76,30 @@ async def test_connections_past_the_cap_are_refused_clearly(workspace):
         for _, writer in idle:
             writer.close()
     assert await status_answers(server), "once the idle clients leave, the server answers again"
+    await server.close()
+
+
+async def test_the_cap_holds_when_a_burst_arrives_at_once(workspace):
+    """Three times the cap connect before the server runs at all: the event loop then accepts the whole burst
+    before any handler starts, and exactly the cap's worth are served, the rest refused with 503."""
+    cap, burst = 8, 24
+    server = await serve(workspace, max_connections=cap)
+    gate = next(iter(server.runner.sites)).gate
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(burst)]  # loop not running
+    streams = [await asyncio.open_connection(sock=sock) for sock in sockets]
+    for _, writer in streams:
+        writer.write(request_head(server, "GET", "/v1/status", "Connection: close"))
+    answers = [await until_closed(reader) for reader, _ in streams]
+    statuses = sorted(answer.split(b" ", 2)[1].decode() for answer in answers)
+    assert statuses == ["200"] * cap + ["503"] * (burst - cap)
+    for _, writer in streams:
+        writer.close()
+    for _ in range(PATIENCE * 10):  # every connection lost gives its place back
+        if gate.open == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert gate.open == 0
+    assert await status_answers(server)
     await server.close()
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygls.io_ import StdoutWriter, run_async
 
-from cllm.server.lsp import build_server
+from cllm.server.lsp import CllmServer, build_server
 from cllm.server.protocol import MAX_FRAME_BYTES, FrameParser, FrameReader, Skipped
 
 EXAMPLES = int(os.environ.get("CLLM_FUZZ_EXAMPLES", "200"))
@@ -110,9 +110,10 @@ def responses(out: bytes) -> list[dict[str, Any]]:
     return messages
 
 
-async def drive(data: bytes) -> list[dict[str, Any]]:
-    """Run a fresh server's protocol over `data` (as serve_stdio does), until the probe is answered."""
-    server = build_server()
+async def drive(data: bytes, server: CllmServer | None = None) -> list[dict[str, Any]]:
+    """Run a server's protocol (a fresh one's by default) over `data` (as serve_stdio does), until the probe is
+    answered."""
+    server = server or build_server()
     out = io.BytesIO()
     server.protocol.set_writer(StdoutWriter(out))
     reader = FrameReader(io.BytesIO(data), server.protocol.report_skipped)
@@ -138,3 +139,30 @@ def test_every_frame_is_answered_or_refused_and_the_next_request_is_answered(cas
         assert any(m.get("id") == answer_id for m in others)
     if refused:
         assert others, "a malformed frame was neither answered nor refused"
+
+
+# -- what the protocol keeps ---------------------------------------------------------------------------
+
+
+def test_no_handler_future_is_kept_after_documents_are_opened_typed_and_closed():
+    """pygls filed the future of every notification (didOpen, didChange, didClose) for good: a typing user left
+    3,000 a minute behind. Handled messages leave nothing pending."""
+    messages = [{"id": 0, "method": "initialize", "params": {"capabilities": {}}},
+                {"method": "initialized", "params": {}}]
+    uris = [f"file:///nowhere/doc{n}.c" for n in range(20)]
+    for uri in uris:
+        messages.append({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "c", "version": 1, "text": "int main(void) {\n"}}})
+        for version in range(2, 12):
+            messages.append({"method": "textDocument/didChange", "params": {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"range": {"start": {"line": 1, "character": version - 2},
+                                              "end": {"line": 1, "character": version - 2}}, "text": "x"}]}})
+        if uri != uris[-1]:
+            messages.append({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
+    data = b"".join(frame(encode({"jsonrpc": "2.0", **m})) for m in messages) + frame(encode(PROBE))
+    server = build_server()
+    asyncio.run(drive(data, server))
+    assert list(server.workspace.text_documents) == [uris[-1]], "all handled: the last document alone is open"
+    assert server.workspace.text_documents[uris[-1]].source == "int main(void) {\n" + "x" * 10
+    assert server.protocol._request_futures == {}
