@@ -1,12 +1,11 @@
 """The compressor baselines of `cllm eval`: xz, zpaq and PPMd conditioned on the training bytes."""
 
-import shutil
-
 import numpy as np
 import pytest
 
 from cllm.engine import baselines
 from cllm.engine.baselines import COMPRESSORS, compressor_baselines, conditional_bits_per_byte, xz_conditional_bits_per_byte
+from conftest import require_program
 
 
 def test_xz_conditional_rate_is_low_for_repeats_and_high_for_random_bytes():
@@ -32,8 +31,7 @@ def test_conditional_rate_is_the_size_difference_per_held_out_byte():
 @pytest.mark.parametrize("name", ["zpaq", "ppmd"])
 def test_context_mixing_compressors_learn_from_the_training_bytes(name):
     program, bits = COMPRESSORS[name]
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (.ci/run installs it)")
+    require_program(program)  # .ci/run installs it
     rng = np.random.default_rng(2)
     train = b"static int add(int a, int b) { return a + b; }\n" * 200
     repeated = conditional_bits_per_byte(bits, train, train[:2000])
