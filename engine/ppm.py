@@ -126,25 +126,38 @@ def _count_bytes(keys, counts, distinct, used, limit, data, start, end, orders, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _blend(keys, counts, distinct, ctx, b, p, discount) -> float:
-    """One order of one table applied to p, the probability of b from the orders below."""
-    cs = _find(keys, ctx)
-    if cs < 0 or counts[cs] == 0:
-        return p
-    ps = _find(keys, _pair_key(ctx, b))
-    c = counts[ps] if ps >= 0 else 0
-    return (max(c - discount, 0.0) + discount * distinct[cs] * p) / counts[cs]
+def _context_stats(wk, wc, wd, dk, dc, dd, ctxs, stats) -> None:
+    """stats[k, table] = (bytes seen, distinct bytes seen) after the context ctxs[k] in the workspace's table (0)
+    and the file's (1); zeros where unseen. Looked up once for all the bytes scored after the same contexts."""
+    stats[:] = 0.0
+    for k in range(len(ctxs)):
+        if ctxs[k] == 0:
+            break
+        cs = _find(wk, ctxs[k])
+        if cs >= 0:
+            stats[k, 0, 0], stats[k, 0, 1] = wc[cs], wd[cs]
+        cs = _find(dk, ctxs[k])
+        if cs >= 0:
+            stats[k, 1, 0], stats[k, 1, 1] = dc[cs], dd[cs]
 
 
 @numba.njit(cache=True, nogil=True)
-def _byte_prob(wk, wc, wd, dk, dc, dd, ctxs, b, discount) -> float:
-    """P(b | the contexts ctxs), blending every order: the workspace's counts, then the current file's."""
+def _byte_prob(wk, wc, dk, dc, ctxs, stats, b, discount) -> float:
+    """P(b | the contexts ctxs with their _context_stats), blending every order: the workspace's counts, then
+    the current file's; an order of a table whose context is unseen passes p through."""
     p = 1.0 / 256.0
     for k in range(len(ctxs)):
         if ctxs[k] == 0:
             break
-        p = _blend(wk, wc, wd, ctxs[k], b, p, discount)
-        p = _blend(dk, dc, dd, ctxs[k], b, p, discount)
+        pair = _pair_key(ctxs[k], b)
+        if stats[k, 0, 0] > 0:
+            ps = _find(wk, pair)
+            c = wc[ps] if ps >= 0 else 0
+            p = (max(c - discount, 0.0) + discount * stats[k, 0, 1] * p) / stats[k, 0, 0]
+        if stats[k, 1, 0] > 0:
+            ps = _find(dk, pair)
+            c = dc[ps] if ps >= 0 else 0
+            p = (max(c - discount, 0.0) + discount * stats[k, 1, 1] * p) / stats[k, 1, 0]
     return p
 
 
@@ -161,6 +174,7 @@ def _token_probs(wk, wc, wd, dk, dc, dd, history, tokens, token_start, token_byt
     buf = np.zeros(keep + longest, np.uint8)
     buf[:keep] = history[n - keep:n]
     ctxs = np.zeros(len(orders), np.uint64)
+    stats = np.zeros((len(orders), 2, 2))
     for j in range(len(tokens)):
         t = tokens[j]
         if token_start[t + 1] == token_start[t]:
@@ -169,14 +183,16 @@ def _token_probs(wk, wc, wd, dk, dc, dd, history, tokens, token_start, token_byt
         p, m = 1.0, keep
         for q in range(token_start[t], token_start[t + 1]):
             _context_keys(buf, m, orders, ctxs)
-            p *= _byte_prob(wk, wc, wd, dk, dc, dd, ctxs, token_bytes[q], discount)
+            _context_stats(wk, wc, wd, dk, dc, dd, ctxs, stats)
+            p *= _byte_prob(wk, wc, dk, dc, ctxs, stats, token_bytes[q], discount)
             buf[m] = token_bytes[q]
             m += 1
         _context_keys(buf, m, orders, ctxs)
+        _context_stats(wk, wc, wd, dk, dc, dd, ctxs, stats)
         node = token_node[t]
         extends = 0.0
         for e in range(child_start[node], child_start[node + 1]):
-            extends += _byte_prob(wk, wc, wd, dk, dc, dd, ctxs, child_bytes[e], discount)
+            extends += _byte_prob(wk, wc, dk, dc, ctxs, stats, child_bytes[e], discount)
         out[j] = p * passes[t] * max(1.0 - (1.0 - ends[t]) * extends, 0.0)
 
 
@@ -227,15 +243,17 @@ class VocabularyTrie:
         self.child_start = np.cumsum([0] + [len(e) for e in edges]).astype(np.int64)
         self.child_bytes = np.array([b for e in edges for b in e], np.int64)
         by_bytes = {piece: t for t, piece in enumerate(pieces) if piece}
-        self._prefixes = [[by_bytes[p[:n]] for n in range(1, len(p)) if p[:n] in by_bytes] for p in pieces]
-
-    def proper_prefix_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """The tokens that are a shorter start of each of `tokens` (once per occurrence)."""
-        return np.array([q for t in tokens.tolist() for q in self._prefixes[t]], np.int64)
+        prefixes = [[by_bytes[p[:n]] for n in range(1, len(p)) if p[:n] in by_bytes] for p in pieces]
+        # the tokens that are a shorter start of token t: prefix_ids[prefix_start[t]:prefix_start[t + 1]]
+        self.prefix_start = np.cumsum([0] + [len(q) for q in prefixes]).astype(np.int64)
+        self.prefix_ids = np.array([q for qs in prefixes for q in qs], np.int64)
 
     def through(self, goes_on: np.ndarray) -> np.ndarray:
         """For each token, the product of goes_on over the shorter tokens it starts with."""
-        return np.array([np.prod(goes_on[prefixes]) for prefixes in self._prefixes])
+        logs = np.log(np.maximum(goes_on, 1e-300))[self.prefix_ids]
+        sums = np.bincount(np.repeat(np.arange(len(self.token_node)), np.diff(self.prefix_start)), weights=logs,
+                           minlength=len(self.token_node))
+        return np.exp(sums)
 
 
 def token_ends(trie: VocabularyTrie, streams: list[np.ndarray], prior: float = 1.0) -> np.ndarray:
@@ -245,16 +263,18 @@ def token_ends(trie: VocabularyTrie, streams: list[np.ndarray], prior: float = 1
     towards the overall rate by `prior` pseudo-counts."""
     n_tokens = len(trie.token_node)
     ended, passed = np.zeros(n_tokens), np.zeros(n_tokens)
-    extension = set()
-    for t in range(n_tokens):
-        node = trie.token_node[t]
-        extension.update((t, int(b)) for b in trie.child_bytes[trie.child_start[node]:trie.child_start[node + 1]])
+    widths = np.diff(trie.child_start)[trie.token_node]
+    extension = np.repeat(np.arange(n_tokens) * 256, widths) + np.concatenate(
+        [trie.child_bytes[trie.child_start[n]:trie.child_start[n + 1]] for n in trie.token_node])
     for stream in streams:
-        first = trie.token_bytes[np.minimum(trie.token_start[stream[1:]], len(trie.token_bytes) - 1)]
-        for t, b in zip(stream[:-1].tolist(), first.tolist()):
-            if (t, b) in extension:
-                ended[t] += 1
-        np.add.at(passed, trie.proper_prefix_tokens(np.asarray(stream, np.int64)), 1)
+        stream = np.asarray(stream, np.int64)
+        nonempty = stream[1:][trie.token_start[stream[1:] + 1] > trie.token_start[stream[1:]]]
+        before = stream[:-1][trie.token_start[stream[1:] + 1] > trie.token_start[stream[1:]]]
+        pairs = before * 256 + trie.token_bytes[trie.token_start[nonempty]]
+        ended += np.bincount(before[np.isin(pairs, extension)], minlength=n_tokens)
+        occurrences = np.bincount(stream, minlength=n_tokens)
+        passed += np.bincount(trie.prefix_ids, weights=np.repeat(occurrences, np.diff(trie.prefix_start)),
+                              minlength=n_tokens)
     rate = (ended.sum() + 1) / (ended.sum() + passed.sum() + 2)
     return (ended + prior * rate) / (ended + passed + prior)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cllm.engine.ppm import DISCOUNT, ORDERS, BytePPM, ByteTable, _byte_prob, _context_keys
+from cllm.engine.ppm import DISCOUNT, ORDERS, BytePPM, ByteTable, _byte_prob, _context_keys, _context_stats
 from cllm.engine.tokenizer import Tokenizer
 
 TEXT = b"static int add(int a, int b) { return a + b; }\nstatic int sub(int a, int b) { return a - b; }\n"
@@ -16,7 +16,10 @@ def _bytes(text: bytes) -> np.ndarray:
 def _byte_probs(workspace: ByteTable, document: ByteTable, history: bytes) -> np.ndarray:
     ctxs = np.zeros(len(ORDERS), np.uint64)
     _context_keys(_bytes(history), len(history), np.array(ORDERS), ctxs)
-    return np.array([_byte_prob(*workspace.arrays, *document.arrays, ctxs, b, DISCOUNT) for b in range(256)])
+    stats = np.zeros((len(ORDERS), 2, 2))
+    _context_stats(*workspace.arrays, *document.arrays, ctxs, stats)
+    return np.array([_byte_prob(workspace.keys, workspace.counts, document.keys, document.counts, ctxs, stats, b,
+                                DISCOUNT) for b in range(256)])
 
 
 def _table(text: bytes, max_slots: int = 1 << 20) -> ByteTable:
