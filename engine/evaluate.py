@@ -14,8 +14,8 @@ A fine-tuned model is compared with the base it started from (`recorded_base`) a
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
 sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
 them. `format_comparison` puts the models side by side.
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache,
-a match model and a byte-level PPM model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
+With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
+a match model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
 files (so no file is scored with weights fitted on itself).
 
 The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
@@ -44,10 +44,8 @@ from .generate import Completer, CompletionOptions, Model, Scorer
 from .heldout import Progress, bits_and_bytes, document_nats
 from .loading import load_model
 from .match_model import MatchIndex
-from .mixture import (COMPONENT_NAMES, Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture,
-                      workspace_models, workspace_ppm)
+from .mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
 from .ngram import KneserNey
-from .ppm import BytePPM
 from .syntax import count_errors, function_body_spans, keeps_syntax
 from .tokenizer import Tokenizer
 
@@ -175,10 +173,10 @@ def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document])
 
 
 def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
-               n_bytes: int) -> tuple[dict[str, Any], tuple[KneserNey, MatchIndex, BytePPM] | None]:
+               n_bytes: int) -> tuple[dict[str, Any], tuple[KneserNey, MatchIndex] | None]:
     """Bits per byte of the compressors conditioned on the training bytes (xz, and zpaq and PPMd where installed)
-    and of the 5-gram, and the workspace models (the 5-gram, the match index and the byte PPM, for completions and
-    the mixture); None without training files."""
+    and of the 5-gram, and the workspace models (the 5-gram and the match
+    index, for completions and the mixture); None without training files."""
     if not train_documents:
         return {**{name: {"bits_per_byte": None} for name in COMPRESSORS}, "kn5": {"bits_per_byte": None}}, None
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
@@ -187,19 +185,19 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
     compressors = compressor_baselines(train_bytes, heldout_bytes)
     compressors["xz"]["train_bytes"] = len(train_bytes)
     return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}
-            }, (kn, index, workspace_ppm(tok, train_documents))
+            }, (kn, index)
 
 
-def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, ppm: BytePPM, tokenizer: Tokenizer,
+def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
                    documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
-    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache, the match model and the
-    byte PPM (engine/mixture.py).
+    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache and the match model
+    (engine/mixture.py).
 
     Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
     Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
     """
-    every, parts = fitted_mixture(nats, kn, index, tokenizer, documents, ppm)
+    every, parts = fitted_mixture(nats, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
         return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
@@ -344,7 +342,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path).text}
     mixture = None
     if workspace is not None:
-        kn, index, ppm = workspace
+        kn, index = workspace
 
         def header_and(d: int, prefix: str) -> np.ndarray:
             return np.concatenate([tok.header_ids(documents[d].path), tok.encode(prefix)])
@@ -352,12 +350,12 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
         predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
             header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
-        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, index, ppm, tok, documents)
-        completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m, ppm)) for m in fitted]
+        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, index, tok, documents)
+        completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
         predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
             prefix, suffix, line, path=documents[d].path).text
         mixture = {"bits_per_byte": mixed_bits / n_bytes,
-                   "mean_weights": dict(zip(COMPONENT_NAMES, weights.round(3).tolist()))}
+                   "mean_weights": dict(zip(("transformer", "kn5", "cache", "match"), weights.round(3).tolist()))}
     sampled = sample_positions(documents, positions, seed)
     scores = _line_completions(predictors, documents, sampled, progress)
     if workspace is not None:

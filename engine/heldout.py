@@ -18,10 +18,9 @@ from .config import ModelConfig
 from .corpus import Document
 from .faults import fault_point
 from .match_model import MatchIndex
-from .mixture import fitted_mixture, mixture_metadata, workspace_models, workspace_ppm
+from .mixture import fitted_mixture, mixture_metadata, workspace_models
 from .model import make_scratch, token_losses
 from .ngram import KneserNey
-from .ppm import BytePPM
 from .tokenizer import Tokenizer
 
 _BATCH = 4
@@ -85,15 +84,15 @@ def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) ->
 
 def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                     train_documents: Sequence[Document], window: int,
-                    models: tuple[KneserNey, MatchIndex, BytePPM] | None = None,
+                    models: tuple[KneserNey, MatchIndex] | None = None,
                     progress: Progress | None = None) -> dict[str, Any] | None:
     """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
     completions (engine/mixture.py); None without held-out or training documents. The trainer calls it, passing
-    the `models` (workspace_models and workspace_ppm of `train_documents`) it has already built, if any; `progress` follows the
+    the `models` (workspace_models of `train_documents`) it has already built, if any; `progress` follows the
     forward passes (see document_nats)."""
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window, progress)
     fault_point("mixture-fit")
-    kn, index, ppm = models or (*workspace_models(tokenizer, train_documents), workspace_ppm(tokenizer, train_documents))
-    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents, ppm)[0])
+    kn, index = models or workspace_models(tokenizer, train_documents)
+    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])

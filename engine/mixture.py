@@ -1,17 +1,13 @@
 """The workspace cache mixture: copy what the workspace and the open file already say.
 
-Five next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match + w_P p_ppm:
+Four next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match:
 - the transformer (its context is short: the training sequence length);
 - a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
   whole lines from other files the way a compressor does;
 - a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
   names and lines from far back in the same file, beyond the transformer's window;
 - a match model (engine/match_model.py): the token that followed the last occurrence of the recent tokens, in
-  the file or the workspace, for spans that repeat longer than the n-grams can see;
-- a byte-level PPM model of orders up to 16 over the workspace's bytes and the file's (engine/ppm.py), for the
-  near-repeats at the character level that token copying misses (a token's probability from its bytes'). While
-  decoding it scores the PPM_CANDIDATES tokens the other components rank highest (and the match model's token);
-  the others get no PPM mass.
+  the file or the workspace, for spans that repeat longer than the n-grams can see.
 
 The weights depend on how much evidence the copying models have at the current position (the longest context
 each n-gram has seen before, the match level), so the mixture trusts copying where it is reliable and the
@@ -39,15 +35,11 @@ import numpy as np
 from .corpus import Document, read_documents
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
-from .ppm import ORDERS as PPM_ORDERS
-from .ppm import BytePPM, ByteTable
 from .tokenizer import ChunkedEncoder, Tokenizer
 from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 
 CACHE_ORDER = 4
-COMPONENT_NAMES = ("transformer", "kn5", "cache", "match", "ppm")
-COMPONENTS = len(COMPONENT_NAMES)  # transformer, workspace 5-gram, document cache, match model, byte PPM
-PPM_CANDIDATES = 32
+COMPONENTS = 4  # transformer, workspace 5-gram, document cache, match model
 
 
 def _cumulative_within(keys: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -209,8 +201,8 @@ def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | in
 
 @dataclass
 class Mixture:
-    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match, w_ppm), each
-    row sums to 1."""
+    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match), each row
+    sums to 1."""
 
     weights: np.ndarray
 
@@ -240,32 +232,29 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
 
 
 def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
-                    vocab_size: int, ppm: BytePPM | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(probs (n, COMPONENTS), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
-    losses `model_nats`), the workspace 5-gram's, the document cache's, the match model's (all its mass on its
-    prediction; uniform where it has none) and the byte PPM's (0 without `ppm`, so its weight fits to 0), and each
-    position's evidence bucket."""
+    losses `model_nats`), the workspace 5-gram's, the document cache's and the match model's (all its mass on its
+    prediction; uniform where it has none), and each position's evidence bucket."""
     tokens = np.asarray(tokens, dtype=np.int32)
-    ppm_p = np.zeros(len(tokens) - start) if ppm is None else ppm.text_probs(tokens[start:])
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
     match_p = np.where(predicted < 0, 1.0 / vocab_size, (predicted == tokens[start:]).astype(np.float64))
     probs = np.stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), np.exp(kn.logprobs(tokens, start)), cache_p,
-                      match_p, ppm_p], axis=1)
+                      match_p], axis=1)
     buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
     return probs, buckets
 
 
 def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
-                   documents: Sequence[Document],
-                   ppm: BytePPM | None = None) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
+                   documents: Sequence[Document]) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
     per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats)."""
     parts = []
     for doc, doc_nats in zip(documents, nats):
         header = tokenizer.header_ids(doc.path)
         tokens = np.concatenate([header, tokenizer.encode(doc.text)])
-        parts.append(component_probs(doc_nats, kn, index, tokens, len(header), tokenizer.vocab_size, ppm))
+        parts.append(component_probs(doc_nats, kn, index, tokens, len(header), tokenizer.vocab_size))
     mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
     return mixture, parts
 
@@ -282,11 +271,6 @@ def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tup
     return models
 
 
-def workspace_ppm(tokenizer: Tokenizer, documents: Sequence[Document]) -> BytePPM:
-    """The byte PPM model over the training documents' text."""
-    return BytePPM(tokenizer, [d.text.encode("utf-8") for d in documents])
-
-
 # what stored weights were fitted for: weights of another bucket layout are not used
 _LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
            "match_levels": MATCH_LEVELS}
@@ -294,22 +278,17 @@ _LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": lis
 
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {**_LAYOUT, "ppm_orders": list(PPM_ORDERS), "weights": mixture.weights.round(6).tolist()}
+    return {**_LAYOUT, "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
-    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights stored
-    before the byte PPM existed (four components) get a PPM weight of 0, so those models complete as before."""
+    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
     entry = metadata.get("mixture")
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
     try:
         weights = np.asarray(entry.get("weights"), dtype=np.float64)
     except (TypeError, ValueError):
-        return None
-    if weights.shape == (N_BUCKETS, COMPONENTS - 1) and "ppm_orders" not in entry:
-        weights = np.concatenate([weights, np.zeros((N_BUCKETS, 1))], axis=1)
-    elif entry.get("ppm_orders") != list(PPM_ORDERS):
         return None
     if weights.shape != (N_BUCKETS, COMPONENTS) or not np.all(np.isfinite(weights)) or weights.min() < 0:
         return None
@@ -334,8 +313,7 @@ def documents_scorer(tokenizer: Tokenizer, metadata: dict[str, Any],
     mixture = stored_mixture(metadata)
     if mixture is None or not documents:
         return None
-    ppm = workspace_ppm(tokenizer, documents) if mixture.weights[:, -1].any() else None  # weights fitted before it
-    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture, ppm)
+    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
 
 
 REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt
@@ -354,13 +332,11 @@ class MixtureScorer:
     the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
     """
 
-    def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture,
-                 ppm: BytePPM | None = None) -> None:
-        self.tokenizer, self.mixture, self.ppm = tokenizer, mixture, ppm
+    def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
+        self.tokenizer, self.mixture = tokenizer, mixture
         self.models = (kn, index)
         self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
         self._encoder = ChunkedEncoder(tokenizer)
-        self._bytes = DocumentBytes()
 
     def use(self, kn: KneserNey, index: MatchIndex) -> None:
         """Serve from another 5-gram and match index (a newer snapshot of the workspace index) from the next
@@ -375,8 +351,6 @@ class MixtureScorer:
         kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
         header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
         tokens = np.concatenate([header, self._encoder.encode(kept)])
-        if self.ppm is not None:
-            self._bytes.begin(np.frombuffer(kept.encode("utf-8"), np.uint8))
         document = self._document
         same = min(len(tokens), document.written)
         differ = np.flatnonzero(document.tokens[:same] != tokens[:same])
@@ -391,9 +365,6 @@ class MixtureScorer:
     def append(self, token: int) -> None:
         """A generated token: context for the copying models from now on, never a source to copy."""
         self._document.append(token, generated=True)
-        if self.ppm is not None:
-            trie = self.ppm.trie
-            self._bytes.extend(trie.token_bytes[trie.token_start[token]:trie.token_start[token + 1]])
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Log of the mixed next-token distribution after the current document context, from the transformer's
@@ -413,37 +384,4 @@ class MixtureScorer:
             p[predicted] += w[3]
         else:
             p += w[3] / vocab
-        if self.ppm is not None and w[4] > 0:
-            candidates = np.argpartition(p, -PPM_CANDIDATES)[-PPM_CANDIDATES:]
-            candidates = np.union1d(candidates, [predicted]) if predicted >= 0 else candidates
-            p[candidates] += w[4] * self.ppm.token_probs(self._bytes.table, self._bytes.history, candidates)
         return np.log(np.maximum(p, 1e-300))
-
-
-class DocumentBytes:
-    """The byte PPM's view of the document while decoding: its bytes before the cursor, counted in a table of their
-    own (extended or taken back where the next request's prefix differs, as an editor types), then the generated
-    bytes as context only (never counted: a completion is no source to copy from)."""
-
-    def __init__(self) -> None:
-        self.table = ByteTable.for_bytes(0)
-        self._counted = np.zeros(0, np.uint8)
-        self.history = self._counted
-
-    def begin(self, data: np.ndarray) -> None:
-        """A new request whose document bytes before the cursor are `data`."""
-        old = self._counted
-        same = min(len(old), len(data))
-        differ = np.flatnonzero(old[:same] != data[:same])
-        same = int(differ[0]) if len(differ) else same
-        if self.table.used[0] + 2 * len(PPM_ORDERS) * (len(data) - same) > self.table.limit:
-            self.table = ByteTable.for_bytes(2 * len(data))
-            self.table.count(data, 0, len(data))
-        else:
-            self.table.count(old, same, len(old), sign=-1)
-            self.table.count(data, same, len(data))
-        self._counted = self.history = data.copy()
-
-    def extend(self, data: np.ndarray) -> None:
-        """Generated bytes: context from now on."""
-        self.history = np.concatenate([self.history, data])

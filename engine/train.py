@@ -53,7 +53,7 @@ from .faults import fault_point
 from .generate import Model
 from .heldout import heldout_mixture
 from .kernels import adamw_step
-from .mixture import MixtureScorer, stored_mixture, workspace_models, workspace_ppm
+from .mixture import MixtureScorer, stored_mixture, workspace_models
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
 from .tokenizer import Tokenizer
@@ -389,15 +389,13 @@ class _Run:
         val_docs = corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES)
         train_docs = corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)
         try:
-            models = ((*workspace_models(d.tokenizer, train_docs), workspace_ppm(d.tokenizer, train_docs))
-                      if d.root is not None and val_docs else None)
+            models = workspace_models(d.tokenizer, train_docs) if d.root is not None and val_docs else None
             if models is not None:
                 self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, val_docs, train_docs,
                                                min(self.cfg.seq_len, self.model_cfg.max_seq_len), models,
                                                progress=check_cancel)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
-            scorer = (MixtureScorer(d.tokenizer, *models[:2], mixture, models[2])
-                      if models is not None and mixture is not None else None)
+            scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
             check_cancel()
             self.line_exact_match = line_exact_match(self._shipped_model(weights), val_docs, scorer)
         except TrainCancelled:

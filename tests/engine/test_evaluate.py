@@ -128,7 +128,6 @@ def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
     mixture = report["mixture"]
     assert 0.0 < mixture["bits_per_byte"] < 20.0 and 0.0 <= mixture["exact_match"] <= 1.0
     assert sum(mixture["mean_weights"].values()) == pytest.approx(1.0, abs=0.01)
-    assert set(mixture["mean_weights"]) == {"transformer", "kn5", "cache", "match", "ppm"}
     assert main(["eval", str(model), "--json", "--positions", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["positions"] == 0 and report["exact_match"] is None and report["baselines"]["kn5"]["exact_match"] is None

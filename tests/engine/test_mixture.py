@@ -10,8 +10,8 @@ from cllm.engine.heldout import heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, DocumentCache, Mixture, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
-    fitted_mixture, mixture_metadata, stored_mixture, workspace_models, workspace_ppm,
+    COMPONENTS, N_BUCKETS, DocumentCache, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
+    mixture_metadata, stored_mixture,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -48,12 +48,11 @@ def test_fit_mixture_rows_sum_to_one_and_favour_the_better_component():
 
 
 def _all_on(component: int) -> list[float]:
-    """Mixture weights with every bit of mass on one component (0 transformer, 1 5-gram, 2 cache, 3 match, 4 byte
-    PPM)."""
+    """Mixture weights with every bit of mass on one component (0 transformer, 1 5-gram, 2 cache, 3 match)."""
     return [float(c == component) for c in range(COMPONENTS)]
 
 
-@pytest.mark.parametrize("component", [2, 3, 4])
+@pytest.mark.parametrize("component", [2, 3])
 def test_mixture_completer_follows_a_copying_model_when_weighted_to_it(tiny_model_path, component):
     model = load_model(tiny_model_path)
     tok = model.tokenizer
@@ -62,8 +61,7 @@ def test_mixture_completer_follows_a_copying_model_when_weighted_to_it(tiny_mode
     copying = fit_mixture(np.tile([1e-9] * COMPONENTS, (50, 1)), np.zeros(50, dtype=np.int64))
     copying.weights[:] = _all_on(component)
     prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
-    ppm = workspace_ppm(tok, [Document("x.c", "int zzz_counter = 0;\n", 21)])
-    completer = Completer(model, scorer=MixtureScorer(tok, kn, MatchIndex([stream]), copying, ppm))
+    completer = Completer(model, scorer=MixtureScorer(tok, kn, MatchIndex([stream]), copying))
     assert completer.mixes
     assert completer.complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c").text == "counter = 0;"
 
@@ -115,33 +113,6 @@ def test_mixture_weights_round_trip_through_the_checkpoint(mixture_model):
     assert stored_mixture({}) is None
     assert stored_mixture({"mixture": {**entry, "weights": [[1.0, 0.0]]}}) is None
     assert stored_mixture({"mixture": {**entry, "match_orders": entry["match_orders"][:1]}}) is None  # another layout
-    assert stored_mixture({"mixture": {**entry, "ppm_orders": [0, 1]}}) is None
-
-
-def test_weights_stored_before_the_byte_ppm_keep_it_out():
-    four = np.full((N_BUCKETS, COMPONENTS - 1), 1.0 / (COMPONENTS - 1))
-    entry = {key: value for key, value in mixture_metadata(Mixture(np.zeros((N_BUCKETS, COMPONENTS)))).items()
-             if key != "ppm_orders"}
-    mixture = stored_mixture({"mixture": {**entry, "weights": four.tolist()}})
-    np.testing.assert_allclose(mixture.weights, np.concatenate([four, np.zeros((N_BUCKETS, 1))], axis=1))
-
-
-def test_the_weight_fit_includes_the_byte_ppm(tiny_model_path):
-    model = load_model(tiny_model_path)
-    tok = model.tokenizer
-    paths = sorted(TINY_C_SOURCES)
-    docs = [Document(rel, TINY_C_SOURCES[rel], len(TINY_C_SOURCES[rel])) for rel in paths]
-    kn, index = workspace_models(tok, docs[1:])
-    held_out = Document("copy.c", TINY_C_SOURCES[paths[1]] + TINY_C_SOURCES[paths[2]], 0)
-    tokens = tok.encode(held_out.text)
-    nats = np.full(len(tokens), 5.0)  # a transformer that knows nothing
-    without, parts = fitted_mixture([nats], kn, index, tok, [held_out])
-    with_ppm, ppm_parts = fitted_mixture([nats], kn, index, tok, [held_out], workspace_ppm(tok, docs[1:]))
-    assert parts[0][0].shape == ppm_parts[0][0].shape == (len(tokens), COMPONENTS)
-    assert not parts[0][0][:, 4].any() and ppm_parts[0][0][:, 4].max() <= 1.0
-    mean = with_ppm.weights[ppm_parts[0][1]].mean(axis=0)
-    assert mean[4] > 0.005 and without.weights[parts[0][1]].mean(axis=0)[4] < 1e-3
-    assert np.log(with_ppm.mix(*ppm_parts[0])).sum() > np.log(without.mix(*parts[0])).sum()
 
 
 def test_real_completions_use_the_stored_mixture(mixture_model):
