@@ -8,7 +8,7 @@ Four measures on the same files in one run:
   before the cursor and, as the suffix, the text after the end of the line (the line is being typed); its one-line
   completion is compared with the real rest of the line (exact match after trimming whitespace, edit similarity);
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
-- baselines: xz conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
+- baselines: xz, zpaq -m5 and PPMd order 16 (where installed) conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
 A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .base import document_sha256, manifest_hashes
-from .baselines import xz_conditional_bits_per_byte
+from .baselines import COMPRESSORS, compressor_baselines
 from .checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from .corpus import Document, read_documents, scan
 from .errors import CllmError
@@ -174,17 +174,18 @@ def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document])
 
 def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
                n_bytes: int) -> tuple[dict[str, Any], tuple[KneserNey, MatchIndex] | None]:
-    """Bits per byte of conditional xz and of the 5-gram, and the workspace models (the 5-gram and the match
+    """Bits per byte of the compressors conditioned on the training bytes (xz, and zpaq and PPMd where installed)
+    and of the 5-gram, and the workspace models (the 5-gram and the match
     index, for completions and the mixture); None without training files."""
     if not train_documents:
-        return {"xz": {"bits_per_byte": None}, "kn5": {"bits_per_byte": None}}, None
+        return {**{name: {"bits_per_byte": None} for name in COMPRESSORS}, "kn5": {"bits_per_byte": None}}, None
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
     heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
     kn, index = workspace_models(tok, train_documents)
-    return {
-        "xz": {"bits_per_byte": xz_conditional_bits_per_byte(train_bytes, heldout_bytes), "train_bytes": len(train_bytes)},
-        "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens},
-    }, (kn, index)
+    compressors = compressor_baselines(train_bytes, heldout_bytes)
+    compressors["xz"]["train_bytes"] = len(train_bytes)
+    return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}
+            }, (kn, index)
 
 
 def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
@@ -322,7 +323,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
 
     Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
-    {xz, kn5}, files, bytes, positions, plus completer, transformer, mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
+    {xz, zpaq, ppmd, kn5}, files, bytes, positions, plus completer, transformer, mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
     training documents.
     """
     if not documents:
@@ -416,7 +417,7 @@ def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -
 
 def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
     """Models evaluated on the same files side by side (name -> evaluate() report): the transformer alone and
-    with the cache mixture, then xz and the 5-gram (of the first report: they depend only on the tokenizer)."""
+    with the cache mixture, then the compressors and the 5-gram (of the first report: they depend only on the tokenizer)."""
     header = ("", "bits/byte", "+cache bits/byte", "exact", "+cache exact", "+cache edit sim")
     rows = []
     for name, r in reports.items():
@@ -425,7 +426,7 @@ def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
                      _fmt(t["exact_match"], ".1%"), _fmt(m.get("exact_match"), ".1%"),
                      _fmt(m.get("edit_similarity"), ".3f")))
     first = next(iter(reports.values()))["baselines"]
-    rows.append(("xz", _fmt(first["xz"]["bits_per_byte"], ".3f"), "-", "-", "-", "-"))
+    rows += [(name, _fmt(first[name]["bits_per_byte"], ".3f"), "-", "-", "-", "-") for name in COMPRESSORS]
     kn = first["kn5"]
     rows.append(("5-gram KN", _fmt(kn["bits_per_byte"], ".3f"), "-", _fmt(kn.get("exact_match"), ".1%"), "-",
                  _fmt(kn.get("edit_similarity"), ".3f")))
@@ -440,24 +441,27 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a text table: the model, the model mixed with the cache model, and the baselines."""
-    xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
+    baselines = report["baselines"]
+    kn, compressors = baselines["kn5"], [baselines[name] for name in COMPRESSORS]
     model, mix = report["transformer"], report.get("mixture") or {}
+    dashes = ("-",) * len(compressors)
     rows = [
         ("bits per byte (lower is better)", _fmt(model["bits_per_byte"], ".3f"), _fmt(mix.get("bits_per_byte"), ".3f"),
-         _fmt(xz["bits_per_byte"], ".3f"), _fmt(kn["bits_per_byte"], ".3f")),
-        ("line exact match", _fmt(model["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), "-",
+         *(_fmt(c["bits_per_byte"], ".3f") for c in compressors), _fmt(kn["bits_per_byte"], ".3f")),
+        ("line exact match", _fmt(model["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), *dashes,
          _fmt(kn.get("exact_match"), ".1%")),
-        ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), "-",
+        ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), *dashes,
          _fmt(kn.get("edit_similarity"), ".3f")),
-        ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", "-", "-"),
+        ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", *dashes, "-"),
     ]
-    header = ("", "model", "model+cache", "xz", "5-gram KN")
+    header = ("", "model", "model+cache", *COMPRESSORS, "5-gram KN")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
              for r in [header, *rows]]
     lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions "
                  f"({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
     lines.append(f"completions from this model use: {report['completer']}")
-    if xz["bits_per_byte"] is None:
+    if baselines["xz"]["bits_per_byte"] is None:
         lines.append("baselines not computed: the model's training files could not be read")
+    lines += [f"{name}: {baselines[name]['note']}" for name in COMPRESSORS if baselines[name].get("note")]
     return "\n".join(lines)

@@ -1,8 +1,11 @@
-"""The compressor baseline of `cllm eval`: conditional xz."""
+"""The compressor baselines of `cllm eval`: xz, zpaq and PPMd conditioned on the training bytes."""
 
 import numpy as np
+import pytest
 
-from cllm.engine.baselines import xz_conditional_bits_per_byte
+from cllm.engine import baselines
+from cllm.engine.baselines import COMPRESSORS, compressor_baselines, conditional_bits_per_byte, xz_conditional_bits_per_byte
+from conftest import require_program
 
 
 def test_xz_conditional_rate_is_low_for_repeats_and_high_for_random_bytes():
@@ -11,3 +14,39 @@ def test_xz_conditional_rate_is_low_for_repeats_and_high_for_random_bytes():
     repeated = xz_conditional_bits_per_byte(train, train[:2000])
     noise = xz_conditional_bits_per_byte(train, rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
     assert repeated < 0.5 < 7.5 < noise
+
+
+def _counting(data: bytes) -> int:
+    """A stand-in compressor: 8 bits per distinct byte value plus 1 bit per byte."""
+    return 8 * len(set(data)) + len(data)
+
+
+def test_conditional_rate_is_the_size_difference_per_held_out_byte():
+    assert conditional_bits_per_byte(_counting, b"abab", b"ba") == ((8 * 2 + 6) - (8 * 2 + 4)) / 2
+    assert conditional_bits_per_byte(_counting, b"", b"xy") == (8 * 2 + 2) / 2  # nothing seen: the whole cost
+    with pytest.raises(ValueError, match="no held-out bytes"):
+        conditional_bits_per_byte(_counting, b"ab", b"")
+
+
+@pytest.mark.parametrize("name", ["zpaq", "ppmd"])
+def test_context_mixing_compressors_learn_from_the_training_bytes(name):
+    program, bits = COMPRESSORS[name]
+    require_program(program)  # .ci/run installs it
+    rng = np.random.default_rng(2)
+    train = b"static int add(int a, int b) { return a + b; }\n" * 200
+    repeated = conditional_bits_per_byte(bits, train, train[:2000])
+    noise = conditional_bits_per_byte(bits, train, rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    assert repeated < 0.5 < 7.5 < noise
+
+
+def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    report = compressor_baselines(b"int a;\n" * 20, b"int b;\n")
+    assert report["zpaq"] == {"bits_per_byte": None, "note": "zpaq not installed"}
+    assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
+    assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
+    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda data: baselines._archive_bits(
+        ["false"], "a.zpaq", data)))
+    assert compressor_baselines(b"int a;\n", b"int b;\n")["zpaq"] == {
+        "bits_per_byte": None, "note": "false failed: exit status 1"}

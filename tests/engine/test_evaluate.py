@@ -1,6 +1,7 @@
 """`cllm eval`: cursor sampling, edit similarity, and the whole command on a tiny model."""
 
 import json
+import shutil
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_eval_command_on_a_folder(tiny_model_path, tmp_path, capsys):
     for key in ("exact_match", "edit_similarity"):
         assert 0.0 <= report[key] <= 1.0
     assert report["syntax_ok"] is None or 0.0 <= report["syntax_ok"] <= 1.0
-    assert set(report["baselines"]) == {"xz", "kn5"}
+    assert set(report["baselines"]) == {"xz", "zpaq", "ppmd", "kn5"}
     assert report["baselines"]["xz"]["bits_per_byte"] is None and report["mixture"] is None  # no training files recorded
 
 
@@ -117,6 +118,12 @@ def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
     assert report["files"] == 1 and report["bytes"] == len(TINY_C_SOURCES[held_out].encode())
     xz, kn = report["baselines"]["xz"], report["baselines"]["kn5"]
     assert 0.0 < xz["bits_per_byte"] < 8.0 and 0.0 < kn["bits_per_byte"] < 20.0
+    for name, program in (("zpaq", "zpaq"), ("ppmd", "7z")):  # measured where installed, else said absent
+        entry = report["baselines"][name]
+        if shutil.which(program):
+            assert 0.0 < entry["bits_per_byte"] < 8.0
+        else:
+            assert entry == {"bits_per_byte": None, "note": f"{program} not installed"}
     assert 0.0 <= kn["exact_match"] <= 1.0 and 0.0 <= kn["edit_similarity"] <= 1.0
     mixture = report["mixture"]
     assert 0.0 < mixture["bits_per_byte"] < 20.0 and 0.0 <= mixture["exact_match"] <= 1.0
@@ -126,7 +133,7 @@ def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
     assert report["positions"] == 0 and report["exact_match"] is None and report["baselines"]["kn5"]["exact_match"] is None
     assert main(["eval", str(model), "--positions", "4"]) == 0
     table = capsys.readouterr().out
-    assert "bits per byte" in table and "5-gram" in table
+    assert "bits per byte" in table and "5-gram" in table and "zpaq" in table and "ppmd" in table
 
 
 def test_eval_command_when_held_out_files_are_gone(recorded_model, capsys):
