@@ -5,8 +5,9 @@ these names:
 - load_model(path) -> Model, or CheckpointError saying what to do;
 - make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
   workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
-- indexed_completer(model, model_dir, serve) -> an IndexBuilder that builds the workspace index in the
-  background (engine/workspace_index.py) and serves a mixing completer from its snapshots, for servers;
+- indexed_completer(model, model_dir, serve, IndexSettings(max_mb=...)) -> an IndexBuilder that builds the
+  workspace index in the background (engine/workspace_index.py), capped in memory, and serves a mixing completer
+  from its snapshots, for servers;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
 - train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
 - scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/pretrain.py);
@@ -22,7 +23,8 @@ from .generate import Completer, Completion, CompletionOptions, Model
 from .loading import complete, indexed_completer, load_model, make_completer
 from .pretrain import pretrain, scan_base_corpus
 from .train import TrainError, train
+from .workspace_index import IndexSettings
 
-__all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError", "Model",
-           "TrainError", "complete", "evaluate", "evaluation_files", "format_table", "indexed_completer",
-           "load_model", "make_completer", "pretrain", "scan_base_corpus", "train"]
+__all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError",
+           "IndexSettings", "Model", "TrainError", "complete", "evaluate", "evaluation_files", "format_table",
+           "indexed_completer", "load_model", "make_completer", "pretrain", "scan_base_corpus", "train"]

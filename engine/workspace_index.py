@@ -20,7 +20,9 @@ servers use an IndexBuilder instead:
   the next full build.
 - Saved: `index.npz` beside the model (numpy arrays, no pickle, atomic write) with a fingerprint of the model's
   weights and the indexed files' sizes and mtimes. A restart with the same model loads it, updates only the
-  files changed on disk since, and builds nothing else.
+  files changed on disk since, and builds nothing else. With a higher cap than it was built with, the sample only
+  grows (a file's hash falls under any larger fraction), so the saved index is extended; with a lower cap it holds
+  files outside the new sample and is built again.
 """
 
 from __future__ import annotations
@@ -300,6 +302,8 @@ class IndexBuilder:
         self.fraction = sample_fraction(total, self.settings.max_mb)
         wanted = [rel for rel in self.files if stats[rel] is not None and sampled(rel, self.fraction)]
         self.index = WorkspaceIndex.load(self.index_path, self.fingerprint, tok.vocab_size, tok.eot_id)
+        if self.index is not None and not all(sampled(rel, self.fraction) for rel in self.index.files):
+            self.index = None  # saved under a larger cap (settings.max_mb was lowered since): build within this one
         self.loaded = self.index is not None
         if self.index is None:
             self.index = WorkspaceIndex(tok.vocab_size, tok.eot_id)

@@ -57,6 +57,12 @@ def _max_tokens_default() -> int:
     return CompletionOptions().max_tokens
 
 
+def _index_memory_default() -> float:
+    from cllm.engine import IndexSettings
+
+    return IndexSettings().max_mb
+
+
 def _temperature_default() -> str:
     from cllm.engine.generate import MAX_TEMPERATURE, CompletionOptions
 
@@ -230,6 +236,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_PORT, default=8765, help="port to listen on (0: any free port)")
     p.add_argument("--model-dir", help="folder holding or receiving the workspace's model.cllm "
                                        "(default: the workspace's folder in the user cache)")
+    _engine_default(p.add_argument("--index-memory-mb", type=_POSITIVE_FLOAT, metavar="MB",
+                                   help="memory cap of the workspace index the completions mix in; past it a sample "
+                                        "of the files is indexed (as the indexMemoryMB setting)"),
+                    _index_memory_default)
     p.add_argument("--allow-remote", action="store_true", help="permit binding a non-loopback address")
     p.add_argument("--api-key", type=_api_key, metavar="KEY",
                    help="the bearer token clients must send (default: $CLLM_API_KEY, else the `token` file in the "
@@ -850,7 +860,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"cllm serve: error: workspace {root} is not a folder", file=sys.stderr)
         return 2
-    workspace = Workspace(root, model_dir=args.model_dir)
+    settings = None if args.index_memory_mb is None else {"indexMemoryMB": args.index_memory_mb}
+    workspace = Workspace(root, settings, model_dir=args.model_dir)
     try:
         run_server(workspace, args.host, args.port, allow_remote=args.allow_remote, api_key=args.api_key)
     except ValueError as exc:

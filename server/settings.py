@@ -3,8 +3,12 @@
 Every editor configures the server alike, through `initializationOptions` or the `cllm` section of
 `workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
-    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path",
+    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512,
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
+
+`indexMemoryMB` caps the workspace index (the 5-gram and match index the completions mix in,
+engine/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next
+build of the index, that is the next model load (a new model, a modelDir change or a restart).
 
 Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
 name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn. `noGitignore`
@@ -75,6 +79,7 @@ class Settings:
     max_tokens: int | None = None
     multiline: bool | None = None
     model_dir: str | None = None
+    index_memory_mb: float | None = None  # the workspace index's memory cap (engine IndexSettings.max_mb)
     training: dict[str, int | float] = field(default_factory=dict)
     base: str = "ask"  # training.base: what training does while no base model exists (BASE_CHOICES)
     base_corpus: list[str] = field(default_factory=list)  # training.baseCorpus: folders a prepared base learns from
@@ -147,7 +152,7 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
         return settings, [f"settings for cllm must be an object, got {raw!r}"]
     problems: list[str] = []
     simple = {"enable": ("enable", bool), "maxTokens": ("max_tokens", int), "multiline": ("multiline", bool),
-              "modelDir": ("model_dir", str)}
+              "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float)}
     for key, value in raw.items():
         if key in simple:
             name, kind = simple[key]

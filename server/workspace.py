@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import filelock
 
-from cllm.engine import Completer, Completion, CompletionOptions, indexed_completer, load_model
+from cllm.engine import Completer, Completion, CompletionOptions, IndexSettings, indexed_completer, load_model
 from cllm.engine.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
                                 TrainingEvent, TrainingMetadata, event_from_json, to_wire)
@@ -199,14 +199,15 @@ class Workspace:
         """Build or load the workspace index of `model` (engine/workspace_index.py; for the base, over the
         `workspace` folder's files) on this thread; its first snapshot swaps in the completer that mixes the model
         with the workspace cache model, later ones update it. The transformer alone serves until then; a model
-        replaced meanwhile stops the build."""
+        replaced meanwhile stops the build. The index is capped by the indexMemoryMB setting in force now: a later
+        change of that setting applies at the next model load."""
         def serve(completer: Completer) -> None:
             with self._state_lock:
                 if self._model is model:
                     self._completer = completer
 
         try:
-            builder = indexed_completer(model, self.model_dir, serve, workspace=workspace)
+            builder = indexed_completer(model, self.model_dir, serve, self.index_settings(), workspace=workspace)
             self._index = builder
             if builder is not None:
                 builder.run(own_thread=True)
@@ -253,6 +254,12 @@ class Workspace:
         if moved:
             self.load()
         return problems
+
+    def index_settings(self) -> IndexSettings:
+        """How the workspace index is built: the engine's defaults, with the indexMemoryMB setting as its cap."""
+        if self.settings.index_memory_mb is None:
+            return IndexSettings()
+        return IndexSettings(max_mb=self.settings.index_memory_mb)
 
     # -- completion -----------------------------------------------------------------------------------
 

@@ -122,6 +122,21 @@ def test_the_memory_cap_indexes_a_deterministic_sample(setup, tmp_path):
     assert Path(tmp_path / "b.npz").is_file()
 
 
+def test_a_lower_cap_rebuilds_the_saved_index_and_a_higher_one_extends_it(setup, tmp_path):
+    model, root, files = setup
+    total = sum((root / f).stat().st_size for f in files)
+    half_mb = total * BYTES_PER_SOURCE_BYTE * 0.5 / 2**20
+    _builder(model, root, files, tmp_path / "index.npz")[0].run()
+    lower, _ = _builder(model, root, files, tmp_path / "index.npz", max_mb=half_mb)
+    lower.run()
+    assert not lower.loaded and set(lower.index.files) == {f for f in files if sampled(f, lower.fraction)}
+    higher, _ = _builder(model, root, files, tmp_path / "index.npz")
+    higher.run()
+    assert higher.loaded and set(higher.index.files) == set(files)
+    rest, _ = read_documents(root, [f for f in files if f not in lower.index.files])
+    assert higher.index.tokens_added == sum(len(s) for s in document_streams(model.tokenizer, rest)) > 0
+
+
 def test_a_build_on_its_own_thread_runs_at_a_lower_cpu_priority(setup, tmp_path):
     model, root, files = setup
     priority = []

@@ -42,7 +42,8 @@ BAD_COMMAND_LINES = [
     "eval MISSING", "eval FIFO", "eval MISSING --positions -1", "eval MISSING --positions many",
     "lsp --http-port 99999", "lsp --http-port x", "lsp --with", "lsp --with MISSING",
     "serve --port 99999", "serve --port -1", "serve --port http", "serve --workspace MISSING",
-    "serve --api-key", "serve --api-key naïve",
+    "serve --api-key", "serve --api-key naïve", "serve --index-memory-mb 0", "serve --index-memory-mb -5",
+    "serve --index-memory-mb lots", "serve --index-memory-mb nan",
 ]
 
 

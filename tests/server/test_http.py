@@ -16,7 +16,8 @@ import aiohttp
 import openai
 import pytest
 
-from cllm.engine import Completion
+from cllm.engine import Completion, IndexSettings
+from cllm.server.cli import main
 from cllm.server.http import HUB, LIMITS, MAX_STOP_SEQUENCES, PUBLIC_ROUTES, EventHub, create_app, serve_http
 from cllm.server.http_security import AccessPolicy, generate_token
 from cllm.server.workspace import Workspace
@@ -407,6 +408,15 @@ async def test_cllm_serve_command(tmp_path: Path):
         server.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(server.wait(), 30) == 0
     assert (model_dir / "token").read_text() == token, "the key outlives the server"
+
+
+def test_cllm_serve_caps_the_workspace_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    served = []
+    monkeypatch.setattr("cllm.server.http.run_server", lambda workspace, *args, **kwargs: served.append(workspace))
+    common = ["serve", "--workspace", str(tmp_path), "--model-dir", str(tmp_path / "model")]
+    assert main([*common, "--index-memory-mb", "64.5"]) == 0
+    assert main(common) == 0
+    assert [w.index_settings().max_mb for w in served] == [64.5, IndexSettings().max_mb]
 
 
 # ------------------------------------------------------------------------------------------- hostile input

@@ -7,9 +7,10 @@ from cllm.server.settings import Settings, check_training, layer_settings, parse
 
 def test_good_settings_are_taken():
     settings, problems = parse_settings({"enable": False, "maxTokens": 32, "multiline": True, "modelDir": "/m",
+                                         "indexMemoryMB": 256,
                                          "training": {"epochs": 3, "timeBudget": 60, "spheres": 12, "threads": 0}})
     assert problems == []
-    assert settings == Settings(enable=False, max_tokens=32, multiline=True, model_dir="/m",
+    assert settings == Settings(enable=False, max_tokens=32, multiline=True, model_dir="/m", index_memory_mb=256.0,
                                 training={"epochs": 3, "time_budget": 60.0, "spheres": 12, "threads": 0})
 
 
@@ -22,6 +23,16 @@ def test_each_problem_is_named_and_ignored():
                 "cllm.training.spheres", "cllm.training.dModel", "cllm.training.x"):
         assert key in joined
     assert len(problems) == 8
+
+
+def test_the_index_memory_cap_is_a_positive_number_or_null():
+    assert parse_settings({"indexMemoryMB": 0.5}) == (Settings(index_memory_mb=0.5), [])
+    assert parse_settings({"indexMemoryMB": None}) == (Settings(), [])
+    for bad, reason in ((0, "must be positive"), (-64, "must be positive"), ("512", "must be a number"),
+                        (True, "must be a number"), (float("inf"), "must be a number"), (10**400, "out of range")):
+        settings, problems = parse_settings({"indexMemoryMB": bad, "maxTokens": 8})
+        assert settings == Settings(max_tokens=8)  # ignored; the rest applies
+        assert len(problems) == 1 and problems[0].startswith("setting cllm.indexMemoryMB") and reason in problems[0]
 
 
 def test_non_objects_are_reported():

@@ -18,10 +18,11 @@ from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
+from cllm.engine.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
 from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET
 from cllm.server.worker import HTTP, LSP
 from cllm.server.workspace import Workspace, default_model_dir
-from conftest import TINY_C_SOURCES, write_tiny_sources
+from conftest import TINY_C_SOURCES, write_c_workspace, write_tiny_sources
 
 TINY_TRAINING = {"epochs": 1, "maxSteps": 3, "spheres": 2, "threads": 1, "batchSize": 4, "seqLen": 32,
                  "vocabSize": 300, "dModel": 32, "layers": 1, "heads": 2, "ffn": 64}
@@ -123,6 +124,31 @@ def test_a_swapped_out_model_is_freed(tmp_path: Path, tiny_model_path: Path):
     workspace.complete("int zzz_", "", path="x.c")
     gc.collect()
     assert old_params() is None
+    workspace.close()
+
+
+def test_the_index_memory_setting_caps_the_workspace_index_from_the_next_model_load(tmp_path: Path,
+                                                                                    tiny_model_path: Path):
+    source = write_c_workspace(tmp_path / "ws", files=8)
+    files = sorted(p.name for p in source.glob("*.c"))
+    ckpt = load_checkpoint(tiny_model_path)
+    ckpt.metadata.update(workspace=str(source), train_files=files,
+                         mixture=mixture_metadata(Mixture(np.tile(np.eye(COMPONENTS)[2], (N_BUCKETS, 1)))))
+    (tmp_path / "models").mkdir()
+    save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
+    half_mb = sum((source / f).stat().st_size for f in files) * BYTES_PER_SOURCE_BYTE * 0.5 / 2**20
+    settings = {"modelDir": str(tmp_path / "models")}
+    workspace = Workspace(source, settings)
+    assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
+    built = workspace._index
+    assert built.progress["files"] == len(files) and built.fraction == 1.0
+    assert workspace.update_settings({**settings, "indexMemoryMB": half_mb}) == []
+    assert workspace._index is built  # the index in force is kept until the next model load
+    workspace.load()
+    assert workspace.mixture_settled.wait(120), "the mixture completer was never rebuilt"
+    assert workspace._index.fraction == pytest.approx(0.5)
+    assert set(workspace._index.index.files) == {f for f in files if sampled(f, workspace._index.fraction)}
+    assert 0 < workspace._index.progress["files"] < len(files)
     workspace.close()
 
 

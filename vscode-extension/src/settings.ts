@@ -1,7 +1,8 @@
 /**
  * The VS Code `cllm.*` settings turned into the server's `cllm` settings object (server/settings.py):
  *
- *   {"enable", "maxTokens", "multiline", "modelDir", "training": {"epochs", "timeBudget", "spheres", "threads", ...}}
+ *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB",
+ *    "training": {"epochs", "timeBudget", "spheres", "threads", ...}}
  *
  * Settings left empty go as null: the server lays this object over its initializationOptions key by key
  * (server/settings.py layer_settings), where a null key goes back to the engine's default (engine/config.py) but an
@@ -18,6 +19,7 @@ export interface ServerSettings {
   maxTokens: number | null;
   multiline: boolean | null;
   modelDir: string | null;
+  indexMemoryMB: number | null;
   training: Record<string, number | null>;
 }
 
@@ -39,6 +41,7 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
     maxTokens: number(read("maxTokens")) ?? null,
     multiline: typeof multiline === "boolean" ? multiline : null,
     modelDir: modelDir ? expandPath(modelDir, paths) : null,
+    indexMemoryMB: number(read("indexMemoryMB")) ?? null,
     training: {},
   };
   const advanced = read("training.advanced");

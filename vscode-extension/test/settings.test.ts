@@ -13,7 +13,7 @@ function reader(values: Record<string, unknown>) {
 
 test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
   assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
-    enable: true, maxTokens: null, multiline: null, modelDir: null,
+    enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null,
     training: { epochs: null, timeBudget: null, spheres: null, threads: null },
   });
 });
@@ -29,6 +29,7 @@ test("every setting reaches the server under its server name", () => {
       maxTokens: 48,
       multiline: false,
       modelDir: "~/models",
+      indexMemoryMB: 256,
       "training.epochs": 3,
       "training.timeBudget": 90.5,
       "training.spheres": 12,
@@ -42,6 +43,7 @@ test("every setting reaches the server under its server name", () => {
     maxTokens: 48,
     multiline: false,
     modelDir: "/home/ada/models",
+    indexMemoryMB: 256,
     training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, dModel: 32, layers: 2, seqLen: 32 },
   });
 });
@@ -55,6 +57,13 @@ test("paths expand ~ and ${workspaceFolder} only", () => {
   assert.equal(expandPath("${workspaceFolder}/.cllm", PATHS), "/src/proj/.cllm");
   assert.equal(expandPath("~", PATHS), "/home/ada");
   assert.equal(expandPath("/opt/~x", PATHS), "/opt/~x");
+});
+
+test("every top-level key the extension sends is a server setting (server/settings.py)", () => {
+  const source = fs.readFileSync(path.join(__dirname, "..", "..", "..", "server", "settings.py"), "utf8");
+  for (const key of Object.keys(serverSettings(reader({}), PATHS)).filter((k) => k !== "training")) {
+    assert.ok(source.includes(`"${key}": ("`), `cllm.${key} is unknown to the server`);
+  }
 });
 
 test("the extension's setting names are the server's (server/settings.py)", () => {
