@@ -188,7 +188,10 @@ class AccessPolicy:
         allowed root after resolving symlinks; raises PathOutsideRoot otherwise, before anything is read."""
         if not self.allowed_roots:
             raise PathOutsideRoot("no training root is configured")
-        candidate = Path(requested).expanduser()
+        try:
+            candidate = Path(requested).expanduser()
+        except RuntimeError:  # '~name/...' where this machine knows no user 'name'
+            raise PathOutsideRoot(f"path {requested!r} starts with the home folder of an unknown user") from None
         if not candidate.is_absolute():
             candidate = self.allowed_roots[0] / candidate
         real = Path(os.path.realpath(candidate))

@@ -126,6 +126,12 @@ def test_training_paths_must_stay_inside_the_root(tmp_path: Path):
             policy.resolve_training_path(bad)
 
 
+def test_a_path_in_an_unknown_users_home_is_refused_not_an_internal_error(tmp_path: Path):
+    policy = AccessPolicy("127.0.0.1", 1, "t", allowed_roots=(tmp_path,))
+    with pytest.raises(PathOutsideRoot, match="unknown user"):
+        policy.resolve_training_path("~no-such-user-cllm/ws")
+
+
 async def test_non_loopback_bind_needs_the_explicit_flag(workspace: Workspace):
     with pytest.raises(ValueError, match="allow-remote"):
         await serve_http(workspace, "0.0.0.0", 0)
