@@ -454,7 +454,8 @@ class _Walker:
         return data, None
 
     def _check_content(self, rel_path: str, data: bytes) -> tuple[str | None, str | None]:
-        """The sha256 of the file's bytes, or None and why these bytes are not training text (binary, encoding, secret, duplicate)."""
+        """The sha256 of the file's bytes, or None and why these bytes are not training text (binary, encoding,
+        secret, duplicate)."""
         if b"\0" in data:
             return None, "binary (contains NUL bytes)"
         try:

@@ -22,11 +22,10 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .corpus import read_texts
+from .corpus import Document, read_texts
 
 FIM_EXTRA_TOKENS = 4  # fim_prefix, fim_suffix, fim_middle, eot
 FIM_FORMAT = "spm"  # recorded in checkpoint metadata ("fim") by models trained with FIM windows
@@ -70,7 +69,7 @@ def token_stream(documents: Iterable, tokenizer) -> np.ndarray:
 
 def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
                progress: Callable[[int], None] = lambda encoded_bytes: None,
-               gone: Callable[[Any, str], None] = lambda doc, reason: None,
+               gone: Callable[[Document, str], None] = lambda doc, reason: None,
                batch_bytes: int = ENCODE_BATCH_BYTES) -> np.ndarray:
     """token_stream(documents) without holding it, the documents' texts or their token lists in memory: the texts
     are read (corpus.read_texts) and tokenized with encode_batch in batches of at most `batch_bytes`, appended to
@@ -93,7 +92,7 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
 
 
 def _encoded_batches(documents: Iterable, tokenizer, batch_bytes: int,
-                     gone: Callable[[Any, str], None]) -> Iterator[tuple[np.ndarray, int]]:
+                     gone: Callable[[Document, str], None]) -> Iterator[tuple[np.ndarray, int]]:
     """(encode_document ids of the next documents worth at most `batch_bytes` of stream, their stream_bytes), the
     paths and texts of a batch tokenized in one encode_batch call; a file left out (`gone`) counts its bytes into
     the next batch's, so that progress reaches the total."""
@@ -101,7 +100,7 @@ def _encoded_batches(documents: Iterable, tokenizer, batch_bytes: int,
     size = 0
     gone_bytes = 0
 
-    def left_out(doc, reason: str) -> None:
+    def left_out(doc: Document, reason: str) -> None:
         nonlocal gone_bytes
         gone_bytes += _document_bytes(doc)
         gone(doc, reason)

@@ -200,7 +200,8 @@ def _mixture_sample(documents: Sequence[Document], val_fraction: float,
     held_out = sample_documents(val_docs, policy.mixture_val_bytes)
     folders = {PurePosixPath(doc.path).parent for doc in held_out}
     related = [doc for doc in train_docs if PurePosixPath(doc.path).parent in folders]
-    return load_documents(held_out), load_documents(sample_documents(related or train_docs, policy.mixture_workspace_bytes))
+    neighbours = sample_documents(related or train_docs, policy.mixture_workspace_bytes)
+    return load_documents(held_out), load_documents(neighbours)
 
 
 def train_scratch_twin(model: Model, out_path: str | Path) -> Model:

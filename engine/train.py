@@ -796,6 +796,7 @@ def _without(docs: _Documents, gone: dict[str, str]) -> _Documents:
     files with their reason. TrainError when no training file is left."""
     if not gone:
         return docs
+
     def kept(documents: list) -> list:
         return [doc for doc in documents if doc.path not in gone]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cllm.engine.config import CorpusConfig
-from cllm.engine.corpus import (FILE_MARKER, Document, DocumentChanged, IgnoreRule, format_stats, hidden_by_ignore_rules,
-                                load_documents, read_texts, sample_documents, scan, skip_summary, split_documents,
-                                stats, write_consolidated)
+from cllm.engine.corpus import (FILE_MARKER, Document, DocumentChanged, IgnoreRule, format_stats,
+                                hidden_by_ignore_rules, load_documents, read_texts, sample_documents, scan, skip_summary,
+                                split_documents, stats, write_consolidated)
 
 MAIN_C = "#include \"util.h\"\n\nint main(void) {\n    return util();\n}\n"
 UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\nint util(void);\n#endif\n"
