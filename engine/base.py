@@ -54,11 +54,6 @@ def manifest_hashes(metadata: TrainingMetadata) -> set[str]:
     return {entry.sha256 for entry in metadata.manifest}
 
 
-def document_sha256(doc: Document) -> str:
-    """sha256 of a document's text as UTF-8: the manifest's digest of the same file's bytes."""
-    return hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-
-
 def replay_documents(metadata: TrainingMetadata, n_bytes: int, seed: int,
                      exclude: Collection[str] = ()) -> list[Document]:
     """About `n_bytes` of the base's corpus to replay while fine-tuning: manifest files still on disk with the

@@ -7,6 +7,8 @@ hidden and build/vendor folders, secrets (by file name, or by content: private k
 oversized, binary, non-UTF-8 and unreadable files, names that are not UTF-8, exact duplicates and symlink loops,
 and reports every skipped candidate with a readable reason ("secret (contains an AWS access key)");
 `skip_summary` counts them by kind, and `hidden_by_ignore_rules` says which rules hid C files when none is left.
+The documents it returns hold no text, so that its memory does not grow with the workspace: each is read again
+when it is needed (`read_texts`), and a file deleted or changed since the scan is then left out with its reason.
 It also holds the deterministic held-out split, corpus statistics and the consolidated corpus file (one text
 file with a marker line before each source file).
 """
@@ -19,7 +21,7 @@ import re
 import stat
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -50,19 +52,101 @@ _DATA_TABLE_FRACTION = 0.8
 _DATA_TABLE_CHARS = "0123456789, \n\t\r"
 _NOT_UTF8_NAME = "name is not UTF-8 (cannot be stored or shown as text)"
 _DELETED = "deleted during the scan"
+_GONE = "deleted after the scan"
+_CHANGED = "changed after the scan"
 
 
-@dataclass
+class DocumentChanged(Exception):
+    """A scanned file was deleted, changed or became unreadable after the scan; the message says which."""
+
+
 class Document:
-    """One source file: its path relative to the workspace ('/' separated), its text and its size in bytes."""
+    """One source file: its path relative to the workspace ('/' separated), its size in bytes and its text.
 
-    path: str
-    text: str
-    size: int
+    A document from a workspace scan does not hold its text: a kernel-sized tree is a gigabyte of it, while a
+    training run needs each file's text only briefly (the tokenizer's sample, one tokenization batch, held-out
+    scoring). It keeps the folder the path is relative to (`root`), the sha256 of the bytes the scan accepted and
+    their line count, and `text` reads the file again at each use, raising DocumentChanged when the file was
+    deleted or changed since (`read_texts` skips those). `Document(path, text, size)` holds a text a caller
+    already has (tests, base-corpus replay, held-out samples loaded once for scoring)."""
+
+    __slots__ = ("path", "size", "root", "_text", "_sha256", "_lines")
+
+    def __init__(self, path: str, text: str | None = None, size: int | None = None, *, root: Path | None = None,
+                 sha256: str | None = None, lines: int | None = None) -> None:
+        if (text is None) == (root is None) or (root is not None and sha256 is None):
+            raise ValueError("a Document holds its text, or names the folder its file is read from (root) and the "
+                             "sha256 of its bytes")
+        self.path, self.root, self._text, self._sha256, self._lines = path, root, text, sha256, lines
+        self.size = size if size is not None else len(text.encode("utf-8"))
+
+    def __repr__(self) -> str:
+        return f"Document({self.path!r}, size={self.size}{', held' if self._text is not None else ''})"
+
+    def __eq__(self, other: object) -> bool:
+        """Same path, size and text (held), or same path, size, folder and recorded sha256 (read from a file)."""
+        if not isinstance(other, Document):
+            return NotImplemented
+        fields = ("path", "size", "root", "_text", "_sha256")
+        return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+    __hash__ = None  # mutable, compared by value
+
+    @property
+    def text(self) -> str:
+        """The text: the one held, or the file's as read now (DocumentChanged when it is not the scanned one)."""
+        if self._text is not None:
+            return self._text
+        try:
+            data = (self.root / self.path).read_bytes()
+        except FileNotFoundError:
+            raise DocumentChanged(_GONE) from None
+        except OSError as exc:
+            raise DocumentChanged(f"unreadable after the scan ({exc.strerror})") from None
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self._sha256:
+            raise DocumentChanged(_CHANGED)
+        return data.decode("utf-8")
+
+    @property
+    def text_bytes(self) -> int:
+        """UTF-8 bytes of the text, without reading the file: the scan's size, or the held text's own length."""
+        return self.size if self._text is None else len(self._text.encode("utf-8"))
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the text as UTF-8 (the scanned file's bytes), hex."""
+        return self._sha256 or hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def lines(self) -> int:
+        """Lines of the text, a last line without its newline included."""
+        if self._lines is None:
+            text = self.text
+            self._lines = text.count("\n") + (bool(text) and not text.endswith("\n"))
+        return self._lines
+
+
+def read_texts(documents: Iterable[Document],
+               gone: Callable[[Document, str], None] = lambda doc, reason: None) -> Iterator[tuple[Document, str]]:
+    """Each document with its text, read now (one file at a time: the caller decides how many it keeps); a file
+    deleted or changed since the scan is handed to `gone` with the reason and left out."""
+    for doc in documents:
+        try:
+            text = doc.text
+        except DocumentChanged as exc:
+            gone(doc, str(exc))
+            continue
+        yield doc, text
+
+
+def load_documents(documents: Iterable[Document]) -> list[Document]:
+    """The documents holding their texts (files deleted or changed since the scan left out): for the small
+    samples that scoring reads many times over."""
+    return [Document(doc.path, text, doc.size) for doc, text in read_texts(documents)]
 
 
 def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
-    """Documents for relative `paths` under `root` and the paths that could not be read."""
+    """Documents holding the texts of relative `paths` under `root`, and the paths that could not be read."""
     docs, missing = [], []
     for rel in paths:
         try:
@@ -187,7 +271,7 @@ def stats(documents: Iterable[Document]) -> dict[str, int]:
         result["files"] += 1
         result["c_files"] += doc.path.endswith(".c")
         result["h_files"] += doc.path.endswith(".h")
-        result["lines"] += doc.text.count("\n") + (bool(doc.text) and not doc.text.endswith("\n"))
+        result["lines"] += doc.lines
         result["bytes"] += doc.size
     return result
 
@@ -202,11 +286,11 @@ def format_stats(numbers: dict[str, int]) -> str:
 
 def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -> None:
     """Write all documents into one text file, each preceded by a FILE_MARKER line (atomically, streamed file by
-    file: a large corpus is never assembled in memory)."""
+    file: a large corpus is never assembled in memory; files deleted or changed since the scan are left out)."""
     def write(f) -> None:
-        for doc in documents:
+        for doc, text in read_texts(documents):
             f.write((FILE_MARKER.format(path=doc.path) + "\n").encode("utf-8"))
-            f.write((doc.text if doc.text.endswith("\n") or not doc.text else doc.text + "\n").encode("utf-8"))
+            f.write((text if text.endswith("\n") or not text else text + "\n").encode("utf-8"))
     atomic_write(path, write)
 
 
@@ -334,13 +418,14 @@ class _Walker:
         self.progress(self.candidates, self.expected)
         reason = (None if _is_utf8(name) else _NOT_UTF8_NAME) or self._ignore_reason(rel_path, specs)
         reason = reason or ("secret (file name matches secret_patterns)" if secret else None)
-        data = text = None
+        data = digest = None
         if reason is None:
             data, reason = self._read_candidate(entry)
         if reason is None:
-            text, reason = self._check_content(rel_path, data)
+            digest, reason = self._check_content(rel_path, data)
         if reason is None:
-            self.result.documents.append(Document(rel_path, text, len(data)))
+            lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+            self.result.documents.append(Document(rel_path, size=len(data), root=self.root, sha256=digest, lines=lines))
         else:
             self._skip(rel_path, reason)
 
@@ -369,7 +454,8 @@ class _Walker:
         return data, None
 
     def _check_content(self, rel_path: str, data: bytes) -> tuple[str | None, str | None]:
-        """The file's text, or None and why these bytes are not training text (binary, encoding, secret, duplicate)."""
+        """The sha256 of the file's bytes, or None and why these bytes are not training text (binary, encoding,
+        secret, duplicate)."""
         if b"\0" in data:
             return None, "binary (contains NUL bytes)"
         try:
@@ -387,7 +473,7 @@ class _Walker:
         if digest in self.hashes:
             return None, f"duplicate of {self.hashes[digest]}"
         self.hashes[digest] = rel_path
-        return text, None
+        return digest, None
 
     def _ignore_reason(self, rel_path: str, specs: list) -> str | None:
         """'ignored by .gitignore' / 'ignored by settings' when the ignore rules exclude `rel_path` (a folder

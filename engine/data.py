@@ -25,10 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .corpus import Document, read_texts
+
 FIM_EXTRA_TOKENS = 4  # fim_prefix, fim_suffix, fim_middle, eot
 FIM_FORMAT = "spm"  # recorded in checkpoint metadata ("fim") by models trained with FIM windows
 IGNORE = -1
-ENCODE_CHUNK_BYTES = 256_000  # text tokenized per encode_batch call (parallel inside; progress and cancel between)
+# Text read and tokenized per encode_batch call, at most (a file larger than this is a batch of its own): what the
+# tokenization holds at once, whatever the workspace's size. encode_batch is parallel inside; progress and cancel
+# are checked between batches.
+ENCODE_BATCH_BYTES = 256_000
 
 
 @dataclass(frozen=True)
@@ -56,24 +61,27 @@ class EpochPlan:
 
 def token_stream(documents: Iterable, tokenizer) -> np.ndarray:
     """All documents encoded with `tokenizer.encode_document` and concatenated (int32)."""
-    parts = [ids for ids, _ in _encoded_chunks(documents, tokenizer)]
+    parts = [ids for ids, _ in _encoded_batches(documents, tokenizer, ENCODE_BATCH_BYTES, lambda doc, reason: None)]
     if not parts:
         return np.zeros(0, dtype=np.int32)
     return np.concatenate(parts).astype(np.int32, copy=False)
 
 
 def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
-               progress: Callable[[int], None] = lambda encoded_bytes: None) -> np.ndarray:
-    """token_stream(documents) without holding it, or the documents' token lists, in memory: chunks of about
-    ENCODE_CHUNK_BYTES are tokenized with encode_batch and appended to a temporary file in `folder`, which is
-    then memory-mapped read-only (uint16 ids when the vocabulary fits, else int32) and unlinked, so the mapping
-    alone keeps it and nothing is left behind. `progress(bytes)` follows each chunk (stream_bytes of its
-    documents); whatever it raises (a cancelled training) stops the encoding."""
+               progress: Callable[[int], None] = lambda encoded_bytes: None,
+               gone: Callable[[Document, str], None] = lambda doc, reason: None,
+               batch_bytes: int = ENCODE_BATCH_BYTES) -> np.ndarray:
+    """token_stream(documents) without holding it, the documents' texts or their token lists in memory: the texts
+    are read (corpus.read_texts) and tokenized with encode_batch in batches of at most `batch_bytes`, appended to
+    a temporary file in `folder`, which is then memory-mapped read-only (uint16 ids when the vocabulary fits, else
+    int32) and unlinked, so the mapping alone keeps it and nothing is left behind. A file deleted or changed since
+    the scan goes to `gone(document, reason)` and is left out of the stream. `progress(bytes)` follows each batch
+    (stream_bytes of its documents); whatever it raises (a cancelled training) stops the encoding."""
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
     fd, path = tempfile.mkstemp(prefix=".tokens-", suffix=".bin", dir=Path(folder))
     try:
         with os.fdopen(fd, "wb") as f:
-            for ids, encoded_bytes in _encoded_chunks(documents, tokenizer):
+            for ids, encoded_bytes in _encoded_batches(documents, tokenizer, batch_bytes, gone):
                 f.write(ids.astype(dtype).tobytes())
                 progress(encoded_bytes)
         empty = os.path.getsize(path) == 0
@@ -83,27 +91,39 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
             os.unlink(path)
 
 
-def _encoded_chunks(documents: Iterable, tokenizer) -> Iterator[tuple[np.ndarray, int]]:
-    """(encode_document ids of the next documents worth about ENCODE_CHUNK_BYTES, their stream_bytes), the
-    paths and texts of a chunk tokenized in one encode_batch call."""
-    chunk: list = []
+def _encoded_batches(documents: Iterable, tokenizer, batch_bytes: int,
+                     gone: Callable[[Document, str], None]) -> Iterator[tuple[np.ndarray, int]]:
+    """(encode_document ids of the next documents worth at most `batch_bytes` of stream, their stream_bytes), the
+    paths and texts of a batch tokenized in one encode_batch call; a file left out (`gone`) counts its bytes into
+    the next batch's, so that progress reaches the total."""
+    batch: list[tuple[str, str]] = []
     size = 0
-    for doc in documents:
-        chunk.append(doc)
-        size += _document_bytes(doc)
-        if size >= ENCODE_CHUNK_BYTES:
-            yield _encode_chunk(chunk, tokenizer), size
-            chunk, size = [], 0
-    if chunk:
-        yield _encode_chunk(chunk, tokenizer), size
+    gone_bytes = 0
+
+    def left_out(doc: Document, reason: str) -> None:
+        nonlocal gone_bytes
+        gone_bytes += _document_bytes(doc)
+        gone(doc, reason)
+
+    for doc, text in read_texts(documents, left_out):
+        n = _document_bytes(doc)
+        if batch and size + n > batch_bytes:
+            yield _encode_batch(batch, tokenizer), size + gone_bytes
+            batch, size, gone_bytes = [], 0, 0
+        batch.append((doc.path, text))
+        size += n
+    if batch or gone_bytes:
+        yield _encode_batch(batch, tokenizer), size + gone_bytes
 
 
-def _encode_chunk(documents: Sequence, tokenizer) -> np.ndarray:
-    """The encode_document ids of `documents`, concatenated: [file] path "\\n" text [eot] each."""
-    encoded = tokenizer.encode_batch([doc.path + "\n" for doc in documents] + [doc.text for doc in documents])
+def _encode_batch(batch: Sequence[tuple[str, str]], tokenizer) -> np.ndarray:
+    """The encode_document ids of the (path, text) pairs of `batch`, concatenated: [file] path "\\n" text [eot] each."""
+    if not batch:
+        return np.zeros(0, dtype=np.int32)
+    encoded = tokenizer.encode_batch([path + "\n" for path, _ in batch] + [text for _, text in batch])
     file_id, eot = np.array([tokenizer.file_id], np.int32), np.array([tokenizer.eot_id], np.int32)
     parts = []
-    for header, text in zip(encoded[:len(documents)], encoded[len(documents):]):
+    for header, text in zip(encoded[:len(batch)], encoded[len(batch):]):
         parts += [file_id, header, text, eot]
     return np.concatenate(parts)
 
@@ -114,7 +134,7 @@ def stream_bytes(documents: Iterable) -> int:
 
 
 def _document_bytes(doc) -> int:
-    return len(doc.path.encode("utf-8")) + 1 + len(doc.text.encode("utf-8"))
+    return len(doc.path.encode("utf-8")) + 1 + doc.text_bytes
 
 
 def num_windows(n_tokens: int, seq_len: int) -> int:

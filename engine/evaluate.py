@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from .base import document_sha256, manifest_hashes
+from .base import manifest_hashes
 from .baselines import COMPRESSORS, compressor_baselines
 from .checkpoint import CheckpointError, load_checkpoint, weights_sha256
-from .corpus import Document, read_documents, scan
+from .corpus import Document, load_documents, read_documents, scan
 from .errors import CllmError
 from .events import EventError, TrainingMetadata
 from .generate import Completer, CompletionOptions, Model, Scorer
@@ -297,7 +297,7 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
         path = Path(on)
         if not path.is_dir():
             raise EvalError(f"--on {on}: not a folder")
-        docs = scan(path).documents
+        docs = load_documents(scan(path).documents)
         if not docs:
             raise EvalError(f"--on {on}: no C files (.c, .h) found")
         notes["source"] = str(path.resolve())
@@ -411,8 +411,8 @@ def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -
     """(documents none of the `models`' corpus manifests list, the paths of those left out): a base has seen them,
     so they would flatter it and the models fine-tuned from it."""
     seen = set().union(*(manifest_hashes(model_metadata(m)) for m in models if m is not None))
-    kept = [doc for doc in documents if document_sha256(doc) not in seen]
-    return kept, [doc.path for doc in documents if document_sha256(doc) in seen]
+    kept = [doc for doc in documents if doc.sha256 not in seen]
+    return kept, [doc.path for doc in documents if doc.sha256 in seen]
 
 
 def format_comparison(reports: dict[str, dict[str, Any]]) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from . import checkpoint as ckpt_io
 from .config import BudgetPolicy, CorpusConfig, ModelConfig, PretrainPolicy, TrainConfig, from_dict
-from .corpus import Document, scan, split_documents
+from .corpus import Document, load_documents, read_texts, scan, split_documents
 from .evaluate import EvalError, model_metadata
 from .events import DoneEvent, ManifestEntry, TrainingEvent, TrainingMetadata
 from .generate import Model
@@ -38,6 +38,7 @@ from .loading import load_model
 from .tokenizer import Tokenizer
 from .train import TrainError, train
 
+_FILESYSTEM_ROOT = Path("/")  # a base corpus names its files by absolute path without the leading '/'
 _CPLUSPLUS_BLOCK = re.compile(r"^\s*#\s*if(?:def)?\b(?!.*!)(?=.*__cplusplus)")  # #ifdef __cplusplus, #if defined(...)
 _DIRECTIVE = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b")
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
@@ -118,17 +119,21 @@ def scan_base_corpus(paths: Sequence[str | os.PathLike] | None = None,
     for root in roots:
         scanned = scan(root, CorpusConfig())
         found.skipped += [(f"{root}/{path}", reason) for path, reason in scanned.skipped]
-        for doc in scanned.documents:
+
+        def left_out(doc: Document, reason: str, root: Path = root) -> None:
+            found.skipped.append((f"{root}/{doc.path}", reason))
+
+        for doc, text in read_texts(scanned.documents, left_out):
             name = (root / doc.path).as_posix().lstrip("/")
-            reason = cplusplus_reason(doc.path, doc.text)
-            digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-            if reason is None and digest in seen:
+            reason = cplusplus_reason(doc.path, text)
+            if reason is None and doc.sha256 in seen:
                 reason = "duplicate of a file in another folder"
             if reason:
                 found.skipped.append(("/" + name, reason))
                 continue
-            seen.add(digest)
-            found.documents.append(Document(path=name, text=doc.text, size=doc.size))
+            seen.add(doc.sha256)
+            found.documents.append(Document(name, size=doc.size, root=_FILESYSTEM_ROOT, sha256=doc.sha256,
+                                            lines=doc.lines))
     return found
 
 
@@ -147,8 +152,7 @@ def sample_documents(documents: Sequence[Document], max_bytes: int) -> list[Docu
 
 def manifest(documents: Iterable[Document]) -> list[ManifestEntry]:
     """The manifest entries of a base's corpus: absolute path and sha256 of each file's bytes."""
-    return [ManifestEntry(path="/" + doc.path, sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest())
-            for doc in documents]
+    return [ManifestEntry(path="/" + doc.path, sha256=doc.sha256) for doc in documents]
 
 
 def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, out_path: str | os.PathLike,
@@ -196,7 +200,8 @@ def _mixture_sample(documents: Sequence[Document], val_fraction: float,
     held_out = sample_documents(val_docs, policy.mixture_val_bytes)
     folders = {PurePosixPath(doc.path).parent for doc in held_out}
     related = [doc for doc in train_docs if PurePosixPath(doc.path).parent in folders]
-    return held_out, sample_documents(related or train_docs, policy.mixture_workspace_bytes)
+    neighbours = sample_documents(related or train_docs, policy.mixture_workspace_bytes)
+    return load_documents(held_out), load_documents(neighbours)
 
 
 def train_scratch_twin(model: Model, out_path: str | Path) -> Model:

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import corpus
-from .base import Base, document_sha256, load_base, read_replay, replay_documents
+from .base import Base, load_base, read_replay, replay_documents
 from .config import (CorpusConfig, ModelConfig, TrainConfig, budget_defaults, budget_sample_bytes, finetune_defaults,
                      from_dict, to_dict)
 from .data import (FIM_FORMAT, EpochPlan, FimTokens, epoch_plan, fill_batch, num_windows, spread_plan, stream_bytes,
@@ -386,8 +386,8 @@ class _Run:
                 raise TrainCancelled("cancelled while scoring the held-out files")
 
         d, weights = self.data, self.state.record.weights(self.state.params)
-        val_docs = corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES)
-        train_docs = corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)
+        val_docs = corpus.load_documents(corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES))
+        train_docs = corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES))
         try:
             models = workspace_models(d.tokenizer, train_docs) if d.root is not None and val_docs else None
             if models is not None:
@@ -411,7 +411,7 @@ class _Run:
         """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the
         current weights (the transformer alone: the mixture's lookups are cheap next to its forward passes)."""
         if self.line_seconds is None:
-            val_docs = corpus.sample_documents(self.data.val_docs, MIXTURE_HELDOUT_BYTES)
+            val_docs = corpus.load_documents(corpus.sample_documents(self.data.val_docs, MIXTURE_HELDOUT_BYTES))
             t0 = time.perf_counter()
             line_exact_match(self._shipped_model(self.state.params), val_docs, positions=LINE_PROBE_POSITIONS)
             self.line_seconds = (time.perf_counter() - t0) / LINE_PROBE_POSITIONS
@@ -757,7 +757,7 @@ def _replay(start: Base | None, resumed: TrainingMetadata | None, docs: _Documen
     if start is None or cfg.replay_fraction == 0:
         return []
     n_bytes = int(stream_bytes(docs.train) * cfg.replay_fraction / (1.0 - cfg.replay_fraction))
-    return replay_documents(start.metadata, n_bytes, cfg.seed, {document_sha256(doc) for doc in docs.all})
+    return replay_documents(start.metadata, n_bytes, cfg.seed, {doc.sha256 for doc in docs.all})
 
 
 def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokenizer | None, folder: Path,
@@ -767,13 +767,19 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     if tokenizer is None:
         tokenizer = _train_tokenizer(docs.train, vocab_size, _Phase("tokenizer", "bytes", emit, cancel))
         fault_point("tokenizer-trained")
-    val_bytes = stream_bytes(docs.val)
     train_docs = [*docs.train, *replay]
-    phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(train_docs) + val_bytes)
+    phase = _Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(train_docs) + stream_bytes(docs.val))
     folder.mkdir(parents=True, exist_ok=True)
-    stream = token_file(train_docs, tokenizer, folder, phase.advance)
-    val_stream = token_file(docs.val, tokenizer, folder, phase.advance)
+    gone: dict[str, str] = {}  # files deleted or changed since the scan -> why
+
+    def left_out(doc: corpus.Document, reason: str) -> None:
+        gone[doc.path] = reason
+
+    stream = token_file(train_docs, tokenizer, folder, phase.advance, left_out)
+    val_stream = token_file(docs.val, tokenizer, folder, phase.advance, left_out)
     phase.end()
+    docs = _without(docs, gone)
+    val_bytes = stream_bytes(docs.val)
     n_windows = num_windows(stream.size, cfg.seq_len)
     micro_batches = -(-n_windows // cfg.batch_size)
     fault_point("tokenized")
@@ -785,6 +791,22 @@ def _encode(docs: _Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Toke
     )
 
 
+def _without(docs: _Documents, gone: dict[str, str]) -> _Documents:
+    """`docs` without the files deleted or changed since the scan (`gone`: path -> reason), which join the skipped
+    files with their reason. TrainError when no training file is left."""
+    if not gone:
+        return docs
+
+    def kept(documents: list) -> list:
+        return [doc for doc in documents if doc.path not in gone]
+
+    docs = replace(docs, all=kept(docs.all), train=kept(docs.train), val=kept(docs.val),
+                   skipped=docs.skipped + [SkippedFile(path, reason) for path, reason in gone.items()])
+    if not docs.train:
+        raise TrainError(f"every training file was deleted or changed after the scan of {docs.root}; train again")
+    return docs
+
+
 def _train_tokenizer(documents: Sequence, vocab_size: int, phase: _Phase) -> Tokenizer:
     """A tokenizer trained on a deterministic sample of at most TOKENIZER_SAMPLE_BYTES of `documents` (all of a
     small workspace). The library's training runs in a background thread: the texts it reads report progress,
@@ -794,9 +816,9 @@ def _train_tokenizer(documents: Sequence, vocab_size: int, phase: _Phase) -> Tok
     phase.total = sum(doc.size for doc in sample)
 
     def texts():
-        for doc in sample:
+        for doc, text in corpus.read_texts(sample, lambda doc, reason: phase.advance(doc.size)):  # reported later
             phase.advance(doc.size)
-            yield doc.text
+            yield text
 
     outcome: dict[str, Any] = {}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cllm.engine.base import document_sha256, load_base, manifest_hashes, read_replay, replay_documents
+from cllm.engine.base import load_base, manifest_hashes, read_replay, replay_documents
 from cllm.engine.checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from cllm.engine.corpus import Document
 from cllm.engine.events import ManifestEntry, TrainingMetadata
@@ -35,7 +35,7 @@ def test_replay_takes_unchanged_files_of_the_manifest_and_leaves_out_excluded_on
 
 def test_manifest_hashes_are_the_documents_digests(tmp_path: Path):
     doc = Document("a.h", "int a;\n", 7)
-    assert manifest_hashes(_manifest({tmp_path / "a.h": doc.text})) == {document_sha256(doc)}
+    assert manifest_hashes(_manifest({tmp_path / "a.h": doc.text})) == {doc.sha256}
     assert manifest_hashes(TrainingMetadata()) == set()
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from cllm.engine.config import CorpusConfig
-from cllm.engine.corpus import (FILE_MARKER, Document, IgnoreRule, format_stats, hidden_by_ignore_rules, sample_documents,
-                                scan, skip_summary, split_documents, stats, write_consolidated)
+from cllm.engine.corpus import (FILE_MARKER, Document, DocumentChanged, IgnoreRule, format_stats,
+                                hidden_by_ignore_rules, load_documents, read_texts, sample_documents, scan, skip_summary,
+                                split_documents, stats, write_consolidated)
 
 MAIN_C = "#include \"util.h\"\n\nint main(void) {\n    return util();\n}\n"
 UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\nint util(void);\n#endif\n"
@@ -262,6 +263,34 @@ def test_stats_and_consolidated_file(tmp_path):
         f"{FILE_MARKER.format(path='e.c')}\n"
     )
     assert os.listdir(out.parent) == ["repo_code.txt"]
+
+
+def test_scanned_documents_hold_no_text_and_read_it_back_from_disk(tmp_path):
+    source = "int big[] = {\n" + "    1, 2, 3,\n" * 2000 + "};\nint last;"
+    (tmp_path / "big.c").write_text(source)
+    (doc,) = scan(tmp_path).documents
+    held = [getattr(doc, slot) for slot in Document.__slots__]
+    assert not any(isinstance(value, str) and len(value) >= doc.size for value in held), "no copy of the text"
+    assert doc.size == len(source) and doc.lines == source.count("\n") + 1
+    assert doc.text == source and stats([doc]) == stats([Document("big.c", source)])
+    (loaded,) = load_documents([doc])
+    assert loaded.text == source and loaded.sha256 == doc.sha256 == Document("x.c", source).sha256
+
+
+def test_a_file_deleted_or_changed_after_the_scan_is_named_and_left_out(tmp_path):
+    for name in ("a.c", "b.c", "c.c"):
+        (tmp_path / name).write_text(f"int {name[0]};\n")
+    docs = scan(tmp_path).documents
+    (tmp_path / "a.c").unlink()
+    (tmp_path / "b.c").write_text("int B;\n")  # same size, other bytes
+    with pytest.raises(DocumentChanged, match="deleted after the scan"):
+        docs[0].text
+    gone = []
+    assert [doc.path for doc, _ in read_texts(docs, lambda doc, why: gone.append((doc.path, why)))] == ["c.c"]
+    assert gone == [("a.c", "deleted after the scan"), ("b.c", "changed after the scan")]
+    write_consolidated(docs, tmp_path / "repo_code.txt")
+    assert (tmp_path / "repo_code.txt").read_text() == f"{FILE_MARKER.format(path='c.c')}\nint c;\n"
+    assert [doc.path for doc in load_documents(docs)] == ["c.c"]
 
 
 def git(root: Path, *args: str) -> None:

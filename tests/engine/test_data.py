@@ -5,8 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from cllm.engine import data
-from cllm.engine.corpus import Document
+from cllm.engine.corpus import Document, scan
 from cllm.engine.data import (
     IGNORE,
     FimTokens,
@@ -103,17 +102,42 @@ def test_num_windows_edges(n_tokens, expected):
     assert num_windows(n_tokens, SEQ) == expected
 
 
-def test_token_file_is_the_token_stream_memory_mapped_in_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "ENCODE_CHUNK_BYTES", 40)  # several encode_batch calls
+def test_token_file_is_the_token_stream_memory_mapped_in_chunks(tmp_path):
     docs = [Document(f"d{i}/f.c", f"int f{i}(int x) {{ return x * {i}; }}\n" * (i + 1), 0) for i in range(6)]
     tokenizer = Tokenizer.train([d.text for d in docs], 300)
     progress = []
-    ids = token_file(docs, tokenizer, tmp_path, progress.append)
+    ids = token_file(docs, tokenizer, tmp_path, progress.append, batch_bytes=40)  # several encode_batch calls
     assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
     assert np.array_equal(ids, token_stream(docs, tokenizer))
     assert len(progress) > 1 and sum(progress) == stream_bytes(docs)
     assert os.listdir(tmp_path) == [], "the mapping alone holds the file"
     assert token_file([], tokenizer, tmp_path).size == 0
+
+
+def test_token_file_batches_of_one_file_each_give_the_one_batch_token_file(tmp_path):
+    docs = [Document(f"d{i}/f.c", f"int f{i}(int x) {{ return x * {i}; }}\n" * (i + 1)) for i in range(6)]
+    tokenizer = Tokenizer.train([d.text for d in docs], 300)
+    tiny, whole = [], []
+    ids = token_file(docs, tokenizer, tmp_path, tiny.append, batch_bytes=1)
+    assert len(tiny) == len(docs), "a batch never holds more than its bytes allow (one file at least)"
+    assert np.array_equal(ids, token_file(docs, tokenizer, tmp_path, whole.append, batch_bytes=10**9))
+    assert len(whole) == 1 and sum(tiny) == sum(whole) == stream_bytes(docs)
+
+
+def test_token_file_leaves_out_a_file_deleted_or_changed_after_the_scan(tmp_path):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for name in ("a.c", "b.c", "c.c"):
+        (workspace / name).write_text(f"int {name[0]}(void) {{ return 1; }}\n")
+    docs = scan(workspace).documents
+    tokenizer = Tokenizer.train([d.text for d in docs], 300)
+    (workspace / "a.c").unlink()
+    (workspace / "c.c").write_text("int changed;\n")
+    gone, progress = [], []
+    ids = token_file(docs, tokenizer, tmp_path, progress.append, lambda doc, reason: gone.append((doc.path, reason)))
+    assert gone == [("a.c", "deleted after the scan"), ("c.c", "changed after the scan")]
+    assert np.array_equal(ids, token_stream([docs[1]], tokenizer))
+    assert sum(progress) == stream_bytes(docs), "the files left out count as done"
 
 
 def test_spread_plan_takes_every_window_of_a_short_stream_and_an_even_sample_of_a_long_one():

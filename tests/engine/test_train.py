@@ -192,6 +192,23 @@ def test_phases_report_progress_before_the_start_event(c_workspace, tmp_path):
     assert done.corpus_fraction == 1.0
 
 
+def test_a_file_deleted_after_the_scan_is_skipped_with_its_reason(c_workspace, tmp_path):
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, PhaseEvent) and event.phase == "scan" and event.done == event.total:
+            (c_workspace / "mod3.c").unlink()
+
+    done = train(c_workspace, MODEL, replace(TRAIN, epochs=1), tmp_path / "m.cllm", on_event)
+    start = next(event for event in events if event.kind == "start")
+    assert [(s.path, s.reason) for s in start.skipped] == [("mod3.c", "deleted after the scan")]
+    assert start.files == start.train_files + start.val_files == 7 and start.corpus["files"] == 7
+    meta = load_checkpoint(tmp_path / "m.cllm").metadata
+    assert "mod3.c" not in meta["train_files"] + meta["val_files"] and done.steps > 0
+    assert "mod3.c" not in (tmp_path / "repo_code.txt").read_text()
+
+
 @pytest.mark.parametrize("phase", ["scan", "tokenizer", "tokenize"])
 def test_cancel_in_a_phase_before_the_first_step_writes_no_model(c_workspace, tmp_path, phase):
     cancel = threading.Event()
