@@ -235,10 +235,15 @@ class Mixture:
 def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
     """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
 
-    Each bucket's weights are pulled towards the global weights by `prior` pseudo-tokens, so sparse buckets fall
-    back on the overall mix instead of overfitting a handful of tokens.
+    Each bucket's weights are pulled towards the weights of its match level (every bucket of that level together)
+    by `prior` pseudo-tokens, and those towards the global weights likewise, so a sparse bucket falls back on the
+    mix of the positions with the same match evidence instead of overfitting a handful of tokens. Held-out sets
+    are small (20,000 tokens, half of them per cross-fitted fold, for 150 buckets): falling back on the global mix
+    instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark; finer buckets (more match lengths up to
+    512 tokens, how often the 5-gram's context was seen) cost more than they gained on both.
     """
     probs = np.maximum(np.asarray(probs, dtype=np.float64), 1e-300)
+    level_of = np.arange(N_BUCKETS) % MATCH_LEVELS  # evidence_bucket puts the match level last
     global_w = np.full(COMPONENTS, 1.0 / COMPONENTS)
     weights = np.tile(global_w, (N_BUCKETS, 1))
     for _ in range(iterations):
@@ -247,8 +252,10 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
         global_w = resp.mean(axis=0)
         sums = np.zeros((N_BUCKETS, COMPONENTS))
         np.add.at(sums, buckets, resp)
-        counts = sums.sum(axis=1, keepdims=True)
-        weights = (sums + prior * global_w) / (counts + prior)
+        level_sums = np.zeros((MATCH_LEVELS, COMPONENTS))
+        np.add.at(level_sums, level_of, sums)
+        level_w = (level_sums + prior * global_w) / (level_sums.sum(axis=1, keepdims=True) + prior)
+        weights = (sums + prior * level_w[level_of]) / (sums.sum(axis=1, keepdims=True) + prior)
     return Mixture(weights)
 
 

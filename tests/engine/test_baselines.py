@@ -30,13 +30,36 @@ def test_conditional_rate_is_the_size_difference_per_held_out_byte():
 
 @pytest.mark.parametrize("name", ["zpaq", "ppmd"])
 def test_context_mixing_compressors_learn_from_the_training_bytes(name):
-    program, bits = COMPRESSORS[name]
+    program, conditional = COMPRESSORS[name]
     require_program(program)  # .ci/run installs it
     rng = np.random.default_rng(2)
     train = b"static int add(int a, int b) { return a + b; }\n" * 200
-    repeated = conditional_bits_per_byte(bits, train, train[:2000])
-    noise = conditional_bits_per_byte(bits, train, rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    repeated = conditional(train, train[:2000])
+    noise = conditional(train, rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
     assert repeated < 0.5 < 7.5 < noise
+
+
+def test_zpaq_sizes_both_inputs_with_the_model_it_picks_for_train_and_heldout(monkeypatch):
+    methods = []
+
+    def archiver(argv, archive, data):
+        methods.append(argv[4])
+        chosen = "56,178,1" if argv[4] == "-m5" else argv[4][2:] + ",178,0"  # what zpaq prints: given, then its own
+        return 8 * len(data), f"Adding {len(data)} bytes\n+ data {len(data)}\n[1..1] {len(data)} -method {chosen}\n"
+
+    monkeypatch.setattr(baselines, "_run_archiver", archiver)
+    assert baselines.zpaq_conditional_bits_per_byte(b"abcd", b"ef") == 8.0
+    assert methods == ["-m5", "-m56,178,1"]  # train alone with the method chosen for train + heldout, not its own
+    monkeypatch.setattr(baselines, "_run_archiver", lambda argv, archive, data: (8, "no method here"))
+    with pytest.raises(RuntimeError, match="names no compression method"):
+        baselines.zpaq_conditional_bits_per_byte(b"abcd", b"ef")
+
+
+def test_zpaq_charges_a_few_appended_bytes_little_and_never_less_than_nothing():
+    require_program("zpaq")
+    train = b"".join(b"static int f%d(int a) { return a * %d; }\n" % (i, i) for i in range(400))
+    cost = baselines.zpaq_conditional_bits_per_byte(train, b"/* x */\n" * 10)
+    assert 0.0 <= cost < 4.0
 
 
 def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
@@ -46,7 +69,7 @@ def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
     assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
     assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
     monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
-    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda data: baselines._archive_bits(
-        ["false"], "a.zpaq", data)))
+    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout: baselines._run_archiver(
+        ["false"], "a.zpaq", train + heldout)[0]))
     assert compressor_baselines(b"int a;\n", b"int b;\n")["zpaq"] == {
         "bits_per_byte": None, "note": "false failed: exit status 1"}

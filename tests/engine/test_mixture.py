@@ -10,7 +10,7 @@ from cllm.engine.heldout import heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, DocumentCache, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
+    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
     mixture_metadata, stored_mixture,
 )
 from cllm.engine.ngram import KneserNey, interpolate
@@ -45,6 +45,17 @@ def test_fit_mixture_rows_sum_to_one_and_favour_the_better_component():
     np.testing.assert_allclose(mixture.weights.sum(axis=1), 1.0)
     assert mixture.weights[:, 0].min() > 0.8
     assert np.log(mixture.mix(probs, buckets)).sum() > np.log(probs.mean(axis=1)).sum()
+
+
+def test_fit_mixture_sends_a_sparse_bucket_to_the_weights_of_its_match_level():
+    level = 3
+    dense, sparse = evidence_bucket(5, 4, level), evidence_bucket(0, 0, level)
+    other = evidence_bucket(1, 1, NO_MATCH)
+    right = [1e-3, 1e-3, 1e-3, 1.0]  # the match component alone gives the token its mass
+    probs = np.array([right] * 400 + [[0.5, 0.01, 0.01, 1e-3]] * 1600 + [right])
+    buckets = np.array([dense] * 400 + [other] * 1600 + [sparse])
+    weights = fit_mixture(probs, buckets).weights
+    assert weights[sparse, 3] > 0.8 > 0.3 > weights[other, 3]  # its level trusts the match, the overall mix does not
 
 
 def _all_on(component: int) -> list[float]:
