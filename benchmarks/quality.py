@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, help="fine-tune this base model and compare with it alone")
     parser.add_argument("--compare-scratch", action="store_true",
                         help="also train from scratch with the same budget and settings and compare")
-    parser.add_argument("--scratch", type=Path, help="compare with this model trained from scratch (trained beforehand)")
+    parser.add_argument("--scratch", type=Path,
+                        help="compare with this model trained from scratch (trained beforehand)")
+    parser.add_argument("--prefix-only", action="store_true", help="line completions without the suffix")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     args = parser.parse_args(argv)
     explicit = {item.partition("=")[0] for item in args.set}
@@ -115,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         documents, left_out = leave_out_base_files(documents, model, others.get("base"))
         if left_out:
             print(f"left out (in the base's corpus): {', '.join(left_out)}", file=sys.stderr)
-        report = evaluate(model, documents, train_documents, positions=args.positions)
-        report.update({name: evaluate(other, documents, train_documents, positions=args.positions)
-                       for name, other in others.items()})
+        def measure(which):
+            return evaluate(which, documents, train_documents, positions=args.positions, prefix_only=args.prefix_only)
+
+        report = measure(model)
+        report.update({name: measure(other) for name, other in others.items()})
     print(json.dumps(report) if args.json else format_table(report))
     if not args.json:
         print("\n".join(_verdict(report)))

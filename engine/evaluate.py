@@ -7,6 +7,8 @@ Four measures on the same files in one run:
 - line completion at seeded cursor positions, half mid-line and half at the start of a line: the model sees the text
   before the cursor and, as the suffix, the text after the end of the line (the line is being typed); its one-line
   completion is compared with the real rest of the line (exact match after trimming whitespace, edit similarity);
+  with `prefix_only` (`cllm eval --prefix-only`) the models see no suffix, as a client without fill-in-the-middle
+  asks (the 5-gram never uses one);
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
 - baselines: xz, zpaq -m5 and PPMd order 16 (where installed) conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
   training files (bits per byte on the same files, greedy line completion at the same positions).
@@ -213,15 +215,17 @@ Predictor = Callable[[int, str, str], str]
 
 
 def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Document],
-                      positions: Sequence[Position], progress: Progress | None) -> dict[str, Scores]:
+                      positions: Sequence[Position], progress: Progress | None,
+                      prefix_only: bool = False) -> dict[str, Scores]:
     """Each predictor's one-line completion at `positions`, scored against the real rest of each line.
 
-    A predictor gets (document index, text before the cursor, text after the end of the line) and returns the
-    line's completion."""
+    A predictor gets (document index, text before the cursor, text after the end of the line, or "" when
+    `prefix_only`) and returns the line's completion."""
     scores = {name: Scores() for name in predictors}
     for i, p in enumerate(positions):
         doc = documents[p.doc]
-        prefix, suffix, truth = doc.text[:p.offset], doc.text[p.line_end:], doc.text[p.offset:p.line_end]
+        prefix, truth = doc.text[:p.offset], doc.text[p.offset:p.line_end]
+        suffix = "" if prefix_only else doc.text[p.line_end:]
         for name, predict in predictors.items():
             scores[name].add(predict(p.doc, prefix, suffix).split("\n", 1)[0], truth)
         if progress:
@@ -319,8 +323,9 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
 
 def evaluate(model: Model, documents: Sequence[Document], train_documents: Sequence[Document], *,
              positions: int = DEFAULT_POSITIONS, syntax_positions: int | None = None, seed: int = 0,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, prefix_only: bool = False) -> dict[str, Any]:
     """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
+    `prefix_only`: line completions see no suffix (the report's "prefix_only" says which).
 
     Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
     {xz, zpaq, ppmd, kn5}, files, bytes, positions, plus completer, transformer, mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
@@ -357,7 +362,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         mixture = {"bits_per_byte": mixed_bits / n_bytes,
                    "mean_weights": dict(zip(("transformer", "kn5", "cache", "match"), weights.round(3).tolist()))}
     sampled = sample_positions(documents, positions, seed)
-    scores = _line_completions(predictors, documents, sampled, progress)
+    scores = _line_completions(predictors, documents, sampled, progress, prefix_only)
     if workspace is not None:
         baselines["kn5"].update(scores["kn5"].summary())
         baselines["kn5"]["exact_shared_with_model"] = sum(a and b for a, b in zip(scores["model"].exact, scores["kn5"].exact))
@@ -378,7 +383,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         "mixture": mixture,
         "files": len(documents),
         "bytes": n_bytes,
-        "positions": len(sampled),
+        "positions": len(sampled), "prefix_only": prefix_only,
         "syntax_positions": syntax_checked,
         "window": window,
         "seconds": round(time.monotonic() - began, 1),
@@ -458,8 +463,9 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
              for r in [header, *rows]]
-    lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions "
-                 f"({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
+    context = " (prefix only)" if report.get("prefix_only") else ""
+    lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions"
+                 f"{context} ({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
     lines.append(f"completions from this model use: {report['completer']}")
     if baselines["xz"]["bits_per_byte"] is None:
         lines.append("baselines not computed: the model's training files could not be read")

@@ -213,6 +213,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                     _positions_default)
     p.add_argument("--compare-scratch", action="store_true",
                    help="also train a model from scratch with the same time budget and compare it")
+    p.add_argument("--prefix-only", action="store_true",
+                   help="line completions see only the text before the cursor (no suffix), as clients without "
+                   "fill-in-the-middle ask")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_eval)
 
@@ -809,7 +812,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                   f"of the scores: {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}", file=sys.stderr)
 
         def measure(which) -> dict:
-            return evaluate(which, documents, train_documents, positions=positions,
+            return evaluate(which, documents, train_documents, positions=positions, prefix_only=args.prefix_only,
                             progress=progress if sys.stderr.isatty() else None)
 
         report = measure(model)

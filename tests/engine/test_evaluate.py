@@ -7,7 +7,7 @@ import pytest
 
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
-from cllm.engine.evaluate import edit_similarity, levenshtein, sample_positions
+from cllm.engine.evaluate import _line_completions, edit_similarity, levenshtein, sample_positions
 from cllm.engine.heldout import heldout_mixture
 from cllm.engine.loading import load_model
 from cllm.server.cli import main
@@ -111,6 +111,22 @@ def recorded_model(tiny_model_path, tmp_path):
     return tmp_path / "recorded.cllm", workspace, paths[0]
 
 
+@pytest.mark.parametrize("prefix_only", [False, True])
+def test_line_completions_see_the_suffix_unless_prefix_only(prefix_only):
+    docs, seen = _docs(), []
+
+    def predict(d: int, prefix: str, suffix: str) -> str:
+        seen.append((d, prefix, suffix))
+        return ""
+
+    positions = sample_positions(docs, 8, seed=1)
+    _line_completions({"recorder": predict}, docs, positions, None, prefix_only=prefix_only)
+    assert [(d, prefix) for d, prefix, _ in seen] == [(p.doc, docs[p.doc].text[:p.offset]) for p in positions]
+    suffixes = [suffix for _, _, suffix in seen]
+    expected = ["" if prefix_only else docs[p.doc].text[p.line_end:] for p in positions]
+    assert suffixes == expected and (prefix_only or any(suffixes))
+
+
 def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
     model, _, held_out = recorded_model
     assert main(["eval", str(model), "--json", "--positions", "4"]) == 0
@@ -134,6 +150,8 @@ def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):
     assert main(["eval", str(model), "--positions", "4"]) == 0
     table = capsys.readouterr().out
     assert "bits per byte" in table and "5-gram" in table and "zpaq" in table and "ppmd" in table
+    assert main(["eval", str(model), "--json", "--positions", "4", "--prefix-only"]) == 0
+    assert json.loads(capsys.readouterr().out)["prefix_only"] is True
 
 
 def test_eval_command_when_held_out_files_are_gone(recorded_model, capsys):
