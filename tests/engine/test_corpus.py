@@ -5,9 +5,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cllm.engine import corpus
 from cllm.engine.config import CorpusConfig
-from cllm.engine.corpus import (FILE_MARKER, Document, DocumentChanged, IgnoreRule, format_stats,
+from cllm.engine.corpus import (FILE_MARKER, Document, DocumentChanged, IgnoreRule, find_secret, format_stats,
                                 hidden_by_ignore_rules, load_documents, read_texts, sample_documents, scan, skip_summary,
                                 split_documents, stats, write_consolidated)
 
@@ -167,6 +170,16 @@ def test_files_holding_credentials_are_skipped_as_secret(tmp_path, what):
     result = scan(tmp_path)
     assert [d.path for d in result.documents] == ["ok.c"]
     assert result.skipped == [("config.h", f"secret (contains {what})")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*SECRETS.values(), "AKIA", "gh", "ghp_", "xox", "eyJ", "-----BEGIN ", "k_live_",
+                                 "AIza", "glpat-", "_", "-", ".", " ", "\n", "A1", "zZ9", "x" * 20, "7" * 16]),
+                max_size=12).map("".join))
+def test_the_literal_prefilter_finds_what_the_patterns_find(text):
+    """find_secret skips the patterns when no literal of theirs occurs: it must agree with running them always."""
+    found = corpus._SECRETS.search(text)
+    assert find_secret(text) == (corpus._SECRET_SHAPES[int(found.lastgroup[1:])][0] if found else None)
 
 
 def test_code_that_merely_looks_like_tokens_is_kept(tmp_path):
