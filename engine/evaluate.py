@@ -10,8 +10,9 @@ Four measures on the same files in one run:
   with `prefix_only` (`cllm eval --prefix-only`) the models see no suffix, as a client without fill-in-the-middle
   asks (the 5-gram never uses one);
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
-- baselines: xz, zpaq -m5 and PPMd order 16 (where installed) conditioned on the training bytes, and a Kneser-Ney 5-gram over the model's tokens trained on the
-  training files (bits per byte on the same files, greedy line completion at the same positions).
+- baselines: xz, zpaq -m5 and PPMd order 16 (where installed) conditioned on the training bytes, and a Kneser-Ney
+  5-gram over the model's tokens trained on the training files (bits per byte on the same files, greedy line
+  completion at the same positions).
 A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
 sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
@@ -328,8 +329,9 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     `prefix_only`: line completions see no suffix (the report's "prefix_only" says which).
 
     Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
-    {xz, zpaq, ppmd, kn5}, files, bytes, positions, plus completer, transformer, mixture, syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no
-    training documents.
+    {xz, zpaq, ppmd, kn5}, files, bytes, positions, prefix_only, plus completer, transformer, mixture,
+    syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no training
+    documents.
     """
     if not documents:
         raise EvalError("no files to evaluate")
@@ -422,7 +424,8 @@ def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -
 
 def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
     """Models evaluated on the same files side by side (name -> evaluate() report): the transformer alone and
-    with the cache mixture, then the compressors and the 5-gram (of the first report: they depend only on the tokenizer)."""
+    with the cache mixture, then the compressors and the 5-gram (of the first report: they depend only on the
+    tokenizer)."""
     header = ("", "bits/byte", "+cache bits/byte", "exact", "+cache exact", "+cache edit sim")
     rows = []
     for name, r in reports.items():
@@ -455,8 +458,8 @@ def format_table(report: dict[str, Any]) -> str:
          *(_fmt(c["bits_per_byte"], ".3f") for c in compressors), _fmt(kn["bits_per_byte"], ".3f")),
         ("line exact match", _fmt(model["exact_match"], ".1%"), _fmt(mix.get("exact_match"), ".1%"), *dashes,
          _fmt(kn.get("exact_match"), ".1%")),
-        ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"), *dashes,
-         _fmt(kn.get("edit_similarity"), ".3f")),
+        ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"),
+         *dashes, _fmt(kn.get("edit_similarity"), ".3f")),
         ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", *dashes, "-"),
     ]
     header = ("", "model", "model+cache", *COMPRESSORS, "5-gram KN")
@@ -465,7 +468,8 @@ def format_table(report: dict[str, Any]) -> str:
              for r in [header, *rows]]
     context = " (prefix only)" if report.get("prefix_only") else ""
     lines.append(f"{report['files']} files, {report['bytes']:,} bytes, {report['positions']} completion positions"
-                 f"{context} ({report['syntax_positions']} multi-line), window {report['window']} tokens, {report['seconds']} s")
+                 f"{context} ({report['syntax_positions']} multi-line), window {report['window']} tokens, "
+                 f"{report['seconds']} s")
     lines.append(f"completions from this model use: {report['completer']}")
     if baselines["xz"]["bits_per_byte"] is None:
         lines.append("baselines not computed: the model's training files could not be read")

@@ -218,7 +218,8 @@ class CllmProtocol(LanguageServerProtocol):
     shutdown_received = False
 
     def _execute_handler(self, msg_id: int | str, handler: Callable[..., Any],
-                         callback: Callable[[Future[Any]], None], args: tuple[Any, ...] | None = None, kwargs: dict[str, Any] | None = None) -> None:
+                         callback: Callable[[Future[Any]], None], args: tuple[Any, ...] | None = None,
+                         kwargs: dict[str, Any] | None = None) -> None:
         """pygls' handler execution, with the handler's future taken out of the pending requests once it is
         done (pygls leaves those of notifications there for good; a request's goes as before)."""
         def forget_then(future: Future[Any]) -> None:
