@@ -9,6 +9,7 @@ Nothing here decodes: this is the network's forward pass over whole windows.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,14 +86,32 @@ def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) ->
 def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                     train_documents: Sequence[Document], window: int,
                     models: tuple[KneserNey, MatchIndex] | None = None,
-                    progress: Progress | None = None) -> dict[str, Any] | None:
+                    progress: Progress | None = None,
+                    copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any] | None:
     """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
     completions (engine/mixture.py); None without held-out or training documents. The trainer calls it, passing
-    the `models` (workspace_models of `train_documents`) it has already built, if any; `progress` follows the
-    forward passes (see document_nats)."""
+    the `models` (workspace_models of `train_documents`) and the `copying` probabilities (mixture.copying_parts of
+    `documents`) it has already computed, if any; `progress` follows the forward passes (see document_nats)."""
     if not documents or not train_documents:
         return None
     nats = document_nats(params, config, tokenizer, documents, window, progress)
     fault_point("mixture-fit")
     kn, index = models or workspace_models(tokenizer, train_documents)
-    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])
+    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents, copying)[0])
+
+
+def scoring_batches(lengths: Sequence[tuple[int, int]], window: int) -> int:
+    """The forward batches document_nats runs over documents of (tokens with the path header, header tokens)."""
+    windows = sum(len(score_windows(length, header, window)) for length, header in lengths)
+    return -(-windows // _BATCH)
+
+
+def batch_seconds(params: np.ndarray, config: ModelConfig, window: int) -> float:
+    """Seconds one forward batch of document_nats takes with `params`: the second of two on a batch of zeros (the
+    first may load the compiled kernels)."""
+    scratch = make_scratch(config, _BATCH, window)
+    inputs, targets = np.zeros((_BATCH, window), dtype=np.int32), np.zeros((_BATCH, window), dtype=np.int32)
+    token_losses(params, inputs, targets, config, scratch)
+    begin = time.perf_counter()
+    token_losses(params, inputs, targets, config, scratch)
+    return time.perf_counter() - begin

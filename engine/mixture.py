@@ -259,30 +259,44 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
     return Mixture(weights)
 
 
-def component_probs(model_nats: np.ndarray, kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
-                    vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, COMPONENTS), buckets (n,)) for tokens[start:] of one document: the transformer's probability (from its
-    losses `model_nats`), the workspace 5-gram's, the document cache's and the match model's (all its mass on its
-    prediction; uniform where it has none), and each position's evidence bucket."""
+def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
+                  vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (n, COMPONENTS - 1), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the
+    document cache's and the match model's probability (all its mass on its prediction; uniform where it has
+    none), and each position's evidence bucket. None of it depends on the transformer's weights."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
     match_p = np.where(predicted < 0, 1.0 / vocab_size, (predicted == tokens[start:]).astype(np.float64))
-    probs = np.stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), np.exp(kn.logprobs(tokens, start)), cache_p,
-                      match_p], axis=1)
-    buckets = evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
-    return probs, buckets
+    probs = np.stack([np.exp(kn.logprobs(tokens, start)), cache_p, match_p], axis=1)
+    return probs, evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
+
+
+def with_transformer(model_nats: np.ndarray, copying: np.ndarray) -> np.ndarray:
+    """The component probs (n, COMPONENTS): the transformer's (from its losses `model_nats`), then the copying
+    models' (copying_probs)."""
+    return np.column_stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), copying])
+
+
+def copying_parts(kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
+                  documents: Sequence[Document]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each document's copying_probs over its text (after its path header, as heldout.document_nats scores it)."""
+    parts = []
+    for doc in documents:
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        parts.append(copying_probs(kn, index, tokens, len(header), tokenizer.vocab_size))
+    return parts
 
 
 def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
-                   documents: Sequence[Document]) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
+                   documents: Sequence[Document], copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                   ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
-    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats)."""
-    parts = []
-    for doc, doc_nats in zip(documents, nats):
-        header = tokenizer.header_ids(doc.path)
-        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
-        parts.append(component_probs(doc_nats, kn, index, tokens, len(header), tokenizer.vocab_size))
+    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats) and
+    the documents' copying_parts (computed here when not given)."""
+    copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
+    parts = [(with_transformer(doc_nats, probs), buckets) for doc_nats, (probs, buckets) in zip(nats, copying)]
     mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
     return mixture, parts
 

@@ -15,7 +15,10 @@ them, and a tree bigger than a time budget can use is sampled down to what it ca
 epoch: validation loss and bits per byte on the held-out files (at most VALIDATION_WINDOWS windows spread over
 them), a checkpoint, early stopping after `patience` epochs without improvement. The model file always holds the
 best weights seen by validation; the current weights, Adam moments and data position ride along so that N steps +
-resume M steps equal N + M steps bitwise. Progress goes to `on_event` as the typed events of engine/events.py
+resume M steps equal N + M steps bitwise. A time budget keeps room for the work after the last step
+(FinishEstimate: validation, the mixture's fit, the held-out line scoring, the model file); a budgeted run
+prepares the held-out scoring's weight-independent inputs (workspace models, copying models' probabilities) at
+its first stop check, so that their time is spent before its stop decisions and the rest is timed, not guessed. Progress goes to `on_event` as the typed events of engine/events.py
 (step events at most 4 per second; docs/protocol.md lists them), and the model file's training metadata is an
 events.TrainingMetadata.
 
@@ -51,9 +54,9 @@ from .events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventEr
                      RunSettings, RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .faults import fault_point
 from .generate import Model
-from .heldout import heldout_mixture
+from .heldout import batch_seconds, heldout_mixture, scoring_batches
 from .kernels import adamw_step
-from .mixture import MixtureScorer, stored_mixture, workspace_models
+from .mixture import MixtureScorer, copying_parts, fit_mixture, stored_mixture, with_transformer, workspace_models
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
 from .tokenizer import Tokenizer
@@ -141,6 +144,36 @@ class _State:
     schedule_steps: int | None = None  # the learning-rate schedule's length once fitted to a time budget
     adam_steps: int = 0  # AdamW steps taken by earlier runs of a continued model (its bias correction goes on)
     record: _RunRecord = field(default_factory=_RunRecord)
+
+
+@dataclass
+class FinishEstimate:
+    """Seconds the work after a run's last step will take, by part (what a time budget keeps free for it)."""
+
+    validation: float  # the last validation pass (a run that stops inside an epoch)
+    mixture: float  # forward passes over the held-out sample and the fit of the mixture's weights
+    lines: float  # the held-out line exact match
+    save: float  # writing the model file
+
+    def total(self) -> float:
+        return self.validation + self.mixture + self.lines + self.save
+
+
+@dataclass
+class _HeldoutInputs:
+    """What the end-of-run held-out scoring needs that does not depend on the weights, prepared once: deterministic
+    samples of at most MIXTURE_HELDOUT_BYTES held-out and MIXTURE_TRAIN_BYTES training text (all of a small
+    workspace), the workspace models over the latter and the copying models' probabilities on the former (None
+    without a workspace folder or held-out files), and what the rest of the scoring will cost: the forward batches
+    over the held-out sample, and the seconds of one such batch and of the weights' fit, timed here."""
+
+    val_docs: list
+    train_docs: list
+    models: tuple | None = None
+    copying: list | None = None
+    batches: int = 0
+    batch_seconds: float = 0.0
+    fit_seconds: float = 0.0
 
 
 def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
@@ -347,6 +380,7 @@ class _Run:
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
         self.save_seconds: float | None = None  # last measured duration of writing the model file
         self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
+        self.heldout: _HeldoutInputs | None = None  # prepared once (_heldout_inputs)
         self.line_exact_match: float | None = None  # of the shipped completer on held-out lines, measured at the end
         self.line_seconds: float | None = None  # one held-out line completion, timed once (_line_seconds)
 
@@ -378,30 +412,55 @@ class _Run:
 
     def _score_heldout(self, reason: str) -> str:
         """Fit the completion mixture's weights (workspace runs), then measure the line exact match of the completer
-        the model ships (the mixture, else the transformer alone) at HELDOUT_POSITIONS; both on deterministic
-        samples of at most MIXTURE_HELDOUT_BYTES held-out and MIXTURE_TRAIN_BYTES training text (all of a small
-        workspace). Returns "cancelled", with nothing recorded, when the cancel flag is set meanwhile, else `reason`."""
+        the model ships (the mixture, else the transformer alone) at HELDOUT_POSITIONS; both on the samples of
+        _heldout_inputs. Returns "cancelled", with nothing recorded, when the cancel flag is set meanwhile, else
+        `reason`."""
         def check_cancel(*_) -> None:
             if self.cancel.is_set():
                 raise TrainCancelled("cancelled while scoring the held-out files")
 
         d, weights = self.data, self.state.record.weights(self.state.params)
-        val_docs = corpus.load_documents(corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES))
-        train_docs = corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES))
         try:
-            models = workspace_models(d.tokenizer, train_docs) if d.root is not None and val_docs else None
-            if models is not None:
-                self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, val_docs, train_docs,
-                                               min(self.cfg.seq_len, self.model_cfg.max_seq_len), models,
-                                               progress=check_cancel)
+            h = self._heldout_inputs()
+            if h.models is not None:
+                self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, h.val_docs, h.train_docs,
+                                               self._window(), h.models, progress=check_cancel, copying=h.copying)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
-            scorer = MixtureScorer(d.tokenizer, *models, mixture) if models is not None and mixture is not None else None
+            scorer = MixtureScorer(d.tokenizer, *h.models, mixture) if h.models is not None and mixture else None
             check_cancel()
-            self.line_exact_match = line_exact_match(self._shipped_model(weights), val_docs, scorer)
+            self.line_exact_match = line_exact_match(self._shipped_model(weights), h.val_docs, scorer)
         except TrainCancelled:
             self.mixture, self.line_exact_match = None, None
             return "cancelled"
         return reason
+
+    def _window(self) -> int:
+        """The held-out scoring's window: the training sequence length, within the model's."""
+        return min(self.cfg.seq_len, self.model_cfg.max_seq_len)
+
+    def _heldout_inputs(self) -> _HeldoutInputs:
+        """The held-out scoring's weight-independent inputs (_HeldoutInputs), prepared at the first call: at the end
+        of the run, or at a budgeted run's first stop check, so that the time they take is spent before its stop
+        decision rather than after it. The cancel flag is checked between the documents."""
+        if self.heldout is None:
+            d = self.data
+            h = _HeldoutInputs(
+                val_docs=corpus.load_documents(corpus.sample_documents(d.val_docs, MIXTURE_HELDOUT_BYTES)),
+                train_docs=corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)))
+            if d.root is not None and h.val_docs and h.train_docs:
+                h.models = workspace_models(d.tokenizer, h.train_docs)
+                h.copying = copying_parts(*h.models, d.tokenizer, h.val_docs)
+                headers = [len(d.tokenizer.header_ids(doc.path)) for doc in h.val_docs]
+                h.batches = scoring_batches([(len(probs) + n, n) for (probs, _), n in zip(h.copying, headers)],
+                                            self._window())
+                h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, self._window())
+                begin = time.perf_counter()  # the same fit on a uniform transformer: the same arithmetic
+                fit_mixture(np.concatenate([with_transformer(np.full(len(probs), math.log(d.tokenizer.vocab_size)),
+                                                             probs) for probs, _ in h.copying]),
+                            np.concatenate([buckets for _, buckets in h.copying]))
+                h.fit_seconds = time.perf_counter() - begin
+            self.heldout = h
+        return self.heldout
 
     def _shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""
@@ -411,7 +470,7 @@ class _Run:
         """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the
         current weights (the transformer alone: the mixture's lookups are cheap next to its forward passes)."""
         if self.line_seconds is None:
-            val_docs = corpus.load_documents(corpus.sample_documents(self.data.val_docs, MIXTURE_HELDOUT_BYTES))
+            val_docs = self._heldout_inputs().val_docs
             t0 = time.perf_counter()
             line_exact_match(self._shipped_model(self.state.params), val_docs, positions=LINE_PROBE_POSITIONS)
             self.line_seconds = (time.perf_counter() - t0) / LINE_PROBE_POSITIONS
@@ -456,15 +515,16 @@ class _Run:
         return result
 
     def _fit_schedule_to_budget(self) -> None:
-        """With a time budget, fit the schedule to the steps the remaining time holds (never beyond the planned
-        epochs), keeping a tenth for validation and checkpoints, so the learning rate has decayed when time runs
-        out. Refitted after every step from the median of the recent step times, so a run whose speed changes
-        (other work on a shared machine) still decays smoothly to the end of its budget."""
+        """With a time budget, fit the schedule to the steps the remaining time holds once the work after the last
+        step (finish_estimate) is set aside (never beyond the planned epochs), so the learning rate has decayed when
+        time runs out. Refitted after every step from the median of the recent step times, so a run whose speed
+        changes (other work on a shared machine) still decays smoothly to the end of its budget."""
         s, budget = self.state, self.cfg.time_budget
         if budget is None or len(self.step_walls) < 4:
             return
-        remaining = max(0.0, budget - (time.perf_counter() - self.started))
-        fit = s.step + int(0.9 * remaining / self._step_seconds())
+        finish = self.finish_estimate().total()
+        remaining = max(0.0, budget - (time.perf_counter() - self.started) - finish)
+        fit = s.step + int(remaining / self._step_seconds())
         s.schedule_steps = self.total_steps = min(self.planned_steps, max(s.step + 1, fit))
 
     def _step_seconds(self) -> float:
@@ -489,24 +549,24 @@ class _Run:
         if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return "max_steps"
         if cfg.time_budget is not None:
-            elapsed = time.perf_counter() - self.started
-            if elapsed + result.seconds + self._finish_estimate() > cfg.time_budget:
+            finish = self.finish_estimate().total()  # first: it may prepare the held-out scoring's inputs
+            if time.perf_counter() - self.started + result.seconds + finish > cfg.time_budget:
                 return "time_budget"
         return "completed"
 
-    def _finish_estimate(self) -> float:
-        """Seconds the final validation, the mixture fit, the held-out line scoring and the model file will take
-        (validation and saving measured once done, estimated before; a line completion timed once)."""
+    def finish_estimate(self) -> FinishEstimate:
+        """Seconds of the work after the last step: the last validation (measured once done, estimated before),
+        the mixture's forward passes and fit and the held-out line scoring (their inputs prepared at the first call,
+        see _heldout_inputs, so that the rest is timed: one forward batch, the fit, a line completion), and
+        writing the model file (measured once done)."""
         forward = 1 / 3 / max(self.telemetry.tokens_per_second(), 1.0)  # a third of a training step per token
         validate = self.validate_seconds
         if validate is None:
             validate = min(self.data.val_stream.size, VALIDATION_WINDOWS * self.cfg.seq_len) * forward
-        mixture = 0.0
-        if self.data.root is not None:  # windows at stride half a window score each held-out token about twice
-            sample_tokens = self.data.val_stream.size * min(1.0, MIXTURE_HELDOUT_BYTES / max(self.data.val_bytes, 1))
-            mixture = 2 * sample_tokens * forward
-        lines = HELDOUT_POSITIONS * self._line_seconds() if self.data.val_docs else 0.0
-        return validate + mixture + lines + (self.save_seconds if self.save_seconds is not None else 1.0)
+        h = self._heldout_inputs()
+        lines = HELDOUT_POSITIONS * self._line_seconds() if h.val_docs else 0.0
+        return FinishEstimate(validation=validate, mixture=h.batches * h.batch_seconds + h.fit_seconds, lines=lines,
+                              save=self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""

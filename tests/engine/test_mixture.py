@@ -6,12 +6,12 @@ import pytest
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
 from cllm.engine.generate import Completer, CompletionOptions
-from cllm.engine.heldout import heldout_mixture
+from cllm.engine.heldout import document_nats, heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs, fit_mixture,
-    mixture_metadata, stored_mixture,
+    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs, copying_parts,
+    fit_mixture, fitted_mixture, mixture_metadata, stored_mixture, workspace_models,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -202,3 +202,17 @@ def test_typing_reuses_the_document_cache_with_the_same_completions(mixture_mode
     for prefix in typed:
         fresh = make_completer(load_model(mixture_model[0]))
         assert reused.complete(prefix, "", options, path="a.c").text == fresh.complete(prefix, "", options, path="a.c").text
+
+
+def test_a_fit_on_precomputed_copying_probabilities_equals_the_fit_that_computes_them(tiny_model_path):
+    """The trainer computes the copying models' probabilities before the last step (they do not depend on the
+    weights) and hands them to the fit at the end: the weights must be the same, bitwise."""
+    model = load_model(tiny_model_path)
+    docs = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
+    kn, index = workspace_models(model.tokenizer, docs[1:])
+    nats = document_nats(model.params, model.config, model.tokenizer, docs[:1], model.context)
+    computed, parts = fitted_mixture(nats, kn, index, model.tokenizer, docs[:1])
+    given, _ = fitted_mixture(nats, kn, index, model.tokenizer, docs[:1],
+                              copying_parts(kn, index, model.tokenizer, docs[:1]))
+    assert np.array_equal(computed.weights, given.weights)
+    assert parts[0][0].shape[1] == COMPONENTS

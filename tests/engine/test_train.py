@@ -111,6 +111,42 @@ def test_the_time_budget_keeps_room_for_scoring_the_held_out_lines(c_workspace, 
     assert done.stop_reason == "time_budget" and done.steps == 1
 
 
+def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_stop_decision(c_workspace, tmp_path,
+                                                                                           monkeypatch):
+    """A budgeted run builds the workspace models (and the copying models' probabilities) once, at its first stop
+    check, so their time is spent before the decision; the estimate then counts the mixture's forward batches over
+    the held-out sample (here a second each: 10 s of budget leave no room after step 1), more for more held-out
+    text."""
+    calls, estimates = [], []
+    real_models, real_estimate = train_module.workspace_models, train_module._Run.finish_estimate
+
+    def models(*args):
+        calls.append("build")
+        return real_models(*args)
+
+    def estimate(run):
+        parts = real_estimate(run)
+        calls.append("estimate")
+        estimates.append((run.heldout.batches, parts))
+        return parts
+
+    monkeypatch.setattr(train_module, "workspace_models", models)
+    monkeypatch.setattr(train_module._Run, "finish_estimate", estimate)
+    monkeypatch.setattr(train_module, "batch_seconds", lambda *args: 1.0)
+    mixture_parts = []
+    for val_fraction in (0.25, 0.5):
+        calls.clear()
+        estimates.clear()
+        done, _ = _run(c_workspace, tmp_path / f"m{val_fraction}.cllm",
+                       replace(TRAIN, epochs=50, time_budget=10.0, val_fraction=val_fraction))
+        assert calls[:2] == ["build", "estimate"] and calls.count("build") == 1, calls
+        batches, parts = estimates[0]
+        assert batches > 0 and parts.mixture >= batches and parts.total() > 10.0
+        assert done.stop_reason == "time_budget" and done.steps == 1
+        mixture_parts.append(parts.mixture)
+    assert mixture_parts[1] > mixture_parts[0]
+
+
 def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):
     cancel = threading.Event()
     events = []
