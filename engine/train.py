@@ -69,6 +69,7 @@ VALIDATION_WINDOWS = 256  # held-out windows one validation pass scores at most 
 TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
 MIXTURE_HELDOUT_BYTES = 200_000  # held-out text the completion mixture's weights are fitted on, at most
 MIXTURE_TRAIN_BYTES = 2_000_000  # training text behind the workspace models of that fit, at most
+MIXTURE_BUDGET_SHARE = 0.1  # of a time budget, at most, for the forward passes of the mixture's fit
 LINE_PROBE_POSITIONS = 2  # line completions timed once in a run with a time budget, to foresee the held-out scoring
 
 
@@ -163,12 +164,14 @@ class FinishEstimate:
 class _HeldoutInputs:
     """What the end-of-run held-out scoring needs that does not depend on the weights, prepared once: deterministic
     samples of at most MIXTURE_HELDOUT_BYTES held-out and MIXTURE_TRAIN_BYTES training text (all of a small
-    workspace), the workspace models over the latter and the copying models' probabilities on the former (None
-    without a workspace folder or held-out files), and what the rest of the scoring will cost: the forward batches
-    over the held-out sample, and the seconds of one such batch and of the weights' fit, timed here."""
+    workspace), the workspace models over the latter and the copying models' probabilities on the held-out
+    documents the fit scores (None without a workspace folder or held-out files), and what the rest of the scoring
+    will cost: the forward batches over those documents, and the seconds of one such batch and of the weights' fit,
+    timed here."""
 
     val_docs: list
     train_docs: list
+    fit_docs: list = field(default_factory=list)  # the held-out documents the mixture is fitted on (_affordable)
     models: tuple | None = None
     copying: list | None = None
     batches: int = 0
@@ -423,7 +426,7 @@ class _Run:
         try:
             h = self._heldout_inputs()
             if h.models is not None:
-                self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, h.val_docs, h.train_docs,
+                self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, h.fit_docs, h.train_docs,
                                                self._window(), h.models, progress=check_cancel, copying=h.copying)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
             scorer = MixtureScorer(d.tokenizer, *h.models, mixture) if h.models is not None and mixture else None
@@ -441,7 +444,7 @@ class _Run:
     def _heldout_inputs(self) -> _HeldoutInputs:
         """The held-out scoring's weight-independent inputs (_HeldoutInputs), prepared at the first call: at the end
         of the run, or at a budgeted run's first stop check, so that the time they take is spent before its stop
-        decision rather than after it. The cancel flag is checked between the documents."""
+        decision rather than after it."""
         if self.heldout is None:
             d = self.data
             h = _HeldoutInputs(
@@ -449,11 +452,11 @@ class _Run:
                 train_docs=corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)))
             if d.root is not None and h.val_docs and h.train_docs:
                 h.models = workspace_models(d.tokenizer, h.train_docs)
-                h.copying = copying_parts(*h.models, d.tokenizer, h.val_docs)
-                headers = [len(d.tokenizer.header_ids(doc.path)) for doc in h.val_docs]
-                h.batches = scoring_batches([(len(probs) + n, n) for (probs, _), n in zip(h.copying, headers)],
-                                            self._window())
                 h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, self._window())
+                copying = dict(zip((doc.path for doc in h.val_docs), copying_parts(*h.models, d.tokenizer, h.val_docs)))
+                h.fit_docs = self._affordable(h.val_docs, copying, h.batch_seconds)
+                h.copying = [copying[doc.path] for doc in h.fit_docs]
+                h.batches = self._scoring_batches(h.fit_docs, h.copying)
                 begin = time.perf_counter()  # the same fit on a uniform transformer: the same arithmetic
                 fit_mixture(np.concatenate([with_transformer(np.full(len(probs), math.log(d.tokenizer.vocab_size)),
                                                              probs) for probs, _ in h.copying]),
@@ -461,6 +464,22 @@ class _Run:
                 h.fit_seconds = time.perf_counter() - begin
             self.heldout = h
         return self.heldout
+
+    def _scoring_batches(self, documents: list, copying: list) -> int:
+        """The forward batches heldout.document_nats runs over `documents`, whose copying_parts are `copying`."""
+        headers = [len(self.data.tokenizer.header_ids(doc.path)) for doc in documents]
+        return scoring_batches([(len(probs) + n, n) for (probs, _), n in zip(copying, headers)], self._window())
+
+    def _affordable(self, documents: list, copying: dict, seconds_per_batch: float) -> list:
+        """The held-out documents the mixture's fit scores: all of them, or with a time budget a deterministic
+        sample of them (corpus.sample_documents) whose forward passes take about MIXTURE_BUDGET_SHARE of it at most
+        (a 60-s run on the kernel tree spent 22 s scoring 200 KB of held-out text on 2 busy cores)."""
+        budget = self.cfg.time_budget
+        batches = self._scoring_batches(documents, [copying[doc.path] for doc in documents])
+        affordable = MIXTURE_BUDGET_SHARE * budget / max(seconds_per_batch, 1e-9) if budget is not None else batches
+        if batches <= affordable:
+            return documents
+        return corpus.sample_documents(documents, int(sum(doc.size for doc in documents) * affordable / batches))
 
     def _shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""

@@ -111,12 +111,10 @@ def test_the_time_budget_keeps_room_for_scoring_the_held_out_lines(c_workspace, 
     assert done.stop_reason == "time_budget" and done.steps == 1
 
 
-def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_stop_decision(c_workspace, tmp_path,
-                                                                                           monkeypatch):
-    """A budgeted run builds the workspace models (and the copying models' probabilities) once, at its first stop
-    check, so their time is spent before the decision; the estimate then counts the mixture's forward batches over
-    the held-out sample (here a second each: 10 s of budget leave no room after step 1), more for more held-out
-    text."""
+@pytest.fixture
+def finish_estimates(monkeypatch):
+    """Records, per budgeted run, the calls of workspace_models ("build") and finish_estimate ("estimate") in order
+    and each estimate with the run's held-out inputs; a forward batch of the mixture's fit "takes" a second."""
     calls, estimates = [], []
     real_models, real_estimate = train_module.workspace_models, train_module._Run.finish_estimate
 
@@ -127,24 +125,45 @@ def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_sto
     def estimate(run):
         parts = real_estimate(run)
         calls.append("estimate")
-        estimates.append((run.heldout.batches, parts))
+        estimates.append((run.heldout, parts))
         return parts
 
     monkeypatch.setattr(train_module, "workspace_models", models)
     monkeypatch.setattr(train_module._Run, "finish_estimate", estimate)
     monkeypatch.setattr(train_module, "batch_seconds", lambda *args: 1.0)
+    return calls, estimates
+
+
+def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_stop_decision(c_workspace, tmp_path,
+                                                                                           finish_estimates):
+    """A budgeted run builds the workspace models (and the copying models' probabilities) once, at its first stop
+    check, so their time is spent before the decision; the estimate then counts the mixture's forward batches over
+    the held-out sample, more for more held-out text."""
+    calls, estimates = finish_estimates
     mixture_parts = []
-    for val_fraction in (0.25, 0.5):
+    for val_fraction in (0.25, 0.75):  # one held-out file, then five
         calls.clear()
         estimates.clear()
-        done, _ = _run(c_workspace, tmp_path / f"m{val_fraction}.cllm",
-                       replace(TRAIN, epochs=50, time_budget=10.0, val_fraction=val_fraction))
+        _run(c_workspace, tmp_path / f"m{val_fraction}.cllm",
+             replace(TRAIN, epochs=50, time_budget=1e4, max_steps=2, val_fraction=val_fraction))
         assert calls[:2] == ["build", "estimate"] and calls.count("build") == 1, calls
-        batches, parts = estimates[0]
-        assert batches > 0 and parts.mixture >= batches and parts.total() > 10.0
-        assert done.stop_reason == "time_budget" and done.steps == 1
+        heldout, parts = estimates[0]
+        assert heldout.fit_docs == heldout.val_docs  # 10 % of the budget holds them all
+        assert heldout.batches > 0 and parts.mixture == heldout.batches + heldout.fit_seconds
         mixture_parts.append(parts.mixture)
-    assert mixture_parts[1] > mixture_parts[0]
+    assert mixture_parts[1] > mixture_parts[0] + 1
+
+
+def test_a_tight_budget_fits_the_mixture_on_fewer_held_out_files(c_workspace, tmp_path, finish_estimates):
+    """The mixture's forward passes take at most MIXTURE_BUDGET_SHARE of the budget: at a second a batch, a 10-s
+    budget scores one batch's worth of held-out files; still, the rest leaves no room after step 1."""
+    _, estimates = finish_estimates
+    done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=10.0, val_fraction=0.75))
+    heldout, parts = estimates[0]
+    fit, val = ({doc.path for doc in docs} for docs in (heldout.fit_docs, heldout.val_docs))
+    assert 1 <= len(fit) < len(val) and fit < val
+    assert parts.mixture < 10.0 < parts.total() and done.stop_reason == "time_budget" and done.steps == 1
+    assert load_checkpoint(done.checkpoint).metadata["mixture"] is not None
 
 
 def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):
