@@ -23,6 +23,9 @@ answers take more than CALL_TIMEOUT seconds); close() leaves a lost head's actor
 Telemetry: each SphereRecord carries its node (the node's IP address) and its transfer seconds (weights and
 shard in, gradient out); the step's wall time minus the spheres' busy time (the trainer's sync overhead)
 includes that network time.
+Token authentication (RAY_AUTH_MODE=token on the cluster): before connecting to a HOST:PORT address, Ray's own GCS
+client asks the head for the cluster id with the credentials Ray would send, so that a missing or wrong token is
+one ClusterAuthError at once (which cluster, how to give the token) instead of ray.init's 20 s of retries.
 Ray is an optional dependency (`pip install 'cllm[cluster]'`), imported only when a ClusterSpheres is built.
 """
 
@@ -132,7 +135,7 @@ class ClusterSpheres:
         self._placement = None
         self.actors: list = []
         if self._owns_ray:
-            _check_reachable(address)
+            _check_cluster(address)
             # Ray's C++ core would print each retry against a lost head for a minute; the run's SphereError says it
             # in one line. With the level set, the core announces it on stderr once, at start: that goes to null.
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
@@ -327,9 +330,17 @@ def _step_result(stats: list, gather: np.ndarray, tokens: int, sq_norm: float, s
 
 
 def check_address(address: str) -> None:
-    """ClusterError now, before any work, when Ray is not installed or no cluster answers at `address`."""
+    """ClusterError now, before any work, when Ray is not installed, no cluster answers at `address` or the
+    cluster refuses this process's credentials (ClusterAuthError)."""
     import_ray()
+    _check_cluster(address)
+
+
+def _check_cluster(address: str) -> None:
+    """_check_reachable, then _check_credentials for a HOST:PORT address."""
     _check_reachable(address)
+    if address != "auto" and not address.startswith("ray://"):
+        _check_credentials(address)
 
 
 def _check_reachable(address: str) -> None:
@@ -344,6 +355,56 @@ def _check_reachable(address: str) -> None:
         _connect(address)
     except OSError as exc:
         raise ClusterError(f"no Ray cluster answers at {address}: {exc.strerror or exc}") from None
+
+
+class ClusterAuthError(ClusterError):
+    """The cluster uses Ray's token authentication and this process has no token for it, or not its token."""
+
+
+TOKEN_HELP = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or in ~/.ray/auth_token "
+              "(`ray get-auth-token` prints it on the head node)")
+
+
+def _check_credentials(address: str) -> None:
+    """ClusterAuthError at once when the cluster's GCS at HOST:PORT refuses this process's credentials (Ray's
+    token authentication, RAY_AUTH_MODE=token on the cluster): ray.init would retry for 20 s and then report a
+    connection failure. Ray's own GCS client asks for the cluster id with the token Ray would send (none unless
+    RAY_AUTH_MODE=token here: Ray never sends a token to an address it was given). The token is never shown."""
+    try:
+        from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, GcsClient, get_authentication_mode
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray before 2.52 has no token authentication
+        return
+
+    sends_token = get_authentication_mode() == AuthenticationMode.TOKEN
+    if sends_token:  # without a token Ray's client would abort the process
+        try:
+            found = AuthenticationTokenLoader.instance().has_token()
+        except AuthenticationError:  # none found, or RAY_AUTH_TOKEN_PATH unreadable
+            found = False
+        if not found:
+            raise ClusterAuthError(f"RAY_AUTH_MODE=token but no Ray token could be read ({_token_source()}) for the "
+                                   f"cluster at {address}: {TOKEN_HELP}")
+    try:
+        with _stderr_to_null():  # Ray's C++ client logs each refusal
+            GcsClient(address=address)
+    except AuthenticationError:
+        if not sends_token:
+            raise ClusterAuthError(f"the Ray cluster at {address} requires a token (token authentication): "
+                                   f"{TOKEN_HELP}") from None
+        raise ClusterAuthError(f"the Ray cluster at {address} refused this machine's token (from "
+                               f"{_token_source()}): {TOKEN_HELP}") from None
+    except Exception:  # anything else (no GCS at that port, ...) is ray.init's to report, in its words
+        return
+
+
+def _token_source() -> str:
+    """Where Ray reads this process's token from (its precedence order), without the token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"RAY_AUTH_TOKEN_PATH, {os.environ['RAY_AUTH_TOKEN_PATH']}"
+    return "~/.ray/auth_token"
 
 
 def _connect(address: str) -> None:

@@ -401,6 +401,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import threading
 
     from cllm.engine import TrainError, train
+    from cllm.engine.cluster import ClusterAuthError
     from cllm.engine.config import CorpusConfig
     from cllm.engine.errors import CllmError
     from cllm.engine.events import FailedEvent, StartEvent
@@ -433,6 +434,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         continue_from = _continued_model(args)
         base = None if continue_from else _chosen_base(args)
         lock = acquire_training_lock(args.path)
+    except ClusterAuthError as exc:  # not a bad command line: the cluster wants another token
+        return fail(str(exc), 1)
     except (ValueError, CllmError, OSError) as exc:
         return fail(str(exc), 2)
     if args.ray is not None and ray_driver.CHILD_ENV not in os.environ:

@@ -166,11 +166,8 @@ def _processes_of(folder: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def head(ray):
-    """A Ray head node started with `ray start --head` on loopback in a temporary folder: (address, folder).
-    Its processes are killed at the end by id (they are the ones naming the folder), whatever the test did. It asks
-    for the `ray` fixture for its check that Ray is installed."""
+def _start_head(env: dict) -> tuple[str, str]:
+    """`ray start --head` on loopback in a new temporary folder, with `env`: (address, folder)."""
     folder = tempfile.mkdtemp(prefix="cllm-ray-", dir="/tmp")  # short: Ray's socket paths live under it
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -178,12 +175,25 @@ def head(ray):
     subprocess.run([shutil.which("ray", path=os.path.dirname(sys.executable)), "start", "--head",
                     "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", f"--temp-dir={folder}",
                     "--include-dashboard=false", "--disable-usage-stats"],
-                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
-    yield f"127.0.0.1:{port}", folder
+                   env=env, check=True, capture_output=True, timeout=120)
+    return f"127.0.0.1:{port}", folder
+
+
+def _stop_head(folder: str) -> None:
+    """Kill a head's processes by id (they are the ones naming its folder), whatever the test did, and remove it."""
     for pid in _processes_of(folder):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def head(ray):
+    """A Ray head node started with `ray start --head` on loopback in a temporary folder: (address, folder).
+    Its processes are killed at the end. It asks for the `ray` fixture for its check that Ray is installed."""
+    address, folder = _start_head(RAY_ENV)
+    yield address, folder
+    _stop_head(folder)
 
 
 def _assert_one_line_error(code: int, out: str, errors: str) -> None:
@@ -243,3 +253,68 @@ def test_nodes_are_named_by_address_and_by_id_where_they_share_one():
              {"NodeID": "ef56ab78", "NodeManagerAddress": "10.0.0.2"},
              {"NodeID": "99aa88bb", "NodeManagerAddress": "10.0.0.2"}]
     assert node_names(nodes) == {"ab12cd34": "10.0.0.1", "ef56ab78": "10.0.0.2 (ef56ab)", "99aa88bb": "10.0.0.2 (99aa88)"}
+
+
+# A cluster with Ray's token authentication (RAY_AUTH_MODE=token on the head). The drivers run with a HOME of their
+# own, so that no ~/.ray/auth_token of this machine is read or written.
+CLUSTER_TOKEN = "cllm-test-token-5d1e8c"
+NO_AUTH_ENV = {key: value for key, value in RAY_ENV.items() if not key.startswith("RAY_AUTH_")}
+
+
+@pytest.fixture(scope="module")
+def token_head(ray, tmp_path_factory):
+    """A head node that requires CLUSTER_TOKEN: (address, a workspace to train on)."""
+    home = tmp_path_factory.mktemp("head-home")
+    address, folder = _start_head({**NO_AUTH_ENV, "HOME": str(home), "RAY_AUTH_MODE": "token",
+                                   "RAY_AUTH_TOKEN": CLUSTER_TOKEN})
+    yield address, write_c_workspace(tmp_path_factory.mktemp("token-ws") / "ws")
+    _stop_head(folder)
+
+
+def _train_on(address: str, workspace: Path, home: Path, env: dict) -> subprocess.CompletedProcess:
+    """`cllm train --ray ADDRESS` of three steps, as a user whose home folder is `home`, with `env` added."""
+    return subprocess.run([sys.executable, "-m", "cllm.server.cli", "train", str(workspace), "--out",
+                           str(home / "model.cllm"), "--ray", address, *RUN, "--max-steps", "3"],
+                          env={**NO_AUTH_ENV, "HOME": str(home), **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("env, says", [
+    ({}, "requires a token"),  # nothing: Ray sends no token
+    ({"RAY_AUTH_TOKEN": CLUSTER_TOKEN}, "requires a token"),  # Ray sends a token only with RAY_AUTH_MODE=token
+    ({"RAY_AUTH_MODE": "token"}, "no Ray token could be read (~/.ray/auth_token)"),
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"}, "refused this machine's token (from RAY_AUTH_TOKEN)"),
+])
+def test_a_driver_without_the_clusters_token_ends_in_one_line_saying_how_to_give_it(token_head, tmp_path, env, says):
+    """Ray's own connection would retry for 20 s and then report a connection failure (or abort the process): the
+    run ends at once, status 1, with one line naming the cluster and the ways to give the token, never the token."""
+    address, workspace = token_head
+    run = _train_on(address, workspace, tmp_path, env)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.stderr.splitlines() == [run.stderr.strip()] and run.stderr.startswith("cllm train: error: "), run.stderr
+    assert says in run.stderr and address in run.stderr
+    assert "RAY_AUTH_MODE=token" in run.stderr and "RAY_AUTH_TOKEN" in run.stderr and "~/.ray/auth_token" in run.stderr
+    event = json.loads(run.stdout.splitlines()[-1])
+    assert event["event"] == "error" and event["message"] == run.stderr.strip().removeprefix("cllm train: error: ")
+    assert CLUSTER_TOKEN not in run.stderr + run.stdout and "not-the-token" not in run.stderr + run.stdout
+    release_training_lock(acquire_training_lock(workspace))  # no stale lock
+
+
+def test_a_driver_with_the_clusters_token_in_its_token_file_trains_on_it(token_head, tmp_path):
+    address, workspace = token_head
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(CLUSTER_TOKEN)
+    run = _train_on(address, workspace, tmp_path, {"RAY_AUTH_MODE": "token"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    done = json.loads(run.stdout.splitlines()[-1])
+    assert done["event"] == "done" and done["steps"] == 3 and done["spheres"] == 3
+    assert CLUSTER_TOKEN not in run.stderr + run.stdout
+
+
+def test_a_token_file_left_in_home_does_not_stop_a_cluster_without_token_auth(head, tmp_path):
+    """Ray sends no token to an address it was given unless RAY_AUTH_MODE=token: a left-over ~/.ray/auth_token is
+    harmless."""
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("left-over-token")
+    run = _train_on(head[0], write_c_workspace(tmp_path / "ws"), tmp_path, {})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.splitlines()[-1])["event"] == "done"
