@@ -381,6 +381,7 @@ class _Run:
         self.history_every = max(1, total_steps // LOSS_HISTORY_POINTS)
         self.step_walls: list[float] = []
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
+        self.validation_batch_seconds: float | None = None  # one validation batch, timed once before the first pass
         self.save_seconds: float | None = None  # last measured duration of writing the model file
         self.mixture: dict[str, Any] | None = None  # cache-model weights (engine/mixture.py), fitted at the end
         self.heldout: _HeldoutInputs | None = None  # prepared once (_heldout_inputs)
@@ -574,18 +575,26 @@ class _Run:
         return "completed"
 
     def finish_estimate(self) -> FinishEstimate:
-        """Seconds of the work after the last step: the last validation (measured once done, estimated before),
-        the mixture's forward passes and fit and the held-out line scoring (their inputs prepared at the first call,
-        see _heldout_inputs, so that the rest is timed: one forward batch, the fit, a line completion), and
-        writing the model file (measured once done)."""
-        forward = 1 / 3 / max(self.telemetry.tokens_per_second(), 1.0)  # a third of a training step per token
-        validate = self.validate_seconds
-        if validate is None:
-            validate = min(self.data.val_stream.size, VALIDATION_WINDOWS * self.cfg.seq_len) * forward
-        h = self._heldout_inputs()
+        """Seconds of the work after the last step: the last validation (_validation_seconds), the mixture's
+        forward passes and fit and the held-out line scoring (their inputs prepared at the first call, see
+        _heldout_inputs, so that the rest is timed: one forward batch, the fit, a line completion), and writing the
+        model file (measured once done, a second before)."""
+        h = self._heldout_inputs()  # first: it loads the compiled forward kernels the validation probe runs
         lines = HELDOUT_POSITIONS * self._line_seconds() if h.val_docs else 0.0
-        return FinishEstimate(validation=validate, mixture=h.batches * h.batch_seconds + h.fit_seconds, lines=lines,
-                              save=self.save_seconds if self.save_seconds is not None else 1.0)
+        return FinishEstimate(validation=self._validation_seconds(), mixture=h.batches * h.batch_seconds + h.fit_seconds,
+                              lines=lines, save=self.save_seconds if self.save_seconds is not None else 1.0)
+
+    def _validation_seconds(self) -> float:
+        """Seconds of a validation pass: the last one's, once one ran; before, its batches times the first batch
+        timed once with the current weights. 0 without held-out tokens."""
+        if self.validate_seconds is not None or self.data.val_stream.size < 2:
+            return self.validate_seconds or 0.0
+        plan = self._validation_plan()
+        if self.validation_batch_seconds is None:
+            begin = time.perf_counter()
+            self._evaluate_batch(self.state.params, plan, 0)
+            self.validation_batch_seconds = time.perf_counter() - begin
+        return -(-len(plan.order) // self.cfg.batch_size) * self.validation_batch_seconds
 
     def _end_epoch(self, train_loss: float) -> str:
         """Validate after an epoch, track the best weights and patience; 'early_stopping' when patience runs out."""
@@ -628,18 +637,25 @@ class _Run:
         """Total nats and target tokens of the held-out stream's windows (all, or VALIDATION_WINDOWS spread evenly
         over a longer stream: the same ones at every validation, so the best-weights and early-stopping
         comparisons stay fair), in order, no FIM, no dropout. None when the cancel flag is set meanwhile."""
-        cfg = self.cfg
-        plan = spread_plan(num_windows(self.data.val_stream.size, cfg.seq_len), VALIDATION_WINDOWS)
-        inputs, targets = self.inputs[0], self.targets[0]
+        plan = self._validation_plan()
         nats, tokens = 0.0, 0
-        for start in range(0, len(plan.order), cfg.batch_size):
+        for start in range(0, len(plan.order), self.cfg.batch_size):
             if self.cancel.is_set():
                 return None
-            rows = fill_batch(inputs, targets, self.data.val_stream, plan, start, cfg.seq_len, self.fim)
-            batch_nats, batch_tokens = self.spheres.evaluate(params, inputs[:rows], targets[:rows])
+            batch_nats, batch_tokens = self._evaluate_batch(params, plan, start)
             nats += batch_nats
             tokens += batch_tokens
         return nats, tokens
+
+    def _validation_plan(self) -> EpochPlan:
+        return spread_plan(num_windows(self.data.val_stream.size, self.cfg.seq_len), VALIDATION_WINDOWS)
+
+    def _evaluate_batch(self, params: np.ndarray, plan: EpochPlan, start: int) -> tuple[float, int]:
+        """Total nats and target tokens of the validation batch at `start` of `plan` (in the first micro-batch's
+        buffers, which the next step refills)."""
+        inputs, targets = self.inputs[0], self.targets[0]
+        rows = fill_batch(inputs, targets, self.data.val_stream, plan, start, self.cfg.seq_len, self.fim)
+        return self.spheres.evaluate(params, inputs[:rows], targets[:rows])
 
     def _save(self) -> Path:
         """Write the model file: best weights (current ones without validation) plus the resumable state."""

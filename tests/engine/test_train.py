@@ -150,6 +150,7 @@ def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_sto
         heldout, parts = estimates[0]
         assert heldout.fit_docs == heldout.val_docs  # 10 % of the budget holds them all
         assert heldout.batches > 0 and parts.mixture == heldout.batches + heldout.fit_seconds
+        assert parts.validation > 0 and parts.lines > 0 and parts.save > 0
         mixture_parts.append(parts.mixture)
     assert mixture_parts[1] > mixture_parts[0] + 1
 
