@@ -18,9 +18,9 @@ best weights seen by validation; the current weights, Adam moments and data posi
 resume M steps equal N + M steps bitwise. A time budget keeps room for the work after the last step
 (FinishEstimate: validation, the mixture's fit, the held-out line scoring, the model file); a budgeted run
 prepares the held-out scoring's weight-independent inputs (workspace models, copying models' probabilities) at
-its first stop check, so that their time is spent before its stop decisions and the rest is timed, not guessed. Progress goes to `on_event` as the typed events of engine/events.py
-(step events at most 4 per second; docs/protocol.md lists them), and the model file's training metadata is an
-events.TrainingMetadata.
+its first stop check, so that their time is spent before its stop decisions and the rest is timed, not guessed.
+Progress goes to `on_event` as the typed events of engine/events.py (step events at most 4 per second;
+docs/protocol.md lists them), and the model file's training metadata is an events.TrainingMetadata.
 
 A run is three parts: `_Run` (the loop: steps, schedule fit, stop rules, validation, saving), `_Telemetry` (the
 spheres' statistics and the rate of step events) and `_RunRecord` (loss history, validation history, the best
@@ -430,7 +430,7 @@ class _Run:
                 self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, h.fit_docs, h.train_docs,
                                                self._window(), h.models, progress=check_cancel, copying=h.copying)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
-            scorer = MixtureScorer(d.tokenizer, *h.models, mixture) if h.models is not None and mixture else None
+            scorer = None if h.models is None or mixture is None else MixtureScorer(d.tokenizer, *h.models, mixture)
             check_cancel()
             self.line_exact_match = line_exact_match(self._shipped_model(weights), h.val_docs, scorer)
         except TrainCancelled:
@@ -581,8 +581,9 @@ class _Run:
         model file (measured once done, a second before)."""
         h = self._heldout_inputs()  # first: it loads the compiled forward kernels the validation probe runs
         lines = HELDOUT_POSITIONS * self._line_seconds() if h.val_docs else 0.0
-        return FinishEstimate(validation=self._validation_seconds(), mixture=h.batches * h.batch_seconds + h.fit_seconds,
-                              lines=lines, save=self.save_seconds if self.save_seconds is not None else 1.0)
+        return FinishEstimate(validation=self._validation_seconds(),
+                              mixture=h.batches * h.batch_seconds + h.fit_seconds, lines=lines,
+                              save=self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _validation_seconds(self) -> float:
         """Seconds of a validation pass: the last one's, once one ran; before, its batches times the first batch

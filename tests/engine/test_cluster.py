@@ -282,7 +282,8 @@ def _train_on(address: str, workspace: Path, home: Path, env: dict) -> subproces
     ({}, "requires a token"),  # nothing: Ray sends no token
     ({"RAY_AUTH_TOKEN": CLUSTER_TOKEN}, "requires a token"),  # Ray sends a token only with RAY_AUTH_MODE=token
     ({"RAY_AUTH_MODE": "token"}, "no Ray token could be read (~/.ray/auth_token)"),
-    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"}, "refused this machine's token (from RAY_AUTH_TOKEN)"),
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"},
+     "refused this machine's token (from RAY_AUTH_TOKEN)"),
 ])
 def test_a_driver_without_the_clusters_token_ends_in_one_line_saying_how_to_give_it(token_head, tmp_path, env, says):
     """Ray's own connection would retry for 20 s and then report a connection failure (or abort the process): the

@@ -10,8 +10,8 @@ from cllm.engine.heldout import document_nats, heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs, copying_parts,
-    fit_mixture, fitted_mixture, mixture_metadata, stored_mixture, workspace_models,
+    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs,
+    copying_parts, fit_mixture, fitted_mixture, mixture_metadata, stored_mixture, workspace_models,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
