@@ -535,16 +535,15 @@ class _Run:
         return result
 
     def _fit_schedule_to_budget(self) -> None:
-        """With a time budget, fit the schedule to the steps the remaining time holds once the work after the last
-        step (finish_estimate) is set aside (never beyond the planned epochs), so the learning rate has decayed when
-        time runs out. Refitted after every step from the median of the recent step times, so a run whose speed
-        changes (other work on a shared machine) still decays smoothly to the end of its budget."""
+        """With a time budget, fit the schedule to the steps the remaining time holds (never beyond the planned
+        epochs), keeping a tenth for validation and checkpoints, so the learning rate has decayed when time runs
+        out. Refitted after every step from the median of the recent step times, so a run whose speed changes
+        (other work on a shared machine) still decays smoothly to the end of its budget."""
         s, budget = self.state, self.cfg.time_budget
         if budget is None or len(self.step_walls) < 4:
             return
-        finish = self.finish_estimate().total()
-        remaining = max(0.0, budget - (time.perf_counter() - self.started) - finish)
-        fit = s.step + int(remaining / self._step_seconds())
+        remaining = max(0.0, budget - (time.perf_counter() - self.started))
+        fit = s.step + int(0.9 * remaining / self._step_seconds())
         s.schedule_steps = self.total_steps = min(self.planned_steps, max(s.step + 1, fit))
 
     def _step_seconds(self) -> float:
