@@ -18,7 +18,7 @@ from .config import ModelConfig
 from .corpus import Document
 from .faults import fault_point
 from .match_model import MatchIndex
-from .mixture import fitted_mixture, mixture_metadata, workspace_models
+from .mixture import PooledProbs, fitted_mixture, mixture_metadata, workspace_models
 from .model import make_scratch, token_losses
 from .ngram import KneserNey
 from .tokenizer import Tokenizer
@@ -46,9 +46,12 @@ def score_windows(length: int, first_target: int, window: int) -> list[tuple[int
 
 
 def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
-                  window: int, progress: Progress | None = None) -> list[np.ndarray]:
+                  window: int, progress: Progress | None = None,
+                  on_logits: Callable[[int, np.ndarray], None] | None = None) -> list[np.ndarray]:
     """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
-    its path header, as in training) with sliding windows of `window` tokens, stride half a window."""
+    its path header, as in training) with sliding windows of `window` tokens, stride half a window. With
+    `on_logits`, it is also called with (document index, the logits (k, vocab) at that document's next k text
+    positions), each document's positions in order."""
     jobs: list[tuple[int, np.ndarray, int, int]] = []
     nats: list[np.ndarray] = []
     headers = []
@@ -69,12 +72,30 @@ def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer,
             keep = slice(first - start - 1, len(chunk) - 1)
             targets[row, keep] = chunk[1:][keep]
         losses = token_losses(params, inputs, targets, config, scratch)
+        logits = scratch.logits[:_BATCH * window].reshape(_BATCH, window, -1)
         for row, (d, tokens, start, first) in enumerate(batch):
             last = min(start + window, len(tokens) - 1)
             nats[d][first - headers[d]:last + 1 - headers[d]] = losses[row, first - start - 1:last - start]
+            if on_logits:
+                on_logits(d, logits[row, first - start - 1:last - start])
         if progress:
             progress("bits per byte", min(b + _BATCH, len(jobs)), len(jobs))
     return nats
+
+
+def document_scores(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
+                    window: int, kn: KneserNey, progress: Progress | None = None
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(document_nats, each document's text tokens' probabilities under the mixture's pooled component, which
+    needs the transformer's whole distribution at each position: engine/mixture.py PooledProbs), in one pass."""
+    pools = []
+    for doc in documents:
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        pools.append(PooledProbs(kn, tokens, len(header), tokenizer.vocab_size))
+    nats = document_nats(params, config, tokenizer, documents, window, progress,
+                         on_logits=lambda d, logits: pools[d].add(logits))
+    return nats, [pool.probs for pool in pools]
 
 
 def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) -> tuple[float, int]:
@@ -92,7 +113,7 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
     forward passes (see document_nats)."""
     if not documents or not train_documents:
         return None
-    nats = document_nats(params, config, tokenizer, documents, window, progress)
-    fault_point("mixture-fit")
     kn, index = models or workspace_models(tokenizer, train_documents)
-    return mixture_metadata(fitted_mixture(nats, kn, index, tokenizer, documents)[0])
+    nats, pooled_p = document_scores(params, config, tokenizer, documents, window, kn, progress)
+    fault_point("mixture-fit")
+    return mixture_metadata(fitted_mixture(nats, pooled_p, kn, index, tokenizer, documents)[0])
