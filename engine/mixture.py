@@ -55,9 +55,11 @@ def pooled(log_transformer: np.ndarray, p_kn: np.ndarray, p_cache: np.ndarray) -
     """The pooled component's distribution: p_T^a p_kn^b p_cache^c / Z with (a, b, c) = POOL, from the
     transformer's log-probabilities and the two n-grams' distributions over the vocabulary (all positive)."""
     a, b, c = POOL
-    q = np.log(np.maximum(p_kn, 1e-300))  # in place from here: this runs for every generated token
+    q = np.maximum(p_kn, 1e-300)  # in place from here: this runs for every generated token
+    np.log(q, out=q)
     q *= b
-    r = np.log(np.maximum(p_cache, 1e-300))
+    r = np.maximum(p_cache, 1e-300)
+    np.log(r, out=r)
     r *= c
     q += r
     q += a * log_transformer
@@ -300,16 +302,20 @@ class PooledProbs:
             token = int(self._tokens[self._document.length])
             p_kn = interpolate(self._document.ngram_levels(self._kn)[0], self._vocab)
             p_cache = self._document.distribution()[0]
-            self.probs[self._done] = pooled(log_softmax(row[:self._vocab]), p_kn, p_cache)[token]
+            self.probs[self._done] = pooled(softmax(row[:self._vocab])[1], p_kn, p_cache)[token]
             self._document.append(token)
             self._done += 1
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities (float64) from logits."""
-    x = logits.astype(np.float64)
-    x -= x.max()
-    return x - np.log(np.exp(x).sum())
+def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, log-probabilities), float64, from logits, with one pass of exp."""
+    log_p = logits.astype(np.float64)
+    log_p -= log_p.max()
+    p = np.exp(log_p)
+    total = p.sum()
+    p /= total
+    log_p -= np.log(total)
+    return p, log_p
 
 
 def component_probs(model_nats: np.ndarray, pooled_p: np.ndarray, kn: KneserNey, index: MatchIndex,
@@ -469,14 +475,16 @@ class MixtureScorer:
         (exact, fp32) logits. The pooled component is computed only where it has weight (not for weights stored
         before it existed)."""
         vocab = self.tokenizer.vocab_size
-        log_transformer = log_softmax(logits[:vocab])
+        p, log_transformer = softmax(logits[:vocab])
         kn, index = self.models
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(kn)
         predicted, level = self._document.match(index)
         w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level)]
         p_kn, p_cache = interpolate(kn_levels, vocab), interpolate(cache_levels, vocab)
-        p = w[0] * np.exp(log_transformer) + w[1] * p_kn + w[2] * p_cache
+        p *= w[0]
+        p += w[1] * p_kn
+        p += w[2] * p_cache
         if predicted >= 0:
             p[predicted] += w[3]
         else:

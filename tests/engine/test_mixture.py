@@ -11,7 +11,7 @@ from cllm.engine.loading import complete, load_model, make_completer, shared_com
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
     COMPONENTS, N_BUCKETS, POOL, DocumentCache, Mixture, MixtureScorer, PooledProbs, cache_distribution, cache_probs,
-    evidence_bucket, fit_mixture, log_softmax, mixture_metadata, pooled, stored_mixture,
+    evidence_bucket, fit_mixture, mixture_metadata, pooled, softmax, stored_mixture,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -103,9 +103,11 @@ def test_pooled_is_a_distribution_and_pools_equal_models_into_themselves():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=VOCAB)
     p_kn, p_cache = rng.dirichlet(np.ones(VOCAB)), rng.dirichlet(np.ones(VOCAB))
-    p = pooled(log_softmax(logits), p_kn, p_cache)
+    p = pooled(softmax(logits)[1], p_kn, p_cache)
     assert p.sum() == pytest.approx(1.0, abs=1e-12) and p.min() > 0
-    same = np.exp(log_softmax(logits))
+    same, log_same = softmax(logits)
+    np.testing.assert_allclose(np.exp(log_same), same, rtol=1e-12)
+    assert same.sum() == pytest.approx(1.0, abs=1e-12)
     np.testing.assert_allclose(pooled(np.log(same), same, same), same, rtol=1e-9)  # the exponents sum to 1
     assert sum(POOL) == pytest.approx(1.0)
 
@@ -120,7 +122,7 @@ def test_pooled_probs_are_the_pooled_component_the_scorer_decodes_from():
     pool.add(logits[30:len(tokens) - start])
     for i in (0, 1, 29, 30, 60, len(tokens) - start - 1):
         context = tokens[:start + i]
-        expected = pooled(log_softmax(logits[i, :VOCAB]), kn.matched_distribution(context)[0],
+        expected = pooled(softmax(logits[i, :VOCAB])[1], kn.matched_distribution(context)[0],
                           cache_distribution(context, VOCAB)[0])[tokens[start + i]]
         assert pool.probs[i] == pytest.approx(expected, rel=1e-9)
 
