@@ -17,9 +17,9 @@ A fine-tuned model is compared with the base it started from (`recorded_base`) a
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
 sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
 them. `format_comparison` puts the models side by side.
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
-a match model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
-files (so no file is scored with weights fitted on itself).
+With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache, a
+match model and the normalised product of the first three (engine/mixture.py), bits per byte and line completion,
+weights cross-fitted across the evaluated files (so no file is scored with weights fitted on itself).
 
 The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
 completions use the mixture (engine/loading.py `make_completer`), so the headline is the mixture's and "completer"
