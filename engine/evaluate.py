@@ -17,9 +17,9 @@ A fine-tuned model is compared with the base it started from (`recorded_base`) a
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
 sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
 them. `format_comparison` puts the models side by side.
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache and
-a match model (engine/mixture.py), bits per byte and line completion, weights cross-fitted across the evaluated
-files (so no file is scored with weights fitted on itself).
+With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache, a
+match model and the normalised product of the first three (engine/mixture.py), bits per byte and line completion,
+weights cross-fitted across the evaluated files (so no file is scored with weights fitted on itself).
 
 The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
 completions use the mixture (engine/loading.py `make_completer`), so the headline is the mixture's and "completer"
@@ -44,7 +44,7 @@ from .corpus import Document, load_documents, read_documents, scan
 from .errors import CllmError
 from .events import EventError, TrainingMetadata
 from .generate import Completer, CompletionOptions, Model, Scorer
-from .heldout import Progress, bits_and_bytes, document_nats
+from .heldout import Progress, bits_and_bytes, document_nats, document_scores
 from .loading import load_model
 from .match_model import MatchIndex
 from .mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
@@ -176,31 +176,28 @@ def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document])
 
 
 def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
-               n_bytes: int) -> tuple[dict[str, Any], tuple[KneserNey, MatchIndex] | None]:
+               n_bytes: int, kn: KneserNey | None) -> dict[str, Any]:
     """Bits per byte of the compressors conditioned on the training bytes (xz, and zpaq and PPMd where installed)
-    and of the 5-gram, and the workspace models (the 5-gram and the match
-    index, for completions and the mixture); None without training files."""
-    if not train_documents:
-        return {**{name: {"bits_per_byte": None} for name in COMPRESSORS}, "kn5": {"bits_per_byte": None}}, None
+    and of the 5-gram `kn` over the training files (None without training files)."""
+    if kn is None:
+        return {**{name: {"bits_per_byte": None} for name in COMPRESSORS}, "kn5": {"bits_per_byte": None}}
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
     heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
-    kn, index = workspace_models(tok, train_documents)
     compressors = compressor_baselines(train_bytes, heldout_bytes)
     compressors["xz"]["train_bytes"] = len(train_bytes)
-    return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}
-            }, (kn, index)
+    return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}}
 
 
-def _fold_mixtures(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
-                   documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
-    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache and the match model
-    (engine/mixture.py).
+def _fold_mixtures(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
+                   tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
+    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache, the match model and
+    their pool (engine/mixture.py).
 
     Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
     Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
     """
-    every, parts = fitted_mixture(nats, kn, index, tokenizer, documents)
+    every, parts = fitted_mixture(nats, pooled_p, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
         return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
@@ -338,11 +335,15 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     began = time.monotonic()
     tok = model.tokenizer
     window = model.context
-    nats = document_nats(model.params, model.config, tok, documents, window, progress)
+    workspace = workspace_models(tok, train_documents) if train_documents else None
+    if workspace is None:
+        nats = document_nats(model.params, model.config, tok, documents, window, progress)
+    else:
+        nats, pooled_p = document_scores(model.params, model.config, tok, documents, window, workspace[0], progress)
     bits, n_bytes = bits_and_bytes(nats, documents)
     if n_bytes == 0:
         raise EvalError("the files to evaluate are all empty")
-    baselines, workspace = _baselines(tok, documents, train_documents, n_bytes)
+    baselines = _baselines(tok, documents, train_documents, n_bytes, workspace[0] if workspace else None)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
     plain = Completer(model)  # the transformer alone, whatever the model ships with
     predictors: dict[str, Predictor] = {
@@ -357,12 +358,13 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
         predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
             header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
-        fitted, mixed_bits, weights = _fold_mixtures(nats, kn, index, tok, documents)
+        fitted, mixed_bits, weights = _fold_mixtures(nats, pooled_p, kn, index, tok, documents)
         completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
         predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
             prefix, suffix, line, path=documents[d].path).text
         mixture = {"bits_per_byte": mixed_bits / n_bytes,
-                   "mean_weights": dict(zip(("transformer", "kn5", "cache", "match"), weights.round(3).tolist()))}
+                   "mean_weights": dict(zip(("transformer", "kn5", "cache", "match", "pooled"),
+                                            weights.round(3).tolist()))}
     sampled = sample_positions(documents, positions, seed)
     scores = _line_completions(predictors, documents, sampled, progress, prefix_only)
     if workspace is not None:

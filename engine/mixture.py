@@ -1,13 +1,20 @@
 """The workspace cache mixture: copy what the workspace and the open file already say.
 
-Four next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match:
+Five next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match +
+w_P p_pooled:
 - the transformer (its context is short: the training sequence length);
 - a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
   whole lines from other files the way a compressor does;
 - a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
   names and lines from far back in the same file, beyond the transformer's window;
 - a match model (engine/match_model.py): the token that followed the last occurrence of the recent tokens, in
-  the file or the workspace, for spans that repeat longer than the n-grams can see.
+  the file or the workspace, for spans that repeat longer than the n-grams can see;
+- the pooled component: the product of the first three, p_T^0.5 p_kn^0.3 p_cache^0.2 renormalised (geometric
+  pooling, `pooled`). A linear mixture adds evidence; a product lets the models veto one another, which is
+  sharper where they agree. It took the mixture's bits per byte from 0.967 to 0.952 on psutil's held-out files
+  and from 0.583 to 0.575 on pycryptodome's (600 s fine-tunes of the /usr/include base; line exact match 29.7 ->
+  29.3 % and 39.7 -> 40.7 %, within noise); it needs the transformer's whole distribution at every scored
+  position (PooledProbs), not only the probability of the right token.
 
 The weights depend on how much evidence the copying models have at the current position (the longest context
 each n-gram has seen before, the match level), so the mixture trusts copying where it is reliable and the
@@ -40,7 +47,26 @@ from .tokenizer import ChunkedEncoder, Tokenizer
 from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 
 CACHE_ORDER = 4
-COMPONENTS = 4  # transformer, workspace 5-gram, document cache, match model
+COMPONENTS = 5  # transformer, workspace 5-gram, document cache, match model, their geometric pool
+POOL = (0.5, 0.3, 0.2)  # exponents of the transformer, the 5-gram and the cache in the pooled component
+
+
+def pooled(log_transformer: np.ndarray, p_kn: np.ndarray, p_cache: np.ndarray) -> np.ndarray:
+    """The pooled component's distribution: p_T^a p_kn^b p_cache^c / Z with (a, b, c) = POOL, from the
+    transformer's log-probabilities and the two n-grams' distributions over the vocabulary (all positive)."""
+    a, b, c = POOL
+    q = np.maximum(p_kn, 1e-300)  # in place from here: this runs for every generated token
+    np.log(q, out=q)
+    q *= b
+    r = np.maximum(p_cache, 1e-300)
+    np.log(r, out=r)
+    r *= c
+    q += r
+    q += a * log_transformer
+    q -= q.max()
+    np.exp(q, out=q)
+    q /= q.sum()
+    return q
 
 
 def _cumulative_within(keys: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -222,8 +248,8 @@ def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | in
 
 @dataclass
 class Mixture:
-    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match), each row
-    sums to 1."""
+    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match, w_pooled),
+    each row sums to 1."""
 
     weights: np.ndarray
 
@@ -259,11 +285,44 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
     return Mixture(weights)
 
 
+class PooledProbs:
+    """The pooled component's probability of each of tokens[start:] of one document, from the transformer's logits
+    at each position (fed in order by heldout.document_nats) and the n-grams' distributions there, computed as
+    MixtureScorer.scores computes them while decoding, so fitted weights mean the same in both."""
+
+    def __init__(self, kn: KneserNey, tokens: np.ndarray, start: int, vocab_size: int) -> None:
+        self._kn, self._tokens, self._vocab = kn, np.asarray(tokens, dtype=np.int32), vocab_size
+        self._document = DocumentCache(self._tokens[:start], vocab_size)
+        self.probs = np.zeros(len(tokens) - start)
+        self._done = 0
+
+    def add(self, logits: np.ndarray) -> None:
+        """The logits (k, vocab or more) of the transformer at the next k positions."""
+        for row in logits:
+            token = int(self._tokens[self._document.length])
+            p_kn = interpolate(self._document.ngram_levels(self._kn)[0], self._vocab)
+            p_cache = self._document.distribution()[0]
+            self.probs[self._done] = pooled(softmax(row[:self._vocab])[1], p_kn, p_cache)[token]
+            self._document.append(token)
+            self._done += 1
+
+
+def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, log-probabilities), float64, from logits, with one pass of exp."""
+    log_p = logits.astype(np.float64)
+    log_p -= log_p.max()
+    p = np.exp(log_p)
+    total = p.sum()
+    p /= total
+    log_p -= np.log(total)
+    return p, log_p
+
+
 def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
                   vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, COMPONENTS - 1), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the
-    document cache's and the match model's probability (all its mass on its prediction; uniform where it has
-    none), and each position's evidence bucket. None of it depends on the transformer's weights."""
+    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the document
+    cache's and the match model's probability (all its mass on its prediction; uniform where it has none), and each
+    position's evidence bucket. None of it depends on the transformer's weights."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
@@ -272,10 +331,10 @@ def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: i
     return probs, evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
 
 
-def with_transformer(model_nats: np.ndarray, copying: np.ndarray) -> np.ndarray:
-    """The component probs (n, COMPONENTS): the transformer's (from its losses `model_nats`), then the copying
-    models' (copying_probs)."""
-    return np.column_stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), copying])
+def with_transformer(model_nats: np.ndarray, copying: np.ndarray, pooled_p: np.ndarray) -> np.ndarray:
+    """The component probs (n, COMPONENTS): the transformer's (from its losses `model_nats`), the copying models'
+    (copying_probs) and the pooled component's (`pooled_p`, from PooledProbs)."""
+    return np.column_stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), copying, pooled_p])
 
 
 def copying_parts(kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
@@ -289,14 +348,17 @@ def copying_parts(kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
     return parts
 
 
-def fitted_mixture(nats: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
-                   documents: Sequence[Document], copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
+                   tokenizer: Tokenizer, documents: Sequence[Document],
+                   copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
                    ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
-    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats) and
-    the documents' copying_parts (computed here when not given)."""
+    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats), the
+    pooled component's probabilities `pooled_p` (heldout.document_scores) and the documents' copying_parts
+    (computed here when not given)."""
     copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
-    parts = [(with_transformer(doc_nats, probs), buckets) for doc_nats, (probs, buckets) in zip(nats, copying)]
+    parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets)
+             for doc_nats, doc_pooled, (probs, buckets) in zip(nats, pooled_p, copying)]
     mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
     return mixture, parts
 
@@ -320,11 +382,13 @@ _LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": lis
 
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {**_LAYOUT, "weights": mixture.weights.round(6).tolist()}
+    return {**_LAYOUT, "pool": list(POOL), "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
-    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout."""
+    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights
+    stored before the pooled component existed (four per bucket, no "pool") serve as they were fitted: with no
+    weight on it."""
     entry = metadata.get("mixture")
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
@@ -332,7 +396,10 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
         weights = np.asarray(entry.get("weights"), dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    if weights.shape != (N_BUCKETS, COMPONENTS) or not np.all(np.isfinite(weights)) or weights.min() < 0:
+    if weights.shape == (N_BUCKETS, COMPONENTS - 1) and "pool" not in entry:
+        weights = np.concatenate([weights, np.zeros((N_BUCKETS, 1))], axis=1)
+    if (weights.shape != (N_BUCKETS, COMPONENTS) or entry.get("pool") not in (None, list(POOL))
+            or not np.all(np.isfinite(weights)) or weights.min() < 0):
         return None
     return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
 
@@ -419,20 +486,23 @@ class MixtureScorer:
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Log of the mixed next-token distribution after the current document context, from the transformer's
-        (exact, fp32) logits."""
+        (exact, fp32) logits. The pooled component is computed only where it has weight (not for weights stored
+        before it existed)."""
         vocab = self.tokenizer.vocab_size
-        x = logits[:vocab].astype(np.float64)
-        p = np.exp(x - x.max())
+        p, log_transformer = softmax(logits[:vocab])
         kn, index = self.models
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(kn)
         predicted, level = self._document.match(index)
         w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level)]
-        p *= w[0] / p.sum()
-        interpolate(kn_levels, vocab, out=p, scale=w[1])
-        interpolate(cache_levels, vocab, out=p, scale=w[2])
+        p_kn, p_cache = interpolate(kn_levels, vocab), interpolate(cache_levels, vocab)
+        p *= w[0]
+        p += w[1] * p_kn
+        p += w[2] * p_cache
         if predicted >= 0:
             p[predicted] += w[3]
         else:
             p += w[3] / vocab
+        if w[4] > 0:
+            p += w[4] * pooled(log_transformer, p_kn, p_cache)
         return np.log(np.maximum(p, 1e-300))

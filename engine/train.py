@@ -453,14 +453,16 @@ class _Run:
                 train_docs=corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)))
             if d.root is not None and h.val_docs and h.train_docs:
                 h.models = workspace_models(d.tokenizer, h.train_docs)
-                h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, self._window())
+                h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, self._window(), h.models[0])
                 copying = dict(zip((doc.path for doc in h.val_docs), copying_parts(*h.models, d.tokenizer, h.val_docs)))
                 h.fit_docs = self._affordable(h.val_docs, copying, h.batch_seconds)
                 h.copying = [copying[doc.path] for doc in h.fit_docs]
                 h.batches = self._scoring_batches(h.fit_docs, h.copying)
                 begin = time.perf_counter()  # the same fit on a uniform transformer: the same arithmetic
-                fit_mixture(np.concatenate([with_transformer(np.full(len(probs), math.log(d.tokenizer.vocab_size)),
-                                                             probs) for probs, _ in h.copying]),
+                uniform = math.log(d.tokenizer.vocab_size)
+                fit_mixture(np.concatenate([with_transformer(np.full(len(probs), uniform), probs,
+                                                             np.full(len(probs), math.exp(-uniform)))
+                                            for probs, _ in h.copying]),
                             np.concatenate([buckets for _, buckets in h.copying]))
                 h.fit_seconds = time.perf_counter() - begin
             self.heldout = h

@@ -1,14 +1,17 @@
 """`cllm eval`: cursor sampling, edit similarity, and the whole command on a tiny model."""
 
+import importlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
-from cllm.engine.evaluate import _line_completions, edit_similarity, levenshtein, sample_positions
-from cllm.engine.heldout import heldout_mixture
+from cllm.engine.evaluate import _fold_mixtures, _line_completions, edit_similarity, levenshtein, sample_positions
+from cllm.engine.heldout import document_scores, heldout_mixture
+from cllm.engine.mixture import workspace_models
 from cllm.engine.loading import load_model
 from cllm.server.cli import main
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -125,6 +128,32 @@ def test_line_completions_see_the_suffix_unless_prefix_only(prefix_only):
     suffixes = [suffix for _, _, suffix in seen]
     expected = ["" if prefix_only else docs[p.doc].text[p.line_end:] for p in positions]
     assert suffixes == expected and (prefix_only or any(suffixes))
+
+
+def test_cross_fitted_mixtures_never_score_a_file_with_weights_fitted_on_it(tiny_model_path, monkeypatch):
+    model = load_model(tiny_model_path)
+    tok = model.tokenizer
+    sources = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
+    documents = [*_docs(), Document("d.c", C_FILE[:200], 200), sources[0]]  # four files of different lengths
+    kn, index = workspace_models(tok, sources[1:])
+    nats, pooled_p = document_scores(model.params, model.config, tok, documents, model.context, kn)
+    fitted_on = []
+    evaluate_module = importlib.import_module("cllm.engine.evaluate")  # the package exports a function of that name
+    real_fit = evaluate_module.fit_mixture
+
+    def recording_fit(probs, buckets):
+        mixture = real_fit(probs, buckets)
+        fitted_on.append((mixture, len(probs)))
+        return mixture
+
+    monkeypatch.setattr(evaluate_module, "fit_mixture", recording_fit)
+    fitted, bits, _ = _fold_mixtures(nats, pooled_p, kn, index, tok, documents)
+    tokens = [len(n) for n in nats]
+    assert len(set(tokens)) == len(tokens)
+    for d in range(len(documents)):
+        scored_with = next(n for mixture, n in fitted_on if mixture is fitted[d % 2])
+        assert scored_with == sum(t for e, t in enumerate(tokens) if e % 2 != d % 2)  # only the other fold's files
+    assert 0 < bits < float(sum(n.sum() for n in nats)) / np.log(2) * 1.5
 
 
 def test_eval_command_on_held_out_files_with_baselines(recorded_model, capsys):

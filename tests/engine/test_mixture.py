@@ -6,12 +6,13 @@ import pytest
 from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.corpus import Document
 from cllm.engine.generate import Completer, CompletionOptions
-from cllm.engine.heldout import document_nats, heldout_mixture
+from cllm.engine.heldout import document_scores, heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, DocumentCache, evidence_bucket, MixtureScorer, cache_distribution, cache_probs,
-    copying_parts, fit_mixture, fitted_mixture, mixture_metadata, stored_mixture, workspace_models,
+    COMPONENTS, N_BUCKETS, POOL, DocumentCache, Mixture, MixtureScorer, PooledProbs, cache_distribution, cache_probs,
+    copying_parts, evidence_bucket, fit_mixture, fitted_mixture, mixture_metadata, pooled, softmax, stored_mixture,
+    workspace_models,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -51,15 +52,16 @@ def test_fit_mixture_sends_a_sparse_bucket_to_the_weights_of_its_match_level():
     level = 3
     dense, sparse = evidence_bucket(5, 4, level), evidence_bucket(0, 0, level)
     other = evidence_bucket(1, 1, NO_MATCH)
-    right = [1e-3, 1e-3, 1e-3, 1.0]  # the match component alone gives the token its mass
-    probs = np.array([right] * 400 + [[0.5, 0.01, 0.01, 1e-3]] * 1600 + [right])
+    right = [1e-3, 1e-3, 1e-3, 1.0, 1e-3]  # the match component alone gives the token its mass
+    probs = np.array([right] * 400 + [[0.5, 0.01, 0.01, 1e-3, 0.01]] * 1600 + [right])
     buckets = np.array([dense] * 400 + [other] * 1600 + [sparse])
     weights = fit_mixture(probs, buckets).weights
     assert weights[sparse, 3] > 0.8 > 0.3 > weights[other, 3]  # its level trusts the match, the overall mix does not
 
 
 def _all_on(component: int) -> list[float]:
-    """Mixture weights with every bit of mass on one component (0 transformer, 1 5-gram, 2 cache, 3 match)."""
+    """Mixture weights with every bit of mass on one component (0 transformer, 1 5-gram, 2 cache, 3 match,
+    4 pooled)."""
     return [float(c == component) for c in range(COMPONENTS)]
 
 
@@ -96,6 +98,62 @@ def test_document_cache_extended_token_by_token_equals_a_fresh_one():
 
 
 CACHE_ONLY = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+
+
+def test_pooled_is_a_distribution_and_pools_equal_models_into_themselves():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=VOCAB)
+    p_kn, p_cache = rng.dirichlet(np.ones(VOCAB)), rng.dirichlet(np.ones(VOCAB))
+    p = pooled(softmax(logits)[1], p_kn, p_cache)
+    assert p.sum() == pytest.approx(1.0, abs=1e-12) and p.min() > 0
+    same, log_same = softmax(logits)
+    np.testing.assert_allclose(np.exp(log_same), same, rtol=1e-12)
+    assert same.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(pooled(np.log(same), same, same), same, rtol=1e-9)  # the exponents sum to 1
+    assert sum(POOL) == pytest.approx(1.0)
+
+
+def test_pooled_probs_are_the_pooled_component_the_scorer_decodes_from():
+    tokens = _document()
+    kn = KneserNey([tokens[::2], tokens[1::3]], VOCAB, pad_id=0)
+    logits = np.random.default_rng(2).normal(size=(len(tokens), VOCAB + 3))  # rows may be wider than the vocabulary
+    start = 10
+    pool = PooledProbs(kn, tokens, start, VOCAB)
+    pool.add(logits[:30])
+    pool.add(logits[30:len(tokens) - start])
+    for i in (0, 1, 29, 30, 60, len(tokens) - start - 1):
+        context = tokens[:start + i]
+        expected = pooled(softmax(logits[i, :VOCAB])[1], kn.matched_distribution(context)[0],
+                          cache_distribution(context, VOCAB)[0])[tokens[start + i]]
+        assert pool.probs[i] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_scorer_mixes_a_distribution_with_the_pooled_component(tiny_model_path):
+    tok = load_model(tiny_model_path).tokenizer
+    stream = tok.encode_document("x.c", CACHE_ONLY)
+    uniform = Mixture(np.full((N_BUCKETS, COMPONENTS), 1 / COMPONENTS))
+    scorer = MixtureScorer(tok, KneserNey([stream], tok.vocab_size, tok.eot_id), MatchIndex([stream]), uniform)
+    scorer.begin_document(CACHE_ONLY, b"", "x.c")
+    logits = np.random.default_rng(3).normal(size=tok.vocab_size).astype(np.float32)
+    p = np.exp(scorer.scores(logits))
+    assert p.sum() == pytest.approx(1.0, abs=1e-9)
+    scorer.mixture = Mixture(np.tile([0.25, 0.25, 0.25, 0.25, 0.0], (N_BUCKETS, 1)))
+    assert not np.allclose(np.exp(scorer.scores(logits)), p)  # the pooled component changes the distribution
+
+
+def test_weights_stored_before_the_pooled_component_serve_with_none_on_it():
+    rng = np.random.default_rng(4)
+    old = rng.dirichlet(np.ones(COMPONENTS - 1), N_BUCKETS)
+    entry = {key: value for key, value in mixture_metadata(Mixture(np.zeros((N_BUCKETS, COMPONENTS)))).items()
+             if key not in ("pool", "weights")}
+    mixture = stored_mixture({"mixture": {**entry, "weights": old.tolist()}})
+    assert mixture.weights.shape == (N_BUCKETS, COMPONENTS)
+    np.testing.assert_allclose(mixture.weights[:, :COMPONENTS - 1], old)
+    assert not mixture.weights[:, COMPONENTS - 1].any()
+    current = mixture_metadata(Mixture(rng.dirichlet(np.ones(COMPONENTS), N_BUCKETS)))
+    assert stored_mixture({"mixture": current}) is not None
+    assert stored_mixture({"mixture": {**current, "pool": [1.0, 0.0, 0.0]}}) is None  # fitted for another pool
+    assert stored_mixture({"mixture": {**current, "weights": old.tolist()}}) is None  # four weights need no "pool"
 
 
 @pytest.fixture
@@ -210,9 +268,9 @@ def test_a_fit_on_precomputed_copying_probabilities_equals_the_fit_that_computes
     model = load_model(tiny_model_path)
     docs = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
     kn, index = workspace_models(model.tokenizer, docs[1:])
-    nats = document_nats(model.params, model.config, model.tokenizer, docs[:1], model.context)
-    computed, parts = fitted_mixture(nats, kn, index, model.tokenizer, docs[:1])
-    given, _ = fitted_mixture(nats, kn, index, model.tokenizer, docs[:1],
+    nats, pooled_p = document_scores(model.params, model.config, model.tokenizer, docs[:1], model.context, kn)
+    computed, parts = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1])
+    given, _ = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1],
                               copying_parts(kn, index, model.tokenizer, docs[:1]))
     assert np.array_equal(computed.weights, given.weights)
     assert parts[0][0].shape[1] == COMPONENTS
