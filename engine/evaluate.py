@@ -10,9 +10,9 @@ Four measures on the same files in one run:
   with `prefix_only` (`cllm eval --prefix-only`) the models see no suffix, as a client without fill-in-the-middle
   asks (the 5-gram never uses one);
 - syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
-- baselines: xz, zpaq -m5 and PPMd order 16 (where installed) conditioned on the training bytes, and a Kneser-Ney
-  5-gram over the model's tokens trained on the training files (bits per byte on the same files, greedy line
-  completion at the same positions).
+- baselines: xz, zpaq -m5 and PPMd order 16 (where installed), each held-out file conditioned on the training
+  bytes as the model is (engine/baselines.py), and a Kneser-Ney 5-gram over the model's tokens trained on the
+  training files (bits per byte on the same files, greedy line completion at the same positions).
 A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
 model trained on the same workspace for the same budget (engine/pretrain.py `train_scratch_twin`), on the same files; files whose
 sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
@@ -177,13 +177,12 @@ def _kn_bits(kn: KneserNey, tokenizer: Tokenizer, documents: Sequence[Document])
 
 def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: Sequence[Document],
                n_bytes: int, kn: KneserNey | None) -> dict[str, Any]:
-    """Bits per byte of the compressors conditioned on the training bytes (xz, and zpaq and PPMd where installed)
-    and of the 5-gram `kn` over the training files (None without training files)."""
+    """Bits per byte of the compressors, each held-out file conditioned on the training bytes (xz, and zpaq and PPMd
+    where installed), and of the 5-gram `kn` over the training files (None without training files)."""
     if kn is None:
         return {**{name: {"bits_per_byte": None} for name in COMPRESSORS}, "kn5": {"bits_per_byte": None}}
     train_bytes = b"".join(d.text.encode("utf-8") for d in train_documents)
-    heldout_bytes = b"".join(d.text.encode("utf-8") for d in documents)
-    compressors = compressor_baselines(train_bytes, heldout_bytes)
+    compressors = compressor_baselines(train_bytes, [d.text.encode("utf-8") for d in documents])
     compressors["xz"]["train_bytes"] = len(train_bytes)
     return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}}
 

@@ -64,12 +64,34 @@ def test_zpaq_charges_a_few_appended_bytes_little_and_never_less_than_nothing():
 
 def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
     monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
-    report = compressor_baselines(b"int a;\n" * 20, b"int b;\n")
+    report = compressor_baselines(b"int a;\n" * 20, [b"int b;\n"])
     assert report["zpaq"] == {"bits_per_byte": None, "note": "zpaq not installed"}
     assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
     assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
     monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
     monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout: baselines._run_archiver(
         ["false"], "a.zpaq", train + heldout)[0]))
-    assert compressor_baselines(b"int a;\n", b"int b;\n")["zpaq"] == {
+    assert compressor_baselines(b"int a;\n", [b"int b;\n"])["zpaq"] == {
         "bits_per_byte": None, "note": "false failed: exit status 1"}
+
+
+def test_each_held_out_file_is_conditioned_on_the_training_bytes_alone(monkeypatch):
+    """A file that repeats an earlier held-out file must not get it for free: the model never sees other held-out
+    files, so neither may the compressors."""
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)  # xz only: Python's own
+    rng = np.random.default_rng(3)
+    train = b"static int add(int a, int b) { return a + b; }\n" * 50
+    novel = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    report = compressor_baselines(train, [novel, novel])
+    assert report["xz"]["runs"] == 2
+    assert report["xz"]["bits_per_byte"] > 7.5  # in one stream the second copy would cost almost nothing (~4 bits)
+    with pytest.raises(ValueError, match="no held-out bytes"):
+        compressor_baselines(train, [b""])
+
+
+def test_file_groups_keep_every_file_once_and_group_only_over_the_input_cap():
+    assert baselines.file_groups([10, 20, 30], train_bytes=100) == [range(0, 1), range(1, 2), range(2, 3)]
+    groups = baselines.file_groups([10] * 10, train_bytes=100, max_input=700)
+    assert [i for group in groups for i in group] == list(range(10))
+    assert len(groups) * 100 + 100 <= 700 and len(groups) > 1
+    assert baselines.file_groups([10] * 4, train_bytes=10**9, max_input=10) == [range(0, 4)]
