@@ -24,6 +24,19 @@ def test_specs_follow_the_contract():
     assert num_params(CFG) == sum(int(np.prod(s)) for s in specs.values())
 
 
+def test_rotary_positions_have_no_position_table():
+    rope = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32, positions="rope")
+    assert "wpe" not in dict(param_specs(rope))
+    assert num_params(CFG) - num_params(rope) == 32 * 32
+
+
+def test_positions_are_validated():
+    with pytest.raises(ValueError, match="positions must be one of learned, rope, got 'alibi'"):
+        ModelConfig(positions="alibi").validate()
+    with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
+        ModelConfig(d_model=24, n_heads=8, positions="rope").validate()
+
+
 def test_views_share_memory_and_tile_the_buffer():
     flat = np.zeros(num_params(CFG), np.float32)
     named = views(flat, CFG)
