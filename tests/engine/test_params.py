@@ -30,13 +30,6 @@ def test_rotary_positions_have_no_position_table():
     assert num_params(CFG) - num_params(rope) == 32 * 32
 
 
-def test_positions_are_validated():
-    with pytest.raises(ValueError, match="positions must be one of learned, rope, got 'alibi'"):
-        ModelConfig(positions="alibi").validate()
-    with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
-        ModelConfig(d_model=24, n_heads=8, positions="rope").validate()
-
-
 def test_views_share_memory_and_tile_the_buffer():
     flat = np.zeros(num_params(CFG), np.float32)
     named = views(flat, CFG)
