@@ -757,7 +757,7 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
         ("weights sha256", info["weights_sha256"]),
         ("model", f"{info['parameters']:,} parameters: vocab {c['vocab_size']:,}, d_model {c['d_model']}, "
                   f"{c['n_layers']} layers, {c['n_heads']} heads, ffn {c['d_ff']}, context {c['max_seq_len']}, "
-                  f"dropout {c['dropout']}"),
+                  f"{c['positions']} positions, dropout {c['dropout']}"),
         ("resumable", f"yes (optimizer state at step {info['optimizer_step']})" if info["resumable"] else "no"),
     ]
     rows += [(label, _info_value(getattr(meta, key))) for key, label in _INFO_FIELDS.items()
