@@ -1,6 +1,6 @@
 """Completion latency of the seed configuration at batch 1: decode, cold prompt, keystrokes.
 
-    python benchmarks/completion_latency.py [--repeats 30] [--keystrokes 120] [--compare-torch]
+    python benchmarks/completion_latency.py [--repeats 30] [--keystrokes 120] [--compare-torch] [--positions rope]
 
 The model is the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, 512 positions) with random
 weights (latency does not depend on training); the tokenizer is trained on synthetic C. Scenarios:
@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from cllm.engine import Completer, CompletionOptions, Model
-from cllm.engine.config import ModelConfig
+from cllm.engine.config import POSITIONS, ModelConfig
 from cllm.engine.model import infer, new_cache
 from cllm.engine.params import init_params, views
 from cllm.engine.tokenizer import Tokenizer
@@ -55,12 +55,13 @@ def synthetic_c(n_functions: int, seed: int) -> str:
     return "".join(parts)
 
 
-def seed_model() -> Model:
-    """The seed-configuration model with random weights and a tokenizer trained on synthetic C.
+def seed_model(positions: str = ModelConfig.positions) -> Model:
+    """The seed-configuration model (with the given positions) with random weights and a tokenizer trained on
+    synthetic C.
 
     Tokens that would end a completion early (special tokens, newlines, brackets) get zero embeddings, so their
     logits stay near 0 and the random model generates every requested token: the timings then cover 24 tokens."""
-    cfg = ModelConfig()
+    cfg = ModelConfig(positions=positions)
     tokenizer = Tokenizer.train([synthetic_c(400, 1)], vocab_size=cfg.vocab_size)
     params = init_params(cfg, seed=0)
     wte = views(params, cfg)["wte"]
@@ -190,10 +191,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="cold completions to time")
     parser.add_argument("--keystrokes", type=int, default=120, help="keystroke completions to time per variant")
     parser.add_argument("--decode-steps", type=int, default=200)
-    parser.add_argument("--compare-torch", action="store_true")
+    parser.add_argument("--compare-torch", action="store_true", help="(learned positions only)")
+    parser.add_argument("--positions", choices=POSITIONS, default=ModelConfig.positions, help="the model's positions")
     args = parser.parse_args()
+    if args.compare_torch and args.positions != "learned":
+        parser.error("--compare-torch: the torch decode has learned positions only")
 
-    model = seed_model()
+    model = seed_model(args.positions)
     Completer(model).complete("int x", "")  # compile / load the kernels
     rows = []
     with ThreadpoolController().limit(limits=1, user_api="blas"):  # as Completer.complete runs it

@@ -8,9 +8,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+POSITIONS = ("learned", "rope")  # ModelConfig.positions: how the model knows where a token is
+
+
 @dataclass
 class ModelConfig:
-    """Shape of the decoder-only transformer (pre-LayerNorm, GELU, tied embeddings, learned positions)."""
+    """Shape of the decoder-only transformer (pre-LayerNorm, GELU, tied embeddings).
+
+    positions: "learned" adds a trained position table (wpe) to the token embedding, so positions past the training
+    windows were never trained; "rope" turns every head's queries and keys by their position instead (rotary
+    embeddings, base 10,000: kernels.ROPE_BASE; no position table), so attention sees only relative offsets."""
 
     vocab_size: int = 10_000
     d_model: int = 256
@@ -19,6 +26,7 @@ class ModelConfig:
     d_ff: int = 1024
     max_seq_len: int = 512
     dropout: float = 0.1
+    positions: str = "learned"
 
     @property
     def head_dim(self) -> int:
@@ -33,6 +41,10 @@ class ModelConfig:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ValueError(f"rotary positions need an even head size, got {self.head_dim}")
 
 
 @dataclass

@@ -31,6 +31,7 @@ _S40 = np.uint64(40)
 _MASK64 = (1 << 64) - 1
 # error_model="numpy": no zero-division checks, whose branches would stop loops from vectorising.
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+ROPE_BASE = 10_000.0  # rotary positions: pair c of a head turns by pos * ROPE_BASE ** (-2c / head_dim)
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
 
@@ -126,25 +127,71 @@ def _gelu_and_grad_impl(x):
 
 @njit(**_JIT)
 def embedding_forward(out, tokens, wte, wpe, seq_len, pos0):
-    """out[i] = wte[tokens[i]] + wpe[pos0 + i % seq_len] for rows i of a flattened (batch, seq_len) grid."""
+    """out[i] = wte[tokens[i]] + wpe[pos0 + i % seq_len] for rows i of a flattened (batch, seq_len) grid.
+    An empty position table (0 rows: rotary positions, which turn q and k instead) adds nothing."""
     n, d = out.shape
+    learned = wpe.shape[0] > 0
     for i in range(n):
         tok = tokens[i]
         pos = pos0 + i % seq_len
         for j in range(d):
-            out[i, j] = wte[tok, j] + wpe[pos, j]
+            out[i, j] = wte[tok, j] + wpe[pos, j] if learned else wte[tok, j]
 
 
 @njit(**_JIT)
 def embedding_backward(dwte, dwpe, dout, tokens, seq_len, pos0):
-    """Scatter-add the embedding output gradient into the token and position tables."""
+    """Scatter-add the embedding output gradient into the token and position tables (an empty one gets nothing)."""
     n, d = dout.shape
+    learned = dwpe.shape[0] > 0
     for i in range(n):
         tok = tokens[i]
         pos = pos0 + i % seq_len
         for j in range(d):
             dwte[tok, j] += dout[i, j]
-            dwpe[pos, j] += dout[i, j]
+            if learned:
+                dwpe[pos, j] += dout[i, j]
+
+
+# ---------------------------------------------------------------- rotary positions
+# Each head's q and k columns form pairs (2c, 2c+1) that turn by the angle pos * ROPE_BASE ** (-2c / head_dim):
+# the score q_i . k_j then depends on the positions only through i - j. Keys are turned once, before they are
+# cached; the backward turns the gradients back (a rotation's transpose is its inverse).
+
+@njit(**_JIT, inline="always")
+def _rope_turn(x, seq_len, pos0, n_heads, sign):
+    """Turn the q and k pairs of every row i of x (rows = batch * seq_len, columns [q | k | v]) by sign times the
+    angles of position pos0 + i % seq_len. The cosines and sines are computed once per position (float64)."""
+    n, d3 = x.shape
+    d = d3 // 3
+    hd = d // n_heads
+    half = hd // 2
+    span = min(n, seq_len)
+    cos = np.empty((span, half), x.dtype)
+    sin = np.empty((span, half), x.dtype)
+    for r in range(span):
+        for c in range(half):
+            angle = (pos0 + r) * ROPE_BASE ** (-2.0 * c / hd)
+            cos[r, c] = math.cos(angle)
+            sin[r, c] = sign * math.sin(angle)
+    for i in range(n):
+        r = i % seq_len
+        for col in range(0, 2 * d, hd):  # every head of q, then of k
+            for c in range(half):
+                a, b = x[i, col + 2 * c], x[i, col + 2 * c + 1]
+                x[i, col + 2 * c] = a * cos[r, c] - b * sin[r, c]
+                x[i, col + 2 * c + 1] = a * sin[r, c] + b * cos[r, c]
+
+
+@njit(**_JIT)
+def rope_forward(qkv, seq_len, pos0, n_heads):
+    """In place: every head's q and k in row i of qkv turned to position pos0 + i % seq_len (v untouched)."""
+    _rope_turn(qkv, seq_len, pos0, n_heads, 1.0)
+
+
+@njit(**_JIT)
+def rope_backward(dqkv, seq_len, pos0, n_heads):
+    """In place: dqkv's q and k columns, the gradient of rope_forward's output, become the gradient of its input."""
+    _rope_turn(dqkv, seq_len, pos0, n_heads, -1.0)
 
 
 # ---------------------------------------------------------------- dropout
@@ -502,17 +549,19 @@ def gemv_rows(y, w, x):
 @njit(**_JIT)
 def decode_block(x, h, qkv, att, ff, ffg, ffd, scores, mean, rstd, k_cache, v_cache, pos,
                  ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b,
-                 n_heads, eps):
+                 n_heads, eps, rope):
     """One transformer block for a single token at position pos, updating x (d,) in place.
 
     h, qkv, att, ff, ffg, ffd, scores, mean (1,) and rstd (1,) are work buffers; the token's k and v
-    go into this layer's caches (n_heads, Tmax, head_dim).
+    go into this layer's caches (n_heads, Tmax, head_dim), k turned by its position when `rope`.
     """
     d = x.shape[0]
     x2, h2 = x.reshape(1, d), h.reshape(1, d)
     layernorm_forward(h2, mean, rstd, x2, ln1_w, ln1_b, eps)
     gemv(qkv, h, qkv_w)
     qkv += qkv_b
+    if rope:
+        _rope_turn(qkv.reshape(1, 3 * d), 1, pos, n_heads, 1.0)
     attention_cached(att.reshape(1, d), scores, k_cache, v_cache, qkv.reshape(1, 3 * d), pos, n_heads)
     gemv(h, att, proj_w)
     x += h + proj_b
@@ -530,12 +579,16 @@ def decode_token(x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
     hidden state in h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy).
 
     Weights are read straight from the flat params buffer at the given offsets (block_offsets is
-    (n_layers, 12) in model._BLOCK order), so the call unboxes a handful of arrays, not dozens.
+    (n_layers, 12) in model._BLOCK order), so the call unboxes a handful of arrays, not dozens. wpe_off < 0: the
+    model has no position table (rotary positions: each block turns q and k instead).
     x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers.
     """
     d, dff = x.shape[0], ff.shape[0]
+    rope = wpe_off < 0
     for j in range(d):
-        x[j] = params[wte_off + token * d + j] + params[wpe_off + pos * d + j]
+        x[j] = params[wte_off + token * d + j]
+        if not rope:
+            x[j] += params[wpe_off + pos * d + j]
     for layer in range(block_offsets.shape[0]):
         o = block_offsets[layer]
         decode_block(x, h, qkv, att, ff, ffg, ffd, scores, stats[0:1], stats[1:2],
@@ -546,7 +599,7 @@ def decode_token(x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
                      params[o[6]:o[6] + d], params[o[7]:o[7] + d],
                      params[o[8]:o[8] + d * dff].reshape(d, dff), params[o[9]:o[9] + dff],
                      params[o[10]:o[10] + dff * d].reshape(dff, d), params[o[11]:o[11] + d],
-                     n_heads, eps)
+                     n_heads, eps, rope)
     layernorm_forward(h.reshape(1, d), stats[0:1], stats[1:2], x.reshape(1, d),
                       params[lnf_off:lnf_off + d], params[lnf_off + d:lnf_off + 2 * d], eps)
 

@@ -1,6 +1,7 @@
 """Forward and hand-written backward of the whole transformer, plus KV-cache inference.
 
-The network: token + position embedding (dropout), n_layers pre-LayerNorm blocks
+The network: token + position embedding (dropout; rotary positions have no position table and turn each
+block's queries and keys instead, kernels.rope_forward), n_layers pre-LayerNorm blocks
 (x += dropout(proj(attn(LN1(x)))); x += dropout(mlp(LN2(x))) with a GELU MLP), a final LayerNorm
 and an output head tied to the token embedding. Matrix products go to BLAS through numpy with
 out= into preallocated buffers; everything around them is a numba kernel (engine/kernels.py).
@@ -135,7 +136,7 @@ def _forward(P: dict, tokens: np.ndarray, b: int, t: int, cfg: ModelConfig, s: S
     Returns the residual stream leaving the last layer (the final LayerNorm's input)."""
     n, H = b * t, cfg.n_heads
     x_out = s.x[0, :n]
-    K.embedding_forward(x_out, tokens, P["wte"], P["wpe"], t, 0)
+    K.embedding_forward(x_out, tokens, P["wte"], _position_table(P), t, 0)
     K.dropout_apply(x_out, *_dropout(p, seed, 0))
     tmp = s.tmp_d[:n]
     for layer in range(cfg.n_layers):
@@ -147,6 +148,8 @@ def _forward(P: dict, tokens: np.ndarray, b: int, t: int, cfg: ModelConfig, s: S
         qkv = s.qkv[i, :n]
         np.matmul(h1, W["attn.qkv.weight"], out=qkv)
         K.bias_forward(qkv, W["attn.qkv.bias"])
+        if cfg.positions == "rope":
+            K.rope_forward(qkv, t, 0, H)
         att = s.att[i, :n]
         K.attention_forward(att, _probs(s, i, b, t, H), qkv, b, H)
         np.matmul(att, W["attn.proj.weight"], out=tmp)
@@ -162,6 +165,12 @@ def _forward(P: dict, tokens: np.ndarray, b: int, t: int, cfg: ModelConfig, s: S
     K.layernorm_forward(lnf, s.lnf_stats[0, :n], s.lnf_stats[1, :n], x_out, P["ln_f.weight"], P["ln_f.bias"], LN_EPS)
     np.matmul(lnf, P["wte"].T, out=s.logits[:n])
     return x_out
+
+
+def _position_table(P: dict) -> np.ndarray:
+    """The learned position table, or an empty one (no rows: the embedding kernels then add no position)."""
+    wte = P["wte"]
+    return P["wpe"] if "wpe" in P else np.zeros((0, wte.shape[1]), wte.dtype)
 
 
 def _layer(P: dict, layer: int) -> dict:
@@ -227,13 +236,15 @@ def forward_backward(params: np.ndarray, grads: np.ndarray, inputs: np.ndarray, 
         _add_matmul(GW["attn.proj.weight"], s.att[layer, :n].T, tmp, s)
         K.attention_backward(dqkv, s.dprobs[:b * H * t * t].reshape(b, H, t, t), dh, s.qkv[layer, :n],
                              _probs(s, layer, b, t, H), b, H)
+        if cfg.positions == "rope":
+            K.rope_backward(dqkv, t, 0, H)
         K.bias_backward(GW["attn.qkv.bias"], dqkv)
         np.matmul(dqkv, W["attn.qkv.weight"].T, out=dh)
         _add_matmul(GW["attn.qkv.weight"], s.ln1[layer, :n].T, dqkv, s)
         K.layernorm_backward(dx, GW["ln1.weight"], GW["ln1.bias"], dh, s.x[layer, :n],
                              s.ln1_stats[layer, 0, :n], s.ln1_stats[layer, 1, :n], W["ln1.weight"])
     K.dropout_apply(dx, *_dropout(dropout, seed, 0))
-    K.embedding_backward(G["wte"], G["wpe"], dx, tokens, t, 0)
+    K.embedding_backward(G["wte"], _position_table(G), dx, tokens, t, 0)
     return float(loss)
 
 
@@ -364,7 +375,7 @@ def _work(cfg: ModelConfig, max_len: int, n: int) -> dict:
 
 def _weights(params: np.ndarray, cfg: ModelConfig, cache: KVCache) -> tuple[dict, list[tuple], tuple]:
     """Named views of params, each block's weights in _BLOCK order and the decode kernel's offsets
-    (block offsets, wte, wpe, ln_f), kept on the cache between calls."""
+    (block offsets, wte, wpe (-1: none, rotary positions), ln_f), kept on the cache between calls."""
     key = (params.ctypes.data, params.size)
     if cache._views is None or cache._views[0] != key:
         if params.dtype != np.float32 or params.shape != (num_params(cfg),):
@@ -374,7 +385,7 @@ def _weights(params: np.ndarray, cfg: ModelConfig, cache: KVCache) -> tuple[dict
         start = {name: (view.ctypes.data - params.ctypes.data) // 4 for name, view in P.items()}
         block_offsets = np.array([[start[f"layers.{layer}.{name}"] for name in _BLOCK]
                                   for layer in range(cfg.n_layers)], dtype=np.int64)
-        offsets = (block_offsets, start["wte"], start["wpe"], start["ln_f.weight"])
+        offsets = (block_offsets, start["wte"], start.get("wpe", -1), start["ln_f.weight"])
         cache._views = (key, P, blocks, offsets)
     return cache._views[1], cache._views[2], cache._views[3]
 
@@ -411,7 +422,7 @@ def infer(params: np.ndarray, cfg: ModelConfig, tokens: np.ndarray, cache: KVCac
         K.decode_token(*w["decode"], cache.k, cache.v, params, *offsets, tokens[0], pos0, cfg.n_heads, LN_EPS)
     else:
         x, mean, rstd = w["x"][:n], w["stats"][0, :n], w["stats"][1, :n]
-        K.embedding_forward(x, tokens, P["wte"], P["wpe"], n, pos0)
+        K.embedding_forward(x, tokens, P["wte"], _position_table(P), n, pos0)
         _prefill(w, n, pos0, blocks, cache, cfg)
         rows = slice(0, n) if all_logits else slice(n - 1, n)
         K.layernorm_forward(h[rows], mean[rows], rstd[rows], x[rows], P["ln_f.weight"], P["ln_f.bias"], LN_EPS)
@@ -436,6 +447,8 @@ def _prefill(w: dict, n: int, pos0: int, blocks: list[tuple], cache: KVCache, cf
         K.layernorm_forward(h, mean, rstd, x, ln1_w, ln1_b, LN_EPS)
         np.matmul(h, qkv_w, out=qkv)
         K.bias_forward(qkv, qkv_b)
+        if cfg.positions == "rope":
+            K.rope_forward(qkv, n, pos0, cfg.n_heads)  # keys are turned once, before they are cached
         _prompt_attention(att, qkv, cache, layer, pos0, w, cfg)
         np.matmul(att, proj_w, out=tmp)
         K.bias_dropout_add_forward(x, tmp, x, proj_b, zero, zero, 1.0)

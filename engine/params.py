@@ -18,10 +18,9 @@ from .config import ModelConfig
 def param_specs(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     """Every tensor's name and shape, in buffer order."""
     d, ff = cfg.d_model, cfg.d_ff
-    specs: list[tuple[str, tuple[int, ...]]] = [
-        ("wte", (cfg.vocab_size, d)),
-        ("wpe", (cfg.max_seq_len, d)),
-    ]
+    specs: list[tuple[str, tuple[int, ...]]] = [("wte", (cfg.vocab_size, d))]
+    if cfg.positions == "learned":
+        specs.append(("wpe", (cfg.max_seq_len, d)))
     for layer in range(cfg.n_layers):
         p = f"layers.{layer}."
         specs += [

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .settings import SHAPE_OPTIONS
+from .settings import POSITIONS, SHAPE_OPTIONS
 
 if TYPE_CHECKING:
     from cllm.engine.events import TrainingEvent, TrainingMetadata
@@ -108,6 +108,15 @@ def _api_key(text: str) -> str:
 # rather than an overflow deep in numpy.
 _SIZE = _checked(int, lambda value: 1 <= value <= 100_000, "a whole number from 1 to 100000")
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse type: one of `choices`, else "must be one of A, B, got TEXT"."""
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}, got {text!r}")
+        return text
+    return parse
+
+
 # Training flags: --flag: (ModelConfig or TrainConfig field, argparse type, help). Unset flags stay None, so the
 # defaults, a resumed checkpoint's settings or the time budget's picks apply.
 _MODEL_FLAGS = {
@@ -117,6 +126,8 @@ _MODEL_FLAGS = {
     "heads": ("n_heads", _SIZE, "attention heads (must divide --d-model)"),
     "ffn": ("d_ff", _SIZE, "feed-forward width"),
     "dropout": ("dropout", _checked(float, lambda value: 0 <= value < 1, "a number in [0, 1)"), "dropout rate"),
+    "positions": ("positions", _one_of(POSITIONS), "how the model knows where a token is: a learned table, or rotary "
+                  "embeddings (rope), which let completions see more than the training windows"),
 }
 _TRAIN_FLAGS = {
     "epochs": ("epochs", _POSITIVE, "passes over the training files"),
@@ -175,7 +186,7 @@ def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
                    help="folders of C code; none: /usr/include, /usr/local/include and /usr/src")
     p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
                                  "`cllm train` and the editors find it)")
-    _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size"])
+    _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "positions"])
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_pretrain)
 
@@ -529,8 +540,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     flags = ("time_budget", "max_steps", "epochs", "seed", "threads")
     train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in flags if getattr(args, f) is not None})
-    model_cfg = ModelConfig() if args.vocab_size is None else replace(ModelConfig(), vocab_size=args.vocab_size)
-    explicit = {f for f in (*flags, "vocab_size") if getattr(args, f) is not None}
+    shape = ("vocab_size", "positions")
+    model_cfg = replace(ModelConfig(), **{f: getattr(args, f) for f in shape if getattr(args, f) is not None})
+    explicit = {f for f in (*flags, *shape) if getattr(args, f) is not None}
     if args.out is not None and os.path.isdir(args.out):
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. "
                     f"{os.path.join(args.out, 'base.cllm')}", 2)
@@ -748,7 +760,7 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
         ("weights sha256", info["weights_sha256"]),
         ("model", f"{info['parameters']:,} parameters: vocab {c['vocab_size']:,}, d_model {c['d_model']}, "
                   f"{c['n_layers']} layers, {c['n_heads']} heads, ffn {c['d_ff']}, context {c['max_seq_len']}, "
-                  f"dropout {c['dropout']}"),
+                  f"{c['positions']} positions, dropout {c['dropout']}"),
         ("resumable", f"yes (optimizer state at step {info['optimizer_step']})" if info["resumable"] else "no"),
     ]
     rows += [(label, _info_value(getattr(meta, key))) for key, label in _INFO_FIELDS.items()

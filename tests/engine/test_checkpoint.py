@@ -5,7 +5,7 @@ import os
 import struct
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields, replace
 
 import numpy as np
 import pytest
@@ -60,6 +60,24 @@ def test_round_trip(saved, ckpt):
     assert back.metadata == {"files": 3, "loss_history": [5.2, 4.1, 3.5], "workspace": "/tmp/ws", "spheres": 12}
     assert weights_sha256(back) == weights_sha256(ckpt)
     assert Tokenizer.from_json(back.tokenizer_json).to_json() == ckpt.tokenizer_json
+
+
+def test_model_files_from_before_rotary_positions_load_with_learned_ones(tmp_path, ckpt, monkeypatch):
+    monkeypatch.setattr(ckmod, "to_dict", lambda config: {k: v for k, v in asdict(config).items() if k != "positions"})
+    save_checkpoint(tmp_path / "old.cllm", ckpt)
+    header = json.loads(safetensors.safe_open(tmp_path / "old.cllm", "np").metadata()["model_config"])
+    assert "positions" not in header
+    assert load_checkpoint(tmp_path / "old.cllm").model_config.positions == "learned"
+
+
+def test_rotary_positions_round_trip_and_unknown_ones_are_refused(tmp_path, ckpt, monkeypatch):
+    rope = replace(ckpt, model_config=replace(ckpt.model_config, positions="rope"))
+    save_checkpoint(tmp_path / "rope.cllm", rope)
+    assert load_checkpoint(tmp_path / "rope.cllm").model_config.positions == "rope"
+    monkeypatch.setattr(ckmod, "to_dict", lambda config: {**asdict(config), "positions": "spiral"})
+    save_checkpoint(tmp_path / "bad.cllm", ckpt)
+    with pytest.raises(CheckpointError, match="positions must be one of learned, rope, got 'spiral'"):
+        load_checkpoint(tmp_path / "bad.cllm")
 
 
 def test_optimizer_only_on_request_and_optional(tmp_path, saved, ckpt):

@@ -1,5 +1,7 @@
 """engine/config.py: the time-budget policy that fills in the settings a user left unset."""
 
+import pytest
+
 from cllm.engine.config import (BUDGET_FIELDS, BudgetPolicy, ModelConfig, TrainConfig, budget_defaults,
                                 budget_sample_bytes)
 
@@ -47,3 +49,10 @@ def test_budget_sample_bytes_is_some_passes_over_what_the_budget_trains_on():
     assert budget_sample_bytes(None) is None
     assert budget_sample_bytes(300) == int(policy.sample_passes * 300 * policy.tokens_per_second * policy.bytes_per_token)
     assert budget_sample_bytes(600) == 2 * budget_sample_bytes(300)
+
+
+def test_positions_are_validated():
+    with pytest.raises(ValueError, match="positions must be one of learned, rope, got 'alibi'"):
+        ModelConfig(positions="alibi").validate()
+    with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
+        ModelConfig(d_model=24, n_heads=8, positions="rope").validate()

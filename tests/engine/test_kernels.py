@@ -99,6 +99,62 @@ def test_embedding_forward_and_backward():
     np.testing.assert_allclose(dwpe, ref_wpe)
 
 
+def test_embedding_without_a_position_table_is_the_token_embedding():
+    wte, tokens = rand(11, 4), np.array([3, 3, 0, 10], np.int32)
+    out = np.empty((4, 4))
+    K.embedding_forward(out, tokens, wte, np.zeros((0, 4)), 2, 0)
+    np.testing.assert_allclose(out, wte[tokens])
+    dout, dwte = rand(4, 4), np.zeros((11, 4))
+    K.embedding_backward(dwte, np.zeros((0, 4)), dout, tokens, 2, 0)
+    ref = np.zeros((11, 4))
+    np.add.at(ref, tokens, dout)
+    np.testing.assert_allclose(dwte, ref)
+
+
+def rope_reference(qkv, seq_len, pos0, heads):
+    """Rotary positions the textbook way: complex multiplication of each (2c, 2c+1) pair by e^(i pos theta_c)."""
+    n, d = qkv.shape[0], qkv.shape[1] // 3
+    hd = d // heads
+    pos = pos0 + np.arange(n) % seq_len
+    turn = np.exp(1j * pos[:, None] * 10_000.0 ** (-np.arange(0, hd, 2) / hd))   # (n, hd/2)
+    out = qkv.copy()
+    for col in range(0, 2 * d, hd):
+        pairs = qkv[:, col:col + hd:2] + 1j * qkv[:, col + 1:col + hd:2]
+        out[:, col:col + hd:2], out[:, col + 1:col + hd:2] = (pairs * turn).real, (pairs * turn).imag
+    return out
+
+
+@pytest.mark.parametrize("seq_len,pos0", [(3, 0), (6, 0), (1, 5), (6, 2)])
+def test_rope_forward_matches_complex_rotation(seq_len, pos0):
+    qkv = rand(6, 3 * 8)                      # 2 heads of 4
+    out = qkv.copy()
+    K.rope_forward(out, seq_len, pos0, 2)
+    np.testing.assert_allclose(out, rope_reference(qkv, seq_len, pos0, 2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(out[:, 16:], qkv[:, 16:])    # v untouched
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    q_and_k = np.tile(rand(1, 3 * 8), (2, 1))
+    far = q_and_k.copy()
+    K.rope_forward(q_and_k, 2, 3, 2)          # positions 3 and 4
+    K.rope_forward(far, 2, 40, 2)             # positions 40 and 41
+    dot = lambda x: x[1, :4] @ x[0, 8:12]   # noqa: E731 - head 0: query at the later position, key at the earlier
+    assert dot(q_and_k) == pytest.approx(dot(far), rel=1e-10)
+
+
+def test_rope_backward_matches_central_differences():
+    qkv, upstream = rand(4, 3 * 8), rand(4, 3 * 8)
+
+    def loss():
+        out = qkv.copy()
+        K.rope_forward(out, 2, 3, 2)
+        return float((out * upstream).sum())
+
+    grad = upstream.copy()
+    K.rope_backward(grad, 2, 3, 2)
+    np.testing.assert_allclose(grad, numeric_grad(loss, qkv), rtol=1e-6, atol=1e-8)
+
+
 def _mask(shape, key, p):
     m = np.ones(shape)
     K.dropout_apply(m, key, K.dropout_threshold(p), 1.0)

@@ -1,6 +1,7 @@
 """The whole network: gradients against finite differences, dropout, training, threads and the KV cache."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from cllm.engine.model import forward_backward, greedy_head, infer, make_scratch
 from cllm.engine.params import decay_mask, init_params, param_specs, views
 
 CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32)
+ROPE = replace(CFG, positions="rope")
+BOTH = pytest.mark.parametrize("cfg", [CFG, ROPE], ids=["learned", "rope"])
 
 
 def batch(b=2, t=16, seed=0, cfg=CFG):
@@ -34,23 +37,24 @@ def random_params(cfg=CFG, seed=0, dtype=np.float32):
     return flat
 
 
-def test_gradient_matches_central_differences_float64():
-    params = random_params(dtype=np.float64)
+@BOTH
+def test_gradient_matches_central_differences_float64(cfg):
+    params = random_params(cfg, dtype=np.float64)
     inputs, targets = batch()
     targets[0, 3] = -1
     targets[1, :5] = -1
-    scratch = make_scratch(CFG, 2, 16, dtype=np.float64)
+    scratch = make_scratch(cfg, 2, 16, dtype=np.float64)
     grads = np.zeros_like(params)
-    forward_backward(params, grads, inputs, targets, CFG, scratch, dropout=0.2, seed=5, loss_scale=0.5)
+    forward_backward(params, grads, inputs, targets, cfg, scratch, dropout=0.2, seed=5, loss_scale=0.5)
 
     def loss_at(flat):
         dummy = np.zeros_like(flat)
-        return forward_backward(flat, dummy, inputs, targets, CFG, scratch, dropout=0.2, seed=5, loss_scale=1.0)
+        return forward_backward(flat, dummy, inputs, targets, cfg, scratch, dropout=0.2, seed=5, loss_scale=1.0)
 
     rng = np.random.default_rng(1)
     eps = 1e-5
     offset = 0
-    for name, shape in param_specs(CFG):
+    for name, shape in param_specs(cfg):
         size = int(np.prod(shape))
         for i in offset + rng.choice(size, size=min(4, size), replace=False):
             if name == "wte" or name == "wpe":
@@ -157,50 +161,53 @@ def test_tiny_model_overfits_one_batch_with_adamw():
     assert final < 0.05
 
 
-def test_kv_cache_token_by_token_equals_prefill_and_token_losses():
-    params = random_params()
+@BOTH
+def test_kv_cache_token_by_token_equals_prefill_and_token_losses(cfg):
+    params = random_params(cfg)
     inputs, targets = batch(1, 20)
     seq = inputs[0]
-    prefill = infer(params, CFG, seq, new_cache(CFG), all_logits=True)
-    assert prefill.shape == (20, CFG.vocab_size)
-    cache = new_cache(CFG, 24)
-    stepwise = np.stack([infer(params, CFG, seq[i:i + 1], cache) for i in range(20)])
+    prefill = infer(params, cfg, seq, new_cache(cfg), all_logits=True)
+    assert prefill.shape == (20, cfg.vocab_size)
+    cache = new_cache(cfg, 24)
+    stepwise = np.stack([infer(params, cfg, seq[i:i + 1], cache) for i in range(20)])
     assert cache.length == 20
     np.testing.assert_allclose(stepwise, prefill, rtol=1e-4, atol=1e-5)
     top = prefill.max(1, keepdims=True)
     logp = prefill - top - np.log(np.exp(prefill - top).sum(1, keepdims=True))
     expected = -logp[np.arange(20), targets[0]]
-    losses = token_losses(params, inputs, targets, CFG, make_scratch(CFG, 1, 20))[0]
+    losses = token_losses(params, inputs, targets, cfg, make_scratch(cfg, 1, 20))[0]
     np.testing.assert_allclose(losses, expected, rtol=1e-4, atol=1e-5)
 
 
+@BOTH
 @pytest.mark.parametrize("total", [12, 30])   # few new rows (numba attention) and many (BLAS attention)
-def test_truncated_cache_reuses_a_prefix(total):
-    params = random_params()
+def test_truncated_cache_reuses_a_prefix(total, cfg):
+    params = random_params(cfg)
     seq_a = batch(1, total, seed=1)[0][0]
     seq_b = seq_a.copy()
     seq_b[8:] = batch(1, total, seed=2)[0][0, 8:]
-    cache = new_cache(CFG)
-    infer(params, CFG, seq_a, cache)
+    cache = new_cache(cfg)
+    infer(params, cfg, seq_a, cache)
     cache.length = 8
-    reused = infer(params, CFG, seq_b[8:], cache, all_logits=True)
-    fresh = infer(params, CFG, seq_b, new_cache(CFG), all_logits=True)[8:]
+    reused = infer(params, cfg, seq_b[8:], cache, all_logits=True)
+    fresh = infer(params, cfg, seq_b, new_cache(cfg), all_logits=True)[8:]
     np.testing.assert_allclose(reused, fresh, rtol=1e-4, atol=1e-5)
     assert cache.length == total
-    last = infer(params, CFG, seq_b[:1], cache)
+    last = infer(params, cfg, seq_b[:1], cache)
     cache.length = total
-    np.testing.assert_allclose(infer(params, CFG, seq_b[:1], cache, all_logits=True)[0], last, rtol=1e-6)
+    np.testing.assert_allclose(infer(params, cfg, seq_b[:1], cache, all_logits=True)[0], last, rtol=1e-6)
 
 
-def test_long_prompt_attention_in_row_blocks_matches_decoding(monkeypatch):
+@BOTH
+def test_long_prompt_attention_in_row_blocks_matches_decoding(monkeypatch, cfg):
     monkeypatch.setattr(model_module, "_ROW_BLOCK", 7)   # several blocks, the last one partial
-    params = random_params()
+    params = random_params(cfg)
     seq = batch(1, 30, seed=4)[0][0]
-    cache = new_cache(CFG)
-    infer(params, CFG, seq[:5], cache)
-    blocked = infer(params, CFG, seq[5:], cache, all_logits=True)
-    stepwise = new_cache(CFG)
-    expected = np.stack([infer(params, CFG, seq[i:i + 1], stepwise) for i in range(30)])[5:]
+    cache = new_cache(cfg)
+    infer(params, cfg, seq[:5], cache)
+    blocked = infer(params, cfg, seq[5:], cache, all_logits=True)
+    stepwise = new_cache(cfg)
+    expected = np.stack([infer(params, cfg, seq[i:i + 1], stepwise) for i in range(30)])[5:]
     np.testing.assert_allclose(blocked, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -24,6 +24,12 @@ def test_specs_follow_the_contract():
     assert num_params(CFG) == sum(int(np.prod(s)) for s in specs.values())
 
 
+def test_rotary_positions_have_no_position_table():
+    rope = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32, positions="rope")
+    assert "wpe" not in dict(param_specs(rope))
+    assert num_params(CFG) - num_params(rope) == 32 * 32
+
+
 def test_views_share_memory_and_tile_the_buffer():
     flat = np.zeros(num_params(CFG), np.float32)
     named = views(flat, CFG)

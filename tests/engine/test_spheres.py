@@ -1,6 +1,7 @@
 """The spheres: shard sizes, a correct reduced gradient, bitwise determinism across thread counts, errors."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,22 +66,23 @@ def test_reduced_gradient_is_the_mean_loss_gradient_of_the_whole_step(rows):
     assert all(s.busy > 0 and s.wait >= 0 and s.loss > 0 for s in working)
 
 
-def _train(threads: int, steps: int = 3) -> np.ndarray:
-    params = init_params(CFG, 0)
+def _train(threads: int, cfg: ModelConfig, steps: int = 3) -> np.ndarray:
+    params = init_params(cfg, 0)
     m, v, grad = np.zeros_like(params), np.zeros_like(params), np.zeros_like(params)
-    mask = decay_mask(CFG)
-    with Spheres(CFG, 12, threads, 2, SEQ) as spheres:
+    mask = decay_mask(cfg)
+    with Spheres(cfg, 12, threads, 2, SEQ) as spheres:
         for step in range(steps):
-            spheres.step(params, _batches(step), grad, dropout=CFG.dropout, seed=7, step=step)
+            spheres.step(params, _batches(step), grad, dropout=cfg.dropout, seed=7, step=step)
             adamw_step(params, grad, m, v, mask, 1e-2, 0.9, 0.95, 1e-8, 0.1, step + 1)
     return params
 
 
-def test_weights_are_bitwise_identical_for_any_thread_count():
-    one = _train(1)
-    assert not np.array_equal(one, init_params(CFG, 0))
+@pytest.mark.parametrize("cfg", [CFG, replace(CFG, positions="rope")], ids=["learned", "rope"])
+def test_weights_are_bitwise_identical_for_any_thread_count(cfg):
+    one = _train(1, cfg)
+    assert not np.array_equal(one, init_params(cfg, 0))
     for threads in (2, 3, 12):
-        assert np.array_equal(_train(threads), one), f"threads={threads} differs from threads=1"
+        assert np.array_equal(_train(threads, cfg), one), f"threads={threads} differs from threads=1"
 
 
 def test_a_failing_sphere_stops_the_step_with_its_cause_and_leaves_no_thread():

@@ -47,7 +47,7 @@ def test_info_text(model_file, capsys):
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"weights sha256     {sha}" in out
-    assert "500 parameters" in out and "d_model 32" in out
+    assert "500 parameters" in out and "d_model 32" in out and "learned positions" in out
     assert "held-out files     1" in out and "tokens             12,345" in out
     assert "final train loss   3.2500" in out and "held-out bits/byte 2.5000" in out
 
