@@ -1,6 +1,6 @@
 """Completion latency of the seed configuration at batch 1: decode, cold prompt, keystrokes.
 
-    python benchmarks/completion_latency.py [--repeats 30] [--keystrokes 120] [--compare-torch] [--positions rope]
+    python benchmarks/completion_latency.py [--repeats 30] [--keystrokes 120] [--compare-torch] [--position-encoding rope]
 
 The model is the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, 512 positions) with random
 weights (latency does not depend on training); the tokenizer is trained on synthetic C. Scenarios:
@@ -192,12 +192,12 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=120, help="keystroke completions to time per variant")
     parser.add_argument("--decode-steps", type=int, default=200)
     parser.add_argument("--compare-torch", action="store_true", help="(learned positions only)")
-    parser.add_argument("--positions", choices=POSITIONS, default=ModelConfig.positions, help="the model's positions")
+    parser.add_argument("--position-encoding", choices=POSITIONS, default=ModelConfig.positions, help="the model's positions")
     args = parser.parse_args()
-    if args.compare_torch and args.positions != "learned":
+    if args.compare_torch and args.position_encoding != "learned":
         parser.error("--compare-torch: the torch decode has learned positions only")
 
-    model = seed_model(args.positions)
+    model = seed_model(args.position_encoding)
     Completer(model).complete("int x", "")  # compile / load the kernels
     rows = []
     with ThreadpoolController().limit(limits=1, user_api="blas"):  # as Completer.complete runs it

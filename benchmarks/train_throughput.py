@@ -1,7 +1,7 @@
 """Training throughput of the twelve spheres on the seed configuration, against PyTorch's standard eager loop.
 
     python benchmarks/train_throughput.py [--threads 1,2] [--steps 4] [--rounds 3] [--compare-torch] [--reference DIR]
-                                          [--unpinned] [--positions rope]
+                                          [--unpinned] [--position-encoding rope]
 
 Synthetic token batches of the seed shape (vocab 10,000, d 256, 4 layers, 8 heads, FFN 1024, batch 32 x 128,
 dropout 0.1). A step is one optimizer step exactly as training does it: grad_accum micro-batches through the
@@ -173,7 +173,7 @@ def _torch_stepper(cfg: ModelConfig, train: TrainConfig, threads: int, compile_m
 
 def worker(args: argparse.Namespace) -> dict:
     """Time `args.steps` optimizer steps of one side at one thread count, after `args.warmup` untimed ones."""
-    cfg = ModelConfig(positions=args.positions)
+    cfg = ModelConfig(positions=args.position_encoding)
     train = TrainConfig(grad_accum=args.grad_accum, spheres=args.spheres, batch_size=args.batch_size, seq_len=args.seq_len)
     rng = np.random.default_rng(0)
     rows: dict[str, list[float]] = {"seconds": [], "cpu": [], "imbalance": [], "sync": []}
@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace, side: str, threads: int) -> dict:
         env.pop("OPENBLAS_CORETYPE", None)
     cmd = [sys.executable, __file__, "--worker", "--side", side, "--threads", str(threads), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--grad-accum", str(args.grad_accum), "--batch-size", str(args.batch_size),
-           "--seq-len", str(args.seq_len), "--spheres", str(args.spheres), "--positions", args.positions]
+           "--seq-len", str(args.seq_len), "--spheres", str(args.spheres), "--position-encoding", args.position_encoding]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} worker failed:\n{proc.stderr}")
@@ -254,7 +254,7 @@ def main() -> int:
                         "commit's engine/ from git archive) as cllm-ref, alternating with the others")
     parser.add_argument("--unpinned", action="store_true", help="also time cllm without the environment's "
                         "OPENBLAS_CORETYPE (OpenBLAS's own kernel choice for this CPU) as cllm-unpinned")
-    parser.add_argument("--positions", choices=POSITIONS, default=ModelConfig.positions,
+    parser.add_argument("--position-encoding", choices=POSITIONS, default=ModelConfig.positions,
                         help="the model's positions (the torch sides model learned ones only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="cllm", help=argparse.SUPPRESS)
@@ -263,7 +263,7 @@ def main() -> int:
         args.threads = int(args.threads)
         print(json.dumps(worker(args)))
         return 0
-    if args.compare_torch and args.positions != "learned":
+    if args.compare_torch and args.position_encoding != "learned":
         print("--compare-torch: the torch sides have learned positions only", file=sys.stderr)
         return 2
     args.torch_compile = args.torch_compile and args.compare_torch
@@ -278,7 +278,7 @@ def main() -> int:
         args.unpinned = False
     sides = ["cllm"] + (["cllm-ref"] if args.reference else []) + (["cllm-unpinned"] if args.unpinned else [])
     sides += (["torch"] if args.compare_torch else []) + (["torch-compile"] if args.torch_compile else [])
-    cfg = ModelConfig(positions=args.positions)
+    cfg = ModelConfig(positions=args.position_encoding)
     tokens = args.grad_accum * args.batch_size * args.seq_len
     flops = step_flops(cfg, tokens, args.seq_len)
     per_cycle, vector = fp32_flops_per_cycle()
@@ -299,7 +299,7 @@ def main() -> int:
     print(f"{cpu_model()}, {os.cpu_count()} cores, {vector}; fp32 peak assumed = threads x {ghz:.2f} GHz (measured) x "
           f"{per_cycle} FLOP/cycle (2 FMA units x {per_cycle // 4} lanes x 2); {flops / tokens / 1e6:.1f} MFLOP/token")
     print(blas_kernels())
-    print(f"seed config ({args.positions} positions), {args.spheres} spheres, {tokens:,} tokens/step (batch {args.batch_size} x {args.seq_len} x "
+    print(f"seed config ({args.position_encoding} positions), {args.spheres} spheres, {tokens:,} tokens/step (batch {args.batch_size} x {args.seq_len} x "
           f"accum {args.grad_accum}), medians of {args.steps} steps x {args.rounds} rounds per side, "
           f"sides alternating, load avg before {load:.2f}")
     header = (f"{'threads':>7} {'tokens/s':>9} {'step ms':>8} {'peak':>5} {'imbal':>6} {'sync':>6} {'RSS MB':>6} "

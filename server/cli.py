@@ -126,8 +126,8 @@ _MODEL_FLAGS = {
     "heads": ("n_heads", _SIZE, "attention heads (must divide --d-model)"),
     "ffn": ("d_ff", _SIZE, "feed-forward width"),
     "dropout": ("dropout", _checked(float, lambda value: 0 <= value < 1, "a number in [0, 1)"), "dropout rate"),
-    "positions": ("positions", _one_of(POSITIONS), "how the model knows where a token is: a learned table, or rotary "
-                  "embeddings (rope), which let completions see more than the training windows"),
+    "position_encoding": ("positions", _one_of(POSITIONS), "how the model knows where a token is: a learned table, "
+                          "or rotary embeddings (rope) on queries and keys"),
 }
 _TRAIN_FLAGS = {
     "epochs": ("epochs", _POSITIVE, "passes over the training files"),
@@ -186,7 +186,7 @@ def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
                    help="folders of C code; none: /usr/include, /usr/local/include and /usr/src")
     p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
                                  "`cllm train` and the editors find it)")
-    _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "positions"])
+    _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "position_encoding"])
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_pretrain)
 
@@ -540,9 +540,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     flags = ("time_budget", "max_steps", "epochs", "seed", "threads")
     train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in flags if getattr(args, f) is not None})
-    shape = ("vocab_size", "positions")
-    model_cfg = replace(ModelConfig(), **{f: getattr(args, f) for f in shape if getattr(args, f) is not None})
-    explicit = {f for f in (*flags, *shape) if getattr(args, f) is not None}
+    shape = {"vocab_size": "vocab_size", "position_encoding": "positions"}  # flag: ModelConfig field
+    model_cfg = replace(ModelConfig(), **{field: getattr(args, f) for f, field in shape.items()
+                                          if getattr(args, f) is not None})
+    explicit = {f for f in flags if getattr(args, f) is not None} | {field for f, field in shape.items()
+                                                                     if getattr(args, f) is not None}
     if args.out is not None and os.path.isdir(args.out):
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. "
                     f"{os.path.join(args.out, 'base.cllm')}", 2)

@@ -62,7 +62,7 @@ DEFAULT_EDITOR_TIME_BUDGET = 600.0
 BASE_CHOICES = ("ask", "prepare", "scratch")
 # The training options `cllm pretrain` takes too: a base prepared for an editor runs with the same budget and threads.
 PRETRAIN_OPTIONS = ("time_budget", "max_steps", "epochs", "seed", "threads")
-SHAPE_OPTIONS = ("vocab_size", "d_model", "layers", "heads", "ffn", "positions")  # fixed by a base: they ask for scratch
+SHAPE_OPTIONS = ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")  # fixed by a base: they ask for scratch
 POSITIONS = ("learned", "rope")  # engine/config.py POSITIONS, spelled out here: importing the engine takes a second
 
 TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}

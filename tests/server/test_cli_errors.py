@@ -32,7 +32,7 @@ BAD_COMMAND_LINES = [
     "train WS --d-model 1000000000000", "train WS --heads 3", "train WS --resume FIFO", "train WS --resume MISSING",
     "train WS --out EMPTY", "train WS --ray 127.0.0.1:1", "train WS --ray nonsense",
     "train WS --base MISSING", "train WS --base FIFO", "train WS --base MISSING --no-base",
-    "train WS --positions spiral", "pretrain WS --positions spiral",
+    "train WS --position-encoding spiral", "pretrain WS --position-encoding spiral",
     "pretrain MISSING", "pretrain EMPTY", "pretrain WS --time-budget -5", "pretrain WS --vocab-size 0",
     "pretrain WS --out EMPTY", "pretrain WS --seed x",
     "complete MISSING --prompt x", "complete FIFO --prompt x", "complete MISSING", "complete MISSING --prompt x --temperature 5",

@@ -84,13 +84,13 @@ def test_bad_flag_values_and_model_flags_on_resume_are_refused(c_workspace, tmp_
     assert "multiple of heads" in capsys.readouterr().err
     assert main(["train", str(c_workspace), "--resume", str(tmp_path / "x.cllm"), "--layers", "3"]) == 2
     assert "--layers cannot change when resuming" in capsys.readouterr().err
-    assert main(["train", str(c_workspace), "--positions", "spiral"]) == 2
-    assert "argument --positions: must be one of learned, rope, got 'spiral'" in capsys.readouterr().err
+    assert main(["train", str(c_workspace), "--position-encoding", "spiral"]) == 2
+    assert "argument --position-encoding: must be one of learned, rope, got 'spiral'" in capsys.readouterr().err
 
 
 def test_positions_flag_trains_a_rotary_model(c_workspace, tmp_path, capsys):
     out = tmp_path / "rope.cllm"
-    assert main(["train", str(c_workspace), "--max-steps", "1", "--positions", "rope", "--out", str(out), *TINY]) == 0
+    assert main(["train", str(c_workspace), "--max-steps", "1", "--position-encoding", "rope", "--out", str(out), *TINY]) == 0
     assert load_checkpoint(out).model_config.positions == "rope"
 
 
