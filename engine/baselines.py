@@ -116,11 +116,10 @@ COMPRESSORS: dict[str, tuple[str, Callable[[bytes, bytes], float]]] = {
 def file_groups(sizes: Sequence[int], train_bytes: int, max_input: int = MAX_INPUT_BYTES) -> list[range]:
     """The held-out files (by index) each compressor run takes: one file per run, or, when that would make a
     compressor read more than `max_input` bytes (every run reads the training bytes again), consecutive files
-    grouped into as many runs as it allows."""
-    runs = len(sizes)
-    while runs > 1 and runs * train_bytes + sum(sizes) > max_input:
-        runs = max(1, runs // 2)
-    edges = [round(i * len(sizes) / runs) for i in range(runs + 1)]
+    grouped into as many runs as fit under it (one run when not even that fits)."""
+    n = len(sizes)
+    runs = n if train_bytes == 0 else min(n, max(1, (max_input - sum(sizes)) // train_bytes))
+    edges = [round(i * n / runs) for i in range(runs + 1)]
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 

@@ -93,5 +93,6 @@ def test_file_groups_keep_every_file_once_and_group_only_over_the_input_cap():
     assert baselines.file_groups([10, 20, 30], train_bytes=100) == [range(0, 1), range(1, 2), range(2, 3)]
     groups = baselines.file_groups([10] * 10, train_bytes=100, max_input=700)
     assert [i for group in groups for i in group] == list(range(10))
-    assert len(groups) * 100 + 100 <= 700 and len(groups) > 1
+    assert len(groups) == 6  # the most that fit: 6 * 100 training bytes + 100 held-out bytes = 700
     assert baselines.file_groups([10] * 4, train_bytes=10**9, max_input=10) == [range(0, 4)]
+    assert baselines.file_groups([10] * 4, train_bytes=0, max_input=10) == [range(i, i + 1) for i in range(4)]
