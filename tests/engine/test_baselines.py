@@ -69,10 +69,47 @@ def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
     assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
     assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
     monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
-    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout: baselines._run_archiver(
+    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout, train_bits: baselines._run_archiver(
         ["false"], "a.zpaq", train + heldout)[0]))
     assert compressor_baselines(b"int a;\n", [b"int b;\n"])["zpaq"] == {
         "bits_per_byte": None, "note": "false failed: exit status 1"}
+
+
+def test_the_training_bytes_are_compressed_once_per_call(monkeypatch):
+    """Eight held-out files share one compression of the training bytes, and a second call does not reuse the
+    first call's."""
+    inputs = []
+
+    def counting(data):
+        inputs.append(data)
+        return 8 * len(set(data)) + len(data)
+
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    monkeypatch.setattr(baselines, "xz_bits", counting)
+    train, heldout = b"int a;\n" * 20, [b"int b%d;\n" % i for i in range(8)]
+    for calls in (1, 2):
+        assert compressor_baselines(train, heldout)["xz"]["runs"] == 8
+        assert inputs.count(train) == calls and len(inputs) == 9 * calls
+
+
+def test_zpaq_compresses_the_training_bytes_once_per_model_it_picks(monkeypatch):
+    """zpaq picks a model per held-out file (from train + file); the training bytes are compressed once for each
+    model picked, not once per file."""
+    train = b"int a;\n" * 20
+    train_runs = []
+
+    def archiver(argv, archive, data):
+        if data == train:
+            train_runs.append(argv[4])
+        chosen = argv[4][2:] if data == train else "56,178,1" if data.endswith(b"x") else "56,178,0"
+        return 8 * len(data), f"+ data {len(data)}\n[1..1] {len(data)} -method {chosen}\n"
+
+    monkeypatch.setattr(baselines, "COMPRESSORS", {"zpaq": baselines.COMPRESSORS["zpaq"]})
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: "/usr/bin/" + program)
+    monkeypatch.setattr(baselines, "_run_archiver", archiver)
+    report = compressor_baselines(train, [b"int b;x", b"int c;y", b"int d;x", b"int e;y", b"int f;x"])
+    assert report["zpaq"] == {"bits_per_byte": 8.0, "runs": 5}
+    assert sorted(train_runs) == ["-m56,178,0", "-m56,178,1"]
 
 
 def test_each_held_out_file_is_conditioned_on_the_training_bytes_alone(monkeypatch):
