@@ -27,6 +27,7 @@ from pathlib import Path
 _XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 26}]
 _TOOL_TIMEOUT_S = 600
 MAX_INPUT_BYTES = 400_000_000  # the most bytes one compressor reads for a baseline; more files than that allows are grouped
+MAX_PARALLEL_RUNS = 4  # compressor runs at once: each xz -9e run (64 MiB dictionary) holds about 670 MiB
 
 
 class TrainBits:
@@ -147,10 +148,10 @@ def file_groups(sizes: Sequence[int], train_bytes: int, max_input: int = MAX_INP
 
 
 def _grouped_rate(conditional: Conditional, train: bytes, parts: list[bytes]) -> float:
-    """Bits per byte of `parts`, each conditioned on `train` alone, on as many threads as there are
-    cores (the compressors release the GIL); the training bytes are compressed once per method, for this call only."""
+    """Bits per byte of `parts`, each conditioned on `train` alone, on up to MAX_PARALLEL_RUNS threads (the
+    compressors release the GIL); the training bytes are compressed once per method, for this call only."""
     train_bits = TrainBits()
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_PARALLEL_RUNS)) as pool:
         bits = list(pool.map(lambda part: conditional(train, part, train_bits) * len(part), parts))
     return sum(bits) / sum(map(len, parts))
 
@@ -173,4 +174,6 @@ def compressor_baselines(train: bytes, heldout: Sequence[bytes]) -> dict[str, di
             out[name] = {"bits_per_byte": _grouped_rate(conditional, train, parts), "runs": len(parts)}
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             out[name] = {"bits_per_byte": None, "note": str(exc)}
+        except (MemoryError, lzma.LZMAError) as exc:  # xz runs in this process
+            out[name] = {"bits_per_byte": None, "note": f"{name} failed: {str(exc) or 'out of memory'}"}
     return out

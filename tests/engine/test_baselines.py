@@ -1,5 +1,8 @@
 """The compressor baselines of `cllm eval`: xz, zpaq and PPMd conditioned on the training bytes."""
 
+import lzma
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -69,10 +72,37 @@ def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
     assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
     assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
     monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
-    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout, train_bits: baselines._run_archiver(
-        ["false"], "a.zpaq", train + heldout)[0]))
+    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout, train_bits: (
+        baselines._run_archiver(["false"], "a.zpaq", train + heldout)[0])))
     assert compressor_baselines(b"int a;\n", [b"int b;\n"])["zpaq"] == {
         "bits_per_byte": None, "note": "false failed: exit status 1"}
+
+
+@pytest.mark.parametrize("error, note", [(MemoryError(), "xz failed: out of memory"),
+                                         (lzma.LZMAError("Memory usage limit was reached"),
+                                          "xz failed: Memory usage limit was reached")])
+def test_a_compressor_out_of_memory_is_reported_not_raised(monkeypatch, error, note):
+    def exhausted(data):
+        raise error
+
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    monkeypatch.setattr(baselines, "xz_bits", exhausted)
+    assert compressor_baselines(b"int a;\n", [b"int b;\n"])["xz"] == {"bits_per_byte": None, "note": note}
+
+
+def test_at_most_a_few_compressor_runs_at_once_however_many_cores(monkeypatch):
+    workers = []
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self, max_workers):
+            workers.append(max_workers)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(baselines.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(baselines, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    compressor_baselines(b"int a;\n", [b"int b;\n"] * 8)
+    assert workers == [baselines.MAX_PARALLEL_RUNS] == [4]
 
 
 def test_the_training_bytes_are_compressed_once_per_call(monkeypatch):
