@@ -13,13 +13,13 @@ too.
 
 from __future__ import annotations
 
-import functools
 import lzma
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,9 +27,29 @@ from pathlib import Path
 _XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 26}]
 _TOOL_TIMEOUT_S = 600
 MAX_INPUT_BYTES = 400_000_000  # the most bytes one compressor reads for a baseline; more files than that allows are grouped
+MAX_PARALLEL_RUNS = 4  # compressor runs at once: each xz -9e run (64 MiB dictionary) holds about 670 MiB
 
 
-@functools.lru_cache(maxsize=4)  # the training bytes are compressed once for all held-out files (see _grouped_rate)
+class TrainBits:
+    """The training bytes' compressed size for one baseline, computed once per compressor method (zpaq's model;
+    xz and PPMd have one, "") however many held-out files ask: a thread asking for a size another thread is
+    computing waits for it rather than compressing the training bytes again."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, int] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, method: str, compute: Callable[[], int]) -> int:
+        """The size for `method`, from `compute()` the first time it is asked for."""
+        with self._guard:
+            lock = self._locks.setdefault(method, threading.Lock())
+        with lock:
+            if method not in self._sizes:
+                self._sizes[method] = compute()
+            return self._sizes[method]
+
+
 def xz_bits(data: bytes) -> int:
     """Size in bits of `data` compressed by raw LZMA2 (xz -9e, 64 MiB dictionary, no container header)."""
     return 8 * len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=_XZ_FILTERS))
@@ -62,51 +82,55 @@ def _zpaq(data: bytes, method: str) -> tuple[int, str]:
     return bits, ",".join(found[0].split(",")[:3])  # the first three: zpaq appends its own analysis after given ones
 
 
-@functools.lru_cache(maxsize=4)
 def zpaq_bits(data: bytes, method: str = "5") -> int:
     """Size in bits of a zpaq archive of `data` (-m5 by default: context mixing, zpaq's strongest method; one
     thread, so the size does not depend on the machine's cores)."""
     return _zpaq(data, method)[0]
 
 
-def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes) -> float:
+def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: TrainBits | None = None) -> float:
     """conditional_bits_per_byte of zpaq -m5, with the same model for both sizes: the one zpaq picks for
     train + heldout. Left to itself, zpaq -m5 analyses each input and may pick another model for `train` alone (its
     text detection flips on a few bytes: appending 80 bytes of comments to the demo corpus's training files made
     the archive 1.7 KB smaller), and the difference of two sizes under two models is not the held-out bytes' cost
-    (it credited them with 0.19 of the demo's 0.68 bits per byte)."""
+    (it credited them with 0.19 of the demo's 0.68 bits per byte). `train_bits` keeps the training bytes' size per
+    model across held-out files."""
     if not heldout:
         raise ValueError("no held-out bytes to compress")
     both, method = _zpaq(train + heldout, "5")
-    return (both - (zpaq_bits(train, method) if train else 0)) / len(heldout)
+    sized = train_bits or TrainBits()
+    return (both - (sized.get(method, lambda: zpaq_bits(train, method)) if train else 0)) / len(heldout)
 
 
-@functools.lru_cache(maxsize=4)
 def ppmd_bits(data: bytes) -> int:
     """Size in bits of a 7-Zip archive of `data` compressed by PPMd of order 16 (`7z a -m0=PPMd:o=16`)."""
     return _run_archiver(["7z", "a", "-bd", "-m0=PPMd:o=16", "a.7z", "data"], "a.7z", data)[0]
 
 
-def conditional_bits_per_byte(bits: Callable[[bytes], int], train: bytes, heldout: bytes) -> float:
+def conditional_bits_per_byte(bits: Callable[[bytes], int], train: bytes, heldout: bytes,
+                              train_bits: TrainBits | None = None) -> float:
     """Bits per held-out byte that a compressor (`bits`: its output size for some bytes) spends once it has seen
-    `train`: (bits(train+heldout) - bits(train)) / len(heldout)."""
+    `train`: (bits(train+heldout) - bits(train)) / len(heldout), bits(train) taken from `train_bits` when given."""
     if not heldout:
         raise ValueError("no held-out bytes to compress")
-    return (bits(train + heldout) - (bits(train) if train else 0)) / len(heldout)
+    sized = train_bits or TrainBits()
+    return (bits(train + heldout) - (sized.get("", lambda: bits(train)) if train else 0)) / len(heldout)
 
 
-def xz_conditional_bits_per_byte(train: bytes, heldout: bytes) -> float:
+def xz_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: TrainBits | None = None) -> float:
     """conditional_bits_per_byte of xz. Its dictionary (64 MiB) covers the training bytes of any workspace we train
     on, so every held-out span that also occurs in the training files costs only a back-reference."""
-    return conditional_bits_per_byte(xz_bits, train, heldout)
+    return conditional_bits_per_byte(xz_bits, train, heldout, train_bits)
 
 
-def ppmd_conditional_bits_per_byte(train: bytes, heldout: bytes) -> float:
+def ppmd_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: TrainBits | None = None) -> float:
     """conditional_bits_per_byte of PPMd order 16."""
-    return conditional_bits_per_byte(ppmd_bits, train, heldout)
+    return conditional_bits_per_byte(ppmd_bits, train, heldout, train_bits)
 
 
-COMPRESSORS: dict[str, tuple[str, Callable[[bytes, bytes], float]]] = {
+Conditional = Callable[[bytes, bytes, TrainBits], float]  # (train, heldout, train_bits) -> bits per held-out byte
+
+COMPRESSORS: dict[str, tuple[str, Conditional]] = {
     "xz": ("", xz_conditional_bits_per_byte),
     "zpaq": ("zpaq", zpaq_conditional_bits_per_byte),
     "ppmd": ("7z", ppmd_conditional_bits_per_byte),
@@ -116,26 +140,20 @@ COMPRESSORS: dict[str, tuple[str, Callable[[bytes, bytes], float]]] = {
 def file_groups(sizes: Sequence[int], train_bytes: int, max_input: int = MAX_INPUT_BYTES) -> list[range]:
     """The held-out files (by index) each compressor run takes: one file per run, or, when that would make a
     compressor read more than `max_input` bytes (every run reads the training bytes again), consecutive files
-    grouped into as many runs as it allows."""
-    runs = len(sizes)
-    while runs > 1 and runs * train_bytes + sum(sizes) > max_input:
-        runs = max(1, runs // 2)
-    edges = [round(i * len(sizes) / runs) for i in range(runs + 1)]
+    grouped into as many runs as fit under it (one run when not even that fits)."""
+    n = len(sizes)
+    runs = n if train_bytes == 0 else min(n, max(1, (max_input - sum(sizes)) // train_bytes))
+    edges = [round(i * n / runs) for i in range(runs + 1)]
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _grouped_rate(conditional: Callable[[bytes, bytes], float], train: bytes, parts: list[bytes]) -> float:
-    """Bits per byte of `parts`, each conditioned on `train` alone: the first run alone (it compresses the training
-    bytes, which the size functions' small caches keep for the other runs), the others on as many threads as there
-    are cores (the compressors release the GIL). The caches are emptied at the end: their keys are whole inputs."""
-    try:
-        first = conditional(train, parts[0]) * len(parts[0])
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            rest = list(pool.map(lambda part: conditional(train, part) * len(part), parts[1:]))
-    finally:
-        for sized in (xz_bits, zpaq_bits, ppmd_bits):
-            sized.cache_clear()
-    return (first + sum(rest)) / sum(map(len, parts))
+def _grouped_rate(conditional: Conditional, train: bytes, parts: list[bytes]) -> float:
+    """Bits per byte of `parts`, each conditioned on `train` alone, on up to MAX_PARALLEL_RUNS threads (the
+    compressors release the GIL); the training bytes are compressed once per method, for this call only."""
+    train_bits = TrainBits()
+    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_PARALLEL_RUNS)) as pool:
+        bits = list(pool.map(lambda part: conditional(train, part, train_bits) * len(part), parts))
+    return sum(bits) / sum(map(len, parts))
 
 
 def compressor_baselines(train: bytes, heldout: Sequence[bytes]) -> dict[str, dict[str, float | int | str | None]]:
@@ -156,4 +174,6 @@ def compressor_baselines(train: bytes, heldout: Sequence[bytes]) -> dict[str, di
             out[name] = {"bits_per_byte": _grouped_rate(conditional, train, parts), "runs": len(parts)}
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             out[name] = {"bits_per_byte": None, "note": str(exc)}
+        except (MemoryError, lzma.LZMAError) as exc:  # xz runs in this process
+            out[name] = {"bits_per_byte": None, "note": f"{name} failed: {str(exc) or 'out of memory'}"}
     return out

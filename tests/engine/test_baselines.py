@@ -1,5 +1,8 @@
 """The compressor baselines of `cllm eval`: xz, zpaq and PPMd conditioned on the training bytes."""
 
+import lzma
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -69,10 +72,74 @@ def test_missing_or_failing_programs_are_reported_not_raised(monkeypatch):
     assert report["ppmd"] == {"bits_per_byte": None, "note": "7z not installed"}
     assert 0.0 < report["xz"]["bits_per_byte"] < 8.0  # xz is Python's own
     monkeypatch.setattr(baselines.shutil, "which", lambda program: "/bin/false")
-    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout: baselines._run_archiver(
-        ["false"], "a.zpaq", train + heldout)[0]))
+    monkeypatch.setitem(baselines.COMPRESSORS, "zpaq", ("false", lambda train, heldout, train_bits: (
+        baselines._run_archiver(["false"], "a.zpaq", train + heldout)[0])))
     assert compressor_baselines(b"int a;\n", [b"int b;\n"])["zpaq"] == {
         "bits_per_byte": None, "note": "false failed: exit status 1"}
+
+
+@pytest.mark.parametrize("error, note", [(MemoryError(), "xz failed: out of memory"),
+                                         (lzma.LZMAError("Memory usage limit was reached"),
+                                          "xz failed: Memory usage limit was reached")])
+def test_a_compressor_out_of_memory_is_reported_not_raised(monkeypatch, error, note):
+    def exhausted(data):
+        raise error
+
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    monkeypatch.setattr(baselines, "xz_bits", exhausted)
+    assert compressor_baselines(b"int a;\n", [b"int b;\n"])["xz"] == {"bits_per_byte": None, "note": note}
+
+
+def test_at_most_a_few_compressor_runs_at_once_however_many_cores(monkeypatch):
+    workers = []
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self, max_workers):
+            workers.append(max_workers)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(baselines.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(baselines, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    compressor_baselines(b"int a;\n", [b"int b;\n"] * 8)
+    assert workers == [baselines.MAX_PARALLEL_RUNS] == [4]
+
+
+def test_the_training_bytes_are_compressed_once_per_call(monkeypatch):
+    """Eight held-out files share one compression of the training bytes, and a second call does not reuse the
+    first call's."""
+    inputs = []
+
+    def counting(data):
+        inputs.append(data)
+        return 8 * len(set(data)) + len(data)
+
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: None)
+    monkeypatch.setattr(baselines, "xz_bits", counting)
+    train, heldout = b"int a;\n" * 20, [b"int b%d;\n" % i for i in range(8)]
+    for calls in (1, 2):
+        assert compressor_baselines(train, heldout)["xz"]["runs"] == 8
+        assert inputs.count(train) == calls and len(inputs) == 9 * calls
+
+
+def test_zpaq_compresses_the_training_bytes_once_per_model_it_picks(monkeypatch):
+    """zpaq picks a model per held-out file (from train + file); the training bytes are compressed once for each
+    model picked, not once per file."""
+    train = b"int a;\n" * 20
+    train_runs = []
+
+    def archiver(argv, archive, data):
+        if data == train:
+            train_runs.append(argv[4])
+        chosen = argv[4][2:] if data == train else "56,178,1" if data.endswith(b"x") else "56,178,0"
+        return 8 * len(data), f"+ data {len(data)}\n[1..1] {len(data)} -method {chosen}\n"
+
+    monkeypatch.setattr(baselines, "COMPRESSORS", {"zpaq": baselines.COMPRESSORS["zpaq"]})
+    monkeypatch.setattr(baselines.shutil, "which", lambda program: "/usr/bin/" + program)
+    monkeypatch.setattr(baselines, "_run_archiver", archiver)
+    report = compressor_baselines(train, [b"int b;x", b"int c;y", b"int d;x", b"int e;y", b"int f;x"])
+    assert report["zpaq"] == {"bits_per_byte": 8.0, "runs": 5}
+    assert sorted(train_runs) == ["-m56,178,0", "-m56,178,1"]
 
 
 def test_each_held_out_file_is_conditioned_on_the_training_bytes_alone(monkeypatch):
@@ -93,5 +160,6 @@ def test_file_groups_keep_every_file_once_and_group_only_over_the_input_cap():
     assert baselines.file_groups([10, 20, 30], train_bytes=100) == [range(0, 1), range(1, 2), range(2, 3)]
     groups = baselines.file_groups([10] * 10, train_bytes=100, max_input=700)
     assert [i for group in groups for i in group] == list(range(10))
-    assert len(groups) * 100 + 100 <= 700 and len(groups) > 1
+    assert len(groups) == 6  # the most that fit: 6 * 100 training bytes + 100 held-out bytes = 700
     assert baselines.file_groups([10] * 4, train_bytes=10**9, max_input=10) == [range(0, 4)]
+    assert baselines.file_groups([10] * 4, train_bytes=0, max_input=10) == [range(i, i + 1) for i in range(4)]
