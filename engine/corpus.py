@@ -246,18 +246,20 @@ def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConf
 
 
 def sample_documents(documents: Sequence[Document], max_bytes: int,
-                     rank: Callable[[Document], int] | None = None) -> list[Document]:
+                     rank: Callable[[Document], int] | None = None,
+                     size: Callable[[Document], int] = lambda doc: doc.size) -> list[Document]:
     """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
     files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
-    on every run), taken while they fit (the first one always). `rank` orders the files before the hash: lower
-    ranks are taken first (a continued run ranks the files its model has not trained on first)."""
-    if sum(doc.size for doc in documents) <= max_bytes:
+    on every run), taken while they fit (the first one always, even when it alone is bigger). `rank` orders the
+    files before the hash: lower ranks are taken first (a continued run ranks the files its model has not trained
+    on first). `size` measures a file in another unit than bytes (the trainer's forward windows)."""
+    if sum(size(doc) for doc in documents) <= max_bytes:
         return list(documents)
     sample, total = [], 0
     for doc in sorted(documents, key=lambda d: (rank(d) if rank else 0, _path_score("sample:" + d.path))):
-        if total + doc.size <= max_bytes or not sample:
+        if total + size(doc) <= max_bytes or not sample:
             sample.append(doc)
-            total += doc.size
+            total += size(doc)
     return sample
 
 

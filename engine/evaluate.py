@@ -331,17 +331,17 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     """
     if not documents:
         raise EvalError("no files to evaluate")
+    if not any(doc.text for doc in documents):
+        raise EvalError("the files to evaluate are all empty")
     began = time.monotonic()
     tok = model.tokenizer
     window = model.context
     workspace = workspace_models(tok, train_documents) if train_documents else None
     if workspace is None:
-        nats = document_nats(model.params, model.config, tok, documents, window, progress)
+        nats, pooled_p = document_nats(model.params, model.config, tok, documents, window, progress), None
     else:
         nats, pooled_p = document_scores(model.params, model.config, tok, documents, window, workspace[0], progress)
     bits, n_bytes = bits_and_bytes(nats, documents)
-    if n_bytes == 0:
-        raise EvalError("the files to evaluate are all empty")
     baselines = _baselines(tok, documents, train_documents, n_bytes, workspace[0] if workspace else None)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
     plain = Completer(model)  # the transformer alone, whatever the model ships with

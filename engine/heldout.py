@@ -4,7 +4,9 @@ Training and `cllm eval` measure the same thing: every file scored from its star
 training) with sliding windows as long as the training sequences, stride half a window. The trainer also fits the
 completion mixture's weights (engine/mixture.py) on its held-out files here and stores them in the checkpoint; the
 mixture's pooled component reads the transformer's whole distribution at each position as the pass goes
-(document_scores): about 150 us a token, 10 s of CPU on pycryptodome's 187 KB of held-out files.
+(document_scores). Its cost per token grows with the token's position in its file, as the document cache scans the
+file so far (mixture.DocumentCache.levels): about 80 us at 4k tokens, 170 us at 32k, 330 us at 100k (one
+100k-token file took 20 s), so batch_seconds times it at the held-out files' typical position.
 Nothing here decodes: this is the network's forward pass over whole windows.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import ModelConfig
-from .corpus import Document
+from .corpus import Document, sample_documents
 from .faults import fault_point
 from .match_model import MatchIndex
 from .mixture import PooledProbs, fitted_mixture, mixture_metadata, workspace_models
@@ -129,10 +131,28 @@ def scoring_batches(lengths: Sequence[tuple[int, int]], window: int) -> int:
     return -(-windows // _BATCH)
 
 
-def batch_seconds(params: np.ndarray, config: ModelConfig, window: int, kn: KneserNey) -> float:
-    """Seconds one batch of document_scores takes with `params`: a forward batch (the second of two on zeros: the
-    first may load the compiled kernels) and the pooled component over the tokens such a batch scores (half of each
-    window, the stride)."""
+def affordable(documents: Sequence[Document], lengths: Sequence[tuple[int, int]], window: int,
+               max_batches: int) -> list[Document]:
+    """The `documents`, of (tokens with the path header, header tokens) `lengths`, that document_nats scores in at
+    most `max_batches` forward batches: all of them, or a deterministic sample (corpus.sample_documents, counting
+    forward windows instead of bytes) whose first file is taken whole even when it alone needs more."""
+    windows = {doc.path: len(score_windows(length, header, window)) for doc, (length, header) in zip(documents, lengths)}
+    return sample_documents(documents, max_batches * _BATCH, size=lambda doc: windows[doc.path])
+
+
+def typical_position(lengths: Sequence[int]) -> int:
+    """The position in its file at which a token costs the pooled component what tokens of files of `lengths`
+    tokens cost on average: the cost grows linearly with the position (the document cache scans the file so far),
+    so the average is the cost at the tokens' mean position, sum(n^2) / (2 sum(n))."""
+    total = sum(lengths)
+    return sum(n * n for n in lengths) // (2 * total) if total else 0
+
+
+def batch_seconds(params: np.ndarray, config: ModelConfig, window: int, kn: KneserNey, lengths: Sequence[int]) -> float:
+    """Seconds one batch of document_scores takes with `params` over files of `lengths` tokens: a forward batch
+    (the second of two on zeros: the first may load the compiled kernels) and the pooled component over the tokens
+    such a batch scores (half of each window, the stride), centred on the files' typical_position, in a document of
+    random tokens (their few repeats make it a slight underestimate: the scan, not the matches, grows)."""
     scratch = make_scratch(config, _BATCH, window)
     inputs, targets = np.zeros((_BATCH, window), dtype=np.int32), np.zeros((_BATCH, window), dtype=np.int32)
     token_losses(params, inputs, targets, config, scratch)
@@ -140,7 +160,9 @@ def batch_seconds(params: np.ndarray, config: ModelConfig, window: int, kn: Knes
     token_losses(params, inputs, targets, config, scratch)
     forward = time.perf_counter() - begin
     scored = _BATCH * max(window // 2, 1)
-    pool = PooledProbs(kn, np.zeros(scored + 1, dtype=np.int32), 1, config.vocab_size)
+    start = max(typical_position(lengths) - scored // 2, 1)
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, start + scored, dtype=np.int32)
+    pool = PooledProbs(kn, tokens, start, config.vocab_size)
     begin = time.perf_counter()
     pool.add(np.zeros((scored, config.vocab_size), dtype=np.float32))
     return forward + time.perf_counter() - begin

@@ -54,9 +54,9 @@ from .events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventEr
                      RunSettings, RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from .faults import fault_point
 from .generate import Model
-from .heldout import batch_seconds, heldout_mixture, scoring_batches
+from .heldout import affordable, batch_seconds, heldout_mixture, scoring_batches
 from .kernels import adamw_step
-from .mixture import MixtureScorer, copying_parts, fit_mixture, stored_mixture, with_transformer, workspace_models
+from .mixture import MixtureScorer, copying_parts, fitted_mixture, stored_mixture, workspace_models
 from .params import decay_mask, init_params
 from .spheres import Spheres, StepResult, resolve_threads
 from .tokenizer import Tokenizer
@@ -69,7 +69,7 @@ VALIDATION_WINDOWS = 256  # held-out windows one validation pass scores at most 
 TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
 MIXTURE_HELDOUT_BYTES = 200_000  # held-out text the completion mixture's weights are fitted on, at most
 MIXTURE_TRAIN_BYTES = 2_000_000  # training text behind the workspace models of that fit, at most
-MIXTURE_BUDGET_SHARE = 0.1  # of a time budget, at most, for the forward passes of the mixture's fit
+MIXTURE_BUDGET_SHARE = 0.1  # of a time budget for the forward passes of the mixture's fit (_time_scoring)
 LINE_PROBE_POSITIONS = 2  # line completions timed once in a run with a time budget, to foresee the held-out scoring
 
 
@@ -165,13 +165,13 @@ class _HeldoutInputs:
     """What the end-of-run held-out scoring needs that does not depend on the weights, prepared once: deterministic
     samples of at most MIXTURE_HELDOUT_BYTES held-out and MIXTURE_TRAIN_BYTES training text (all of a small
     workspace), the workspace models over the latter and the copying models' probabilities on the held-out
-    documents the fit scores (None without a workspace folder or held-out files), and what the rest of the scoring
-    will cost: the forward batches over those documents, and the seconds of one such batch and of the weights' fit,
-    timed here."""
+    documents the fit scores (None without a workspace folder or held-out files), and with a time budget what the
+    rest of the scoring will cost: the forward batches over those documents, and the seconds of one such batch and
+    of the weights' fit, timed here (_time_scoring)."""
 
     val_docs: list
     train_docs: list
-    fit_docs: list = field(default_factory=list)  # the held-out documents the mixture is fitted on (_affordable)
+    fit_docs: list = field(default_factory=list)  # the held-out documents the mixture is fitted on (_time_scoring)
     models: tuple | None = None
     copying: list | None = None
     batches: int = 0
@@ -453,36 +453,33 @@ class _Run:
                 train_docs=corpus.load_documents(corpus.sample_documents(d.train_docs, MIXTURE_TRAIN_BYTES)))
             if d.root is not None and h.val_docs and h.train_docs:
                 h.models = workspace_models(d.tokenizer, h.train_docs)
-                h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, self._window(), h.models[0])
-                copying = dict(zip((doc.path for doc in h.val_docs), copying_parts(*h.models, d.tokenizer, h.val_docs)))
-                h.fit_docs = self._affordable(h.val_docs, copying, h.batch_seconds)
-                h.copying = [copying[doc.path] for doc in h.fit_docs]
-                h.batches = self._scoring_batches(h.fit_docs, h.copying)
-                begin = time.perf_counter()  # the same fit on a uniform transformer: the same arithmetic
-                uniform = math.log(d.tokenizer.vocab_size)
-                fit_mixture(np.concatenate([with_transformer(np.full(len(probs), uniform), probs,
-                                                             np.full(len(probs), math.exp(-uniform)))
-                                            for probs, _ in h.copying]),
-                            np.concatenate([buckets for _, buckets in h.copying]))
-                h.fit_seconds = time.perf_counter() - begin
+                h.fit_docs, h.copying = h.val_docs, copying_parts(*h.models, d.tokenizer, h.val_docs)
+                if self.cfg.time_budget is not None:
+                    self._time_scoring(h)
             self.heldout = h
         return self.heldout
 
-    def _scoring_batches(self, documents: list, copying: list) -> int:
-        """The forward batches heldout.document_nats runs over `documents`, whose copying_parts are `copying`."""
-        headers = [len(self.data.tokenizer.header_ids(doc.path)) for doc in documents]
-        return scoring_batches([(len(probs) + n, n) for (probs, _), n in zip(copying, headers)], self._window())
-
-    def _affordable(self, documents: list, copying: dict, seconds_per_batch: float) -> list:
-        """The held-out documents the mixture's fit scores: all of them, or with a time budget a deterministic
-        sample of them (corpus.sample_documents) whose forward passes take about MIXTURE_BUDGET_SHARE of it at most
-        (a 60-s run on the kernel tree spent 22 s scoring 200 KB of held-out text on 2 busy cores)."""
-        budget = self.cfg.time_budget
-        batches = self._scoring_batches(documents, [copying[doc.path] for doc in documents])
-        affordable = MIXTURE_BUDGET_SHARE * budget / max(seconds_per_batch, 1e-9) if budget is not None else batches
-        if batches <= affordable:
-            return documents
-        return corpus.sample_documents(documents, int(sum(doc.size for doc in documents) * affordable / batches))
+    def _time_scoring(self, h: _HeldoutInputs) -> None:
+        """With a time budget, what the mixture's fit will cost, and no more than MIXTURE_BUDGET_SHARE of the budget
+        for its forward passes (a 60-s run on the kernel tree spent 22 s scoring 200 KB of held-out text on 2 busy
+        cores): time one forward batch (heldout.batch_seconds), keep the held-out documents that many batches
+        afford (heldout.affordable: all of them, or a sample of which only the first file may need more on its
+        own), count their batches, and time the weights' fit on them (on a uniform transformer: the same
+        arithmetic)."""
+        d, window = self.data, self._window()
+        headers = [len(d.tokenizer.header_ids(doc.path)) for doc in h.val_docs]
+        lengths = [(len(probs) + n, n) for (probs, _), n in zip(h.copying, headers)]
+        h.batch_seconds = batch_seconds(self.state.params, self.model_cfg, window, h.models[0],
+                                        [length for length, _ in lengths])
+        max_batches = int(MIXTURE_BUDGET_SHARE * self.cfg.time_budget / max(h.batch_seconds, 1e-9))
+        fit = {doc.path for doc in affordable(h.val_docs, lengths, window, max_batches)}
+        kept = [i for i, doc in enumerate(h.val_docs) if doc.path in fit]
+        h.fit_docs, h.copying = [h.val_docs[i] for i in kept], [h.copying[i] for i in kept]
+        h.batches = scoring_batches([lengths[i] for i in kept], window)
+        uniform = [np.full(len(probs), math.log(d.tokenizer.vocab_size)) for probs, _ in h.copying]
+        begin = time.perf_counter()
+        fitted_mixture(uniform, [np.exp(-nats) for nats in uniform], *h.models, d.tokenizer, h.fit_docs, h.copying)
+        h.fit_seconds = time.perf_counter() - begin
 
     def _shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""
@@ -490,7 +487,8 @@ class _Run:
 
     def _line_seconds(self) -> float:
         """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the
-        current weights (the transformer alone: the mixture's lookups are cheap next to its forward passes)."""
+        current weights, with the transformer alone: the mixture's work per token (the copying models' lookups, a
+        scan of the document so far, and the pooled component's softmax over the vocabulary) is not counted."""
         if self.line_seconds is None:
             val_docs = self._heldout_inputs().val_docs
             t0 = time.perf_counter()

@@ -260,3 +260,15 @@ def test_compare_scratch_needs_a_budgeted_workspace_model(recorded_model, capsys
     model, _, _ = recorded_model
     assert main(["eval", str(model), "--positions", "2", "--compare-scratch"]) == 1
     assert "--compare-scratch needs" in capsys.readouterr().err
+
+
+def test_empty_files_to_evaluate_are_refused_before_any_model_is_built(tiny_model_path, monkeypatch):
+    evaluate_module = importlib.import_module("cllm.engine.evaluate")
+
+    def built(*args):
+        raise AssertionError("workspace models built for empty files")
+
+    monkeypatch.setattr(evaluate_module, "workspace_models", built)
+    train = [Document(rel, text, len(text)) for rel, text in TINY_C_SOURCES.items()]
+    with pytest.raises(evaluate_module.EvalError, match="all empty"):
+        evaluate_module.evaluate(load_model(tiny_model_path), [Document("a.c", "", 0)], train)

@@ -141,6 +141,30 @@ def test_the_scorer_mixes_a_distribution_with_the_pooled_component(tiny_model_pa
     assert not np.allclose(np.exp(scorer.scores(logits)), p)  # the pooled component changes the distribution
 
 
+def test_the_scorers_pooled_term_is_the_pooled_component_the_fit_reads(tiny_model_path):
+    """Weights fitted on PooledProbs mean the same while decoding only if MixtureScorer.scores computes the same
+    pooled probability in the same context: with all weight on the pooled component, at every position of a file."""
+    model = load_model(tiny_model_path)
+    tok = model.tokenizer
+    docs = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
+    kn, index = workspace_models(tok, docs[1:])
+    header, text = tok.header_ids(docs[0].path), tok.encode(docs[0].text)
+    tokens = np.concatenate([header, text])
+    logits = np.random.default_rng(5).normal(size=(len(text), tok.vocab_size)).astype(np.float32)
+    pool = PooledProbs(kn, tokens, len(header), tok.vocab_size)
+    pool.add(logits)
+    only_pooled = Mixture(np.tile(np.eye(COMPONENTS)[COMPONENTS - 1], (N_BUCKETS, 1)))
+    scorer = MixtureScorer(tok, kn, index, only_pooled)
+    # the positions whose text prefix encodes to the file's own first tokens (else the scorer sees another context)
+    same = [i for i in range(len(text)) if np.array_equal(tok.encode(tok.decode(text[:i])), text[:i])]
+    assert len(same) > 0.8 * len(text)
+    served = []
+    for i in same:
+        scorer.begin_document(tok.decode(text[:i]), b"", docs[0].path)
+        served.append(np.exp(scorer.scores(logits[i])[text[i]]))
+    np.testing.assert_allclose(served, pool.probs[same], rtol=1e-9)
+
+
 def test_weights_stored_before_the_pooled_component_serve_with_none_on_it():
     rng = np.random.default_rng(4)
     old = rng.dirichlet(np.ones(COMPONENTS - 1), N_BUCKETS)
@@ -274,3 +298,8 @@ def test_a_fit_on_precomputed_copying_probabilities_equals_the_fit_that_computes
                               copying_parts(kn, index, model.tokenizer, docs[:1]))
     assert np.array_equal(computed.weights, given.weights)
     assert parts[0][0].shape[1] == COMPONENTS
+    (probs, buckets), = copying_parts(kn, index, model.tokenizer, docs[:1])
+    probs[:, 2] = 1.0  # the match model "predicts" every token: the fit must read the probabilities it is given
+    altered, _ = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1], [(probs, buckets)])
+    used = np.unique(buckets)
+    assert (altered.weights[used, 3] > computed.weights[used, 3]).all()

@@ -156,15 +156,29 @@ def test_the_finish_estimate_counts_the_held_out_scoring_prepared_before_the_sto
 
 
 def test_a_tight_budget_fits_the_mixture_on_fewer_held_out_files(c_workspace, tmp_path, finish_estimates):
-    """The mixture's forward passes take at most MIXTURE_BUDGET_SHARE of the budget: at a second a batch, a 10-s
-    budget scores one batch's worth of held-out files; still, the rest leaves no room after step 1."""
+    """The mixture's forward passes take at most MIXTURE_BUDGET_SHARE of the budget by the estimate: at a second a
+    batch, a 200-s budget scores 20 batches' worth of held-out files, a sample of them, and the estimate counts it."""
     _, estimates = finish_estimates
-    done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=10.0, val_fraction=0.75))
+    budget = 200.0
+    done, _ = _run(c_workspace, tmp_path / "m.cllm",
+                   replace(TRAIN, epochs=50, time_budget=budget, max_steps=2, val_fraction=0.75))
     heldout, parts = estimates[0]
     fit, val = ({doc.path for doc in docs} for docs in (heldout.fit_docs, heldout.val_docs))
-    assert 1 <= len(fit) < len(val) and fit < val
-    assert parts.mixture < 10.0 < parts.total() and done.stop_reason == "time_budget" and done.steps == 1
-    assert load_checkpoint(done.checkpoint).metadata["mixture"] is not None
+    assert 1 < len(fit) < len(val) and fit < val
+    assert 0 < heldout.batches <= train_module.MIXTURE_BUDGET_SHARE * budget
+    assert parts.mixture == heldout.batches + heldout.fit_seconds
+    assert load_checkpoint(done.checkpoint).metadata["mixture"] is not None  # fitted on that sample
+
+
+def test_a_run_without_a_time_budget_does_not_time_the_held_out_scoring(c_workspace, tmp_path, monkeypatch):
+    """Only a time budget reads the finish estimate: without one, no batch is timed and no fit is rehearsed."""
+    def untimed(*args):
+        raise AssertionError("timed without a time budget")
+
+    monkeypatch.setattr(train_module, "batch_seconds", untimed)
+    monkeypatch.setattr(train_module, "fitted_mixture", untimed)  # the rehearsal of the fit (heldout.py fits)
+    done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, max_steps=1))
+    assert done.steps == 1 and load_checkpoint(done.checkpoint).metadata["mixture"] is not None
 
 
 def test_cancel_event_stops_at_the_next_step(c_workspace, tmp_path):
