@@ -487,10 +487,11 @@ class _Run:
 
     def _line_seconds(self) -> float:
         """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the
-        current weights, with the transformer alone: the mixture's work per token (the copying models' lookups, a
+        current weights after one untimed completion (which loads the decoding kernels), with the transformer alone: the mixture's work per token (the copying models' lookups, a
         scan of the document so far, and the pooled component's softmax over the vocabulary) is not counted."""
         if self.line_seconds is None:
             val_docs = self._heldout_inputs().val_docs
+            line_exact_match(self._shipped_model(self.state.params), val_docs, positions=1)  # loads the kernels
             t0 = time.perf_counter()
             line_exact_match(self._shipped_model(self.state.params), val_docs, positions=LINE_PROBE_POSITIONS)
             self.line_seconds = (time.perf_counter() - t0) / LINE_PROBE_POSITIONS
@@ -585,12 +586,15 @@ class _Run:
                               save=self.save_seconds if self.save_seconds is not None else 1.0)
 
     def _validation_seconds(self) -> float:
-        """Seconds of a validation pass: the last one's, once one ran; before, its batches times the first batch
-        timed once with the current weights. 0 without held-out tokens."""
+        """Seconds of a validation pass: the last one's, once one ran; before, its batches times one batch timed
+        once with the current weights (the second of two: the first loads or compiles the evaluation kernels, which
+        took a 600-s budget's whole estimate on a busy machine and stopped the run after one step). 0 without
+        held-out tokens."""
         if self.validate_seconds is not None or self.data.val_stream.size < 2:
             return self.validate_seconds or 0.0
         plan = self._validation_plan()
         if self.validation_batch_seconds is None:
+            self._evaluate_batch(self.state.params, plan, 0)
             begin = time.perf_counter()
             self._evaluate_batch(self.state.params, plan, 0)
             self.validation_batch_seconds = time.perf_counter() - begin

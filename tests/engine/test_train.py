@@ -107,7 +107,7 @@ def test_the_time_budget_keeps_room_for_scoring_the_held_out_lines(c_workspace, 
 
     monkeypatch.setattr(train_module, "line_exact_match", slow_lines)
     done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=10.0))
-    assert probes == [train_module.LINE_PROBE_POSITIONS], "timed once per run"
+    assert probes == [1, train_module.LINE_PROBE_POSITIONS], "one untimed completion loads the kernels, then timed once"
     assert done.stop_reason == "time_budget" and done.steps == 1
 
 
@@ -168,6 +168,26 @@ def test_a_tight_budget_fits_the_mixture_on_fewer_held_out_files(c_workspace, tm
     assert 0 < heldout.batches <= train_module.MIXTURE_BUDGET_SHARE * budget
     assert parts.mixture == heldout.batches + heldout.fit_seconds
     assert load_checkpoint(done.checkpoint).metadata["mixture"] is not None  # fitted on that sample
+
+
+def test_the_validation_estimate_leaves_out_the_first_batch_which_loads_the_kernels(c_workspace, tmp_path, monkeypatch,
+                                                                                   finish_estimates):
+    """The first evaluation batch loads or compiles the kernels (on a busy machine it once took a 600-s budget's
+    whole estimate and stopped the run after one step): it is not the one timed. Here it "takes" 100 s more."""
+    _, estimates = finish_estimates
+    clock = type("Clock", (), {"offset": 0.0, "perf_counter": lambda self: time.perf_counter() + self.offset})()
+    real_batch, calls = train_module._Run._evaluate_batch, []
+
+    def cold_first(run, *args):
+        calls.append(len(calls))
+        clock.offset += 100.0 if len(calls) == 1 else 0.0
+        return real_batch(run, *args)
+
+    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(train_module._Run, "_evaluate_batch", cold_first)
+    _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=1e4, max_steps=2))
+    _, parts = estimates[0]
+    assert len(calls) >= 2 and 0 < parts.validation < 100.0
 
 
 def test_a_run_without_a_time_budget_does_not_time_the_held_out_scoring(c_workspace, tmp_path, monkeypatch):
