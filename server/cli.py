@@ -187,6 +187,9 @@ def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
                                  "`cllm train` and the editors find it)")
     _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "position_encoding"])
+    p.add_argument("--continue-from", metavar="FILE",
+                   help="extend this base (its weights, optimizer state and vocabulary) with a new run, the files it "
+                        "has not trained on first; --out may name the same file")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_pretrain)
 
@@ -530,7 +533,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from cllm.engine.errors import CllmError
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import default_base_path
-    from cllm.engine.pretrain import pretrain, scan_base_corpus
+    from cllm.engine.pretrain import earlier_manifest, pretrain, scan_base_corpus
 
     def fail(message: str, code: int) -> int:
         if args.json:
@@ -549,14 +552,20 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out} is a folder: give the model file to write, e.g. "
                     f"{os.path.join(args.out, 'base.cllm')}", 2)
     out = args.out or str(default_base_path())
+    if args.continue_from and (explicit & set(shape.values())):
+        return fail("--continue-from keeps the base's vocabulary and positions: drop --vocab-size and "
+                    "--position-encoding", 2)
     try:
+        if args.continue_from:
+            earlier_manifest(args.continue_from)  # refused before the scan, in one line
         found = scan_base_corpus(args.paths)
         if found.documents and not args.json:
             print(f"base corpus: {format_stats(stats(found.documents))} under {', '.join(found.roots) or '-'}; "
                   f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
         report, close = _train_reporter(args.json)
         try:
-            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit)
+            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit,
+                            continue_from=args.continue_from)
         finally:
             close()
     except CllmError as exc:

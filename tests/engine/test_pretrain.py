@@ -1,4 +1,5 @@
-"""engine/pretrain.py: the base corpus leaves C++ out, the base records its manifest and mixture weights."""
+"""engine/pretrain.py: the base corpus leaves C++ out, the base records its manifest and mixture weights, a base
+can be extended."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from cllm.engine import checkpoint as ckpt_io
 from cllm.engine import load_model
+from cllm.engine.config import ModelConfig, TrainConfig
 from cllm.engine.corpus import Document
 from cllm.engine.events import TrainingMetadata
-from cllm.engine.pretrain import cplusplus_reason, sample_documents, scan_base_corpus
-from cllm.engine.train import TrainError
-from conftest import TINY_INCLUDE_SOURCES, write_tiny_include
+from cllm.engine.pretrain import cplusplus_reason, pretrain, sample_documents, scan_base_corpus
+from cllm.engine.train import TrainError, train
+from conftest import TINY_BASE_MODEL, TINY_BASE_TRAINING, TINY_INCLUDE_SOURCES, write_tiny_include
 
 C_HEADER = ("#ifdef __cplusplus\nextern \"C\" {\ntemplate <class T> struct wrap { T t; };\nnamespace x { }\n#endif\n"
             "int f(int a);\n#ifdef __cplusplus\n}\n#endif\n")
@@ -74,3 +77,31 @@ def test_pretrain_writes_a_base_with_its_manifest_and_mixture(tiny_base_path: Pa
     assert {entry.path: entry.sha256 for entry in meta.manifest} == expected
     assert meta.mixture is not None and meta.workspace is None
     assert model.config.d_model == 32 and meta.steps > 0
+
+
+
+def test_a_continued_base_keeps_its_weights_and_lists_every_run_s_files(tiny_base_path: Path, tmp_path: Path):
+    include = write_tiny_include(tmp_path / "include")
+    (include / "queue.h").write_text("struct queue { int head, tail; };\nint queue_push(struct queue *q, int v);\n")
+    out = tmp_path / "more.cllm"
+    before = ckpt_io.load_checkpoint(tiny_base_path)
+    pretrain(scan_base_corpus([include]), ModelConfig(vocab_size=999), TrainConfig(max_steps=1, **TINY_BASE_TRAINING),
+             out, continue_from=tiny_base_path)
+    after = ckpt_io.load_checkpoint(out)
+    meta = TrainingMetadata.from_json(after.metadata)
+    earlier = TrainingMetadata.from_json(before.metadata).manifest
+    assert meta.manifest[:len(earlier)] == earlier
+    assert {entry.path for entry in meta.manifest} - {entry.path for entry in earlier} == {
+        str(include.resolve() / rel) for rel in ("util.h", "list.h", "sys/types.h", "util.c", "queue.h")}
+    assert after.model_config == before.model_config and after.tokenizer_json == before.tokenizer_json
+    assert meta.generation == 2
+    assert 0 < abs(after.params - before.params).max() < 0.1  # one optimizer step from the base, not a fresh start
+
+
+def test_only_a_base_can_be_continued(tmp_path: Path):
+    include = write_tiny_include(tmp_path / "include")
+    workspace_model = tmp_path / "ws.cllm"
+    train(include, ModelConfig(**TINY_BASE_MODEL), TrainConfig(max_steps=1, **TINY_BASE_TRAINING), workspace_model)
+    with pytest.raises(TrainError, match="not a base model"):
+        pretrain(scan_base_corpus([include]), ModelConfig(), TrainConfig(max_steps=1, **TINY_BASE_TRAINING),
+                 tmp_path / "b.cllm", continue_from=workspace_model)

@@ -250,7 +250,7 @@ def test_an_explicit_base_wins_and_contradicting_flags_are_refused(c_workspace, 
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_pretrain_writes_the_cached_base_and_refuses_a_missing_folder(tmp_path, capsys):
+def test_pretrain_writes_the_cached_base_extends_it_and_refuses_a_missing_folder(tmp_path, capsys):
     from cllm.engine.paths import default_base_path
     from conftest import write_tiny_include
 
@@ -259,6 +259,11 @@ def test_pretrain_writes_the_cached_base_and_refuses_a_missing_folder(tmp_path, 
                  "--json"]) == 0
     meta = load_checkpoint(default_base_path()).metadata
     assert len(meta["manifest"]) == 4 and not any("vector.h" in e["path"] for e in meta["manifest"])
+    (include / "queue.h").write_text("struct queue { int head; };\n")
+    assert main(["pretrain", str(include), "--max-steps", "1", "--threads", "1", "--json",
+                 "--continue-from", str(default_base_path())]) == 0
+    extended = load_checkpoint(default_base_path()).metadata
+    assert extended["manifest"][:4] == meta["manifest"] and extended["manifest"][4]["path"].endswith("/queue.h")
     capsys.readouterr()
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(tmp_path / "b.cllm")]) == 2
     assert "is not a folder" in capsys.readouterr().err
