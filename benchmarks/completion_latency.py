@@ -7,8 +7,8 @@ weights (latency does not depend on training); the tokenizer is trained on synth
 
 - decode: one token through the KV cache with 256+ positions cached (ms per token), with the fp32 output head
   (sampling, healing-restricted picks) and with the int8 greedy head (greedy picks; the same tokens);
-- cold: a fresh document, a prompt filling the context minus 24 tokens (488 with 512 positions: positions are
-  learned, so prompt + completion cannot exceed 512), then 24 new tokens, through `Completer.complete`;
+- cold: a fresh document, a prompt filling the context minus 24 tokens (488 with 512 positions: prompt +
+  completion stay within the model's context), then 24 new tokens, through `Completer.complete`;
 - keystroke: the user types on (1-3 characters per request) in a ~400-token document, single-line completion of
   up to 24 tokens, reusing the document's cache; "+suffix" is the same with text after the cursor (FIM prompt).
 
@@ -192,10 +192,12 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=120, help="keystroke completions to time per variant")
     parser.add_argument("--decode-steps", type=int, default=200)
     parser.add_argument("--compare-torch", action="store_true", help="(learned positions only)")
-    parser.add_argument("--position-encoding", choices=POSITIONS, default=ModelConfig.positions, help="the model's positions")
+    parser.add_argument("--position-encoding", choices=POSITIONS,
+                        help=f"the model's positions (default {ModelConfig.positions}; learned with --compare-torch)")
     args = parser.parse_args()
-    if args.compare_torch and args.position_encoding != "learned":
+    if args.compare_torch and args.position_encoding not in (None, "learned"):
         parser.error("--compare-torch: the torch decode has learned positions only")
+    args.position_encoding = args.position_encoding or ("learned" if args.compare_torch else ModelConfig.positions)
 
     model = seed_model(args.position_encoding)
     Completer(model).complete("int x", "")  # compile / load the kernels

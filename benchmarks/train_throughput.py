@@ -254,8 +254,9 @@ def main() -> int:
                         "commit's engine/ from git archive) as cllm-ref, alternating with the others")
     parser.add_argument("--unpinned", action="store_true", help="also time cllm without the environment's "
                         "OPENBLAS_CORETYPE (OpenBLAS's own kernel choice for this CPU) as cllm-unpinned")
-    parser.add_argument("--position-encoding", choices=POSITIONS, default=ModelConfig.positions,
-                        help="the model's positions (the torch sides model learned ones only)")
+    parser.add_argument("--position-encoding", choices=POSITIONS,
+                        help=f"the model's positions (default {ModelConfig.positions}; learned with --compare-torch: "
+                             "the torch sides model learned ones only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", default="cllm", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,9 +264,10 @@ def main() -> int:
         args.threads = int(args.threads)
         print(json.dumps(worker(args)))
         return 0
-    if args.compare_torch and args.position_encoding != "learned":
+    if args.compare_torch and args.position_encoding not in (None, "learned"):
         print("--compare-torch: the torch sides have learned positions only", file=sys.stderr)
         return 2
+    args.position_encoding = args.position_encoding or ("learned" if args.compare_torch else ModelConfig.positions)
     args.torch_compile = args.torch_compile and args.compare_torch
     if args.compare_torch and not _torch_available():
         print("--compare-torch: torch is not installed; measuring cllm only", file=sys.stderr)

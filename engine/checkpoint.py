@@ -148,6 +148,15 @@ def load_checkpoint(path: str | os.PathLike, with_optimizer: bool = False) -> Ch
         raise CheckpointError(f"cannot read model file {path}: {exc.strerror or exc}. Check its permissions.") from exc
 
 
+def _model_config_json(meta: dict[str, str], path: Path) -> Any:
+    """The header's model config; files from before rotary positions (no "positions" key) have learned ones,
+    whatever today's default."""
+    config = _parse_json(meta["model_config"], path, "model config")
+    if isinstance(config, dict):
+        config.setdefault("positions", "learned")
+    return config
+
+
 def _read(f, path: Path, with_optimizer: bool) -> Checkpoint:
     """Parse, validate and checksum the file open as `f`."""
     size = os.fstat(f.fileno()).st_size
@@ -158,7 +167,7 @@ def _read(f, path: Path, with_optimizer: bool) -> Checkpoint:
     if _header_digest(meta) != digests.get("metadata"):
         raise CheckpointError(f"{path} is corrupt: its metadata does not match the recorded checksum. {_RETRAIN}")
     try:
-        config = config_from_json(ModelConfig, _parse_json(meta["model_config"], path, "model config"), "model_config")
+        config = config_from_json(ModelConfig, _model_config_json(meta, path), "model_config")
         _check_tokenizer(_parse_json(meta["tokenizer"], path, "tokenizer"))
         metadata = _parse_json(meta["metadata"], path, "training metadata")
         TrainingMetadata.from_json(metadata, "metadata")  # the one schema of the training record (engine/events.py)

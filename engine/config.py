@@ -15,9 +15,11 @@ POSITIONS = ("learned", "rope")  # ModelConfig.positions: how the model knows wh
 class ModelConfig:
     """Shape of the decoder-only transformer (pre-LayerNorm, GELU, tied embeddings).
 
-    positions: "learned" adds a trained position table (wpe) to the token embedding, so positions past the training
-    windows were never trained; "rope" turns every head's queries and keys by their position instead (rotary
-    embeddings, base 10,000: kernels.ROPE_BASE; no position table), so attention sees only relative offsets."""
+    positions: "rope" (the default) turns every head's queries and keys by their position (rotary embeddings, base
+    10,000: kernels.ROPE_BASE; no position table), so attention sees only relative offsets; "learned" adds a trained
+    position table (wpe) to the token embedding instead, so positions past the training windows were never trained.
+    Rotary learns faster: two bases pretrained side by side on /usr/include (2,400 s, one core each, the budget
+    policy's settings, 7.1-7.2 M tokens) reached held-out 1.62 bits per byte against learned positions' 1.86."""
 
     vocab_size: int = 10_000
     d_model: int = 256
@@ -26,7 +28,7 @@ class ModelConfig:
     d_ff: int = 1024
     max_seq_len: int = 512
     dropout: float = 0.1
-    positions: str = "learned"
+    positions: str = "rope"
 
     @property
     def head_dim(self) -> int:

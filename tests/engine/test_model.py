@@ -13,7 +13,7 @@ from cllm.engine.config import ModelConfig
 from cllm.engine.model import forward_backward, greedy_head, infer, make_scratch, new_cache, token_losses
 from cllm.engine.params import decay_mask, init_params, param_specs, views
 
-CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32)
+CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32, positions="learned")
 ROPE = replace(CFG, positions="rope")
 BOTH = pytest.mark.parametrize("cfg", [CFG, ROPE], ids=["learned", "rope"])
 

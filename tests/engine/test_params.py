@@ -6,7 +6,7 @@ import pytest
 from cllm.engine.config import ModelConfig
 from cllm.engine.params import decay_mask, init_params, num_params, param_specs, views
 
-CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32)
+CFG = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32, positions="learned")
 
 
 def test_specs_follow_the_contract():

@@ -19,7 +19,8 @@ from cllm.server.cli import main
 def model_file(tmp_path):
     tokenizer = Tokenizer.train(["int main(void) { return 0; }\n"] * 5, vocab_size=300)
     ckpt = Checkpoint(
-        model_config=ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32),
+        model_config=ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32,
+                                 positions="learned"),
         tokenizer_json=tokenizer.to_json(),
         params=np.linspace(-1, 1, 500, dtype=np.float32),
         metadata={"train_config": to_dict(TrainConfig(epochs=2)), "workspace": "/ws", "files": 3,
