@@ -189,7 +189,8 @@ def _pretrain_parser(sub: argparse._SubParsersAction) -> None:
     _add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "position_encoding"])
     p.add_argument("--continue-from", metavar="FILE",
                    help="extend this base (its weights, optimizer state and vocabulary) with a new run, the files it "
-                        "has not trained on first; --out may name the same file")
+                        "has not trained on first; --out may name the same file (default: a new base from random "
+                        "weights)")
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(handler=_cmd_pretrain)
 
