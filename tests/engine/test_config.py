@@ -2,8 +2,8 @@
 
 import pytest
 
-from cllm.engine.config import (BUDGET_FIELDS, BudgetPolicy, ModelConfig, TrainConfig, budget_defaults,
-                                budget_sample_bytes)
+from cllm.engine.config import (BUDGET_FIELDS, BudgetPolicy, FinetunePolicy, ModelConfig, TrainConfig,
+                                budget_defaults, budget_replay, budget_sample_bytes, finetune_defaults)
 
 MB = 1_000_000
 
@@ -49,6 +49,33 @@ def test_budget_sample_bytes_is_some_passes_over_what_the_budget_trains_on():
     assert budget_sample_bytes(None) is None
     assert budget_sample_bytes(300) == int(policy.sample_passes * 300 * policy.tokens_per_second * policy.bytes_per_token)
     assert budget_sample_bytes(600) == 2 * budget_sample_bytes(300)
+
+
+def test_a_fine_tuning_budget_that_would_memorise_a_small_workspace_replays_more_base_text():
+    small, large = 200_000, 20 * MB
+    budget_passes = 600 * BudgetPolicy.tokens_per_second * BudgetPolicy.bytes_per_token / small
+    assert budget_passes > FinetunePolicy.max_epochs  # the case the rule is for
+    replay = finetune_defaults(small, 600, ModelConfig(), TrainConfig())["replay_fraction"]
+    assert TrainConfig.replay_fraction < replay <= FinetunePolicy.max_replay
+    workspace_passes = budget_passes * (1.0 - replay)
+    assert workspace_passes == pytest.approx(FinetunePolicy.max_epochs) or replay == FinetunePolicy.max_replay
+    assert finetune_defaults(large, 600, ModelConfig(), TrainConfig())["replay_fraction"] == TrainConfig.replay_fraction
+    assert finetune_defaults(10, 600, ModelConfig(), TrainConfig())["replay_fraction"] == FinetunePolicy.max_replay
+
+
+def test_the_fine_tuning_epochs_count_passes_over_the_stream_replay_makes():
+    ws = 200_000
+    replay = budget_replay(ws, 600)
+    with_replay = finetune_defaults(ws, 600, ModelConfig(), TrainConfig())["epochs"]
+    assert with_replay == budget_defaults(int(ws / (1.0 - replay)), 600, ModelConfig(), TrainConfig())["epochs"]
+    assert with_replay < budget_defaults(ws, 600, ModelConfig(), TrainConfig())["epochs"]
+
+
+def test_fine_tuning_without_a_budget_or_with_an_explicit_share_keeps_its_replay():
+    assert "replay_fraction" not in finetune_defaults(200_000, None, ModelConfig(), TrainConfig())
+    assert budget_replay(200_000, None) == 0.0
+    mine = TrainConfig(replay_fraction=0.1)
+    assert "replay_fraction" not in finetune_defaults(200_000, 600, ModelConfig(), mine, explicit={"replay_fraction"})
 
 
 def test_positions_are_validated():

@@ -469,4 +469,10 @@ def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_pa
                      base=tiny_base_path, explicit={"max_steps", "time_budget"})
     start = events[0]
     assert start.settings.lr == FinetunePolicy.lr and start.settings.warmup_steps == FinetunePolicy.warmup_steps
-    assert "vocab_size" not in start.auto and {"lr", "warmup_steps", "epochs"} <= set(start.auto)
+    assert "vocab_size" not in start.auto and {"lr", "warmup_steps", "epochs", "replay_fraction"} <= set(start.auto)
+    little = _finetune_config(max_steps=1, replay_fraction=0.0)
+    _run(c_workspace, tmp_path / "little.cllm", little, base=tiny_base_path)
+    _run(c_workspace, tmp_path / "budgeted.cllm", replace(little, time_budget=30.0), base=tiny_base_path,
+         explicit={"max_steps", "time_budget"})
+    replayed = [len(load_checkpoint(tmp_path / name).metadata["replay_files"]) for name in ("budgeted.cllm", "little.cllm")]
+    assert replayed[0] > replayed[1] == 0  # 30 s would pass over eight small files hundreds of times: more base text
