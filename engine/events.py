@@ -233,6 +233,7 @@ class RunSettings(_Record):
     weight_decay: float
     dropout: float
     time_budget: float | None
+    replay_fraction: float = 0.0  # share of the training stream replayed from the base's corpus (fine-tuning)
 
 
 @dataclass(frozen=True)

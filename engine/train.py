@@ -290,7 +290,8 @@ def train(
         settings=RunSettings(batch_size=train_cfg.batch_size, seq_len=train_cfg.seq_len,
                              grad_accum=train_cfg.grad_accum, lr=train_cfg.lr, warmup_steps=train_cfg.warmup_steps,
                              warmup_fraction=train_cfg.warmup_fraction, weight_decay=train_cfg.weight_decay,
-                             dropout=model_cfg.dropout, time_budget=train_cfg.time_budget),
+                             dropout=model_cfg.dropout, time_budget=train_cfg.time_budget,
+                             replay_fraction=train_cfg.replay_fraction if data.replay else 0.0),
         auto=sorted(auto),
     ))
     with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres:

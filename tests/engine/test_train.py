@@ -34,6 +34,7 @@ def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, 
     done, events = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=4))
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds.count("epoch") == 4 and kinds.count("checkpoint") == 4
+    assert events[0].settings.replay_fraction == 0.0  # no base: nothing replayed
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert epochs[-1].val_loss < epochs[0].val_loss - 0.3
     assert 0 < done.val_bits_per_byte == min(e.val_bits_per_byte for e in epochs)
@@ -470,6 +471,7 @@ def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_pa
     start = events[0]
     assert start.settings.lr == FinetunePolicy.lr and start.settings.warmup_steps == FinetunePolicy.warmup_steps
     assert "vocab_size" not in start.auto and {"lr", "warmup_steps", "epochs", "replay_fraction"} <= set(start.auto)
+    assert start.settings.replay_fraction == FinetunePolicy.max_replay  # eight small files: the most replay
     little = _finetune_config(max_steps=1, replay_fraction=0.0)
     _run(c_workspace, tmp_path / "little.cllm", little, base=tiny_base_path)
     _run(c_workspace, tmp_path / "budgeted.cllm", replace(little, time_budget=30.0), base=tiny_base_path,
