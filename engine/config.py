@@ -187,7 +187,9 @@ class FinetunePolicy:
     instead (up to `max_replay` of the stream), so the run sees each workspace file about max_epochs times, keeps
     its general C, and anneals its rate over the whole budget. Four passes: repeated data is worth nearly as much
     as new data up to about four epochs and quickly less after (Muennighoff et al., 2023, "Scaling
-    Data-Constrained Language Models")."""
+    Data-Constrained Language Models"). Measured on psutil (600-s fine-tunes of a rotary /usr/include base, 2
+    cores, 9 held-out files): a quarter replayed stopped early at 187 s, transformer 1.169 bits/byte, mixture
+    0.868; 73 % replayed ran the budget, 1.104 and 0.839 (line exact match 30.0 -> 32.7 %)."""
 
     lr: float = 2e-3
     warmup_steps: int = 20
