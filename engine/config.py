@@ -197,7 +197,8 @@ class FinetunePolicy:
     max_replay: float = 0.8
 
 
-FINETUNE_FIELDS = ("lr", "warmup_steps", "epochs", "grad_accum", "dropout", "replay_fraction")  # what finetune_defaults may choose
+# what finetune_defaults may choose
+FINETUNE_FIELDS = ("lr", "warmup_steps", "epochs", "grad_accum", "dropout", "replay_fraction")
 
 
 def finetune_defaults(train_bytes: int, time_budget: float | None, model: ModelConfig, train: TrainConfig,
