@@ -162,13 +162,18 @@ def budget_defaults(train_bytes: int, time_budget: float | None, model: ModelCon
     return {name: value for name, value in chosen.items() if name not in explicit}
 
 
+def budget_text_bytes(time_budget: float, policy: BudgetPolicy = BudgetPolicy()) -> float:
+    """The bytes of training text a run of `time_budget` seconds trains on at the policy's planning speed."""
+    return time_budget * policy.tokens_per_second * policy.bytes_per_token
+
+
 def budget_sample_bytes(time_budget: float | None, policy: BudgetPolicy = BudgetPolicy()) -> int | None:
     """The most training text a run of `time_budget` seconds tokenizes: policy.sample_passes times what it can
     train on at the planning speed (None without a budget). A kernel-sized tree holds hundreds of times more than a
     few minutes of training can see; tokenizing all of it would spend the budget before the first step."""
     if time_budget is None:
         return None
-    return int(policy.sample_passes * time_budget * policy.tokens_per_second * policy.bytes_per_token)
+    return int(policy.sample_passes * budget_text_bytes(time_budget, policy))
 
 
 @dataclass(frozen=True)
@@ -223,8 +228,7 @@ def budget_replay(train_bytes: int, time_budget: float | None, policy: FinetuneP
     `train_bytes` of workspace text about policy.max_epochs times (0 when the budget covers no more than that)."""
     if time_budget is None:
         return 0.0
-    budget_bytes = time_budget * budget.tokens_per_second * budget.bytes_per_token
-    workspace_share = policy.max_epochs * max(1, train_bytes) / budget_bytes
+    workspace_share = policy.max_epochs * max(1, train_bytes) / budget_text_bytes(time_budget, budget)
     return min(policy.max_replay, max(0.0, 1.0 - workspace_share))
 
 
