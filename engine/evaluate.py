@@ -187,16 +187,17 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
     return {**compressors, "kn5": {"bits_per_byte": _kn_bits(kn, tok, documents) / n_bytes, "train_tokens": kn.tokens}}
 
 
-def _fold_mixtures(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
-                   tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[list[Mixture], float, np.ndarray]:
+def _fold_mixtures(scored: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]], kn: KneserNey,
+                   index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document]
+                   ) -> tuple[list[Mixture], float, np.ndarray]:
     """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache, the match model and
-    their pool (engine/mixture.py).
+    their pool (engine/mixture.py), from the transformer's document_scores on `documents`.
 
     Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
     so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
     Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
     """
-    every, parts = fitted_mixture(nats, pooled_p, kn, index, tokenizer, documents)
+    every, parts = fitted_mixture(*scored, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
         return fit_mixture(np.concatenate([parts[i][0] for i in indices]), np.concatenate([parts[i][1] for i in indices]))
@@ -338,9 +339,10 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     window = model.context
     workspace = workspace_models(tok, train_documents) if train_documents else None
     if workspace is None:
-        nats, pooled_p = document_nats(model.params, model.config, tok, documents, window, progress), None
+        nats, scored = document_nats(model.params, model.config, tok, documents, window, progress), None
     else:
-        nats, pooled_p = document_scores(model.params, model.config, tok, documents, window, workspace[0], progress)
+        scored = document_scores(model.params, model.config, tok, documents, window, workspace[0], progress)
+        nats = scored[0]
     bits, n_bytes = bits_and_bytes(nats, documents)
     baselines = _baselines(tok, documents, train_documents, n_bytes, workspace[0] if workspace else None)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
@@ -357,7 +359,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
         predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
             header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
-        fitted, mixed_bits, weights = _fold_mixtures(nats, pooled_p, kn, index, tok, documents)
+        fitted, mixed_bits, weights = _fold_mixtures(scored, kn, index, tok, documents)
         completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
         predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
             prefix, suffix, line, path=documents[d].path).text

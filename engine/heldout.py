@@ -90,9 +90,10 @@ def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer,
 
 def document_scores(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                     window: int, kn: KneserNey, progress: Progress | None = None
-                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(document_nats, each document's text tokens' probabilities under the mixture's pooled component, which
-    needs the transformer's whole distribution at each position: engine/mixture.py PooledProbs), in one pass."""
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(document_nats, each document's text tokens' probabilities under the mixture's pooled component, the
+    transformer's uncertainty level at each of them), in one pass: both need the transformer's whole distribution
+    at each position (engine/mixture.py PooledProbs)."""
     pools = []
     for doc in documents:
         header = tokenizer.header_ids(doc.path)
@@ -100,7 +101,7 @@ def document_scores(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
         pools.append(PooledProbs(kn, tokens, len(header), tokenizer.vocab_size))
     nats = document_nats(params, config, tokenizer, documents, window, progress,
                          on_logits=lambda d, logits: pools[d].add(logits))
-    return nats, [pool.probs for pool in pools]
+    return nats, [pool.probs for pool in pools], [pool.uncertainty for pool in pools]
 
 
 def bits_and_bytes(nats: Sequence[np.ndarray], documents: Sequence[Document]) -> tuple[float, int]:
@@ -120,9 +121,9 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
     if not documents or not train_documents:
         return None
     kn, index = models or workspace_models(tokenizer, train_documents)
-    nats, pooled_p = document_scores(params, config, tokenizer, documents, window, kn, progress)
+    scores = document_scores(params, config, tokenizer, documents, window, kn, progress)
     fault_point("mixture-fit")
-    return mixture_metadata(fitted_mixture(nats, pooled_p, kn, index, tokenizer, documents, copying)[0])
+    return mixture_metadata(fitted_mixture(*scores, kn, index, tokenizer, documents, copying)[0])
 
 
 def scoring_batches(lengths: Sequence[tuple[int, int]], window: int) -> int:

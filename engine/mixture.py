@@ -17,8 +17,9 @@ w_P p_pooled:
   position (PooledProbs), not only the probability of the right token.
 
 The weights depend on how much evidence the copying models have at the current position (the longest context
-each n-gram has seen before, the match level), so the mixture trusts copying where it is reliable and the
-transformer elsewhere. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
+each n-gram has seen before, the match level) and on how sure the transformer is there (the entropy of its
+next-token distribution, in three levels), so the mixture trusts copying where it is reliable and the transformer
+where it knows the answer. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
 fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
 with weights fitted on it.
 
@@ -49,6 +50,12 @@ from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 CACHE_ORDER = 4
 COMPONENTS = 5  # transformer, workspace 5-gram, document cache, match model, their geometric pool
 POOL = (0.5, 0.3, 0.2)  # exponents of the transformer, the 5-gram and the cache in the pooled component
+# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level). On
+# four PyPI projects' held-out files (600-s fine-tunes of a /usr/include base) these levels took the mixture's bits
+# per byte down by 0.1-1.3 % (psycopg2 0.805 -> 0.805, bitarray 0.948 -> 0.944, psutil 0.839 -> 0.837,
+# pycryptodome 0.487 -> 0.481); two levels split at 1.5 did about as well, four did no better.
+UNCERTAINTY_EDGES = (1.0, 2.5)
+UNCERTAINTY_LEVELS = len(UNCERTAINTY_EDGES) + 1
 
 
 def pooled(log_transformer: np.ndarray, p_kn: np.ndarray, p_cache: np.ndarray) -> np.ndarray:
@@ -67,6 +74,12 @@ def pooled(log_transformer: np.ndarray, p_kn: np.ndarray, p_cache: np.ndarray) -
     np.exp(q, out=q)
     q /= q.sum()
     return q
+
+
+def uncertainty_level(p: np.ndarray, log_p: np.ndarray) -> int:
+    """The transformer's uncertainty level at a position (0 .. UNCERTAINTY_LEVELS - 1) from its next-token
+    probabilities and their logarithms: where the entropy falls among UNCERTAINTY_EDGES."""
+    return int(np.searchsorted(UNCERTAINTY_EDGES, -float(p @ log_p)))
 
 
 def _cumulative_within(keys: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -236,14 +249,22 @@ def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_O
     return DocumentCache(tokens, vocab_size, order).distribution()
 
 
-N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS
+N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS * UNCERTAINTY_LEVELS
 
 
 def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
-                    match_level: np.ndarray | int) -> np.ndarray:
-    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER) and the match
-    model's level (match_model.match_level)."""
-    return (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
+                    match_level: np.ndarray | int, uncertainty: np.ndarray | int = 0) -> np.ndarray:
+    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER), the match
+    model's level (match_model.match_level) and the transformer's uncertainty_level. The uncertainty is the last
+    digit, so a bucket computed without it (0) plus the level is the bucket with it."""
+    copying = (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
+    return copying * UNCERTAINTY_LEVELS + np.asarray(uncertainty)
+
+
+def _bucket_groups() -> np.ndarray:
+    """The group of each bucket that fit_mixture pulls its weights towards: its (match level, uncertainty level)."""
+    buckets = np.arange(N_BUCKETS)
+    return (buckets // UNCERTAINTY_LEVELS) % MATCH_LEVELS * UNCERTAINTY_LEVELS + buckets % UNCERTAINTY_LEVELS
 
 
 @dataclass
@@ -261,15 +282,16 @@ class Mixture:
 def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
     """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
 
-    Each bucket's weights are pulled towards the weights of its match level (every bucket of that level together)
-    by `prior` pseudo-tokens, and those towards the global weights likewise, so a sparse bucket falls back on the
-    mix of the positions with the same match evidence instead of overfitting a handful of tokens. Held-out sets
-    are small (20,000 tokens, half of them per cross-fitted fold, for 150 buckets): falling back on the global mix
-    instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark; finer buckets (more match lengths up to
-    512 tokens, how often the 5-gram's context was seen) cost more than they gained on both.
+    Each bucket's weights are pulled towards the weights of its group (every bucket of the same match level and
+    transformer uncertainty together) by `prior` pseudo-tokens, and those towards the global weights likewise, so
+    a sparse bucket falls back on the mix of the positions with the same match evidence instead of overfitting a
+    handful of tokens. Held-out sets are small (20,000 tokens, half of them per cross-fitted fold, for 450
+    buckets): falling back on the global mix instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark;
+    finer buckets (more match lengths up to 512 tokens, how often the 5-gram's context was seen) cost more than
+    they gained on both.
     """
     probs = np.maximum(np.asarray(probs, dtype=np.float64), 1e-300)
-    level_of = np.arange(N_BUCKETS) % MATCH_LEVELS  # evidence_bucket puts the match level last
+    group_of = _bucket_groups()
     global_w = np.full(COMPONENTS, 1.0 / COMPONENTS)
     weights = np.tile(global_w, (N_BUCKETS, 1))
     for _ in range(iterations):
@@ -278,22 +300,24 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
         global_w = resp.mean(axis=0)
         sums = np.zeros((N_BUCKETS, COMPONENTS))
         np.add.at(sums, buckets, resp)
-        level_sums = np.zeros((MATCH_LEVELS, COMPONENTS))
-        np.add.at(level_sums, level_of, sums)
-        level_w = (level_sums + prior * global_w) / (level_sums.sum(axis=1, keepdims=True) + prior)
-        weights = (sums + prior * level_w[level_of]) / (sums.sum(axis=1, keepdims=True) + prior)
+        group_sums = np.zeros((MATCH_LEVELS * UNCERTAINTY_LEVELS, COMPONENTS))
+        np.add.at(group_sums, group_of, sums)
+        group_w = (group_sums + prior * global_w) / (group_sums.sum(axis=1, keepdims=True) + prior)
+        weights = (sums + prior * group_w[group_of]) / (sums.sum(axis=1, keepdims=True) + prior)
     return Mixture(weights)
 
 
 class PooledProbs:
-    """The pooled component's probability of each of tokens[start:] of one document, from the transformer's logits
-    at each position (fed in order by heldout.document_nats) and the n-grams' distributions there, computed as
-    MixtureScorer.scores computes them while decoding, so fitted weights mean the same in both."""
+    """The pooled component's probability of each of tokens[start:] of one document and the transformer's
+    uncertainty_level there, from the transformer's logits at each position (fed in order by
+    heldout.document_nats) and the n-grams' distributions there, computed as MixtureScorer.scores computes them
+    while decoding, so fitted weights mean the same in both."""
 
     def __init__(self, kn: KneserNey, tokens: np.ndarray, start: int, vocab_size: int) -> None:
         self._kn, self._tokens, self._vocab = kn, np.asarray(tokens, dtype=np.int32), vocab_size
         self._document = DocumentCache(self._tokens[:start], vocab_size)
         self.probs = np.zeros(len(tokens) - start)
+        self.uncertainty = np.zeros(len(tokens) - start, dtype=np.int64)
         self._done = 0
 
     def add(self, logits: np.ndarray) -> None:
@@ -302,7 +326,9 @@ class PooledProbs:
             token = int(self._tokens[self._document.length])
             p_kn = interpolate(self._document.ngram_levels(self._kn)[0], self._vocab)
             p_cache = self._document.distribution()[0]
-            self.probs[self._done] = pooled(softmax(row[:self._vocab])[1], p_kn, p_cache)[token]
+            p, log_p = softmax(row[:self._vocab])
+            self.probs[self._done] = pooled(log_p, p_kn, p_cache)[token]
+            self.uncertainty[self._done] = uncertainty_level(p, log_p)
             self._document.append(token)
             self._done += 1
 
@@ -322,7 +348,8 @@ def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: i
                   vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the document
     cache's and the match model's probability (all its mass on its prediction; uniform where it has none), and each
-    position's evidence bucket. None of it depends on the transformer's weights."""
+    position's evidence bucket at uncertainty level 0 (fitted_mixture adds the transformer's). None of it depends on
+    the transformer's weights."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
@@ -348,17 +375,17 @@ def copying_parts(kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
     return parts
 
 
-def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], kn: KneserNey, index: MatchIndex,
-                   tokenizer: Tokenizer, documents: Sequence[Document],
+def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], uncertainty: Sequence[np.ndarray],
+                   kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document],
                    copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
                    ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
     """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
     per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats), the
-    pooled component's probabilities `pooled_p` (heldout.document_scores) and the documents' copying_parts
-    (computed here when not given)."""
+    pooled component's probabilities `pooled_p` and the transformer's uncertainty levels (both from
+    heldout.document_scores), and the documents' copying_parts (computed here when not given)."""
     copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
-    parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets)
-             for doc_nats, doc_pooled, (probs, buckets) in zip(nats, pooled_p, copying)]
+    parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets + doc_uncertainty)
+             for doc_nats, doc_pooled, doc_uncertainty, (probs, buckets) in zip(nats, pooled_p, uncertainty, copying)]
     mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
     return mixture, parts
 
@@ -382,19 +409,24 @@ _LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": lis
 
 def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
     """The checkpoint metadata entry ("mixture") that stores fitted weights."""
-    return {**_LAYOUT, "pool": list(POOL), "weights": mixture.weights.round(6).tolist()}
+    return {**_LAYOUT, "uncertainty_edges": list(UNCERTAINTY_EDGES), "pool": list(POOL),
+            "weights": mixture.weights.round(6).tolist()}
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
     """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights
     stored before the pooled component existed (four per bucket, no "pool") serve as they were fitted: with no
-    weight on it."""
+    weight on it; weights stored before the uncertainty levels (no "uncertainty_edges") serve at every level."""
     entry = metadata.get("mixture")
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
     try:
         weights = np.asarray(entry.get("weights"), dtype=np.float64)
     except (TypeError, ValueError):
+        return None
+    if "uncertainty_edges" not in entry and weights.ndim == 2 and len(weights) * UNCERTAINTY_LEVELS == N_BUCKETS:
+        weights = np.repeat(weights, UNCERTAINTY_LEVELS, axis=0)
+    elif entry.get("uncertainty_edges") != list(UNCERTAINTY_EDGES):
         return None
     if weights.shape == (N_BUCKETS, COMPONENTS - 1) and "pool" not in entry:
         weights = np.concatenate([weights, np.zeros((N_BUCKETS, 1))], axis=1)
@@ -490,11 +522,12 @@ class MixtureScorer:
         before it existed)."""
         vocab = self.tokenizer.vocab_size
         p, log_transformer = softmax(logits[:vocab])
+        uncertainty = uncertainty_level(p, log_transformer)
         kn, index = self.models
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(kn)
         predicted, level = self._document.match(index)
-        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level)]
+        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level, uncertainty)]
         p_kn, p_cache = interpolate(kn_levels, vocab), interpolate(cache_levels, vocab)
         p *= w[0]
         p += w[1] * p_kn

@@ -478,8 +478,10 @@ class _Run:
         h.fit_docs, h.copying = [h.val_docs[i] for i in kept], [h.copying[i] for i in kept]
         h.batches = scoring_batches([lengths[i] for i in kept], window)
         uniform = [np.full(len(probs), math.log(d.tokenizer.vocab_size)) for probs, _ in h.copying]
+        sure = [np.zeros(len(probs), dtype=np.int64) for probs, _ in h.copying]
         begin = time.perf_counter()
-        fitted_mixture(uniform, [np.exp(-nats) for nats in uniform], *h.models, d.tokenizer, h.fit_docs, h.copying)
+        fitted_mixture(uniform, [np.exp(-nats) for nats in uniform], sure, *h.models, d.tokenizer, h.fit_docs,
+                       h.copying)
         h.fit_seconds = time.perf_counter() - begin
 
     def _shipped_model(self, weights: np.ndarray) -> Model:

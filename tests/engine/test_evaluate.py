@@ -136,7 +136,8 @@ def test_cross_fitted_mixtures_never_score_a_file_with_weights_fitted_on_it(tiny
     sources = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
     documents = [*_docs(), Document("d.c", C_FILE[:200], 200), sources[0]]  # four files of different lengths
     kn, index = workspace_models(tok, sources[1:])
-    nats, pooled_p = document_scores(model.params, model.config, tok, documents, model.context, kn)
+    scored = document_scores(model.params, model.config, tok, documents, model.context, kn)
+    nats = scored[0]
     fitted_on = []
     evaluate_module = importlib.import_module("cllm.engine.evaluate")  # the package exports a function of that name
     real_fit = evaluate_module.fit_mixture
@@ -147,7 +148,7 @@ def test_cross_fitted_mixtures_never_score_a_file_with_weights_fitted_on_it(tiny
         return mixture
 
     monkeypatch.setattr(evaluate_module, "fit_mixture", recording_fit)
-    fitted, bits, _ = _fold_mixtures(nats, pooled_p, kn, index, tok, documents)
+    fitted, bits, _ = _fold_mixtures(scored, kn, index, tok, documents)
     tokens = [len(n) for n in nats]
     assert len(set(tokens)) == len(tokens)
     for d in range(len(documents)):

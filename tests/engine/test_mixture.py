@@ -10,9 +10,9 @@ from cllm.engine.heldout import document_scores, heldout_mixture
 from cllm.engine.loading import complete, load_model, make_completer, shared_completer
 from cllm.engine.match_model import NO_MATCH, MatchIndex
 from cllm.engine.mixture import (
-    COMPONENTS, N_BUCKETS, POOL, DocumentCache, Mixture, MixtureScorer, PooledProbs, cache_distribution, cache_probs,
-    copying_parts, evidence_bucket, fit_mixture, fitted_mixture, mixture_metadata, pooled, softmax, stored_mixture,
-    workspace_models,
+    COMPONENTS, N_BUCKETS, POOL, UNCERTAINTY_EDGES, UNCERTAINTY_LEVELS, DocumentCache, Mixture, MixtureScorer,
+    PooledProbs, cache_distribution, cache_probs, copying_parts, evidence_bucket, fit_mixture, fitted_mixture,
+    mixture_metadata, pooled, softmax, stored_mixture, uncertainty_level, workspace_models,
 )
 from cllm.engine.ngram import KneserNey, interpolate
 from conftest import TINY_C_SOURCES, write_tiny_sources
@@ -57,6 +57,26 @@ def test_fit_mixture_sends_a_sparse_bucket_to_the_weights_of_its_match_level():
     buckets = np.array([dense] * 400 + [other] * 1600 + [sparse])
     weights = fit_mixture(probs, buckets).weights
     assert weights[sparse, 3] > 0.8 > 0.3 > weights[other, 3]  # its level trusts the match, the overall mix does not
+
+
+def test_uncertainty_levels_split_sure_unsure_and_lost_positions():
+    sure = softmax(np.r_[20.0, np.zeros(VOCAB - 1)])
+    two_way = softmax(np.r_[10.0, 10.0, np.zeros(VOCAB - 2)])  # about ln 2 nats: still sure
+    spread = softmax(np.r_[np.full(6, 10.0), np.zeros(VOCAB - 6)])  # about ln 6 = 1.8 nats
+    lost = softmax(np.zeros(10_000))  # ln 10000 = 9.2 nats
+    assert [uncertainty_level(*d) for d in (sure, two_way, spread, lost)] == [0, 0, 1, UNCERTAINTY_LEVELS - 1]
+    assert UNCERTAINTY_EDGES[0] < np.log(6) < UNCERTAINTY_EDGES[1]
+
+
+def test_fit_mixture_weighs_the_transformer_by_its_uncertainty():
+    """At the same copying evidence, the transformer is right where it is sure and the 5-gram where it is lost: the
+    fitted weights follow the transformer's uncertainty level."""
+    sure, lost = evidence_bucket(2, 1, NO_MATCH, 0), evidence_bucket(2, 1, NO_MATCH, UNCERTAINTY_LEVELS - 1)
+    transformer_right = [0.9, 1e-3, 1e-3, 1e-4, 0.2]
+    kn_right = [1e-3, 0.6, 1e-3, 1e-4, 0.2]
+    probs = np.array([transformer_right] * 300 + [kn_right] * 300)
+    weights = fit_mixture(probs, np.array([sure] * 300 + [lost] * 300)).weights
+    assert weights[sure, 0] > 0.8 and weights[lost, 1] > 0.8
 
 
 def _all_on(component: int) -> list[float]:
@@ -116,7 +136,9 @@ def test_pooled_is_a_distribution_and_pools_equal_models_into_themselves():
 def test_pooled_probs_are_the_pooled_component_the_scorer_decodes_from():
     tokens = _document()
     kn = KneserNey([tokens[::2], tokens[1::3]], VOCAB, pad_id=0)
-    logits = np.random.default_rng(2).normal(size=(len(tokens), VOCAB + 3))  # rows may be wider than the vocabulary
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(len(tokens), VOCAB + 3))  # rows may be wider than the vocabulary
+    logits *= rng.uniform(0.0, 8.0, size=(len(tokens), 1))  # sharp and flat rows: every uncertainty level
     start = 10
     pool = PooledProbs(kn, tokens, start, VOCAB)
     pool.add(logits[:30])
@@ -126,6 +148,8 @@ def test_pooled_probs_are_the_pooled_component_the_scorer_decodes_from():
         expected = pooled(softmax(logits[i, :VOCAB])[1], kn.matched_distribution(context)[0],
                           cache_distribution(context, VOCAB)[0])[tokens[start + i]]
         assert pool.probs[i] == pytest.approx(expected, rel=1e-9)
+        assert pool.uncertainty[i] == uncertainty_level(*softmax(logits[i, :VOCAB]))
+    assert set(pool.uncertainty.tolist()) == set(range(UNCERTAINTY_LEVELS))
 
 
 def test_the_scorer_mixes_a_distribution_with_the_pooled_component(tiny_model_path):
@@ -139,6 +163,21 @@ def test_the_scorer_mixes_a_distribution_with_the_pooled_component(tiny_model_pa
     assert p.sum() == pytest.approx(1.0, abs=1e-9)
     scorer.mixture = Mixture(np.tile([0.25, 0.25, 0.25, 0.25, 0.0], (N_BUCKETS, 1)))
     assert not np.allclose(np.exp(scorer.scores(logits)), p)  # the pooled component changes the distribution
+
+
+def test_the_scorer_picks_the_weights_of_the_transformers_uncertainty(tiny_model_path):
+    tok = load_model(tiny_model_path).tokenizer
+    stream = tok.encode_document("x.c", CACHE_ONLY)
+    weights = np.tile(_all_on(2), (N_BUCKETS, 1))  # unsure or lost: all weight on the document cache
+    weights[::UNCERTAINTY_LEVELS] = _all_on(0)  # sure: all weight on the transformer
+    scorer = MixtureScorer(tok, KneserNey([stream], tok.vocab_size, tok.eot_id), MatchIndex([stream]), Mixture(weights))
+    scorer.begin_document(CACHE_ONLY, b"", "x.c")
+    sharp = np.zeros(tok.vocab_size, np.float32)
+    sharp[7] = 30.0
+    flat = np.zeros(tok.vocab_size, np.float32)
+    np.testing.assert_allclose(np.exp(scorer.scores(sharp)), softmax(sharp)[0], atol=1e-12)
+    cache = scorer._document.distribution()[0]
+    np.testing.assert_allclose(np.exp(scorer.scores(flat)), cache, rtol=1e-9)
 
 
 def test_the_scorers_pooled_term_is_the_pooled_component_the_fit_reads(tiny_model_path):
@@ -178,6 +217,19 @@ def test_weights_stored_before_the_pooled_component_serve_with_none_on_it():
     assert stored_mixture({"mixture": current}) is not None
     assert stored_mixture({"mixture": {**current, "pool": [1.0, 0.0, 0.0]}}) is None  # fitted for another pool
     assert stored_mixture({"mixture": {**current, "weights": old.tolist()}}) is None  # four weights need no "pool"
+
+
+def test_weights_stored_before_the_uncertainty_levels_serve_at_every_level():
+    rng = np.random.default_rng(6)
+    old = rng.dirichlet(np.ones(COMPONENTS), N_BUCKETS // UNCERTAINTY_LEVELS)
+    entry = {key: value for key, value in mixture_metadata(Mixture(np.zeros((N_BUCKETS, COMPONENTS)))).items()
+             if key != "uncertainty_edges"}
+    mixture = stored_mixture({"mixture": {**entry, "weights": old.tolist()}})
+    for copying, uncertainty in [(0, 0), (7, 1), (len(old) - 1, UNCERTAINTY_LEVELS - 1)]:
+        np.testing.assert_allclose(mixture.weights[copying * UNCERTAINTY_LEVELS + uncertainty], old[copying])
+    current = mixture_metadata(Mixture(rng.dirichlet(np.ones(COMPONENTS), N_BUCKETS)))
+    assert stored_mixture({"mixture": {**current, "uncertainty_edges": [2.0]}}) is None  # fitted for other levels
+    assert stored_mixture({"mixture": {**current, "weights": old.tolist()}}) is None  # old rows need no edges
 
 
 @pytest.fixture
@@ -292,14 +344,14 @@ def test_a_fit_on_precomputed_copying_probabilities_equals_the_fit_that_computes
     model = load_model(tiny_model_path)
     docs = [Document(rel, text, len(text)) for rel, text in sorted(TINY_C_SOURCES.items())]
     kn, index = workspace_models(model.tokenizer, docs[1:])
-    nats, pooled_p = document_scores(model.params, model.config, model.tokenizer, docs[:1], model.context, kn)
-    computed, parts = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1])
-    given, _ = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1],
+    scored = document_scores(model.params, model.config, model.tokenizer, docs[:1], model.context, kn)
+    computed, parts = fitted_mixture(*scored, kn, index, model.tokenizer, docs[:1])
+    given, _ = fitted_mixture(*scored, kn, index, model.tokenizer, docs[:1],
                               copying_parts(kn, index, model.tokenizer, docs[:1]))
     assert np.array_equal(computed.weights, given.weights)
     assert parts[0][0].shape[1] == COMPONENTS
     (probs, buckets), = copying_parts(kn, index, model.tokenizer, docs[:1])
     probs[:, 2] = 1.0  # the match model "predicts" every token: the fit must read the probabilities it is given
-    altered, _ = fitted_mixture(nats, pooled_p, kn, index, model.tokenizer, docs[:1], [(probs, buckets)])
-    used = np.unique(buckets)
+    altered, _ = fitted_mixture(*scored, kn, index, model.tokenizer, docs[:1], [(probs, buckets)])
+    used = np.unique(buckets + scored[2][0])
     assert (altered.weights[used, 3] > computed.weights[used, 3]).all()
