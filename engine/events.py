@@ -454,6 +454,7 @@ class TrainingMetadata(_Record):
     resume: OrAbsent[ResumePosition] = None
     manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/pretrain.py)
     base: BaseRecord | None = None  # the base a fine-tuned model started from
+    base_share: float | None = None  # of the base's weights blended back into the stored ones after fine-tuning
     replay_files: list[str] = field(default_factory=list)  # base-corpus files replayed while fine-tuning
     generation: OrAbsent[Count] = None  # runs this model has been trained in: 1, plus one per continued run
     trained_before: dict[str, Count] = field(default_factory=dict)  # earlier runs' training files -> last generation

@@ -785,6 +785,8 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
                                    f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
     if meta.base is not None:
         rows.append(("fine-tuned from", f"{meta.base.path} (weights sha256 {meta.base.weights_sha256})"))
+    if meta.base_share is not None:
+        rows.append(("base weights kept", f"{meta.base_share:.0%} of the stored weights are the base's (blended back)"))
     if meta.replay_files:
         rows.append(("replayed base files", f"{len(meta.replay_files):,}"))
     if meta.manifest:

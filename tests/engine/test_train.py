@@ -461,6 +461,29 @@ def test_a_resumed_fine_tuning_equals_an_uninterrupted_one_bitwise(c_workspace, 
     b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True)
     assert np.array_equal(a.optimizer["params"], b.optimizer["params"])
     assert a.metadata["base"] == b.metadata["base"] and a.metadata["replay_files"] == b.metadata["replay_files"]
+    assert np.array_equal(a.params, b.params) and a.metadata["base_share"] == b.metadata["base_share"]  # same blend
+
+
+def test_fine_tuning_blends_its_weights_back_towards_the_base_when_that_validates_better(c_workspace, tmp_path,
+                                                                                          tiny_base_path, monkeypatch):
+    """A rate far too high wrecks the base in a few steps: weights moved back towards the base's validate better, so
+    the stored weights are such a blend, by the share the metadata records. A run from scratch has nothing to blend."""
+    base = load_checkpoint(tiny_base_path)
+    done, _ = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
+                   base=tiny_base_path)
+    tuned = load_checkpoint(done.checkpoint, with_optimizer=True)
+    share = tuned.metadata["base_share"]
+    assert 0 < share < 1
+    expected = ((1.0 - share) * tuned.optimizer["params"] + share * base.params).astype(np.float32)
+    np.testing.assert_allclose(tuned.params, expected, rtol=0, atol=1e-6)  # the best weights are the last step's
+    monkeypatch.setattr(train_module, "TUNED_SHARES", ())  # the same run, never blended
+    plain, _ = _run(c_workspace, tmp_path / "plain.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
+                    base=tiny_base_path)
+    unblended = load_checkpoint(plain.checkpoint)
+    assert unblended.metadata["base_share"] == 0 and np.array_equal(unblended.params, tuned.optimizer["params"])
+    assert tuned.metadata["val_loss"] < unblended.metadata["val_loss"]
+    scratch, _ = _run(c_workspace, tmp_path / "scratch.cllm", _finetune_config(max_steps=3))
+    assert load_checkpoint(scratch.checkpoint).metadata["base_share"] is None
 
 
 def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_path, tiny_base_path):

@@ -87,10 +87,11 @@ def test_info_names_the_base_of_a_fine_tuned_model_and_the_corpus_of_a_base(mode
     path, _ = model_file
     ckpt = load_checkpoint(path)
     ckpt.metadata.update(base={"path": "/cache/cllm/base.cllm", "weights_sha256": "ab" * 32},
-                         replay_files=["usr/include/stdio.h"],
+                         replay_files=["usr/include/stdio.h"], base_share=0.3,
                          manifest=[{"path": "/usr/include/x.h", "sha256": "cd" * 32}])
     save_checkpoint(tmp_path / "ft.cllm", ckpt)
     assert main(["info", str(tmp_path / "ft.cllm")]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"fine-tuned from /cache/cllm/base.cllm (weights sha256 {'ab' * 32})" in out
     assert "replayed base files 1" in out and "base corpus 1 files in its manifest" in out
+    assert "base weights kept 30% of the stored weights are the base's" in out
