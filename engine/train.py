@@ -305,7 +305,7 @@ def train(
         auto=sorted(auto),
     ))
     with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres:
-        base_params = start.params if start else _resumed_base_params(loaded_meta) if loaded_meta else None
+        base_params = start.params if start else _recorded_base_params(trained_meta) if trained_meta else None
         run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps,
                    base_params=base_params)
         return run.loop()
@@ -1021,11 +1021,11 @@ def _load_resume(path: str | os.PathLike) -> tuple[ckpt_io.Checkpoint, TrainingM
     return loaded, meta
 
 
-def _resumed_base_params(meta: TrainingMetadata) -> np.ndarray | None:
-    """The weights of the base a resumed run fine-tunes, so that it blends with them at the end as the
-    uninterrupted run would; None when the run did not start from a base (a continued run's base is its model's
-    ancestor) or the base's file is gone or holds other weights now."""
-    if meta.base is None or meta.generation != 1:
+def _recorded_base_params(meta: TrainingMetadata) -> np.ndarray | None:
+    """The weights of the base a resumed or continued model descends from (its metadata's `base`), so that the run
+    blends with them at the end as a run from the base does (a resumed one as it would have uninterrupted); None
+    without a base, or when its file is gone or holds other weights now."""
+    if meta.base is None:
         return None
     try:
         base = ckpt_io.load_checkpoint(meta.base.path)

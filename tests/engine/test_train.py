@@ -484,6 +484,11 @@ def test_fine_tuning_blends_its_weights_back_towards_the_base_when_that_validate
     assert tuned.metadata["val_loss"] < unblended.metadata["val_loss"]
     scratch, _ = _run(c_workspace, tmp_path / "scratch.cllm", _finetune_config(max_steps=3))
     assert load_checkpoint(scratch.checkpoint).metadata["base_share"] is None
+    again, _ = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
+                    continue_from=tmp_path / "ft.cllm")  # a continued run blends with the base its model came from
+    continued = load_checkpoint(again.checkpoint).metadata
+    assert continued["generation"] == 2 and continued["base"] == tuned.metadata["base"]
+    assert continued["base_share"] is not None  # tried: the base was found (the best weights carried over stay)
 
 
 def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_path, tiny_base_path):
