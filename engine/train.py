@@ -382,7 +382,7 @@ class _Run:
                  emit: Callable[[TrainingEvent], None], cancel: threading.Event, out_path: Path, started: float,
                  total_steps: int, base_params: np.ndarray | None = None):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
-        self.base_params = base_params  # the weights of the base this run fine-tunes (None otherwise)
+        self.base_params = base_params  # the weights of the base the model descends from (None without one)
         self.base_share: float | None = None  # of the base's weights in the stored ones, once blended
         self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
         self.started, self.total_steps = started, total_steps
@@ -426,15 +426,14 @@ class _Run:
             self._validate_current()
         if reason != "cancelled":
             self._blend_with_base()
-        if reason != "cancelled":
             reason = self._score_heldout(reason)
         path = self._save()
         return self._done(path, reason)
 
     def _blend_with_base(self) -> None:
-        """Fine-tuning: replace the best weights by their blend with the base's, tuned * s + base * (1 - s), for
-        the first share s of TUNED_SHARES after which a smaller one stops validating better (none when no blend
-        beats the fine-tuned weights). Stops without a change when the cancel flag is set meanwhile."""
+        """Fine-tuning: replace the best weights by their blend with the base's, tuned * s + base * (1 - s), going
+        down TUNED_SHARES while each blend validates better than the weights before it (none kept when the first
+        does not beat the fine-tuned ones). Stops where it is when the cancel flag is set meanwhile."""
         record = self.state.record
         if self.base_params is None or record.best_params is None:
             return
