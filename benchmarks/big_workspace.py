@@ -15,7 +15,7 @@ The reference tree is Debian's linux-source-6.1 (issue 16); its root .gitignore 
 With --lsp MODEL (a model trained on PATH, or on a part of it) the benchmark measures the language server's side
 instead: it opens PATH as the language server does (a server.workspace.Workspace with a copy of MODEL in a
 temporary model folder), completes at random cursors in the model's training files while the workspace index
-builds in the background (engine/workspace_index.py) and after, then opens the workspace again to time loading
+builds in the background (engine/complete/workspace_index.py) and after, then opens the workspace again to time loading
 the saved index. It reports completion p50/p95 in both phases, the index build and reload times and the
 process's peak RSS.
 """

@@ -34,8 +34,8 @@ import time
 import numpy as np
 
 from cllm.engine.config import ModelConfig, TrainConfig
-from cllm.engine.params import init_params, num_params
-from cllm.engine.spheres import Spheres
+from cllm.engine.model.params import init_params, num_params
+from cllm.engine.train.spheres import Spheres
 
 KERNEL_TOKENS = 298e6  # training tokens of Debian's linux-source-6.1 (issue 16)
 NODE_CORES = 16
@@ -67,7 +67,7 @@ def measure(n_spheres: int, steps: int) -> dict:
     """Threads and Ray on this machine: the inputs of the projection."""
     import ray
 
-    from cllm.engine.cluster import ClusterSpheres
+    from cllm.engine.train.cluster import ClusterSpheres
 
     cfg, train_cfg = ModelConfig(), TrainConfig()
     batch, seq = train_cfg.batch_size, train_cfg.seq_len

@@ -28,9 +28,9 @@ from threadpoolctl import ThreadpoolController
 
 from cllm.engine import Completer, CompletionOptions, Model
 from cllm.engine.config import POSITIONS, ModelConfig
-from cllm.engine.model import infer, new_cache
-from cllm.engine.params import init_params, views
-from cllm.engine.tokenizer import Tokenizer
+from cllm.engine.model.network import infer, new_cache
+from cllm.engine.model.params import init_params, views
+from cllm.engine.model.tokenizer import Tokenizer
 
 TARGETS = {"decode": 1.0, "cold": 80.0, "keystroke": 40.0}  # ms: decode per token p50, cold p50, keystroke p95
 

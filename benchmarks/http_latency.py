@@ -25,11 +25,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from cllm.engine.checkpoint import Checkpoint, save_checkpoint
+from cllm.engine.model.checkpoint import Checkpoint, save_checkpoint
 from cllm.engine.config import ModelConfig
-from cllm.engine.params import init_params
-from cllm.engine.tokenizer import Tokenizer
-from cllm.server.http import HUB, serve_http
+from cllm.engine.model.params import init_params
+from cllm.engine.model.tokenizer import Tokenizer
+from cllm.server.http.app import HUB, serve_http
 from cllm.server.workspace import Workspace
 
 PROMPT = "static int add(int a, int b)\n{\n    return a + b;\n}\n\nint main(void)\n{\n    int total = "

@@ -30,10 +30,10 @@ import numpy as np
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from cllm.engine.checkpoint import Checkpoint, save_checkpoint
+from cllm.engine.model.checkpoint import Checkpoint, save_checkpoint
 from cllm.engine.config import ModelConfig
-from cllm.engine.params import init_params
-from cllm.engine.tokenizer import Tokenizer
+from cllm.engine.model.params import init_params
+from cllm.engine.model.tokenizer import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from completion_latency import synthetic_c  # noqa: E402  (the same synthetic C as the engine benchmark)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cllm.engine import Completer, CompletionOptions, load_model, make_completer
-from cllm.engine.corpus import read_documents
-from cllm.engine.evaluate import sample_positions
+from cllm.engine.data.corpus import read_documents
+from cllm.engine.eval.evaluate import sample_positions
 
 TYPED = 3  # characters typed, one request each, before every sampled cursor
 

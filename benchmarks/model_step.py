@@ -15,8 +15,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cllm.engine.config import ModelConfig
-from cllm.engine.model import forward_backward, greedy_head, infer, make_scratch, new_cache
-from cllm.engine.params import init_params
+from cllm.engine.model.network import forward_backward, greedy_head, infer, make_scratch, new_cache
+from cllm.engine.model.params import init_params
 
 FLOP_PER_TOKEN = 35.8e6
 

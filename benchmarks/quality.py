@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model, train
 from cllm.engine.config import ModelConfig, TrainConfig
-from cllm.engine.evaluate import format_comparison, leave_out_base_files
+from cllm.engine.eval.evaluate import format_comparison, leave_out_base_files
 
 DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
 

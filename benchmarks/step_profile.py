@@ -28,11 +28,11 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import blas_kernels, measured_ghz  # noqa: E402
 
-from cllm.engine import kernels, model  # noqa: E402
+from cllm.engine.model import kernels, network as model  # noqa: E402
 from cllm.engine.config import ModelConfig, TrainConfig  # noqa: E402
-from cllm.engine.params import decay_mask, init_params  # noqa: E402
-from cllm.engine.spheres import _add_rows, grad_sq_norm  # noqa: E402
-from cllm.engine.train import apply_update  # noqa: E402
+from cllm.engine.model.params import decay_mask, init_params  # noqa: E402
+from cllm.engine.train.spheres import _add_rows, grad_sq_norm  # noqa: E402
+from cllm.engine.train.loop import apply_update  # noqa: E402
 
 
 def cpu_seconds(fn: Callable[[], object], repeats: int) -> float:

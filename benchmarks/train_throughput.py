@@ -46,9 +46,9 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from cllm.engine.config import POSITIONS, ModelConfig, TrainConfig
-from cllm.engine.params import decay_mask, init_params
-from cllm.engine.spheres import Spheres
-from cllm.engine.train import apply_update, learning_rate
+from cllm.engine.model.params import decay_mask, init_params
+from cllm.engine.train.spheres import Spheres
+from cllm.engine.train.loop import apply_update, learning_rate
 
 
 def _batches(cfg: ModelConfig, train: TrainConfig, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -6,24 +6,24 @@ these names:
 - make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
   workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
 - indexed_completer(model, model_dir, serve, IndexSettings(max_mb=...)) -> an IndexBuilder that builds the
-  workspace index in the background (engine/workspace_index.py), capped in memory, and serves a mixing completer
+  workspace index in the background (engine/complete/workspace_index.py), capped in memory, and serves a mixing completer
   from its snapshots, for servers;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
 - train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
-- scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/pretrain.py);
+- scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/train/pretrain.py);
 - evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
   text, or EvalError.
-The modules behind them are named for what they hold (engine/loading.py, generate.py, mixture.py, ngram.py, ...).
-`train` and `evaluate` here are the functions; their modules stay importable as `from cllm.engine.train import ...`.
+The modules behind them are named for what they hold (engine/complete/serving.py, generate.py, mixture.py, ngram.py, ...).
+`train` and `evaluate` here are the functions; their modules stay importable as `from cllm.engine.train.loop import ...`.
 """
 
-from .checkpoint import CheckpointError
-from .evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
-from .generate import Completer, Completion, CompletionOptions, Model
-from .loading import complete, indexed_completer, load_model, make_completer
-from .pretrain import pretrain, scan_base_corpus
-from .train import TrainError, train
-from .workspace_index import IndexSettings
+from .model.checkpoint import CheckpointError
+from .eval.evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
+from .complete.generate import Completer, Completion, CompletionOptions, Model
+from .complete.serving import complete, indexed_completer, load_model, make_completer
+from .train.pretrain import pretrain, scan_base_corpus
+from .train.loop import TrainError, train
+from .complete.workspace_index import IndexSettings
 
 __all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError",
            "IndexSettings", "Model", "TrainError", "complete", "evaluate", "evaluation_files", "format_table",

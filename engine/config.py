@@ -234,7 +234,7 @@ def budget_replay(train_bytes: int, time_budget: float | None, policy: FinetuneP
 
 @dataclass(frozen=True)
 class PretrainPolicy:
-    """How `cllm pretrain` turns the machine's C into a base model's corpus (engine/pretrain.py)."""
+    """How `cllm pretrain` turns the machine's C into a base model's corpus (engine/train/pretrain.py)."""
 
     roots: tuple[str, ...] = ("/usr/include", "/usr/local/include", "/usr/src")  # scanned when no PATH is given
     budget_epochs: float = 2.0  # with a time budget, the corpus is sampled to about this many times what it sees

@@ -1,6 +1,6 @@
 """Typed training events and checkpoint training metadata: the one contract between the engine and its faces.
 
-The trainer (engine/train.py) hands these records to its `on_event` callback; `cllm train --json` writes each as
+The trainer (engine/train/loop.py) hands these records to its `on_event` callback; `cllm train --json` writes each as
 one JSON line (`to_json()`); the Workspace (server/workspace.py) reads those lines back with `event_from_json`.
 The checkpoint's training metadata is a TrainingMetadata, written with `to_json()` and read with
 `TrainingMetadata.from_json`. docs/protocol.md describes every event and field.
@@ -13,7 +13,7 @@ are ignored (a newer trainer may add some). Constraints beyond a Python type rid
 typing.Annotated checks: `Count` (a whole number >= 0), `OrAbsent[...]` (may be left out, never null) and
 TrainConfigJson (engine/config.py's TrainConfig, checked by `config_from_json`). Every TrainingMetadata field is
 optional, so that models written before a field existed still load; the checkpoint loader
-(engine/checkpoint.py) reads the metadata with this same `from_json`, so there is one schema.
+(engine/model/checkpoint.py) reads the metadata with this same `from_json`, so there is one schema.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class _Event(_Record):
 
 @dataclass(frozen=True)
 class SphereRecord(_Record):
-    """One worker sphere's share of one optimizer step (engine/spheres.py, or a Ray actor of engine/cluster.py)."""
+    """One worker sphere's share of one optimizer step (engine/train/spheres.py, or a Ray actor of engine/train/cluster.py)."""
 
     id: int
     sequences: int  # sequences of its shards over the step's micro-batches
@@ -216,7 +216,7 @@ class SphereRecord(_Record):
     busy: float  # seconds it computed
     wait: float  # seconds of the parallel phase it did not compute
     loss: float | None  # mean nats per target token (None when not a finite number)
-    node: str = ""  # the Ray node that ran it (engine/cluster.py); "" on threads
+    node: str = ""  # the Ray node that ran it (engine/train/cluster.py); "" on threads
     transfer: float = 0.0  # seconds moving its weights and shard in and its gradient out (Ray only)
 
 
@@ -261,7 +261,7 @@ class ResumePosition(_Record):
 
 @dataclass(frozen=True)
 class SkippedFile(_Record):
-    """A file the corpus scan left out, and why (engine/corpus.py's reasons: "binary", "secret (...)", ...)."""
+    """A file the corpus scan left out, and why (engine/data/corpus.py's reasons: "binary", "secret (...)", ...)."""
 
     path: str
     reason: str
@@ -269,7 +269,7 @@ class SkippedFile(_Record):
 
 @dataclass(frozen=True)
 class ManifestEntry(_Record):
-    """One file a base model learned from (engine/pretrain.py): its absolute path and the sha256 of its bytes."""
+    """One file a base model learned from (engine/train/pretrain.py): its absolute path and the sha256 of its bytes."""
 
     path: str
     sha256: str
@@ -277,7 +277,7 @@ class ManifestEntry(_Record):
 
 @dataclass(frozen=True)
 class BaseRecord(_Record):
-    """The base model a fine-tuned model started from (engine/base.py)."""
+    """The base model a fine-tuned model started from (engine/train/base.py)."""
 
     path: str  # the base's model file when fine-tuning began
     weights_sha256: str  # of the base's weights (checkpoint.weights_sha256): which base, whatever its file name
@@ -308,7 +308,7 @@ class StartEvent(_Event):
     workspace: str | None  # the folder trained on (None for documents given directly)
     files: int
     skipped: list[SkippedFile]  # files the corpus scan left out, each with its reason
-    corpus: dict[str, int]  # engine/corpus.py stats: files, c_files, h_files, lines, bytes
+    corpus: dict[str, int]  # engine/data/corpus.py stats: files, c_files, h_files, lines, bytes
     train_files: int
     val_files: int  # held-out files
     tokens: int  # training tokens
@@ -448,11 +448,11 @@ class TrainingMetadata(_Record):
     sphere_stats: OrAbsent[RunStats] = None
     created: OrAbsent[str] = None  # ISO 8601, UTC
     seq_len: OrAbsent[Count] = None
-    mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/mixture.py reads them)
+    mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/complete/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
     line_exact_match: float | None = None  # share of held-out line completions exactly right, by the shipped completer
     resume: OrAbsent[ResumePosition] = None
-    manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/pretrain.py)
+    manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/train/pretrain.py)
     base: BaseRecord | None = None  # the base a fine-tuned model started from
     base_share: float | None = None  # of the base's weights blended back into the stored ones after fine-tuning
     replay_files: list[str] = field(default_factory=list)  # base-corpus files replayed while fine-tuning

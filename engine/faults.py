@@ -19,14 +19,14 @@ from .errors import CllmError
 
 FAULT_ENV = "CLLM_FAULT"
 POINTS = {
-    "scan-listed": "a folder's entries are listed, its files not yet read (engine/corpus.py)",
-    "scanned": "the workspace scan is done (engine/train.py)",
+    "scan-listed": "a folder's entries are listed, its files not yet read (engine/data/corpus.py)",
+    "scanned": "the workspace scan is done (engine/train/loop.py)",
     "tokenizer-trained": "the tokenizer is trained, nothing encoded yet",
     "tokenized": "the training and held-out streams are encoded",
     "step": "an optimizer step has updated the weights",
     "validated": "an epoch's validation is done, its checkpoint not yet written",
-    "mixture-fit": "the held-out files are scored, the mixture weights not yet fitted (engine/heldout.py)",
-    "checkpoint-write": "a model file is partly written: before each of its tensors (engine/checkpoint.py)",
+    "mixture-fit": "the held-out files are scored, the mixture weights not yet fitted (engine/eval/heldout.py)",
+    "checkpoint-write": "a model file is partly written: before each of its tensors (engine/model/checkpoint.py)",
     "atomic-write-opened": "an atomic write's temporary file exists, still empty (engine/files.py)",
     "atomic-write-filled": "the temporary file holds all its bytes, not yet flushed or synced",
     "atomic-write-synced": "the temporary file is on disk, not yet renamed over its target",

@@ -38,7 +38,7 @@ from .worker import LSP
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # aiohttp is imported only when a dashboard is served: it adds a quarter second to start-up
-    from .http import HttpServer
+    from .http.app import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class CllmServer(LanguageServer):
         """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop; port 0
         picks a free one. A server already running for the workspace is reused. None (after telling the
         user) when the port cannot be served."""
-        from .http import serve_http
+        from .http.app import serve_http
 
         async with self._http_lock:  # two quick "Open Dashboard" requests must not start two servers
             running = self.http.get(workspace.root)

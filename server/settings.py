@@ -7,7 +7,7 @@ Every editor configures the server alike, through `initializationOptions` or the
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 `indexMemoryMB` caps the workspace index (the 5-gram and match index the completions mix in,
-engine/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next
+engine/complete/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next
 build of the index, that is the next model load (a new model, a modelDir change or a restart).
 
 Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
@@ -21,7 +21,7 @@ default: the language server asks the user), "prepare" (build the base first, th
 PATH...`; by default the system's C headers and sources.
 
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
-settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/generate.py).
+settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/complete/generate.py).
 
 Layers (`layer_settings`): initializationOptions are the base and the client's `cllm` section is laid over
 them key by key (`training` too; null clears a key). A client with no section at all (eglot sends `{"settings": {}}` and answers

@@ -1,5 +1,5 @@
 """Training numbers in the words every progress surface uses (the LSP progress, the CLI bar); the VS Code
-extension (vscode-extension/src/format.ts) and the dashboard (server/dashboard/app.js) say them the same way."""
+extension (vscode-extension/src/format.ts) and the dashboard (server/http/dashboard/app.js) say them the same way."""
 
 from __future__ import annotations
 

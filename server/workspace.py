@@ -47,7 +47,7 @@ from typing import Any, Callable
 import filelock
 
 from cllm.engine import Completer, Completion, CompletionOptions, IndexSettings, indexed_completer, load_model
-from cllm.engine.corpus import skip_counts, skip_summary
+from cllm.engine.data.corpus import skip_counts, skip_summary
 from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, PhaseEvent, StartEvent, StepEvent,
                                 TrainingEvent, TrainingMetadata, event_from_json, to_wire)
 from cllm.engine.paths import (LOCK_HELD_ENV, MODEL_FILE, WorkspaceBusy, acquire_training_lock, default_base_path,
@@ -146,7 +146,7 @@ class Workspace:
         self._model_info: dict[str, Any] = {"present": False}
         # Set once the cache-model completer of the loaded model is in place, or known to be unavailable.
         self.mixture_settled = threading.Event()
-        self._index: Any = None  # the loaded model's IndexBuilder (engine/workspace_index.py), if it mixes
+        self._index: Any = None  # the loaded model's IndexBuilder (engine/complete/workspace_index.py), if it mixes
         self._job: _Job | None = None
         self._training: dict[str, Any] = {"state": "idle"}
         self._set_model_dir()
@@ -196,7 +196,7 @@ class Workspace:
                          daemon=True).start()
 
     def _install_mixture(self, model: Any, workspace: Path | None) -> None:
-        """Build or load the workspace index of `model` (engine/workspace_index.py; for the base, over the
+        """Build or load the workspace index of `model` (engine/complete/workspace_index.py; for the base, over the
         `workspace` folder's files) on this thread; its first snapshot swaps in the completer that mixes the model
         with the workspace cache model, later ones update it. The transformer alone serves until then; a model
         replaced meanwhile stops the build. The index is capped by the indexMemoryMB setting in force now: a later

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cllm.engine.checkpoint import Checkpoint, save_checkpoint
+from cllm.engine.model.checkpoint import Checkpoint, save_checkpoint
 from cllm.engine.config import ModelConfig, TrainConfig, to_dict
-from cllm.engine.data import FIM_EXTRA_TOKENS, FIM_FORMAT, FimTokens, fim_sequence
-from cllm.engine.kernels import adamw_step
-from cllm.engine.model import forward_backward, make_scratch
-from cllm.engine.params import decay_mask, init_params
-from cllm.engine.tokenizer import Tokenizer
+from cllm.engine.data.windows import FIM_EXTRA_TOKENS, FIM_FORMAT, FimTokens, fim_sequence
+from cllm.engine.model.kernels import adamw_step
+from cllm.engine.model.network import forward_backward, make_scratch
+from cllm.engine.model.params import decay_mask, init_params
+from cllm.engine.model.tokenizer import Tokenizer
 
 TINY_C_SOURCES = {
     "src/main.c": "#include <stdio.h>\n\nint main(void) {\n    printf(\"hello\\n\");\n    return 0;\n}\n",
@@ -158,8 +158,8 @@ def write_tiny_include(root: Path) -> Path:
 
 
 def build_tiny_base(include: Path, out: Path, steps: int = 20) -> Path:
-    """A tiny base model pretrained (engine/pretrain.py) on the made-up include folder at `include`."""
-    from cllm.engine.pretrain import pretrain, scan_base_corpus
+    """A tiny base model pretrained (engine/train/pretrain.py) on the made-up include folder at `include`."""
+    from cllm.engine.train.pretrain import pretrain, scan_base_corpus
 
     pretrain(scan_base_corpus([include]), ModelConfig(**TINY_BASE_MODEL),
              TrainConfig(max_steps=steps, **TINY_BASE_TRAINING), out)

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from cllm.engine.corpus import format_stats, scan, stats, write_consolidated
+from cllm.engine.data.corpus import format_stats, scan, stats, write_consolidated
 
 PACKAGE = "brotli"
 VERSION = "1.2.1"

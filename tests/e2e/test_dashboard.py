@@ -18,11 +18,11 @@ import pytest
 from conftest import require_program, write_c_workspace
 from playwright.async_api import Page, async_playwright
 
-from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.events import SphereRecord, StepEvent, to_wire
 from cllm.engine.paths import default_base_path
 
-from cllm.server.http import serve_http
+from cllm.server.http.app import serve_http
 from cllm.server.workspace import Workspace
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -2,12 +2,12 @@
 
 import pytest
 
-from cllm.engine.checkpoint import CheckpointError
+from cllm.engine.model.checkpoint import CheckpointError
 from cllm.engine.errors import CllmError
-from cllm.engine.evaluate import EvalError
+from cllm.engine.eval.evaluate import EvalError
 from cllm.engine.paths import WorkspaceBusy
-from cllm.engine.spheres import SphereError
-from cllm.engine.train import TrainError
+from cllm.engine.train.spheres import SphereError
+from cllm.engine.train.loop import TrainError
 
 
 @pytest.mark.parametrize("error", [CheckpointError, TrainError, SphereError, EvalError, WorkspaceBusy])

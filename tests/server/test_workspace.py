@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from cllm.engine import Completer, CompletionOptions, load_model
-from cllm.engine.checkpoint import load_checkpoint, save_checkpoint
-from cllm.engine.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
+from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
+from cllm.engine.complete.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
 from cllm.engine.paths import acquire_training_lock
-from cllm.engine.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
+from cllm.engine.complete.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
 from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET
 from cllm.server.worker import HTTP, LSP
 from cllm.server.workspace import Workspace, default_model_dir

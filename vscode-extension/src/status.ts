@@ -241,7 +241,7 @@ function readyText(model: ModelInfo, now: Date): StatusText {
 
 /** Which model serves and where it came from: "serving: base model (fine-tune with Train on Workspace)" before the
  * workspace has its own, "fine-tuned from /path/base.cllm" for a fine-tuned one; undefined for a scratch model.
- * The dashboard (server/dashboard/app.js) says the same. */
+ * The dashboard (server/http/dashboard/app.js) says the same. */
 export function modelOrigin(model: ModelInfo): string | undefined {
   if (model.serving === "base") return "serving: base model (fine-tune with Train on Workspace)";
   if (model.base && typeof model.base.path === "string") return `fine-tuned from ${model.base.path}`;

@@ -1,0 +1,217 @@
+"""A match model: predict that the text goes on as it did the last time its recent tokens occurred.
+
+The n-gram models of engine/complete/mixture.py look at the last three or four tokens only. Code repeats much longer
+spans (a declaration list, an error-handling line, a table copied between files), and that is where a compressor
+like xz, which can copy any earlier span, beats them. The match model finds the most recent earlier occurrence of
+the last 6, 12 and 24 tokens (MATCH_ORDERS), in the current document or in the workspace's training files,
+measures how far back each match goes (up to MATCH_MAX tokens) and predicts the token that followed the longest.
+Looking up the longer grams too finds the occurrence that is aligned with more of the context, not merely the
+latest one that shares six tokens. The mixture then trusts the prediction by how long the match is
+(match_level), the way compressors' match models do.
+
+Copied code changes a token here and there (a renamed field, another constant in a table row). Where the recent
+tokens match nowhere, the model recovers: it looks for the tokens before the last one and, skipping the token
+that differs, predicts what followed them (the level RECOVERED), as a compressor's repeated-offset match does.
+
+Hashes are ngram.suffix_hashes of MATCH_ORDERS tokens; a hash collision is caught by comparing the tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from .ngram import suffix_hash_rows
+
+MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
+MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up (6 and 12 alone measured worse)
+MATCH_MAX = 32  # a match is measured back this far at most
+MATCH_LEVELS = 2 + len(MATCH_ORDERS)  # none; recovered; then by length: MATCH_MIN..11, 12..23, 24 and more
+NO_MATCH, RECOVERED = 0, 1
+_LENGTH_EDGES = np.array(MATCH_ORDERS[1:])
+
+
+def match_level(length: np.ndarray | int, recovered: np.ndarray | bool = False) -> np.ndarray:
+    """Level of a prediction: NO_MATCH for length 0, RECOVERED, then higher levels for longer direct matches."""
+    length = np.asarray(length)
+    direct = RECOVERED + 1 + np.searchsorted(_LENGTH_EDGES, length, side="right")
+    return np.where(length == 0, NO_MATCH, np.where(recovered, RECOVERED, direct))
+
+
+def gram_hashes(tokens: np.ndarray) -> np.ndarray:
+    """Hashes of the grams of each of MATCH_ORDERS tokens ending at each position, shape (len(MATCH_ORDERS), n)
+    (positions before the gram's length - 1 hash fewer tokens)."""
+    return np.stack(suffix_hash_rows(np.asarray(tokens, dtype=np.int32), MATCH_ORDERS))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _match_length(source: np.ndarray, end: int, target: np.ndarray, at: int) -> int:
+    """How many tokens source[..end] and target[..at] have in common going backwards (at most MATCH_MAX); 0 when
+    end < 0."""
+    n = 0
+    while n < MATCH_MAX and end - n >= 0 and at - n >= 0 and source[end - n] == target[at - n]:
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _resolve_kernel(tokens: np.ndarray, hashes: np.ndarray, keys: np.ndarray, table_ends: np.ndarray,
+                    workspace: np.ndarray, order: int, last: np.ndarray, doc_end: np.ndarray,
+                    skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """_resolve, one position at a time (see there)."""
+    predicted = np.full(len(last), -1, np.int64)
+    length = np.zeros(len(last), np.int64)
+    for i in range(len(last)):
+        at = last[i]
+        if at < order - 1:
+            continue
+        d_end = doc_end[i] if doc_end[i] >= order - 1 else -1
+        w_end = -1
+        if len(keys):
+            j = max(np.searchsorted(keys, hashes[at], side="right") - 1, 0)
+            if keys[j] == hashes[at]:
+                w_end = table_ends[j]
+        d_len = _match_length(tokens, d_end, tokens, at)
+        w_len = _match_length(workspace, w_end, tokens, at) if w_end + skip < len(workspace) else 0
+        if d_len >= w_len and d_len >= MATCH_MIN:
+            predicted[i] = tokens[min(max(d_end + skip, 0), len(tokens) - 1)]
+            length[i] = d_len
+        elif d_len < w_len and w_len >= MATCH_MIN:
+            predicted[i] = workspace[w_end + skip]
+            length[i] = w_len
+    return predicted, length
+
+
+@njit(cache=True, nogil=True)
+def _last_equal(row: np.ndarray, limit: int, key: np.uint64) -> int:
+    """The last position before `limit` where row holds `key`, -1 when there is none."""
+    for p in range(min(limit, len(row)) - 1, -1, -1):
+        if row[p] == key:
+            return p
+    return -1
+
+
+class MatchIndex:
+    """The workspace side: for every gram of MATCH_ORDERS tokens in the training streams, its last occurrence."""
+
+    def __init__(self, streams: Sequence[np.ndarray]) -> None:
+        self.tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in streams] or [np.zeros(0, np.int32)])
+        all_hashes = gram_hashes(self.tokens)
+        self._tables = []
+        for o, order in enumerate(MATCH_ORDERS):
+            ends = np.arange(order - 1, len(self.tokens) - 1)  # a gram with a token after it
+            # the first in reverse order is the last occurrence
+            keys, first = np.unique(all_hashes[o][ends][::-1], return_index=True)
+            self._tables.append((keys, ends[::-1][first]))
+
+    @classmethod
+    def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> MatchIndex:
+        """The index of `tokens` given, per gram order, (hashes, end positions) of grams sorted by hash then
+        position: several occurrences of a hash may be listed, the last one is used (engine/complete/workspace_index.py
+        keeps them all so that a file's grams can be taken out)."""
+        index = cls.__new__(cls)
+        index.tokens, index._tables = tokens, list(tables)
+        return index
+
+    def last_ends(self, o: int, hashes: np.ndarray) -> np.ndarray:
+        """Position of the last token of the last occurrence of each hash of MATCH_ORDERS[o] tokens, -1 when the
+        hash never occurred."""
+        keys, ends = self._tables[o]
+        if len(keys) == 0:
+            return np.full(len(hashes), -1, dtype=np.int64)
+        idx = np.maximum(np.searchsorted(keys, hashes, side="right") - 1, 0)
+        return np.where(keys[idx] == hashes, ends[idx], -1)
+
+
+def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, last: np.ndarray,
+             doc_end: np.ndarray, skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens of `tokens` ending at `last`
+    (their hashes: `hashes`), given the end of each one's last earlier occurrence in the document (`doc_end`, -1
+    for none): the longer of that match and the workspace's wins (the document's on a tie, it is closer), and
+    predicts the token `skip` after its end."""
+    keys, ends = index._tables[o]
+    return _resolve_kernel(tokens, hashes, keys, ends, index.tokens, MATCH_ORDERS[o], np.asarray(last, np.int64),
+                           np.asarray(doc_end, np.int64), skip)
+
+
+def _longest(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per position, the (prediction, length) of the candidate (one per gram order, shortest first) with the
+    longest match; on a tie the shorter gram's (its occurrence is at least as recent)."""
+    predicted, length = candidates[0]
+    for other, other_length in candidates[1:]:
+        better = other_length > length
+        predicted, length = np.where(better, other, predicted), np.where(better, other_length, length)
+    return predicted, length
+
+
+def _occurrences(tokens: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per gram order: (the grams' hashes, the last earlier position with the same hash or -1), from a stable sort
+    that keeps equal hashes in document order."""
+    occurrences = []
+    for hashes in gram_hashes(tokens):
+        order = np.argsort(hashes, kind="stable")
+        previous = np.full(len(hashes), -1, dtype=np.int64)
+        same = hashes[order[1:]] == hashes[order[:-1]]
+        previous[order[1:][same]] = order[:-1][same]
+        occurrences.append((hashes, previous))
+    return occurrences
+
+
+def _matches(tokens: np.ndarray, occurrences: list[tuple[np.ndarray, np.ndarray]], index: MatchIndex, start: int,
+             skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """longest_matches, given the document's _occurrences."""
+    last = np.arange(start, len(tokens)) - skip
+    candidates = []
+    for o, (hashes, previous) in enumerate(occurrences):
+        doc_end = np.where(last >= 0, previous[np.maximum(last, 0)], -1)
+        candidates.append(_resolve(tokens, hashes, index, o, last, doc_end, skip))
+    return _longest(candidates)
+
+
+def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
+                    skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match length) for each of tokens[start:] from the match of the tokens ending
+    `skip` before it: skip 1 is the direct match, skip 2 the recovery past one differing token."""
+    tokens = np.asarray(tokens, dtype=np.int32)
+    return _matches(tokens, _occurrences(tokens), index, start, skip)
+
+
+def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match_level): the direct match where there is one, else the recovered one."""
+    (predicted, length), (fallback, fallback_length) = direct, recovered
+    use_direct = length > 0
+    return (np.where(use_direct, predicted, fallback),
+            match_level(np.where(use_direct, length, fallback_length), recovered=~use_direct))
+
+
+def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted token or -1, match_level) for each of tokens[start:], from the tokens before it and `index`."""
+    tokens = np.asarray(tokens, dtype=np.int32)
+    occurrences = _occurrences(tokens)  # hashed and sorted once for both
+    return _combine(_matches(tokens, occurrences, index, start, 1), _matches(tokens, occurrences, index, start, 2))
+
+
+def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
+    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
+    the caller as the document grows, so each decoding step costs a scan instead of rehashing). Only the first
+    `written` tokens are copied from: the rest are a completion's own output."""
+    tokens = np.asarray(tokens, dtype=np.int32)
+    n = len(tokens)
+    if n < MATCH_MIN:
+        return -1, NO_MATCH
+
+    def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
+        last = n - skip
+        candidates = []
+        for o, order_hashes in enumerate(hashes):
+            # earlier occurrences whose copied token is written
+            doc_end = np.array([_last_equal(order_hashes, max(min(last, written - skip), 0), order_hashes[last])])
+            candidates.append(_resolve(tokens, order_hashes, index, o, np.array([last]), doc_end, skip))
+        return _longest(candidates)
+
+    direct = after(1)
+    recovered = direct if direct[1][0] > 0 else after(2)  # the recovery is only needed where nothing matches
+    predicted, level = _combine(direct, recovered)
+    return int(predicted[0]), int(level[0])

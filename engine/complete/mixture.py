@@ -1,0 +1,541 @@
+"""The workspace cache mixture: copy what the workspace and the open file already say.
+
+Five next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match +
+w_P p_pooled:
+- the transformer (its context is short: the training sequence length);
+- a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
+  whole lines from other files the way a compressor does;
+- a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
+  names and lines from far back in the same file, beyond the transformer's window;
+- a match model (engine/complete/match_model.py): the token that followed the last occurrence of the recent tokens, in
+  the file or the workspace, for spans that repeat longer than the n-grams can see;
+- the pooled component: the product of the first three, p_T^0.5 p_kn^0.3 p_cache^0.2 renormalised (geometric
+  pooling, `pooled`). A linear mixture adds evidence; a product lets the models veto one another, which is
+  sharper where they agree. It took the mixture's bits per byte from 0.967 to 0.952 on psutil's held-out files
+  and from 0.583 to 0.575 on pycryptodome's (600 s fine-tunes of the /usr/include base; line exact match 29.7 ->
+  29.3 % and 39.7 -> 40.7 %, within noise); it needs the transformer's whole distribution at every scored
+  position (PooledProbs), not only the probability of the right token.
+
+The weights depend on how much evidence the copying models have at the current position (the longest context
+each n-gram has seen before, the match level) and on how sure the transformer is there (the entropy of its
+next-token distribution, in three levels), so the mixture trusts copying where it is reliable and the transformer
+where it knows the answer. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
+fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
+with weights fitted on it.
+
+Real completions use the mixture too: the trainer fits the weights on its held-out files (engine/eval/heldout.py) and
+stores them in the checkpoint metadata ("mixture"); `workspace_scorer` rebuilds the 5-gram and the match index
+from the workspace's training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store)
+and returns a MixtureScorer, the scorer a generate.Completer decodes through, or None when the weights or the
+files are missing, so that callers fall back to the transformer alone. This module knows nothing of decoding:
+the transformer's logits come in, mixed log-probabilities go out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from ..data.corpus import Document, read_documents
+from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
+from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
+from ..model.tokenizer import ChunkedEncoder, Tokenizer
+from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
+
+CACHE_ORDER = 4
+COMPONENTS = 5  # transformer, workspace 5-gram, document cache, match model, their geometric pool
+POOL = (0.5, 0.3, 0.2)  # exponents of the transformer, the 5-gram and the cache in the pooled component
+# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level). On
+# four PyPI projects' held-out files (600-s fine-tunes of a /usr/include base) these levels took the mixture's bits
+# per byte down by 0.1-1.3 % (psycopg2 0.805 -> 0.805, bitarray 0.948 -> 0.944, psutil 0.839 -> 0.837,
+# pycryptodome 0.487 -> 0.481); two levels split at 1.5 did about as well, four did no better.
+UNCERTAINTY_EDGES = (1.0, 2.5)
+UNCERTAINTY_LEVELS = len(UNCERTAINTY_EDGES) + 1
+
+
+def pooled(log_transformer: np.ndarray, p_kn: np.ndarray, p_cache: np.ndarray) -> np.ndarray:
+    """The pooled component's distribution: p_T^a p_kn^b p_cache^c / Z with (a, b, c) = POOL, from the
+    transformer's log-probabilities and the two n-grams' distributions over the vocabulary (all positive)."""
+    a, b, c = POOL
+    q = np.maximum(p_kn, 1e-300)  # in place from here: this runs for every generated token
+    np.log(q, out=q)
+    q *= b
+    r = np.maximum(p_cache, 1e-300)
+    np.log(r, out=r)
+    r *= c
+    q += r
+    q += a * log_transformer
+    q -= q.max()
+    np.exp(q, out=q)
+    q /= q.sum()
+    return q
+
+
+def uncertainty_level(p: np.ndarray, log_p: np.ndarray) -> int:
+    """The transformer's uncertainty level at a position (0 .. UNCERTAINTY_LEVELS - 1) from its next-token
+    probabilities and their logarithms: where the entropy falls among UNCERTAINTY_EDGES."""
+    return int(np.searchsorted(UNCERTAINTY_EDGES, -float(p @ log_p)))
+
+
+def _cumulative_within(keys: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """out[i] = number of j < i with keys[j] == keys[i] and flags[j]."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys, sorted_flags = keys[order], flags[order].astype(np.int64)
+    running = np.cumsum(sorted_flags) - sorted_flags  # exclusive prefix sum over the sorted order
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = running - running[group_start]
+    return out
+
+
+def _rank_within(keys: np.ndarray) -> np.ndarray:
+    """rank[i] = how many j < i have keys[j] == keys[i]."""
+    return _cumulative_within(keys, np.ones(len(keys), dtype=bool))
+
+
+def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int = CACHE_ORDER) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, matched order) of each of tokens[start:] under a Witten-Bell n-gram of the tokens before it.
+
+    P_n(w | h) = (c(h w) + u(h) P_{n-1}(w | h')) / (c(h) + u(h)), counts over the earlier tokens only, u(h) the
+    number of distinct tokens seen after h, P_0 uniform; an unseen context passes P_{n-1} through. The matched
+    order is the longest n - 1 whose context occurred before (0 when not even the last token did).
+    """
+    tokens = np.asarray(tokens, dtype=np.int32)
+    hashes = suffix_hashes(tokens, order)
+    ends = np.arange(len(tokens))
+    p = np.full(len(tokens), 1.0 / vocab_size)
+    matched = np.zeros(len(tokens), dtype=np.int64)
+    for n in range(1, order + 1):
+        valid = ends >= n - 1  # the n-gram ending here lies inside the document
+        ctx = np.where(ends >= 1, hashes[n - 1][ends - 1], hashes[0][0]) if n > 1 else hashes[0]
+        gram = hashes[n]
+        # positions with an incomplete n-gram get unique keys so they match nothing
+        ctx = np.where(valid, ctx, np.uint64(0xFFFF_FFFF_0000_0000) + ends.astype(np.uint64))
+        gram = np.where(valid, gram, np.uint64(0xFFFF_FFFE_0000_0000) + ends.astype(np.uint64))
+        c_gram = _rank_within(gram)
+        c_ctx = _rank_within(ctx)
+        distinct = _cumulative_within(ctx, c_gram == 0)  # distinct tokens seen after this context so far
+        seen = valid & (c_ctx > 0)
+        p = np.where(seen, (c_gram + distinct * p) / np.maximum(c_ctx + distinct, 1), p)
+        matched = np.where(seen, n, matched)
+    return p[start:], matched[start:]
+
+
+@njit(cache=True, nogil=True)
+def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct tokens, their counts) of tokens[p + 1] over the positions lo <= p < hi whose hash in `row`
+    equals the hash at the document's last position (len(tokens) - 1): what followed earlier occurrences of the
+    current context. One pass, no temporary arrays the size of the document."""
+    key = row[len(tokens) - 1]
+    found = 0
+    for p in range(lo, hi):
+        found += row[p] == key
+    followers = np.empty(found, np.int32)
+    found = 0
+    for p in range(lo, hi):
+        if row[p] == key:
+            followers[found] = tokens[p + 1]
+            found += 1
+    followers.sort()
+    starts = np.flatnonzero(np.diff(followers) != 0) + 1
+    bounds = np.concatenate((np.zeros(1, np.int64), starts, np.full(1, len(followers), np.int64)))
+    seen = followers[bounds[:-1]] if len(followers) else followers
+    return seen, np.diff(bounds) if len(followers) else np.zeros(0, np.int64)
+
+
+class DocumentCache:
+    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
+    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
+    document. It keeps the hash rows its readers use: orders up to the n-grams' and the match model's."""
+
+    def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
+        tokens = np.asarray(tokens, dtype=np.int32)
+        self.vocab_size, self.order, self.length = vocab_size, order, len(tokens)
+        self._depth = max(order, KN_ORDER - 1)  # rows 0.._depth for the n-grams, then the match orders
+        self._rows = [*range(self._depth + 1), *MATCH_ORDERS]
+        capacity = max(64, 2 * len(tokens))
+        self._tokens = np.zeros(capacity, np.int32)
+        self._tokens[:len(tokens)] = tokens
+        self._hashes = np.zeros((len(self._rows), capacity), np.uint64)
+        if len(tokens):
+            self._hashes[:, :len(tokens)] = np.stack(suffix_hash_rows(tokens, self._rows))
+        self._chain = self._chain_at_end()
+        self._counts = np.bincount(tokens, minlength=vocab_size)
+        self.written = len(tokens)  # the tokens the copying models learn from: the document's, not generated ones
+
+    def _chain_at_end(self) -> np.ndarray | None:
+        """Every order's hash at the last position (None when empty), from which `append` extends the rows."""
+        if self.length == 0:
+            return None
+        tail = suffix_hashes(self.tokens[-self._rows[-1]:], self._rows[-1])
+        return np.array([row[-1] for row in tail], dtype=np.uint64)
+
+    def rewind(self, n: int) -> None:
+        """Keep only the first n tokens (at most the written ones), so that a document changed near its end is
+        extended with `append` instead of rebuilt."""
+        n = min(n, self.written)
+        self._counts -= np.bincount(self._tokens[n:self.written], minlength=self.vocab_size)
+        self.length = self.written = n
+        self._chain = self._chain_at_end()
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The document's tokens so far (a view)."""
+        return self._tokens[:self.length]
+
+    def append(self, token: int, generated: bool = False) -> None:
+        """Add one token at the end of the document; a `generated` one (the completion's own output) is context
+        for every model but never counted or copied by the cache and the match model, so a completion cannot feed
+        on itself (it looped: 'uint8_t* storage_ix, uint8_t* storage_ix, ...')."""
+        if self.length == len(self._tokens):
+            self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
+        self._chain = next_suffix_hashes(self._chain, token, self._rows[-1])
+        self._hashes[:, self.length] = self._chain[self._rows]
+        self._tokens[self.length] = token
+        self.length += 1
+        if not generated:
+            self._counts[token] += 1
+            self.written = self.length
+
+    def distribution(self) -> tuple[np.ndarray, int]:
+        """(P(next token | document) over the vocabulary, matched order) under the Witten-Bell cache of
+        cache_probs."""
+        levels, matched = self.levels()
+        return interpolate(levels, self.vocab_size), matched
+
+    def levels(self) -> tuple[list, int]:
+        """(the Witten-Bell back-off levels of ngram.interpolate after the document, matched order)."""
+        tokens, n_tokens = self.tokens, self.length
+        levels = []
+        matched = 0
+        for n in range(1, self.order + 1):
+            if n_tokens < n - 1 or n_tokens == 0:
+                break
+            if n == 1:  # every written token follows the empty context
+                if self.written == 0:
+                    continue
+                seen = np.flatnonzero(self._counts)
+                counts = self._counts[seen]
+            else:
+                # the written tokens following an earlier occurrence of the context
+                seen, counts = _followers(self._hashes[n - 1], tokens, n - 2, max(self.written - 1, 0))
+                if len(seen) == 0:
+                    continue
+            levels.append((seen, counts.astype(np.float64), float(len(seen)), float(counts.sum() + len(seen))))
+            matched = n
+        return levels, matched
+
+    def ngram_levels(self, kn: KneserNey) -> tuple[list, int]:
+        """kn's back-off levels and matched order after the document (as kn.matched_distribution), from the
+        document's own suffix hashes when they reach kn's context length (the same hash function)."""
+        if kn.order - 1 > self._depth or self.length < kn.order - 1 or self.length == 0:
+            return kn.levels_after(kn.context_hashes(self.tokens[-kn.order:]))
+        return kn.levels_after(self._hashes[:kn.order, self.length - 1])
+
+    def match(self, index: MatchIndex) -> tuple[int, int]:
+        """(predicted next token or -1, match_level) of the match model after the document."""
+        return match_after(self.tokens, self._hashes[-len(MATCH_ORDERS):, :self.length], index, self.written)
+
+
+def cache_distribution(tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> tuple[np.ndarray, int]:
+    """(P(next token | tokens) over the vocabulary, matched order) under the same Witten-Bell document cache."""
+    return DocumentCache(tokens, vocab_size, order).distribution()
+
+
+N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS * UNCERTAINTY_LEVELS
+
+
+def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
+                    match_level: np.ndarray | int, uncertainty: np.ndarray | int = 0) -> np.ndarray:
+    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER), the match
+    model's level (match_model.match_level) and the transformer's uncertainty_level. The uncertainty is the last
+    digit, so a bucket computed without it (0) plus the level is the bucket with it."""
+    copying = (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
+    return copying * UNCERTAINTY_LEVELS + np.asarray(uncertainty)
+
+
+def _bucket_groups() -> np.ndarray:
+    """The group of each bucket that fit_mixture pulls its weights towards: its (match level, uncertainty level)."""
+    buckets = np.arange(N_BUCKETS)
+    return (buckets // UNCERTAINTY_LEVELS) % MATCH_LEVELS * UNCERTAINTY_LEVELS + buckets % UNCERTAINTY_LEVELS
+
+
+@dataclass
+class Mixture:
+    """Mixture weights per evidence bucket: weights[bucket] = (w_transformer, w_kn, w_cache, w_match, w_pooled),
+    each row sums to 1."""
+
+    weights: np.ndarray
+
+    def mix(self, probs: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Mixed probability of each position: probs (n, COMPONENTS) of the components -> (n,)."""
+        return np.einsum("nk,nk->n", probs, self.weights[buckets])
+
+
+def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
+    """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
+
+    Each bucket's weights are pulled towards the weights of its group (every bucket of the same match level and
+    transformer uncertainty together) by `prior` pseudo-tokens, and those towards the global weights likewise, so
+    a sparse bucket falls back on the mix of the positions with the same match evidence instead of overfitting a
+    handful of tokens. Held-out sets are small (20,000 tokens, half of them per cross-fitted fold, for 450
+    buckets): falling back on the global mix instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark;
+    finer buckets (more match lengths up to 512 tokens, how often the 5-gram's context was seen) cost more than
+    they gained on both.
+    """
+    probs = np.maximum(np.asarray(probs, dtype=np.float64), 1e-300)
+    group_of = _bucket_groups()
+    global_w = np.full(COMPONENTS, 1.0 / COMPONENTS)
+    weights = np.tile(global_w, (N_BUCKETS, 1))
+    for _ in range(iterations):
+        resp = probs * weights[buckets]
+        resp /= resp.sum(axis=1, keepdims=True)
+        global_w = resp.mean(axis=0)
+        sums = np.zeros((N_BUCKETS, COMPONENTS))
+        np.add.at(sums, buckets, resp)
+        group_sums = np.zeros((MATCH_LEVELS * UNCERTAINTY_LEVELS, COMPONENTS))
+        np.add.at(group_sums, group_of, sums)
+        group_w = (group_sums + prior * global_w) / (group_sums.sum(axis=1, keepdims=True) + prior)
+        weights = (sums + prior * group_w[group_of]) / (sums.sum(axis=1, keepdims=True) + prior)
+    return Mixture(weights)
+
+
+class PooledProbs:
+    """The pooled component's probability of each of tokens[start:] of one document and the transformer's
+    uncertainty_level there, from the transformer's logits at each position (fed in order by
+    heldout.document_nats) and the n-grams' distributions there, computed as MixtureScorer.scores computes them
+    while decoding, so fitted weights mean the same in both."""
+
+    def __init__(self, kn: KneserNey, tokens: np.ndarray, start: int, vocab_size: int) -> None:
+        self._kn, self._tokens, self._vocab = kn, np.asarray(tokens, dtype=np.int32), vocab_size
+        self._document = DocumentCache(self._tokens[:start], vocab_size)
+        self.probs = np.zeros(len(tokens) - start)
+        self.uncertainty = np.zeros(len(tokens) - start, dtype=np.int64)
+        self._done = 0
+
+    def add(self, logits: np.ndarray) -> None:
+        """The logits (k, vocab or more) of the transformer at the next k positions."""
+        for row in logits:
+            token = int(self._tokens[self._document.length])
+            p_kn = interpolate(self._document.ngram_levels(self._kn)[0], self._vocab)
+            p_cache = self._document.distribution()[0]
+            p, log_p = softmax(row[:self._vocab])
+            self.probs[self._done] = pooled(log_p, p_kn, p_cache)[token]
+            self.uncertainty[self._done] = uncertainty_level(p, log_p)
+            self._document.append(token)
+            self._done += 1
+
+
+def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, log-probabilities), float64, from logits, with one pass of exp."""
+    log_p = logits.astype(np.float64)
+    log_p -= log_p.max()
+    p = np.exp(log_p)
+    total = p.sum()
+    p /= total
+    log_p -= np.log(total)
+    return p, log_p
+
+
+def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
+                  vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the document
+    cache's and the match model's probability (all its mass on its prediction; uniform where it has none), and each
+    position's evidence bucket at uncertainty level 0 (fitted_mixture adds the transformer's). None of it depends on
+    the transformer's weights."""
+    tokens = np.asarray(tokens, dtype=np.int32)
+    cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
+    predicted, level = match_predictions(tokens, index, start)
+    match_p = np.where(predicted < 0, 1.0 / vocab_size, (predicted == tokens[start:]).astype(np.float64))
+    probs = np.stack([np.exp(kn.logprobs(tokens, start)), cache_p, match_p], axis=1)
+    return probs, evidence_bucket(kn.matched_orders(tokens, start), cache_matched, level)
+
+
+def with_transformer(model_nats: np.ndarray, copying: np.ndarray, pooled_p: np.ndarray) -> np.ndarray:
+    """The component probs (n, COMPONENTS): the transformer's (from its losses `model_nats`), the copying models'
+    (copying_probs) and the pooled component's (`pooled_p`, from PooledProbs)."""
+    return np.column_stack([np.exp(-np.asarray(model_nats, dtype=np.float64)), copying, pooled_p])
+
+
+def copying_parts(kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer,
+                  documents: Sequence[Document]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each document's copying_probs over its text (after its path header, as heldout.document_nats scores it)."""
+    parts = []
+    for doc in documents:
+        header = tokenizer.header_ids(doc.path)
+        tokens = np.concatenate([header, tokenizer.encode(doc.text)])
+        parts.append(copying_probs(kn, index, tokens, len(header), tokenizer.vocab_size))
+    return parts
+
+
+def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], uncertainty: Sequence[np.ndarray],
+                   kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document],
+                   copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                   ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
+    """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
+    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats), the
+    pooled component's probabilities `pooled_p` and the transformer's uncertainty levels (both from
+    heldout.document_scores), and the documents' copying_parts (computed here when not given)."""
+    copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
+    parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets + doc_uncertainty)
+             for doc_nats, doc_pooled, doc_uncertainty, (probs, buckets) in zip(nats, pooled_p, uncertainty, copying)]
+    mixture = fit_mixture(np.concatenate([p for p, _ in parts]), np.concatenate([b for _, b in parts]))
+    return mixture, parts
+
+
+def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[KneserNey, MatchIndex]:
+    """The workspace 5-gram and match index over training documents, each as the trainer saw it (path header,
+    text, end of text), in one call: the one-shot build of engine/complete/workspace_index.py's incremental one, whose
+    finished snapshot it equals."""
+    index = WorkspaceIndex(tokenizer.vocab_size, tokenizer.eot_id)
+    index.add([d.path for d in documents], document_streams(tokenizer, documents), [(0, d.size) for d in documents])
+    models = index.snapshot()
+    if models is None:
+        raise ValueError("no training tokens for the n-gram model")
+    return models
+
+
+# what stored weights were fitted for: weights of another bucket layout are not used
+_LAYOUT = {"kn_order": KN_ORDER, "cache_order": CACHE_ORDER, "match_orders": list(MATCH_ORDERS),
+           "match_levels": MATCH_LEVELS}
+
+
+def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
+    """The checkpoint metadata entry ("mixture") that stores fitted weights."""
+    return {**_LAYOUT, "uncertainty_edges": list(UNCERTAINTY_EDGES), "pool": list(POOL),
+            "weights": mixture.weights.round(6).tolist()}
+
+
+def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
+    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights
+    stored before the pooled component existed (four per bucket, no "pool") serve as they were fitted: with no
+    weight on it; weights stored before the uncertainty levels (no "uncertainty_edges") serve at every level."""
+    entry = metadata.get("mixture")
+    if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
+        return None
+    try:
+        weights = np.asarray(entry.get("weights"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if "uncertainty_edges" not in entry and weights.ndim == 2 and len(weights) * UNCERTAINTY_LEVELS == N_BUCKETS:
+        weights = np.repeat(weights, UNCERTAINTY_LEVELS, axis=0)
+    elif entry.get("uncertainty_edges") != list(UNCERTAINTY_EDGES):
+        return None
+    if weights.shape == (N_BUCKETS, COMPONENTS - 1) and "pool" not in entry:
+        weights = np.concatenate([weights, np.zeros((N_BUCKETS, 1))], axis=1)
+    if (weights.shape != (N_BUCKETS, COMPONENTS) or entry.get("pool") not in (None, list(POOL))
+            or not np.all(np.isfinite(weights)) or weights.min() < 0):
+        return None
+    return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
+
+
+def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
+    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
+    workspace's training files (those still readable), or None when there are no weights or none of the files can
+    be read."""
+    workspace = metadata.get("workspace")
+    if not workspace or not Path(workspace).is_dir():
+        return None
+    documents, _ = read_documents(Path(workspace), [str(p) for p in metadata.get("train_files") or []])
+    return documents_scorer(tokenizer, metadata, documents)
+
+
+def documents_scorer(tokenizer: Tokenizer, metadata: dict[str, Any],
+                     documents: Sequence[Document]) -> MixtureScorer | None:
+    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over
+    `documents` (a base model serving a workspace it never trained on), or None without weights or documents."""
+    mixture = stored_mixture(metadata)
+    if mixture is None or not documents:
+        return None
+    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
+
+
+REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt
+
+
+class MixtureScorer:
+    """Decoding from the mixture instead of the transformer alone: the scorer (generate.Scorer) a Completer hands
+    each request's document and the transformer's logits to (same prompts, healing and stops as without it).
+
+    The n-gram and match models read the document itself, not the prompt: the file's path header and the prefix
+    up to the point where token healing takes tokens back, then every generated token, healing included, as
+    context only (DocumentCache.append: a completion is never a source to copy from). Two ways of
+    treating the healed bytes differently measured worse on the demo corpus (8.0 % exact match, 0.260 edit
+    similarity): the transformer alone while healing (5.0 %, 0.203), and n-gram mass only on tokens that cover
+    all healed bytes (7.5 %, 0.240). Healing only the last whitespace character (generate.healed_prompt) removed
+    the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
+        self.tokenizer, self.mixture = tokenizer, mixture
+        self.models = (kn, index)
+        self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
+        self._encoder = ChunkedEncoder(tokenizer)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load the compiled kernels of scoring (hashing, the cache's followers, the match) now, on the thread
+        that makes the scorer, instead of in the first request, which has a deadline."""
+        warm = DocumentCache(np.tile(np.arange(MATCH_ORDERS[-1], dtype=np.int32), 2), self.tokenizer.vocab_size)
+        warm.append(0)
+        warm.levels()
+        warm.match(self.models[1])
+
+    def use(self, kn: KneserNey, index: MatchIndex) -> None:
+        """Serve from another 5-gram and match index (a newer snapshot of the workspace index) from the next
+        token on: one reference swap, so a completion in progress never waits and never sees half of one."""
+        self.models = (kn, index)
+
+    def begin_document(self, prefix: str, healed: bytes, path: str | None) -> None:
+        """The copying models' document context: the path header and the prefix before the healed bytes. The last
+        request's cache is rewound and extended when only its last REUSE_MAX_NEW tokens differ (typing)."""
+        tok = self.tokenizer
+        raw = prefix.encode("utf-8")
+        kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
+        header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
+        tokens = np.concatenate([header, self._encoder.encode(kept)])
+        document = self._document
+        same = min(len(tokens), document.written)
+        differ = np.flatnonzero(document.tokens[:same] != tokens[:same])
+        same = int(differ[0]) if len(differ) else same
+        if len(tokens) - same > REUSE_MAX_NEW:
+            self._document = DocumentCache(tokens, tok.vocab_size)
+            return
+        document.rewind(same)
+        for token in tokens[same:]:
+            document.append(int(token))
+
+    def append(self, token: int) -> None:
+        """A generated token: context for the copying models from now on, never a source to copy."""
+        self._document.append(token, generated=True)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Log of the mixed next-token distribution after the current document context, from the transformer's
+        (exact, fp32) logits. The pooled component is computed only where it has weight (not for weights stored
+        before it existed)."""
+        vocab = self.tokenizer.vocab_size
+        p, log_transformer = softmax(logits[:vocab])
+        uncertainty = uncertainty_level(p, log_transformer)
+        kn, index = self.models
+        cache_levels, cache_matched = self._document.levels()
+        kn_levels, kn_matched = self._document.ngram_levels(kn)
+        predicted, level = self._document.match(index)
+        w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level, uncertainty)]
+        p_kn, p_cache = interpolate(kn_levels, vocab), interpolate(cache_levels, vocab)
+        p *= w[0]
+        p += w[1] * p_kn
+        p += w[2] * p_cache
+        if predicted >= 0:
+            p[predicted] += w[3]
+        else:
+            p += w[3] / vocab
+        if w[4] > 0:
+            p += w[4] * pooled(log_transformer, p_kn, p_cache)
+        return np.log(np.maximum(p, 1e-300))

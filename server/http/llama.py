@@ -1,0 +1,159 @@
+"""The llama.cpp server's completion shapes, so that its clients (llama.vscode, scripts written for llama-server)
+work against cllm unchanged: request parsing and response objects for `POST /infill`, `POST /completion` and
+`GET /health`. The routes themselves are in server/http/app.py, with the same Host, Origin and token rules as the
+OpenAI routes (llama.vscode sends `Authorization: Bearer` when `llama-vscode.api_key` is set: set it to the token).
+
+How llama.cpp's fields map onto a cllm completion:
+
+- /infill: the text before the cursor is `input_prefix` + `prompt` (llama.vscode sends the start of the cursor's
+  line as `prompt`), the text after it `input_suffix`. `input_extra` (chunks of other open files) is checked and
+  then not used: the workspace cache model already knows the workspace's files, and in the small context of a
+  cllm model the chunks would push out the text before the cursor.
+- /completion: `prompt` is the text before the cursor; a prompt in another model's FIM template is split at its
+  markers as on /v1/completions (server/http/fim.py).
+- `n_predict`: the token limit (-1 or absent: the workspace default; above the server's cap it is lowered);
+  0 only warms the cache in llama.cpp, and is answered at once with empty content (llama.vscode's ring-buffer
+  prefetch). `t_max_predict_ms` > 0 is the time budget. `temperature`, `top_k`, `top_p`, `seed` and `stop` are
+  honoured; `samplers`, `cache_prompt` (the cache is always reused), `id_slot`, `n_indent`, `lora` and other
+  llama.cpp options are accepted and ignored.
+- `n_cmpl` > 1 (llama.vscode asks for 3 alternatives) is answered with one completion, as an object: llama.vscode
+  reads both forms, and greedy decoding would give the same text each time.
+- Responses carry what clients read: `content`, `stop`, `stop_type`, `tokens_predicted`, `tokens_evaluated`,
+  `tokens_cached`, `truncated`, `generation_settings` (`n_ctx`, `n_predict`, ...) and `timings` (numbers; the
+  prompt is not timed apart from generation, so the whole time is `predicted_ms`). Streamed (`stream: true`):
+  `data: {"content": piece, "stop": false}` events, then the full final object with `"stop": true`; no [DONE].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cllm.engine.complete.generate import MAX_TEMPERATURE
+
+HEALTHY = {"status": "ok"}
+NO_MODEL_TYPE = "unavailable_error"  # llama.cpp's error type while no model is loaded
+
+
+class LlamaRequestError(ValueError):
+    """A llama.cpp request field with a wrong type or value (answered with 400)."""
+
+
+@dataclass
+class LlamaRequest:
+    """A checked /infill or /completion request: the cursor, streaming, and cllm completion options."""
+
+    prefix: str
+    suffix: str
+    stream: bool
+    warm_only: bool
+    n_predict: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_infill(body: dict[str, Any], *, max_tokens: int, max_stops: int) -> LlamaRequest:
+    """Check a POST /infill body (see the module docstring); raises LlamaRequestError."""
+    for chunk in _typed(body, "input_extra", list, "a list of {filename, text} objects") or []:
+        if not (isinstance(chunk, dict) and all(isinstance(chunk.get(k, ""), str) for k in ("filename", "text"))):
+            raise LlamaRequestError("input_extra must be a list of {filename, text} objects with string values")
+    prefix = (_typed(body, "input_prefix", str, "a string") or "") + (_typed(body, "prompt", str, "a string") or "")
+    suffix = _typed(body, "input_suffix", str, "a string") or ""
+    return _request(body, prefix, suffix, max_tokens, max_stops)
+
+
+def parse_completion(body: dict[str, Any], *, max_tokens: int, max_stops: int) -> LlamaRequest:
+    """Check a POST /completion body: `prompt` must be a string (token arrays are not supported)."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise LlamaRequestError("prompt must be a string (token arrays are not supported)")
+    return _request(body, prompt, "", max_tokens, max_stops)
+
+
+def _request(body: dict[str, Any], prefix: str, suffix: str, max_tokens: int, max_stops: int) -> LlamaRequest:
+    """The fields /infill and /completion share."""
+    n_predict = _integer(body, "n_predict", -1, None)
+    stop = _typed(body, "stop", list, "a list of strings")
+    if stop is not None and (len(stop) > max_stops or not all(isinstance(s, str) and s for s in stop)):
+        raise LlamaRequestError(f"stop must be a list of at most {max_stops} non-empty strings")
+    _integer(body, "n_cmpl", 1, None)
+    if not all(isinstance(name, str) for name in _typed(body, "samplers", list, "a list of strings") or []):
+        raise LlamaRequestError("samplers must be a list of strings")
+    _typed(body, "cache_prompt", bool, "true or false")
+    seed = _integer(body, "seed", None, 2**31 - 1)
+    options = {
+        "max_tokens": None if n_predict is None or n_predict < 0 else min(n_predict, max_tokens),
+        "temperature": _real(body, "temperature", 0.0, MAX_TEMPERATURE),
+        "top_k": _integer(body, "top_k", 0, None),
+        "top_p": _real(body, "top_p", 0.0, 1.0, low_open=True),
+        "seed": None if seed is None or seed < 0 else seed,  # llama.cpp's -1: a random seed; ours is fixed
+        "max_ms": _real(body, "t_max_predict_ms", 0.0, None) or None,  # 0: no time limit, as in llama.cpp
+        "stop": tuple(stop) if stop else None,
+    }
+    return LlamaRequest(prefix=prefix, suffix=suffix, stream=bool(_typed(body, "stream", bool, "true or false")),
+                        warm_only=n_predict == 0, n_predict=options["max_tokens"],
+                        options={k: v for k, v in options.items() if v is not None})
+
+
+def _typed(body: dict[str, Any], key: str, kind: type, expected: str) -> Any:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        raise LlamaRequestError(f"{key} must be {expected}")
+    return value
+
+
+def _integer(body: dict[str, Any], key: str, low: int | None, high: int | None) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
+            or (high is not None and value > high):
+        bounds = f" from {low}" if low is not None else ""
+        raise LlamaRequestError(f"{key} must be a whole number{bounds}{f' to {high}' if high else ''}, got {value!r}")
+    return value
+
+
+def _real(body: dict[str, Any], key: str, low: float, high: float | None, low_open: bool = False) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < low or (low_open and value == low) or (high is not None and value > high):
+        raise LlamaRequestError(f"{key} must be a number {'above' if low_open else 'from'} {low}"
+                                f"{f' to {high}' if high is not None else ''}, got {value!r}")
+    return float(value)
+
+
+STOP_TYPES = {"eot": "eos", "max_tokens": "limit", "timeout": "limit", "stop": "word", "cancelled": "none"}
+
+
+def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tokens: int) -> dict[str, Any]:
+    """llama.cpp's final completion object (to_json_non_oaicompat) for `completion` (None: an n_predict 0 warm-up)."""
+    text = completion.text if completion is not None else ""
+    predicted = completion.tokens if completion is not None else 0
+    evaluated = completion.prompt_tokens if completion is not None else 0
+    ms = completion.ms if completion is not None else 0.0
+    reason = completion.stop_reason if completion is not None else "max_tokens"
+    stop = req.options.get("stop", ())
+    return {
+        "index": 0, "content": text, "tokens": [], "id_slot": 0, "stop": True, "model": "cllm",
+        "tokens_predicted": predicted, "tokens_evaluated": evaluated,
+        "generation_settings": {"n_ctx": n_ctx, "n_predict": req.n_predict or (0 if req.warm_only else
+                                                                               default_max_tokens),
+                                "temperature": req.options.get("temperature", 0.0),
+                                "top_k": req.options.get("top_k", 0), "top_p": req.options.get("top_p", 1.0),
+                                "stop": list(stop)},
+        "has_new_line": "\n" in text, "truncated": False,
+        "stop_type": STOP_TYPES.get(reason, "eos"),  # cllm's own stop rules end a suggestion as an end of text
+        "stopping_word": "",  # which stop string matched is not recorded
+        "tokens_cached": evaluated + predicted,
+        "timings": {"cache_n": 0, "prompt_n": evaluated, "prompt_ms": 0.0, "prompt_per_token_ms": 0.0,
+                    "prompt_per_second": 0.0, "predicted_n": predicted, "predicted_ms": ms,
+                    "predicted_per_token_ms": ms / predicted if predicted else 0.0,
+                    "predicted_per_second": predicted * 1000.0 / ms if predicted and ms > 0 else 0.0},
+    }
+
+
+def piece_object(text: str) -> dict[str, Any]:
+    """One streamed event before the final object."""
+    return {"index": 0, "content": text, "tokens": [], "stop": False, "id_slot": 0}

@@ -1,0 +1,194 @@
+"""The OpenAPI 3.1 description of the model server (served at GET /openapi.json).
+
+One entry per route of server/http/app.py, keyed by the route's name: request bodies with their fields and limits,
+the responses, and the bearer security scheme on every route that is not public. A test compares the app's
+routes with this description, so a new route cannot go undescribed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON_OBJECT = {"type": "object"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {400: "bad request (the message says which field)", 401: "missing or wrong bearer token",
+             403: "Host, Origin or path not allowed", 404: "not found", 413: "body too large",
+             429: "too many concurrent requests", 503: "no model yet, or the server is closing"}
+    return {str(status): _json(ERROR, words[status]) for status in statuses}
+
+
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A request object (a body or an object in one); every optional field may also be null, which the server
+    takes as absent (as clients that serialise unset options as null expect)."""
+    return {"type": "object", "required": required, "properties": {
+        name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
+        for name, schema in properties.items()}}
+
+
+def _completion_body(limits: dict[str, Any]) -> dict[str, Any]:
+    """The /v1/completions request: OpenAI's fields that cllm honours, plus `multiline` and `path`."""
+    return _object(["prompt"], {
+        "model": {"type": "string", "description": "ignored: the server has one model, `cllm`"},
+        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                                  "maxItems": limits["max_prompts"]}],
+                   "description": "text before the cursor; a prompt in a FIM template (<fim_prefix>, <|fim_prefix|>, "
+                                  "<PRE>, [SUFFIX], DeepSeek's) is split into prefix and suffix at its markers"},
+        "suffix": {"type": "string", "description": "text after the cursor"},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": limits["max_requested_tokens"],
+                       "description": f"lowered to {limits['max_completion_tokens']} and to the model's context"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": limits["max_temperature"]},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        "stop": {"oneOf": [{"type": "string", "minLength": 1},
+                           {"type": "array", "items": {"type": "string", "minLength": 1},
+                            "maxItems": limits["max_stop_sequences"]}]},
+        "stream": {"type": "boolean", "description": "server-sent events as the text is generated, then [DONE]"},
+        "stream_options": _object([], {"include_usage": {"type": "boolean"}}),
+        "n": {"const": 1}, "best_of": {"const": 1},
+        "multiline": {"type": "boolean", "description": "continue while a block is open"},
+        "path": {"type": "string", "description": "the file's path in the workspace"},
+    })
+
+
+def _llama_body(limits: dict[str, Any], infill: bool) -> dict[str, Any]:
+    """The llama.cpp /infill or /completion request (server/http/llama.py)."""
+    fields: dict[str, Any] = {
+        "n_predict": {"type": "integer", "minimum": -1, "description": "token limit; -1 the default, 0 answers "
+                      f"empty at once (cache warm-up); lowered to {limits['max_completion_tokens']}"},
+        "stream": {"type": "boolean", "description": "data: events with content, the last one the final object"},
+        "stop": {"type": "array", "items": {"type": "string", "minLength": 1},
+                 "maxItems": limits["max_stop_sequences"]},
+        "t_max_predict_ms": {"type": "number", "minimum": 0, "description": "time budget; 0 none"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": limits["max_temperature"]},
+        "top_k": {"type": "integer", "minimum": 0}, "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "seed": {"type": "integer", "maximum": 2**31 - 1},
+        "n_cmpl": {"type": "integer", "minimum": 1, "description": "one completion is returned"},
+        "samplers": {"type": "array", "items": {"type": "string"}, "description": "ignored"},
+        "cache_prompt": {"type": "boolean", "description": "ignored: the cache is always reused"},
+    }
+    if not infill:
+        return _object(["prompt"], {"prompt": {"type": "string"}, **fields})
+    extra = {"type": "array", "items": {"type": "object", "properties": {
+        "filename": {"type": "string"}, "text": {"type": "string"}}}, "description": "checked, not used"}
+    return _object([], {
+        "input_prefix": {"type": "string"}, "input_suffix": {"type": "string"}, "input_extra": extra,
+        "prompt": {"type": "string", "description": "the cursor line's start, appended to input_prefix"},
+        **fields})
+
+
+LLAMA_RESULT = {"type": "object", "required": ["content", "stop", "generation_settings", "timings"], "properties": {
+    "content": {"type": "string"}, "stop": {"type": "boolean"},
+    "stop_type": {"enum": ["eos", "limit", "word", "none"]},
+    "tokens_predicted": {"type": "integer"}, "tokens_evaluated": {"type": "integer"},
+    "tokens_cached": {"type": "integer"}, "truncated": {"type": "boolean"},
+    "generation_settings": {"type": "object", "properties": {"n_ctx": {"type": "integer"},
+                                                             "n_predict": {"type": "integer"}}},
+    "timings": {"type": "object", "additionalProperties": {"type": "number"}}}}
+
+LLAMA_PIECE = {"type": "object", "required": ["content", "stop"], "properties": {
+    "content": {"type": "string"}, "stop": {"const": False}}}
+
+COMPLETION_RESULT = {"type": "object", "properties": {
+    "id": {"type": "string"}, "object": {"const": "text_completion"}, "created": {"type": "integer"},
+    "model": {"type": "string"},
+    "choices": {"type": "array", "items": {"type": "object", "properties": {
+        "text": {"type": "string"}, "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length", None]},
+        "logprobs": {"type": "null"}}}},
+    "usage": {"type": "object", "properties": {k: {"type": "integer"} for k in
+                                               ("prompt_tokens", "completion_tokens", "total_tokens")}}}}
+
+
+def _sse_event(data: dict[str, Any], done: str | None = None) -> dict[str, Any]:
+    """One server-sent event whose `data` is a JSON document matching `data` (or the end marker `done`)."""
+    json_data: dict[str, Any] = {"type": "string", "contentMediaType": "application/json", "contentSchema": data}
+    return {"type": "object", "required": ["data"], "properties": {
+        "data": json_data if done is None else {"anyOf": [{"const": done}, json_data]}}}
+
+
+def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Route name -> (method, path, operation)."""
+    completion = {"summary": "OpenAI text completion", "requestBody": {"required": True, "content": {
+        "application/json": {"schema": _completion_body(limits)}}},
+        "responses": {"200": {"description": "the completion, or with stream a text/event-stream of chunks",
+                              "content": {"application/json": {"schema": COMPLETION_RESULT},
+                                          "text/event-stream": {"schema": _sse_event(COMPLETION_RESULT,
+                                                                                     done="[DONE]")}}},
+                      **_errors(400, 401, 403, 413, 429, 503)}}
+    llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
+                                   "content": {"application/json": {"schema": LLAMA_RESULT},
+                                               "text/event-stream": {"schema": _sse_event(
+                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
+                           **_errors(400, 401, 403, 413, 429, 503)}}
+    train_body = {**_object([], {
+        "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
+        "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}),
+        "additionalProperties": False}
+    return {
+        "dashboard": ("get", "/", {"summary": "the dashboard page; /?token=<token> hands it the token",
+                                   "responses": {"200": {"description": "HTML page"}}}),
+        "static": ("get", "/dashboard/{name}", {
+            "summary": "the dashboard's script or style sheet",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"enum": ["app.js", "style.css"]}}],
+            "responses": {"200": {"description": "the file"}, **_errors(404)}}),
+        "status": ("get", "/v1/status", {"summary": "the workspace status (as the LSP cllm.status)",
+                                         "responses": {"200": _json(JSON_OBJECT, "status object")}}),
+        "models": ("get", "/v1/models", {"summary": "the model list, OpenAI shape",
+                                         "responses": {"200": _json(JSON_OBJECT, "list of models")}}),
+        "completions": ("post", "/v1/completions", completion),
+        "completions_without_v1": ("post", "/completions", {**completion,
+                                                            "summary": "/v1/completions, for an apiBase without /v1"}),
+        "infill": ("post", "/infill", {**llama, "summary": "llama.cpp fill-in-the-middle", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, True)}}}}),
+        "llama_completion": ("post", "/completion", {**llama, "summary": "llama.cpp completion", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, False)}}}}),
+        "health": ("get", "/health", {"summary": "llama.cpp health check",
+                                      "responses": {"200": _json({"type": "object", "properties": {
+                                          "status": {"const": "ok"}}}, "a model serves completions"),
+                                          **_errors(503)}}),
+        "openapi": ("get", "/openapi.json", {"summary": "this description",
+                                             "responses": {"200": _json(JSON_OBJECT, "OpenAPI 3.1 document")}}),
+        "train": ("post", "/v1/train", {"summary": "start training", "requestBody": {
+            "required": False, "content": {"application/json": {"schema": train_body}}},
+            "responses": {"202": _json(JSON_OBJECT, "started"), **_errors(400, 401, 403, 404, 429, 503)}}),
+        "cancel": ("post", "/v1/train/cancel", {"summary": "cancel the running training",
+                                                "responses": {"200": _json({"type": "object", "properties": {
+                                                    "cancelled": {"type": "boolean"}}}, "whether a run stopped"),
+                                                    **_errors(401, 403)}}),
+        "events": ("get", "/v1/events", {"summary": "server-sent training events (docs/protocol.md)",
+                                         "responses": {"200": {"description": "text/event-stream"},
+                                                       **_errors(401, 403, 429)}}),
+    }
+
+
+def openapi_document(limits: dict[str, Any], public: set[str]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; `limits` are the server's request limits, `public` the route names that need
+    no token (every other route requires `Authorization: Bearer <token>`)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for name, (method, path, operation) in _routes(limits).items():
+        security = [] if name in public else [{"bearer": []}]
+        paths.setdefault(path, {})[method] = {"operationId": name, **operation, "security": security}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cllm model server", "version": __version__,
+                 "description": "Local C code completion over one workspace. Requests must name the server in "
+                                "Host, carry no foreign Origin, and stay under "
+                                f"{limits['max_body_bytes']} bytes."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description":
+                                           "the --api-key / CLLM_API_KEY key, else the model folder's `token` file"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                                                 "code": {"type": "integer"}}}}}},
+        },
+    }
