@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLLM := $(VENV)/bin/cllm
 DEMO_MODEL := training_data/demo.cllm
 
-.PHONY: setup setup-test demo test bench vscode
+.PHONY: setup setup-test demo test bench vscode base
 
 # `setup` installs cllm alone (what the demo and the benchmarks run); `setup-test` adds the test extra (pytest,
 # the LSP and HTTP clients, playwright: most of the virtual environment's size).
@@ -50,3 +50,8 @@ vscode: setup
 bench: setup-test
 	$(PY) training_data/fetch_demo.py
 	@for bench in benchmarks/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
+
+# The base model shipped in the package (engine/train/shipped/): fetch the pinned corpus, pretrain, export
+# (training_data/build_base.py; about 2 hours on 2 cores with its default budgets).
+base: setup
+	PATH=$(VENV)/bin:$$PATH $(PY) training_data/build_base.py

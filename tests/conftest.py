@@ -70,15 +70,18 @@ def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test, and every server or trainer it starts, keeps its cache (models, locks, bases) in a temporary
-    folder, never in the user's own cache."""
+    folder, never in the user's own cache; none of them sees the package's shipped base unless a test names one
+    (CLLM_SHIPPED_BASE), so that "no model yet" stays a state the tests can reach."""
     cache = tmp_path_factory.mktemp("cache")
-    previous = os.environ.get("XDG_CACHE_HOME")
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "CLLM_SHIPPED_BASE")}
     os.environ["XDG_CACHE_HOME"] = str(cache)
+    os.environ["CLLM_SHIPPED_BASE"] = ""
     yield cache
-    if previous is None:
-        os.environ.pop("XDG_CACHE_HOME")
-    else:
-        os.environ["XDG_CACHE_HOME"] = previous
+    for name, previous in saved.items():
+        if previous is None:
+            os.environ.pop(name)
+        else:
+            os.environ[name] = previous
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ _REQUIRED_ENTRIES = ("model_config", "tokenizer", "metadata", "sha256")
 # cllm's own JSON nests at most 5 levels (the tokenizer); far deeper text is damage, or an attack on the parser,
 # which recurses once per level.
 _MAX_JSON_DEPTH = 64
+_DTYPES = {"F32": "<f4", "F16": "<f2"}  # safetensors dtype -> numpy: float16 only for the weights of a shipped base
 _SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                   stat.S_IFBLK: "a block device"}
 _RETRAIN = "Retrain with `cllm train` (or restore the file from a backup)."
@@ -69,10 +70,16 @@ def weights_sha256(ckpt: Checkpoint) -> str:
     return params_sha256(ckpt.params)
 
 
-def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
-    """Write `ckpt` to `path` atomically: a crash leaves either the old file or the new one, never a mix."""
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, half: bool = False) -> None:
+    """Write `ckpt` to `path` atomically: a crash leaves either the old file or the new one, never a mix.
+    `half` stores the weights as float16 (half the size: the base shipped in the package), which needs a
+    checkpoint without optimizer state; loading turns them back into float32."""
     path = Path(path)
     tensors = {"params": _flat_float32(ckpt.params, "params")}
+    if half:
+        if ckpt.optimizer is not None:
+            raise ValueError("float16 weights are for serving: save without the optimizer state")
+        tensors["params"] = tensors["params"].astype("<f2")
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -91,7 +98,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
             tensors["adam_params"] = _flat_float32(current, "optimizer params")
             if tensors["adam_params"].size != tensors["params"].size:
                 raise ValueError("optimizer params must have as many values as params")
-    digests = {name: params_sha256(array) for name, array in tensors.items()}
+    digests = {name: hashlib.sha256(array.data).hexdigest() for name, array in tensors.items()}
     digests["metadata"] = _header_digest(header)
     header["sha256"] = json.dumps(digests, sort_keys=True)
     prefix = _safetensors_prefix(tensors, header)
@@ -111,12 +118,13 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
 
 
 def _safetensors_prefix(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    """Length prefix and JSON header of a safetensors file holding `tensors` (flat little-endian float32) in
-    order, back to back, after it."""
+    """Length prefix and JSON header of a safetensors file holding `tensors` (flat little-endian float32, or
+    float16 weights) in order, back to back, after it."""
     table: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name, array in tensors.items():
-        table[name] = {"dtype": "F32", "shape": [array.size], "data_offsets": [offset, offset + array.nbytes]}
+        dtype = "F16" if array.dtype == np.float16 else "F32"
+        table[name] = {"dtype": dtype, "shape": [array.size], "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
     header = json.dumps(table, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # as safetensors does: the tensor data starts 8-byte aligned
@@ -240,19 +248,20 @@ def _read_header(f, path: Path, size: int) -> tuple[dict[str, Any], dict[str, st
 
 
 def _is_tensor_entry(entry: Any) -> bool:
-    """True for a tensor table entry as cllm writes it: flat float32, offsets consistent with the shape."""
-    if not isinstance(entry, dict) or entry.get("dtype") != "F32":
+    """True for a tensor table entry as cllm writes it: flat float32 (or float16), offsets consistent with the
+    shape."""
+    if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
         return False
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     return (isinstance(shape, list) and len(shape) == 1 and _is_count(shape[0])
             and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
-            and offsets[1] - offsets[0] == 4 * shape[0])
+            and offsets[1] - offsets[0] == np.dtype(_DTYPES[entry["dtype"]]).itemsize * shape[0])
 
 
 def _read_tensor(
     f, path: Path, entries: dict[str, Any], name: str, data_start: int, digests: dict[str, str]
 ) -> np.ndarray:
-    """One flat float32 tensor (its table entry already checked), verified against its recorded sha256."""
+    """One flat tensor as float32 (its table entry already checked), verified against its recorded sha256."""
     entry = entries.get(name)
     if entry is None:
         raise CheckpointError(f"{path} is corrupt: tensor {name!r} is missing. {_RETRAIN}")
@@ -264,7 +273,7 @@ def _read_tensor(
             f"{path} is corrupt: the bytes of {name!r} do not match their checksum (damaged on disk or in transfer). "
             + _RETRAIN
         )
-    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return np.frombuffer(raw, dtype=_DTYPES[entry["dtype"]]).astype(np.float32)
 
 
 def _parse_json(text: str | bytes, path: Path, what: str) -> Any:

@@ -504,3 +504,33 @@ def test_fuzzed_files_raise_checkpoint_error(tmp_path, data, header):
         path.write_bytes(content)
         with pytest.raises(CheckpointError):
             load_checkpoint(path, with_optimizer=True)
+
+
+def test_float16_weights_load_as_float32_at_half_the_size(tiny_model_path, tmp_path):
+    ckpt = ckmod.load_checkpoint(tiny_model_path)
+    full, half = tmp_path / "full.cllm", tmp_path / "half.cllm"
+    ckmod.save_checkpoint(full, ckpt)
+    ckmod.save_checkpoint(half, ckpt, half=True)
+    loaded = ckmod.load_checkpoint(half)
+    assert loaded.params.dtype == np.float32
+    np.testing.assert_array_equal(loaded.params, ckpt.params.astype(np.float16).astype(np.float32))
+    weights = ckpt.params.nbytes
+    assert full.stat().st_size - half.stat().st_size == weights // 2
+
+
+def test_float16_weights_refuse_optimizer_state(tiny_model_path, tmp_path):
+    ckpt = ckmod.load_checkpoint(tiny_model_path)
+    ckpt.optimizer = {"m": ckpt.params, "v": ckpt.params, "step": 1}
+    with pytest.raises(ValueError, match="without the optimizer"):
+        ckmod.save_checkpoint(tmp_path / "half.cllm", ckpt, half=True)
+
+
+def test_a_float16_tensor_whose_size_disagrees_with_its_shape_is_refused(tiny_model_path, tmp_path):
+    ckpt = ckmod.load_checkpoint(tiny_model_path)
+    half = tmp_path / "half.cllm"
+    ckmod.save_checkpoint(half, ckpt, half=True)
+    data = half.read_bytes()
+    tampered = data.replace(b'"dtype":"F16"', b'"dtype":"F32"', 1)
+    half.write_bytes(tampered)
+    with pytest.raises(ckmod.CheckpointError, match="unexpected layout|corrupt"):
+        ckmod.load_checkpoint(half)
