@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 KN_ORDER = 5  # the workspace n-gram's order
 INDEX_FILE = "index.npz"
-FORMAT = 1  # bump when the saved arrays change meaning
+FORMAT = 2  # bump when the saved arrays change meaning (2: only files that pass the read policy)
 BYTES_PER_SOURCE_BYTE = 42  # index bytes per byte of C source (400 files of the kernel tree): the sampling estimate
 
 

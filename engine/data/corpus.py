@@ -161,17 +161,78 @@ def load_documents(documents: Iterable[Document]) -> list[Document]:
     return [Document(doc.path, text, doc.size) for doc, text in read_texts(documents)]
 
 
-def read_documents(root: Path, paths: Sequence[str]) -> tuple[list[Document], list[str]]:
-    """Documents holding the texts of relative `paths` under `root`, and the paths that could not be read."""
+def read_documents(root: Path, paths: Sequence[str],
+                   config: CorpusConfig = CorpusConfig()) -> tuple[list[Document], list[str]]:
+    """Documents holding the texts of relative `paths` under `root` that pass the read policy (read_checked: the
+    rules training reads by), and the paths left out. Whatever names the paths (a model file's metadata, an
+    editor's save), nothing outside the workspace, no secret and no binary is read."""
     docs, missing = [], []
+    real_root = Path(root).resolve()
     for rel in paths:
-        try:
-            text = (root / rel).read_bytes().decode("utf-8", errors="replace")
-        except OSError:
+        data, reason = read_checked(real_root, rel, config)
+        if reason is not None:
             missing.append(rel)
             continue
-        docs.append(Document(path=rel, text=text, size=len(text.encode("utf-8"))))
+        text = data.decode("utf-8")
+        docs.append(Document(path=rel, text=text, size=len(data)))
     return docs, missing
+
+
+def read_checked(real_root: Path, rel: str, config: CorpusConfig = CorpusConfig()) -> tuple[bytes | None, str | None]:
+    """The read policy of everything cllm learns or completes from: the bytes of `rel` under `real_root` (already
+    resolved), or None and why it must not be read: outside the workspace once symlinks are resolved, not a
+    regular file, too large, unreadable, binary, not UTF-8, holding a secret, a generated data table."""
+    path = real_root / rel
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
+        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    if not _inside(resolved, real_root):
+        return None, "outside the workspace"
+    data, reason = _read_regular(path, config.max_file_bytes)
+    return (data, None) if reason is None and (reason := content_reason(data)) is None else (None, reason)
+
+
+def _read_regular(path: Path, limit: int) -> tuple[bytes | None, str | None]:
+    """The bytes of the regular file at `path` (at most `limit`), or None and why not."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None, "unreadable (broken symlink)" if path.is_symlink() else _GONE
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file"
+    if info.st_size > limit:
+        return None, f"too large ({_human_bytes(info.st_size)} > {_human_bytes(limit)} limit)"
+    try:
+        # Non-blocking: a file swapped for a FIFO after the check above does not hang the read.
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    if len(data) > limit:
+        return None, f"too large (over the {_human_bytes(limit)} limit)"
+    return data, None
+
+
+def content_reason(data: bytes) -> str | None:
+    """Why these bytes are not text to learn or complete from (binary, not UTF-8, a secret, a generated data
+    table), or None."""
+    if b"\0" in data:
+        return "binary (contains NUL bytes)"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (invalid byte at offset {exc.start})"
+    secret = find_secret(text)
+    if secret:
+        return f"secret (contains {secret})"
+    if len(data) >= _DATA_TABLE_MIN_BYTES:
+        numeric = sum(map(text.count, _DATA_TABLE_CHARS)) / len(text)
+        if numeric >= _DATA_TABLE_FRACTION:
+            return f"generated data table ({numeric:.0%} digits and commas)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -449,44 +510,22 @@ class _Walker:
 
     def _read_candidate(self, entry: os.DirEntry) -> tuple[bytes | None, str | None]:
         """The file's bytes, or None and the reason it cannot or should not be read."""
-        limit = self.config.max_file_bytes
         try:
-            info = os.stat(entry.path)
+            os.stat(entry.path)
         except FileNotFoundError:
             return None, "unreadable (broken symlink)" if entry.is_symlink() else _DELETED
-        except OSError as exc:
-            return None, f"unreadable ({exc.strerror})"
-        if not stat.S_ISREG(info.st_mode):
-            return None, "not a regular file"
+        except OSError:
+            pass  # _read_regular names the error
         if entry.is_symlink() and not _inside(Path(entry.path).resolve(), self.real_root):
             return None, "symlink to a file outside the workspace"
-        if info.st_size > limit:
-            return None, f"too large ({_human_bytes(info.st_size)} > {_human_bytes(limit)} limit)"
-        try:
-            with open(entry.path, "rb") as f:
-                data = f.read(limit + 1)
-        except OSError as exc:
-            return None, f"unreadable ({exc.strerror})"
-        if len(data) > limit:
-            return None, f"too large (over the {_human_bytes(limit)} limit)"
-        return data, None
+        return _read_regular(Path(entry.path), self.config.max_file_bytes)
 
     def _check_content(self, rel_path: str, data: bytes) -> tuple[str | None, str | None]:
-        """The sha256 of the file's bytes, or None and why these bytes are not training text (binary, encoding,
-        secret, duplicate)."""
-        if b"\0" in data:
-            return None, "binary (contains NUL bytes)"
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return None, f"not UTF-8 text (invalid byte at offset {exc.start})"
-        secret = find_secret(text)
-        if secret:
-            return None, f"secret (contains {secret})"
-        if len(data) >= _DATA_TABLE_MIN_BYTES:
-            numeric = sum(map(text.count, _DATA_TABLE_CHARS)) / len(text)
-            if numeric >= _DATA_TABLE_FRACTION:
-                return None, f"generated data table ({numeric:.0%} digits and commas)"
+        """The sha256 of the file's bytes, or None and why these bytes are not training text (content_reason, or a
+        duplicate)."""
+        reason = content_reason(data)
+        if reason is not None:
+            return None, reason
         digest = hashlib.sha256(data).hexdigest()
         if digest in self.hashes:
             return None, f"duplicate of {self.hashes[digest]}"

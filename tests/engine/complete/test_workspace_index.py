@@ -159,3 +159,35 @@ def test_positions_and_counts_take_four_bytes_and_survive_a_reload(setup, tmp_pa
     for index in (builder.index, again.index):
         assert {parts[0].count.dtype for parts in index._counts} == {np.dtype(np.int32)}
         assert {ends.dtype for [(_, ends)] in index._occurrences} == {np.dtype(np.int32)}
+
+
+AWS_KEY = "AKIA" + "ABCDEFGHIJKLMNOP"  # the shape of an AWS access key, written in two halves so that no scanner trips on this file
+
+
+def test_a_saved_file_that_now_holds_a_secret_leaves_the_index(setup, tmp_path):
+    model, root, files = setup
+    builder, snapshots = _builder(model, root, files, tmp_path / "index.npz")
+    builder.run()
+    assert files[1] in builder.index.files
+    (root / files[1]).write_text(f"const char *key = \"{AWS_KEY}\";\n")
+    assert builder.update_file(files[1])
+    assert files[1] not in builder.index.files
+    key_ids = model.tokenizer.encode(AWS_KEY)
+    assert not _holds(builder.index.tokens, key_ids)
+
+
+def test_a_training_file_replaced_by_a_symlink_to_outside_is_not_indexed(setup, tmp_path):
+    model, root, files = setup
+    outside = tmp_path / "outside.c"
+    outside.write_text("int outside_the_workspace_secret_function(void) { return 1; }\n")
+    (root / files[0]).unlink()
+    (root / files[0]).symlink_to(outside)
+    builder, _ = _builder(model, root, [*files, "../outside.c"], tmp_path / "index.npz")
+    builder.run()
+    assert files[0] not in builder.index.files and "../outside.c" not in builder.index.files
+    assert files[1] in builder.index.files
+
+
+def _holds(tokens: np.ndarray, ids: list[int]) -> bool:
+    n = len(ids)
+    return any(list(tokens[i:i + n]) == list(ids) for i in range(len(tokens) - n + 1))

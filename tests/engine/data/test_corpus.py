@@ -392,3 +392,26 @@ def test_sample_documents_is_deterministic_bounded_and_whole_when_small():
     sample = sample_documents(docs, 1_000)
     assert len(sample) == 10 and sample == sample_documents(list(reversed(docs)), 1_000)
     assert sample != docs[:10], "spread over the tree, not the first files walked"
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("../outside.c", None, "outside the workspace"),
+    ("link.c", "symlink", "outside the workspace"),
+    ("key.c", "const char *k = \"" + "AKIA" + "ABCDEFGHIJKLMNOP" + "\";\n", "secret (contains an AWS access key)"),
+    ("blob.c", "int x;\0\n", "binary (contains NUL bytes)"),
+    ("fifo.c", "fifo", "not a regular file"),
+])
+def test_the_read_policy_refuses_what_training_refuses(tmp_path, name, content, reason):
+    root = tmp_path / "ws"
+    root.mkdir()
+    outside = tmp_path / "outside.c"
+    outside.write_text("int secret_outside(void);\n")
+    if content == "symlink":
+        (root / name).symlink_to(outside)
+    elif content == "fifo":
+        os.mkfifo(root / name)
+    elif content is not None:
+        (root / name).write_text(content)
+    assert corpus.read_checked(root.resolve(), name) == (None, reason)
+    docs, missing = corpus.read_documents(root, [name])
+    assert docs == [] and missing == [name]
