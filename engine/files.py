@@ -9,15 +9,39 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from glob import escape as glob_escape
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import CllmError
 from .faults import fault_point
 
 _TMP_SUFFIX = ".tmp"
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+
+
+class OutputPathError(CllmError):
+    """A path cllm was asked to write names something that is not a regular file: nothing is written."""
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """The write policy of every file cllm writes: `path` must not exist or be a regular file (a device, a FIFO
+    or a folder of that name is never replaced). Returns it as a Path; OutputPathError says what it is."""
+    path = Path(path)
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if kind != stat.S_IFREG:
+        raise OutputPathError(f"refusing to write {path}: it is {_KINDS.get(kind, 'not a regular file')}, "
+                              "not a regular file; give the path of a file to create or replace")
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -31,9 +55,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     Readers see either the old file or the complete new one, never a mix; on any failure (including
     KeyboardInterrupt) the temporary file is removed and the old file is left untouched. Writing through a
     callback lets large files be streamed piece by piece instead of first assembled in memory. Temporaries of
-    `path` that killed writers left behind are removed first.
+    `path` that killed writers left behind are removed first. OutputPathError when `path` is not a regular file
+    (check_output_path).
     """
-    path = Path(path)
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent)

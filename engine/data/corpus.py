@@ -363,14 +363,31 @@ def format_stats(numbers: dict[str, int]) -> str:
     )
 
 
-def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -> None:
+def write_consolidated(documents: Iterable[Document], path: str | os.PathLike) -> bool:
     """Write all documents into one text file, each preceded by a FILE_MARKER line (atomically, streamed file by
-    file: a large corpus is never assembled in memory; files deleted or changed since the scan are left out)."""
+    file: a large corpus is never assembled in memory; files deleted or changed since the scan are left out).
+    A file of that name that cllm did not write (it does not start with a marker line) is left as it is: returns
+    False then, True once written."""
+    path = Path(path)
+    if path.exists() and not _starts_with_marker(path):
+        return False
+
     def write(f) -> None:
         for doc, text in read_texts(documents):
             f.write((FILE_MARKER.format(path=doc.path) + "\n").encode("utf-8"))
             f.write((text if text.endswith("\n") or not text else text + "\n").encode("utf-8"))
     atomic_write(path, write)
+    return True
+
+
+def _starts_with_marker(path: Path) -> bool:
+    """Whether the file at `path` begins as a consolidated corpus file does (a FILE_MARKER line)."""
+    head = FILE_MARKER.split("{", 1)[0].encode("utf-8")
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(head)) == head
+    except OSError:
+        return False
 
 
 def skip_counts(reasons: Iterable[str]) -> dict[str, int]:
