@@ -1,34 +1,12 @@
 """The workspace cache mixture: copy what the workspace and the open file already say.
 
-Five next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match +
-w_P p_pooled:
-- the transformer (its context is short: the training sequence length);
-- a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
-  whole lines from other files the way a compressor does;
-- a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
-  names and lines from far back in the same file, beyond the transformer's window;
-- a match model (engine/complete/match_model.py): the token that followed the last occurrence of the recent tokens, in
-  the file or the workspace, for spans that repeat longer than the n-grams can see;
-- the pooled component: the product of the first three, p_T^0.5 p_kn^0.3 p_cache^0.2 renormalised (geometric
-  pooling, `pooled`). A linear mixture adds evidence; a product lets the models veto one another, which is
-  sharper where they agree. It took the mixture's bits per byte from 0.967 to 0.952 on psutil's held-out files
-  and from 0.583 to 0.575 on pycryptodome's (600 s fine-tunes of the /usr/include base; line exact match 29.7 ->
-  29.3 % and 39.7 -> 40.7 %, within noise); it needs the transformer's whole distribution at every scored
-  position (PooledProbs), not only the probability of the right token.
-
-The weights depend on how much evidence the copying models have at the current position (the longest context
-each n-gram has seen before, the match level) and on how sure the transformer is there (the entropy of its
-next-token distribution, in three levels), so the mixture trusts copying where it is reliable and the transformer
-where it knows the answer. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
-fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
-with weights fitted on it.
-
-Real completions use the mixture too: the trainer fits the weights on its held-out files (engine/eval/heldout.py) and
-stores them in the checkpoint metadata ("mixture"); `workspace_scorer` rebuilds the 5-gram and the match index
-from the workspace's training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store)
-and returns a MixtureScorer, the scorer a generate.Completer decodes through, or None when the weights or the
-files are missing, so that callers fall back to the transformer alone. This module knows nothing of decoding:
-the transformer's logits come in, mixed log-probabilities go out.
+Five next-token predictors are mixed linearly: the transformer; a Kneser-Ney 5-gram over the workspace's training
+files (ngram.py); a Witten-Bell cache of the current file before the cursor; a match model (match_model.py) for
+spans that repeat longer than the n-grams see; and the renormalised product of the first three (`pooled`). The
+weights depend on the copying models' evidence at the position and on the transformer's certainty, and are fitted
+by EM on held-out tokens; the trainer stores them in the checkpoint, `workspace_scorer` rebuilds the n-gram and
+match index from the workspace and returns the MixtureScorer a Completer decodes through (None: transformer
+alone). See docs/decisions.md, "The workspace cache mixture".
 """
 
 from __future__ import annotations
@@ -50,10 +28,8 @@ from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 CACHE_ORDER = 4
 COMPONENTS = 5  # transformer, workspace 5-gram, document cache, match model, their geometric pool
 POOL = (0.5, 0.3, 0.2)  # exponents of the transformer, the 5-gram and the cache in the pooled component
-# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level). On
-# four PyPI projects' held-out files (600-s fine-tunes of a /usr/include base) these levels took the mixture's bits
-# per byte down by 0.1-1.3 % (psycopg2 0.805 -> 0.805, bitarray 0.948 -> 0.944, psutil 0.839 -> 0.837,
-# pycryptodome 0.487 -> 0.481); two levels split at 1.5 did about as well, four did no better.
+# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level).
+# see docs/decisions.md, "Mixture weights by the transformer's certainty"
 UNCERTAINTY_EDGES = (1.0, 2.5)
 UNCERTAINTY_LEVELS = len(UNCERTAINTY_EDGES) + 1
 
@@ -191,8 +167,7 @@ class DocumentCache:
 
     def append(self, token: int, generated: bool = False) -> None:
         """Add one token at the end of the document; a `generated` one (the completion's own output) is context
-        for every model but never counted or copied by the cache and the match model, so a completion cannot feed
-        on itself (it looped: 'uint8_t* storage_ix, uint8_t* storage_ix, ...')."""
+        for every model but never counted or copied, so a completion cannot feed on itself (it looped)."""
         if self.length == len(self._tokens):
             self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
@@ -282,13 +257,9 @@ class Mixture:
 def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
     """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
 
-    Each bucket's weights are pulled towards the weights of its group (every bucket of the same match level and
-    transformer uncertainty together) by `prior` pseudo-tokens, and those towards the global weights likewise, so
-    a sparse bucket falls back on the mix of the positions with the same match evidence instead of overfitting a
-    handful of tokens. Held-out sets are small (20,000 tokens, half of them per cross-fitted fold, for 450
-    buckets): falling back on the global mix instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark;
-    finer buckets (more match lengths up to 512 tokens, how often the 5-gram's context was seen) cost more than
-    they gained on both.
+    Each bucket's weights are pulled towards its group's (same match level and uncertainty) by `prior`
+    pseudo-tokens, and those towards the global weights likewise, so a sparse bucket does not overfit a handful of
+    tokens. See docs/decisions.md, "Mixture buckets and their fallback".
     """
     probs = np.maximum(np.asarray(probs, dtype=np.float64), 1e-300)
     group_of = _bucket_groups()
@@ -464,13 +435,9 @@ class MixtureScorer:
     """Decoding from the mixture instead of the transformer alone: the scorer (generate.Scorer) a Completer hands
     each request's document and the transformer's logits to (same prompts, healing and stops as without it).
 
-    The n-gram and match models read the document itself, not the prompt: the file's path header and the prefix
-    up to the point where token healing takes tokens back, then every generated token, healing included, as
-    context only (DocumentCache.append: a completion is never a source to copy from). Two ways of
-    treating the healed bytes differently measured worse on the demo corpus (8.0 % exact match, 0.260 edit
-    similarity): the transformer alone while healing (5.0 %, 0.203), and n-gram mass only on tokens that cover
-    all healed bytes (7.5 %, 0.240). Healing only the last whitespace character (generate.healed_prompt) removed
-    the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
+    The n-gram and match models read the document itself: the path header and the prefix up to where token healing
+    takes tokens back, then every generated token as context only (never a source to copy from).
+    See docs/decisions.md, "Token healing under the mixture".
     """
 
     def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:

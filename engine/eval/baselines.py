@@ -1,14 +1,10 @@
 """The compressor baselines that `cllm eval` scores on the same files as the model: xz, zpaq and PPMd, each
 conditioned on the training files.
 
-They answer "what could a model learn from the training files alone?". Each held-out file is compressed after the
-training bytes on its own, as the model scores it (the training files and the file's own beginning, never the other
-held-out files: compressing them in one stream let later files learn from earlier ones, worth 0.09 of
-pycryptodome's 0.56 bits per byte under zpaq). Each compressor may copy any span of the training bytes, which is a strong bar on code (identifiers and whole lines repeat across files); zpaq -m5 (context
-mixing) and PPMd order 16 (7-Zip's) also predict byte by byte from long contexts, the bar for near-repeats. xz is
-Python's own lzma; zpaq and 7z are external programs (Debian's `zpaq` and `p7zip-full`), measured only where they are
-installed. The other baseline, the Kneser-Ney 5-gram, lives in engine/complete/ngram.py because the completion mixture uses it
-too.
+They answer "what could a model learn from the training files alone?": each held-out file is compressed after the
+training bytes on its own, as the model scores it. xz is Python's lzma; zpaq and 7z are external programs, used
+where installed. The Kneser-Ney 5-gram baseline lives in engine/complete/ngram.py (the mixture uses it too).
+See docs/decisions.md, "Compressor baselines".
 """
 
 from __future__ import annotations
@@ -93,11 +89,8 @@ def zpaq_bits(data: bytes, method: str = "5") -> int:
 
 def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: TrainBits | None = None) -> float:
     """conditional_bits_per_byte of zpaq -m5, with the same model for both sizes: the one zpaq picks for
-    train + heldout. Left to itself, zpaq -m5 analyses each input and may pick another model for `train` alone (its
-    text detection flips on a few bytes: appending 80 bytes of comments to the demo corpus's training files made
-    the archive 1.7 KB smaller), and the difference of two sizes under two models is not the held-out bytes' cost
-    (it credited them with 0.19 of the demo's 0.68 bits per byte). `train_bits` keeps the training bytes' size per
-    model across held-out files."""
+    train + heldout (see docs/decisions.md, "Compressor baselines"). `train_bits` keeps the training bytes' size
+    per model across held-out files."""
     if not heldout:
         raise ValueError("no held-out bytes to compress")
     both, method = _zpaq(train + heldout, "5")
@@ -107,10 +100,8 @@ def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: Tra
 
 def ppmd_bits(data: bytes) -> int:
     """Size in bits of a 7-Zip archive of `data` compressed by PPMd of order 16 with 192 MB of model memory
-    (7-Zip's own for -mx9), read from standard input. Given a file, 7-Zip shrinks the model memory to the file's
-    size (to 8 MB below 512 KB, 16 MB up to 1 MB, ...), so the training bytes alone and training + held-out bytes
-    could be compressed by models of two sizes, and the difference credited the held-out bytes with the bigger
-    model's gain on the training bytes: 0.23 bits per byte for one psycopg2 file that costs 0.82."""
+    (7-Zip's own for -mx9), read from standard input so that 7-Zip keeps that memory for every input size
+    (see docs/decisions.md, "Compressor baselines")."""
     return _run_archiver(["7z", "a", "-bd", "-m0=PPMd:o=16:mem=192m", "-sidata", "a.7z"], "a.7z", data, stdin=True)[0]
 
 
