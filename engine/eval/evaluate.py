@@ -1,29 +1,12 @@
 """`cllm eval`: how well does a model predict and complete C code it has not trained on, next to baselines?
 
-Four measures on the same files in one run:
-- bits per byte: every file scored from its start (after its path header, as in training) with a sliding window as
-  long as the training sequences (positions past it were never trained), stride half a window; total bits over
-  total UTF-8 bytes, so tokenizers of any size compare fairly;
-- line completion at seeded cursor positions, half mid-line and half at the start of a line: the model sees the text
-  before the cursor and, as the suffix, the text after the end of the line (the line is being typed); its one-line
-  completion is compared with the real rest of the line (exact match after trimming whitespace, edit similarity);
-  with `prefix_only` (`cllm eval --prefix-only`) the models see no suffix, as a client without fill-in-the-middle
-  asks (the 5-gram never uses one);
-- syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
-- baselines: xz, zpaq -m5 and PPMd order 16 (where installed), each held-out file conditioned on the training
-  bytes as the model is (engine/eval/baselines.py), and a Kneser-Ney 5-gram over the model's tokens trained on the
-  training files (bits per byte on the same files, greedy line completion at the same positions).
-A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
-model trained on the same workspace for the same budget (engine/train/pretrain.py `train_scratch_twin`), on the same files; files whose
-sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
-them. `format_comparison` puts the models side by side.
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache, a
-match model and the normalised product of the first three (engine/complete/mixture.py), bits per byte and line completion,
-weights cross-fitted across the evaluated files (so no file is scored with weights fitted on itself).
-
-The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
-completions use the mixture (engine/complete/serving.py `make_completer`), so the headline is the mixture's and "completer"
-says "transformer+cache"; the transformer alone is always reported under "transformer".
+On the same files in one run: bits per byte (sliding windows as long as the training sequences, over UTF-8 bytes
+so that any tokenizer compares fairly), line completion at seeded cursors (exact match, edit similarity; with
+`prefix_only` no text after the cursor), the share of multi-line completions that keep the function parsing, and
+the baselines (compressors conditioned on the training files, a Kneser-Ney 5-gram). The headline is what the model
+ships: the mixture when the checkpoint carries its weights (cross-fitted across the files), the transformer alone
+always beside it. A fine-tuned model is also compared with its base (and a scratch twin on request), leaving out
+files the base learned from. docs/quality.md shows a report.
 """
 
 from __future__ import annotations
