@@ -1,10 +1,8 @@
-"""Hashed n-gram counts over token ids: the suffix hashes every n-gram model here keys on, the interpolated
-back-off chain, and an interpolated modified Kneser-Ney model.
+"""Hashed n-gram counts over token ids: the suffix hashes every n-gram model keys on, the interpolated back-off
+chain, and an interpolated modified Kneser-Ney model.
 
-Three users share them: the workspace 5-gram and the document cache of the completion mixture (engine/complete/mixture.py),
-the match model's gram lookups (engine/complete/match_model.py), and the 5-gram baseline of `cllm eval` (engine/eval/evaluate.py),
-whose bits per byte and line completions compare directly with the transformer's because it uses the model's own
-tokenizer.
+Used by the completion mixture's workspace 5-gram and document cache, the match model's lookups, and `cllm eval`'s
+5-gram baseline (which shares the model's tokenizer, so its scores compare directly).
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Workspace scan: which C files become training data, and why the others do not.
 
-Which files count: inside a git work tree, the files git would add (tracked files plus untracked files that no
-ignore rule excludes: .gitignore applies to untracked files only, as in git); outside git, every file that the
-.gitignore files at every level do not ignore; with CorpusConfig.gitignore False, every file. The scan also skips
-hidden and build/vendor folders, secrets (by file name, or by content: private keys, cloud keys, access tokens),
-oversized, binary, non-UTF-8 and unreadable files, names that are not UTF-8, exact duplicates and symlink loops,
-and reports every skipped candidate with a readable reason ("secret (contains an AWS access key)");
-`skip_summary` counts them by kind, and `hidden_by_ignore_rules` says which rules hid C files when none is left.
-The documents it returns hold no text, so that its memory does not grow with the workspace: each is read again
-when it is needed (`read_texts`), and a file deleted or changed since the scan is then left out with its reason.
-It also holds the deterministic held-out split, corpus statistics and the consolidated corpus file (one text
-file with a marker line before each source file).
+Inside a git work tree the files git would add, outside it the files no .gitignore ignores (or every file with
+CorpusConfig.gitignore False); hidden, build and vendor folders, secrets (by name or content), oversized, binary,
+non-UTF-8 and duplicate files are skipped, each with a readable reason (`skip_summary` counts them). Documents
+hold no text, so memory does not grow with the workspace: `read_texts` reads them when needed. Also the
+deterministic held-out split, corpus statistics and the consolidated corpus file.
 """
 
 from __future__ import annotations

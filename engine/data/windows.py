@@ -1,17 +1,10 @@
 """Training data: documents -> one token stream -> shuffled windows per epoch, some turned fill-in-the-middle.
 
-Fill-in-the-middle uses the suffix-prefix-middle order (Bavarian et al. 2022, "SPM"): a window's content cut at
-one point becomes [fim_prefix] [fim_suffix] S [fim_middle] P [eot], where P is the text before the cut and S the
-text after it. The text before the cursor thus runs straight into the text to write, as in plain training, and the
-model only has to learn where it joins the suffix. The prefix-suffix-middle order (P and S first, then a middle
-that must pick up where P ended far back in the window) trained a small model that completed lines at a third of
-the exact-match rate of plain prompts.
-
-The stream is every document's `encode_document` ids, concatenated. Window i is the seq_len + 1 tokens starting
-at i * seq_len (inputs are its first seq_len tokens, targets its last seq_len), so consecutive windows share one
-token and every token of the stream is a target once per epoch; a short last window is padded with ignored
-targets (-1). Everything random about an epoch (window order, which windows become FIM, where they are cut)
-comes from one numpy Generator seeded with (seed, epoch): resuming at (epoch, batch) replays the same data.
+Fill-in-the-middle uses the suffix-prefix-middle order: [fim_prefix] [fim_suffix] S [fim_middle] P [eot], so the
+text before the cursor runs straight into the text to write (see docs/decisions.md, "Fill-in-the-middle order").
+Window i is the seq_len + 1 tokens from i * seq_len, so every token is a target once per epoch (a short last
+window is padded with -1 targets). Everything random about an epoch comes from one Generator seeded with
+(seed, epoch), so resuming at (epoch, batch) replays the same data.
 """
 
 from __future__ import annotations

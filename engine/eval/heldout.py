@@ -1,13 +1,10 @@
 """The model's loss on whole held-out files, and the mixture weights fitted on it.
 
-Training and `cllm eval` measure the same thing: every file scored from its start (after its path header, as in
-training) with sliding windows as long as the training sequences, stride half a window. The trainer also fits the
-completion mixture's weights (engine/complete/mixture.py) on its held-out files here and stores them in the checkpoint; the
-mixture's pooled component reads the transformer's whole distribution at each position as the pass goes
-(document_scores). Its cost per token grows with the token's position in its file, as the document cache scans the
-file so far (mixture.DocumentCache.levels): about 80 us at 4k tokens, 170 us at 32k, 330 us at 100k (one
-100k-token file took 20 s), so batch_seconds times it at the held-out files' typical position.
-Nothing here decodes: this is the network's forward pass over whole windows.
+Training and `cllm eval` measure the same thing: every file scored from its start (after its path header) with
+sliding windows as long as the training sequences, stride half a window. The trainer fits the completion mixture's
+weights here too, reading the transformer's whole distribution at each position (document_scores); that costs more
+per token the further into its file the token is, so batch_seconds times it at the files' typical position
+(see docs/decisions.md, "Timing held-out scoring"). Nothing here decodes.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Numba kernels of the transformer: every elementwise, normalising or attention step, forward beside backward.
 
-(Training attention is the one composite: its products go to BLAS as stacked matrix products, around numba
-softmax kernels.)
-
-Conventions: arguments are outputs, then inputs, then weights, then sizes. Activations are 2-D
-(rows = batch * time, columns = features), C-contiguous. Backward kernels ADD into parameter
-gradients (so shards and accumulation steps can share a buffer) and write activation
-gradients. Every kernel is `nogil`, so several sphere threads run them at once; they are
-generic over float32/float64 (float64 is used by the gradient checks). Dropout masks are a
-pure function of (key, element index) via splitmix64: no global random state, identical masks
-in forward and backward, and identical results for any thread count.
+Arguments are outputs, then inputs, then weights, then sizes; activations are 2-D (batch * time, features) and
+C-contiguous. Backward kernels ADD into parameter gradients (shards and accumulation steps share a buffer). Every
+kernel is `nogil` so that sphere threads run them at once, and generic over float32/float64 (the gradient checks).
+Dropout masks are a pure function of (key, element index) via splitmix64: the same in forward and backward, for any
+thread count. Training attention sends its products to BLAS around numba softmax kernels.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Forward and hand-written backward of the whole transformer, plus KV-cache inference.
 
-The network: token + position embedding (dropout; rotary positions have no position table and turn each
-block's queries and keys instead, kernels.rope_forward), n_layers pre-LayerNorm blocks
-(x += dropout(proj(attn(LN1(x)))); x += dropout(mlp(LN2(x))) with a GELU MLP), a final LayerNorm
-and an output head tied to the token embedding. Matrix products go to BLAS through numpy with
-out= into preallocated buffers; everything around them is a numba kernel (engine/model/kernels.py).
-A Scratch holds every activation and temporary of one shard, so a training step allocates no
-large arrays; each thread uses its own Scratch and gradient buffer, and since numpy's matmul and
-the kernels release the GIL, several threads run forward_backward truly in parallel.
+Token embedding (+ a position table, or rotary positions on queries and keys), n_layers pre-LayerNorm blocks with
+a GELU MLP, a final LayerNorm and an output head tied to the embedding. Matrix products go to BLAS with out= into
+preallocated buffers, the rest to numba kernels (kernels.py). A Scratch holds one shard's activations, so a step
+allocates no large arrays, and since both release the GIL several threads run forward_backward in parallel.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The twelve spheres: deterministic data-parallel forward/backward on a pool of OS threads.
 
-A global batch is cut into one shard per worker sphere (sizes differ by at most one sequence; the cut depends
-only on the sphere count). Each sphere runs forward and backward over its shard of every micro-batch of an
-optimizer step into a gradient buffer of its own, so the hot path has no shared writes. Threads take spheres in
-id order; which thread runs a sphere never changes what it computes (BLAS is limited to one thread per call,
-and a scratch holds no state between calls). The buffers are added into the step's gradient strictly in sphere
-id order (out = ((0 + g0) + g1) + ...), so the weights are bitwise identical for any thread count. Per sphere
-and step it records sequences, tokens, busy and wait seconds and loss.
+A global batch is cut into one shard per sphere (the cut depends only on the sphere count); each sphere runs its
+shard of every micro-batch into a gradient buffer of its own, so the hot path has no shared writes. The buffers are
+added in sphere-id order (((0 + g0) + g1) + ...) with BLAS at one thread per call, so the weights are bitwise the
+same for any thread count. Per sphere and step it records sequences, tokens, busy and wait seconds and loss.
 """
 
 from __future__ import annotations
