@@ -676,9 +676,7 @@ def head_greedy(logits, bounds, wte, q, scale, err, h):
     a_r = scale[r] (q[r] . h) is within e_r = err[r] A of the fp32 logit. The best lower bound
     lo = max_r (a_r - e_r) is <= the largest fp32 logit, so every row with a_r + e_r < lo loses for sure.
     bounds (rows,) float32 is a work buffer (it ends up holding the upper bounds a_r + e_r).
-    h stays float32 (int8 weights widened to float32 in the loop): quantising h to int8 as well measured no
-    faster (int8 x int8 products vectorise only through an LLVM intrinsic, as vpmaddwd, and the loop is
-    bound by reading q anyway) and would loosen the bound.
+    h stays float32 (see docs/decisions.md, "Greedy decoding through an int8 head").
     """
     rows, d = bounds.shape[0], h.shape[0]
     total = np.float32(0)
