@@ -28,11 +28,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Let `write(f)` fill a temporary file beside `path`, fsync it, then rename it over `path`.
 
-    Readers see either the old file or the complete new one, never a mix; on any failure (including
-    KeyboardInterrupt) the temporary file is removed and the old file is left untouched. Writing through a
-    callback lets large files be streamed piece by piece instead of first assembled in memory. Temporaries of
-    `path` that killed writers left behind are removed first.
-    """
+    Readers see the old file or the complete new one; on any failure (KeyboardInterrupt too) the temporary is removed
+    and the old file kept. The callback lets large files be streamed; stale temporaries of `path` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)

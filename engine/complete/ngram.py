@@ -184,11 +184,8 @@ def merge_counts(parts: Sequence[GramCounts]) -> GramCounts:
 class KneserNey:
     """Interpolated modified Kneser-Ney n-gram model over token ids (default order 5).
 
-    The highest order uses raw counts, lower orders continuation counts (how many distinct tokens precede the
-    n-gram), and the unigram level interpolates with the uniform distribution, so every token of the vocabulary has
-    probability > 0 and each conditional distribution sums to 1. N-grams are keyed by 64-bit hashes and stored in
-    sorted numpy arrays: scoring a whole file is a handful of vectorised `searchsorted` calls.
-    """
+    Raw counts at the highest order, continuation counts below, uniform under the unigrams, so every token has
+    probability > 0. N-grams are keyed by 64-bit hashes in sorted arrays: scoring a file is a few `searchsorted`."""
 
     def __init__(self, documents: Sequence[np.ndarray], vocab_size: int, pad_id: int, order: int = 5):
         """Count n-grams over `documents` (token arrays, e.g. Tokenizer.encode_document) joined into one stream.

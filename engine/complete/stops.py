@@ -166,15 +166,10 @@ class StopRules:
         return None
 
     def settled(self, text: str) -> int:
-        """How many characters at the start of `text` (the completion so far, which `check` accepted) are final:
-        no later token, cut or `finish` can change them. A conservative bound from each way text is taken back:
-
-        - a user stop string that may still appear cuts where it starts, at most its length minus one back;
-        - a line that may still turn out to repeat the next line after the cursor or the previous line is cut
-          at its start;
-        - a suggestion that so far is only the start of the text after the cursor may end up empty;
-        - trailing whitespace is trimmed, and so is an end that is the start of the suffix's first line: the
-          settled part ends on a character that is neither."""
+        """How many characters at the start of `text` (the completion so far, accepted by `check`) are final: no later
+        token, cut or `finish` can change them. A conservative bound: it stops before a stop string that may still
+        appear, at the start of a line that may still repeat a neighbour, at nothing while the text is only the start of
+        the suffix, and before trailing whitespace or an end that starts the suffix's first line."""
         end = len(text)
         if self.stop_strings:
             end -= max(len(s) for s in self.stop_strings) - 1

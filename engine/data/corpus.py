@@ -73,12 +73,9 @@ class DocumentChanged(Exception):
 class Document:
     """One source file: its path relative to the workspace ('/' separated), its size in bytes and its text.
 
-    A document from a workspace scan does not hold its text: a kernel-sized tree is a gigabyte of it, while a
-    training run needs each file's text only briefly (the tokenizer's sample, one tokenization batch, held-out
-    scoring). It keeps the folder the path is relative to (`root`), the sha256 of the bytes the scan accepted and
-    their line count, and `text` reads the file again at each use, raising DocumentChanged when the file was
-    deleted or changed since (`read_texts` skips those). `Document(path, text, size)` holds a text a caller
-    already has (tests, base-corpus replay, held-out samples loaded once for scoring)."""
+    A scanned document does not hold its text (a kernel-sized tree is a gigabyte of it): `text` reads the file again
+    at each use and raises DocumentChanged when it was deleted or changed since the scan (its sha256 and line count
+    are kept). `Document(path, text, size)` holds a text the caller already has."""
 
     __slots__ = ("path", "size", "root", "_text", "_sha256", "_lines")
 

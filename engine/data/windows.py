@@ -64,12 +64,10 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
                progress: Callable[[int], None] = lambda encoded_bytes: None,
                gone: Callable[[Document, str], None] = lambda doc, reason: None,
                batch_bytes: int = ENCODE_BATCH_BYTES) -> np.ndarray:
-    """token_stream(documents) without holding it, the documents' texts or their token lists in memory: the texts
-    are read (corpus.read_texts) and tokenized with encode_batch in batches of at most `batch_bytes`, appended to
-    a temporary file in `folder`, which is then memory-mapped read-only (uint16 ids when the vocabulary fits, else
-    int32) and unlinked, so the mapping alone keeps it and nothing is left behind. A file deleted or changed since
-    the scan goes to `gone(document, reason)` and is left out of the stream. `progress(bytes)` follows each batch
-    (stream_bytes of its documents); whatever it raises (a cancelled training) stops the encoding."""
+    """token_stream(documents) without holding it or the texts in memory: batches of at most `batch_bytes` are
+    tokenized into a temporary file in `folder`, memory-mapped read-only (uint16 when the vocabulary fits) and
+    unlinked. A file changed since the scan goes to `gone(document, reason)`; `progress(bytes)` follows each batch
+    and whatever it raises (a cancelled training) stops the encoding."""
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
     fd, path = tempfile.mkstemp(prefix=".tokens-", suffix=".bin", dir=Path(folder))
     try:

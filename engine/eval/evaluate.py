@@ -173,13 +173,9 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
 def _fold_mixtures(scored: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]], kn: KneserNey,
                    index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document]
                    ) -> tuple[list[Mixture], float, np.ndarray]:
-    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache, the match model and
-    their pool (engine/complete/mixture.py), from the transformer's document_scores on `documents`.
-
-    Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
-    so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
-    Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
-    """
+    """Cross-fitted mixtures (engine/complete/mixture.py) from the transformer's document_scores on `documents`:
+    file d is in fold d % 2 and gets the weights fitted on the other fold (in-sample with a single file). Returns
+    (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file)."""
     every, parts = fitted_mixture(*scored, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
@@ -305,14 +301,9 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
 def evaluate(model: Model, documents: Sequence[Document], train_documents: Sequence[Document], *,
              positions: int = DEFAULT_POSITIONS, syntax_positions: int | None = None, seed: int = 0,
              progress: Progress | None = None, prefix_only: bool = False) -> dict[str, Any]:
-    """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
-    `prefix_only`: line completions see no suffix (the report's "prefix_only" says which).
-
-    Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
-    {xz, zpaq, ppmd, kn5}, files, bytes, positions, prefix_only, plus completer, transformer, mixture,
-    syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no training
-    documents.
-    """
+    """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict
+    (bits_per_byte, exact_match, edit_similarity, syntax_ok, baselines, transformer, mixture, ...; baselines and
+    mixture None without training documents). `prefix_only`: line completions see no suffix."""
     if not documents:
         raise EvalError("no files to evaluate")
     if not any(doc.text for doc in documents):

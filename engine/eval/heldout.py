@@ -111,10 +111,9 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
                     models: tuple[KneserNey, MatchIndex] | None = None,
                     progress: Progress | None = None,
                     copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any] | None:
-    """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
-    completions (engine/complete/mixture.py); None without held-out or training documents. The trainer calls it, passing
-    the `models` (workspace_models of `train_documents`) and the `copying` probabilities (mixture.copying_parts of
-    `documents`) it has already computed, if any; `progress` follows the forward passes (see document_nats)."""
+    """The checkpoint metadata entry ("mixture") with weights fitted on the held-out `documents`; None without
+    held-out or training documents. The trainer passes the `models` and `copying` probabilities it already has;
+    `progress` follows the forward passes."""
     if not documents or not train_documents:
         return None
     kn, index = models or workspace_models(tokenizer, train_documents)
@@ -148,9 +147,8 @@ def typical_position(lengths: Sequence[int]) -> int:
 
 def batch_seconds(params: np.ndarray, config: ModelConfig, window: int, kn: KneserNey, lengths: Sequence[int]) -> float:
     """Seconds one batch of document_scores takes with `params` over files of `lengths` tokens: a forward batch
-    (the second of two on zeros: the first may load the compiled kernels) and the pooled component over the tokens
-    such a batch scores (half of each window, the stride), centred on the files' typical_position, in a document of
-    random tokens (their few repeats make it a slight underestimate: the scan, not the matches, grows)."""
+    (the second of two: the first may load the kernels) and the pooled component over a batch's scored tokens at the
+    files' typical_position, in a document of random tokens (a slight underestimate)."""
     scratch = make_scratch(config, _BATCH, window)
     inputs, targets = np.zeros((_BATCH, window), dtype=np.int32), np.zeros((_BATCH, window), dtype=np.int32)
     token_losses(params, inputs, targets, config, scratch)

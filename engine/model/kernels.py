@@ -570,14 +570,10 @@ def decode_block(x, h, qkv, att, ff, ffg, ffd, scores, mean, rstd, k_cache, v_ca
 @njit(**_JIT)
 def decode_token(x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
                  params, block_offsets, wte_off, wpe_off, lnf_off, token, pos, n_heads, eps):
-    """The whole network but the output head for one token at position pos: the final layer-normed
-    hidden state in h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy).
-
-    Weights are read straight from the flat params buffer at the given offsets (block_offsets is
-    (n_layers, 12) in model._BLOCK order), so the call unboxes a handful of arrays, not dozens. wpe_off < 0: the
-    model has no position table (rotary positions: each block turns q and k instead).
-    x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers.
-    """
+    """The whole network but the output head for one token at position pos: the final layer-normed hidden state in
+    h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy). Weights are read from
+    the flat params buffer at block_offsets ((n_layers, 12), model._BLOCK order), so the call unboxes few arrays;
+    wpe_off < 0 means rotary positions. x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers."""
     d, dff = x.shape[0], ff.shape[0]
     rope = wpe_off < 0
     for j in range(d):

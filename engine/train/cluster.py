@@ -97,10 +97,9 @@ class SphereActor:
 class ClusterSpheres:
     """N sphere actors on a Ray cluster plus the control side's fixed-order reduction (see the module doc).
 
-    Connects to `address` ("auto", "HOST:PORT" or "ray://HOST:PORT") unless this process is already connected,
-    and disconnects on close() only if it connected. `forward_backward` replaces the model's function in the
-    actors (tests use it to kill an actor mid-step); it must be picklable by value or importable by the workers.
-    Use as a context manager (or call close()): it owns the actors and the placement group."""
+    Connects to `address` ("auto", "HOST:PORT" or "ray://HOST:PORT") unless already connected, and disconnects on
+    close() only if it connected. `forward_backward` replaces the model's function in the actors (tests kill an actor
+    mid-step with it). A context manager: it owns the actors and the placement group."""
 
     def __init__(self, cfg: ModelConfig, n_spheres: int, max_shard_batch: int, seq_len: int,
                  address: str = "auto", *, strategy: str = "SPREAD", forward_backward: Callable | None = None):

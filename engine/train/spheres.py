@@ -160,12 +160,9 @@ class _StepWork:
 class Spheres:
     """N worker spheres on a thread pool plus the control sphere's fixed-order reduction.
 
-    Gradient buffers come from a pool of 2 x threads (not one per sphere, which would cost 12 x the parameter
-    count in RAM). Finished buffers are added to the output strictly in sphere-id order, several in one fused
-    pass, by whichever worker thread finds the pool empty or the last sphere claimed; they then return to the
-    pool. Use as a context manager (or call close()): it owns the threads and, while open, limits BLAS to one
-    thread. `forward_backward` is the model's function; it is a parameter so tests can make one sphere fail.
-    """
+    Gradient buffers come from a pool of 2 x threads (not one per sphere: 12 x the parameters in RAM); finished ones
+    are added to the output in sphere-id order, several per fused pass. A context manager: it owns the threads and
+    limits BLAS to one thread while open. `forward_backward` is a parameter so that tests can make a sphere fail."""
 
     def __init__(
         self,
