@@ -131,9 +131,8 @@ BUDGET_FIELDS = ("epochs", "grad_accum", "lr", "dropout", "vocab_size")  # what 
 
 def budget_defaults(train_bytes: int, time_budget: float | None, model: ModelConfig, train: TrainConfig,
                     explicit: Collection[str] = (), policy: BudgetPolicy = BudgetPolicy()) -> dict[str, Any]:
-    """The settings a run with `time_budget` seconds on `train_bytes` bytes of training text should use, for the
-    BUDGET_FIELDS not named in `explicit` (those the user set always win). Without a budget: {} (the documented
-    defaults stand). The returned names are ModelConfig fields (vocab_size, dropout) or TrainConfig ones."""
+    """The BUDGET_FIELDS a run of `time_budget` seconds on `train_bytes` of training text should use, leaving out
+    those in `explicit` (the user's always win); {} without a budget. Names are ModelConfig or TrainConfig fields."""
     if time_budget is None:
         return {}
     corpus_tokens = max(1.0, train_bytes / policy.bytes_per_token)
@@ -161,9 +160,8 @@ def budget_text_bytes(time_budget: float, policy: BudgetPolicy = BudgetPolicy())
 
 
 def budget_sample_bytes(time_budget: float | None, policy: BudgetPolicy = BudgetPolicy()) -> int | None:
-    """The most training text a run of `time_budget` seconds tokenizes: policy.sample_passes times what it can
-    train on at the planning speed (None without a budget). A kernel-sized tree holds hundreds of times more than a
-    few minutes of training can see; tokenizing all of it would spend the budget before the first step."""
+    """The most training text a run of `time_budget` seconds tokenizes (policy.sample_passes times what it trains
+    on), None without a budget: tokenizing all of a huge tree would spend the budget before the first step."""
     if time_budget is None:
         return None
     return int(policy.sample_passes * budget_text_bytes(time_budget, policy))
@@ -189,9 +187,8 @@ FINETUNE_FIELDS = ("lr", "warmup_steps", "epochs", "grad_accum", "dropout", "rep
 
 def finetune_defaults(train_bytes: int, time_budget: float | None, model: ModelConfig, train: TrainConfig,
                       explicit: Collection[str] = (), policy: FinetunePolicy = FinetunePolicy()) -> dict[str, Any]:
-    """The settings a fine-tuning run on `train_bytes` bytes of workspace text should use for the FINETUNE_FIELDS
-    not in `explicit`: the policy's rate and warm-up always; with a time budget, the share of base text to replay
-    and the budget's epochs, accumulation and dropout for the stream that replay makes."""
+    """The FINETUNE_FIELDS a fine-tuning run on `train_bytes` of workspace text should use, leaving out `explicit`:
+    the policy's rate and warm-up; with a budget, the replay share and the budget's epochs, accumulation, dropout."""
     replay = train.replay_fraction
     if "replay_fraction" not in explicit:
         replay = max(replay, budget_replay(train_bytes, time_budget, policy))

@@ -100,9 +100,8 @@ class MatchIndex:
 
     @classmethod
     def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> MatchIndex:
-        """The index of `tokens` given, per gram order, (hashes, end positions) of grams sorted by hash then
-        position: several occurrences of a hash may be listed, the last one is used (engine/complete/workspace_index.py
-        keeps them all so that a file's grams can be taken out)."""
+        """The index of `tokens` from, per gram order, (hashes, end positions) sorted by hash then position; of
+        several occurrences the last is used (workspace_index.py keeps them all to take a file's grams out)."""
         index = cls.__new__(cls)
         index.tokens, index._tables = tokens, list(tables)
         return index
@@ -119,10 +118,9 @@ class MatchIndex:
 
 def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, last: np.ndarray,
              doc_end: np.ndarray, skip: int) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens of `tokens` ending at `last`
-    (their hashes: `hashes`), given the end of each one's last earlier occurrence in the document (`doc_end`, -1
-    for none): the longer of that match and the workspace's wins (the document's on a tie, it is closer), and
-    predicts the token `skip` after its end."""
+    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens ending at `last`, given the
+    end of each one's last earlier occurrence in the document (`doc_end`, -1: none): the longer of that match and
+    the workspace's wins (the document's on a tie), predicting the token `skip` after its end."""
     keys, ends = index._tables[o]
     return _resolve_kernel(tokens, hashes, keys, ends, index.tokens, MATCH_ORDERS[o], np.asarray(last, np.int64),
                            np.asarray(doc_end, np.int64), skip)
@@ -186,9 +184,8 @@ def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> 
 
 
 def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
-    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
-    the caller as the document grows, so each decoding step costs a scan instead of rehashing). Only the first
-    `written` tokens are copied from: the rest are a completion's own output."""
+    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by the
+    caller as the document grows); only the first `written` tokens are copied from."""
     tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:

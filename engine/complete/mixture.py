@@ -105,9 +105,8 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
 
 @njit(cache=True, nogil=True)
 def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct tokens, their counts) of tokens[p + 1] over the positions lo <= p < hi whose hash in `row`
-    equals the hash at the document's last position (len(tokens) - 1): what followed earlier occurrences of the
-    current context. One pass, no temporary arrays the size of the document."""
+    """(distinct tokens, counts) of what followed earlier occurrences of the current context: tokens[p + 1] for
+    lo <= p < hi where row[p] equals the hash at the last position. One pass, no document-sized temporaries."""
     key = row[len(tokens) - 1]
     found = 0
     for p in range(lo, hi):
@@ -126,9 +125,8 @@ def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[n
 
 
 class DocumentCache:
-    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
-    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
-    document. It keeps the hash rows its readers use: orders up to the n-grams' and the match model's."""
+    """The document cache while decoding: the document's tokens, suffix hashes and token counts, extended one token at
+    a time, so that each next-token distribution is a scan of the hashes instead of a rehash of the document."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
         tokens = np.asarray(tokens, dtype=np.int32)
@@ -229,9 +227,8 @@ N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS * UNCERTAINTY_LEVE
 
 def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
                     match_level: np.ndarray | int, uncertainty: np.ndarray | int = 0) -> np.ndarray:
-    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER), the match
-    model's level (match_model.match_level) and the transformer's uncertainty_level. The uncertainty is the last
-    digit, so a bucket computed without it (0) plus the level is the bucket with it."""
+    """Bucket index of positions from the n-grams' matched orders, the match level and the transformer's
+    uncertainty_level (the last digit, so that a bucket computed at level 0 plus the level is the bucket with it)."""
     copying = (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
     return copying * UNCERTAINTY_LEVELS + np.asarray(uncertainty)
 
@@ -279,10 +276,8 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
 
 
 class PooledProbs:
-    """The pooled component's probability of each of tokens[start:] of one document and the transformer's
-    uncertainty_level there, from the transformer's logits at each position (fed in order by
-    heldout.document_nats) and the n-grams' distributions there, computed as MixtureScorer.scores computes them
-    while decoding, so fitted weights mean the same in both."""
+    """The pooled component's probability of each of tokens[start:] of one document, and the uncertainty_level
+    there, from the transformer's logits fed in order, computed as MixtureScorer.scores does while decoding."""
 
     def __init__(self, kn: KneserNey, tokens: np.ndarray, start: int, vocab_size: int) -> None:
         self._kn, self._tokens, self._vocab = kn, np.asarray(tokens, dtype=np.int32), vocab_size
@@ -317,10 +312,8 @@ def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
                   vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the document
-    cache's and the match model's probability (all its mass on its prediction; uniform where it has none), and each
-    position's evidence bucket at uncertainty level 0 (fitted_mixture adds the transformer's). None of it depends on
-    the transformer's weights."""
+    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the 5-gram's, the document cache's and the
+    match model's probability, and each position's bucket at uncertainty level 0. Independent of the transformer."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
@@ -350,10 +343,9 @@ def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], u
                    kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document],
                    copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
                    ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
-    """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
-    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats), the
-    pooled component's probabilities `pooled_p` and the transformer's uncertainty levels (both from
-    heldout.document_scores), and the documents' copying_parts (computed here when not given)."""
+    """(mixture fitted on `documents`, each document's (component probs, buckets)) from the transformer's per-token
+    `nats`, the pooled component's `pooled_p` and the uncertainty levels (heldout.document_scores), and the
+    documents' copying_parts (computed here when not given)."""
     copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
     parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets + doc_uncertainty)
              for doc_nats, doc_pooled, doc_uncertainty, (probs, buckets) in zip(nats, pooled_p, uncertainty, copying)]
@@ -362,9 +354,8 @@ def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], u
 
 
 def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[KneserNey, MatchIndex]:
-    """The workspace 5-gram and match index over training documents, each as the trainer saw it (path header,
-    text, end of text), in one call: the one-shot build of engine/complete/workspace_index.py's incremental one, whose
-    finished snapshot it equals."""
+    """The workspace 5-gram and match index over training documents as the trainer saw them, in one call: what the
+    incremental build of workspace_index.py ends with."""
     index = WorkspaceIndex(tokenizer.vocab_size, tokenizer.eot_id)
     index.add([d.path for d in documents], document_streams(tokenizer, documents), [(0, d.size) for d in documents])
     models = index.snapshot()
@@ -385,9 +376,8 @@ def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
-    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights
-    stored before the pooled component existed (four per bucket, no "pool") serve as they were fitted: with no
-    weight on it; weights stored before the uncertainty levels (no "uncertainty_edges") serve at every level."""
+    """The mixture stored in checkpoint metadata, or None when absent or for another bucket layout. Older weights
+    serve as fitted: without a pooled component (no "pool"), at every uncertainty level (no "uncertainty_edges")."""
     entry = metadata.get("mixture")
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
@@ -408,9 +398,8 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
 
 
 def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
-    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
-    workspace's training files (those still readable), or None when there are no weights or none of the files can
-    be read."""
+    """A MixtureScorer with a checkpoint's stored weights and a 5-gram and match index over its workspace's
+    training files still readable; None without weights or files."""
     workspace = metadata.get("workspace")
     if not workspace or not Path(workspace).is_dir():
         return None
@@ -484,9 +473,8 @@ class MixtureScorer:
         self._document.append(token, generated=True)
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
-        """Log of the mixed next-token distribution after the current document context, from the transformer's
-        (exact, fp32) logits. The pooled component is computed only where it has weight (not for weights stored
-        before it existed)."""
+        """Log of the mixed next-token distribution after the document context, from the transformer's fp32 logits
+        (the pooled component only where it has weight)."""
         vocab = self.tokenizer.vocab_size
         p, log_transformer = softmax(logits[:vocab])
         uncertainty = uncertainty_level(p, log_transformer)

@@ -27,9 +27,8 @@ MAX_PARALLEL_RUNS = 4  # compressor runs at once: each xz -9e run (64 MiB dictio
 
 
 class TrainBits:
-    """The training bytes' compressed size for one baseline, computed once per compressor method (zpaq's model;
-    xz and PPMd have one, "") however many held-out files ask: a thread asking for a size another thread is
-    computing waits for it rather than compressing the training bytes again."""
+    """The training bytes' compressed size per compressor method (zpaq's model; "" for xz and PPMd), computed once
+    however many held-out files and threads ask."""
 
     def __init__(self) -> None:
         self._sizes: dict[str, int] = {}
@@ -52,10 +51,9 @@ def xz_bits(data: bytes) -> int:
 
 
 def _run_archiver(argv: list[str], archive: str, data: bytes, stdin: bool = False) -> tuple[int, str]:
-    """(size in bits of the archive file `archive` that the program run as `argv` writes for `data`, its standard
-    output), `data` given as the file "data" in a fresh folder (so the archive's own overhead is the same for every
-    input), or with `stdin` on standard input (so the program cannot size its model to the input);
-    RuntimeError with the program's last message when it fails."""
+    """(size in bits of the archive `archive` that `argv` writes for `data`, its standard output). `data` is the
+    file "data" in a fresh folder (the same overhead for every input), or with `stdin` on standard input (so that
+    the program cannot size its model to the input). RuntimeError with the program's last message on failure."""
     with tempfile.TemporaryDirectory(prefix="cllm-baseline-") as tmp:
         if not stdin:
             Path(tmp, "data").write_bytes(data)
@@ -136,9 +134,8 @@ COMPRESSORS: dict[str, tuple[str, Conditional]] = {
 
 
 def file_groups(sizes: Sequence[int], train_bytes: int, max_input: int = MAX_INPUT_BYTES) -> list[range]:
-    """The held-out files (by index) each compressor run takes: one file per run, or, when that would make a
-    compressor read more than `max_input` bytes (every run reads the training bytes again), consecutive files
-    grouped into as many runs as fit under it (one run when not even that fits)."""
+    """The held-out files (by index) each compressor run takes: one per run, or consecutive files grouped so that
+    no run reads more than `max_input` bytes (every run reads the training bytes again)."""
     n = len(sizes)
     runs = n if train_bytes == 0 else min(n, max(1, (max_input - sum(sizes)) // train_bytes))
     edges = [round(i * n / runs) for i in range(runs + 1)]
@@ -155,9 +152,8 @@ def _grouped_rate(conditional: Conditional, train: bytes, parts: list[bytes]) ->
 
 
 def compressor_baselines(train: bytes, heldout: Sequence[bytes]) -> dict[str, dict[str, float | int | str | None]]:
-    """Each compressor of COMPRESSORS on the held-out files `heldout`, each conditioned on `train` alone
-    (file_groups: grouped only where one run per file would read too much): {name: {"bits_per_byte": ..., "runs":
-    compressor runs}}, with bits_per_byte None and a "note" saying why where its program is not installed or fails."""
+    """{name: {"bits_per_byte", "runs"}} of each compressor on `heldout`, each file conditioned on `train` alone;
+    bits_per_byte None and a "note" where the program is missing or fails."""
     heldout = [part for part in heldout if part]
     if not heldout:
         raise ValueError("no held-out bytes to compress")
