@@ -160,9 +160,8 @@ class _Record:
 
     @classmethod
     def from_json(cls: type[R], data: Any, path: str = "") -> R:
-        """The record from parsed JSON; EventError naming the field when the shape is wrong. `path` is where
-        the record sits in a larger JSON document ("metadata" in a model file): errors then name fields by their
-        full path ('metadata.files') instead of by the record's label."""
+        """The record from parsed JSON; EventError naming the bad field. `path` places the record in a larger
+        document ("metadata"), so that errors name fields by their full path ('metadata.files')."""
         if path:
             return _build(cls, data, path)
         try:
@@ -280,9 +279,8 @@ class BaseRecord(_Record):
 
 @dataclass(frozen=True)
 class PhaseEvent(_Event):
-    """Progress of a phase of the run: "scan" (files), "tokenizer" (bytes of its training sample), "tokenize"
-    (bytes) and "train" (steps: sent once, the step events carry on). At most about four per second per phase,
-    always one with done == total at the phase's end."""
+    """Progress of a phase: "scan" (files), "tokenizer" and "tokenize" (bytes), "train" (steps: sent once). At most
+    about four per second per phase, always one with done == total at its end."""
 
     kind: ClassVar[str] = "phase"
     phase: str  # scan, tokenizer, tokenize or train
@@ -474,9 +472,8 @@ def camel_case(name: str) -> str:
 
 
 def to_wire(value: Any) -> Any:
-    """A JSON-ready value with every object key in camelCase: what LSP clients and browsers receive.
-
-    Applied once, where JSON leaves the server; values (such as a start event's "auto" names) are not changed."""
+    """A JSON-ready value with every object key in camelCase, as LSP clients and browsers receive it; applied once,
+    where JSON leaves the server (values are not changed)."""
     if isinstance(value, dict):
         return {camel_case(key) if isinstance(key, str) else key: to_wire(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -57,11 +57,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that writers of `path` left behind when they died; return those removed.
-
-    Only files whose writer pid no longer runs on this machine are removed; those of live writers (another
-    trainer saving right now) and files this process cannot delete are left alone. On systems without POSIX
-    process signals nothing is removed (probing a pid there is not side-effect free)."""
+    """Delete the temporaries that dead writers of `path` left behind (their pid no longer runs) and return them;
+    live writers' files and undeletable ones stay. Without POSIX signals nothing is removed."""
     path = Path(path)
     if os.name != "posix" or not path.parent.is_dir():
         return []

@@ -195,11 +195,8 @@ def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig(),
          progress: Callable[[int, int | None], None] | None = None) -> ScanResult:
     """Walk `root` for source files (config.extensions) and decide, for each, whether it is training data.
 
-    Folders are walked in name order, real folders before symlinked ones, so the result (and which copy of a
-    duplicate is kept) is deterministic. `progress(candidates seen, candidates expected or None)` is called for
-    every candidate file; whatever it raises (a cancelled training) ends the scan. Raises ValueError when `root`
-    is not a folder.
-    """
+    Folders go in name order, real ones before symlinks, so the result is deterministic. `progress(seen, expected or
+    None)` is called per candidate and whatever it raises ends the scan. ValueError when `root` is not a folder."""
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise ValueError(f"{root} is not a folder (expected a workspace folder of C code)")
@@ -208,10 +205,8 @@ def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig(),
 
 
 def git_listing(root: Path) -> set[str] | None:
-    """The paths under `root` (relative to it) that git would add: tracked files plus untracked files that no
-    ignore rule excludes. None when `root` is not inside a git work tree (or git is not installed), and when git
-    lists nothing under it: a folder its enclosing repository ignores as a whole (a downloaded corpus inside a
-    project) is scanned as outside git."""
+    """The paths under `root` that git would add (tracked, plus untracked ones no ignore rule excludes); None outside
+    a git work tree, without git, or when git lists nothing (a folder its repository ignores is scanned as outside)."""
     try:
         listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                                 capture_output=True, check=False)
@@ -239,11 +234,9 @@ def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConf
 def sample_documents(documents: Sequence[Document], max_bytes: int,
                      rank: Callable[[Document], int] | None = None,
                      size: Callable[[Document], int] = lambda doc: doc.size) -> list[Document]:
-    """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
-    files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
-    on every run), taken while they fit (the first one always, even when it alone is bigger). `rank` orders the
-    files before the hash: lower ranks are taken first (a continued run ranks the files its model has not trained
-    on first). `size` measures a file in another unit than bytes (the trainer's forward windows)."""
+    """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size taken
+    in the order of a stable hash of the path (spread over the tree, the first file always), lower `rank`s first (a
+    continued run ranks unseen files first). `size` measures a file in another unit (forward windows)."""
     if sum(size(doc) for doc in documents) <= max_bytes:
         return list(documents)
     sample, total = [], 0
@@ -255,11 +248,8 @@ def sample_documents(documents: Sequence[Document], max_bytes: int,
 
 
 def split_documents(documents: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:
-    """Hold out about `val_fraction` of the files for validation, chosen by a stable hash of their path.
-
-    A file's side depends only on its own path, so it stays on the same side when files are added or removed.
-    At least one file always trains; with two or more files and val_fraction > 0, at least one is held out.
-    """
+    """Hold out about `val_fraction` of the files, by a stable hash of their path (a file's side never changes as
+    files come and go). At least one file trains; with two or more and val_fraction > 0, one is held out."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     scores = {doc.path: _path_score(doc.path) for doc in documents}

@@ -212,9 +212,8 @@ def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Docu
 
 def line_exact_match(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
                      positions: int = HELDOUT_POSITIONS, seed: int = 0) -> float | None:
-    """Share of one-line completions exactly right (after trimming whitespace) at `positions` seeded cursor
-    positions of `documents`, by the completer of `model` and `scorer` (None: the transformer alone). The trainer
-    stores it as the number people read ("38 % lines exact"); None when the documents hold no position."""
+    """Share of one-line completions exactly right (whitespace trimmed) at `positions` seeded cursors of
+    `documents`, by `model`'s completer with `scorer` (None: the transformer alone); None without positions."""
     sampled = sample_positions(documents, positions, seed)
     if not sampled:
         return None
@@ -400,9 +399,8 @@ def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -
 
 
 def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
-    """Models evaluated on the same files side by side (name -> evaluate() report): the transformer alone and
-    with the cache mixture, then the compressors and the 5-gram (of the first report: they depend only on the
-    tokenizer)."""
+    """Models evaluated on the same files side by side (name -> evaluate() report), then the first report's
+    compressors and 5-gram (they depend only on the tokenizer)."""
     header = ("", "bits/byte", "+cache bits/byte", "exact", "+cache exact", "+cache edit sim")
     rows = []
     for name, r in reports.items():

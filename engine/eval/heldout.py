@@ -50,10 +50,9 @@ def score_windows(length: int, first_target: int, window: int) -> list[tuple[int
 def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                   window: int, progress: Progress | None = None,
                   on_logits: Callable[[int, np.ndarray], None] | None = None) -> list[np.ndarray]:
-    """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
-    its path header, as in training) with sliding windows of `window` tokens, stride half a window. With
-    `on_logits`, it is also called with (document index, the logits (k, vocab) at that document's next k text
-    positions), each document's positions in order."""
+    """Per document, the model's loss (nats) on each token of its text, from the start of the file (after its path
+    header) in sliding windows of `window` tokens, stride half a window. `on_logits(document index, logits (k,
+    vocab))` sees each document's positions in order."""
     jobs: list[tuple[int, np.ndarray, int, int]] = []
     nats: list[np.ndarray] = []
     headers = []
@@ -130,9 +129,8 @@ def scoring_batches(lengths: Sequence[tuple[int, int]], window: int) -> int:
 
 def affordable(documents: Sequence[Document], lengths: Sequence[tuple[int, int]], window: int,
                max_batches: int) -> list[Document]:
-    """The `documents`, of (tokens with the path header, header tokens) `lengths`, that document_nats scores in at
-    most `max_batches` forward batches: all of them, or a deterministic sample (corpus.sample_documents, counting
-    forward windows instead of bytes) whose first file is taken whole even when it alone needs more."""
+    """The `documents` (of `lengths`: tokens with the path header, header tokens) that document_nats scores in at
+    most `max_batches` forward batches: all, or a deterministic sample (corpus.sample_documents by windows)."""
     windows = {doc.path: len(score_windows(length, header, window)) for doc, (length, header) in zip(documents, lengths)}
     return sample_documents(documents, max_batches * _BATCH, size=lambda doc: windows[doc.path])
 

@@ -345,10 +345,8 @@ TOKEN_HELP = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN
 
 
 def _check_credentials(address: str) -> None:
-    """ClusterAuthError at once when the cluster's GCS at HOST:PORT refuses this process's credentials (Ray's
-    token authentication, RAY_AUTH_MODE=token on the cluster): ray.init would retry for 20 s and then report a
-    connection failure. Ray's own GCS client asks for the cluster id with the token Ray would send (none unless
-    RAY_AUTH_MODE=token here: Ray never sends a token to an address it was given). The token is never shown."""
+    """ClusterAuthError at once when the GCS at HOST:PORT refuses this process's credentials (Ray's token auth),
+    instead of ray.init's 20 s of retries; asks for the cluster id with the token Ray would send, never shown."""
     try:
         from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, GcsClient, get_authentication_mode
         from ray.exceptions import AuthenticationError

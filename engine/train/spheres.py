@@ -220,10 +220,8 @@ class Spheres:
         step: int,
     ) -> StepResult:
         """One optimizer step's forward/backward over `batches` (micro-batches of (inputs, targets), each at most
-        n_spheres * max_shard_batch rows) and the fixed-order sum of the spheres' gradients into `out`.
-
-        Gradients are scaled by 1 / (target tokens of all batches), so `out` is the gradient of the mean token
-        loss of the step. Raises SphereError (with the sphere's exception as cause) if any sphere fails."""
+        n_spheres * max_shard_batch rows), the gradient of the step's mean token loss summed in sphere order into `out`.
+        SphereError (caused by the sphere's exception) when a sphere fails."""
         if self._closed:
             raise RuntimeError("these spheres are closed")
         tokens, loss_scale, shards = plan_step(batches, self.n_spheres, self.max_shard_batch)
