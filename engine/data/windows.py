@@ -85,7 +85,7 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
 def _encoded_batches(documents: Iterable, tokenizer, batch_bytes: int,
                      gone: Callable[[Document, str], None]) -> Iterator[tuple[np.ndarray, int]]:
     """(encode_document ids of the next documents worth at most `batch_bytes`, their stream_bytes), tokenized in
-    one encode_batch call; a file left out (`gone`) adds its bytes to the next batch's, so progress reaches the total."""
+    one encode_batch call; a file left out (`gone`) adds its bytes to the next batch (progress reaches the total)."""
     batch: list[tuple[str, str]] = []
     size = 0
     gone_bytes = 0
