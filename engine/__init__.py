@@ -1,20 +1,8 @@
-"""cllm.engine: the model. Knows nothing of editors or networks.
+"""cllm.engine: the model, from files to completions; it knows nothing of editors or networks.
 
-The faces (the CLI, the language server, the HTTP server, the demo and the benchmarks) reach the model through
-these names:
-- load_model(path) -> Model, or CheckpointError saying what to do;
-- make_completer(model) -> Completer, the completer the model ships with (`mixes` says whether it mixes the
-  workspace cache model in); Completer.complete(prefix, suffix, CompletionOptions, ...) -> Completion;
-- indexed_completer(model, model_dir, serve, IndexSettings(max_mb=...)) -> an IndexBuilder that builds the
-  workspace index in the background (engine/complete/workspace_index.py), capped in memory, and serves a mixing completer
-  from its snapshots, for servers;
-- complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
-- train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
-- scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/train/pretrain.py);
-- evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
-  text, or EvalError.
-The modules behind them are named for what they hold (engine/complete/serving.py, generate.py, mixture.py, ngram.py, ...).
-`train` and `evaluate` here are the functions; their modules stay importable as `from cllm.engine.train.loop import ...`.
+The faces (server/cli, server/lsp.py, server/http, the demo and the benchmarks) reach it through the names below:
+loading a model and completing with it (engine/complete), training and pretraining (engine/train), and evaluating
+(engine/eval). The folders follow the path data takes: data/ -> model/ -> train/ -> complete/ -> eval/.
 """
 
 from .model.checkpoint import CheckpointError

@@ -1,4 +1,4 @@
-"""Model and training configuration: every default of the engine lives here and only here."""
+"""Configuration dataclasses: the model shape, a training run, the corpus, and the policies for unset settings."""
 
 from __future__ import annotations
 
@@ -15,11 +15,8 @@ POSITIONS = ("learned", "rope")  # ModelConfig.positions: how the model knows wh
 class ModelConfig:
     """Shape of the decoder-only transformer (pre-LayerNorm, GELU, tied embeddings).
 
-    positions: "rope" (the default) turns every head's queries and keys by their position (rotary embeddings, base
-    10,000: kernels.ROPE_BASE; no position table), so attention sees only relative offsets; "learned" adds a trained
-    position table (wpe) to the token embedding instead, so positions past the training windows were never trained.
-    Rotary learns faster: two bases pretrained side by side on /usr/include (2,400 s, one core each, the budget
-    policy's settings, 7.1-7.2 M tokens) reached held-out 1.62 bits per byte against learned positions' 1.86."""
+    positions: "rope" (rotary embeddings on queries and keys, no position table) or "learned" (a trained table
+    added to the token embedding). See docs/decisions.md, "Rotary positions by default"."""
 
     vocab_size: int = 10_000
     d_model: int = 256
@@ -112,14 +109,10 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class BudgetPolicy:
-    """How `--time-budget` training fills in the settings the user did not set (see budget_defaults).
+    """How `--time-budget` training fills in the settings the user did not set (see budget_defaults), so that a
+    short run does not spend its budget warming up. See docs/decisions.md, "Settings for a time budget"."""
 
-    A budgeted run on a small workspace is short: the fixed defaults (16k tokens per optimizer step, a 100-step
-    warm-up, a 10,000-token vocabulary) spend it warming up. Measured on the demo corpus (brotli, ~1 MB of
-    training C, 10-minute budget, held-out bits per byte): defaults 2.79; grad_accum 1 + short warm-up 2.15;
-    + vocabulary 4096 2.02; + lr 2e-3 1.65; + dropout 0 1.56 (xz 1.26, 5-gram 1.53)."""
-
-    # Planning estimates only (the schedule itself is refitted to the measured speed after a few steps):
+    # Planning estimates only; the schedule is refitted to the measured speed after a few steps.
     tokens_per_second: float = 4000.0  # the seed model on 2 cores
     bytes_per_token: float = 3.2  # C code under a vocabulary of a few thousand tokens
     min_steps: int = 500  # gradient accumulation grows (up to the default) only while the run keeps this many steps
@@ -138,9 +131,8 @@ BUDGET_FIELDS = ("epochs", "grad_accum", "lr", "dropout", "vocab_size")  # what 
 
 def budget_defaults(train_bytes: int, time_budget: float | None, model: ModelConfig, train: TrainConfig,
                     explicit: Collection[str] = (), policy: BudgetPolicy = BudgetPolicy()) -> dict[str, Any]:
-    """The settings a run with `time_budget` seconds on `train_bytes` bytes of training text should use, for the
-    BUDGET_FIELDS not named in `explicit` (those the user set always win). Without a budget: {} (the documented
-    defaults stand). The returned names are ModelConfig fields (vocab_size, dropout) or TrainConfig ones."""
+    """The BUDGET_FIELDS a run of `time_budget` seconds on `train_bytes` of training text should use, leaving out
+    those in `explicit` (the user's always win); {} without a budget. Names are ModelConfig or TrainConfig fields."""
     if time_budget is None:
         return {}
     corpus_tokens = max(1.0, train_bytes / policy.bytes_per_token)
@@ -168,9 +160,8 @@ def budget_text_bytes(time_budget: float, policy: BudgetPolicy = BudgetPolicy())
 
 
 def budget_sample_bytes(time_budget: float | None, policy: BudgetPolicy = BudgetPolicy()) -> int | None:
-    """The most training text a run of `time_budget` seconds tokenizes: policy.sample_passes times what it can
-    train on at the planning speed (None without a budget). A kernel-sized tree holds hundreds of times more than a
-    few minutes of training can see; tokenizing all of it would spend the budget before the first step."""
+    """The most training text a run of `time_budget` seconds tokenizes (policy.sample_passes times what it trains
+    on), None without a budget: tokenizing all of a huge tree would spend the budget before the first step."""
     if time_budget is None:
         return None
     return int(policy.sample_passes * budget_text_bytes(time_budget, policy))
@@ -180,21 +171,9 @@ def budget_sample_bytes(time_budget: float | None, policy: BudgetPolicy = Budget
 class FinetunePolicy:
     """The settings a fine-tuning run (`cllm train --base`) starts from, where the user did not set them.
 
-    The base already knows C: a short warm-up (the weights are not random) and replayed base-corpus windows
-    (TrainConfig.replay_fraction) so the workspace does not erase what it knows. The epochs, gradient accumulation
-    and dropout follow the time budget as for a scratch run (budget_defaults); the vocabulary is the base's.
-    The peak rate stays the budget's: measured on the demo corpus (300 s fine-tunes of a 900 s base, 2 shared
-    cores, under one epoch each), held-out transformer bits per byte 2.40 at lr 5e-4 and 2.22 at lr 2e-3 (mixture
-    0.992 and 0.991); replaying nothing instead of a quarter gave 2.37.
-    A small workspace is memorised long before the budget ends: psutil (0.2 M tokens) with a 600-s budget reached
-    its best held-out loss after 3 of 14 planned passes, at nearly the peak rate, and stopped early at 227 s. When
-    the budget would pass over the workspace more than `max_epochs` times, the rest of it replays more base text
-    instead (up to `max_replay` of the stream), so the run sees each workspace file about max_epochs times, keeps
-    its general C, and anneals its rate over the whole budget. Four passes: repeated data is worth nearly as much
-    as new data up to about four epochs and quickly less after (Muennighoff et al., 2023, "Scaling
-    Data-Constrained Language Models"). Measured on psutil (600-s fine-tunes of a rotary /usr/include base, 2
-    cores, 9 held-out files): a quarter replayed stopped early at 187 s, transformer 1.169 bits/byte, mixture
-    0.868; 73 % replayed ran the budget, 1.104 and 0.839 (line exact match 30.0 -> 32.7 %)."""
+    A short warm-up (the base's weights are not random) and replayed base-corpus text, so that the workspace does
+    not erase the C the base knows; a budget that would pass over the workspace more than `max_epochs` times
+    replays more base text instead (up to `max_replay`). See docs/decisions.md, "Fine-tuning a base"."""
 
     lr: float = 2e-3
     warmup_steps: int = 20
@@ -208,9 +187,8 @@ FINETUNE_FIELDS = ("lr", "warmup_steps", "epochs", "grad_accum", "dropout", "rep
 
 def finetune_defaults(train_bytes: int, time_budget: float | None, model: ModelConfig, train: TrainConfig,
                       explicit: Collection[str] = (), policy: FinetunePolicy = FinetunePolicy()) -> dict[str, Any]:
-    """The settings a fine-tuning run on `train_bytes` bytes of workspace text should use for the FINETUNE_FIELDS
-    not in `explicit`: the policy's rate and warm-up always; with a time budget, the share of base text to replay
-    and the budget's epochs, accumulation and dropout for the stream that replay makes."""
+    """The FINETUNE_FIELDS a fine-tuning run on `train_bytes` of workspace text should use, leaving out `explicit`:
+    the policy's rate and warm-up; with a budget, the replay share and the budget's epochs, accumulation, dropout."""
     replay = train.replay_fraction
     if "replay_fraction" not in explicit:
         replay = max(replay, budget_replay(train_bytes, time_budget, policy))

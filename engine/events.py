@@ -1,19 +1,11 @@
 """Typed training events and checkpoint training metadata: the one contract between the engine and its faces.
 
-The trainer (engine/train/loop.py) hands these records to its `on_event` callback; `cllm train --json` writes each as
-one JSON line (`to_json()`); the Workspace (server/workspace.py) reads those lines back with `event_from_json`.
-The checkpoint's training metadata is a TrainingMetadata, written with `to_json()` and read with
-`TrainingMetadata.from_json`. docs/protocol.md describes every event and field.
-
-JSON naming: these records and their JSON use Python's snake_case names. Only at the wire to editors and browsers
-(LSP notifications and the HTTP API's JSON) are the keys turned into camelCase, by `to_wire`, and nowhere else.
-
-`from_json` checks the type of every field and raises EventError naming the field that is wrong. Unknown keys
-are ignored (a newer trainer may add some). Constraints beyond a Python type ride on the annotation as
-typing.Annotated checks: `Count` (a whole number >= 0), `OrAbsent[...]` (may be left out, never null) and
-TrainConfigJson (engine/config.py's TrainConfig, checked by `config_from_json`). Every TrainingMetadata field is
-optional, so that models written before a field existed still load; the checkpoint loader
-(engine/model/checkpoint.py) reads the metadata with this same `from_json`, so there is one schema.
+The trainer hands these records to its `on_event` callback, `cllm train --json` writes each as a JSON line and the
+server reads them back with `event_from_json`; the checkpoint loader reads TrainingMetadata with the same
+`from_json`, so there is one schema (docs/protocol.md). `from_json` checks every field's type (Annotated checks
+such as `Count` and `OrAbsent` add constraints) and names the bad field; unknown keys are ignored and every
+metadata field is optional, so that older and newer files load. Keys are snake_case until `to_wire` turns them
+into camelCase for editors and browsers.
 """
 
 from __future__ import annotations
@@ -168,9 +160,8 @@ class _Record:
 
     @classmethod
     def from_json(cls: type[R], data: Any, path: str = "") -> R:
-        """The record from parsed JSON; EventError naming the field when the shape is wrong. `path` is where
-        the record sits in a larger JSON document ("metadata" in a model file): errors then name fields by their
-        full path ('metadata.files') instead of by the record's label."""
+        """The record from parsed JSON; EventError naming the bad field. `path` places the record in a larger
+        document ("metadata"), so that errors name fields by their full path ('metadata.files')."""
         if path:
             return _build(cls, data, path)
         try:
@@ -288,9 +279,8 @@ class BaseRecord(_Record):
 
 @dataclass(frozen=True)
 class PhaseEvent(_Event):
-    """Progress of a phase of the run: "scan" (files), "tokenizer" (bytes of its training sample), "tokenize"
-    (bytes) and "train" (steps: sent once, the step events carry on). At most about four per second per phase,
-    always one with done == total at the phase's end."""
+    """Progress of a phase: "scan" (files), "tokenizer" and "tokenize" (bytes), "train" (steps: sent once). At most
+    about four per second per phase, always one with done == total at its end."""
 
     kind: ClassVar[str] = "phase"
     phase: str  # scan, tokenizer, tokenize or train
@@ -482,9 +472,8 @@ def camel_case(name: str) -> str:
 
 
 def to_wire(value: Any) -> Any:
-    """A JSON-ready value with every object key in camelCase: what LSP clients and browsers receive.
-
-    Applied once, where JSON leaves the server; values (such as a start event's "auto" names) are not changed."""
+    """A JSON-ready value with every object key in camelCase, as LSP clients and browsers receive it; applied once,
+    where JSON leaves the server (values are not changed)."""
     if isinstance(value, dict):
         return {camel_case(key) if isinstance(key, str) else key: to_wire(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -52,12 +52,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Let `write(f)` fill a temporary file beside `path`, fsync it, then rename it over `path`.
 
-    Readers see either the old file or the complete new one, never a mix; on any failure (including
-    KeyboardInterrupt) the temporary file is removed and the old file is left untouched. Writing through a
-    callback lets large files be streamed piece by piece instead of first assembled in memory. Temporaries of
-    `path` that killed writers left behind are removed first. OutputPathError when `path` is not a regular file
-    (check_output_path).
-    """
+    Readers see the old file or the complete new one; on any failure (KeyboardInterrupt too) the temporary is removed
+    and the old file kept. The callback lets large files be streamed; stale temporaries of `path` are removed first.
+    OutputPathError when `path` is not a regular file (check_output_path)."""
     path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
@@ -85,11 +82,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that writers of `path` left behind when they died; return those removed.
-
-    Only files whose writer pid no longer runs on this machine are removed; those of live writers (another
-    trainer saving right now) and files this process cannot delete are left alone. On systems without POSIX
-    process signals nothing is removed (probing a pid there is not side-effect free)."""
+    """Delete the temporaries that dead writers of `path` left behind (their pid no longer runs) and return them;
+    live writers' files and undeletable ones stay. Without POSIX signals nothing is removed."""
     path = Path(path)
     if os.name != "posix" or not path.parent.is_dir():
         return []

@@ -55,10 +55,8 @@ def training_lock(workspace: str | os.PathLike) -> filelock.FileLock:
 
 
 def acquire_training_lock(workspace: str | os.PathLike) -> filelock.BaseFileLock | None:
-    """Take the workspace's training lock at once or raise WorkspaceBusy naming the lock file.
-
-    Returns None when the parent process already holds this lock for us: the language server's Workspace takes
-    it before starting its child trainer and says so by setting LOCK_HELD_ENV to the lock file's path."""
+    """Take the workspace's training lock at once or raise WorkspaceBusy naming the lock file; None when the
+    parent process (the server's Workspace) already holds it for us and says so in LOCK_HELD_ENV."""
     lock = training_lock(workspace)
     if os.environ.get(LOCK_HELD_ENV) == lock.lock_file:
         return None
@@ -73,9 +71,8 @@ def acquire_training_lock(workspace: str | os.PathLike) -> filelock.BaseFileLock
 
 
 def release_training_lock(lock: filelock.BaseFileLock) -> None:
-    """Release the training lock; when its model folder holds nothing else (a training that failed before
-    writing a model, or one that wrote its model elsewhere), remove the lock file and the folder too, so that
-    such a run leaves nothing behind in the cache."""
+    """Release the training lock; when its model folder holds nothing else (a run that wrote no model there),
+    remove the lock file and the folder, so that the run leaves nothing in the cache."""
     lock.release()
     folder = Path(lock.lock_file).parent
     with contextlib.suppress(OSError):

@@ -1,32 +1,13 @@
-"""Code completion with a trained model: prompts, KV-cache decoding, prefix reuse, sampling and stop rules.
+"""Completing code at a cursor: the loaded `Model`, its prompts, token healing and KV-cache decoding.
 
-A `Completer` completes the code at a cursor. The CLI, the language server and the HTTP server get theirs from
-engine/complete/serving.py `make_completer` (the facade in engine/__init__.py). It keeps, per document, the KV cache of its
-last prompt: a request whose prompt shares a prefix with it (the user typed one more character) runs only the
-tokens after the shared part. Decoding runs one token at a time through the cache, greedy by default;
-`engine/complete/stops.py` decides where the suggestion ends.
-
-The scoring seam: a Completer may be given a `Scorer`, which sees each request's document and turns the
-transformer's logits into the scores decoding picks from. The workspace cache mixture (engine/complete/mixture.py) plugs in
-there; without a scorer the transformer's logits are used as they are.
-
-Prompts follow the training format. Without text after the cursor: [file] path "\\n" + prefix. With it, and a
-model trained for it (engine/data/windows.py), fill-in-the-middle in suffix-first order: [fim_prefix] [fim_suffix] suffix
-[fim_middle] [file] path "\\n" prefix, and the model continues the prefix up to where it joins the suffix (end of
-text). The suffix comes first, so the prompt's start stays the same while the user types on a line. A long prefix
-is cut at a line start chosen from fixed anchor points, so that the prompt stays the same while the user types
-and its cache can be reused.
-
-When the prefix ends inside a word, the last prompt token is taken back and the output must start with its bytes
-("token healing"): `ma|` then completes to `main` through the single token the model learned, instead of forcing
-it to continue an unusual split. When it ends in whitespace, the prompt is the prefix without its last character
-and the output must start with that character: training text tokenizes a newline and four spaces before `return`
-as (newline, three spaces) + (space, `return`), which is the prompt's tokens plus one that starts with the held-back
-space. Text is assembled from token bytes and only complete UTF-8 is returned.
-
-Stop reasons: "eot" (end of text or another special token), "max_tokens", "timeout", "cancelled", "stop" (a user
-stop string), and the rules of stops.py: "newline", "balanced", "block_end", "blank_line", "suffix",
-"repetition".
+A `Completer` keeps, per document, the KV cache of its last prompt, so that a request sharing a prefix with it (one
+more character typed) runs only the new tokens; it decodes one token at a time, greedy by default, and stops.py
+decides where the suggestion ends. Prompts follow the training format (engine/data/windows.py): [file] path "\\n"
+prefix, or fill-in-the-middle in suffix-first order when there is text after the cursor, with a long prefix cut at
+fixed anchor lines so that the prompt stays stable while the user types. Token healing takes back the last prompt
+token (or the last whitespace character) and makes the output start with its bytes. A `Scorer` (the workspace cache
+mixture) may turn the transformer's logits into the scores decoding picks from. Servers and the CLI get their
+completers from engine/complete/serving.py.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """A match model: predict that the text goes on as it did the last time its recent tokens occurred.
 
-The n-gram models of engine/complete/mixture.py look at the last three or four tokens only. Code repeats much longer
-spans (a declaration list, an error-handling line, a table copied between files), and that is where a compressor
-like xz, which can copy any earlier span, beats them. The match model finds the most recent earlier occurrence of
-the last 6, 12 and 24 tokens (MATCH_ORDERS), in the current document or in the workspace's training files,
-measures how far back each match goes (up to MATCH_MAX tokens) and predicts the token that followed the longest.
-Looking up the longer grams too finds the occurrence that is aligned with more of the context, not merely the
-latest one that shares six tokens. The mixture then trusts the prediction by how long the match is
-(match_level), the way compressors' match models do.
-
-Copied code changes a token here and there (a renamed field, another constant in a table row). Where the recent
-tokens match nowhere, the model recovers: it looks for the tokens before the last one and, skipping the token
-that differs, predicts what followed them (the level RECOVERED), as a compressor's repeated-offset match does.
-
-Hashes are ngram.suffix_hashes of MATCH_ORDERS tokens; a hash collision is caught by comparing the tokens.
+Code repeats spans longer than the n-grams' three or four tokens (declaration lists, error handling, tables).
+The model finds the most recent earlier occurrence of the last MATCH_ORDERS tokens, in the document or the
+workspace, measures how far back it matches (up to MATCH_MAX) and predicts the token that followed the longest;
+the mixture trusts it by that length (match_level). Where nothing matches, it skips the last token (a renamed
+field) and predicts what followed the tokens before it (RECOVERED), as a compressor's repeated-offset match does.
+Hash collisions are caught by comparing the tokens. See docs/decisions.md, "The match model".
 """
 
 from __future__ import annotations
@@ -25,8 +17,8 @@ from numba import njit
 
 from .ngram import suffix_hash_rows
 
-MATCH_MIN = 6  # tokens that must match before a prediction is made (4 measured worse on the demo corpus)
-MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up (6 and 12 alone measured worse)
+MATCH_MIN = 6  # tokens that must match before a prediction is made; see docs/decisions.md, "The match model"
+MATCH_ORDERS = (MATCH_MIN, 12, 24)  # gram lengths looked up
 MATCH_MAX = 32  # a match is measured back this far at most
 MATCH_LEVELS = 2 + len(MATCH_ORDERS)  # none; recovered; then by length: MATCH_MIN..11, 12..23, 24 and more
 NO_MATCH, RECOVERED = 0, 1
@@ -108,9 +100,8 @@ class MatchIndex:
 
     @classmethod
     def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> MatchIndex:
-        """The index of `tokens` given, per gram order, (hashes, end positions) of grams sorted by hash then
-        position: several occurrences of a hash may be listed, the last one is used (engine/complete/workspace_index.py
-        keeps them all so that a file's grams can be taken out)."""
+        """The index of `tokens` from, per gram order, (hashes, end positions) sorted by hash then position; of
+        several occurrences the last is used (workspace_index.py keeps them all to take a file's grams out)."""
         index = cls.__new__(cls)
         index.tokens, index._tables = tokens, list(tables)
         return index
@@ -127,10 +118,9 @@ class MatchIndex:
 
 def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, last: np.ndarray,
              doc_end: np.ndarray, skip: int) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens of `tokens` ending at `last`
-    (their hashes: `hashes`), given the end of each one's last earlier occurrence in the document (`doc_end`, -1
-    for none): the longer of that match and the workspace's wins (the document's on a tie, it is closer), and
-    predicts the token `skip` after its end."""
+    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens ending at `last`, given the
+    end of each one's last earlier occurrence in the document (`doc_end`, -1: none): the longer of that match and
+    the workspace's wins (the document's on a tie), predicting the token `skip` after its end."""
     keys, ends = index._tables[o]
     return _resolve_kernel(tokens, hashes, keys, ends, index.tokens, MATCH_ORDERS[o], np.asarray(last, np.int64),
                            np.asarray(doc_end, np.int64), skip)
@@ -194,9 +184,8 @@ def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> 
 
 
 def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
-    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by
-    the caller as the document grows, so each decoding step costs a scan instead of rehashing). Only the first
-    `written` tokens are copied from: the rest are a completion's own output."""
+    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by the
+    caller as the document grows); only the first `written` tokens are copied from."""
     tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:

@@ -1,34 +1,12 @@
 """The workspace cache mixture: copy what the workspace and the open file already say.
 
-Five next-token predictors are mixed linearly, p = w_T p_transformer + w_K p_kn + w_C p_cache + w_M p_match +
-w_P p_pooled:
-- the transformer (its context is short: the training sequence length);
-- a Kneser-Ney 5-gram over the workspace's training files (ngram.KneserNey), which can copy identifiers and
-  whole lines from other files the way a compressor does;
-- a document cache: a Witten-Bell n-gram over the tokens of the current file before the cursor, which copies
-  names and lines from far back in the same file, beyond the transformer's window;
-- a match model (engine/complete/match_model.py): the token that followed the last occurrence of the recent tokens, in
-  the file or the workspace, for spans that repeat longer than the n-grams can see;
-- the pooled component: the product of the first three, p_T^0.5 p_kn^0.3 p_cache^0.2 renormalised (geometric
-  pooling, `pooled`). A linear mixture adds evidence; a product lets the models veto one another, which is
-  sharper where they agree. It took the mixture's bits per byte from 0.967 to 0.952 on psutil's held-out files
-  and from 0.583 to 0.575 on pycryptodome's (600 s fine-tunes of the /usr/include base; line exact match 29.7 ->
-  29.3 % and 39.7 -> 40.7 %, within noise); it needs the transformer's whole distribution at every scored
-  position (PooledProbs), not only the probability of the right token.
-
-The weights depend on how much evidence the copying models have at the current position (the longest context
-each n-gram has seen before, the match level) and on how sure the transformer is there (the entropy of its
-next-token distribution, in three levels), so the mixture trusts copying where it is reliable and the transformer
-where it knows the answer. They are fitted by expectation-maximisation on held-out token probabilities; `cllm eval`
-fits them on one half of the evaluated files and scores the other half (and vice versa), so no file is scored
-with weights fitted on it.
-
-Real completions use the mixture too: the trainer fits the weights on its held-out files (engine/eval/heldout.py) and
-stores them in the checkpoint metadata ("mixture"); `workspace_scorer` rebuilds the 5-gram and the match index
-from the workspace's training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store)
-and returns a MixtureScorer, the scorer a generate.Completer decodes through, or None when the weights or the
-files are missing, so that callers fall back to the transformer alone. This module knows nothing of decoding:
-the transformer's logits come in, mixed log-probabilities go out.
+Five next-token predictors are mixed linearly: the transformer; a Kneser-Ney 5-gram over the workspace's training
+files (ngram.py); a Witten-Bell cache of the current file before the cursor; a match model (match_model.py) for
+spans that repeat longer than the n-grams see; and the renormalised product of the first three (`pooled`). The
+weights depend on the copying models' evidence at the position and on the transformer's certainty, and are fitted
+by EM on held-out tokens; the trainer stores them in the checkpoint, `workspace_scorer` rebuilds the n-gram and
+match index from the workspace and returns the MixtureScorer a Completer decodes through (None: transformer
+alone). See docs/decisions.md, "The workspace cache mixture".
 """
 
 from __future__ import annotations
@@ -50,10 +28,8 @@ from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 CACHE_ORDER = 4
 COMPONENTS = 5  # transformer, workspace 5-gram, document cache, match model, their geometric pool
 POOL = (0.5, 0.3, 0.2)  # exponents of the transformer, the 5-gram and the cache in the pooled component
-# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level). On
-# four PyPI projects' held-out files (600-s fine-tunes of a /usr/include base) these levels took the mixture's bits
-# per byte down by 0.1-1.3 % (psycopg2 0.805 -> 0.805, bitarray 0.948 -> 0.944, psutil 0.839 -> 0.837,
-# pycryptodome 0.487 -> 0.481); two levels split at 1.5 did about as well, four did no better.
+# The transformer's next-token entropy (nats) splits positions into sure / unsure / lost (uncertainty_level).
+# see docs/decisions.md, "Mixture weights by the transformer's certainty"
 UNCERTAINTY_EDGES = (1.0, 2.5)
 UNCERTAINTY_LEVELS = len(UNCERTAINTY_EDGES) + 1
 
@@ -129,9 +105,8 @@ def cache_probs(tokens: np.ndarray, vocab_size: int, start: int = 0, order: int 
 
 @njit(cache=True, nogil=True)
 def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct tokens, their counts) of tokens[p + 1] over the positions lo <= p < hi whose hash in `row`
-    equals the hash at the document's last position (len(tokens) - 1): what followed earlier occurrences of the
-    current context. One pass, no temporary arrays the size of the document."""
+    """(distinct tokens, counts) of what followed earlier occurrences of the current context: tokens[p + 1] for
+    lo <= p < hi where row[p] equals the hash at the last position. One pass, no document-sized temporaries."""
     key = row[len(tokens) - 1]
     found = 0
     for p in range(lo, hi):
@@ -150,9 +125,8 @@ def _followers(row: np.ndarray, tokens: np.ndarray, lo: int, hi: int) -> tuple[n
 
 
 class DocumentCache:
-    """The document cache while decoding: the document's tokens, their suffix hashes and token counts, extended
-    one token at a time, so each next-token distribution costs a scan of the hashes instead of rehashing the
-    document. It keeps the hash rows its readers use: orders up to the n-grams' and the match model's."""
+    """The document cache while decoding: the document's tokens, suffix hashes and token counts, extended one token at
+    a time, so that each next-token distribution is a scan of the hashes instead of a rehash of the document."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, order: int = CACHE_ORDER) -> None:
         tokens = np.asarray(tokens, dtype=np.int32)
@@ -191,8 +165,7 @@ class DocumentCache:
 
     def append(self, token: int, generated: bool = False) -> None:
         """Add one token at the end of the document; a `generated` one (the completion's own output) is context
-        for every model but never counted or copied by the cache and the match model, so a completion cannot feed
-        on itself (it looped: 'uint8_t* storage_ix, uint8_t* storage_ix, ...')."""
+        for every model but never counted or copied, so a completion cannot feed on itself (it looped)."""
         if self.length == len(self._tokens):
             self._tokens = np.concatenate([self._tokens, np.zeros_like(self._tokens)])
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)], axis=1)
@@ -254,9 +227,8 @@ N_BUCKETS = (KN_ORDER + 1) * (CACHE_ORDER + 1) * MATCH_LEVELS * UNCERTAINTY_LEVE
 
 def evidence_bucket(kn_matched: np.ndarray | int, cache_matched: np.ndarray | int,
                     match_level: np.ndarray | int, uncertainty: np.ndarray | int = 0) -> np.ndarray:
-    """Bucket index of positions from the two n-grams' matched orders (0..KN_ORDER, 0..CACHE_ORDER), the match
-    model's level (match_model.match_level) and the transformer's uncertainty_level. The uncertainty is the last
-    digit, so a bucket computed without it (0) plus the level is the bucket with it."""
+    """Bucket index of positions from the n-grams' matched orders, the match level and the transformer's
+    uncertainty_level (the last digit, so that a bucket computed at level 0 plus the level is the bucket with it)."""
     copying = (np.asarray(kn_matched) * (CACHE_ORDER + 1) + np.asarray(cache_matched)) * MATCH_LEVELS + np.asarray(match_level)
     return copying * UNCERTAINTY_LEVELS + np.asarray(uncertainty)
 
@@ -282,13 +254,9 @@ class Mixture:
 def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, prior: float = 5.0) -> Mixture:
     """EM-fitted weights from component probabilities (n, COMPONENTS) of held-out tokens and their buckets.
 
-    Each bucket's weights are pulled towards the weights of its group (every bucket of the same match level and
-    transformer uncertainty together) by `prior` pseudo-tokens, and those towards the global weights likewise, so
-    a sparse bucket falls back on the mix of the positions with the same match evidence instead of overfitting a
-    handful of tokens. Held-out sets are small (20,000 tokens, half of them per cross-fitted fold, for 450
-    buckets): falling back on the global mix instead cost 0.4 % more bits on the demo corpus and 0.1 % on cmark;
-    finer buckets (more match lengths up to 512 tokens, how often the 5-gram's context was seen) cost more than
-    they gained on both.
+    Each bucket's weights are pulled towards its group's (same match level and uncertainty) by `prior`
+    pseudo-tokens, and those towards the global weights likewise, so a sparse bucket does not overfit a handful of
+    tokens. See docs/decisions.md, "Mixture buckets and their fallback".
     """
     probs = np.maximum(np.asarray(probs, dtype=np.float64), 1e-300)
     group_of = _bucket_groups()
@@ -308,10 +276,8 @@ def fit_mixture(probs: np.ndarray, buckets: np.ndarray, iterations: int = 40, pr
 
 
 class PooledProbs:
-    """The pooled component's probability of each of tokens[start:] of one document and the transformer's
-    uncertainty_level there, from the transformer's logits at each position (fed in order by
-    heldout.document_nats) and the n-grams' distributions there, computed as MixtureScorer.scores computes them
-    while decoding, so fitted weights mean the same in both."""
+    """The pooled component's probability of each of tokens[start:] of one document, and the uncertainty_level
+    there, from the transformer's logits fed in order, computed as MixtureScorer.scores does while decoding."""
 
     def __init__(self, kn: KneserNey, tokens: np.ndarray, start: int, vocab_size: int) -> None:
         self._kn, self._tokens, self._vocab = kn, np.asarray(tokens, dtype=np.int32), vocab_size
@@ -346,10 +312,8 @@ def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def copying_probs(kn: KneserNey, index: MatchIndex, tokens: np.ndarray, start: int,
                   vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the workspace 5-gram's, the document
-    cache's and the match model's probability (all its mass on its prediction; uniform where it has none), and each
-    position's evidence bucket at uncertainty level 0 (fitted_mixture adds the transformer's). None of it depends on
-    the transformer's weights."""
+    """(probs (n, 3), buckets (n,)) for tokens[start:] of one document: the 5-gram's, the document cache's and the
+    match model's probability, and each position's bucket at uncertainty level 0. Independent of the transformer."""
     tokens = np.asarray(tokens, dtype=np.int32)
     cache_p, cache_matched = cache_probs(tokens, vocab_size, start)
     predicted, level = match_predictions(tokens, index, start)
@@ -379,10 +343,9 @@ def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], u
                    kn: KneserNey, index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document],
                    copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
                    ) -> tuple[Mixture, list[tuple[np.ndarray, np.ndarray]]]:
-    """(mixture fitted on `documents`, each document's (component probs, buckets)) given the transformer's
-    per-token losses `nats` on each document's text (scored after its path header, as heldout.document_nats), the
-    pooled component's probabilities `pooled_p` and the transformer's uncertainty levels (both from
-    heldout.document_scores), and the documents' copying_parts (computed here when not given)."""
+    """(mixture fitted on `documents`, each document's (component probs, buckets)) from the transformer's per-token
+    `nats`, the pooled component's `pooled_p` and the uncertainty levels (heldout.document_scores), and the
+    documents' copying_parts (computed here when not given)."""
     copying = copying if copying is not None else copying_parts(kn, index, tokenizer, documents)
     parts = [(with_transformer(doc_nats, probs, doc_pooled), buckets + doc_uncertainty)
              for doc_nats, doc_pooled, doc_uncertainty, (probs, buckets) in zip(nats, pooled_p, uncertainty, copying)]
@@ -391,9 +354,8 @@ def fitted_mixture(nats: Sequence[np.ndarray], pooled_p: Sequence[np.ndarray], u
 
 
 def workspace_models(tokenizer: Tokenizer, documents: Sequence[Document]) -> tuple[KneserNey, MatchIndex]:
-    """The workspace 5-gram and match index over training documents, each as the trainer saw it (path header,
-    text, end of text), in one call: the one-shot build of engine/complete/workspace_index.py's incremental one, whose
-    finished snapshot it equals."""
+    """The workspace 5-gram and match index over training documents as the trainer saw them, in one call: what the
+    incremental build of workspace_index.py ends with."""
     index = WorkspaceIndex(tokenizer.vocab_size, tokenizer.eot_id)
     index.add([d.path for d in documents], document_streams(tokenizer, documents), [(0, d.size) for d in documents])
     models = index.snapshot()
@@ -414,9 +376,8 @@ def mixture_metadata(mixture: Mixture) -> dict[str, Any]:
 
 
 def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
-    """The mixture stored in checkpoint metadata, or None when absent or not for this bucket layout. Weights
-    stored before the pooled component existed (four per bucket, no "pool") serve as they were fitted: with no
-    weight on it; weights stored before the uncertainty levels (no "uncertainty_edges") serve at every level."""
+    """The mixture stored in checkpoint metadata, or None when absent or for another bucket layout. Older weights
+    serve as fitted: without a pooled component (no "pool"), at every uncertainty level (no "uncertainty_edges")."""
     entry = metadata.get("mixture")
     if not isinstance(entry, dict) or any(entry.get(key) != value for key, value in _LAYOUT.items()):
         return None
@@ -437,9 +398,8 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
 
 
 def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
-    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
-    workspace's training files (those still readable), or None when there are no weights or none of the files can
-    be read."""
+    """A MixtureScorer with a checkpoint's stored weights and a 5-gram and match index over its workspace's
+    training files still readable; None without weights or files."""
     workspace = metadata.get("workspace")
     if not workspace or not Path(workspace).is_dir():
         return None
@@ -464,13 +424,9 @@ class MixtureScorer:
     """Decoding from the mixture instead of the transformer alone: the scorer (generate.Scorer) a Completer hands
     each request's document and the transformer's logits to (same prompts, healing and stops as without it).
 
-    The n-gram and match models read the document itself, not the prompt: the file's path header and the prefix
-    up to the point where token healing takes tokens back, then every generated token, healing included, as
-    context only (DocumentCache.append: a completion is never a source to copy from). Two ways of
-    treating the healed bytes differently measured worse on the demo corpus (8.0 % exact match, 0.260 edit
-    similarity): the transformer alone while healing (5.0 %, 0.203), and n-gram mass only on tokens that cover
-    all healed bytes (7.5 %, 0.240). Healing only the last whitespace character (generate.healed_prompt) removed
-    the crawl through an indentation one space at a time that ended some lines empty (9.0 %, 0.274).
+    The n-gram and match models read the document itself: the path header and the prefix up to where token healing
+    takes tokens back, then every generated token as context only (never a source to copy from).
+    See docs/decisions.md, "Token healing under the mixture".
     """
 
     def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
@@ -517,9 +473,8 @@ class MixtureScorer:
         self._document.append(token, generated=True)
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
-        """Log of the mixed next-token distribution after the current document context, from the transformer's
-        (exact, fp32) logits. The pooled component is computed only where it has weight (not for weights stored
-        before it existed)."""
+        """Log of the mixed next-token distribution after the document context, from the transformer's fp32 logits
+        (the pooled component only where it has weight)."""
         vocab = self.tokenizer.vocab_size
         p, log_transformer = softmax(logits[:vocab])
         uncertainty = uncertainty_level(p, log_transformer)

@@ -1,10 +1,8 @@
-"""Hashed n-gram counts over token ids: the suffix hashes every n-gram model here keys on, the interpolated
-back-off chain, and an interpolated modified Kneser-Ney model.
+"""Hashed n-gram counts over token ids: the suffix hashes every n-gram model keys on, the interpolated back-off
+chain, and an interpolated modified Kneser-Ney model.
 
-Three users share them: the workspace 5-gram and the document cache of the completion mixture (engine/complete/mixture.py),
-the match model's gram lookups (engine/complete/match_model.py), and the 5-gram baseline of `cllm eval` (engine/eval/evaluate.py),
-whose bits per byte and line completions compare directly with the transformer's because it uses the model's own
-tokenizer.
+Used by the completion mixture's workspace 5-gram and document cache, the match model's lookups, and `cllm eval`'s
+5-gram baseline (which shares the model's tokenizer, so its scores compare directly).
 """
 
 from __future__ import annotations
@@ -80,10 +78,9 @@ def next_suffix_hashes(previous: np.ndarray | None, token: int, order: int) -> n
 
 def interpolate(levels: Sequence[tuple[np.ndarray, np.ndarray, float, float]], vocab_size: int,
                 out: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
-    """The distribution p_k of an interpolated back-off chain, lowest level first, from the uniform p_0:
-    p_n = (scatter(tokens_n, values_n) + gamma_n p_{n-1}) / total_n for levels (tokens_n, values_n, gamma_n,
-    total_n) with distinct tokens per level. Computed top-down with scalar coefficients (no pass over the
-    vocabulary per level). With `out`, adds scale * p_k into it (for mixtures) and returns it."""
+    """The distribution of an interpolated back-off chain, lowest level first from the uniform p_0:
+    p_n = (scatter(tokens_n, values_n) + gamma_n p_{n-1}) / total_n, computed top-down with scalar coefficients.
+    With `out`, adds scale * p_k into it (for mixtures) and returns it."""
     p = np.zeros(vocab_size) if out is None else out
     coef = scale
     for tokens, values, gamma, total in reversed(levels):
@@ -186,18 +183,12 @@ def merge_counts(parts: Sequence[GramCounts]) -> GramCounts:
 class KneserNey:
     """Interpolated modified Kneser-Ney n-gram model over token ids (default order 5).
 
-    The highest order uses raw counts, lower orders continuation counts (how many distinct tokens precede the
-    n-gram), and the unigram level interpolates with the uniform distribution, so every token of the vocabulary has
-    probability > 0 and each conditional distribution sums to 1. N-grams are keyed by 64-bit hashes and stored in
-    sorted numpy arrays: scoring a whole file is a handful of vectorised `searchsorted` calls.
-    """
+    Raw counts at the highest order, continuation counts below, uniform under the unigrams, so every token has
+    probability > 0. N-grams are keyed by 64-bit hashes in sorted arrays: scoring a file is a few `searchsorted`."""
 
     def __init__(self, documents: Sequence[np.ndarray], vocab_size: int, pad_id: int, order: int = 5):
-        """Count n-grams over `documents` (token arrays, e.g. Tokenizer.encode_document) joined into one stream.
-
-        `pad_id` (the end-of-text id) fills the order-1 positions before the first token, the same padding that
-        `logprobs` and `distribution` put before their contexts.
-        """
+        """Count n-grams over `documents` (token arrays) joined into one stream; `pad_id` (end of text) fills the
+        positions before the first token, as `logprobs` and `distribution` pad their contexts."""
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
         self.order, self.vocab_size, self.pad_id = order, vocab_size, pad_id
@@ -267,9 +258,8 @@ class KneserNey:
         return interpolate(levels, self.vocab_size), matched
 
     def context_hashes(self, context: np.ndarray) -> np.ndarray:
-        """Hashes of the last 0..order-1 tokens of `context` (padded as in `logprobs`): the key of levels_after.
-        They equal suffix_hashes of the context at its last position, so callers that extend a context one
-        token at a time can keep them instead."""
+        """Hashes of the last 0..order-1 tokens of `context` (padded as in `logprobs`), the key of levels_after; equal
+        to suffix_hashes at the context's last position, so callers extending a context can keep them."""
         hashes = suffix_hashes(self._padded(context)[-self.order:], self.order)
         return np.array([h[-1] for h in hashes[:self.order]], dtype=np.uint64)
 
@@ -289,11 +279,8 @@ class KneserNey:
         return levels, matched
 
     def greedy_line(self, context: np.ndarray, decode_bytes, max_tokens: int = 64, stop_ids: tuple[int, ...] = ()) -> str:
-        """Most likely continuation of `context`, token by token, up to the end of the line (the newline excluded).
-
-        `decode_bytes` maps token ids to bytes (Tokenizer.decode_bytes); decoding stops at a newline, a stop id or
-        after `max_tokens` tokens.
-        """
+        """Most likely continuation of `context` token by token up to the end of the line (newline excluded), a stop
+        id or `max_tokens`; `decode_bytes` maps ids to bytes."""
         ids = list(np.asarray(context, dtype=np.int32)[-(self.order - 1):]) if self.order > 1 else []
         out: list[int] = []
         for _ in range(max_tokens):

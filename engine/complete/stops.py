@@ -1,26 +1,10 @@
 """Stop rules for code completion: where a suggestion should end so that it fits the cursor.
 
-The decoder feeds the growing completion text to a `StopRules` object after every token; `check` answers whether
-to stop and how much of the text to keep, and `finish` tidies the final text. The rules are text-only (no model),
-so they are unit-tested on their own:
-
-- single-line mode ends the suggestion at the end of the line; when the cursor sits at the end of a non-blank line
-  and the model starts a new line, the suggestion is that next line instead of nothing;
-- multi-line mode continues while a bracket block opened by the suggestion is open and stops at the end of the
-  line where the brackets balance again, at a blank line, or just before a bracket that closes a block opened
-  before the cursor;
-- a line that repeats the next line after the cursor ends the suggestion before it, the end of a suggestion that
-  repeats the start of the text after the cursor is trimmed, and a suggestion that is only a repeat of the text
-  after the cursor becomes empty;
-- a line that repeats the suggestion's previous line word for word ends the suggestion before it (a greedy decoder
-  that starts looping never stops by itself);
-- user stop strings cut the suggestion before their first occurrence;
-- trailing whitespace is trimmed.
-
-For streaming, `settled` says how much of the completion so far no later token can change: its start that is
-already part of the final suggestion whatever comes next (the streamed pieces then add up to the final text).
-
-Brackets inside string and character literals and comments are not counted (a rough four-state C lexer).
+The decoder feeds the growing text to a `StopRules` after every token; `check` says whether to stop and how much
+to keep, `finish` tidies the final text, and `settled` says how much no later token can change (what streaming may
+send). Single-line mode ends at the end of the line; multi-line mode continues while a block the suggestion opened
+is open. Both stop before repeating the text after the cursor or the suggestion's previous line (a greedy decoder
+that loops never stops by itself), and at user stop strings. Brackets in literals and comments are not counted.
 """
 
 from __future__ import annotations
@@ -182,15 +166,10 @@ class StopRules:
         return None
 
     def settled(self, text: str) -> int:
-        """How many characters at the start of `text` (the completion so far, which `check` accepted) are final:
-        no later token, cut or `finish` can change them. A conservative bound from each way text is taken back:
-
-        - a user stop string that may still appear cuts where it starts, at most its length minus one back;
-        - a line that may still turn out to repeat the next line after the cursor or the previous line is cut
-          at its start;
-        - a suggestion that so far is only the start of the text after the cursor may end up empty;
-        - trailing whitespace is trimmed, and so is an end that is the start of the suffix's first line: the
-          settled part ends on a character that is neither."""
+        """How many characters at the start of `text` (the completion so far, accepted by `check`) are final: no later
+        token, cut or `finish` can change them. A conservative bound: it stops before a stop string that may still
+        appear, at the start of a line that may still repeat a neighbour, at nothing while the text is only the start of
+        the suffix, and before trailing whitespace or an end that starts the suffix's first line."""
         end = len(text)
         if self.stop_strings:
             end -= max(len(s) for s in self.stop_strings) - 1

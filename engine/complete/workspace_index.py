@@ -1,28 +1,12 @@
 """The workspace index: the mixture's 5-gram counts and match index over a workspace's training files, built in
 the background, capped in memory, saved beside the model and updated one file at a time.
 
-engine/complete/mixture.py's `workspace_models` builds both models in one call over every training file. On a
-kernel-sized tree (55,000 files) that call would freeze the language server for minutes and hold gigabytes, so
-servers use an IndexBuilder instead:
-- Incremental: files are read and tokenized in small batches (IndexSettings.batch_bytes) on a background thread
-  that pauses between batches and runs at a lower CPU priority (IndexSettings.niceness), so the completion
-  thread gets the interpreter and the cores; the transformer alone serves meanwhile. A snapshot (KneserNey +
-  MatchIndex) is built whenever the index has doubled since the last one, and handed to `on_snapshot`, which
-  swaps it into the serving MixtureScorer: completions never wait for the build.
-- Capped: IndexSettings.max_mb bounds the index. When the training files would need more, a deterministic sample
-  of them is indexed (a file is in when a hash of its path falls under the kept fraction: the same files on
-  every run and every machine), and the build stops at the cap whatever the estimate said.
-- Per file: the 5-gram is kept as raw n-gram counts (ngram.GramCounts) over each file padded on its own, and the
-  match index as every occurrence of every gram (not only the last), each pointing into the file's token span.
-  Taking a file out subtracts its counts and drops the occurrences inside its span; putting its new text in adds
-  them back; the Kneser-Ney tables and the match tables are then rebuilt from those merged arrays (a sort, no
-  re-reading or re-tokenizing of other files). The old span's tokens stay in the token buffer, unreferenced, until
-  the next full build.
-- Saved: `index.npz` beside the model (numpy arrays, no pickle, atomic write) with a fingerprint of the model's
-  weights and the indexed files' sizes and mtimes. A restart with the same model loads it, updates only the
-  files changed on disk since, and builds nothing else. With a higher cap than it was built with, the sample only
-  grows (a file's hash falls under any larger fraction), so the saved index is extended; with a lower cap it holds
-  files outside the new sample and is built again.
+Building both over a kernel-sized tree in one call would freeze a server for minutes, so an IndexBuilder reads
+files in small batches on a low-priority thread and hands a snapshot to the serving MixtureScorer whenever the
+index has doubled (completions never wait). Past IndexSettings.max_mb a deterministic sample of files (by a hash
+of the path) is indexed. Counts are kept per file so that a changed file is subtracted and added back without
+re-reading the others. `index.npz` (no pickle, atomic) carries a fingerprint of the weights and the files' sizes
+and mtimes, so a restart updates only what changed on disk.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Workspace scan: which C files become training data, and why the others do not.
 
-Which files count: inside a git work tree, the files git would add (tracked files plus untracked files that no
-ignore rule excludes: .gitignore applies to untracked files only, as in git); outside git, every file that the
-.gitignore files at every level do not ignore; with CorpusConfig.gitignore False, every file. The scan also skips
-hidden and build/vendor folders, secrets (by file name, or by content: private keys, cloud keys, access tokens),
-oversized, binary, non-UTF-8 and unreadable files, names that are not UTF-8, exact duplicates and symlink loops,
-and reports every skipped candidate with a readable reason ("secret (contains an AWS access key)");
-`skip_summary` counts them by kind, and `hidden_by_ignore_rules` says which rules hid C files when none is left.
-The documents it returns hold no text, so that its memory does not grow with the workspace: each is read again
-when it is needed (`read_texts`), and a file deleted or changed since the scan is then left out with its reason.
-It also holds the deterministic held-out split, corpus statistics and the consolidated corpus file (one text
-file with a marker line before each source file).
+Inside a git work tree the files git would add, outside it the files no .gitignore ignores (or every file with
+CorpusConfig.gitignore False); hidden, build and vendor folders, secrets (by name or content), oversized, binary,
+non-UTF-8 and duplicate files are skipped, each with a readable reason (`skip_summary` counts them). Documents
+hold no text, so memory does not grow with the workspace: `read_texts` reads them when needed. Also the
+deterministic held-out split, corpus statistics and the consolidated corpus file.
 """
 
 from __future__ import annotations
@@ -79,12 +73,9 @@ class DocumentChanged(Exception):
 class Document:
     """One source file: its path relative to the workspace ('/' separated), its size in bytes and its text.
 
-    A document from a workspace scan does not hold its text: a kernel-sized tree is a gigabyte of it, while a
-    training run needs each file's text only briefly (the tokenizer's sample, one tokenization batch, held-out
-    scoring). It keeps the folder the path is relative to (`root`), the sha256 of the bytes the scan accepted and
-    their line count, and `text` reads the file again at each use, raising DocumentChanged when the file was
-    deleted or changed since (`read_texts` skips those). `Document(path, text, size)` holds a text a caller
-    already has (tests, base-corpus replay, held-out samples loaded once for scoring)."""
+    A scanned document does not hold its text (a kernel-sized tree is a gigabyte of it): `text` reads the file again
+    at each use and raises DocumentChanged when it was deleted or changed since the scan (its sha256 and line count
+    are kept). `Document(path, text, size)` holds a text the caller already has."""
 
     __slots__ = ("path", "size", "root", "_text", "_sha256", "_lines")
 
@@ -265,11 +256,8 @@ def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig(),
          progress: Callable[[int, int | None], None] | None = None) -> ScanResult:
     """Walk `root` for source files (config.extensions) and decide, for each, whether it is training data.
 
-    Folders are walked in name order, real folders before symlinked ones, so the result (and which copy of a
-    duplicate is kept) is deterministic. `progress(candidates seen, candidates expected or None)` is called for
-    every candidate file; whatever it raises (a cancelled training) ends the scan. Raises ValueError when `root`
-    is not a folder.
-    """
+    Folders go in name order, real ones before symlinks, so the result is deterministic. `progress(seen, expected or
+    None)` is called per candidate and whatever it raises ends the scan. ValueError when `root` is not a folder."""
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise ValueError(f"{root} is not a folder (expected a workspace folder of C code)")
@@ -278,10 +266,8 @@ def scan(root: str | os.PathLike, config: CorpusConfig = CorpusConfig(),
 
 
 def git_listing(root: Path) -> set[str] | None:
-    """The paths under `root` (relative to it) that git would add: tracked files plus untracked files that no
-    ignore rule excludes. None when `root` is not inside a git work tree (or git is not installed), and when git
-    lists nothing under it: a folder its enclosing repository ignores as a whole (a downloaded corpus inside a
-    project) is scanned as outside git."""
+    """The paths under `root` that git would add (tracked, plus untracked ones no ignore rule excludes); None outside
+    a git work tree, without git, or when git lists nothing (a folder its repository ignores is scanned as outside)."""
     try:
         listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                                 capture_output=True, check=False)
@@ -309,11 +295,9 @@ def hidden_by_ignore_rules(result: ScanResult, config: CorpusConfig = CorpusConf
 def sample_documents(documents: Sequence[Document], max_bytes: int,
                      rank: Callable[[Document], int] | None = None,
                      size: Callable[[Document], int] = lambda doc: doc.size) -> list[Document]:
-    """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size:
-    files in the order of a stable hash of their path (so the sample is spread over the whole tree and the same
-    on every run), taken while they fit (the first one always, even when it alone is bigger). `rank` orders the
-    files before the hash: lower ranks are taken first (a continued run ranks the files its model has not trained
-    on first). `size` measures a file in another unit than bytes (the trainer's forward windows)."""
+    """All of `documents` when they hold at most `max_bytes`, else a deterministic sample of about that size taken
+    in the order of a stable hash of the path (spread over the tree, the first file always), lower `rank`s first (a
+    continued run ranks unseen files first). `size` measures a file in another unit (forward windows)."""
     if sum(size(doc) for doc in documents) <= max_bytes:
         return list(documents)
     sample, total = [], 0
@@ -325,11 +309,8 @@ def sample_documents(documents: Sequence[Document], max_bytes: int,
 
 
 def split_documents(documents: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:
-    """Hold out about `val_fraction` of the files for validation, chosen by a stable hash of their path.
-
-    A file's side depends only on its own path, so it stays on the same side when files are added or removed.
-    At least one file always trains; with two or more files and val_fraction > 0, at least one is held out.
-    """
+    """Hold out about `val_fraction` of the files, by a stable hash of their path (a file's side never changes as
+    files come and go). At least one file trains; with two or more and val_fraction > 0, one is held out."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     scores = {doc.path: _path_score(doc.path) for doc in documents}

@@ -1,17 +1,10 @@
 """Training data: documents -> one token stream -> shuffled windows per epoch, some turned fill-in-the-middle.
 
-Fill-in-the-middle uses the suffix-prefix-middle order (Bavarian et al. 2022, "SPM"): a window's content cut at
-one point becomes [fim_prefix] [fim_suffix] S [fim_middle] P [eot], where P is the text before the cut and S the
-text after it. The text before the cursor thus runs straight into the text to write, as in plain training, and the
-model only has to learn where it joins the suffix. The prefix-suffix-middle order (P and S first, then a middle
-that must pick up where P ended far back in the window) trained a small model that completed lines at a third of
-the exact-match rate of plain prompts.
-
-The stream is every document's `encode_document` ids, concatenated. Window i is the seq_len + 1 tokens starting
-at i * seq_len (inputs are its first seq_len tokens, targets its last seq_len), so consecutive windows share one
-token and every token of the stream is a target once per epoch; a short last window is padded with ignored
-targets (-1). Everything random about an epoch (window order, which windows become FIM, where they are cut)
-comes from one numpy Generator seeded with (seed, epoch): resuming at (epoch, batch) replays the same data.
+Fill-in-the-middle uses the suffix-prefix-middle order: [fim_prefix] [fim_suffix] S [fim_middle] P [eot], so the
+text before the cursor runs straight into the text to write (see docs/decisions.md, "Fill-in-the-middle order").
+Window i is the seq_len + 1 tokens from i * seq_len, so every token is a target once per epoch (a short last
+window is padded with -1 targets). Everything random about an epoch comes from one Generator seeded with
+(seed, epoch), so resuming at (epoch, batch) replays the same data.
 """
 
 from __future__ import annotations
@@ -71,12 +64,10 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
                progress: Callable[[int], None] = lambda encoded_bytes: None,
                gone: Callable[[Document, str], None] = lambda doc, reason: None,
                batch_bytes: int = ENCODE_BATCH_BYTES) -> np.ndarray:
-    """token_stream(documents) without holding it, the documents' texts or their token lists in memory: the texts
-    are read (corpus.read_texts) and tokenized with encode_batch in batches of at most `batch_bytes`, appended to
-    a temporary file in `folder`, which is then memory-mapped read-only (uint16 ids when the vocabulary fits, else
-    int32) and unlinked, so the mapping alone keeps it and nothing is left behind. A file deleted or changed since
-    the scan goes to `gone(document, reason)` and is left out of the stream. `progress(bytes)` follows each batch
-    (stream_bytes of its documents); whatever it raises (a cancelled training) stops the encoding."""
+    """token_stream(documents) without holding it or the texts in memory: batches of at most `batch_bytes` are
+    tokenized into a temporary file in `folder`, memory-mapped read-only (uint16 when the vocabulary fits) and
+    unlinked. A file changed since the scan goes to `gone(document, reason)`; `progress(bytes)` follows each batch
+    and whatever it raises (a cancelled training) stops the encoding."""
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32
     fd, path = tempfile.mkstemp(prefix=".tokens-", suffix=".bin", dir=Path(folder))
     try:
@@ -93,9 +84,8 @@ def token_file(documents: Iterable, tokenizer, folder: str | os.PathLike,
 
 def _encoded_batches(documents: Iterable, tokenizer, batch_bytes: int,
                      gone: Callable[[Document, str], None]) -> Iterator[tuple[np.ndarray, int]]:
-    """(encode_document ids of the next documents worth at most `batch_bytes` of stream, their stream_bytes), the
-    paths and texts of a batch tokenized in one encode_batch call; a file left out (`gone`) counts its bytes into
-    the next batch's, so that progress reaches the total."""
+    """(encode_document ids of the next documents worth at most `batch_bytes`, their stream_bytes), tokenized in
+    one encode_batch call; a file left out (`gone`) adds its bytes to the next batch (progress reaches the total)."""
     batch: list[tuple[str, str]] = []
     size = 0
     gone_bytes = 0

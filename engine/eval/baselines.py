@@ -1,14 +1,10 @@
 """The compressor baselines that `cllm eval` scores on the same files as the model: xz, zpaq and PPMd, each
 conditioned on the training files.
 
-They answer "what could a model learn from the training files alone?". Each held-out file is compressed after the
-training bytes on its own, as the model scores it (the training files and the file's own beginning, never the other
-held-out files: compressing them in one stream let later files learn from earlier ones, worth 0.09 of
-pycryptodome's 0.56 bits per byte under zpaq). Each compressor may copy any span of the training bytes, which is a strong bar on code (identifiers and whole lines repeat across files); zpaq -m5 (context
-mixing) and PPMd order 16 (7-Zip's) also predict byte by byte from long contexts, the bar for near-repeats. xz is
-Python's own lzma; zpaq and 7z are external programs (Debian's `zpaq` and `p7zip-full`), measured only where they are
-installed. The other baseline, the Kneser-Ney 5-gram, lives in engine/complete/ngram.py because the completion mixture uses it
-too.
+They answer "what could a model learn from the training files alone?": each held-out file is compressed after the
+training bytes on its own, as the model scores it. xz is Python's lzma; zpaq and 7z are external programs, used
+where installed. The Kneser-Ney 5-gram baseline lives in engine/complete/ngram.py (the mixture uses it too).
+See docs/decisions.md, "Compressor baselines".
 """
 
 from __future__ import annotations
@@ -31,9 +27,8 @@ MAX_PARALLEL_RUNS = 4  # compressor runs at once: each xz -9e run (64 MiB dictio
 
 
 class TrainBits:
-    """The training bytes' compressed size for one baseline, computed once per compressor method (zpaq's model;
-    xz and PPMd have one, "") however many held-out files ask: a thread asking for a size another thread is
-    computing waits for it rather than compressing the training bytes again."""
+    """The training bytes' compressed size per compressor method (zpaq's model; "" for xz and PPMd), computed once
+    however many held-out files and threads ask."""
 
     def __init__(self) -> None:
         self._sizes: dict[str, int] = {}
@@ -56,10 +51,9 @@ def xz_bits(data: bytes) -> int:
 
 
 def _run_archiver(argv: list[str], archive: str, data: bytes, stdin: bool = False) -> tuple[int, str]:
-    """(size in bits of the archive file `archive` that the program run as `argv` writes for `data`, its standard
-    output), `data` given as the file "data" in a fresh folder (so the archive's own overhead is the same for every
-    input), or with `stdin` on standard input (so the program cannot size its model to the input);
-    RuntimeError with the program's last message when it fails."""
+    """(size in bits of the archive `archive` that `argv` writes for `data`, its standard output). `data` is the
+    file "data" in a fresh folder (the same overhead for every input), or with `stdin` on standard input (so that
+    the program cannot size its model to the input). RuntimeError with the program's last message on failure."""
     with tempfile.TemporaryDirectory(prefix="cllm-baseline-") as tmp:
         if not stdin:
             Path(tmp, "data").write_bytes(data)
@@ -93,11 +87,8 @@ def zpaq_bits(data: bytes, method: str = "5") -> int:
 
 def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: TrainBits | None = None) -> float:
     """conditional_bits_per_byte of zpaq -m5, with the same model for both sizes: the one zpaq picks for
-    train + heldout. Left to itself, zpaq -m5 analyses each input and may pick another model for `train` alone (its
-    text detection flips on a few bytes: appending 80 bytes of comments to the demo corpus's training files made
-    the archive 1.7 KB smaller), and the difference of two sizes under two models is not the held-out bytes' cost
-    (it credited them with 0.19 of the demo's 0.68 bits per byte). `train_bits` keeps the training bytes' size per
-    model across held-out files."""
+    train + heldout (see docs/decisions.md, "Compressor baselines"). `train_bits` keeps the training bytes' size
+    per model across held-out files."""
     if not heldout:
         raise ValueError("no held-out bytes to compress")
     both, method = _zpaq(train + heldout, "5")
@@ -107,10 +98,8 @@ def zpaq_conditional_bits_per_byte(train: bytes, heldout: bytes, train_bits: Tra
 
 def ppmd_bits(data: bytes) -> int:
     """Size in bits of a 7-Zip archive of `data` compressed by PPMd of order 16 with 192 MB of model memory
-    (7-Zip's own for -mx9), read from standard input. Given a file, 7-Zip shrinks the model memory to the file's
-    size (to 8 MB below 512 KB, 16 MB up to 1 MB, ...), so the training bytes alone and training + held-out bytes
-    could be compressed by models of two sizes, and the difference credited the held-out bytes with the bigger
-    model's gain on the training bytes: 0.23 bits per byte for one psycopg2 file that costs 0.82."""
+    (7-Zip's own for -mx9), read from standard input so that 7-Zip keeps that memory for every input size
+    (see docs/decisions.md, "Compressor baselines")."""
     return _run_archiver(["7z", "a", "-bd", "-m0=PPMd:o=16:mem=192m", "-sidata", "a.7z"], "a.7z", data, stdin=True)[0]
 
 
@@ -145,9 +134,8 @@ COMPRESSORS: dict[str, tuple[str, Conditional]] = {
 
 
 def file_groups(sizes: Sequence[int], train_bytes: int, max_input: int = MAX_INPUT_BYTES) -> list[range]:
-    """The held-out files (by index) each compressor run takes: one file per run, or, when that would make a
-    compressor read more than `max_input` bytes (every run reads the training bytes again), consecutive files
-    grouped into as many runs as fit under it (one run when not even that fits)."""
+    """The held-out files (by index) each compressor run takes: one per run, or consecutive files grouped so that
+    no run reads more than `max_input` bytes (every run reads the training bytes again)."""
     n = len(sizes)
     runs = n if train_bytes == 0 else min(n, max(1, (max_input - sum(sizes)) // train_bytes))
     edges = [round(i * n / runs) for i in range(runs + 1)]
@@ -164,9 +152,8 @@ def _grouped_rate(conditional: Conditional, train: bytes, parts: list[bytes]) ->
 
 
 def compressor_baselines(train: bytes, heldout: Sequence[bytes]) -> dict[str, dict[str, float | int | str | None]]:
-    """Each compressor of COMPRESSORS on the held-out files `heldout`, each conditioned on `train` alone
-    (file_groups: grouped only where one run per file would read too much): {name: {"bits_per_byte": ..., "runs":
-    compressor runs}}, with bits_per_byte None and a "note" saying why where its program is not installed or fails."""
+    """{name: {"bits_per_byte", "runs"}} of each compressor on `heldout`, each file conditioned on `train` alone;
+    bits_per_byte None and a "note" where the program is missing or fails."""
     heldout = [part for part in heldout if part]
     if not heldout:
         raise ValueError("no held-out bytes to compress")

@@ -1,29 +1,12 @@
 """`cllm eval`: how well does a model predict and complete C code it has not trained on, next to baselines?
 
-Four measures on the same files in one run:
-- bits per byte: every file scored from its start (after its path header, as in training) with a sliding window as
-  long as the training sequences (positions past it were never trained), stride half a window; total bits over
-  total UTF-8 bytes, so tokenizers of any size compare fairly;
-- line completion at seeded cursor positions, half mid-line and half at the start of a line: the model sees the text
-  before the cursor and, as the suffix, the text after the end of the line (the line is being typed); its one-line
-  completion is compared with the real rest of the line (exact match after trimming whitespace, edit similarity);
-  with `prefix_only` (`cllm eval --prefix-only`) the models see no suffix, as a client without fill-in-the-middle
-  asks (the 5-gram never uses one);
-- syntax: the share of multi-line completions, at positions inside function bodies, that add no tree-sitter error;
-- baselines: xz, zpaq -m5 and PPMd order 16 (where installed), each held-out file conditioned on the training
-  bytes as the model is (engine/eval/baselines.py), and a Kneser-Ney 5-gram over the model's tokens trained on the
-  training files (bits per byte on the same files, greedy line completion at the same positions).
-A fine-tuned model is compared with the base it started from (`recorded_base`) and, on request, with a scratch
-model trained on the same workspace for the same budget (engine/train/pretrain.py `train_scratch_twin`), on the same files; files whose
-sha256 is in the base's corpus manifest are left out of every score (`leave_out_base_files`): the base has seen
-them. `format_comparison` puts the models side by side.
-With training files at hand it also reports "mixture": the transformer mixed with the 5-gram, a document cache, a
-match model and the normalised product of the first three (engine/complete/mixture.py), bits per byte and line completion,
-weights cross-fitted across the evaluated files (so no file is scored with weights fitted on itself).
-
-The headline numbers are those of what the model ships: when its checkpoint carries fitted mixture weights, real
-completions use the mixture (engine/complete/serving.py `make_completer`), so the headline is the mixture's and "completer"
-says "transformer+cache"; the transformer alone is always reported under "transformer".
+On the same files in one run: bits per byte (sliding windows as long as the training sequences, over UTF-8 bytes
+so that any tokenizer compares fairly), line completion at seeded cursors (exact match, edit similarity; with
+`prefix_only` no text after the cursor), the share of multi-line completions that keep the function parsing, and
+the baselines (compressors conditioned on the training files, a Kneser-Ney 5-gram). The headline is what the model
+ships: the mixture when the checkpoint carries its weights (cross-fitted across the files), the transformer alone
+always beside it. A fine-tuned model is also compared with its base (and a scratch twin on request), leaving out
+files the base learned from. docs/quality.md shows a report.
 """
 
 from __future__ import annotations
@@ -190,13 +173,9 @@ def _baselines(tok: Tokenizer, documents: Sequence[Document], train_documents: S
 def _fold_mixtures(scored: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]], kn: KneserNey,
                    index: MatchIndex, tokenizer: Tokenizer, documents: Sequence[Document]
                    ) -> tuple[list[Mixture], float, np.ndarray]:
-    """Cross-fitted mixtures of the transformer, the workspace 5-gram, the document cache, the match model and
-    their pool (engine/complete/mixture.py), from the transformer's document_scores on `documents`.
-
-    Files are split into two folds (file d is in fold d % 2); each file gets the weights fitted on the other fold,
-    so no file is scored or completed with weights fitted on its own tokens (with a single file they are in-sample).
-    Returns (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file).
-    """
+    """Cross-fitted mixtures (engine/complete/mixture.py) from the transformer's document_scores on `documents`:
+    file d is in fold d % 2 and gets the weights fitted on the other fold (in-sample with a single file). Returns
+    (the mixture for each fold, total mixed bits, mean weights over all tokens when fitted on every file)."""
     every, parts = fitted_mixture(*scored, kn, index, tokenizer, documents)
 
     def fit(indices: Sequence[int]) -> Mixture:
@@ -233,9 +212,8 @@ def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Docu
 
 def line_exact_match(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
                      positions: int = HELDOUT_POSITIONS, seed: int = 0) -> float | None:
-    """Share of one-line completions exactly right (after trimming whitespace) at `positions` seeded cursor
-    positions of `documents`, by the completer of `model` and `scorer` (None: the transformer alone). The trainer
-    stores it as the number people read ("38 % lines exact"); None when the documents hold no position."""
+    """Share of one-line completions exactly right (whitespace trimmed) at `positions` seeded cursors of
+    `documents`, by `model`'s completer with `scorer` (None: the transformer alone); None without positions."""
     sampled = sample_positions(documents, positions, seed)
     if not sampled:
         return None
@@ -322,14 +300,9 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
 def evaluate(model: Model, documents: Sequence[Document], train_documents: Sequence[Document], *,
              positions: int = DEFAULT_POSITIONS, syntax_positions: int | None = None, seed: int = 0,
              progress: Progress | None = None, prefix_only: bool = False) -> dict[str, Any]:
-    """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict.
-    `prefix_only`: line completions see no suffix (the report's "prefix_only" says which).
-
-    Keys: bits_per_byte, exact_match, edit_similarity (of the completer the model ships), syntax_ok, baselines
-    {xz, zpaq, ppmd, kn5}, files, bytes, positions, prefix_only, plus completer, transformer, mixture,
-    syntax_positions, window and seconds. Baseline values (and mixture) are None when there are no training
-    documents.
-    """
+    """All measures for `model` on `documents`, with baselines trained on `train_documents`; a JSON-ready dict
+    (bits_per_byte, exact_match, edit_similarity, syntax_ok, baselines, transformer, mixture, ...; baselines and
+    mixture None without training documents). `prefix_only`: line completions see no suffix."""
     if not documents:
         raise EvalError("no files to evaluate")
     if not any(doc.text for doc in documents):
@@ -426,9 +399,8 @@ def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -
 
 
 def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
-    """Models evaluated on the same files side by side (name -> evaluate() report): the transformer alone and
-    with the cache mixture, then the compressors and the 5-gram (of the first report: they depend only on the
-    tokenizer)."""
+    """Models evaluated on the same files side by side (name -> evaluate() report), then the first report's
+    compressors and 5-gram (they depend only on the tokenizer)."""
     header = ("", "bits/byte", "+cache bits/byte", "exact", "+cache exact", "+cache edit sim")
     rows = []
     for name, r in reports.items():

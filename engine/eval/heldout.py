@@ -1,13 +1,10 @@
 """The model's loss on whole held-out files, and the mixture weights fitted on it.
 
-Training and `cllm eval` measure the same thing: every file scored from its start (after its path header, as in
-training) with sliding windows as long as the training sequences, stride half a window. The trainer also fits the
-completion mixture's weights (engine/complete/mixture.py) on its held-out files here and stores them in the checkpoint; the
-mixture's pooled component reads the transformer's whole distribution at each position as the pass goes
-(document_scores). Its cost per token grows with the token's position in its file, as the document cache scans the
-file so far (mixture.DocumentCache.levels): about 80 us at 4k tokens, 170 us at 32k, 330 us at 100k (one
-100k-token file took 20 s), so batch_seconds times it at the held-out files' typical position.
-Nothing here decodes: this is the network's forward pass over whole windows.
+Training and `cllm eval` measure the same thing: every file scored from its start (after its path header) with
+sliding windows as long as the training sequences, stride half a window. The trainer fits the completion mixture's
+weights here too, reading the transformer's whole distribution at each position (document_scores); that costs more
+per token the further into its file the token is, so batch_seconds times it at the files' typical position
+(see docs/decisions.md, "Timing held-out scoring"). Nothing here decodes.
 """
 
 from __future__ import annotations
@@ -53,10 +50,9 @@ def score_windows(length: int, first_target: int, window: int) -> list[tuple[int
 def document_nats(params: np.ndarray, config: ModelConfig, tokenizer: Tokenizer, documents: Sequence[Document],
                   window: int, progress: Progress | None = None,
                   on_logits: Callable[[int, np.ndarray], None] | None = None) -> list[np.ndarray]:
-    """Per document, the model's loss (nats) on each token of its text, scored from the start of the file (after
-    its path header, as in training) with sliding windows of `window` tokens, stride half a window. With
-    `on_logits`, it is also called with (document index, the logits (k, vocab) at that document's next k text
-    positions), each document's positions in order."""
+    """Per document, the model's loss (nats) on each token of its text, from the start of the file (after its path
+    header) in sliding windows of `window` tokens, stride half a window. `on_logits(document index, logits (k,
+    vocab))` sees each document's positions in order."""
     jobs: list[tuple[int, np.ndarray, int, int]] = []
     nats: list[np.ndarray] = []
     headers = []
@@ -114,10 +110,9 @@ def heldout_mixture(params: np.ndarray, config: ModelConfig, tokenizer: Tokenize
                     models: tuple[KneserNey, MatchIndex] | None = None,
                     progress: Progress | None = None,
                     copying: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any] | None:
-    """The checkpoint metadata entry ("mixture") with mixture weights fitted on the held-out `documents`, for real
-    completions (engine/complete/mixture.py); None without held-out or training documents. The trainer calls it, passing
-    the `models` (workspace_models of `train_documents`) and the `copying` probabilities (mixture.copying_parts of
-    `documents`) it has already computed, if any; `progress` follows the forward passes (see document_nats)."""
+    """The checkpoint metadata entry ("mixture") with weights fitted on the held-out `documents`; None without
+    held-out or training documents. The trainer passes the `models` and `copying` probabilities it already has;
+    `progress` follows the forward passes."""
     if not documents or not train_documents:
         return None
     kn, index = models or workspace_models(tokenizer, train_documents)
@@ -134,9 +129,8 @@ def scoring_batches(lengths: Sequence[tuple[int, int]], window: int) -> int:
 
 def affordable(documents: Sequence[Document], lengths: Sequence[tuple[int, int]], window: int,
                max_batches: int) -> list[Document]:
-    """The `documents`, of (tokens with the path header, header tokens) `lengths`, that document_nats scores in at
-    most `max_batches` forward batches: all of them, or a deterministic sample (corpus.sample_documents, counting
-    forward windows instead of bytes) whose first file is taken whole even when it alone needs more."""
+    """The `documents` (of `lengths`: tokens with the path header, header tokens) that document_nats scores in at
+    most `max_batches` forward batches: all, or a deterministic sample (corpus.sample_documents by windows)."""
     windows = {doc.path: len(score_windows(length, header, window)) for doc, (length, header) in zip(documents, lengths)}
     return sample_documents(documents, max_batches * _BATCH, size=lambda doc: windows[doc.path])
 
@@ -151,9 +145,8 @@ def typical_position(lengths: Sequence[int]) -> int:
 
 def batch_seconds(params: np.ndarray, config: ModelConfig, window: int, kn: KneserNey, lengths: Sequence[int]) -> float:
     """Seconds one batch of document_scores takes with `params` over files of `lengths` tokens: a forward batch
-    (the second of two on zeros: the first may load the compiled kernels) and the pooled component over the tokens
-    such a batch scores (half of each window, the stride), centred on the files' typical_position, in a document of
-    random tokens (their few repeats make it a slight underestimate: the scan, not the matches, grows)."""
+    (the second of two: the first may load the kernels) and the pooled component over a batch's scored tokens at the
+    files' typical_position, in a document of random tokens (a slight underestimate)."""
     scratch = make_scratch(config, _BATCH, window)
     inputs, targets = np.zeros((_BATCH, window), dtype=np.int32), np.zeros((_BATCH, window), dtype=np.int32)
     token_losses(params, inputs, targets, config, scratch)

@@ -1,16 +1,10 @@
 """The .cllm model file: a safetensors container, safe to load (no pickle), written atomically.
 
-Layout: tensors "params" (flat float32 weights) and, for resuming, "adam_m" / "adam_v" (+ "adam_params", the
-weights training continues from when "params" holds the best-validation ones); string metadata "format" = "cllm",
-"format_version", "model_config", "tokenizer", "metadata" (the training record: an events.TrainingMetadata as
-JSON), "optimizer_step" and "sha256" (a JSON map of sha256 digests: one over the other metadata entries and one per
-tensor). Any safetensors tool can open the file; cllm itself parses the header to give precise errors for a
-missing, truncated, corrupt, foreign or newer-version file.
-
-cllm writes the safetensors layout itself (8-byte little-endian header length, JSON header padded with spaces to a
-multiple of 8, then the raw little-endian tensor bytes back to back) and streams each tensor straight from its
-array: `safetensors.numpy.save` would first copy every tensor and then the whole file into memory, twice the size
-of the weights and optimizer state at each checkpoint of a training run.
+Tensors "params" and, for resuming, the optimizer's "adam_m" / "adam_v" (+ "adam_params"); string metadata for the
+format, the model config, the tokenizer, the training record (events.TrainingMetadata) and sha256 digests. Any
+safetensors tool opens it; cllm parses the header itself to say precisely what is wrong with a bad file, and writes
+the layout itself, streaming each tensor from its array, because `safetensors.numpy.save` holds two copies of the
+weights and optimizer state in memory at every checkpoint.
 """
 
 from __future__ import annotations

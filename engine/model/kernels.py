@@ -1,15 +1,10 @@
 """Numba kernels of the transformer: every elementwise, normalising or attention step, forward beside backward.
 
-(Training attention is the one composite: its products go to BLAS as stacked matrix products, around numba
-softmax kernels.)
-
-Conventions: arguments are outputs, then inputs, then weights, then sizes. Activations are 2-D
-(rows = batch * time, columns = features), C-contiguous. Backward kernels ADD into parameter
-gradients (so shards and accumulation steps can share a buffer) and write activation
-gradients. Every kernel is `nogil`, so several sphere threads run them at once; they are
-generic over float32/float64 (float64 is used by the gradient checks). Dropout masks are a
-pure function of (key, element index) via splitmix64: no global random state, identical masks
-in forward and backward, and identical results for any thread count.
+Arguments are outputs, then inputs, then weights, then sizes; activations are 2-D (batch * time, features) and
+C-contiguous. Backward kernels ADD into parameter gradients (shards and accumulation steps share a buffer). Every
+kernel is `nogil` so that sphere threads run them at once, and generic over float32/float64 (the gradient checks).
+Dropout masks are a pure function of (key, element index) via splitmix64: the same in forward and backward, for any
+thread count. Training attention sends its products to BLAS around numba softmax kernels.
 """
 
 from __future__ import annotations
@@ -575,14 +570,10 @@ def decode_block(x, h, qkv, att, ff, ffg, ffd, scores, mean, rstd, k_cache, v_ca
 @njit(**_JIT)
 def decode_token(x, h, qkv, att, ff, ffg, ffd, scores, stats, k_cache, v_cache,
                  params, block_offsets, wte_off, wpe_off, lnf_off, token, pos, n_heads, eps):
-    """The whole network but the output head for one token at position pos: the final layer-normed
-    hidden state in h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy).
-
-    Weights are read straight from the flat params buffer at the given offsets (block_offsets is
-    (n_layers, 12) in model._BLOCK order), so the call unboxes a handful of arrays, not dozens. wpe_off < 0: the
-    model has no position table (rotary positions: each block turns q and k instead).
-    x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers.
-    """
+    """The whole network but the output head for one token at position pos: the final layer-normed hidden state in
+    h (d,), k/v appended to the caches (the caller picks the head: gemv_rows or head_greedy). Weights are read from
+    the flat params buffer at block_offsets ((n_layers, 12), model._BLOCK order), so the call unboxes few arrays;
+    wpe_off < 0 means rotary positions. x, qkv, att, ff, ffg, ffd, scores and stats (2,) are work buffers."""
     d, dff = x.shape[0], ff.shape[0]
     rope = wpe_off < 0
     for j in range(d):
@@ -681,9 +672,7 @@ def head_greedy(logits, bounds, wte, q, scale, err, h):
     a_r = scale[r] (q[r] . h) is within e_r = err[r] A of the fp32 logit. The best lower bound
     lo = max_r (a_r - e_r) is <= the largest fp32 logit, so every row with a_r + e_r < lo loses for sure.
     bounds (rows,) float32 is a work buffer (it ends up holding the upper bounds a_r + e_r).
-    h stays float32 (int8 weights widened to float32 in the loop): quantising h to int8 as well measured no
-    faster (int8 x int8 products vectorise only through an LLVM intrinsic, as vpmaddwd, and the loop is
-    bound by reading q anyway) and would loosen the bound.
+    h stays float32 (see docs/decisions.md, "Greedy decoding through an int8 head").
     """
     rows, d = bounds.shape[0], h.shape[0]
     total = np.float32(0)

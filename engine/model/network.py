@@ -1,13 +1,9 @@
 """Forward and hand-written backward of the whole transformer, plus KV-cache inference.
 
-The network: token + position embedding (dropout; rotary positions have no position table and turn each
-block's queries and keys instead, kernels.rope_forward), n_layers pre-LayerNorm blocks
-(x += dropout(proj(attn(LN1(x)))); x += dropout(mlp(LN2(x))) with a GELU MLP), a final LayerNorm
-and an output head tied to the token embedding. Matrix products go to BLAS through numpy with
-out= into preallocated buffers; everything around them is a numba kernel (engine/model/kernels.py).
-A Scratch holds every activation and temporary of one shard, so a training step allocates no
-large arrays; each thread uses its own Scratch and gradient buffer, and since numpy's matmul and
-the kernels release the GIL, several threads run forward_backward truly in parallel.
+Token embedding (+ a position table, or rotary positions on queries and keys), n_layers pre-LayerNorm blocks with
+a GELU MLP, a final LayerNorm and an output head tied to the embedding. Matrix products go to BLAS with out= into
+preallocated buffers, the rest to numba kernels (kernels.py). A Scratch holds one shard's activations, so a step
+allocates no large arrays, and since both release the GIL several threads run forward_backward in parallel.
 """
 
 from __future__ import annotations
@@ -296,17 +292,10 @@ def new_cache(cfg: ModelConfig, max_len: int | None = None) -> KVCache:
 class GreedyHead:
     """An int8 copy of the tied output head's first `rows` rows, for exact greedy decoding (see infer).
 
-    Row r is wte[r] ~ scale[r] * q[r] with scale[r] = max |wte[r]| / 127. err[r] bounds the error of the
-    int8 logit a_r = scale[r] (q[r] . h) against the fp32 logit fl(wte[r] . h), per unit of A = sum |h|:
-    err[r] = res[r] + slop[r], where res[r] = max_c |wte[r, c] - scale[r] q[r, c]| (so the exact-arithmetic
-    error is at most res[r] A) and slop[r] = 8 d u max |wte[r]| (u = 2^-24) covers float32 rounding: each of
-    the two dot products is off by at most d u max|wte[r]| A (to first order, in any summation order),
-    the rest (a product, the sum A, a +- e) by a few u, so slop has a margin of about 4x.
-    kernels.head_greedy uses it to rule tokens out for sure and rescores the rest in fp32.
-
-    Built once per loaded model (generate.Model.greedy_head): a model's inference weights never change
-    after loading, so the copy cannot go stale; `check` refuses other params buffers.
-    """
+    Row r is wte[r] ~ scale[r] * q[r], scale[r] = max |wte[r]| / 127; err[r] bounds the int8 logit's error against
+    the fp32 one per unit of A = sum |h|: the quantisation residual max_c |wte[r, c] - scale[r] q[r, c]| plus
+    8 d u max |wte[r]| (u = 2^-24) for float32 rounding, about 4x what the two dot products can be off.
+    Built once per loaded model, whose weights never change; `check` refuses other params buffers."""
 
     rows: int
     q: np.ndarray
@@ -394,16 +383,10 @@ def infer(params: np.ndarray, cfg: ModelConfig, tokens: np.ndarray, cache: KVCac
           all_logits: bool = False, greedy: GreedyHead | None = None) -> np.ndarray:
     """Run tokens at positions cache.length.., append their keys/values, advance cache.length.
 
-    Returns the logits of the last position (V,), or of every given position (n, V) with all_logits.
-    A single token takes the decode path (fused numba blocks, matrix-vector products in this
-    thread); several tokens take the batched path (BLAS matrix products).
-
-    With `greedy` (the GreedyHead of these params) the last position's logits are scored through its int8
-    head: entries that could be the argmax of logits[:greedy.rows] hold their exact fp32 value (bit-identical
-    to the plain path), every other entry is -inf, so argmax(logits[:greedy.rows]) is the fp32 path's token.
-    Only for greedy picks over that whole range: a restricted set of allowed tokens or sampling needs the
-    plain logits.
-    """
+    Returns the logits of the last position (V,), or of every position (n, V) with all_logits. One token takes the
+    fused numba decode path, several the batched BLAS path. With `greedy`, the last position's logits are exact fp32
+    where they could be the argmax of logits[:greedy.rows] and -inf elsewhere: for greedy picks over that whole range
+    only (sampling or a restricted token set needs the plain logits)."""
     tokens = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
     n, pos0 = tokens.size, cache.length
     if n == 0:

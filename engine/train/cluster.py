@@ -1,32 +1,12 @@
 """The spheres on a Ray cluster: one Ray actor per sphere, behind the same step/evaluate contract as Spheres.
 
-`cllm train PATH --ray ADDRESS|auto [--spheres N]` runs the spheres here instead of on engine/train/spheres.py's
-thread pool. Each sphere is an actor (a worker process on some node) holding its scratch and gradient buffer.
-Per optimizer step the control side (the `cllm train` process):
-1. puts the current weights in Ray's object store once (ray.put) and each sphere's shard of the step's
-   micro-batches once, so a node pulls the weights and only the shards of its own spheres;
-2. calls every actor's `step`, which reads the weights and its shard by reference and runs spheres.run_shard
-   (the very function a thread runs);
-3. gathers the gradients and adds them into `out` strictly in sphere-id order, out = ((0 + g0) + g1) + ..., the
-   same elementwise float32 additions as the thread reduction, then takes the same fixed-chunk norm. So the same
-   sphere count and seed give bitwise-identical weights on threads and on Ray; the trainer steps AdamW once.
-
-Placement: a placement group with one bundle per sphere (SPREAD over the nodes by default, or PACK); each actor
-limits BLAS to its node's CPUs divided by the spheres placed on that node.
-Faults: an actor that dies is restarted by Ray (MAX_RESTARTS) and its pending call retried; the call re-reads the
-step's weights reference and run_shard is a pure function of its arguments, so the recomputed step is bitwise
-the same. When Ray gives up (restarts exhausted), step raises SphereError and the trainer ends the run with the
-last checkpoint intact. The head node lost is the same SphereError, within seconds: Ray itself would retry the
-pending calls for a minute and then end the process with a page of C++ log, so while waiting for the spheres
-the control side checks every HEARTBEAT seconds that the head's GCS port still answers (and gives up when the
-answers take more than CALL_TIMEOUT seconds); close() leaves a lost head's actors alone.
-Telemetry: each SphereRecord carries its node (the node's IP address) and its transfer seconds (weights and
-shard in, gradient out); the step's wall time minus the spheres' busy time (the trainer's sync overhead)
-includes that network time.
-Token authentication (RAY_AUTH_MODE=token on the cluster): before connecting to a HOST:PORT address, Ray's own GCS
-client asks the head for the cluster id with the credentials Ray would send, so that a missing or wrong token is
-one ClusterAuthError at once (which cluster, how to give the token) instead of ray.init's 20 s of retries.
-Ray is an optional dependency (`pip install 'cllm[cluster]'`), imported only when a ClusterSpheres is built.
+Per optimizer step the control side puts the weights and each sphere's shard in Ray's object store once, calls
+every actor's `step` (spheres.run_shard, the function a thread runs) and adds the gradients in sphere-id order, so
+the same sphere count and seed give bitwise the weights threads give. Actors are placed one per bundle (SPREAD by
+default) with BLAS limited to their node's share of CPUs. A dead actor is restarted and its pure step recomputed;
+when Ray gives up, or the head stops answering (checked every HEARTBEAT seconds), step raises SphereError and the
+run ends with its last checkpoint. A missing or wrong auth token is one ClusterAuthError before ray.init retries.
+Ray is optional (`pip install 'cllm[cluster]'`), imported only when a ClusterSpheres is built.
 """
 
 from __future__ import annotations
@@ -117,10 +97,9 @@ class SphereActor:
 class ClusterSpheres:
     """N sphere actors on a Ray cluster plus the control side's fixed-order reduction (see the module doc).
 
-    Connects to `address` ("auto", "HOST:PORT" or "ray://HOST:PORT") unless this process is already connected,
-    and disconnects on close() only if it connected. `forward_backward` replaces the model's function in the
-    actors (tests use it to kill an actor mid-step); it must be picklable by value or importable by the workers.
-    Use as a context manager (or call close()): it owns the actors and the placement group."""
+    Connects to `address` ("auto", "HOST:PORT" or "ray://HOST:PORT") unless already connected, and disconnects on
+    close() only if it connected. `forward_backward` replaces the model's function in the actors (tests kill an actor
+    mid-step with it). A context manager: it owns the actors and the placement group."""
 
     def __init__(self, cfg: ModelConfig, n_spheres: int, max_shard_batch: int, seq_len: int,
                  address: str = "auto", *, strategy: str = "SPREAD", forward_backward: Callable | None = None):
@@ -366,10 +345,8 @@ TOKEN_HELP = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN
 
 
 def _check_credentials(address: str) -> None:
-    """ClusterAuthError at once when the cluster's GCS at HOST:PORT refuses this process's credentials (Ray's
-    token authentication, RAY_AUTH_MODE=token on the cluster): ray.init would retry for 20 s and then report a
-    connection failure. Ray's own GCS client asks for the cluster id with the token Ray would send (none unless
-    RAY_AUTH_MODE=token here: Ray never sends a token to an address it was given). The token is never shown."""
+    """ClusterAuthError at once when the GCS at HOST:PORT refuses this process's credentials (Ray's token auth),
+    instead of ray.init's 20 s of retries; asks for the cluster id with the token Ray would send, never shown."""
     try:
         from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, GcsClient, get_authentication_mode
         from ray.exceptions import AuthenticationError

@@ -1,12 +1,9 @@
 """The twelve spheres: deterministic data-parallel forward/backward on a pool of OS threads.
 
-A global batch is cut into one shard per worker sphere (sizes differ by at most one sequence; the cut depends
-only on the sphere count). Each sphere runs forward and backward over its shard of every micro-batch of an
-optimizer step into a gradient buffer of its own, so the hot path has no shared writes. Threads take spheres in
-id order; which thread runs a sphere never changes what it computes (BLAS is limited to one thread per call,
-and a scratch holds no state between calls). The buffers are added into the step's gradient strictly in sphere
-id order (out = ((0 + g0) + g1) + ...), so the weights are bitwise identical for any thread count. Per sphere
-and step it records sequences, tokens, busy and wait seconds and loss.
+A global batch is cut into one shard per sphere (the cut depends only on the sphere count); each sphere runs its
+shard of every micro-batch into a gradient buffer of its own, so the hot path has no shared writes. The buffers are
+added in sphere-id order (((0 + g0) + g1) + ...) with BLAS at one thread per call, so the weights are bitwise the
+same for any thread count. Per sphere and step it records sequences, tokens, busy and wait seconds and loss.
 """
 
 from __future__ import annotations
@@ -163,12 +160,9 @@ class _StepWork:
 class Spheres:
     """N worker spheres on a thread pool plus the control sphere's fixed-order reduction.
 
-    Gradient buffers come from a pool of 2 x threads (not one per sphere, which would cost 12 x the parameter
-    count in RAM). Finished buffers are added to the output strictly in sphere-id order, several in one fused
-    pass, by whichever worker thread finds the pool empty or the last sphere claimed; they then return to the
-    pool. Use as a context manager (or call close()): it owns the threads and, while open, limits BLAS to one
-    thread. `forward_backward` is the model's function; it is a parameter so tests can make one sphere fail.
-    """
+    Gradient buffers come from a pool of 2 x threads (not one per sphere: 12 x the parameters in RAM); finished ones
+    are added to the output in sphere-id order, several per fused pass. A context manager: it owns the threads and
+    limits BLAS to one thread while open. `forward_backward` is a parameter so that tests can make a sphere fail."""
 
     def __init__(
         self,
@@ -226,10 +220,8 @@ class Spheres:
         step: int,
     ) -> StepResult:
         """One optimizer step's forward/backward over `batches` (micro-batches of (inputs, targets), each at most
-        n_spheres * max_shard_batch rows) and the fixed-order sum of the spheres' gradients into `out`.
-
-        Gradients are scaled by 1 / (target tokens of all batches), so `out` is the gradient of the mean token
-        loss of the step. Raises SphereError (with the sphere's exception as cause) if any sphere fails."""
+        n_spheres * max_shard_batch rows), the gradient of the step's mean token loss summed in sphere order into `out`.
+        SphereError (caused by the sphere's exception) when a sphere fails."""
         if self._closed:
             raise RuntimeError("these spheres are closed")
         tokens, loss_scale, shards = plan_step(batches, self.n_spheres, self.max_shard_batch)
