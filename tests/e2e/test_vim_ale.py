@@ -1,5 +1,6 @@
 """Vim 9 + ALE (Debian's vim-ale) as a real LSP client of `cllm lsp`, configured by the recipe a user copies
-(vim_ale.vim): cllm.status answers through ALE, and <C-x><C-o> in Insert mode inserts cllm's completion."""
+(vim_ale.vim): cllm.status answers through ALE, and <C-x><C-o> in Insert mode inserts cllm's completion (up to
+its first "(", as ALE inserts every item)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,17 @@ def test_vim_ale_completes_with_cllm_in_insert_mode(tmp_path: Path, tiny_model_p
         missing_prerequisite("ALE is not installed for Vim (Debian: vim-ale)")
     source, env = open_project(tmp_path, tiny_model_path)
     out = tmp_path / "report.json"
-    run = subprocess.run([vim, "-N", "-u", str(RECIPE), "-i", "NONE", "-n", "--not-a-term", "-c", f"source {DRIVER}",
-                          str(source)], env={**env, "CLLM_VIM_OUT": str(out), "CLLM_VIM_FILE": str(source)},
+    options = "let g:cllm_options = json_decode($CLLM_EDITOR_OPTIONS)"  # before the recipe, as a vimrc would
+    run = subprocess.run([vim, "-N", "--cmd", options, "-u", str(RECIPE), "-i", "NONE", "-n", "--not-a-term",
+                          "-c", f"source {DRIVER}"], env={**env, "CLLM_VIM_OUT": str(out), "CLLM_VIM_FILE": str(source)},
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
     assert out.is_file(), f"Vim wrote no report: {run.stderr[-3000:]}"
     report = json.loads(out.read_text())
     assert report["failure"] is None, report
     status = report["status"]
-    assert status["model"]["present"] is True and status["modelDir"] == str((tmp_path / "models").resolve())
-    wants = wanted_completions(tiny_model_path, status["completer"])
+    assert status["model"]["present"] is True and status["modelDir"] == str((tmp_path / "models").resolve()), status
+    # ALE inserts an LSP item's text up to its first "(" (it takes every item for a name): so does cllm's here.
+    wants = [want.split("(")[0] for want in wanted_completions(tiny_model_path, status["completer"])]
     completed = report["completed"]
     assert completed["menu"] == "cllm" and completed["word"] in wants, (completed, wants)
     assert report["line"] == TYPED.splitlines()[-1] + completed["word"]
