@@ -19,7 +19,8 @@ def test_emacs_lsp_mode_offers_cllms_completion_at_point(tmp_path: Path, tiny_mo
         missing_prerequisite("lsp-mode is not installed for Emacs (Debian: elpa-lsp-mode)")
     source, env = open_project(tmp_path, tiny_model_path)
     out = tmp_path / "report.json"
-    env = {**env, "CLLM_EMACS_OUT": str(out), "CLLM_EMACS_FILE": str(source), "CLLM_EMACS_ROOT": str(source.parent.parent)}
+    env = {**env, "CLLM_EMACS_OUT": str(out), "CLLM_EMACS_FILE": str(source),
+           "CLLM_EMACS_ROOT": str(source.parent.parent)}
     run = subprocess.run([emacs, "--batch", "-l", str(DRIVER)], env=env, stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.is_file(), f"Emacs wrote no report: {run.stderr[-3000:]}"

@@ -26,7 +26,8 @@ def test_vim_ale_completes_with_cllm_in_insert_mode(tmp_path: Path, tiny_model_p
     out = tmp_path / "report.json"
     options = "let g:cllm_options = json_decode($CLLM_EDITOR_OPTIONS)"  # before the recipe, as a vimrc would
     run = subprocess.run([vim, "-N", "--cmd", options, "-u", str(RECIPE), "-i", "NONE", "-n", "--not-a-term",
-                          "-c", f"source {DRIVER}"], env={**env, "CLLM_VIM_OUT": str(out), "CLLM_VIM_FILE": str(source)},
+                          "-c", f"source {DRIVER}"],
+                         env={**env, "CLLM_VIM_OUT": str(out), "CLLM_VIM_FILE": str(source)},
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
     assert out.is_file(), f"Vim wrote no report: {run.stderr[-3000:]}"
     report = json.loads(out.read_text())
