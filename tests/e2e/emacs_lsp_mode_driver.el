@@ -7,7 +7,8 @@
 
 (package-activate-all)               ; as Emacs does at startup, not in --batch: the packages' autoloads
 (setq lsp-client-packages nil        ; cllm alone: no other client (clangd, ccls) is registered
-      lsp-enable-snippet nil)        ; yasnippet is not installed
+      lsp-enable-snippet nil         ; yasnippet is not installed
+      lsp-diagnostics-provider :none) ; no flymake: its own C checker (gcc) races in batch Emacs
 (load (expand-file-name "emacs_lsp_mode.el" (file-name-directory load-file-name)))
 (setq cllm-lsp-command (append (json-parse-string (getenv "CLLM_EDITOR_CMD")) nil)
       cllm-lsp-options (json-parse-string (getenv "CLLM_EDITOR_OPTIONS") :object-type 'plist

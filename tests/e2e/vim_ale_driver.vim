@@ -1,6 +1,7 @@
 " Driven by tests/e2e/test_vim_ale.py, after the user's configuration vim_ale.vim (-u) with g:cllm_options:
-" opens $CLLM_VIM_FILE, runs cllm.status through ALE, then completes at the end of the buffer with <C-x><C-o> in Insert mode. What it
-" saw (the status, the item Vim completed, the last line) goes as JSON to $CLLM_VIM_OUT; then Vim quits.
+" opens $CLLM_VIM_FILE, runs cllm.status through ALE, then completes at the end of the buffer with <C-x><C-o>
+" in Insert mode. What it saw (the status, the item Vim completed, the last line) goes as JSON to $CLLM_VIM_OUT;
+" then Vim quits.
 let g:cllm_report = {'failure': v:null}
 
 function! s:Finish(failure) abort
