@@ -5,7 +5,8 @@ every actor's `step` (spheres.run_shard, the function a thread runs) and adds th
 the same sphere count and seed give bitwise the weights threads give. Actors are placed one per bundle (SPREAD by
 default) with BLAS limited to their node's share of CPUs. A dead actor is restarted and its pure step recomputed;
 when Ray gives up, or the head stops answering (checked every HEARTBEAT seconds), step raises SphereError and the
-run ends with its last checkpoint. A missing or wrong auth token is one ClusterAuthError before ray.init retries.
+run ends with its last checkpoint. A missing or wrong auth token is one ClusterAuthError before ray.init retries; a cluster that requires a token
+gets the one in ~/.ray/auth_token (where `ray start --head` keeps it) when RAY_AUTH_MODE is unset here.
 Ray is optional (`pip install 'cllm[cluster]'`), imported only when a ClusterSpheres is built.
 """
 
@@ -340,39 +341,79 @@ class ClusterAuthError(ClusterError):
     """The cluster uses Ray's token authentication and this process has no token for it, or not its token."""
 
 
-TOKEN_HELP = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or in ~/.ray/auth_token "
-              "(`ray get-auth-token` prints it on the head node)")
+TOKEN_HELP = ("put the cluster's token in ~/.ray/auth_token, or set RAY_AUTH_MODE=token and the token in "
+              "RAY_AUTH_TOKEN (`ray get-auth-token` prints it on the head node)")
+DEFAULT_TOKEN_FILE = "~/.ray/auth_token"  # where `ray start` and `ray.init` keep the token
 
 
 def _check_credentials(address: str) -> None:
     """ClusterAuthError at once when the GCS at HOST:PORT refuses this process's credentials (Ray's token auth),
-    instead of ray.init's 20 s of retries; asks for the cluster id with the token Ray would send, never shown."""
+    instead of ray.init's 20 s of retries; asks for the cluster id with the token Ray would send, never shown. A
+    cluster that requires a token gets the one in ~/.ray/auth_token when RAY_AUTH_MODE is unset here, as Ray does
+    for a cluster it finds on this machine."""
     try:
-        from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, GcsClient, get_authentication_mode
-        from ray.exceptions import AuthenticationError
+        from ray._raylet import AuthenticationMode, get_authentication_mode
     except ImportError:  # a Ray before 2.52 has no token authentication
         return
 
-    sends_token = get_authentication_mode() == AuthenticationMode.TOKEN
-    if sends_token:  # without a token Ray's client would abort the process
-        try:
-            found = AuthenticationTokenLoader.instance().has_token()
-        except AuthenticationError:  # none found, or RAY_AUTH_TOKEN_PATH unreadable
-            found = False
-        if not found:
-            raise ClusterAuthError(f"RAY_AUTH_MODE=token but no Ray token could be read ({_token_source()}) for the "
-                                   f"cluster at {address}: {TOKEN_HELP}")
+    if get_authentication_mode() != AuthenticationMode.TOKEN:
+        if not _refuses(address):
+            return
+        if not _use_default_token_file():
+            raise ClusterAuthError(f"the Ray cluster at {address} requires a token (token authentication): "
+                                   f"{TOKEN_HELP}")
+    _check_token_found(address)
+    if _refuses(address):
+        raise ClusterAuthError(f"the Ray cluster at {address} refused this machine's token (from "
+                               f"{_token_source()}): {TOKEN_HELP}")
+
+
+def _check_token_found(address: str) -> None:
+    """ClusterAuthError when Ray finds no token to send (RAY_AUTH_MODE=token here): without one Ray's client
+    would abort the process."""
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.exceptions import AuthenticationError
+
+    try:
+        found = AuthenticationTokenLoader.instance().has_token()
+    except AuthenticationError:  # none found, or RAY_AUTH_TOKEN_PATH unreadable
+        found = False
+    if not found:
+        raise ClusterAuthError(f"RAY_AUTH_MODE=token but no Ray token could be read ({_token_source()}) for the "
+                               f"cluster at {address}: {TOKEN_HELP}")
+
+
+def _refuses(address: str) -> bool:
+    """Whether the cluster's GCS at HOST:PORT refuses the credentials Ray's client sends from here (False for
+    anything else, no GCS at that port, ...: that is ray.init's to report, in its words)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
     try:
         with _stderr_to_null():  # Ray's C++ client logs each refusal
             GcsClient(address=address)
     except AuthenticationError:
-        if not sends_token:
-            raise ClusterAuthError(f"the Ray cluster at {address} requires a token (token authentication): "
-                                   f"{TOKEN_HELP}") from None
-        raise ClusterAuthError(f"the Ray cluster at {address} refused this machine's token (from "
-                               f"{_token_source()}): {TOKEN_HELP}") from None
-    except Exception:  # anything else (no GCS at that port, ...) is ray.init's to report, in its words
-        return
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _use_default_token_file() -> bool:
+    """Token authentication on for this process and the processes it starts (RAY_AUTH_MODE=token, as `ray start`
+    and `ray.init` turn it on when they find a token), when RAY_AUTH_MODE is unset and the token is in the file
+    where Ray keeps it: no RAY_AUTH_TOKEN nor RAY_AUTH_TOKEN_PATH, which without RAY_AUTH_MODE=token mean nothing
+    to Ray's client either. False, and nothing changed, otherwise."""
+    if any(os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return False
+    if not os.path.isfile(os.path.expanduser(DEFAULT_TOKEN_FILE)):
+        return False
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")  # Ray caches its configuration: read RAY_AUTH_MODE again
+    AuthenticationTokenLoader.instance().reset_cache()
+    return True
 
 
 def _token_source() -> str:
@@ -381,7 +422,7 @@ def _token_source() -> str:
         return "RAY_AUTH_TOKEN"
     if os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return f"RAY_AUTH_TOKEN_PATH, {os.environ['RAY_AUTH_TOKEN_PATH']}"
-    return "~/.ray/auth_token"
+    return DEFAULT_TOKEN_FILE
 
 
 def _connect(address: str) -> None:

@@ -319,3 +319,34 @@ def test_a_token_file_left_in_home_does_not_stop_a_cluster_without_token_auth(he
     run = _train_on(head[0], write_c_workspace(tmp_path / "ws"), tmp_path, {})
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.splitlines()[-1])["event"] == "done"
+
+
+def _ray_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """The `ray` command of this Python's environment with `args`, its output captured (a token is never shown)."""
+    return subprocess.run([shutil.which("ray", path=os.path.dirname(sys.executable)), *args], env=env, check=True,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_head_started_with_rays_defaults_trains_with_the_token_where_ray_keeps_it(ray, tmp_path):
+    """As a Ray user does: a token made once with Ray's own command (it lands in ~/.ray/auth_token), then
+    `ray start --head` with no RAY_AUTH_* variable, which turns token authentication on because a token is there.
+    `cllm train --ray ADDRESS` as the same user needs nothing more; another user without the token is refused."""
+    home = tmp_path / "home"
+    home.mkdir()
+    user = {**NO_AUTH_ENV, "HOME": str(home)}
+    _ray_command("get-auth-token", "--generate", env=user)
+    token = (home / ".ray" / "auth_token").read_text().strip()
+    address, folder = _start_head(user)
+    try:
+        workspace = write_c_workspace(tmp_path / "ws")
+        stranger = tmp_path / "stranger"
+        stranger.mkdir()
+        refused = _train_on(address, workspace, stranger, {})
+        assert refused.returncode == 1 and "requires a token" in refused.stderr, refused.stderr[-2000:]
+        run = _train_on(address, workspace, home, {})
+        assert run.returncode == 0, run.stderr[-2000:]
+        done = json.loads(run.stdout.splitlines()[-1])
+        assert done["event"] == "done" and done["steps"] == 3 and done["spheres"] == 3
+        assert token and token not in run.stderr + run.stdout + refused.stderr + refused.stdout
+    finally:
+        _stop_head(folder)
