@@ -80,6 +80,11 @@ class Option:
     shape: bool = False
     metavar: str | None = None
 
+    @property
+    def argument(self) -> str:
+        """The command-line flag: "--time-budget" for time_budget."""
+        return "--" + self.flag.replace("_", "-")
+
 
 def option(flag: str, help: str, check: Check = POSITIVE, **more: Any) -> dict[str, Option]:
     """Field metadata declaring the option that sets a config field: `field(default=..., metadata=option(...))`."""
