@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cllm.engine.config import OPTIONS, POSITIONS, Check, Option  # noqa: F401  POSITIONS: until server/cli derives its flags
+from cllm.engine.config import OPTIONS, Check, Option
 
 # camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
 TRAINING_KEYS: dict[str, Option] = {o.setting: o for o in OPTIONS if o.setting}

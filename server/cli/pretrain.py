@@ -8,7 +8,7 @@ import os
 import sys
 
 from .errors import BadInput
-from .flags import add_config_flags, add_json_events_flag
+from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
 from .progress import train_reporter
 
 
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="folders of C code; none: /usr/include, /usr/local/include and /usr/src")
     p.add_argument("--out", help="model file to write (default: base.cllm in the user's cache folder, where "
                                  "`cllm train` and the editors find it)")
-    add_config_flags(p, ["time_budget", "max_steps", "epochs", "seed", "threads", "vocab_size", "position_encoding"])
+    add_config_flags(p, command_flags("pretrain"))
     p.add_argument("--continue-from", metavar="FILE",
                    help="extend this base (its weights, optimizer state and vocabulary) with a new run, the files it "
                         "has not trained on first; --out may name the same file (default: a new base from random "
@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-# The shape flags `cllm pretrain` takes: flag: ModelConfig field
-_SHAPE = {"vocab_size": "vocab_size", "position_encoding": "positions"}
-_TRAIN = ("time_budget", "max_steps", "epochs", "seed", "threads")
+# The shape flags `cllm pretrain` takes (flag: ModelConfig field) and its TrainConfig flags
+_SHAPE = {flag: field for flag, (field, _, _) in MODEL_FLAGS.items() if flag in command_flags("pretrain")}
+_TRAIN = tuple(flag for flag in TRAIN_FLAGS if flag in command_flags("pretrain"))
 
 
 def run(args: argparse.Namespace) -> int:

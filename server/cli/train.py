@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..settings import SHAPE_OPTIONS
 from .errors import BadInput, CommandError, checking_input
-from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag
+from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
 from .progress import train_reporter
 
 if TYPE_CHECKING:
@@ -29,16 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
     p.add_argument("path", help="folder of C code to learn from")
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
-    add_config_flags(p, [*TRAIN_FLAGS, *MODEL_FLAGS])
+    add_config_flags(p, command_flags("train"))
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
     p.add_argument("--continue-from", metavar="FILE",
                    help="start a new run from this model of the same workspace (its weights and tokenizer; a time "
                         "budget trains on the files it has not seen first) (default: the workspace's model, when "
                         "--out is not given)")
-    p.add_argument("--fresh", action="store_true",
-                   help="start over even when the workspace's model could be continued")
-    p.add_argument("--no-gitignore", action="store_true",
-                   help="take every C file: neither git's listing nor .gitignore files leave any out")
     p.add_argument("--base", metavar="FILE",
                    help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
     p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
