@@ -149,5 +149,3 @@ def _unix_time(iso: Any) -> int:
         return int(datetime.fromisoformat(iso).timestamp())
     except (TypeError, ValueError):
         return 0
-
-
