@@ -41,7 +41,6 @@ def _temperature_default() -> str:
     return f"{CompletionOptions().temperature}, at most {MAX_TEMPERATURE}"
 
 
-
 def run(args: argparse.Namespace) -> int:
     """Complete one prompt (--prompt, or --file's bytes before --offset) or every line of a --batch file.
 

@@ -31,7 +31,6 @@ def _positions_default() -> int:
     return DEFAULT_POSITIONS
 
 
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate a model on its held-out files (or --on PATH) next to the xz and 5-gram baselines, and next to the
     base it was fine-tuned from (and with --compare-scratch a scratch model of the same budget); files the base

@@ -114,8 +114,6 @@ def _explicit_settings(args: argparse.Namespace) -> set[str]:
     return model | {flag for flag in TRAIN_FLAGS if getattr(args, flag) is not None}
 
 
-
-
 @dataclass
 class _Plan:
     """What `cllm train` decided before training: the settings, what the run starts from, the lock it holds."""
