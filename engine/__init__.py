@@ -5,14 +5,43 @@ loading a model and completing with it (engine/complete), training and pretraini
 (engine/eval). The folders follow the path data takes: data/ -> model/ -> train/ -> complete/ -> eval/.
 """
 
-from .model.checkpoint import CheckpointError
-from .eval.evaluate import DEFAULT_POSITIONS, EvalError, evaluate, evaluation_files, format_table
-from .complete.generate import Completer, Completion, CompletionOptions, Model
-from .complete.serving import complete, indexed_completer, load_model, make_completer
-from .train.pretrain import pretrain, scan_base_corpus
-from .train.loop import TrainError, train
-from .complete.workspace_index import IndexSettings
+import importlib
+import sys
+from types import ModuleType
+from typing import Any
 
-__all__ = ["DEFAULT_POSITIONS", "CheckpointError", "Completer", "Completion", "CompletionOptions", "EvalError",
-           "IndexSettings", "Model", "TrainError", "complete", "evaluate", "evaluation_files", "format_table",
-           "indexed_completer", "load_model", "make_completer", "pretrain", "scan_base_corpus", "train"]
+# name -> the module that defines it, imported on first use: reading engine/config.py does not load numba
+_HOMES = {
+    "CheckpointError": ".model.checkpoint",
+    "DEFAULT_POSITIONS": ".eval.evaluate", "EvalError": ".eval.evaluate", "evaluate": ".eval.evaluate",
+    "evaluation_files": ".eval.evaluate", "format_table": ".eval.evaluate",
+    "Completer": ".complete.generate", "Completion": ".complete.generate",
+    "CompletionOptions": ".complete.generate", "Model": ".complete.generate",
+    "complete": ".complete.serving", "indexed_completer": ".complete.serving", "load_model": ".complete.serving",
+    "make_completer": ".complete.serving",
+    "pretrain": ".train.pretrain", "scan_base_corpus": ".train.pretrain",
+    "TrainError": ".train.loop", "train": ".train.loop",
+    "IndexSettings": ".complete.workspace_index",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module holding `name` on first use and keep the name here."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+class _Facade(ModuleType):
+    """This package, where `train` and `complete` stay the functions: importing the subpackages of the same name
+    would otherwise set them as attributes of their parent, over the functions."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name in _HOMES and isinstance(value, ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade

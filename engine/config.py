@@ -11,6 +11,89 @@ from typing import Any
 POSITIONS = ("learned", "rope")  # ModelConfig.positions: how the model knows where a token is
 
 
+@dataclass(frozen=True)
+class Check:
+    """The values an option takes: its type (int, float, bool or str) and its range, in JSON Schema's terms, or
+    for text its choices. The CLI and the editor settings check against it; /v1/train and the extension show it."""
+
+    kind: type = int
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def accepts(self, value: Any) -> bool:
+        """True when `value` (already of `kind`) is in the range or among the choices."""
+        if self.choices:
+            return value in self.choices
+        return ((self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+                and (self.exclusive_minimum is None or value > self.exclusive_minimum)
+                and (self.exclusive_maximum is None or value < self.exclusive_maximum))
+
+    def expected(self) -> str:
+        """The values in words, for messages: "a whole number from 1 to 100000", "one of learned, rope", ...
+        A number's range always has a lower bound (minimum or exclusive_minimum)."""
+        if self.kind is bool:
+            return "true or false"
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        number = "a whole number" if self.kind is int else "a number"
+        if self.maximum is not None:
+            return f"{number} from {self.minimum} to {self.maximum}"
+        if self.exclusive_maximum is not None:
+            return f"{number} in [{self.minimum}, {self.exclusive_maximum})"
+        if self.minimum is not None:
+            return f"{number} >= {self.minimum}"
+        return f"{number} > {self.exclusive_minimum}"
+
+    def json_schema(self) -> dict[str, Any]:
+        """The check as a JSON Schema (the OpenAPI body of /v1/train, the extension's settings list)."""
+        kind = {int: "integer", float: "number", bool: "boolean", str: "string"}[self.kind]
+        bounds = {"minimum": self.minimum, "maximum": self.maximum, "exclusiveMinimum": self.exclusive_minimum,
+                  "exclusiveMaximum": self.exclusive_maximum}
+        return {"type": kind, **{key: value for key, value in bounds.items() if value is not None},
+                **({"enum": list(self.choices)} if self.choices else {})}
+
+
+COUNT = Check(int, minimum=0)
+POSITIVE = Check(int, minimum=1)
+# Sizes: far beyond any model this CPU engine trains, low enough that a typo is an error or "out of memory"
+# rather than an overflow deep in numpy.
+SIZE = Check(int, minimum=1, maximum=100_000)
+POSITIVE_FLOAT = Check(float, exclusive_minimum=0)
+SWITCH = Check(bool)  # a flag without a value; the setting is true or false
+
+
+@dataclass(frozen=True)
+class Option:
+    """One training or model option as the user gives it (the config field it sets holds it as metadata):
+    `cllm train --FLAG` (underscores as dashes; FLAG is also its name in a training request), its editor setting
+    key (camelCase, in the `training` settings; None: command line only), help text and check, the commands that
+    take it, and whether it is part of the model's shape (fixed by a base or a continued model)."""
+
+    flag: str
+    help: str
+    check: Check = POSITIVE
+    setting: str | None = None
+    commands: tuple[str, ...] = ("train",)
+    shape: bool = False
+    metavar: str | None = None
+
+    @property
+    def argument(self) -> str:
+        """The command-line flag: "--time-budget" for time_budget."""
+        return "--" + self.flag.replace("_", "-")
+
+
+def option(flag: str, help: str, check: Check = POSITIVE, **more: Any) -> dict[str, Option]:
+    """Field metadata declaring the option that sets a config field: `field(default=..., metadata=option(...))`."""
+    return {"option": Option(flag, help, check, **more)}
+
+
+TRAIN_AND_PRETRAIN = ("train", "pretrain")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the decoder-only transformer (pre-LayerNorm, GELU, tied embeddings).
@@ -18,14 +101,20 @@ class ModelConfig:
     positions: "rope" (rotary embeddings on queries and keys, no position table) or "learned" (a trained table
     added to the token embedding). See docs/decisions.md, "Rotary positions by default"."""
 
-    vocab_size: int = 10_000
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
-    d_ff: int = 1024
+    vocab_size: int = field(default=10_000, metadata=option(
+        "vocab_size", "tokenizer vocabulary size", SIZE, setting="vocabSize", commands=TRAIN_AND_PRETRAIN, shape=True))
+    d_model: int = field(default=256, metadata=option("d_model", "model width", SIZE, setting="dModel", shape=True))
+    n_layers: int = field(default=4, metadata=option("layers", "transformer layers", SIZE, setting="layers",
+                                                     shape=True))
+    n_heads: int = field(default=8, metadata=option("heads", "attention heads (must divide --d-model)", SIZE,
+                                                    setting="heads", shape=True))
+    d_ff: int = field(default=1024, metadata=option("ffn", "feed-forward width", SIZE, setting="ffn", shape=True))
     max_seq_len: int = 512
-    dropout: float = 0.1
-    positions: str = "rope"
+    dropout: float = field(default=0.1, metadata=option("dropout", "dropout rate",
+                                                        Check(float, minimum=0, exclusive_maximum=1)))
+    positions: str = field(default="rope", metadata=option(
+        "position_encoding", "how the model knows where a token is: a learned table, or rotary embeddings (rope) on "
+        "queries and keys", Check(str, choices=POSITIONS), commands=TRAIN_AND_PRETRAIN, shape=True))
 
     @property
     def head_dim(self) -> int:
@@ -50,24 +139,33 @@ class ModelConfig:
 class TrainConfig:
     """How one training run goes: data windows, schedule, optimiser, the spheres and stop rules."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    seq_len: int = 128
-    lr: float = 1e-3
+    epochs: int = field(default=10, metadata=option("epochs", "passes over the training files", setting="epochs",
+                                                    commands=TRAIN_AND_PRETRAIN))
+    batch_size: int = field(default=32, metadata=option("batch_size", "sequences per optimizer step", SIZE,
+                                                        setting="batchSize"))
+    seq_len: int = field(default=128, metadata=option("seq_len", "tokens per training sequence", SIZE,
+                                                      setting="seqLen"))
+    lr: float = field(default=1e-3, metadata=option("lr", "peak learning rate", POSITIVE_FLOAT, setting="lr"))
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     warmup_fraction: float = 0.05  # the warm-up never exceeds this share of the planned (or budget-fitted) steps
-    grad_accum: int = 4
+    grad_accum: int = field(default=4, metadata=option("grad_accum", "micro-batches per optimizer step", SIZE,
+                                                       setting="gradAccum"))
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0
-    seed: int = 0
-    spheres: int = 12
-    threads: int = 0
-    max_steps: int | None = None
-    time_budget: float | None = None
+    seed: int = field(default=0, metadata=option("seed", "random seed (weights, data order, dropout)", COUNT,
+                                                 setting="seed", commands=TRAIN_AND_PRETRAIN))
+    spheres: int = field(default=12, metadata=option("spheres", "worker spheres", SIZE, setting="spheres"))
+    threads: int = field(default=0, metadata=option("threads", "OS threads for the spheres (0 = one per core)", COUNT,
+                                                    setting="threads", commands=TRAIN_AND_PRETRAIN))
+    max_steps: int | None = field(default=None, metadata=option(
+        "max_steps", "stop after this many optimizer steps", setting="maxSteps", commands=TRAIN_AND_PRETRAIN))
+    time_budget: float | None = field(default=None, metadata=option(
+        "time_budget", "stop after SECONDS; unset --epochs, --grad-accum, --lr, --dropout and --vocab-size are then "
+        "fitted to the budget", POSITIVE_FLOAT, setting="timeBudget", commands=TRAIN_AND_PRETRAIN, metavar="SECONDS"))
     fim_rate: float = 0.5
     val_fraction: float = 0.1
     patience: int = 2
@@ -104,7 +202,29 @@ class CorpusConfig:
     )
     secret_patterns: tuple[str, ...] = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*")
     extra_ignore: tuple[str, ...] = field(default_factory=tuple)
-    gitignore: bool = True  # honour git's listing / .gitignore files; False (--no-gitignore) takes every file
+    gitignore: bool = field(default=True, metadata=option(  # honour git's listing / .gitignore files
+        "no_gitignore", "take every C file: neither git's listing nor .gitignore files leave any out", SWITCH,
+        setting="noGitignore"))  # the switch sets it False
+
+
+# Not a config field: it decides how a run starts (continue the workspace's model, or not).
+FRESH = Option("fresh", "start over even when the workspace's model could be continued", SWITCH, setting="fresh")
+
+
+def config_options(cls: type) -> dict[str, Option]:
+    """Field name -> Option of the fields of config dataclass `cls` that users set."""
+    return {f.name: f.metadata["option"] for f in fields(cls) if "option" in f.metadata}
+
+
+# Every option users set, in help order: the run's, the model's, the corpus's and how the run starts.
+OPTIONS: tuple[Option, ...] = (*config_options(TrainConfig).values(), *config_options(ModelConfig).values(),
+                               *config_options(CorpusConfig).values(), FRESH)
+
+
+def editor_settings() -> dict[str, dict[str, Any]]:
+    """The editors' `training` settings (camelCase key -> JSON Schema with the help as description), as the VS
+    Code extension lists them (vscode-extension/scripts/training-options.mjs writes them out at build time)."""
+    return {o.setting: {**o.check.json_schema(), "description": o.help} for o in OPTIONS if o.setting}
 
 
 @dataclass(frozen=True)

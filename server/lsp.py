@@ -202,7 +202,7 @@ class CllmServer(LanguageServer):
                 target = first.get("workspace")
                 for key, value in first.items():
                     if key in TRAINING_KEYS:
-                        overrides[TRAINING_KEYS[key][0]] = value
+                        overrides[TRAINING_KEYS[key].flag] = value
                     elif key != "workspace":
                         problems.append(f"unknown argument {key!r}")
             elif isinstance(first, str):

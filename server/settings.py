@@ -10,10 +10,11 @@ Every editor configures the server alike, through `initializationOptions` or the
 engine/complete/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next
 build of the index, that is the next model load (a new model, a modelDir change or a restart).
 
-Advanced training keys (mainly for tests and experiments; they map to the `cllm train` flags of the same
-name): maxSteps, batchSize, seqLen, gradAccum, lr, seed, vocabSize, dModel, layers, heads, ffn. `noGitignore`
-(true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git ignores.
-Training continues the workspace's model when there is one (as `cllm train` does); `fresh: true` starts over.
+The other training keys (mainly for tests and experiments) are the options of engine/config.py that have a
+setting name: each is the `cllm train` flag it maps to, checked alike (OPTIONS; e.g. maxSteps, dModel, layers).
+`noGitignore` (true or false, as `cllm train --no-gitignore`) takes every C file of the workspace, whatever git
+ignores. Training continues the workspace's model when there is one (as `cllm train` does); `fresh: true` starts
+over.
 
 When no base model exists yet (`cllm pretrain`), `training.base` says what "Train on Workspace" does: "ask" (the
 default: the language server asks the user), "prepare" (build the base first, then fine-tune on it) or "scratch".
@@ -34,42 +35,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# camelCase setting key -> (python name, expected type, `cllm train` flag)
-TRAINING_KEYS: dict[str, tuple[str, type, str]] = {
-    "epochs": ("epochs", int, "--epochs"),
-    "timeBudget": ("time_budget", float, "--time-budget"),
-    "spheres": ("spheres", int, "--spheres"),
-    "threads": ("threads", int, "--threads"),
-    "maxSteps": ("max_steps", int, "--max-steps"),
-    "batchSize": ("batch_size", int, "--batch-size"),
-    "seqLen": ("seq_len", int, "--seq-len"),
-    "gradAccum": ("grad_accum", int, "--grad-accum"),
-    "lr": ("lr", float, "--lr"),
-    "seed": ("seed", int, "--seed"),
-    "vocabSize": ("vocab_size", int, "--vocab-size"),
-    "dModel": ("d_model", int, "--d-model"),
-    "layers": ("layers", int, "--layers"),
-    "heads": ("heads", int, "--heads"),
-    "ffn": ("ffn", int, "--ffn"),
-    "noGitignore": ("no_gitignore", bool, "--no-gitignore"),
-    "fresh": ("fresh", bool, "--fresh"),
-}
+from cllm.engine.config import OPTIONS, Check, Option
+
+# camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
+TRAINING_KEYS: dict[str, Option] = {o.setting: o for o in OPTIONS if o.setting}
+_BY_NAME: dict[str, Option] = {o.flag: o for o in TRAINING_KEYS.values()}
 # Training started from an editor (the language server's Train command, the HTTP API, the dashboard) stops after
 # this many seconds unless the `training.timeBudget` setting (or the request) says otherwise; `cllm train` on the
 # command line has no default budget.
 DEFAULT_EDITOR_TIME_BUDGET = 600.0
 
 BASE_CHOICES = ("ask", "prepare", "scratch")
-# The training options `cllm pretrain` takes too: a base prepared for an editor runs with the same budget and threads.
-PRETRAIN_OPTIONS = ("time_budget", "max_steps", "epochs", "seed", "threads")
-SHAPE_OPTIONS = ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")  # fixed by a base: they ask for scratch
-POSITIONS = ("learned", "rope")  # engine/config.py POSITIONS, spelled out here: importing the engine takes a second
-
-TRAINING_FLAGS: dict[str, str] = {name: flag for name, _, flag in TRAINING_KEYS.values()}
-_TRAINING_TYPES: dict[str, type] = {name: kind for name, kind, _ in TRAINING_KEYS.values()}
-_MAY_BE_ZERO = {"threads", "seed"}
+# The training options `cllm pretrain` takes too: a base prepared for an editor runs with the same budget and
+# threads. The shape options (fixed by a base) ask for a model from scratch instead.
+PRETRAIN_OPTIONS = tuple(o.flag for o in TRAINING_KEYS.values() if "pretrain" in o.commands and not o.shape)
+SHAPE_OPTIONS = tuple(o.flag for o in OPTIONS if o.shape)
 MAX_SETTING = 2**53  # JSON's exactly representable integers: far beyond any real setting, far below an overflow
-_SWITCHES = {name for name, kind, _ in TRAINING_KEYS.values() if kind is bool}  # flags without a value
 
 
 @dataclass
@@ -97,6 +78,23 @@ def is_number(value: Any) -> bool:
 
 def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any, str | None]:
     """Return (value converted to `kind`, None) or (None, problem) for one setting."""
+    checked, problem = _typed_value(key, value, kind)
+    if problem is None and kind in (int, float) and (checked < 0 or (positive and checked == 0)):
+        bound = "positive" if positive else "zero or more"
+        return None, f"setting cllm.{key} must be {bound}, got {checked!r}"
+    return checked, problem
+
+
+def _check_option(key: str, value: Any, check: Check) -> tuple[Any, str | None]:
+    """As _check_value, for a training option by its check (engine/config.py)."""
+    checked, problem = _typed_value(key, value, check.kind)
+    if problem is None and not check.accepts(checked):
+        return None, f"setting cllm.{key} must be {check.expected()}, got {checked!r}"
+    return checked, problem
+
+
+def _typed_value(key: str, value: Any, kind: type) -> tuple[Any, str | None]:
+    """(value converted to `kind`, None) or (None, problem) when `value` is not a JSON value of that type."""
     if kind is bool:
         if isinstance(value, bool):
             return value, None
@@ -112,13 +110,8 @@ def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any,
     if kind is int:
         if value != int(value):
             return None, f"setting cllm.{key} must be a whole number, got {value!r}"
-        value = int(value)
-    else:
-        value = float(value)
-    if value < 0 or (positive and value == 0):
-        bound = "positive" if positive else "zero or more"
-        return None, f"setting cllm.{key} must be {bound}, got {value!r}"
-    return value, None
+        return int(value), None
+    return float(value), None
 
 
 def check_training(values: dict[str, Any], labels: dict[str, str] | None = None) -> tuple[dict[str, int | float], list[str]]:
@@ -131,12 +124,12 @@ def check_training(values: dict[str, Any], labels: dict[str, str] | None = None)
     for name, value in values.items():
         if value is None:
             continue
-        kind = _TRAINING_TYPES.get(name)
-        if kind is None:
+        option = _BY_NAME.get(name)
+        if option is None:
             problems.append(f"unknown training option {name!r}")
             continue
         label = (labels or {}).get(name, name)
-        checked, problem = _check_value(f"training.{label}", value, kind, name not in _MAY_BE_ZERO)
+        checked, problem = _check_option(f"training.{label}", value, option.check)
         if problem:
             problems.append(problem)
         else:
@@ -208,8 +201,8 @@ def _parse_training(raw: Any) -> tuple[dict[str, int | float], list[str]]:
         if key in ("base", "baseCorpus"):
             continue  # _parse_base
         if key in TRAINING_KEYS:
-            by_name[TRAINING_KEYS[key][0]] = value
-            labels[TRAINING_KEYS[key][0]] = key
+            by_name[TRAINING_KEYS[key].flag] = value
+            labels[TRAINING_KEYS[key].flag] = key
         else:
             problems.append(f"unknown setting cllm.training.{key} (ignored)")
     good, more = check_training(by_name, labels)
@@ -234,8 +227,9 @@ def train_arguments(options: dict[str, int | float]) -> list[str]:
     """The `cllm train` command-line flags for checked training options (python names)."""
     args: list[str] = []
     for name, value in options.items():
-        if name in _SWITCHES:
-            args += [TRAINING_FLAGS[name]] if value else []
+        option = _BY_NAME[name]
+        if option.check.kind is bool:
+            args += [option.argument] if value else []
         else:
-            args += [TRAINING_FLAGS[name], str(value)]
+            args += [option.argument, str(value)]
     return args

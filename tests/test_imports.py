@@ -1,6 +1,8 @@
 """No import cycle in engine/ or server/: every import counts, at module level or inside a function."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +76,20 @@ def test_an_import_inside_a_function_closes_a_cycle(tmp_path):
     (tmp_path / "a.py").write_text("from . import b\n")
     (tmp_path / "b.py").write_text("def f():\n    from .a import g\n    return g\n")
     assert find_cycle(import_graph({tmp_path: "pkg"})) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+def test_reading_the_config_does_not_load_numba():
+    """cllm.engine imports its modules on first use: the CLI's flags and the settings read engine/config.py
+    without paying for numba (a second at every start)."""
+    code = ("import sys, cllm.engine.config, cllm.engine; "
+            "print(sorted(m for m in sys.modules if m == 'numba' or m.startswith('cllm.engine.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['cllm.engine.config']"
+
+
+def test_the_engine_facade_keeps_its_functions_over_their_subpackages():
+    from cllm.engine.complete import serving  # the subpackages first: their import sets them on cllm.engine
+    from cllm.engine.train import loop
+    from cllm.engine import complete, train  # noqa: I001
+
+    assert (train, complete) == (loop.train, serving.complete)

@@ -2,7 +2,7 @@
 
 Ray ends a driver process by itself when the Ray node it is connected to goes away (the head node lost while
 `cllm train` runs on it): a quick exit, with no Python exception, nothing on stderr and no clean-up. So with --ray,
-`cllm train` keeps the workspace's training lock and runs the training as `python -m cllm.server.cli.ray_driver
+`cllm train` keeps the workspace's training lock and runs the training as `python -m cllm.server.cli.ray_child
 STATUS_FILE ARGS...` (server/cli/ray_child.py), which is `cllm ARGS...` writing its exit status to STATUS_FILE when it
 ends by itself.
 A child that ends without writing it was ended by Ray: `cllm train` then says so in one line. Either way the last

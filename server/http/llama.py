@@ -1,7 +1,7 @@
 """The llama.cpp server's completion shapes, so that its clients (llama.vscode, scripts written for llama-server)
-work against cllm unchanged: request parsing and response objects for `POST /infill`, `POST /completion` and
-`GET /health`. The routes themselves are in server/http/app.py, with the same Host, Origin and token rules as the
-OpenAI routes (llama.vscode sends `Authorization: Bearer` when `llama-vscode.api_key` is set: set it to the token).
+work against cllm unchanged: the routes `POST /infill`, `POST /completion` and `GET /health`, their request
+parsing and their response objects. They have the same Host, Origin and token rules as the OpenAI routes
+(llama.vscode sends `Authorization: Bearer` when `llama-vscode.api_key` is set: set it to the token).
 
 How llama.cpp's fields map onto a cllm completion:
 
@@ -27,10 +27,17 @@ How llama.cpp's fields map onto a cllm completion:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from cllm.engine.complete.generate import MAX_TEMPERATURE
+
+from .api import MAX_COMPLETION_TOKENS, MAX_STOP_SEQUENCES, NO_MODEL, WORKSPACE, ApiError, error, read_json_object
+from .completions import CompletionRequest, run_completions, with_cursor_from_fim_markers
+from .sse import stream_response
 
 HEALTHY = {"status": "ok"}
 NO_MODEL_TYPE = "unavailable_error"  # llama.cpp's error type while no model is loaded
@@ -157,3 +164,51 @@ def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tok
 def piece_object(text: str) -> dict[str, Any]:
     """One streamed event before the final object."""
     return {"index": 0, "content": text, "tokens": [], "stop": False, "id_slot": 0}
+
+
+async def infill(request: web.Request) -> web.StreamResponse:
+    """POST /infill: llama.cpp's fill-in-the-middle."""
+    return await _llama_completion(request, parse_infill, fim_markers=False)
+
+
+async def llama_completion(request: web.Request) -> web.StreamResponse:
+    """POST /completion: llama.cpp's completion."""
+    return await _llama_completion(request, parse_completion, fim_markers=True)
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: llama.cpp's health check, {"status": "ok"} once a model serves completions, else 503."""
+    if not request.app[WORKSPACE].has_model:
+        raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    return web.json_response(HEALTHY)
+
+
+async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequest], *,
+                            fim_markers: bool) -> web.StreamResponse:
+    """Run a llama.cpp request; streamed as `data:` events ending with the final object (no [DONE]).
+    With `fim_markers`, a prompt in another model's FIM template is split at its markers."""
+    try:
+        llama = parse(await read_json_object(request), max_tokens=MAX_COMPLETION_TOKENS,
+                      max_stops=MAX_STOP_SEQUENCES)
+    except LlamaRequestError as exc:
+        raise error(400, str(exc)) from None
+    workspace = request.app[WORKSPACE]
+    if not workspace.has_model:
+        raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    req = CompletionRequest(prompts=[llama.prefix], suffix=llama.suffix, path=None, stream=llama.stream,
+                            include_usage=False, options=llama.options)
+    if fim_markers:
+        req = with_cursor_from_fim_markers(req)
+    settings = (workspace.model.context, workspace.completion_options().max_tokens)
+    if llama.warm_only:  # n_predict 0: llama.cpp only fills its cache; nothing to generate here
+        return web.json_response(final_object(None, llama, *settings))
+    if not llama.stream:
+        [(completion, _)] = await run_completions(request, req)
+        return web.json_response(final_object(completion, llama, *settings))
+
+    def ending(results: list[tuple[Any, int]]) -> list[dict]:
+        [(completion, _)] = results
+        return [final_object(completion, llama, *settings)]
+
+    return await stream_response(request, lambda on_text: run_completions(request, req, on_text),
+                                 lambda _index, text: piece_object(text), ending, done=False, client="llama.cpp")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cllm.engine.config import editor_settings
+
 from .. import __version__
+from ..settings import BASE_CHOICES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON_OBJECT = {"type": "object"}
@@ -107,6 +110,17 @@ COMPLETION_RESULT = {"type": "object", "properties": {
                                                ("prompt_tokens", "completion_tokens", "total_tokens")}}}}
 
 
+def _training_settings() -> dict[str, Any]:
+    """The `training` object of /v1/train: the editor settings' training keys, each with its check (engine/config.py
+    OPTIONS), and training.base / training.baseCorpus, checked as in the settings (server/settings.py)."""
+    return {**_object([], {
+        **editor_settings(),
+        "base": {"enum": list(BASE_CHOICES), "description": "as the editor setting: what to do while no base exists"},
+        "baseCorpus": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "folders a prepared base learns from"}}),
+        "additionalProperties": False, "description": "training settings, camelCase as the editor settings"}
+
+
 def _sse_event(data: dict[str, Any], done: str | None = None) -> dict[str, Any]:
     """One server-sent event whose `data` is a JSON document matching `data` (or the end marker `done`)."""
     json_data: dict[str, Any] = {"type": "string", "contentMediaType": "application/json", "contentSchema": data}
@@ -130,8 +144,7 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
                            **_errors(400, 401, 403, 413, 429, 503)}}
     train_body = {**_object([], {
         "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
-        "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}),
-        "additionalProperties": False}
+        "training": _training_settings()}), "additionalProperties": False}
     return {
         "dashboard": ("get", "/", {"summary": "the dashboard page; /?token=<token> hands it the token",
                                    "responses": {"200": {"description": "HTML page"}}}),

@@ -83,3 +83,38 @@ def test_positions_are_validated():
         ModelConfig(positions="alibi").validate()
     with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
         ModelConfig(d_model=24, n_heads=8, positions="rope").validate()
+
+
+def test_each_option_is_declared_once_with_its_own_flag_and_setting():
+    from cllm.engine.config import OPTIONS, CorpusConfig, config_options
+
+    flags = [o.flag for o in OPTIONS]
+    settings = [o.setting for o in OPTIONS if o.setting]
+    assert len(set(flags)) == len(flags) and len(set(settings)) == len(settings)
+    assert config_options(ModelConfig)["n_layers"].flag == "layers" and config_options(ModelConfig)["d_ff"].setting == "ffn"
+    assert config_options(CorpusConfig)["gitignore"].argument == "--no-gitignore"
+    assert ModelConfig().n_layers == ModelConfig.n_layers == 4, "the defaults stay class attributes"
+
+
+def test_a_check_accepts_its_range_and_says_it_in_words():
+    from cllm.engine.config import COUNT, SIZE, Check
+
+    assert SIZE.accepts(1) and SIZE.accepts(100_000) and not SIZE.accepts(0) and not SIZE.accepts(100_001)
+    assert SIZE.expected() == "a whole number from 1 to 100000" and COUNT.expected() == "a whole number >= 0"
+    dropout = Check(float, minimum=0, exclusive_maximum=1)
+    assert dropout.accepts(0.0) and not dropout.accepts(1.0) and dropout.expected() == "a number in [0, 1)"
+    assert dropout.json_schema() == {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+    assert Check(str, choices=("a", "b")).json_schema() == {"type": "string", "enum": ["a", "b"]}
+
+
+def test_the_extension_lists_the_schema_as_it_is():
+    """vscode-extension/src/trainingOptions.json is written from editor_settings() at the extension's build
+    (scripts/training-options.mjs); the extension's tests hold package.json against it."""
+    import json
+    from pathlib import Path
+
+    from cllm.engine.config import editor_settings
+
+    listed = Path(__file__).resolve().parents[2] / "vscode-extension" / "src" / "trainingOptions.json"
+    assert json.loads(listed.read_text())["settings"] == editor_settings(), \
+        "the option schema changed: run `npm run options` in vscode-extension/"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cllm.server.settings import Settings, check_training, layer_settings, parse_settings, train_arguments
+from cllm.server.settings import (PRETRAIN_OPTIONS, SHAPE_OPTIONS, TRAINING_KEYS, Settings, check_training, layer_settings,
+                                  parse_settings, train_arguments)
 
 
 def test_good_settings_are_taken():
@@ -108,3 +109,21 @@ def test_training_base_and_base_corpus_are_checked_and_leave_the_training_option
     assert (settings.base, settings.base_corpus) == ("ask", [])
     assert problems == ["setting cllm.training.base must be one of ask, prepare, scratch, got 'later'",
                         "setting cllm.training.baseCorpus must be a list of folders, got '/inc'"]
+
+
+def test_every_training_setting_is_an_option_of_the_schema_checked_as_declared():
+    from cllm.engine.config import OPTIONS
+
+    assert {o.setting: o for o in OPTIONS if o.setting} == TRAINING_KEYS
+    assert parse_settings({"training": {"dModel": 100_000, "threads": 0}})[0].training == {"d_model": 100_000,
+                                                                                            "threads": 0}
+    assert parse_settings({"training": {"dModel": 100_001, "lr": 0}})[1] == [
+        "setting cllm.training.dModel must be a whole number from 1 to 100000, got 100001",
+        "setting cllm.training.lr must be a number > 0, got 0.0"]
+
+
+def test_switches_become_flags_and_the_shape_and_pretrain_options_come_from_the_schema():
+    settings, problems = parse_settings({"training": {"fresh": True, "noGitignore": True, "layers": 2}})
+    assert problems == [] and train_arguments(settings.training) == ["--fresh", "--no-gitignore", "--layers", "2"]
+    assert SHAPE_OPTIONS == ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")
+    assert set(PRETRAIN_OPTIONS) == {"time_budget", "max_steps", "epochs", "seed", "threads"}

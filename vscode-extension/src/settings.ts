@@ -8,7 +8,12 @@
  * (server/settings.py layer_settings), where a null key goes back to the engine's default (engine/config.py) but an
  * omitted key would keep the value sent at start-up, so a setting the user cleared would stay in force. The
  * extension's own keys (server path, python) stay on this side. No `vscode` import: unit-tested directly.
+ *
+ * The training keys and their types are the server's option schema (engine/config.py), written to
+ * trainingOptions.json at build time by scripts/training-options.mjs.
  */
+
+import trainingOptions from "./trainingOptions.json";
 
 /** Reads one setting of the `cllm` section by its dotted key ("training.epochs"). */
 export type ReadSetting = (key: string) => unknown;
@@ -20,10 +25,22 @@ export interface ServerSettings {
   multiline: boolean | null;
   modelDir: string | null;
   indexMemoryMB: number | null;
-  training: Record<string, number | null>;
+  training: Record<string, number | boolean | null>;
 }
 
-/** Training settings with their own entry in the settings UI; `training.advanced` may add more. */
+/** One training setting of the schema: its JSON type ("integer", "number" or "boolean"), bounds and help. */
+export interface TrainingOption {
+  type: string;
+  description: string;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+}
+
+/** Every training setting the server takes, by key (the advanced ones too). */
+export const TRAINING_OPTIONS: Record<string, TrainingOption> = trainingOptions.settings;
+
+/** Training settings with their own entry in the settings UI; `training.advanced` may add the others. */
 export const TRAINING_KEYS = ["epochs", "timeBudget", "spheres", "threads"] as const;
 
 /** Where relative paths and `~` in path settings point. */
@@ -47,12 +64,12 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
   const advanced = read("training.advanced");
   if (advanced && typeof advanced === "object" && !Array.isArray(advanced)) {
     for (const [key, value] of Object.entries(advanced)) {
-      const checked = number(value);
+      const checked = trainingValue(key, value);
       if (checked !== undefined) settings.training[key] = checked;
     }
   }
   for (const key of TRAINING_KEYS) {
-    const value = number(read(`training.${key}`));
+    const value = trainingValue(key, read(`training.${key}`));
     if (value !== undefined) settings.training[key] = value;
     else if (!(key in settings.training)) settings.training[key] = null;
   }
@@ -66,6 +83,16 @@ export function expandPath(value: string, paths: PathContext): string {
   if (result === "~") return paths.home;
   if (result.startsWith("~/")) return paths.home + result.slice(1);
   return result;
+}
+
+/**
+ * A training value of the JSON type the schema gives `key`: true or false for a switch (fresh, noGitignore), else a
+ * number. A key the schema does not know keeps a number or true/false, so that the server names it in a warning.
+ */
+function trainingValue(key: string, value: unknown): number | boolean | undefined {
+  const option = TRAINING_OPTIONS[key];
+  if (typeof value === "boolean" && (option === undefined || option.type === "boolean")) return value;
+  return option?.type === "boolean" ? undefined : number(value);
 }
 
 function number(value: unknown): number | undefined {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 
-import { TRAINING_KEYS, expandPath, serverSettings } from "../src/settings";
+import { TRAINING_KEYS, TRAINING_OPTIONS, expandPath, serverSettings } from "../src/settings";
 
 const PATHS = { home: "/home/ada", workspaceFolder: "/src/proj" };
 
@@ -66,19 +67,62 @@ test("every top-level key the extension sends is a server setting (server/settin
   }
 });
 
-test("the extension's setting names are the server's (server/settings.py)", () => {
-  const source = fs.readFileSync(path.join(__dirname, "..", "..", "..", "server", "settings.py"), "utf8");
-  const block = source.slice(source.indexOf("TRAINING_KEYS"), source.indexOf("TRAINING_FLAGS"));
-  const serverKeys = [...block.matchAll(/"(\w+)": \("/g)].map((m) => m[1]);
-  assert.ok(serverKeys.length >= 4, "TRAINING_KEYS not found in server/settings.py");
+/** package.json's `cllm.*` settings. */
+function manifestSettings(): Record<string, { type: string | string[]; markdownDescription: string } & Bounds> {
   const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8"));
-  const properties = manifest.contributes.configuration.properties as Record<string, { markdownDescription: string }>;
+  return manifest.contributes.configuration.properties;
+}
+
+interface Bounds {
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+}
+
+test("each training setting of package.json has the type and bounds of the server's option schema", () => {
+  const properties = manifestSettings();
+  const declared = Object.keys(properties).filter((k) => k.startsWith("cllm.training.") && k !== "cllm.training.advanced");
+  assert.deepEqual(declared, TRAINING_KEYS.map((key) => `cllm.training.${key}`));
   for (const key of TRAINING_KEYS) {
-    assert.ok(serverKeys.includes(key), `cllm.training.${key} is unknown to the server`);
-    assert.ok(`cllm.training.${key}` in properties, `cllm.training.${key} is not declared in package.json`);
-  }
-  const advanced = properties["cllm.training.advanced"].markdownDescription;
-  for (const key of serverKeys.filter((k) => !(TRAINING_KEYS as readonly string[]).includes(k))) {
-    assert.ok(advanced.includes(`\`${key}\``), `cllm.training.advanced does not mention ${key}`);
+    const option = TRAINING_OPTIONS[key];
+    assert.ok(option, `cllm.training.${key} is not an option of engine/config.py (src/trainingOptions.json)`);
+    const { type, minimum, maximum, exclusiveMinimum } = properties[`cllm.training.${key}`];
+    assert.deepEqual({ type, minimum, maximum, exclusiveMinimum },
+      { type: [option.type, "null"], minimum: option.minimum, maximum: option.maximum, exclusiveMinimum: option.exclusiveMinimum },
+      `cllm.training.${key} in package.json differs from engine/config.py`);
   }
 });
+
+test("training.advanced's description names every other option of the schema", () => {
+  const advanced = manifestSettings()["cllm.training.advanced"].markdownDescription;
+  const others = Object.keys(TRAINING_OPTIONS).filter((k) => !(TRAINING_KEYS as readonly string[]).includes(k));
+  assert.ok(others.includes("fresh") && others.includes("noGitignore"));
+  for (const key of others) assert.ok(advanced.includes(`\`${key}\``), `cllm.training.advanced does not mention ${key}`);
+});
+
+test("the switches of training.advanced are kept and a value of the wrong type is dropped", () => {
+  const advanced = { fresh: true, noGitignore: false, epochs: true, layers: "2", newKey: true };
+  const training = serverSettings(reader({ "training.advanced": advanced }), PATHS).training;
+  assert.deepEqual(training, { fresh: true, noGitignore: false, newKey: true, epochs: null, timeBudget: null,
+                               spheres: null, threads: null });
+});
+
+test("fresh and noGitignore from training.advanced reach the trainer's arguments (server/settings.py)", () => {
+  const settings = serverSettings(reader({ "training.advanced": { fresh: true, noGitignore: true } }), PATHS);
+  const program = [
+    "import json, sys",
+    "from cllm.server.cli import build_parser",
+    "from cllm.server.settings import parse_settings, train_arguments",
+    "settings, problems = parse_settings(json.load(sys.stdin))",
+    "args = build_parser().parse_args(['train', 'WS', *train_arguments(settings.training)])",
+    "print(json.dumps({'problems': problems, 'fresh': args.fresh, 'noGitignore': args.no_gitignore}))",
+  ].join("\n");
+  const answer = execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" });
+  assert.deepEqual(JSON.parse(answer), { problems: [], fresh: true, noGitignore: true });
+});
+
+/** A Python with cllm installed: $PYTHON, else the repository's .venv, else python3. */
+function python(): string {
+  const venv = path.join(__dirname, "..", "..", "..", ".venv", "bin", "python");
+  return process.env.PYTHON || (fs.existsSync(venv) ? venv : "python3");
+}

@@ -20,6 +20,7 @@ from cllm.engine import Completion, IndexSettings
 from cllm.server.cli import main
 from cllm.server.http.app import HUB, LIMITS, MAX_STOP_SEQUENCES, PUBLIC_ROUTES, EventHub, create_app, serve_http
 from cllm.server.http.security import AccessPolicy, generate_token
+from cllm.server.settings import TRAINING_KEYS
 from cllm.server.workspace import Workspace
 from conftest import write_tiny_sources
 
@@ -704,3 +705,20 @@ async def test_openapi_describes_every_route(client):
     assert stop["oneOf"][1]["maxItems"] == MAX_STOP_SEQUENCES and null == {"type": "null"}, "null: absent"
     assert stops["properties"]["prompt"]["oneOf"], "a required field is not nullable"
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+async def test_openapi_describes_the_training_settings_as_they_are_checked(client):
+    """/v1/train's `training` object is derived from the option schema (engine/config.py): a key or a bound the
+    description names is one the settings check (server/settings.py), so a request the description rejects is
+    rejected."""
+    spec = await (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/v1/train"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    training, null = body["properties"]["training"]["anyOf"]
+    assert null == {"type": "null"} and training["additionalProperties"] is False
+    assert set(training["properties"]) == {*TRAINING_KEYS, "base", "baseCorpus"}
+    d_model, _ = training["properties"]["dModel"]["anyOf"]
+    assert (d_model["type"], d_model["minimum"], d_model["maximum"]) == ("integer", 1, 100_000)
+    assert training["properties"]["fresh"]["anyOf"][0]["type"] == "boolean"
+    for key, value in (("dModel", d_model["maximum"] + 1), ("threads", -1), ("fresh", 1), ("lr", 0)):
+        response = await post(client, "/v1/train", {"training": {key: value}})
+        assert response.status == 400 and f"cllm.training.{key}" in (await response.json())["error"]["message"]

@@ -1,0 +1,93 @@
+"""The `cllm` parser's parts that several subcommands share: the argparse subclass with one-line errors, the
+checked argument types, and the training flags, derived from the option schema (engine/config.py OPTIONS), so a
+flag means the same config field, help and check in `cllm train`, `cllm pretrain` and the editor settings."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
+
+from cllm.engine import config
+from cllm.engine.config import OPTIONS, Check, ModelConfig, TrainConfig, config_options
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ("cllm serve: error: argument --port: ...", exit status 2) instead of the
+    usage block, and each option's default shown after its help."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=_HelpFormatter, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to an option's help: its argparse default, or for an option left None so that
+    the engine's default applies, that default, looked up only when help is shown (see `engine_default`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        find = getattr(action, "engine_default", None)
+        if find is not None:
+            return f"{action.help} (default: {find()})"
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def engine_default(action: argparse.Action, find: Callable[[], object]) -> None:
+    """Show `find()` as the default of `action` in help. The engine modules holding these defaults take a third
+    of a second to import, which every `cllm` command would otherwise pay."""
+    action.engine_default = find  # type: ignore[attr-defined]
+
+
+def argument_type(check: Check) -> Callable[[str], Any]:
+    """An argparse type: the text as a finite `check.kind` that the check accepts, else "must be EXPECTED, got
+    TEXT"."""
+    def parse(text: str):
+        try:
+            value = check.kind(text)
+        except ValueError:
+            value = None
+        if value is None or (isinstance(value, float) and not math.isfinite(value)) or not check.accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {check.expected()}, got {text!r}")
+        return value
+    return parse
+
+
+COUNT = argument_type(config.COUNT)
+POSITIVE_FLOAT = argument_type(config.POSITIVE_FLOAT)
+PORT = argument_type(Check(int, minimum=0, maximum=65535))
+
+# Training flags: --flag: (ModelConfig or TrainConfig field, argparse type, help). Unset flags stay None, so the
+# defaults, a resumed checkpoint's settings or the time budget's picks apply.
+MODEL_FLAGS = {o.flag: (name, argument_type(o.check), o.help) for name, o in config_options(ModelConfig).items()}
+TRAIN_FLAGS = {o.flag: (name, argument_type(o.check), o.help) for name, o in config_options(TrainConfig).items()}
+_DEFAULTS = {o.flag: getattr(cls, name) for cls in (ModelConfig, TrainConfig) for name, o in config_options(cls).items()}
+
+
+def command_flags(command: str) -> list[str]:
+    """The options `cllm COMMAND` takes ("train", "pretrain"), in help order."""
+    return [o.flag for o in OPTIONS if command in o.commands]
+
+
+def add_config_flags(p: argparse.ArgumentParser, flags: list[str]) -> None:
+    """The options named (flags of engine/config.py OPTIONS): a switch, or a checked value with its config default
+    in its help."""
+    by_flag = {o.flag: o for o in OPTIONS}
+    for flag in flags:
+        option = by_flag[flag]
+        if option.check.kind is bool:
+            p.add_argument(option.argument, action="store_true", help=option.help)
+            continue
+        default = _DEFAULTS[flag]
+        p.add_argument(option.argument, type=argument_type(option.check), metavar=option.metavar,
+                       help=f"{option.help} (default: {'none' if default is None else default})")
+
+
+def add_json_events_flag(p: argparse.ArgumentParser) -> None:
+    """--json for the training commands: JSON Lines events on stdout, a failure among them (see errors.py)."""
+    p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
+    p.set_defaults(events=True)

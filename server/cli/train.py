@@ -1,0 +1,259 @@
+"""`cllm train PATH`: train a model on a workspace's C files, as a few named steps: check the command line and
+decide what the run starts from, take the workspace's training lock, run in a child under --ray (Ray may end its
+driver process by itself, see ray_driver.py), stop cleanly on Ctrl-C or SIGTERM, and report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..settings import SHAPE_OPTIONS
+from .errors import BadInput, CommandError, checking_input
+from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
+from .progress import train_reporter
+
+if TYPE_CHECKING:
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.events import DoneEvent, TrainingEvent
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `cllm train` subcommand's arguments."""
+    p = sub.add_parser("train", help="train a model on the C files under PATH",
+                       description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
+    p.add_argument("path", help="folder of C code to learn from")
+    p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
+    add_config_flags(p, command_flags("train"))
+    p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
+    p.add_argument("--continue-from", metavar="FILE",
+                   help="start a new run from this model of the same workspace (its weights and tokenizer; a time "
+                        "budget trains on the files it has not seen first) (default: the workspace's model, when "
+                        "--out is not given)")
+    p.add_argument("--base", metavar="FILE",
+                   help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
+    p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
+    add_json_events_flag(p)
+    p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
+                   "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
+                   "'cllm[cluster]' (default: threads on this machine)")
+    return p
+
+
+def _train_configs(args: argparse.Namespace):
+    """ModelConfig and TrainConfig from the defaults (or the resumed checkpoint's) overridden by the flags."""
+    from dataclasses import replace
+
+    from cllm.engine.config import ModelConfig, TrainConfig
+    from cllm.engine.train.loop import load_train_config
+
+    model_overrides = {field: getattr(args, flag) for flag, (field, _, _) in MODEL_FLAGS.items()
+                       if getattr(args, flag) is not None}
+    train_overrides = {flag: getattr(args, flag) for flag in TRAIN_FLAGS if getattr(args, flag) is not None}
+    if args.resume and model_overrides:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in MODEL_FLAGS if getattr(args, flag) is not None)
+        raise ValueError(f"{flags} cannot change when resuming: the model's shape comes from {args.resume}")
+    base = load_train_config(args.resume) if args.resume else TrainConfig()
+    return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
+
+
+def _chosen_base(args: argparse.Namespace) -> str | None:
+    """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
+    for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
+    from cllm.engine.paths import default_base_path
+
+    shape = [flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None]
+    if args.base and args.no_base:
+        raise ValueError("--base and --no-base contradict each other: give one")
+    if args.base and args.resume:
+        raise ValueError("--base does not go with --resume: the resumed model already started from its base")
+    if args.base and shape:
+        raise ValueError(f"--{shape[0].replace('_', '-')} cannot change with --base: the model's shape and "
+                         "vocabulary come from the base")
+    if args.base:
+        return args.base
+    cached = default_base_path()
+    return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
+
+
+def _continued_model(args: argparse.Namespace) -> str | None:
+    """The model `cllm train` continues: --continue-from, else the workspace's model when --out is not given and it
+    is there; None with --fresh, --resume or --base, or when that model cannot be continued (another workspace, a
+    shape flag other than the model's; said on stderr, unless the default model is simply absent). The continued
+    run keeps the model's tokenizer, so --vocab-size does not count. ValueError for flags that contradict."""
+    import os
+
+    from cllm.engine.paths import default_model_path
+    from cllm.engine.train.loop import continuable
+
+    for other in ("fresh", "resume", "base"):
+        if args.continue_from and getattr(args, other):
+            raise ValueError(f"--continue-from and --{other} contradict each other: give one")
+    if args.fresh or args.resume or args.base:
+        return None
+    candidate = args.continue_from or (None if args.out else str(default_model_path(args.path)))
+    if candidate is None or not (args.continue_from or os.path.isfile(candidate)):
+        return None
+    shape = {field: getattr(args, flag) for flag, (field, _, _) in MODEL_FLAGS.items()  # the tokenizer is kept:
+             if flag in SHAPE_OPTIONS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
+    reason = continuable(candidate, args.path, shape)
+    if reason is not None:
+        print(f"cllm train: starting afresh: {reason}", file=sys.stderr)
+        return None
+    return candidate
+
+
+def _explicit_settings(args: argparse.Namespace) -> set[str]:
+    """ModelConfig/TrainConfig field names the user set by flag: the engine's time-budget policy leaves them alone."""
+    model = {field for flag, (field, _, _) in MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    return model | {flag for flag in TRAIN_FLAGS if getattr(args, flag) is not None}
+
+
+@dataclass
+class _Plan:
+    """What `cllm train` decided before training: the settings, what the run starts from, the lock it holds."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    continue_from: str | None
+    base: str | None
+    lock: Any  # the workspace's training lock (engine/paths.py), None when the parent process holds it
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train on the C files under PATH; Ctrl-C (or SIGTERM) stops at the next step with the checkpoint kept, a
+    second one at once (exit 130 either way)."""
+    import logging
+
+    from cllm.engine.paths import release_training_lock
+
+    from . import ray_driver
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    _check_paths(args)
+    plan = _plan(args)
+    try:
+        if args.ray is not None and ray_driver.CHILD_ENV not in os.environ:
+            return _train_in_child(args, plan.lock)
+        done = _train(args, plan)
+    finally:
+        if plan.lock is not None:
+            release_training_lock(plan.lock)
+    _report_done(args, done)
+    return 130 if done.stop_reason == "cancelled" else 0
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """BadInput unless PATH is a folder and --out (when given) is not one."""
+    if not os.path.isdir(args.path):
+        raise BadInput(f"{args.path} is not a folder (expected a workspace of C code)")
+    if args.out is not None and os.path.isdir(args.out):
+        example = os.path.join(args.out, "model.cllm")
+        raise BadInput(f"--out {args.out} is a folder: give the model file to write, e.g. {example}")
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The settings and the model the run starts from, checked before the workspace's training lock is taken."""
+    from cllm.engine.paths import acquire_training_lock
+
+    with checking_input():
+        model_config, train_config = _train_configs(args)
+        if args.ray is not None:
+            from cllm.engine.train.cluster import check_address
+
+            check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
+        continue_from = _continued_model(args)
+        base = None if continue_from else _chosen_base(args)
+        return _Plan(model_config, train_config, continue_from, base, acquire_training_lock(args.path))
+
+
+def _train_in_child(args: argparse.Namespace, lock) -> int:
+    """`cllm train --ray`: the same command line in a child process, which the training lock held here covers."""
+    from . import ray_driver
+
+    code = ray_driver.run_child(args.argv, None if lock is None else lock.lock_file)
+    if code is None:
+        raise CommandError("the Ray cluster ended the training process (this machine's Ray node or the head node "
+                           "is gone; the last checkpoint, if any, is intact)", 1)
+    return code
+
+
+def _train(args: argparse.Namespace, plan: _Plan) -> DoneEvent:
+    """The training run itself, with the progress shown and the signals stopping it."""
+    from cllm.engine import train
+    from cllm.engine.config import CorpusConfig
+    from cllm.engine.paths import default_model_path
+
+    out = args.out or str(default_model_path(args.path))
+    show, close = train_reporter(args.json)
+    try:
+        with _cancelled_by_signals() as cancel:
+            return train(args.path, plan.model_config, plan.train_config, out, _announcing(args, plan, show),
+                         resume=args.resume, cancel=cancel, explicit=_explicit_settings(args),
+                         corpus_config=CorpusConfig(gitignore=not args.no_gitignore), cluster=args.ray,
+                         base=plan.base, continue_from=plan.continue_from)
+    finally:
+        close()
+
+
+@contextmanager
+def _cancelled_by_signals() -> Iterator[threading.Event]:
+    """An event that the first SIGINT or SIGTERM sets (stop after this step and keep the checkpoint); a second
+    one raises KeyboardInterrupt (stop now). The previous handlers come back afterwards."""
+    import signal
+
+    cancel = threading.Event()
+
+    def on_signal(*_) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: the caller handles interruption
+            pass
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _announcing(args: argparse.Namespace, plan: _Plan, show):
+    """`show`, saying first (without --json) which base or model the run starts from once it has loaded."""
+    from cllm.engine.events import StartEvent
+
+    def report(event: TrainingEvent) -> None:
+        if plan.base and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
+            print(f"fine-tuning the base model {plan.base} (--no-base trains from scratch)", file=sys.stderr)
+        if plan.continue_from and not args.json and isinstance(event, StartEvent):
+            print(f"continuing the model {plan.continue_from} (--fresh starts over)", file=sys.stderr)
+        show(event)
+    return report
+
+
+def _report_done(args: argparse.Namespace, done: DoneEvent) -> None:
+    """The run's end: its "done" event with --json, else one line of what it did and where the model is."""
+    import json
+
+    from ..words import exact_match
+
+    if args.json:
+        print(json.dumps(done.to_json()), flush=True)
+        return
+    bpb = "" if done.val_bits_per_byte is None else f", held-out {done.val_bits_per_byte:.3f} bits/byte"
+    if done.line_exact_match is not None:
+        bpb += f", {exact_match(done.line_exact_match)}"
+    print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s "
+          f"({done.tokens_per_second:,.0f} tok/s, {done.threads} thread{'s' * (done.threads != 1)}, load imbalance "
+          f"{done.load_imbalance:.1%}, sync overhead {done.sync_overhead:.1%}){bpb}; "
+          f"{done.corpus_fraction:.1%} of the corpus's windows seen ({done.corpus_seen:.0%} of the corpus in the "
+          f"files this model's runs trained on); model: {done.checkpoint}")
