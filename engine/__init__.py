@@ -9,7 +9,7 @@ these names:
   workspace index in the background (engine/complete/workspace_index.py), capped in memory, and serves a mixing completer
   from its snapshots, for servers;
 - complete(model, prefix, suffix, options, path=...) -> Completion, through one shared completer per model;
-- train(workspace, ..., base=...) -> the final training record, or TrainError (fine-tuning a base when given);
+- train(workspace, ..., start=FromBase(path)) -> the final training record, or TrainError (engine/train/start.py);
 - scan_base_corpus(paths) and pretrain(corpus, ...) -> a base model from the machine's own C (engine/train/pretrain.py);
 - evaluation_files(model, on) and evaluate(model, documents, train_documents, ...) -> the report, format_table for
   text, or EvalError.

@@ -282,50 +282,20 @@ def _train_configs(args: argparse.Namespace):
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
 
 
-def _chosen_base(args: argparse.Namespace) -> str | None:
-    """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
-    for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
-    from cllm.engine.paths import default_base_path
-
-    shape = [flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None]
-    if args.base and args.no_base:
-        raise ValueError("--base and --no-base contradict each other: give one")
-    if args.base and args.resume:
-        raise ValueError("--base does not go with --resume: the resumed model already started from its base")
-    if args.base and shape:
-        raise ValueError(f"--{shape[0].replace('_', '-')} cannot change with --base: the model's shape and "
-                         "vocabulary come from the base")
-    if args.base:
-        return args.base
-    cached = default_base_path()
-    return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
-
-
-def _continued_model(args: argparse.Namespace) -> str | None:
-    """The model `cllm train` continues: --continue-from, else the workspace's model when --out is not given and it
-    is there; None with --fresh, --resume or --base, or when that model cannot be continued (another workspace, a
-    shape flag other than the model's; said on stderr, unless the default model is simply absent). The continued
-    run keeps the model's tokenizer, so --vocab-size does not count. ValueError for flags that contradict."""
-    import os
-
+def _run_start(args: argparse.Namespace):
+    """How `cllm train` starts (engine/train/start.py decide_start): --resume, --continue-from or the workspace's
+    model when --out is not given, --base or the best base unless --no-base or a shape flag, else from scratch.
+    A model that cannot be continued is said on stderr. ValueError for flags that contradict each other."""
     from cllm.engine.paths import default_model_path
-    from cllm.engine.train.loop import continuable
+    from cllm.engine.train.start import StartRequest, decide_start
 
-    for other in ("fresh", "resume", "base"):
-        if args.continue_from and getattr(args, other):
-            raise ValueError(f"--continue-from and --{other} contradict each other: give one")
-    if args.fresh or args.resume or args.base:
-        return None
-    candidate = args.continue_from or (None if args.out else str(default_model_path(args.path)))
-    if candidate is None or not (args.continue_from or os.path.isfile(candidate)):
-        return None
-    shape = {field: getattr(args, flag) for flag, (field, _, _) in _MODEL_FLAGS.items()  # the tokenizer is kept:
-             if flag in SHAPE_OPTIONS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
-    reason = continuable(candidate, args.path, shape)
-    if reason is not None:
-        print(f"cllm train: starting afresh: {reason}", file=sys.stderr)
-        return None
-    return candidate
+    shape = tuple(flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None)
+    kept = {field: getattr(args, flag) for flag, (field, _, _) in _MODEL_FLAGS.items()  # the tokenizer is kept:
+            if flag in shape and flag != "vocab_size"}  # no --vocab-size
+    request = StartRequest(workspace=args.path, resume=args.resume, continue_from=args.continue_from, fresh=args.fresh,
+                           base=args.base, no_base=args.no_base,
+                           own_model=None if args.out else default_model_path(args.path), shape=shape, kept_shape=kept)
+    return decide_start(request, refused=lambda reason: print(f"cllm train: starting afresh: {reason}", file=sys.stderr))
 
 
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
@@ -423,6 +393,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cllm.engine.paths import acquire_training_lock, default_model_path, release_training_lock
     from cllm.engine.train.spheres import SphereError
     from cllm.engine.train.loop import TrainCancelled
+    from cllm.engine.train.start import Continue, FromBase
 
     from . import ray_driver
     from ..words import exact_match
@@ -446,8 +417,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from cllm.engine.train.cluster import check_address
 
             check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
-        continue_from = _continued_model(args)
-        base = None if continue_from else _chosen_base(args)
+        start = _run_start(args)
         lock = acquire_training_lock(args.path)
     except ClusterAuthError as exc:  # not a bad command line: the cluster wants another token
         return fail(str(exc), 1)
@@ -481,15 +451,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     show, close = _train_reporter(args.json)
 
     def report(event: TrainingEvent) -> None:
-        if base and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
-            print(f"fine-tuning the base model {base} (--no-base trains from scratch)", file=sys.stderr)
-        if continue_from and not args.json and isinstance(event, StartEvent):
-            print(f"continuing the model {continue_from} (--fresh starts over)", file=sys.stderr)
+        if isinstance(start, FromBase) and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
+            print(f"fine-tuning the base model {start.path} (--no-base trains from scratch)", file=sys.stderr)
+        if isinstance(start, Continue) and not args.json and isinstance(event, StartEvent):
+            print(f"continuing the model {start.path} (--fresh starts over)", file=sys.stderr)
         show(event)
     try:
-        done = train(args.path, model_cfg, train_cfg, out, report, resume=args.resume, cancel=cancel,
-                     explicit=_explicit_settings(args), corpus_config=CorpusConfig(gitignore=not args.no_gitignore),
-                     cluster=args.ray, base=base, continue_from=continue_from)
+        done = train(args.path, model_cfg, train_cfg, out, report, cancel=cancel, explicit=_explicit_settings(args),
+                     corpus_config=CorpusConfig(gitignore=not args.no_gitignore), cluster=args.ray, start=start)
     except TrainCancelled as exc:
         return fail(str(exc), 130)
     except SphereError as exc:
@@ -535,6 +504,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from cllm.engine.events import FailedEvent
     from cllm.engine.paths import default_base_path
     from cllm.engine.train.pretrain import earlier_manifest, pretrain, scan_base_corpus
+    from cllm.engine.train.start import StartRequest, decide_start
 
     def fail(message: str, code: int) -> int:
         if args.json:
@@ -556,6 +526,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.continue_from and (explicit & set(shape.values())):
         return fail("--continue-from keeps the base's vocabulary and positions: drop --vocab-size and "
                     "--position-encoding", 2)
+    start = decide_start(StartRequest(workspace=out, continue_from=args.continue_from, no_base=True), verify=False)
     try:
         if args.continue_from:
             earlier_manifest(args.continue_from)  # refused before the scan, in one line
@@ -565,8 +536,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                   f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
         report, close = _train_reporter(args.json)
         try:
-            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit,
-                            continue_from=args.continue_from)
+            done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit, start=start)
         finally:
             close()
     except CllmError as exc:
