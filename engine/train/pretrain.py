@@ -10,9 +10,9 @@ and encoding the rest would only cost time. Each document is named by its absolu
 '/' ("usr/include/stdio.h").
 
 The base trains like a workspace (engine/train/loop.py, the time-budget policy picking its settings, its own BPE
-vocabulary), with a held-out share kept small (PretrainPolicy.max_val_bytes). Then its metadata gets the
+vocabulary), with a held-out share kept small (PretrainPolicy.max_val_bytes). The run's model file records the
 manifest (absolute path and sha256 of every corpus file: evaluation leaves such files out, fine-tuning replays
-them) and mixture weights fitted like a workspace model's, on a sample of held-out files with a 5-gram and match
+them) and mixture weights fitted at the end of the run (engine/train/finish.py BaseCorpusRecord), on a sample of held-out files with a 5-gram and match
 index over training files from the same folders (a workspace's neighbours), so that the base serves ghost text
 with a workspace's cache mixture before the workspace has a model of its own.
 """
