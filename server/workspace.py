@@ -360,8 +360,12 @@ class Workspace:
     def base_missing(self, overrides: dict[str, Any]) -> bool:
         """True when training now would start from scratch for want of a base model: the workspace has no model of
         its own, no base is in the user's cache folder, and no shape option asks for another model anyway."""
+        from cllm.engine.train.start import Fresh, StartRequest, decide_start
+
         options, _ = self.training_options(overrides)
-        return not (self.model_path.is_file() or default_base_path().is_file() or set(SHAPE_OPTIONS) & set(options))
+        shape = tuple(name for name in SHAPE_OPTIONS if name in options)
+        start = decide_start(StartRequest(workspace=self.root, own_model=self.model_path), verify=False)
+        return not shape and isinstance(start, Fresh)
 
     def start_training(self, path: Path | str | None = None, *, from_scratch: bool = False,
                        **overrides: Any) -> dict[str, Any]:
@@ -385,8 +389,12 @@ class Workspace:
     def _train_arguments(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> list[str]:
         """The `cllm train` arguments of a run: it continues the workspace's model unless `fresh` is set (the CLI
         checks the model is this workspace's), and fine-tunes the cached base unless `from_scratch`."""
-        continues = self.model_path.is_file() and not options.get("fresh")
-        continued = ["--continue-from", str(self.model_path)] if continues else []
+        from cllm.engine.train.start import Continue, StartRequest, decide_start
+
+        request = StartRequest(workspace=source, fresh=bool(options.get("fresh")), no_base=from_scratch,
+                               own_model=self.model_path)  # `cllm train` checks the model is this workspace's
+        start = decide_start(request, verify=False)
+        continued = ["--continue-from", str(start.path)] if isinstance(start, Continue) else []
         return ["train", str(source), "--json", "--out", str(self.model_dir / TRAINING_FILE), *continued,
                 *train_arguments(options), *(["--no-base"] if from_scratch else [])]
 

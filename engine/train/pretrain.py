@@ -10,9 +10,9 @@ and encoding the rest would only cost time. Each document is named by its absolu
 '/' ("usr/include/stdio.h").
 
 The base trains like a workspace (engine/train/loop.py, the time-budget policy picking its settings, its own BPE
-vocabulary), with a held-out share kept small (PretrainPolicy.max_val_bytes). Then its metadata gets the
+vocabulary), with a held-out share kept small (PretrainPolicy.max_val_bytes). The run's model file records the
 manifest (absolute path and sha256 of every corpus file: evaluation leaves such files out, fine-tuning replays
-them) and mixture weights fitted like a workspace model's, on a sample of held-out files with a 5-gram and match
+them) and mixture weights fitted at the end of the run (engine/train/finish.py BaseCorpusRecord), on a sample of held-out files with a 5-gram and match
 index over training files from the same folders (a workspace's neighbours), so that the base serves ghost text
 with a workspace's cache mixture before the workspace has a model of its own.
 """
@@ -33,10 +33,10 @@ from ..data.corpus import Document, load_documents, read_texts, scan, split_docu
 from ..eval.evaluate import EvalError, model_metadata
 from ..events import DoneEvent, ManifestEntry, TrainingEvent, TrainingMetadata
 from ..complete.generate import Model
-from ..eval.heldout import heldout_mixture
 from ..complete.serving import load_model
-from ..model.tokenizer import Tokenizer
+from .finish import BaseCorpusRecord
 from .loop import TrainError, train
+from .start import Continue, Fresh
 
 _FILESYSTEM_ROOT = Path("/")  # a base corpus names its files by absolute path without the leading '/'
 _CPLUSPLUS_BLOCK = re.compile(r"^\s*#\s*if(?:def)?\b(?!.*!)(?=.*__cplusplus)")  # #ifdef __cplusplus, #if defined(...)
@@ -158,11 +158,11 @@ def manifest(documents: Iterable[Document]) -> list[ManifestEntry]:
 def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, out_path: str | os.PathLike,
              on_event: Callable[[TrainingEvent], None] | None = None, cancel: threading.Event | None = None,
              explicit: set[str] | None = None, policy: PretrainPolicy = PretrainPolicy(),
-             continue_from: str | os.PathLike | None = None) -> DoneEvent:
+             start: Fresh | Continue = Fresh()) -> DoneEvent:
     """Train a base model on `found` (scan_base_corpus) and write it to `out_path` with its manifest and mixture
     weights. Like train(): `explicit` names the settings the user chose (the budget policy picks the others),
     events go to `on_event`; returns the done event. TrainError when there is nothing to learn from.
-    `continue_from` (a base this function wrote) extends it: its weights, Adam moments and tokenizer go on under
+    `start` Continue(a base this function wrote) extends it: its weights, Adam moments and tokenizer go on under
     a new schedule, a time budget samples the files it has not trained on first, and the manifest lists the files
     of every run (evaluation must leave out all of them)."""
     if not found.documents:
@@ -175,12 +175,13 @@ def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, 
         documents = sample_documents(documents, int(policy.budget_epochs * seen))
     total = sum(doc.size for doc in documents)
     train_cfg = replace(train_cfg, val_fraction=min(train_cfg.val_fraction, policy.max_val_bytes / max(total, 1)))
-    earlier = earlier_manifest(continue_from) if continue_from is not None else []
-    done = train(documents, model_cfg, train_cfg, out_path, on_event, cancel=cancel, explicit=explicit,
-                 continue_from=continue_from)
-    _add_base_metadata(Path(out_path), documents, earlier, train_cfg.val_fraction, policy,
-                       with_mixture=done.stop_reason != "cancelled")
-    return done
+    earlier = earlier_manifest(start.path) if isinstance(start, Continue) else []
+    known = {(entry.path, entry.sha256) for entry in earlier}
+    entries = [*earlier, *(entry for entry in manifest(documents) if (entry.path, entry.sha256) not in known)]
+    record = BaseCorpusRecord(manifest=entries,
+                              mixture_sample=lambda: _mixture_sample(documents, train_cfg.val_fraction, policy))
+    return train(documents, model_cfg, train_cfg, out_path, on_event, cancel=cancel, explicit=explicit, start=start,
+                 base_corpus=record)
 
 
 def earlier_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
@@ -191,24 +192,6 @@ def earlier_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
         raise TrainError(f"{path} is not a base model (it has no corpus manifest): `cllm pretrain --continue-from` "
                          "extends a base that `cllm pretrain` wrote")
     return meta.manifest
-
-
-def _add_base_metadata(path: Path, documents: Sequence[Document], earlier: Sequence[ManifestEntry],
-                       val_fraction: float, policy: PretrainPolicy, with_mixture: bool) -> None:
-    """Rewrite the trained model file with the corpus manifest (`earlier` runs' entries, then this run's new
-    ones) and (`with_mixture`) fitted mixture weights."""
-    ckpt = ckpt_io.load_checkpoint(path, with_optimizer=True)
-    meta = TrainingMetadata.from_json(ckpt.metadata)
-    mixture = None
-    if with_mixture:
-        tokenizer = Tokenizer.from_json(ckpt.tokenizer_json)
-        held_out, neighbours = _mixture_sample(documents, val_fraction, policy)
-        window = min(meta.seq_len or ckpt.model_config.max_seq_len, ckpt.model_config.max_seq_len)
-        mixture = heldout_mixture(ckpt.params, ckpt.model_config, tokenizer, held_out, neighbours, window)
-    known = {(entry.path, entry.sha256) for entry in earlier}
-    entries = [*earlier, *(entry for entry in manifest(documents) if (entry.path, entry.sha256) not in known)]
-    ckpt.metadata = replace(meta, manifest=entries, mixture=mixture).to_json()
-    ckpt_io.save_checkpoint(path, ckpt)
 
 
 def _mixture_sample(documents: Sequence[Document], val_fraction: float,

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from cllm.engine.data.corpus import format_stats, stats
     from cllm.engine.paths import default_base_path
     from cllm.engine.train.pretrain import earlier_manifest, pretrain, scan_base_corpus
+    from cllm.engine.train.start import StartRequest, decide_start
 
     train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in _TRAIN if getattr(args, f) is not None})
     model_cfg = replace(ModelConfig(), **{field: getattr(args, f) for f, field in _SHAPE.items()
@@ -57,13 +58,14 @@ def run(args: argparse.Namespace) -> int:
                        "--position-encoding")
     if args.continue_from:
         earlier_manifest(args.continue_from)  # refused before the scan, in one line
+    start = decide_start(StartRequest(workspace=out, continue_from=args.continue_from, no_base=True), verify=False)
     found = scan_base_corpus(args.paths)
     if found.documents and not args.json:
         print(f"base corpus: {format_stats(stats(found.documents))} under {', '.join(found.roots) or '-'}; "
               f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
     report, close = train_reporter(args.json)
     try:
-        done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit, continue_from=args.continue_from)
+        done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit, start=start)
     finally:
         close()
     if args.json:

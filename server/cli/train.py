@@ -62,50 +62,20 @@ def _train_configs(args: argparse.Namespace):
     return replace(ModelConfig(), **model_overrides), replace(base, **train_overrides)
 
 
-def _chosen_base(args: argparse.Namespace) -> str | None:
-    """The base model `cllm train` fine-tunes: --base, else the cached base when it exists and no shape flag asks
-    for another model; None with --no-base or --resume. ValueError for flags that contradict each other."""
-    from cllm.engine.paths import default_base_path
-
-    shape = [flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None]
-    if args.base and args.no_base:
-        raise ValueError("--base and --no-base contradict each other: give one")
-    if args.base and args.resume:
-        raise ValueError("--base does not go with --resume: the resumed model already started from its base")
-    if args.base and shape:
-        raise ValueError(f"--{shape[0].replace('_', '-')} cannot change with --base: the model's shape and "
-                         "vocabulary come from the base")
-    if args.base:
-        return args.base
-    cached = default_base_path()
-    return str(cached) if cached.is_file() and not (args.no_base or args.resume or shape) else None
-
-
-def _continued_model(args: argparse.Namespace) -> str | None:
-    """The model `cllm train` continues: --continue-from, else the workspace's model when --out is not given and it
-    is there; None with --fresh, --resume or --base, or when that model cannot be continued (another workspace, a
-    shape flag other than the model's; said on stderr, unless the default model is simply absent). The continued
-    run keeps the model's tokenizer, so --vocab-size does not count. ValueError for flags that contradict."""
-    import os
-
+def _run_start(args: argparse.Namespace):
+    """How `cllm train` starts (engine/train/start.py decide_start): --resume, --continue-from or the workspace's
+    model when --out is not given, --base or the best base unless --no-base or a shape flag, else from scratch.
+    A model that cannot be continued is said on stderr. ValueError for flags that contradict each other."""
     from cllm.engine.paths import default_model_path
-    from cllm.engine.train.loop import continuable
+    from cllm.engine.train.start import StartRequest, decide_start
 
-    for other in ("fresh", "resume", "base"):
-        if args.continue_from and getattr(args, other):
-            raise ValueError(f"--continue-from and --{other} contradict each other: give one")
-    if args.fresh or args.resume or args.base:
-        return None
-    candidate = args.continue_from or (None if args.out else str(default_model_path(args.path)))
-    if candidate is None or not (args.continue_from or os.path.isfile(candidate)):
-        return None
-    shape = {field: getattr(args, flag) for flag, (field, _, _) in MODEL_FLAGS.items()  # the tokenizer is kept:
-             if flag in SHAPE_OPTIONS and flag != "vocab_size" and getattr(args, flag) is not None}  # no --vocab-size
-    reason = continuable(candidate, args.path, shape)
-    if reason is not None:
-        print(f"cllm train: starting afresh: {reason}", file=sys.stderr)
-        return None
-    return candidate
+    shape = tuple(flag for flag in SHAPE_OPTIONS if getattr(args, flag) is not None)
+    kept = {field: getattr(args, flag) for flag, (field, _, _) in MODEL_FLAGS.items()  # the tokenizer is kept:
+            if flag in shape and flag != "vocab_size"}  # no --vocab-size
+    request = StartRequest(workspace=args.path, resume=args.resume, continue_from=args.continue_from, fresh=args.fresh,
+                           base=args.base, no_base=args.no_base,
+                           own_model=None if args.out else default_model_path(args.path), shape=shape, kept_shape=kept)
+    return decide_start(request, refused=lambda reason: print(f"cllm train: starting afresh: {reason}", file=sys.stderr))
 
 
 def _explicit_settings(args: argparse.Namespace) -> set[str]:
@@ -120,8 +90,7 @@ class _Plan:
 
     model_config: ModelConfig
     train_config: TrainConfig
-    continue_from: str | None
-    base: str | None
+    start: Any  # engine/train/start.py RunStart
     lock: Any  # the workspace's training lock (engine/paths.py), None when the parent process holds it
 
 
@@ -167,9 +136,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
             from cllm.engine.train.cluster import check_address
 
             check_address(args.ray)  # Ray missing or no cluster there fails now, not after the tokenization
-        continue_from = _continued_model(args)
-        base = None if continue_from else _chosen_base(args)
-        return _Plan(model_config, train_config, continue_from, base, acquire_training_lock(args.path))
+        return _Plan(model_config, train_config, _run_start(args), acquire_training_lock(args.path))
 
 
 def _train_in_child(args: argparse.Namespace, lock) -> int:
@@ -194,9 +161,9 @@ def _train(args: argparse.Namespace, plan: _Plan) -> DoneEvent:
     try:
         with _cancelled_by_signals() as cancel:
             return train(args.path, plan.model_config, plan.train_config, out, _announcing(args, plan, show),
-                         resume=args.resume, cancel=cancel, explicit=_explicit_settings(args),
+                         cancel=cancel, explicit=_explicit_settings(args),
                          corpus_config=CorpusConfig(gitignore=not args.no_gitignore), cluster=args.ray,
-                         base=plan.base, continue_from=plan.continue_from)
+                         start=plan.start)
     finally:
         close()
 
@@ -230,12 +197,13 @@ def _cancelled_by_signals() -> Iterator[threading.Event]:
 def _announcing(args: argparse.Namespace, plan: _Plan, show):
     """`show`, saying first (without --json) which base or model the run starts from once it has loaded."""
     from cllm.engine.events import StartEvent
+    from cllm.engine.train.start import Continue, FromBase
 
     def report(event: TrainingEvent) -> None:
-        if plan.base and not args.json and isinstance(event, StartEvent):  # the base loaded: say which
-            print(f"fine-tuning the base model {plan.base} (--no-base trains from scratch)", file=sys.stderr)
-        if plan.continue_from and not args.json and isinstance(event, StartEvent):
-            print(f"continuing the model {plan.continue_from} (--fresh starts over)", file=sys.stderr)
+        if isinstance(plan.start, FromBase) and not args.json and isinstance(event, StartEvent):  # say which base
+            print(f"fine-tuning the base model {plan.start.path} (--no-base trains from scratch)", file=sys.stderr)
+        if isinstance(plan.start, Continue) and not args.json and isinstance(event, StartEvent):
+            print(f"continuing the model {plan.start.path} (--fresh starts over)", file=sys.stderr)
         show(event)
     return report
 

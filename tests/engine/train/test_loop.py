@@ -16,8 +16,11 @@ from cllm.engine.config import CorpusConfig, ModelConfig, TrainConfig, budget_sa
 from cllm.engine.data.corpus import Document
 from cllm.engine.events import CheckpointEvent, EpochEvent, PhaseEvent, StepEvent
 from cllm.engine.train.loop import TrainCancelled, TrainError, learning_rate, train, warmup_steps
+from cllm.engine.train.start import Continue, FromBase, Resume
 
 train_module = importlib.import_module("cllm.engine.train.loop")  # the module (cllm.engine.train.loop is the function)
+budget_module = importlib.import_module("cllm.engine.train.budget")
+finish_module = importlib.import_module("cllm.engine.train.finish")
 MODEL = ModelConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.1)
 TRAIN = TrainConfig(epochs=3, batch_size=8, seq_len=32, grad_accum=2, lr=3e-3, warmup_steps=4, spheres=12,
                     threads=2, val_fraction=0.25, patience=5)
@@ -61,7 +64,7 @@ def test_resume_after_n_steps_equals_uninterrupted_training_bitwise(c_workspace,
     part, _ = _run(c_workspace, tmp_path / "part.cllm", replace(TRAIN, max_steps=first))
     assert part.steps == first and part.stop_reason == "max_steps"
     resumed, events = _run(c_workspace, tmp_path / "resumed.cllm", replace(TRAIN, max_steps=total),
-                           resume=tmp_path / "part.cllm")
+                           start=Resume(tmp_path / "part.cllm"))
     assert events[0].step == first and resumed.steps == total
     a = load_checkpoint(tmp_path / "full.cllm", with_optimizer=True).optimizer
     b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True).optimizer
@@ -100,15 +103,15 @@ def test_the_time_budget_keeps_room_for_scoring_the_held_out_lines(c_workspace, 
     line completions timed at a quarter second each, 60 of them (15 s) leave no room in a 10 s budget after step 1."""
     probes = []
 
-    def slow_lines(model, documents, scorer=None, *, positions=train_module.HELDOUT_POSITIONS, seed=0):
-        if positions < train_module.HELDOUT_POSITIONS:  # the probe that times a line completion
+    def slow_lines(model, documents, scorer=None, *, positions=finish_module.HELDOUT_POSITIONS, seed=0):
+        if positions < finish_module.HELDOUT_POSITIONS:  # the probe that times a line completion
             probes.append(positions)
             time.sleep(0.25 * positions)
         return 0.5
 
-    monkeypatch.setattr(train_module, "line_exact_match", slow_lines)
+    monkeypatch.setattr(finish_module, "line_exact_match", slow_lines)
     done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=10.0))
-    assert probes == [1, train_module.LINE_PROBE_POSITIONS], "one untimed completion loads the kernels, then timed once"
+    assert probes == [1, budget_module.LINE_PROBE_POSITIONS], "one untimed completion loads the kernels, then timed once"
     assert done.stop_reason == "time_budget" and done.steps == 1
 
 
@@ -117,7 +120,7 @@ def finish_estimates(monkeypatch):
     """Records, per budgeted run, the calls of workspace_models ("build") and finish_estimate ("estimate") in order
     and each estimate with the run's held-out inputs; a forward batch of the mixture's fit "takes" a second."""
     calls, estimates = [], []
-    real_models, real_estimate = train_module.workspace_models, train_module._Run.finish_estimate
+    real_models, real_estimate = finish_module.workspace_models, budget_module.Budget.finish_estimate
 
     def models(*args):
         calls.append("build")
@@ -129,9 +132,9 @@ def finish_estimates(monkeypatch):
         estimates.append((run.heldout, parts))
         return parts
 
-    monkeypatch.setattr(train_module, "workspace_models", models)
-    monkeypatch.setattr(train_module._Run, "finish_estimate", estimate)
-    monkeypatch.setattr(train_module, "batch_seconds", lambda *args: 1.0)
+    monkeypatch.setattr(finish_module, "workspace_models", models)
+    monkeypatch.setattr(budget_module.Budget, "finish_estimate", estimate)
+    monkeypatch.setattr(finish_module, "batch_seconds", lambda *args: 1.0)
     return calls, estimates
 
 
@@ -166,7 +169,7 @@ def test_a_tight_budget_fits_the_mixture_on_fewer_held_out_files(c_workspace, tm
     heldout, parts = estimates[0]
     fit, val = ({doc.path for doc in docs} for docs in (heldout.fit_docs, heldout.val_docs))
     assert 1 < len(fit) < len(val) and fit < val
-    assert 0 < heldout.batches <= train_module.MIXTURE_BUDGET_SHARE * budget
+    assert 0 < heldout.batches <= budget_module.MIXTURE_BUDGET_SHARE * budget
     assert parts.mixture == heldout.batches + heldout.fit_seconds
     assert load_checkpoint(done.checkpoint).metadata["mixture"] is not None  # fitted on that sample
 
@@ -184,7 +187,7 @@ def test_the_validation_estimate_leaves_out_the_first_batch_which_loads_the_kern
         clock.offset += 100.0 if len(calls) == 1 else 0.0
         return real_batch(run, *args)
 
-    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
     monkeypatch.setattr(train_module._Run, "_evaluate_batch", cold_first)
     _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, epochs=50, time_budget=1e4, max_steps=2))
     _, parts = estimates[0]
@@ -196,8 +199,8 @@ def test_a_run_without_a_time_budget_does_not_time_the_held_out_scoring(c_worksp
     def untimed(*args):
         raise AssertionError("timed without a time budget")
 
-    monkeypatch.setattr(train_module, "batch_seconds", untimed)
-    monkeypatch.setattr(train_module, "fitted_mixture", untimed)  # the rehearsal of the fit (heldout.py fits)
+    monkeypatch.setattr(finish_module, "batch_seconds", untimed)
+    monkeypatch.setattr(finish_module, "fitted_mixture", untimed)  # the rehearsal of the fit (heldout.py fits)
     done, _ = _run(c_workspace, tmp_path / "m.cllm", replace(TRAIN, max_steps=1))
     assert done.steps == 1 and load_checkpoint(done.checkpoint).metadata["mixture"] is not None
 
@@ -374,7 +377,7 @@ def test_a_continued_budgeted_run_starts_from_the_model_and_trains_on_unseen_fil
     out, cfg = tmp_path / "m.cllm", replace(TRAIN, time_budget=0.09, max_steps=2)
     first, _ = _run(c_workspace, out, cfg)
     before = load_checkpoint(out, with_optimizer=True)
-    second, events = _run(c_workspace, out, replace(cfg, max_steps=1, lr=1e-12), continue_from=out)
+    second, events = _run(c_workspace, out, replace(cfg, max_steps=1, lr=1e-12), start=Continue(out))
     after = load_checkpoint(out, with_optimizer=True)
     assert events[0].step == 0 and second.steps == 1, "a new schedule"
     assert np.allclose(after.optimizer["params"], before.optimizer["params"], rtol=0, atol=1e-8)  # one step at lr 1e-12
@@ -387,7 +390,7 @@ def test_a_continued_budgeted_run_starts_from_the_model_and_trains_on_unseen_fil
     assert unseen and new["train_files"][:len(unseen)] == unseen, "files the first run did not train on come first"
     assert new["val_files"] == old["val_files"], "validation stays comparable"
     assert 0 < first.corpus_seen < second.corpus_seen <= 1
-    third, _ = _run(c_workspace, out, replace(cfg, max_steps=1), continue_from=out)
+    third, _ = _run(c_workspace, out, replace(cfg, max_steps=1), start=Continue(out))
     latest = load_checkpoint(out).metadata
     assert latest["generation"] == 3 and second.corpus_seen <= third.corpus_seen
     last_trained = [latest["trained_before"].get(path, 0) for path in latest["train_files"]]
@@ -424,7 +427,7 @@ def _finetune_config(**changes) -> TrainConfig:
 def test_fine_tuning_starts_from_the_base_weights_and_reuses_its_tokenizer(c_workspace, tmp_path, tiny_base_path):
     base = load_checkpoint(tiny_base_path)
     done, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=1, lr=1e-12),
-                        base=tiny_base_path)
+                        start=FromBase(tiny_base_path))
     tuned = load_checkpoint(done.checkpoint, with_optimizer=True)
     assert tuned.tokenizer_json == base.tokenizer_json
     assert tuned.model_config == replace(base.model_config, dropout=MODEL.dropout)  # the base's shape, not MODEL's
@@ -438,7 +441,7 @@ def test_fine_tuning_records_its_base_and_replays_the_base_corpus(c_workspace, t
     from cllm.engine.model.checkpoint import weights_sha256
 
     done, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=2, replay_fraction=0.5),
-                        base=tiny_base_path)
+                        start=FromBase(tiny_base_path))
     meta = load_checkpoint(done.checkpoint).metadata
     assert meta["base"] == {"path": str(tiny_base_path.resolve()),
                             "weights_sha256": weights_sha256(load_checkpoint(tiny_base_path))}
@@ -446,17 +449,17 @@ def test_fine_tuning_records_its_base_and_replays_the_base_corpus(c_workspace, t
     assert meta["replay_files"] and all(name.startswith(include + "/") for name in meta["replay_files"])
     assert meta["train_files"] and not set(meta["train_files"]) & set(meta["replay_files"])
     no_replay, _ = _run(c_workspace, tmp_path / "plain.cllm", _finetune_config(max_steps=2, replay_fraction=0.0),
-                        base=tiny_base_path)
+                        start=FromBase(tiny_base_path))
     assert load_checkpoint(no_replay.checkpoint).metadata["replay_files"] == []
     assert events[0].tokens > _run(c_workspace, tmp_path / "p2.cllm", _finetune_config(max_steps=1,
-                                   replay_fraction=0.0), base=tiny_base_path)[1][0].tokens
+                                   replay_fraction=0.0), start=FromBase(tiny_base_path))[1][0].tokens
 
 
 def test_a_resumed_fine_tuning_equals_an_uninterrupted_one_bitwise(c_workspace, tmp_path, tiny_base_path):
     cfg = _finetune_config(max_steps=5)
-    _run(c_workspace, tmp_path / "full.cllm", cfg, base=tiny_base_path)
-    _run(c_workspace, tmp_path / "part.cllm", replace(cfg, max_steps=2), base=tiny_base_path)
-    _run(c_workspace, tmp_path / "resumed.cllm", cfg, resume=tmp_path / "part.cllm")
+    _run(c_workspace, tmp_path / "full.cllm", cfg, start=FromBase(tiny_base_path))
+    _run(c_workspace, tmp_path / "part.cllm", replace(cfg, max_steps=2), start=FromBase(tiny_base_path))
+    _run(c_workspace, tmp_path / "resumed.cllm", cfg, start=Resume(tmp_path / "part.cllm"))
     a = load_checkpoint(tmp_path / "full.cllm", with_optimizer=True)
     b = load_checkpoint(tmp_path / "resumed.cllm", with_optimizer=True)
     assert np.array_equal(a.optimizer["params"], b.optimizer["params"])
@@ -470,22 +473,22 @@ def test_fine_tuning_blends_its_weights_back_towards_the_base_when_that_validate
     the stored weights are such a blend, by the share the metadata records. A run from scratch has nothing to blend."""
     base = load_checkpoint(tiny_base_path)
     done, _ = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
-                   base=tiny_base_path)
+                   start=FromBase(tiny_base_path))
     tuned = load_checkpoint(done.checkpoint, with_optimizer=True)
     share = tuned.metadata["base_share"]
     assert 0 < share < 1
     expected = ((1.0 - share) * tuned.optimizer["params"] + share * base.params).astype(np.float32)
     np.testing.assert_allclose(tuned.params, expected, rtol=0, atol=1e-6)  # the best weights are the last step's
-    monkeypatch.setattr(train_module, "TUNED_SHARES", ())  # the same run, never blended
+    monkeypatch.setattr(finish_module, "TUNED_SHARES", ())  # the same run, never blended
     plain, _ = _run(c_workspace, tmp_path / "plain.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
-                    base=tiny_base_path)
+                    start=FromBase(tiny_base_path))
     unblended = load_checkpoint(plain.checkpoint)
     assert unblended.metadata["base_share"] == 0 and np.array_equal(unblended.params, tuned.optimizer["params"])
     assert tuned.metadata["val_loss"] < unblended.metadata["val_loss"]
     scratch, _ = _run(c_workspace, tmp_path / "scratch.cllm", _finetune_config(max_steps=3))
     assert load_checkpoint(scratch.checkpoint).metadata["base_share"] is None
     again, _ = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=3, lr=0.05, warmup_steps=0),
-                    continue_from=tmp_path / "ft.cllm")  # a continued run blends with the base its model came from
+                    start=Continue(tmp_path / "ft.cllm"))  # a continued run blends with the base its model came from
     continued = load_checkpoint(again.checkpoint).metadata
     assert continued["generation"] == 2 and continued["base"] == tuned.metadata["base"]
     assert continued["base_share"] is not None  # tried: the base was found (the best weights carried over stay)
@@ -495,14 +498,14 @@ def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_pa
     from cllm.engine.config import FinetunePolicy
 
     _, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(time_budget=30.0, max_steps=1),
-                     base=tiny_base_path, explicit={"max_steps", "time_budget"})
+                     start=FromBase(tiny_base_path), explicit={"max_steps", "time_budget"})
     start = events[0]
     assert start.settings.lr == FinetunePolicy.lr and start.settings.warmup_steps == FinetunePolicy.warmup_steps
     assert "vocab_size" not in start.auto and {"lr", "warmup_steps", "epochs", "replay_fraction"} <= set(start.auto)
     assert start.settings.replay_fraction == FinetunePolicy.max_replay  # eight small files: the most replay
     little = _finetune_config(max_steps=1, replay_fraction=0.0)
-    _run(c_workspace, tmp_path / "little.cllm", little, base=tiny_base_path)
-    _run(c_workspace, tmp_path / "budgeted.cllm", replace(little, time_budget=30.0), base=tiny_base_path,
+    _run(c_workspace, tmp_path / "little.cllm", little, start=FromBase(tiny_base_path))
+    _run(c_workspace, tmp_path / "budgeted.cllm", replace(little, time_budget=30.0), start=FromBase(tiny_base_path),
          explicit={"max_steps", "time_budget"})
     replayed = [len(load_checkpoint(tmp_path / name).metadata["replay_files"]) for name in ("budgeted.cllm", "little.cllm")]
     assert replayed[0] > replayed[1] == 0  # 30 s would pass over eight small files hundreds of times: more base text

@@ -15,6 +15,7 @@ from cllm.engine.data.corpus import Document
 from cllm.engine.events import TrainingMetadata
 from cllm.engine.train.pretrain import cplusplus_reason, pretrain, sample_documents, scan_base_corpus
 from cllm.engine.train.loop import TrainError, train
+from cllm.engine.train.start import Continue
 from conftest import TINY_BASE_MODEL, TINY_BASE_TRAINING, TINY_INCLUDE_SOURCES, write_tiny_include
 
 C_HEADER = ("#ifdef __cplusplus\nextern \"C\" {\ntemplate <class T> struct wrap { T t; };\nnamespace x { }\n#endif\n"
@@ -86,7 +87,7 @@ def test_a_continued_base_keeps_its_weights_and_lists_every_run_s_files(tiny_bas
     out = tmp_path / "more.cllm"
     before = ckpt_io.load_checkpoint(tiny_base_path)
     pretrain(scan_base_corpus([include]), ModelConfig(vocab_size=999), TrainConfig(max_steps=1, **TINY_BASE_TRAINING),
-             out, continue_from=tiny_base_path)
+             out, start=Continue(tiny_base_path))
     after = ckpt_io.load_checkpoint(out)
     meta = TrainingMetadata.from_json(after.metadata)
     earlier = TrainingMetadata.from_json(before.metadata).manifest
@@ -104,4 +105,4 @@ def test_only_a_base_can_be_continued(tmp_path: Path):
     train(include, ModelConfig(**TINY_BASE_MODEL), TrainConfig(max_steps=1, **TINY_BASE_TRAINING), workspace_model)
     with pytest.raises(TrainError, match="not a base model"):
         pretrain(scan_base_corpus([include]), ModelConfig(), TrainConfig(max_steps=1, **TINY_BASE_TRAINING),
-                 tmp_path / "b.cllm", continue_from=workspace_model)
+                 tmp_path / "b.cllm", start=Continue(workspace_model))
