@@ -24,10 +24,10 @@ fits them on one half of the evaluated files and scores the other half (and vice
 with weights fitted on it.
 
 Real completions use the mixture too: the trainer fits the weights on its held-out files (engine/eval/heldout.py) and
-stores them in the checkpoint metadata ("mixture"); `workspace_scorer` rebuilds the 5-gram and the match index
-from the workspace's training files (about a second on a 1 MB workspace; the counts are ~20 MB, too big to store)
-and returns a MixtureScorer, the scorer a generate.Completer decodes through, or None when the weights or the
-files are missing, so that callers fall back to the transformer alone. This module knows nothing of decoding:
+stores them in the checkpoint metadata ("mixture"); engine/complete/serving.py rebuilds the 5-gram and the match
+index from the workspace's files (the workspace index; the counts are ~20 MB, too big to store in the model) and
+decodes through a MixtureScorer, the scorer a generate.Completer takes, or the transformer alone when the weights
+or the files are missing. This module knows nothing of decoding:
 the transformer's logits come in, mixed log-probabilities go out.
 """
 
@@ -35,13 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
-from ..data.corpus import Document, read_documents
+from ..data.corpus import Document
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from ..model.tokenizer import ChunkedEncoder, Tokenizer
@@ -434,27 +433,6 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
             or not np.all(np.isfinite(weights)) or weights.min() < 0):
         return None
     return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
-
-
-def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
-    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over its
-    workspace's training files (those still readable), or None when there are no weights or none of the files can
-    be read."""
-    workspace = metadata.get("workspace")
-    if not workspace or not Path(workspace).is_dir():
-        return None
-    documents, _ = read_documents(Path(workspace), [str(p) for p in metadata.get("train_files") or []])
-    return documents_scorer(tokenizer, metadata, documents)
-
-
-def documents_scorer(tokenizer: Tokenizer, metadata: dict[str, Any],
-                     documents: Sequence[Document]) -> MixtureScorer | None:
-    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over
-    `documents` (a base model serving a workspace it never trained on), or None without weights or documents."""
-    mixture = stored_mixture(metadata)
-    if mixture is None or not documents:
-        return None
-    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
 
 
 REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt

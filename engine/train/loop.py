@@ -53,7 +53,7 @@ from ..eval.evaluate import HELDOUT_POSITIONS, line_exact_match
 from ..events import (BaseRecord, CheckpointEvent, DoneEvent, EpochEvent, EventError, PhaseEvent, ResumePosition,
                      RunSettings, RunStats, SkippedFile, StartEvent, StepEvent, TrainingEvent, TrainingMetadata)
 from ..faults import fault_point
-from ..complete.generate import Model
+from ..model.loaded import Model
 from ..eval.heldout import affordable, batch_seconds, heldout_mixture, scoring_batches
 from ..model.kernels import adamw_step
 from ..complete.mixture import MixtureScorer, copying_parts, fitted_mixture, stored_mixture, workspace_models
@@ -518,7 +518,8 @@ class _Run:
 
     def _shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""
-        return Model(self.model_cfg, weights, self.data.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self._fim_format()})
+        return Model(self.model_cfg, weights, self.data.tokenizer,
+                     TrainingMetadata(seq_len=self.cfg.seq_len, fim=self._fim_format()))
 
     def _line_seconds(self) -> float:
         """Seconds one held-out line completion takes, timed once on LINE_PROBE_POSITIONS held-out positions with the

@@ -591,7 +591,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from cllm.engine import CompletionOptions, complete, load_model
+    from cllm.engine import CompletionOptions, ServedModel
 
     def fail(message: str, code: int) -> int:
         print(f"cllm complete: error: {message}", file=sys.stderr)
@@ -615,12 +615,13 @@ def _cmd_complete(args: argparse.Namespace) -> int:
         prefix = args.prompt if args.file is None else _complete_read_prefix(args.file, args.offset)
     except ValueError as exc:
         return fail(str(exc), 2)
-    model = load_model(args.model)
+    served = ServedModel.open(args.model)
     try:
+        served.build()  # the workspace cache model, as the servers build it
         if args.batch is not None:
-            return _complete_batch(model, args.batch, options, args.json)
-        path = None if args.file is None else _complete_doc_path(args.file, model)
-        result = complete(model, prefix, args.suffix or "", options, path=path)
+            return _complete_batch(served, args.batch, options, args.json)
+        path = None if args.file is None else _complete_doc_path(args.file, served.model)
+        result = served.complete(prefix, args.suffix or "", options, path=path)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     if args.json:
@@ -661,7 +662,7 @@ def _complete_doc_path(file: str, model) -> str:
     """The path announced in the prompt header: relative to the model's workspace when the file lies in it."""
     from pathlib import Path
 
-    workspace = model.metadata.get("workspace")
+    workspace = model.metadata.workspace
     resolved = Path(file).resolve()
     if isinstance(workspace, str) and workspace:
         try:
@@ -671,12 +672,10 @@ def _complete_doc_path(file: str, model) -> str:
     return resolved.name if Path(file).is_absolute() else Path(file).as_posix()
 
 
-def _complete_batch(model, batch: str, options, full: bool) -> int:
+def _complete_batch(served, batch: str, options, full: bool) -> int:
     """Answer each {"id", "file", "offset", ["suffix"]} line with {"id", "completion"} (plus tokens,
     stop_reason and ms with --json), or {"id", "error"} for a line that cannot be completed."""
     import json
-
-    from cllm.engine import complete
 
     try:
         if batch == "-":
@@ -709,8 +708,8 @@ def _complete_batch(model, batch: str, options, full: bool) -> int:
             if not isinstance(suffix, str):
                 raise ValueError('"suffix" must be a string')
             prefix = _complete_read_prefix(file, offset)
-            path = _complete_doc_path(file, model)
-            result = complete(model, prefix, suffix, options, path=path)
+            path = _complete_doc_path(file, served.model)
+            result = served.complete(prefix, suffix, options, path=path)
             out = {"id": request_id, "completion": result.text}
             if full:
                 out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3))
