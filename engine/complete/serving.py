@@ -114,9 +114,9 @@ class ServedModel:
                  path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,
                  on_text: Callable[[str], None] | None = None) -> Completion:
         """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known);
-        see generate.Completer.complete. `doc_key` defaults to `path`."""
-        return self._completer.complete(prefix, suffix, options, path=path,
-                                        doc_key=path if doc_key is None else doc_key, cancel=cancel, on_text=on_text)
+        see generate.Completer.complete."""
+        return self._completer.complete(prefix, suffix, options, path=path, doc_key=doc_key, cancel=cancel,
+                                        on_text=on_text)
 
 
 def _index_builder(served: ServedModel, model: Model, model_dir: Path | None, settings: IndexSettings,

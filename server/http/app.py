@@ -61,6 +61,7 @@ from .llama import (HEALTHY, NO_MODEL_TYPE, LlamaRequest, LlamaRequestError, fin
                         piece_object)
 from .llama import parse_completion as parse_llama_completion
 from .openapi import openapi_document
+from ..records import ModelSummary
 from ..settings import is_number, parse_settings
 from ..worker import HTTP
 
@@ -506,10 +507,10 @@ async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the model serving completions, if any (OpenAI list shape). It comes from the same
     Workspace state as /v1/status, not from the file on disk, which may be gone or half-written meanwhile."""
     workspace = request.app[WORKSPACE]
-    model = workspace.status()["model"]
+    model = workspace.state().model
     data = []
-    if model.get("present"):
-        data.append({"id": MODEL_ID, "object": "model", "created": _unix_time(model.get("trainedAt")),
+    if isinstance(model, ModelSummary):
+        data.append({"id": MODEL_ID, "object": "model", "created": _unix_time(model.metadata.created),
                      "owned_by": "cllm", "workspace": str(workspace.root)})
     return web.json_response({"object": "list", "data": data})
 
@@ -650,7 +651,7 @@ def create_app(workspace: Any, policy: AccessPolicy, *, max_body: int = MAX_BODY
         hub = EventHub(asyncio.get_running_loop(), max_clients=max_event_clients)
         app[HUB] = hub
         app[LIMITS] = Limits(max_pending_completions)
-        unsubscribe = workspace.subscribe(hub.on_event)
+        unsubscribe = workspace.subscribe(lambda event: hub.on_event(event.to_json()))
         yield
         unsubscribe()
 
