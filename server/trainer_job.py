@@ -4,7 +4,7 @@
   once or answers why not, holds it for the run and tells the child so through LOCK_HELD_ENV.
 - The child (`python -m cllm.server.cli train ROOT --json --out TMP ...`) runs at lower CPU priority: completions
   stay responsive and a crash in training cannot take the server down. A reader thread reads its JSON Lines
-  events, keeps the live TrainingStatus (server/records.py) and hands every event to the owner to publish.
+  events, keeps the live TrainingStatus (server/records.py) and publishes every event.
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving. A pretrain job's `then` starts the fine-tuning run once the base is ready.
 """
@@ -22,7 +22,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import filelock
 
@@ -51,7 +51,6 @@ class Owner(Protocol):
 
     def load(self) -> bool: ...
     def serve(self, model: Any, summary: ModelSummary) -> None: ...
-    def publish(self, event: ServerEvent) -> None: ...
     def training_ended(self) -> None: ...
     def start_training(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]: ...
 
@@ -93,8 +92,9 @@ class Job:
 class TrainerJob:
     """At most one trainer child of a workspace, and the live training status. Thread-safe."""
 
-    def __init__(self, owner: Owner):
+    def __init__(self, owner: Owner, publish: Callable[[ServerEvent], None]):
         self.owner = owner
+        self.publish = publish
         self.job: Job | None = None
         self.status = TrainingStatus()
         self._lock = threading.RLock()
@@ -109,9 +109,13 @@ class TrainerJob:
         with self._lock:
             return dataclasses.replace(self.status)
 
-    def start(self, job: Job, arguments: list[str]) -> dict[str, Any]:
-        """Take the workspace's lock, spawn `cllm ARGUMENTS` (with --json) for `job` and follow it on a reader thread."""
+    def start(self, arguments: list[str], options: dict[str, int | float], out_path: Path, *, kind: str = "train",
+              then: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Take the workspace's lock, spawn `cllm ARGUMENTS` (with --json, writing `out_path`) and follow it on a
+        reader thread; answers {"started": True} or the refusal."""
         owner = self.owner
+        job = Job(process=None, lock=None, out_path=out_path, log_path=owner.model_dir / LOG_FILE, options=options,
+                  kind=kind, then=then)
         with self._lock:
             if self.job is not None:
                 return refused("busy", "training is already running for this workspace")
@@ -132,7 +136,7 @@ class TrainerJob:
             self.job = job
             self.status = TrainingStatus(state="training", job=job.kind, started_at=_now(), options=job.options)
             job.thread = threading.Thread(target=self._follow, args=(job,), name="cllm-train-reader", daemon=True)
-        owner.publish(TrainingStarted(job.kind, job.options))
+        self.publish(TrainingStarted(job.kind, job.options))
         job.thread.start()
         return {"started": True}
 
@@ -154,7 +158,7 @@ class TrainerJob:
                 event = _read_event(line)
                 if event is not None:
                     self._note(job, event)
-                    self.owner.publish(event)
+                    self.publish(event)
         code = job.process.wait()
         state, reason = self._settle(job, code)
         self._cleanup(job, installed=state == "done")
@@ -165,8 +169,8 @@ class TrainerJob:
                 self.status.update(reason=reason)
         self.owner.training_ended()
         if state == "done" and job.kind == "train":
-            self.owner.publish(ModelLoaded(str(self.owner.model_path)))
-        self.owner.publish(TrainingFinished(job.kind, state, reason))
+            self.publish(ModelLoaded(str(self.owner.model_path)))
+        self.publish(TrainingFinished(job.kind, state, reason))
         if state == "done" and job.then is not None:
             self._train_after_pretraining(job.then)
 
@@ -176,7 +180,7 @@ class TrainerJob:
         if not started["started"]:
             with self._lock:
                 self.status.update(state="failed", reason=started["reason"])
-            self.owner.publish(TrainingFinished("train", "failed", started["reason"]))
+            self.publish(TrainingFinished("train", "failed", started["reason"]))
 
     def _note(self, job: Job, event: TrainingEvent) -> None:
         """Keep the live training status from one trainer event."""

@@ -1,27 +1,19 @@
 """One workspace folder: its settings, the served model, the trainer job and the event stream.
 
-The language server and the HTTP server are two faces of this object; they hold no model logic of their own.
-Both run their completions on the Workspace's one `worker` (server/worker.py): newest request per document
-wins, and the faces take turns.
+The language server and the HTTP server are two faces of this object, with no model logic of their own; both
+complete on its one `worker` (server/worker.py): newest request per document wins, the faces take turns.
 
-- Model folder: under the user's cache folder, named after the workspace and a hash of its path, unless the
-  `modelDir` setting (or the `model_dir` argument) points elsewhere. It holds `model.cllm` (the last good
-  model), `train.log` (the trainer's stderr) and the workspace index.
-- The served model (engine/complete/serving.py ServedModel): before the workspace has a model of its own, the
-  base model (`cllm pretrain`, engine/paths.py default_base_path) serves, mixed with a cache mixture over this
-  workspace's files built in the background, so ghost text comes within seconds; status()'s model says which
-  serves ("serving": "base" or "workspace").
-- Training runs in a child process that server/trainer_job.py spawns and follows.
-
-Subscribers get typed events (server/records.py ServerEvent): the trainer's (engine/events.py) plus
-TrainingStarted, ModelLoaded and, last, TrainingFinished; `to_json()` gives each as a JSON-ready dict with
-snake_case keys, which the servers turn into camelCase (events.to_wire) where they send them. Callbacks run on the
-reader thread: they must be quick and thread-safe. docs/protocol.md describes the events and the status object.
+- Model folder: under the user's cache folder (named after the workspace and a hash of its path) unless the
+  `modelDir` setting or the `model_dir` argument points elsewhere: `model.cllm`, `train.log`, the index.
+- The served model (engine/complete/serving.py): before the workspace has a model of its own, the base model
+  (`cllm pretrain`) serves, mixed with a cache model over this workspace's files built in the background;
+  status()'s model says which serves ("serving": "base" or "workspace"). server/trainer_job.py runs training.
+- Subscribers get typed events (server/records.py) on the trainer's reader thread (be quick and thread-safe);
+  docs/protocol.md describes them and the status object.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -32,17 +24,16 @@ from cllm.engine.paths import MODEL_FILE, default_base_path
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .memory import map_large_blocks, release_freed_memory
-from .records import ModelSummary, NoModel, ServerEvent, WorkspaceStatus, model_summary
-from .settings import (DEFAULT_EDITOR_TIME_BUDGET, PRETRAIN_OPTIONS, SHAPE_OPTIONS, check_training, parse_settings,
-                       train_arguments)
-from .trainer_job import KILL_AFTER_SECONDS, LOG_FILE, TRAINING_FILE, Job, TrainerJob, refused
+from .records import ModelSummary, NoModel, WorkspaceStatus, model_summary
+from .requests import check_request, completion_options, parsed_settings, relative_path, training_options
+from .stream import EventStream, Subscriber
+from .settings import PRETRAIN_OPTIONS, SHAPE_OPTIONS, train_arguments
+from .trainer_job import KILL_AFTER_SECONDS, TRAINING_FILE, Job, TrainerJob
 from .worker import Worker
 
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "token"
-
-Subscriber = Callable[[ServerEvent], None]
 
 
 class Workspace:
@@ -51,21 +42,17 @@ class Workspace:
     def __init__(self, root: Path | str, settings: dict | None = None, model_dir: Path | str | None = None):
         map_large_blocks()  # freed model-sized blocks go back to the system at once (server/memory.py)
         self.root = Path(root).expanduser().resolve()
-        self.settings, self.settings_problems = parse_settings(settings)
-        for problem in self.settings_problems:
-            log.warning("%s", problem)
+        self.settings, self.settings_problems = parsed_settings(settings)
         self._explicit_model_dir = Path(model_dir) if model_dir is not None else None
         self.worker = Worker(name=f"cllm-worker-{self.root.name}")  # the completion thread both faces share
         self._state_lock = threading.RLock()
-        self._subscribers: list[Subscriber] = []
+        self.events = EventStream()
         self._served: ServedModel | None = None
         self._summary: ModelSummary | NoModel = NoModel()
         self._unset = threading.Event()  # mixture_settled while no model serves: never set
-        self.trainer = TrainerJob(self)
+        self.trainer = TrainerJob(self, self.events.publish)
         self._set_model_dir()
         self.load()
-
-    # -- model folder and model -------------------------------------------------------------------------
 
     def _set_model_dir(self) -> None:
         chosen = self._explicit_model_dir or (Path(self.settings.model_dir) if self.settings.model_dir else None)
@@ -78,20 +65,20 @@ class Workspace:
         is reported in status(), not raised."""
         own = self.model_path.is_file()
         path = self.model_path if own else default_base_path()
-        if not path.is_file():
-            self._unserve(NoModel())
-            return False
         try:
-            model = load_model(path)
+            model = load_model(path) if path.is_file() else None
         except Exception as exc:  # a corrupt or incompatible file must not take the server down
             log.warning("cannot load %s: %s", path, exc)
             self._unserve(NoModel(str(path), str(exc)))
+            return False
+        if model is None:
+            self._unserve(NoModel())
             return False
         self.serve(model, model_summary(model, "workspace" if own else "base"))
         return True
 
     def _unserve(self, summary: NoModel) -> None:
-        with self._state_lock:
+        with self._state_lock:  # no model serves
             if self._served is not None:
                 self._served.stop()
             self._served, self._summary = None, summary
@@ -112,7 +99,7 @@ class Workspace:
 
     def file_saved(self, path: str | Path) -> None:
         """A file was saved: update the workspace index for that file only, off the caller's thread."""
-        served, rel = self._served, self.relative_path(path)
+        served, rel = self._served, relative_path(self.root, path)
         if served is not None and rel is not None:
             served.file_saved(rel)
 
@@ -124,8 +111,7 @@ class Workspace:
     @property
     def model(self) -> Any:
         """The loaded model (cllm.engine.Model) or None."""
-        served = self._served
-        return None if served is None else served.model
+        return getattr(self._served, "model", None)
 
     @property
     def mixture_settled(self) -> threading.Event:
@@ -136,17 +122,12 @@ class Workspace:
     @property
     def _index(self) -> Any:
         """The loaded model's IndexBuilder (engine/complete/workspace_index.py), if it mixes."""
-        served = self._served
-        return None if served is None else served.index
+        return getattr(self._served, "index", None)
 
     def update_settings(self, settings: dict | None) -> list[str]:
-        """Apply a new `cllm` settings object; returns the problems found (they are ignored, the rest applies).
-
-        A changed modelDir switches folders and loads the model there (not while training: the running job
-        keeps writing to the old folder, so the change applies after it ends)."""
-        parsed, problems = parse_settings(settings)
-        for problem in problems:
-            log.warning("%s", problem)
+        """Apply a new `cllm` settings object; returns the problems found (ignored, the rest applies). A changed
+        modelDir switches folders and loads the model there, once the running training (if any) has ended."""
+        parsed, problems = parsed_settings(settings)
         with self._state_lock:
             self.settings, self.settings_problems = parsed, problems
             if self.trainer.running:
@@ -165,75 +146,28 @@ class Workspace:
 
     def index_settings(self) -> IndexSettings:
         """How the workspace index is built: the engine's defaults, with the indexMemoryMB setting as its cap."""
-        if self.settings.index_memory_mb is None:
-            return IndexSettings()
-        return IndexSettings(max_mb=self.settings.index_memory_mb)
-
-    # -- completion -----------------------------------------------------------------------------------
+        cap = self.settings.index_memory_mb
+        return IndexSettings() if cap is None else IndexSettings(max_mb=cap)
 
     def completion_options(self, **overrides: Any) -> CompletionOptions:
         """Engine defaults, then the settings (maxTokens, multiline), then per-request overrides."""
-        values: dict[str, Any] = {}
-        if self.settings.max_tokens is not None:
-            values["max_tokens"] = self.settings.max_tokens
-        if self.settings.multiline is not None:
-            values["multiline"] = self.settings.multiline
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(CompletionOptions)})
-        if unknown:
-            raise ValueError(f"unknown completion option(s): {', '.join(unknown)}")
-        return CompletionOptions(**values)
-
-    def relative_path(self, path: str | Path | None) -> str | None:
-        """A file's path as the model saw it in training: relative to the root, '/'-separated, when inside."""
-        if path is None:
-            return None
-        candidate = Path(path)
-        if candidate.is_absolute():
-            try:
-                return candidate.resolve().relative_to(self.root).as_posix()
-            except (ValueError, OSError):
-                return candidate.name
-        return candidate.as_posix()
+        return completion_options(self.settings, **overrides)
 
     def complete(self, prefix: str, suffix: str = "", *, path: str | Path | None = None,
                  doc_key: str | None = None, cancel: threading.Event | None = None,
                  on_text: Callable[[str], None] | None = None, **overrides: Any) -> Completion | None:
-        """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet.
-
-        Overrides are CompletionOptions fields (max_tokens, multiline, temperature, stop, ...). `cancel` stops
-        one early; `on_text` receives the suggestion piece by piece (on the calling thread). Never waits for
-        training."""
+        """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet. Overrides are
+        CompletionOptions fields; `cancel` stops one early; `on_text` receives the suggestion piece by piece."""
         options = self.completion_options(**overrides)
         served = self._served
         if served is None:
             return None
-        return served.complete(prefix, suffix, options, path=self.relative_path(path), doc_key=doc_key,
+        return served.complete(prefix, suffix, options, path=relative_path(self.root, path), doc_key=doc_key,
                                cancel=cancel, on_text=on_text)
-
-    # -- events and status ----------------------------------------------------------------------------
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on; returns the function that unsubscribes."""
-        with self._state_lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._state_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def publish(self, event: ServerEvent) -> None:
-        """Hand `event` to every subscriber; one that fails is logged and the others still get it."""
-        with self._state_lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("event subscriber failed on %s", type(event).__name__)
+        return self.events.subscribe(callback)
 
     def state(self) -> WorkspaceStatus:
         """The typed status: what serves completions, the model and the training."""
@@ -247,8 +181,6 @@ class Workspace:
         """The status object as the servers send it (camelCase keys; docs/protocol.md)."""
         return self.state().to_json()
 
-    # -- training -------------------------------------------------------------------------------------
-
     @property
     def training(self) -> bool:
         """True while this Workspace's trainer runs."""
@@ -260,8 +192,7 @@ class Workspace:
 
     def training_options(self, overrides: dict[str, Any]) -> tuple[dict[str, int | float], list[str]]:
         """The checked options of a run: the editors' default budget, the `training` settings, then `overrides`."""
-        return check_training({"time_budget": DEFAULT_EDITOR_TIME_BUDGET, **self.settings.training,
-                               **{name: value for name, value in overrides.items() if value is not None}})
+        return training_options(self.settings, overrides)
 
     def base_missing(self, overrides: dict[str, Any]) -> bool:
         """True when training now would start from scratch for want of a base model: the workspace has no model of
@@ -271,20 +202,14 @@ class Workspace:
 
     def start_training(self, path: Path | str | None = None, *, from_scratch: bool = False,
                        **overrides: Any) -> dict[str, Any]:
-        """Start training in a child process and return at once: {"started": True} or {"started": False,
-        "reason": ..., "code": ...} where code is "invalid" (bad options or folder), "busy" (already training
-        here, or another process holds the workspace's lock) or "unavailable" (the trainer could not start).
-
-        `path` trains on a folder inside the workspace instead of the whole root. Overrides are training
-        options by python name (epochs, time_budget, spheres, threads, ...); they win over the `training`
-        settings. Without a time budget from either, the run gets DEFAULT_EDITOR_TIME_BUDGET seconds. The cached
-        base model is fine-tuned when there is one, unless `from_scratch`."""
-        options, source, refusal = self._check_request(path, overrides)
+        """Start training (on `path`, a folder inside the workspace, else the root) in a child process and return at
+        once: {"started": True} or {"started": False, "reason": ..., "code": "invalid" | "busy" | "unavailable"}.
+        Overrides are training options by python name, over the `training` settings (server/requests.py)."""
+        options, source, refusal = check_request(self.root, self.settings, path, overrides)
         if refusal:
             return refusal
-        job = Job(process=None, lock=None, out_path=self.model_dir / TRAINING_FILE,
-                  log_path=self.model_dir / LOG_FILE, options=options)
-        return self.trainer.start(job, self._train_arguments(source, options, from_scratch))
+        return self.trainer.start(self._train_arguments(source, options, from_scratch), options,
+                                  self.model_dir / TRAINING_FILE)
 
     def _train_arguments(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> list[str]:
         """The `cllm train` arguments of a run: it continues the workspace's model unless `fresh` is set (the CLI
@@ -295,33 +220,16 @@ class Workspace:
                 *train_arguments(options), *(["--no-base"] if from_scratch else [])]
 
     def start_pretraining(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
-        """Prepare the base model first, then train: `cllm pretrain --json` (on the `training.baseCorpus` folders,
-        else the system's C) writes the base to the user's cache folder in a child process at low priority, with
-        the run's budget and threads; once it is done, start_training(path, **overrides) fine-tunes it. Answers
-        as start_training; the status and the events name the step ("job": "pretrain")."""
-        options, _, refusal = self._check_request(path, overrides)
+        """Prepare the base model (`cllm pretrain` on the `training.baseCorpus` folders, else the system's C, into the
+        user's cache folder), then start_training(path, **overrides); answers as start_training ("job": "pretrain")."""
+        options, _, refusal = check_request(self.root, self.settings, path, overrides)
         if refusal:
             return refusal
         pretrain_options = {name: value for name, value in options.items() if name in PRETRAIN_OPTIONS}
-        out_path = default_base_path()
-        arguments = ["pretrain", *self.settings.base_corpus, "--json", "--out", str(out_path),
+        arguments = ["pretrain", *self.settings.base_corpus, "--json", "--out", str(default_base_path()),
                      *train_arguments(pretrain_options)]
-        job = Job(process=None, lock=None, out_path=out_path, log_path=self.model_dir / LOG_FILE,
-                  options=pretrain_options, kind="pretrain", then={"path": path, **overrides})
-        return self.trainer.start(job, arguments)
-
-    def _check_request(self, path: Path | str | None,
-                       overrides: dict[str, Any]) -> tuple[dict[str, int | float], Path, dict[str, Any] | None]:
-        """(options, source folder, None) for a good training request, else (..., the refusal)."""
-        options, problems = self.training_options(overrides)
-        source = self.root if path is None else Path(path).expanduser().resolve()
-        if problems:
-            return options, source, refused("invalid", "; ".join(problems))
-        if not source.is_dir():
-            return options, source, refused("invalid", f"folder {source} does not exist")
-        if not source.is_relative_to(self.root):
-            return options, source, refused("invalid", f"folder {source} is not inside the workspace {self.root}")
-        return options, source, None
+        return self.trainer.start(arguments, pretrain_options, default_base_path(), kind="pretrain",
+                                  then={"path": path, **overrides})
 
     def cancel_training(self) -> bool:
         """Stop the running training (the last good model stays); False when nothing was running."""

@@ -36,14 +36,12 @@ import codecs
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ..config import ModelConfig
 from ..model.loaded import Model
 from ..model.network import GreedyHead, KVCache, infer, new_cache
 from .stops import StopRules
