@@ -27,7 +27,8 @@ ABSENT: Any = _Absent()
 
 def _present(record: Any) -> dict[str, Any]:
     """The record's fields as a dict, without those still ABSENT."""
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if getattr(record, f.name) is not ABSENT}
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    return {name: value for name, value in values.items() if value is not ABSENT}
 
 
 @dataclass(frozen=True)

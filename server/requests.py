@@ -16,7 +16,7 @@ from cllm.engine import CompletionOptions
 from .settings import DEFAULT_EDITOR_TIME_BUDGET, Settings, check_training, parse_settings
 from .trainer_job import refused
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cllm.server.workspace.settings")  # under the workspace's logger, where its lines always were
 
 
 def parsed_settings(settings: dict | None) -> tuple[Settings, list[str]]:

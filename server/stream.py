@@ -8,7 +8,7 @@ from typing import Callable
 
 from .records import ServerEvent
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cllm.server.workspace.events")  # under the workspace's logger
 
 Subscriber = Callable[[ServerEvent], None]
 

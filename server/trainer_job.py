@@ -32,9 +32,10 @@ from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, 
                                 TrainingEvent, event_from_json)
 from cllm.engine.paths import LOCK_HELD_ENV, WorkspaceBusy, acquire_training_lock, release_training_lock
 
-from .records import ModelLoaded, ModelSummary, ServerEvent, TrainingFinished, TrainingStarted, TrainingStatus, model_summary
+from .records import (ModelLoaded, ModelSummary, ServerEvent, TrainingFinished, TrainingStarted, TrainingStatus,
+                      model_summary)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cllm.server.workspace.trainer")  # under the workspace's logger, where its lines always were
 
 TRAINING_FILE = "model.cllm.training"
 LOG_FILE = "train.log"

@@ -48,8 +48,8 @@ class Model:
 
     @property
     def fills_middle(self) -> bool:
-        """Whether the model was trained on suffix-first fill-in-the-middle (engine/data/windows.py), so prompts may carry
-        the text after the cursor. Models from before that format get plain prompts: the older order hurt."""
+        """Whether the model was trained on suffix-first fill-in-the-middle (engine/data/windows.py), so prompts may
+        carry the text after the cursor. Models from before that format get plain prompts: the older order hurt."""
         return self.metadata.fim == FIM_FORMAT
 
     @property
