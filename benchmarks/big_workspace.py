@@ -127,7 +127,7 @@ def lsp_phase(path: str, model: str, completions: int) -> dict:
         began = time.perf_counter()
         workspace = Workspace(root, model_dir=folder)
         loaded = time.perf_counter() - began
-        files = workspace.model.metadata.get("train_files") or []
+        files = workspace.model.metadata.train_files
         building: list[float] = []
         while not workspace.mixture_settled.is_set():
             ms = _timed_completion(workspace, root, rng.choice(files), rng)

@@ -8,7 +8,7 @@ types the last three characters before the cursor one request at a time (so the 
 in an editor); each request is a single-line completion with the engine's defaults (the language server's).
 Prints wall-clock p50/p95/p99 per completion, p50/p95 of the thread's CPU time (the idle-machine cost; the wall
 clock includes waiting for a core on a busy machine) and the median wall ms per generated token, for the
-transformer alone (int8 greedy head) and for the mixture (make_completer), plus the time to build the 5-gram.
+transformer alone (int8 greedy head) and for the mixture (ServedModel), plus the time to build the 5-gram.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cllm.engine import Completer, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, CompletionOptions, ServedModel, load_model
 from cllm.engine.data.corpus import read_documents
 from cllm.engine.eval.evaluate import sample_positions
 
 TYPED = 3  # characters typed, one request each, before every sampled cursor
 
 
-def run(completer: Completer, documents, positions,
+def run(completer: Completer | ServedModel, documents, positions,
         options: CompletionOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(wall ms per request, thread CPU ms per request, wall ms per generated token) over all requests."""
     ms, cpu_ms, per_token = [], [], []
@@ -49,12 +49,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=CompletionOptions().max_tokens)
     args = parser.parse_args()
     model = load_model(args.model)
-    workspace = Path(model.metadata.get("workspace") or ".")
-    documents, _ = read_documents(workspace, [str(p) for p in model.metadata.get("val_files") or []])
+    workspace = Path(model.metadata.workspace or ".")
+    documents, _ = read_documents(workspace, [str(p) for p in model.metadata.val_files])
     if not documents:
         raise SystemExit(f"{args.model}: no held-out files readable under {workspace}")
     began = time.perf_counter()
-    mixture = make_completer(model)
+    mixture = ServedModel(model)
+    mixture.build()
     build_s = time.perf_counter() - began
     positions = sample_positions(documents, args.positions, seed=0)
     options = CompletionOptions(max_tokens=args.max_tokens)

@@ -13,6 +13,9 @@ from lsprotocol import types
 
 from pygls.lsp.server import LanguageServer
 
+from cllm.engine.events import EpochEvent, StepEvent, to_wire
+
+from .records import ServerEvent, TrainingFinished, TrainingStarted, WorkspaceStatus
 from .words import exact_match, time_left
 from .workspace import Workspace
 
@@ -79,13 +82,13 @@ class TrainingRelay:
         self.server = server
         self.workspace = workspace
         self.progress_tokens = progress_tokens  # the server's token -> workspace map, for $/progress cancels
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self.token: str | None = None
         self._last_sent = 0.0
         self.task = asyncio.ensure_future(self._run())
         self.unsubscribe = workspace.subscribe(self._from_thread)
 
-    def _from_thread(self, event: dict[str, Any]) -> None:
+    def _from_thread(self, event: ServerEvent) -> None:
         loop = self.server.loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.queue.put_nowait, event)
@@ -96,20 +99,21 @@ class TrainingRelay:
             try:
                 await self._handle(event)
             except Exception:
-                log.exception("cannot relay training event %s", event.get("event"))
+                log.exception("cannot relay training event %s", type(event).__name__)
 
-    async def _handle(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        live = self.workspace.status()["training"]
-        if kind == "training_started":
-            await self._begin(event.get("job"))
-        elif kind in ("step", "epoch") and time.monotonic() - self._last_sent >= ACTIVITY_INTERVAL:
-            self._last_sent = time.monotonic()
-            self._report(live)
-            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
-        elif kind == "training_finished":
-            self._end(event, live)
-            self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
+    async def _handle(self, event: ServerEvent) -> None:
+        status = self.workspace.state()
+        live = to_wire(status.training.to_json())
+        match event:
+            case TrainingStarted():
+                await self._begin(event.job)
+            case StepEvent() | EpochEvent() if time.monotonic() - self._last_sent >= ACTIVITY_INTERVAL:
+                self._last_sent = time.monotonic()
+                self._report(live)
+                self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
+            case TrainingFinished():
+                self._end(event, status)
+                self.server.protocol.notify(ACTIVITY_NOTIFICATION, sphere_activity(self.workspace, live))
 
     def _progress_supported(self) -> bool:
         window = self.server.client_capabilities.window
@@ -139,12 +143,12 @@ class TrainingRelay:
             message=progress_message(live), percentage=percentage if isinstance(percentage, int) else None,
             cancellable=True))
 
-    def _end(self, event: dict[str, Any], live: dict[str, Any]) -> None:
-        state, reason = event.get("state"), event.get("reason")
-        if state == "done" and event.get("job") == "pretrain":
+    def _end(self, event: TrainingFinished, status: WorkspaceStatus) -> None:
+        state, reason = event.state, event.reason
+        if state == "done" and event.job == "pretrain":
             message = "base model ready: training the workspace next"
         elif state == "done":
-            message = done_message(self.workspace.status()["model"])
+            message = done_message(to_wire(status.model.to_json()))
         else:
             message = f"{state}: {reason}" if reason else str(state)
         if state == "failed":

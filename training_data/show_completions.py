@@ -1,7 +1,7 @@
 """Print a trained model's completions for the demo prompts (the last step of `make demo`).
 
 Usage: python training_data/show_completions.py MODEL [--max-tokens N] [--single-line] [--path FILE] [PROMPT ...]
-Each completion comes from the completer the model ships with (cllm.engine's `complete()`), as in the editor
+Each completion comes from the completer the model ships with (cllm.engine's `ServedModel`), as in the editor
 and the HTTP server.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cllm.engine import CheckpointError, CompletionOptions, complete, load_model
+from cllm.engine import CheckpointError, CompletionOptions, ServedModel
 
 DEMO_PROMPTS = ("int main(void) {", "static int", "#include", "/* Calculate")
 
 
-def show(model, prompt: str, options: CompletionOptions, path: str | None) -> str:
+def show(served: ServedModel, prompt: str, options: CompletionOptions, path: str | None) -> str:
     """One prompt's block: a header line with its cost, then the prompt followed by the completion."""
-    result = complete(model, prompt, options=options, path=path)
+    result = served.complete(prompt, options=options, path=path)
     header = f"--- {prompt!r}: {result.tokens} tokens in {result.ms:.0f} ms (stop: {result.stop_reason})"
     return f"{header}\n{prompt}{result.text}\n"
 
@@ -33,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     options = CompletionOptions(max_tokens=args.max_tokens, multiline=not args.single_line, max_ms=30_000.0)
     try:
         options.validate()
-        model = load_model(args.model)
+        served = ServedModel.open(args.model)
     except (CheckpointError, ValueError) as exc:
         print(f"show_completions: {exc}", file=sys.stderr)
         return 1
+    served.build()
     for prompt in args.prompts:
-        print(show(model, prompt, options, args.path))
+        print(show(served, prompt, options, args.path))
     return 0
 
 

@@ -6,8 +6,8 @@ decides where the suggestion ends. Prompts follow the training format (engine/da
 prefix, or fill-in-the-middle in suffix-first order when there is text after the cursor, with a long prefix cut at
 fixed anchor lines so that the prompt stays stable while the user types. Token healing takes back the last prompt
 token (or the last whitespace character) and makes the output start with its bytes. A `Scorer` (the workspace cache
-mixture) may turn the transformer's logits into the scores decoding picks from. Servers and the CLI get their
-completers from engine/complete/serving.py.
+mixture) may turn the transformer's logits into the scores decoding picks from. Servers and the CLI complete through
+engine/complete/serving.py's ServedModel; the Model type is engine/model/loaded.py's.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import codecs
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ..config import ModelConfig
-from ..data.windows import FIM_FORMAT
-from ..model.network import GreedyHead, KVCache, greedy_head, infer, new_cache
+from ..model.loaded import Model
+from ..model.network import GreedyHead, KVCache, infer, new_cache
 from .stops import StopRules
 from ..model.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -76,51 +74,6 @@ class Completion:
     stop_reason: str
     ms: float
     prompt_tokens: int = 0
-
-
-@dataclass(eq=False)
-class Model:
-    """A loaded model (engine/complete/serving.py reads one from a .cllm file): weights, tokenizer and training record.
-    `context` is the longest prompt + completion. Models compare by identity (their weights are arrays).
-
-    The weights are immutable once the Model exists: derived copies (the int8 `greedy_head`) are built once
-    and never rebuilt, so code that changes weights (training) must build a new Model from them."""
-
-    config: ModelConfig
-    params: np.ndarray
-    tokenizer: Tokenizer
-    metadata: dict[str, Any]
-    path: Path | None = None
-    _greedy: tuple[GreedyHead | None] | None = field(default=None, init=False, repr=False, compare=False)
-    _greedy_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
-
-    @property
-    def context(self) -> int:
-        """Positions a prompt plus completion may use: the training sequence length (positions beyond it are
-        untrained), else the model's max_seq_len."""
-        seq_len = self.metadata.get("seq_len") or (self.metadata.get("train_config") or {}).get("seq_len")
-        if isinstance(seq_len, int) and seq_len > 0:
-            return min(seq_len, self.config.max_seq_len)
-        return self.config.max_seq_len
-
-    @property
-    def fills_middle(self) -> bool:
-        """Whether the model was trained on suffix-first fill-in-the-middle (engine/data/windows.py), so prompts may carry
-        the text after the cursor. Models from before that format get plain prompts: the older order hurt."""
-        return self.metadata.get("fim") == FIM_FORMAT
-
-    @property
-    def greedy_head(self) -> GreedyHead | None:
-        """The int8 output head over the tokenizer's tokens for exact greedy decoding (model.greedy_head),
-        built on first use (load_model builds it); None when the weights are not finite."""
-        with self._greedy_lock:
-            if self._greedy is None:
-                rows = min(self.tokenizer.vocab_size, self.config.vocab_size)
-                try:
-                    self._greedy = (greedy_head(self.params, self.config, rows),)
-                except ValueError:
-                    self._greedy = (None,)
-            return self._greedy[0]
 
 
 # ------------------------------------------------------------------------------------------------ prompts

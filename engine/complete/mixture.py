@@ -4,22 +4,20 @@ Five next-token predictors are mixed linearly: the transformer; a Kneser-Ney 5-g
 files (ngram.py); a Witten-Bell cache of the current file before the cursor; a match model (match_model.py) for
 spans that repeat longer than the n-grams see; and the renormalised product of the first three (`pooled`). The
 weights depend on the copying models' evidence at the position and on the transformer's certainty, and are fitted
-by EM on held-out tokens; the trainer stores them in the checkpoint, `workspace_scorer` rebuilds the n-gram and
-match index from the workspace and returns the MixtureScorer a Completer decodes through (None: transformer
-alone). See docs/decisions.md, "The workspace cache mixture".
+by EM on held-out tokens; the trainer stores them in the checkpoint, and engine/complete/serving.py rebuilds the n-gram and match index
+from the workspace for the MixtureScorer a Completer decodes through (None: transformer alone). See docs/decisions.md, "The workspace cache mixture".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
-from ..data.corpus import Document, read_documents
+from ..data.corpus import Document
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from ..model.tokenizer import ChunkedEncoder, Tokenizer
@@ -395,26 +393,6 @@ def stored_mixture(metadata: dict[str, Any]) -> Mixture | None:
             or not np.all(np.isfinite(weights)) or weights.min() < 0):
         return None
     return Mixture(weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12))
-
-
-def workspace_scorer(tokenizer: Tokenizer, metadata: dict[str, Any]) -> MixtureScorer | None:
-    """A MixtureScorer with a checkpoint's stored weights and a 5-gram and match index over its workspace's
-    training files still readable; None without weights or files."""
-    workspace = metadata.get("workspace")
-    if not workspace or not Path(workspace).is_dir():
-        return None
-    documents, _ = read_documents(Path(workspace), [str(p) for p in metadata.get("train_files") or []])
-    return documents_scorer(tokenizer, metadata, documents)
-
-
-def documents_scorer(tokenizer: Tokenizer, metadata: dict[str, Any],
-                     documents: Sequence[Document]) -> MixtureScorer | None:
-    """A MixtureScorer with the stored weights of a checkpoint's `metadata` and a 5-gram and match index over
-    `documents` (a base model serving a workspace it never trained on), or None without weights or documents."""
-    mixture = stored_mixture(metadata)
-    if mixture is None or not documents:
-        return None
-    return MixtureScorer(tokenizer, *workspace_models(tokenizer, documents), mixture)
 
 
 REUSE_MAX_NEW = 256  # new tokens up to which the document cache is extended rather than rebuilt

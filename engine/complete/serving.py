@@ -1,88 +1,135 @@
-"""From a .cllm file to completions: load a model, make the completer it ships with, complete.
+"""A model serving completions: the one object the CLI, the language server and the HTTP server complete through.
 
-`load_model` checks that the checkpoint's tokenizer and weights fit its config and warms the kernels up.
-`make_completer` gives the completer real completions use: the transformer mixed with the workspace cache mixture
-(engine/complete/mixture.py, plugged into generate.Completer's scoring seam) when the checkpoint stores mixture weights and
-its workspace's training files can be read, else the transformer alone. `complete` completes through one shared
-completer per model, for one-shot callers (the CLI, the demo); servers keep their own completer.
+A `ServedModel` holds a loaded model (engine/model/loaded.py) and its completer. The transformer alone serves at
+once; when the checkpoint stores mixture weights and its workspace's files can be read, a workspace index
+(engine/complete/workspace_index.py, saved as index.npz in the model folder) is built or loaded, and its first
+snapshot swaps in the completer that mixes the transformer with the workspace cache model (engine/complete/
+mixture.py); later snapshots (a saved file) update it. Every face builds the cache model this way.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..data.corpus import scan
-from .generate import Completer, Completion, CompletionOptions, Model
-from .mixture import MixtureScorer, stored_mixture, workspace_scorer
-from ..model.network import infer, new_cache
-from ..model.params import num_params
-from ..model.tokenizer import Tokenizer
+from ..model.loaded import Model, load_model
+from .generate import Completer, Completion, CompletionOptions
+from .mixture import MixtureScorer, stored_mixture
 from .workspace_index import INDEX_FILE, IndexBuilder, IndexSettings, index_fingerprint
 
-
-def load_model(path: str | Path) -> Model:
-    """Load a .cllm file for completion; CheckpointError (with what to do) when it cannot be used."""
-    path = Path(path)
-    ckpt = load_checkpoint(path)
-    try:
-        tokenizer = Tokenizer.from_json(ckpt.tokenizer_json)
-    except ValueError as exc:
-        raise CheckpointError(f"{path} holds no usable tokenizer ({exc}). Retrain with `cllm train`.") from exc
-    cfg = ckpt.model_config
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                              f"{cfg.vocab_size}. Retrain with `cllm train`.")
-    if ckpt.params.shape != (num_params(cfg),):
-        raise CheckpointError(f"{path}: weights do not match the model config. Retrain with `cllm train`.")
-    model = Model(cfg, np.ascontiguousarray(ckpt.params, dtype=np.float32), tokenizer, ckpt.metadata, path)
-    warm_up(model)
-    return model
+log = logging.getLogger(__name__)
 
 
-def warm_up(model: Model) -> None:
-    """Build the greedy head and run a 2-token prompt and decode steps (plain and greedy) so that the compiled
-    kernels of every path are loaded (or compiled, after an upgrade) before the first request, which has a
-    deadline."""
-    cache = new_cache(model.config, 4)
-    tokens = np.full(2, model.tokenizer.file_id, np.int32)
-    infer(model.params, model.config, tokens, cache)
-    infer(model.params, model.config, tokens[:1], cache)
-    if model.greedy_head is not None:
-        infer(model.params, model.config, tokens[:1], cache, greedy=model.greedy_head)
+class ServedModel:
+    """One model serving completions, mixed with the workspace cache model once its index is built. Thread-safe.
+
+    `model_dir` holds the index (the model file's folder unless given). With `workspace`, the index covers that
+    folder's C files (scanned as for training) instead of the checkpoint's training files: a base model
+    (engine/train/pretrain.py) serving a workspace without a model of its own yet."""
+
+    def __init__(self, model: Model, model_dir: str | Path | None = None, settings: IndexSettings | None = None, *,
+                 workspace: str | Path | None = None, cache_slots: int = 8):
+        self.cache_slots = cache_slots
+        self.ready = threading.Event()  # set once the mixing completer is in place, or known to be unavailable
+        self._lock = threading.Lock()
+        self._install(model, model_dir, settings, workspace)
+
+    @classmethod
+    def open(cls, path: str | Path, model_dir: str | Path | None = None, settings: IndexSettings | None = None, *,
+             workspace: str | Path | None = None) -> ServedModel:
+        """Load the .cllm file at `path` (CheckpointError when it cannot be used) and serve it; call `build` or
+        `start` to mix in the workspace cache model."""
+        return cls(load_model(path), model_dir, settings, workspace=workspace)
+
+    def _install(self, model: Model, model_dir: str | Path | None, settings: IndexSettings | None,
+                 workspace: str | Path | None) -> None:
+        folder = Path(model_dir) if model_dir is not None else (model.path.parent if model.path else None)
+        with self._lock:
+            self.model, self.index = model, None
+            self._plan = (folder, settings or IndexSettings(), workspace)
+            self._completer = Completer(model, self.cache_slots)
+            self.ready.clear()
+
+    @property
+    def mixes(self) -> bool:
+        """Whether completions mix the workspace cache model in (False until the index's first snapshot)."""
+        return self._completer.mixes
+
+    def _serve(self, model: Model, completer: Completer) -> None:
+        with self._lock:
+            if self.model is model:
+                self._completer = completer
+
+    def build(self, own_thread: bool = False, then: Callable[[], None] | None = None) -> None:
+        """Build or load the workspace index on this thread (at lower CPU priority with `own_thread`); the
+        transformer alone keeps serving when it cannot be built. `then` runs after the build; `ready` is set
+        then, unless the model was swapped meanwhile."""
+        model, (model_dir, settings, workspace) = self.model, self._plan
+        try:
+            index = _index_builder(self, model, model_dir, settings, workspace)
+            with self._lock:
+                current = self.model is model
+                if current:
+                    self.index = index
+            if index is not None and current:
+                index.run(own_thread=own_thread)
+        except Exception as exc:  # the transformer alone keeps serving
+            log.warning("cache model unavailable for %s: %s", model.path, exc)
+        if then is not None:
+            then()
+        with self._lock:
+            if self.model is model:
+                self.ready.set()
+
+    def start(self, then: Callable[[], None] | None = None) -> threading.Thread:
+        """`build` on a daemon thread of its own, at lower CPU priority."""
+        thread = threading.Thread(target=self.build, args=(True, then), name="cllm-mixture", daemon=True)
+        thread.start()
+        return thread
+
+    def swap(self, model: Model, model_dir: str | Path | None = None, settings: IndexSettings | None = None, *,
+             workspace: str | Path | None = None) -> None:
+        """Serve `model` instead (the transformer alone until `build` or `start` has built its index); the old
+        model's index build stops."""
+        if self.index is not None:
+            self.index.stop()
+        self._install(model, model_dir, settings, workspace)
+
+    def stop(self) -> None:
+        """Stop the index build (server shutdown or a model replaced)."""
+        if self.index is not None:
+            self.index.stop()
+
+    def file_saved(self, rel: str) -> None:
+        """A workspace file (relative path) was saved: update the index for that file only, off the caller's thread."""
+        index = self.index
+        if index is not None:
+            threading.Thread(target=index.update_file, args=(rel,), name="cllm-index-save", daemon=True).start()
+
+    def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
+                 path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
+        """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known);
+        see generate.Completer.complete."""
+        return self._completer.complete(prefix, suffix, options, path=path, doc_key=doc_key, cancel=cancel,
+                                        on_text=on_text)
 
 
-def make_completer(model: Model, cache_slots: int = 8) -> Completer:
-    """The completer real completions use: mixing (`mixes`) when the checkpoint stores mixture weights and its
-    workspace's training files can be read, else the transformer alone. Building the mixture's 5-gram reads and
-    counts the training files (about a second for 1 MB of code), so servers call this off their event loop
-    (a base model serving a workspace without a model of its own goes through `indexed_completer`)."""
-    scorer = workspace_scorer(model.tokenizer, model.metadata)
-    return Completer(model, cache_slots, scorer=scorer)
-
-
-def indexed_completer(model: Model, model_dir: Path, serve: Callable[[Completer], None],
-                      settings: IndexSettings | None = None, cache_slots: int = 8,
-                      workspace: str | Path | None = None) -> IndexBuilder | None:
-    """make_completer for servers of big workspaces: an IndexBuilder (not started) that builds or loads the
-    workspace index (engine/complete/workspace_index.py, saved as model_dir/index.npz) and calls `serve` once, with a
-    mixing completer, at its first snapshot; later snapshots are swapped into that completer's scorer. None when
-    the checkpoint stores no mixture weights or its workspace is gone (the transformer alone serves).
-
-    With `workspace`, the index covers that folder's C files (scanned as for training) instead of the
-    checkpoint's training files: a base model (engine/train/pretrain.py) serving a workspace without a model yet."""
-    mixture = stored_mixture(model.metadata)
+def _index_builder(served: ServedModel, model: Model, model_dir: Path | None, settings: IndexSettings,
+                   workspace: str | Path | None) -> IndexBuilder | None:
+    """The IndexBuilder (not started) whose snapshots serve `model` mixed; None when the checkpoint stores no
+    mixture weights or its workspace is gone."""
+    mixture = stored_mixture({"mixture": model.metadata.mixture})
     if workspace is None:
-        workspace = model.metadata.get("workspace")
-        files = [str(p) for p in model.metadata.get("train_files") or []]
+        workspace = model.metadata.workspace
+        files = [str(p) for p in model.metadata.train_files]
     else:
         files = [doc.path for doc in scan(workspace).documents]
-    if mixture is None or not workspace or not Path(workspace).is_dir():
+    if mixture is None or model_dir is None or not workspace or not Path(workspace).is_dir():
         return None
     scorers: list[MixtureScorer] = []
 
@@ -91,26 +138,7 @@ def indexed_completer(model: Model, model_dir: Path, serve: Callable[[Completer]
             scorers[0].use(kn, index)
             return
         scorers.append(MixtureScorer(model.tokenizer, kn, index, mixture))
-        serve(Completer(model, cache_slots, scorer=scorers[0]))
+        served._serve(model, Completer(model, served.cache_slots, scorer=scorers[0]))
 
-    return IndexBuilder(model.tokenizer, Path(workspace), files, Path(model_dir) / INDEX_FILE,
-                        index_fingerprint(model.params, workspace), on_snapshot, settings or IndexSettings())
-
-
-_shared: weakref.WeakKeyDictionary[Model, Completer] = weakref.WeakKeyDictionary()
-_shared_lock = threading.Lock()
-
-
-def shared_completer(model: Model) -> Completer:
-    """The model's completer that `complete` uses: made on first use (make_completer), kept while the model lives."""
-    with _shared_lock:
-        completer = _shared.get(model)
-        if completer is None:
-            completer = _shared[model] = make_completer(model)
-        return completer
-
-
-def complete(model: Model, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
-             path: str | None = None) -> Completion:
-    """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known)."""
-    return shared_completer(model).complete(prefix, suffix, options, path=path, doc_key=path)
+    return IndexBuilder(model.tokenizer, Path(workspace), files, model_dir / INDEX_FILE,
+                        index_fingerprint(model.params, workspace), on_snapshot, settings)

@@ -25,10 +25,9 @@ from .baselines import COMPRESSORS, compressor_baselines
 from ..model.checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from ..data.corpus import Document, load_documents, read_documents, scan
 from ..errors import CllmError
-from ..events import EventError, TrainingMetadata
-from ..complete.generate import Completer, CompletionOptions, Model, Scorer
+from ..complete.generate import Completer, CompletionOptions, Scorer
 from .heldout import Progress, bits_and_bytes, document_nats, document_scores
-from ..complete.serving import load_model
+from ..model.loaded import Model, load_model
 from ..complete.match_model import MatchIndex
 from ..complete.mixture import Mixture, MixtureScorer, fit_mixture, fitted_mixture, stored_mixture, workspace_models
 from ..complete.ngram import KneserNey
@@ -256,22 +255,17 @@ def _syntax_share(model: Model, documents: Sequence[Document], positions: Sequen
     return (float(np.mean(ok)) if ok else None), len(ok)
 
 
-def _recorded_paths(metadata: dict[str, Any], key: str) -> list[str]:
-    """The relative paths the trainer recorded under `key` ("train_files" or "val_files")."""
-    return [str(path) for path in metadata.get(key) or []]
-
-
 def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document], list[Document], dict[str, Any]]:
     """(documents to evaluate, training documents for the baselines, notes) for a model and an optional --on path.
 
     Without `on`: the held-out files the checkpoint recorded, read from its workspace. With `on`: every C file under
     it. The baselines always learn from the model's recorded training files when they can still be read.
     """
-    workspace = model.metadata.get("workspace")
+    workspace = model.metadata.workspace
     root = Path(workspace) if workspace else None
     train_docs: list[Document] = []
     if root is not None and root.is_dir():
-        train_docs, _ = read_documents(root, _recorded_paths(model.metadata, "train_files"))
+        train_docs, _ = read_documents(root, [str(path) for path in model.metadata.train_files])
     notes: dict[str, Any] = {"train_files": len(train_docs)}
     if on is not None:
         path = Path(on)
@@ -282,7 +276,7 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
             raise EvalError(f"--on {on}: no C files (.c, .h) found")
         notes["source"] = str(path.resolve())
         return list(docs), train_docs, notes
-    held_out = _recorded_paths(model.metadata, "val_files")
+    held_out = [str(path) for path in model.metadata.val_files]
     if not held_out:
         raise EvalError("the model records no held-out files (trained with no validation split?); "
                         "evaluate on a folder instead: cllm eval MODEL --on PATH")
@@ -348,7 +342,7 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     n_syntax = max(1, positions // 5) if syntax_positions is None else syntax_positions
     syntax_ok, syntax_checked = _syntax_share(model, documents, sampled, n_syntax, progress)
     transformer = {"bits_per_byte": bits / n_bytes, **scores["model"].summary()}
-    ships_mixture = mixture is not None and stored_mixture(model.metadata) is not None
+    ships_mixture = mixture is not None and stored_mixture({"mixture": model.metadata.mixture}) is not None
     headline = mixture if ships_mixture else transformer
     return {
         "bits_per_byte": headline["bits_per_byte"],
@@ -368,18 +362,10 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     }
 
 
-def model_metadata(model: Model) -> TrainingMetadata:
-    """The model's training record; EvalError naming the model when it has not the contract's shape."""
-    try:
-        return TrainingMetadata.from_json(model.metadata or {})
-    except EventError as exc:
-        raise EvalError(f"{model.path}: {exc}") from None
-
-
 def recorded_base(model: Model) -> tuple[Model | None, str | None]:
     """(the base `model` was fine-tuned from, None) when its file is still there with the same weights, else
     (None, why not) for a fine-tuned model, (None, None) for one trained from scratch."""
-    record = model_metadata(model).base
+    record = model.metadata.base
     if record is None:
         return None, None
     try:
@@ -393,7 +379,7 @@ def recorded_base(model: Model) -> tuple[Model | None, str | None]:
 def leave_out_base_files(documents: Sequence[Document], *models: Model | None) -> tuple[list[Document], list[str]]:
     """(documents none of the `models`' corpus manifests list, the paths of those left out): a base has seen them,
     so they would flatter it and the models fine-tuned from it."""
-    seen = set().union(*(manifest_hashes(model_metadata(m)) for m in models if m is not None))
+    seen = set().union(*(manifest_hashes(m.metadata) for m in models if m is not None))
     kept = [doc for doc in documents if doc.sha256 not in seen]
     return kept, [doc.path for doc in documents if doc.sha256 in seen]
 

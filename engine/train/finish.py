@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
-from ..complete.generate import Model
+from ..events import TrainingMetadata
+from ..model.loaded import Model
 from ..complete.mixture import MixtureScorer, copying_parts, fitted_mixture, stored_mixture, workspace_models
 from ..data import corpus
 from ..eval.evaluate import HELDOUT_POSITIONS, line_exact_match
@@ -167,7 +168,7 @@ class Finish:
 
     def shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""
-        return Model(self.model_cfg, weights, self.data.tokenizer, {"seq_len": self.cfg.seq_len, "fim": self.fim})
+        return Model(self.model_cfg, weights, self.data.tokenizer, TrainingMetadata(seq_len=self.cfg.seq_len, fim=self.fim))
 
     def complete_lines(self, positions: int) -> None:
         """The budget's probe: `positions` held-out line completions with the current weights, the transformer

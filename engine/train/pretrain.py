@@ -30,10 +30,9 @@ from pathlib import Path, PurePosixPath
 from ..model import checkpoint as ckpt_io
 from ..config import BudgetPolicy, CorpusConfig, ModelConfig, PretrainPolicy, TrainConfig, from_dict
 from ..data.corpus import Document, load_documents, read_texts, scan, split_documents
-from ..eval.evaluate import EvalError, model_metadata
+from ..eval.evaluate import EvalError
 from ..events import DoneEvent, ManifestEntry, TrainingEvent, TrainingMetadata
-from ..complete.generate import Model
-from ..complete.serving import load_model
+from ..model.loaded import Model, load_model
 from .finish import BaseCorpusRecord
 from .loop import TrainError, train
 from .start import Continue, Fresh
@@ -209,7 +208,7 @@ def _mixture_sample(documents: Sequence[Document], val_fraction: float,
 def train_scratch_twin(model: Model, out_path: str | Path) -> Model:
     """A model trained from scratch on `model`'s workspace with its time budget and seed (the budget policy
     choosing the rest, as `cllm train --time-budget` does): what fine-tuning is measured against."""
-    meta = model_metadata(model)
+    meta = model.metadata
     cfg = from_dict(TrainConfig, meta.train_config)
     if not meta.workspace or cfg.time_budget is None:
         raise EvalError("--compare-scratch needs a model trained on a workspace with --time-budget "

@@ -48,18 +48,19 @@ def run(args: argparse.Namespace) -> int:
     "suffix") is used as the text after the cursor. Paths in batch lines are relative to the current folder."""
     import json
 
-    from cllm.engine import complete, load_model
+    from cllm.engine import ServedModel
 
     _check_inputs(args)
     options = _options(args)
     with checking_input():
         options.validate()
         prefix = args.prompt if args.file is None else _read_prefix(args.file, args.offset)
-    model = load_model(args.model)
+    served = ServedModel.open(args.model)
+    served.build()  # the workspace cache model, as the servers build it
     if args.batch is not None:
-        return _complete_batch(model, args.batch, options, args.json)
-    path = None if args.file is None else _doc_path(args.file, model)
-    result = complete(model, prefix, args.suffix or "", options, path=path)
+        return _complete_batch(served, args.batch, options, args.json)
+    path = None if args.file is None else _doc_path(args.file, served.model)
+    result = served.complete(prefix, args.suffix or "", options, path=path)
     if args.json:
         print(json.dumps({"completion": result.text, "tokens": result.tokens, "stop_reason": result.stop_reason,
                           "ms": round(result.ms, 3)}))
@@ -123,7 +124,7 @@ def _doc_path(file: str, model) -> str:
     """The path announced in the prompt header: relative to the model's workspace when the file lies in it."""
     from pathlib import Path
 
-    workspace = model.metadata.get("workspace")
+    workspace = model.metadata.workspace
     resolved = Path(file).resolve()
     if isinstance(workspace, str) and workspace:
         try:
@@ -133,12 +134,10 @@ def _doc_path(file: str, model) -> str:
     return resolved.name if Path(file).is_absolute() else Path(file).as_posix()
 
 
-def _complete_batch(model, batch: str, options, full: bool) -> int:
+def _complete_batch(served, batch: str, options, full: bool) -> int:
     """Answer each {"id", "file", "offset", ["suffix"]} line with {"id", "completion"} (plus tokens,
     stop_reason and ms with --json), or {"id", "error"} for a line that cannot be completed."""
     import json
-
-    from cllm.engine import complete
 
     try:
         if batch == "-":
@@ -158,7 +157,7 @@ def _complete_batch(model, batch: str, options, full: bool) -> int:
             request = _batch_request(line)
             request_id = request.get("id")
             file, offset, suffix = _batch_fields(request)
-            result = complete(model, _read_prefix(file, offset), suffix, options, path=_doc_path(file, model))
+            result = served.complete(_read_prefix(file, offset), suffix, options, path=_doc_path(file, served.model))
             out = {"id": request_id, "completion": result.text}
             if full:
                 out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3))

@@ -145,7 +145,7 @@ def create_app(workspace: Any, policy: AccessPolicy, *, max_body: int = MAX_BODY
         hub = EventHub(asyncio.get_running_loop(), max_clients=max_event_clients)
         app[HUB] = hub
         app[LIMITS] = Limits(max_pending_completions)
-        unsubscribe = workspace.subscribe(hub.on_event)
+        unsubscribe = workspace.subscribe(lambda event: hub.on_event(event.to_json()))
         yield
         unsubscribe()
 

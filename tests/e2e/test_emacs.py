@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cllm.engine import Completer, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, CompletionOptions, ServedModel, load_model
 from conftest import TINY_C_SOURCES, require_program
 from lsp_helpers import SERVER_COMMAND, TINY_TRAINING, model_folder
 
@@ -42,8 +42,10 @@ def test_emacs_eglot_completes_and_trains_with_its_initialization_options(c_work
     before = report["statusBefore"]
     assert before["modelDir"] == str(folder.resolve()) and before["model"]["present"] is True
     model = load_model(tiny_model_path)
+    served = ServedModel(model)
+    served.build()
     completions = [completer.complete(TYPED, "", CompletionOptions(max_tokens=16), path="src/main.c").text
-                   for completer in (Completer(model), make_completer(model))]
+                   for completer in (Completer(model), served)]
     wants = completions[:1] if before["completer"] == "transformer" else completions
     ours = [candidate["text"] for candidate in report["candidates"] if candidate["detail"] == "cllm"]
     assert len(ours) == 1 and ours[0] in [want.splitlines()[0].strip() or want for want in wants], (ours, wants)

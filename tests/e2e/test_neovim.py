@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cllm.engine import Completer, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, CompletionOptions, ServedModel, load_model
 from conftest import require_program
 from lsp_helpers import SERVER_COMMAND, TINY_TRAINING
 
@@ -41,7 +41,9 @@ def test_neovim_trains_the_workspace_and_gets_an_inline_completion(c_workspace: 
     model = load_model(status["model"]["path"])
     options = CompletionOptions(max_tokens=8)
     alone = Completer(model).complete(text[:cursor], text[cursor:], options, path="mod1.c").text
-    mixed = make_completer(model).complete(text[:cursor], text[cursor:], options, path="mod1.c").text
+    served = ServedModel(model)
+    served.build()
+    mixed = served.complete(text[:cursor], text[cursor:], options, path="mod1.c").text
     # The server swaps the workspace mixture in once it is built, so the request may have met either completer;
     # a status that still says "transformer" proves it met the transformer alone.
     wants = [alone] if status["completer"] == "transformer" else [alone, mixed]

@@ -21,6 +21,7 @@ from cllm.engine.paths import acquire_training_lock
 from cllm.engine.complete.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
 from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET
 from cllm.server.worker import HTTP, LSP
+from cllm.server.records import ServerEvent, TrainingFinished
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_c_workspace, write_tiny_sources
 
@@ -242,9 +243,9 @@ def test_training_swaps_the_new_model_in_and_publishes_events(c_workspace: Path,
     events: list[dict] = []
     finished = threading.Event()
 
-    def on_event(event: dict) -> None:
-        events.append(event)
-        if event["event"] == "training_finished":
+    def on_event(event: ServerEvent) -> None:
+        events.append(event.to_json())
+        if isinstance(event, TrainingFinished):
             finished.set()
 
     workspace.subscribe(on_event)

@@ -1,6 +1,7 @@
 """Completion with the tiny trained model: KV cache vs full recompute, prefix reuse, prompts, healing, limits,
 sampling and cancellation."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from cllm.engine.complete.generate import (MAX_HEALED_TOKENS, Completer, CompletionOptions, Model, Vocabulary, build_prompt,
                                   head_ids, healed_prompt, pick_token, tail_ids)
-from cllm.engine.complete.serving import complete, load_model
+from cllm.engine.complete.serving import ServedModel
+from cllm.engine.model.loaded import load_model
 from cllm.engine.model.network import infer, new_cache
 
 MULTI = CompletionOptions(max_tokens=24, multiline=True)
@@ -17,6 +19,14 @@ MULTI = CompletionOptions(max_tokens=24, multiline=True)
 @pytest.fixture(scope="module")
 def model(tiny_model_path):
     return load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def served(model):
+    """The model as the CLI serves it (one completer for every call, as the shared completer was)."""
+    served = ServedModel(model)
+    served.build()
+    return served
 
 
 class CancelAfter(threading.Event):
@@ -113,7 +123,7 @@ def test_fim_prompt_layout_and_truncation(model):
 
 
 def test_only_models_trained_on_suffix_first_fim_get_the_suffix_in_their_prompt(model):
-    older = Model(model.config, model.params, model.tokenizer, {**model.metadata, "fim": None})
+    older = Model(model.config, model.params, model.tokenizer, dataclasses.replace(model.metadata, fim=None))
     assert model.fills_middle and not older.fills_middle
     for m, fim in ((model, True), (older, False)):
         completer = Completer(m)
@@ -177,18 +187,18 @@ def test_a_healed_indentation_prompt_is_how_training_text_tokenizes(model, inden
     ("static int add(int a, int b) {\n    return ", "a"),  # the cursor inside a word
     ("int main(void) {", "\n"),  # the cursor inside the whitespace of an indentation
 ])
-def test_completion_does_not_depend_on_where_the_cursor_splits_a_token(model, before, after):
-    whole = complete(model, before, "", CompletionOptions(max_tokens=12))
+def test_completion_does_not_depend_on_where_the_cursor_splits_a_token(served, before, after):
+    whole = served.complete(before, "", CompletionOptions(max_tokens=12))
     assert whole.text.startswith(after)
-    split = complete(model, before + after, "", CompletionOptions(max_tokens=12))
+    split = served.complete(before + after, "", CompletionOptions(max_tokens=12))
     assert after + split.text == whole.text
 
 
-def test_token_and_time_limits(model):
-    result = complete(model, "int main(void) {", "", CompletionOptions(max_tokens=2, multiline=True))
+def test_token_and_time_limits(served):
+    result = served.complete("int main(void) {", "", CompletionOptions(max_tokens=2, multiline=True))
     assert result.tokens == 2 and result.stop_reason == "max_tokens"
-    assert complete(model, "int x", "", CompletionOptions(max_tokens=0)).text == ""
-    late = complete(model, "int main(void) {", "", CompletionOptions(max_ms=1e-6))
+    assert served.complete("int x", "", CompletionOptions(max_tokens=0)).text == ""
+    late = served.complete("int main(void) {", "", CompletionOptions(max_ms=1e-6))
     assert (late.text, late.stop_reason) == ("", "timeout")
 
 
@@ -201,11 +211,11 @@ def test_a_completion_counts_the_prompt_tokens_the_model_read(model):
     assert not completer.mixes
 
 
-def test_greedy_is_deterministic_and_sampling_follows_its_seed(model):
+def test_greedy_is_deterministic_and_sampling_follows_its_seed(served):
     prefix = "static int "
-    assert complete(model, prefix).text == complete(model, prefix).text
+    assert served.complete(prefix).text == served.complete(prefix).text
     hot = CompletionOptions(temperature=1.5, seed=7, max_tokens=12, multiline=True)
-    assert complete(model, prefix, "", hot).text == complete(model, prefix, "", hot).text
+    assert served.complete(prefix, "", hot).text == served.complete(prefix, "", hot).text
 
 
 def test_pick_token_sampling_filters():
@@ -221,9 +231,9 @@ def test_pick_token_sampling_filters():
 
 @pytest.mark.parametrize("bad", [dict(max_tokens=-1), dict(temperature=-0.5), dict(temperature=2.5), dict(top_p=0.0), dict(max_ms=0),
                                  dict(top_k=-2), dict(stop="abc")])
-def test_bad_options_are_refused(model, bad):
+def test_bad_options_are_refused(served, bad):
     with pytest.raises(ValueError):
-        complete(model, "int", "", CompletionOptions(**bad))
+        served.complete("int", "", CompletionOptions(**bad))
 
 
 def test_only_complete_utf8_is_returned(model):

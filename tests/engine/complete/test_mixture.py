@@ -7,7 +7,8 @@ from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.data.corpus import Document
 from cllm.engine.complete.generate import Completer, CompletionOptions
 from cllm.engine.eval.heldout import document_scores, heldout_mixture
-from cllm.engine.complete.serving import complete, load_model, make_completer, shared_completer
+from cllm.engine.complete.serving import ServedModel
+from cllm.engine.model.loaded import load_model
 from cllm.engine.complete.match_model import NO_MATCH, MatchIndex
 from cllm.engine.complete.mixture import (
     COMPONENTS, N_BUCKETS, POOL, UNCERTAINTY_EDGES, UNCERTAINTY_LEVELS, DocumentCache, Mixture, MixtureScorer,
@@ -260,27 +261,34 @@ def test_mixture_weights_round_trip_through_the_checkpoint(mixture_model):
     assert stored_mixture({"mixture": {**entry, "match_orders": entry["match_orders"][:1]}}) is None  # another layout
 
 
+def _built(model) -> ServedModel:
+    """The model served as the CLI serves it: its workspace index built before the first completion."""
+    served = ServedModel(model)
+    served.build()
+    return served
+
+
 def test_real_completions_use_the_stored_mixture(mixture_model):
     path, _ = mixture_model
     ckpt = load_checkpoint(path)
     ckpt.metadata["mixture"]["weights"] = [_all_on(2)] * N_BUCKETS  # all weight on the document cache
     save_checkpoint(path, ckpt)
-    model = load_model(path)
-    assert shared_completer(model).mixes
+    served = _built(load_model(path))
+    assert served.mixes
     options = CompletionOptions(max_ms=1e9)
-    assert complete(model, CACHE_ONLY, "", options, path="x.c").text == "counter = 0;"
-    assert complete(model, CACHE_ONLY, "", options, path="x.c").text != Completer(model).complete(
+    assert served.complete(CACHE_ONLY, "", options, path="x.c").text == "counter = 0;"
+    assert served.complete(CACHE_ONLY, "", options, path="x.c").text != Completer(served.model).complete(
         CACHE_ONLY, "", options, path="x.c").text
 
 
 def test_completions_fall_back_to_the_transformer_without_weights_or_workspace(mixture_model, tiny_model_path):
     path, workspace = mixture_model
-    assert not make_completer(load_model(tiny_model_path)).mixes  # no weights stored
+    assert not _built(load_model(tiny_model_path)).mixes  # no weights stored
     for rel in TINY_C_SOURCES:
         (workspace / rel).unlink()
-    model = load_model(path)
-    assert not shared_completer(model).mixes
-    assert complete(model, "int main(void) {", "").text == Completer(model).complete("int main(void) {", "").text
+    served = _built(load_model(path))
+    assert not served.mixes
+    assert served.complete("int main(void) {", "").text == Completer(served.model).complete("int main(void) {", "").text
 
 
 def test_generated_tokens_are_context_but_never_copied():
@@ -330,11 +338,11 @@ def test_typing_reuses_the_document_cache_with_the_same_completions(mixture_mode
     model = load_model(mixture_model[0])
     text = TINY_C_SOURCES[sorted(TINY_C_SOURCES)[0]]
     typed = [text[:n] for n in (60, 61, 62, 58, 90)] + ["int other(void) {\n  return "]  # type, delete, jump
-    reused = make_completer(model)
+    reused = _built(model)
     assert reused.mixes
     options = CompletionOptions(max_ms=1e9)
     for prefix in typed:
-        fresh = make_completer(load_model(mixture_model[0]))
+        fresh = _built(load_model(mixture_model[0]))
         assert reused.complete(prefix, "", options, path="a.c").text == fresh.complete(prefix, "", options, path="a.c").text
 
 

@@ -72,7 +72,7 @@ def test_sampling_is_stable_and_bounded():
 def test_pretrain_writes_a_base_with_its_manifest_and_mixture(tiny_base_path: Path):
     include = tiny_base_path.parent / "include"
     model = load_model(tiny_base_path)
-    meta = TrainingMetadata.from_json(model.metadata)
+    meta = model.metadata  # load_model parsed it
     expected = {str(include.resolve() / rel): hashlib.sha256(TINY_INCLUDE_SOURCES[rel].encode()).hexdigest()
                 for rel in ("util.h", "list.h", "sys/types.h", "util.c")}
     assert {entry.path: entry.sha256 for entry in meta.manifest} == expected

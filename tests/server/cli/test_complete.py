@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cllm.engine import CompletionOptions, complete, load_model
+from cllm.engine import CompletionOptions, ServedModel
 from cllm.server.cli import main
 
 CLLM = Path(sys.executable).parent / "cllm"
@@ -20,11 +20,13 @@ def cllm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def model(tiny_model_path):
-    return load_model(tiny_model_path)
+    served = ServedModel.open(tiny_model_path)
+    served.build()
+    return served
 
 
 def test_prompt_prints_the_completion_and_json_has_the_details(tiny_model_path, model):
-    expected = complete(model, "int main(void) {", "", CompletionOptions(max_tokens=20, max_ms=1e9))
+    expected = model.complete("int main(void) {", "", CompletionOptions(max_tokens=20, max_ms=1e9))
     plain = cllm(str(tiny_model_path), "--prompt", "int main(void) {", "--max-tokens", "20")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == expected.text + "\n"
@@ -46,7 +48,7 @@ def test_file_offset_uses_only_the_bytes_before_the_cursor(tiny_model_path, tmp_
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     first, second = (json.loads(r.stdout)["completion"] for r in runs)
     assert first == second
-    expected = complete(model, SOURCE[:offset], "", CompletionOptions(max_ms=1e9), path="add.c")
+    expected = model.complete(SOURCE[:offset], "", CompletionOptions(max_ms=1e9), path="add.c")
     assert first == expected.text
 
 
@@ -98,8 +100,8 @@ def test_batch_answers_every_line_and_reports_bad_ones(tiny_model_path, tmp_path
     out = [json.loads(line) for line in run.stdout.splitlines()]
     assert [o["id"] for o in out] == [1, "two", None, 3, 4, 5]
     options = CompletionOptions(max_ms=1e9)
-    assert out[0] == {"id": 1, "completion": complete(model, SOURCE[:offset], "", options, path="add.c").text}
-    assert out[3] == {"id": 3, "completion": complete(model, SOURCE[:offset], ";\n}\n", options, path="add.c").text}
+    assert out[0] == {"id": 1, "completion": model.complete(SOURCE[:offset], "", options, path="add.c").text}
+    assert out[3] == {"id": 3, "completion": model.complete(SOURCE[:offset], ";\n}\n", options, path="add.c").text}
     assert "outside" in out[1]["error"] and "JSON" in out[2]["error"]
     assert "cannot read" in out[4]["error"] and '"file"' in out[5]["error"]
     assert "4 of 6 batch lines failed" in run.stderr
