@@ -144,7 +144,7 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata=option("batch_size", "sequences per optimizer step", SIZE,
                                                         setting="batchSize"))
     seq_len: int = field(default=128, metadata=option("seq_len", "tokens per training sequence", SIZE,
-                                                      setting="seqLen"))
+                                                      setting="seqLen", commands=TRAIN_AND_PRETRAIN))
     lr: float = field(default=1e-3, metadata=option("lr", "peak learning rate", POSITIVE_FLOAT, setting="lr"))
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100

@@ -40,12 +40,14 @@ class ModelSummary:
     path: str
     metadata: TrainingMetadata
     config: dict[str, int]  # the shape, with the names the editors show (layers, heads, ffn)
+    base_kind: str | None = None  # "shipped" or "user": the base serving, or the one the model was fine-tuned from
 
     present = True
 
     def to_json(self) -> dict[str, Any]:
         meta = self.metadata
         return {"present": True, "serving": self.serving, "base": None if meta.base is None else meta.base.to_json(),
+                "base_kind": self.base_kind, "corpus_files": len(meta.manifest) or None,
                 "path": self.path, "trained_at": meta.created, "files": meta.files, "tokens": meta.tokens,
                 "epochs": meta.epochs, "steps": meta.steps, "last_loss": meta.last_loss,
                 "val_bits_per_byte": meta.val_bits_per_byte, "line_exact_match": meta.line_exact_match,
@@ -68,8 +70,11 @@ class NoModel:
 
 def model_summary(model: Any, serving: str = "workspace") -> ModelSummary:
     """The summary of a loaded model (cllm.engine.Model) that status() shows."""
+    from cllm.engine.train.shipped import base_kind
+
     cfg = model.config
-    return ModelSummary(serving=serving, path=str(model.path), metadata=model.metadata,
+    base = model.path if serving == "base" else model.metadata.base and model.metadata.base.path
+    return ModelSummary(serving=serving, path=str(model.path), metadata=model.metadata, base_kind=base_kind(base),
                         config={"vocab_size": cfg.vocab_size, "d_model": cfg.d_model, "layers": cfg.n_layers,
                                 "heads": cfg.n_heads, "ffn": cfg.d_ff, "max_seq_len": cfg.max_seq_len})
 

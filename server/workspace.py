@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from cllm.engine import Completion, CompletionOptions, IndexSettings, ServedModel, load_model
 from cllm.engine.paths import MODEL_FILE, default_base_path
+from cllm.engine.train.shipped import best_base
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .memory import map_large_blocks, release_freed_memory
@@ -61,10 +62,10 @@ class Workspace:
         self.token_path = self.model_dir / TOKEN_FILE
 
     def load(self) -> bool:
-        """(Re)load model.cllm from the model folder if present, else the base model if there is one; a bad file
-        is reported in status(), not raised."""
+        """(Re)load model.cllm from the model folder if present, else the best base there is (the user's from
+        `cllm pretrain`, else the one shipped in the package); a bad file is reported in status(), not raised."""
         own = self.model_path.is_file()
-        path = self.model_path if own else default_base_path()
+        path = self.model_path if own else best_base() or default_base_path()
         try:
             model = load_model(path) if path.is_file() else None
         except Exception as exc:  # a corrupt or incompatible file must not take the server down

@@ -35,7 +35,7 @@ from ..events import DoneEvent, ManifestEntry, TrainingEvent, TrainingMetadata
 from ..model.loaded import Model, load_model
 from .finish import BaseCorpusRecord
 from .loop import TrainError, train
-from .start import Continue, Fresh
+from .start import Continue, Fresh, FromBase
 
 _FILESYSTEM_ROOT = Path("/")  # a base corpus names its files by absolute path without the leading '/'
 _CPLUSPLUS_BLOCK = re.compile(r"^\s*#\s*if(?:def)?\b(?!.*!)(?=.*__cplusplus)")  # #ifdef __cplusplus, #if defined(...)
@@ -157,13 +157,14 @@ def manifest(documents: Iterable[Document]) -> list[ManifestEntry]:
 def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, out_path: str | os.PathLike,
              on_event: Callable[[TrainingEvent], None] | None = None, cancel: threading.Event | None = None,
              explicit: set[str] | None = None, policy: PretrainPolicy = PretrainPolicy(),
-             start: Fresh | Continue = Fresh()) -> DoneEvent:
+             start: Fresh | FromBase | Continue = Fresh()) -> DoneEvent:
     """Train a base model on `found` (scan_base_corpus) and write it to `out_path` with its manifest and mixture
     weights. Like train(): `explicit` names the settings the user chose (the budget policy picks the others),
     events go to `on_event`; returns the done event. TrainError when there is nothing to learn from.
     `start` Continue(a base this function wrote) extends it: its weights, Adam moments and tokenizer go on under
-    a new schedule, a time budget samples the files it has not trained on first, and the manifest lists the files
-    of every run (evaluation must leave out all of them)."""
+    a new schedule, a time budget samples the files it has not trained on first; FromBase(the shipped base) goes on
+    from its weights and tokenizer with fresh moments. Either way the manifest lists the files of every run
+    (evaluation must leave out all of them)."""
     if not found.documents:
         where = ", ".join(found.roots) or "none of " + ", ".join(policy.roots)
         raise TrainError(f"no C files (.c, .h) to pretrain on in {where}")
@@ -174,7 +175,7 @@ def pretrain(found: BaseCorpus, model_cfg: ModelConfig, train_cfg: TrainConfig, 
         documents = sample_documents(documents, int(policy.budget_epochs * seen))
     total = sum(doc.size for doc in documents)
     train_cfg = replace(train_cfg, val_fraction=min(train_cfg.val_fraction, policy.max_val_bytes / max(total, 1)))
-    earlier = earlier_manifest(start.path) if isinstance(start, Continue) else []
+    earlier = earlier_manifest(start.path) if isinstance(start, (Continue, FromBase)) else []
     known = {(entry.path, entry.sha256) for entry in earlier}
     entries = [*earlier, *(entry for entry in manifest(documents) if (entry.path, entry.sha256) not in known)]
     record = BaseCorpusRecord(manifest=entries,

@@ -24,6 +24,7 @@ from ..model import checkpoint as ckpt_io
 from ..model.params import init_params
 from ..model.tokenizer import Tokenizer
 from ..paths import default_base_path
+from . import shipped
 from .base import Base, load_base
 from .errors import TrainError
 
@@ -173,9 +174,9 @@ class StartRequest:
 
 
 def best_base() -> Path | None:
-    """The base a run fine-tunes when the user names none: the user's cached base when it exists."""
-    cached = default_base_path()
-    return cached if cached.is_file() else None
+    """The base a run fine-tunes when the user names none: the user's cached base when it loads, else the base
+    shipped in the package (engine/train/shipped.py)."""
+    return shipped.best_base(default_base_path())
 
 
 def decide_start(request: StartRequest, verify: bool = True,

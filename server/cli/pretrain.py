@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_config_flags(p, command_flags("pretrain"))
     p.add_argument("--continue-from", metavar="FILE",
                    help="extend this base (its weights, optimizer state and vocabulary) with a new run, the files it "
-                        "has not trained on first; --out may name the same file (default: a new base from random "
-                        "weights)")
+                        "has not trained on first; --out may name the same file (default: the base shipped in the "
+                        "package, or random weights with --vocab-size or --position-encoding)")
     add_json_events_flag(p)
     return p
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from cllm.engine.data.corpus import format_stats, stats
     from cllm.engine.paths import default_base_path
     from cllm.engine.train.pretrain import earlier_manifest, pretrain, scan_base_corpus
-    from cllm.engine.train.start import StartRequest, decide_start
+    from cllm.engine.train.start import decide_start
 
     train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in _TRAIN if getattr(args, f) is not None})
     model_cfg = replace(ModelConfig(), **{field: getattr(args, f) for f, field in _SHAPE.items()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                        "--position-encoding")
     if args.continue_from:
         earlier_manifest(args.continue_from)  # refused before the scan, in one line
-    start = decide_start(StartRequest(workspace=out, continue_from=args.continue_from, no_base=True), verify=False)
+    start = decide_start(_start_request(args, out, explicit), verify=False)
     found = scan_base_corpus(args.paths)
     if found.documents and not args.json:
         print(f"base corpus: {format_stats(stats(found.documents))} under {', '.join(found.roots) or '-'}; "
@@ -74,3 +74,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s; "
               f"base model: {out}")
     return 0
+
+
+def _start_request(args: argparse.Namespace, out: str, explicit: set[str]):
+    """What a pretraining run starts from: --continue-from, else the base shipped in the package (its vocabulary
+    and positions: the machine's own C goes on from what it knows), else random weights, which --vocab-size or
+    --position-encoding also ask for."""
+    from cllm.engine.train.shipped import shipped_base
+    from cllm.engine.train.start import StartRequest
+
+    shipped = None if args.continue_from or explicit & set(_SHAPE.values()) else shipped_base()
+    return StartRequest(workspace=out, continue_from=args.continue_from, base=shipped and str(shipped),
+                        no_base=shipped is None)
