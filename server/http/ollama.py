@@ -20,6 +20,7 @@ How Ollama's fields map onto a cllm completion:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,21 @@ TEMPLATE = "{{ if .Suffix }}<fim_suffix>{{ .Suffix }}<fim_prefix>{{ .Prompt }}<f
 NEVER = "9999-12-31T23:59:59Z"  # /api/ps expires_at: the model stays loaded while the server runs
 
 
-def parse_generate(body: dict[str, Any]) -> dict[str, Any]:
-    """Check a POST /api/generate body; returns {model, prompt, suffix, stream, options (cllm's)}.
-    Raises LlamaRequestError (the checks are llama.py's) with a message naming the field."""
+@dataclass
+class GenerateRequest:
+    """A checked /api/generate request: the model name to echo, the cursor, streaming and cllm's options."""
+
+    model: str
+    prompt: str
+    suffix: str
+    stream: bool
+    unload: bool  # keep_alive 0: Ollama's request to unload the model (answered, nothing unloads)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_generate(body: dict[str, Any]) -> GenerateRequest:
+    """Check a POST /api/generate body (see the module docstring). Raises LlamaRequestError (the checks are
+    llama.py's) with a message naming the field."""
     model = typed(body, "model", str, "a string") or MODEL_NAME
     prompt = typed(body, "prompt", str, "a string") or ""
     suffix = typed(body, "suffix", str, "a string") or ""
@@ -60,9 +73,9 @@ def parse_generate(body: dict[str, Any]) -> dict[str, Any]:
     if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, (str, int, float))):
         raise LlamaRequestError("keep_alive must be a duration (\"5m\") or a number of seconds")
     stream = typed(body, "stream", bool, "true or false")
-    return {"model": model, "prompt": prompt, "suffix": suffix, "stream": stream is not False,
-            "options": _options(typed(body, "options", dict, "an object") or {}),
-            "unload": keep_alive in (0, "0", "0s", "0m")}
+    return GenerateRequest(model=model, prompt=prompt, suffix=suffix, stream=stream is not False,
+                           unload=keep_alive in (0, "0", "0s", "0m"),
+                           options=_options(typed(body, "options", dict, "an object") or {}))
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
@@ -111,22 +124,22 @@ async def generate(request: web.Request) -> web.StreamResponse:
     except LlamaRequestError as exc:
         raise error(400, str(exc)) from None
     if not request.app[WORKSPACE].has_model:
-        raise error(404, f"model '{gen['model']}' not found: {NO_MODEL}")
-    if not gen["prompt"] and not gen["suffix"]:  # Ollama loads (or with keep_alive 0 unloads) the model
-        return web.json_response(generate_object(gen["model"], "", True,
-                                                 done_reason="unload" if gen["unload"] else "load"))
-    req = CompletionRequest(prompts=[gen["prompt"]], suffix=gen["suffix"], path=None, stream=gen["stream"],
-                            include_usage=False, options=gen["options"])
-    if not gen["stream"]:
+        raise error(404, f"model '{gen.model}' not found: {NO_MODEL}")
+    if not gen.prompt and not gen.suffix:  # Ollama loads (or with keep_alive 0 unloads) the model
+        return web.json_response(generate_object(gen.model, "", True,
+                                                 done_reason="unload" if gen.unload else "load"))
+    req = CompletionRequest(prompts=[gen.prompt], suffix=gen.suffix, path=None, stream=gen.stream,
+                            include_usage=False, options=gen.options)
+    if not gen.stream:
         [(completion, _)] = await run_completions(request, req)
-        return web.json_response(generate_object(gen["model"], completion.text, True, completion))
+        return web.json_response(generate_object(gen.model, completion.text, True, completion))
 
     def ending(results: list[tuple[Any, int]]) -> list[dict]:
         [(completion, _)] = results
-        return [generate_object(gen["model"], "", True, completion)]
+        return [generate_object(gen.model, "", True, completion)]
 
     return await stream_response(request, lambda on_text: run_completions(request, req, on_text),
-                                 lambda _index, text: generate_object(gen["model"], text, False), ending,
+                                 lambda _index, text: generate_object(gen.model, text, False), ending,
                                  done=False, client="Ollama", ndjson=True)
 
 

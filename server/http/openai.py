@@ -198,16 +198,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return web.json_response({**_head("chatcmpl", "chat.completion"), "choices": [choice],
                                   "usage": _usage([(completion, prompt_tokens)])})
     head = _head("chatcmpl", "chat.completion.chunk")
-    first = [True]
+    started = False  # the first delta names the role, as OpenAI's do
 
     def piece(_index: int, text: str) -> dict:
-        delta = {"role": "assistant", "content": text} if first[0] else {"content": text}
-        first[0] = False
+        nonlocal started
+        delta = {"content": text} if started else {"role": "assistant", "content": text}
+        started = True
         return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]}
 
     def ending(results: list[tuple[Any, int]]) -> list[dict]:
         [(completion, _)] = results
-        delta = {"role": "assistant", "content": ""} if first[0] else {}
+        delta = {} if started else {"role": "assistant", "content": ""}
         finished = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                          "finish_reason": _finish_reason(completion.stop_reason)}]}
         return [finished] + ([{**head, "choices": [], "usage": _usage(results)}] if req.include_usage else [])

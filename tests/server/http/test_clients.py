@@ -207,7 +207,8 @@ async def test_openai_chat_and_models_retrieve(live, workspace):
     await client.close()
 
 
-async def test_litellm_openai_model(live, workspace):
+async def test_litellm_openai_model(live, workspace, monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm's bundled price list, not a download
     litellm = pytest.importorskip("litellm")
     server, token = live
     reply = await litellm.acompletion(model="openai/cllm", api_base=f"{server.url}/v1", api_key=token,
