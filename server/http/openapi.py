@@ -223,11 +223,6 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
                                           "text/event-stream": {"schema": _sse_event(COMPLETION_RESULT,
                                                                                      done="[DONE]")}}},
                       **_errors(400, 401, 403, 413, 429, 503)}}
-    llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
-                                   "content": {"application/json": {"schema": LLAMA_RESULT},
-                                               "text/event-stream": {"schema": _sse_event(
-                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
-                           **_errors(400, 401, 403, 413, 429, 503)}}
     train_body = {**_object([], {
         "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
         "training": {"type": "object", "description": "training settings, camelCase as the editor settings"}}),
@@ -253,18 +248,6 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
             "parameters": [{"name": "id", "in": "path", "required": True,
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$"}}],
             "responses": {"200": _json(MODEL_OBJECT, "the model"), **_errors(404)}}),
-        "infill": ("post", "/infill", {**llama, "summary": "llama.cpp fill-in-the-middle", "requestBody": {
-            "required": True, "content": {"application/json": {"schema": _llama_body(limits, True)}}}}),
-        "llama_completion": ("post", "/completion", {**llama, "summary": "llama.cpp completion", "requestBody": {
-            "required": True, "content": {"application/json": {"schema": _llama_body(limits, False)}}}}),
-        "props": ("get", "/props", {"summary": "llama.cpp server properties (the context length)",
-                                    "responses": {"200": _json({"type": "object", "required": [
-                                        "default_generation_settings"]}, "properties"),
-                                        **_errors(401, 403, 503)}}),
-        "health": ("get", "/health", {"summary": "llama.cpp health check", "responses": {
-            "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
-                         "the model serves with its workspace cache"),
-            "503": _json({"oneOf": [ERROR, LOADING]}, "no model yet, or the workspace cache is loading")}}),
         "openapi": ("get", "/openapi.json", {"summary": "this description",
                                              "responses": {"200": _json(JSON_OBJECT, "OpenAPI 3.1 document")}}),
         "train": ("post", "/v1/train", {"summary": "start training", "requestBody": {
@@ -277,7 +260,31 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
         "events": ("get", "/v1/events", {"summary": "server-sent training events (docs/protocol.md)",
                                          "responses": {"200": {"description": "text/event-stream"},
                                                        **_errors(401, 403, 429)}}),
+        **_llama_routes(limits),
         **_ollama_routes(limits),
+    }
+
+
+def _llama_routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """llama.cpp's routes: route name -> (method, path, operation)."""
+    llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
+                                   "content": {"application/json": {"schema": LLAMA_RESULT},
+                                               "text/event-stream": {"schema": _sse_event(
+                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
+                           **_errors(400, 401, 403, 413, 429, 503)}}
+    return {
+        "infill": ("post", "/infill", {**llama, "summary": "llama.cpp fill-in-the-middle", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, True)}}}}),
+        "llama_completion": ("post", "/completion", {**llama, "summary": "llama.cpp completion", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, False)}}}}),
+        "props": ("get", "/props", {"summary": "llama.cpp server properties (the context length)",
+                                    "responses": {"200": _json({"type": "object", "required": [
+                                        "default_generation_settings"]}, "properties"),
+                                        **_errors(401, 403, 503)}}),
+        "health": ("get", "/health", {"summary": "llama.cpp health check", "responses": {
+            "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
+                         "the model serves with its workspace cache"),
+            "503": _json({"oneOf": [ERROR, LOADING]}, "no model yet, or the workspace cache is loading")}}),
     }
 
 
