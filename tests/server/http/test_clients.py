@@ -157,6 +157,9 @@ async def test_bad_ollama_requests_are_400_with_a_string_error(client, body, fra
 async def test_ollama_errors_are_strings_on_every_status(client, aiohttp_client, untrained):
     unauthorized = await client.post("/api/generate", json={"prompt": "x"})
     assert unauthorized.status == 401 and isinstance((await unauthorized.json())["error"], str)
+    foreign = await client.post("/api/generate", json={"prompt": "x"},
+                                headers={**client.headers, "Origin": "https://example.com"})
+    assert foreign.status == 403 and "cross-origin" in (await foreign.json())["error"]
     unknown = await client.get("/api/nothing")
     assert unknown.status == 404 and isinstance((await unknown.json())["error"], str)
     bare = await start(aiohttp_client, untrained)
@@ -249,6 +252,14 @@ async def test_a_llama_stream_reassembled_as_continue_does_is_the_plain_text(cli
     assert continue_llama_cpp_text(raw) == plain["content"]
     last = json.loads(raw.strip().split("\n")[-1][len("data: "):])
     assert last["stop"] is True and last["content"] == "" and last["tokens_predicted"] == plain["tokens_predicted"]
+
+
+async def test_models_retrieve_is_public_and_knows_one_id(client, aiohttp_client, untrained):
+    response = await client.get("/v1/models/cllm")
+    assert response.status == 200 and (await response.json())["id"] == "cllm"
+    bare = await start(aiohttp_client, untrained)
+    missing = await bare.get("/v1/models/cllm")
+    assert missing.status == 404 and "cllm" in (await missing.json())["error"]["message"]
 
 
 async def test_props_has_what_llama_vscode_reads(client, workspace):
