@@ -33,8 +33,10 @@ class ApiError(Exception):
         self.message = message
         self.kind = kind
 
-    def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.kind, "code": self.status}}
+    def response(self, *, ollama: bool = False) -> web.Response:
+        """The JSON answer; `ollama`: in Ollama's shape, {"error": "message"} (its clients show the string)."""
+        body = {"error": self.message} if ollama else {"error": {"message": self.message, "type": self.kind,
+                                                                  "code": self.status}}
         return web.json_response(body, status=self.status)
 
 

@@ -12,12 +12,19 @@ security.py, the checks on request bodies in input.py, connection limits and tim
                                       the events of docs/protocol.md with camelCase keys
     openai.py  GET  /v1/models        the workspace's loaded model (as /v1/status reports it), OpenAI list shape
                                       (public)
+               GET  /v1/models/{id}   that model by id (the openai SDK's models.retrieve; public)
                POST /v1/completions   OpenAI-compatible text completion, optionally streamed (token); also at
                                       /completions (Continue with an apiBase without /v1)
+               POST /v1/chat/completions  chat for chat-only clients: the reply completes the code of the last
+                                      user message (token)
     llama.py   POST /infill           llama.cpp's server routes, for llama.vscode and other llama.cpp clients
                POST /completion       (token)
-               GET  /health           llama.cpp's health check: 200 {"status": "ok"} with a model, else 503
-                                      (public)
+               GET  /props            llama.cpp's server properties: the context length (token)
+               GET  /health           llama.cpp's health check: 200 {"status": "ok"} once the workspace cache
+                                      serves, 503 while loading or without a model (public)
+    ollama.py  POST /api/generate     Ollama's API, for Continue's ollama provider and Ollama's clients
+                                      (token); errors there are Ollama's {"error": "text"}
+               GET  /api/tags, /api/ps, /api/version, POST /api/show  the model and server (public)
     train.py   POST /v1/train         start training the workspace or a folder inside it (token)
                POST /v1/train/cancel  cancel the running training (token)
     app.py     GET  /openapi.json     the OpenAPI 3.1 description of every route (public; openapi.py)
@@ -45,7 +52,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from cllm.engine.complete.generate import MAX_TEMPERATURE
 
-from . import llama, openai, pages, train
+from . import llama, ollama, openai, pages, train
 from .api import (HUB, LIMITS, MAX_BODY, MAX_COMPLETION_TOKENS, MAX_PROMPTS, MAX_REQUESTED_TOKENS,
                   MAX_STOP_SEQUENCES, POLICY, WORKSPACE, ApiError, error)
 from .completions import Limits
@@ -60,7 +67,9 @@ __all__ = ["HUB", "LIMITS", "MAX_STOP_SEQUENCES", "PUBLIC_ROUTES", "EventHub", "
 
 log = logging.getLogger("cllm.http")
 
-PUBLIC_ROUTES = {"dashboard", "static", "status", "models", "health", "openapi"}
+PUBLIC_ROUTES = {"dashboard", "static", "status", "models", "model", "health", "openapi", "ollama_tags",
+                 "ollama_show", "ollama_version", "ollama_ps"}
+OLLAMA_PREFIX = "/api/"  # Ollama's routes, whose errors are {"error": "text"}
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -72,25 +81,32 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """Every error becomes {"error": {"message", "type"}} JSON with its status; bugs become a logged 500."""
+    """Every error becomes {"error": {"message", "type"}} JSON with its status (on Ollama's routes its shape,
+    {"error": "message"}); bugs become a logged 500."""
     try:
         return await handler(request)
-    except ApiError as exc:
-        return exc.response()
-    except BadInput as exc:
-        return error(400, str(exc)).response()
-    except web.HTTPException as exc:
+    except ConnectionError:
+        raise  # the client went away: aiohttp ends the request quietly
+    except Exception as exc:  # every answer below is an ApiError's
+        api_error = _as_api_error(request, exc)
+        return api_error.response(ollama=request.path.startswith(OLLAMA_PREFIX))
+
+
+def _as_api_error(request: web.Request, exc: Exception) -> ApiError:
+    """The ApiError that answers `exc`; re-raises a non-error HTTP answer (a redirect)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, BadInput):
+        return error(400, str(exc))
+    if isinstance(exc, web.HTTPException):
         if exc.status_code < 400:
-            raise
+            raise exc
         message = exc.reason
         if exc.status_code == 413:
             message = f"request body too large (limit {request.app[MAX_BODY]} bytes)"
-        return error(exc.status_code, message).response()
-    except ConnectionError:
-        raise  # the client went away: aiohttp ends the request quietly
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return ApiError(500, "internal server error (see the server log)", "server_error").response()
+        return error(exc.status_code, message)
+    log.exception("internal error on %s %s", request.method, request.path, exc_info=exc)
+    return ApiError(500, "internal server error (see the server log)", "server_error")
 
 
 @web.middleware
@@ -131,11 +147,19 @@ def create_app(workspace: Any, policy: AccessPolicy, *, max_body: int = MAX_BODY
     app.router.add_get("/dashboard/{name}", pages.static, name="static")
     app.router.add_get("/v1/status", status, name="status")
     app.router.add_get("/v1/models", openai.models, name="models")
+    app.router.add_get("/v1/models/{id}", openai.retrieve_model, name="model")
     app.router.add_post("/v1/completions", openai.completions, name="completions")
     app.router.add_post("/completions", openai.completions, name="completions_without_v1")
+    app.router.add_post("/v1/chat/completions", openai.chat_completions, name="chat_completions")
     app.router.add_post("/infill", llama.infill, name="infill")
     app.router.add_post("/completion", llama.llama_completion, name="llama_completion")
+    app.router.add_get("/props", llama.props, name="props")
     app.router.add_get("/health", llama.health, name="health")
+    app.router.add_post("/api/generate", ollama.generate, name="ollama_generate")
+    app.router.add_get("/api/tags", ollama.tags, name="ollama_tags")
+    app.router.add_post("/api/show", ollama.show, name="ollama_show")
+    app.router.add_get("/api/version", ollama.version, name="ollama_version")
+    app.router.add_get("/api/ps", ollama.ps, name="ollama_ps")
     app.router.add_get("/openapi.json", openapi, name="openapi")
     app.router.add_post("/v1/train", train.train, name="train")
     app.router.add_post("/v1/train/cancel", train.cancel, name="cancel")

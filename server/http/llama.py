@@ -21,7 +21,11 @@ How llama.cpp's fields map onto a cllm completion:
 - Responses carry what clients read: `content`, `stop`, `stop_type`, `tokens_predicted`, `tokens_evaluated`,
   `tokens_cached`, `truncated`, `generation_settings` (`n_ctx`, `n_predict`, ...) and `timings` (numbers; the
   prompt is not timed apart from generation, so the whole time is `predicted_ms`). Streamed (`stream: true`):
-  `data: {"content": piece, "stop": false}` events, then the full final object with `"stop": true`; no [DONE].
+  `data: {"content": piece, "stop": false}` events, then the final object with `"stop": true` and an empty
+  `content` (the text was streamed already; Continue's llama.cpp provider appends every `content`); no [DONE].
+- `GET /props`: what llama.vscode and other clients read of llama.cpp's server properties,
+  `default_generation_settings.n_ctx` (the context) above all. `GET /health` is 503 `{"status": "loading
+  model"}` until the workspace cache model serves beside the transformer (see `readiness`).
 """
 
 from __future__ import annotations
@@ -61,11 +65,11 @@ class LlamaRequest:
 
 def parse_infill(body: dict[str, Any], *, max_tokens: int, max_stops: int) -> LlamaRequest:
     """Check a POST /infill body (see the module docstring); raises LlamaRequestError."""
-    for chunk in _typed(body, "input_extra", list, "a list of {filename, text} objects") or []:
+    for chunk in typed(body, "input_extra", list, "a list of {filename, text} objects") or []:
         if not (isinstance(chunk, dict) and all(isinstance(chunk.get(k, ""), str) for k in ("filename", "text"))):
             raise LlamaRequestError("input_extra must be a list of {filename, text} objects with string values")
-    prefix = (_typed(body, "input_prefix", str, "a string") or "") + (_typed(body, "prompt", str, "a string") or "")
-    suffix = _typed(body, "input_suffix", str, "a string") or ""
+    prefix = (typed(body, "input_prefix", str, "a string") or "") + (typed(body, "prompt", str, "a string") or "")
+    suffix = typed(body, "input_suffix", str, "a string") or ""
     return _request(body, prefix, suffix, max_tokens, max_stops)
 
 
@@ -79,37 +83,39 @@ def parse_completion(body: dict[str, Any], *, max_tokens: int, max_stops: int) -
 
 def _request(body: dict[str, Any], prefix: str, suffix: str, max_tokens: int, max_stops: int) -> LlamaRequest:
     """The fields /infill and /completion share."""
-    n_predict = _integer(body, "n_predict", -1, None)
-    stop = _typed(body, "stop", list, "a list of strings")
+    n_predict = integer(body, "n_predict", -1, None)
+    stop = typed(body, "stop", list, "a list of strings")
     if stop is not None and (len(stop) > max_stops or not all(isinstance(s, str) and s for s in stop)):
         raise LlamaRequestError(f"stop must be a list of at most {max_stops} non-empty strings")
-    _integer(body, "n_cmpl", 1, None)
-    if not all(isinstance(name, str) for name in _typed(body, "samplers", list, "a list of strings") or []):
+    integer(body, "n_cmpl", 1, None)
+    if not all(isinstance(name, str) for name in typed(body, "samplers", list, "a list of strings") or []):
         raise LlamaRequestError("samplers must be a list of strings")
-    _typed(body, "cache_prompt", bool, "true or false")
-    seed = _integer(body, "seed", None, 2**31 - 1)
+    typed(body, "cache_prompt", bool, "true or false")
+    seed = integer(body, "seed", None, 2**31 - 1)
     options = {
         "max_tokens": None if n_predict is None or n_predict < 0 else min(n_predict, max_tokens),
-        "temperature": _real(body, "temperature", 0.0, MAX_TEMPERATURE),
-        "top_k": _integer(body, "top_k", 0, None),
-        "top_p": _real(body, "top_p", 0.0, 1.0, low_open=True),
+        "temperature": real(body, "temperature", 0.0, MAX_TEMPERATURE),
+        "top_k": integer(body, "top_k", 0, None),
+        "top_p": real(body, "top_p", 0.0, 1.0, low_open=True),
         "seed": None if seed is None or seed < 0 else seed,  # llama.cpp's -1: a random seed; ours is fixed
-        "max_ms": _real(body, "t_max_predict_ms", 0.0, None) or None,  # 0: no time limit, as in llama.cpp
+        "max_ms": real(body, "t_max_predict_ms", 0.0, None) or None,  # 0: no time limit, as in llama.cpp
         "stop": tuple(stop) if stop else None,
     }
-    return LlamaRequest(prefix=prefix, suffix=suffix, stream=bool(_typed(body, "stream", bool, "true or false")),
+    return LlamaRequest(prefix=prefix, suffix=suffix, stream=bool(typed(body, "stream", bool, "true or false")),
                         warm_only=n_predict == 0, n_predict=options["max_tokens"],
                         options={k: v for k, v in options.items() if v is not None})
 
 
-def _typed(body: dict[str, Any], key: str, kind: type, expected: str) -> Any:
+def typed(body: dict[str, Any], key: str, kind: type, expected: str) -> Any:
+    """body[key] when it is a `kind` (a bool is no number), None when absent; else LlamaRequestError."""
     value = body.get(key)
     if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
         raise LlamaRequestError(f"{key} must be {expected}")
     return value
 
 
-def _integer(body: dict[str, Any], key: str, low: int | None, high: int | None) -> int | None:
+def integer(body: dict[str, Any], key: str, low: int | None, high: int | None) -> int | None:
+    """body[key] as a whole number within [low, high] (None: unbounded), None when absent."""
     value = body.get(key)
     if value is None:
         return None
@@ -120,7 +126,8 @@ def _integer(body: dict[str, Any], key: str, low: int | None, high: int | None) 
     return value
 
 
-def _real(body: dict[str, Any], key: str, low: float, high: float | None, low_open: bool = False) -> float | None:
+def real(body: dict[str, Any], key: str, low: float, high: float | None, low_open: bool = False) -> float | None:
+    """body[key] as a finite number within its bounds (`low_open`: above `low`), None when absent."""
     value = body.get(key)
     if value is None:
         return None
@@ -134,8 +141,10 @@ def _real(body: dict[str, Any], key: str, low: float, high: float | None, low_op
 STOP_TYPES = {"eot": "eos", "max_tokens": "limit", "timeout": "limit", "stop": "word", "cancelled": "none"}
 
 
-def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tokens: int) -> dict[str, Any]:
-    """llama.cpp's final completion object (to_json_non_oaicompat) for `completion` (None: an n_predict 0 warm-up)."""
+def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tokens: int, *,
+                 streamed: bool = False) -> dict[str, Any]:
+    """llama.cpp's final completion object (to_json_non_oaicompat) for `completion` (None: an n_predict 0 warm-up).
+    `streamed`: the last event of a stream, whose `content` is empty as in llama.cpp (the pieces carried it)."""
     text = completion.text if completion is not None else ""
     predicted = completion.tokens if completion is not None else 0
     evaluated = completion.prompt_tokens if completion is not None else 0
@@ -143,7 +152,7 @@ def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tok
     reason = completion.stop_reason if completion is not None else "max_tokens"
     stop = req.options.get("stop", ())
     return {
-        "index": 0, "content": text, "tokens": [], "id_slot": 0, "stop": True, "model": "cllm",
+        "index": 0, "content": "" if streamed else text, "tokens": [], "id_slot": 0, "stop": True, "model": "cllm",
         "tokens_predicted": predicted, "tokens_evaluated": evaluated,
         "generation_settings": {"n_ctx": n_ctx, "n_predict": req.n_predict or (0 if req.warm_only else
                                                                                default_max_tokens),
@@ -176,11 +185,40 @@ async def llama_completion(request: web.Request) -> web.StreamResponse:
     return await _llama_completion(request, parse_completion, fim_markers=True)
 
 
+def readiness(workspace: Any) -> str:
+    """"ready" once the model serves with its workspace cache (or the cache is known to be unavailable),
+    "loading" while the transformer serves alone, "no model" without one. The one place that reads how the
+    Workspace tells it: point it at the served model's `ready` where there is one."""
+    if not workspace.has_model:
+        return "no model"
+    return "ready" if workspace.mixture_settled.is_set() else "loading"
+
+
 async def health(request: web.Request) -> web.Response:
-    """GET /health: llama.cpp's health check, {"status": "ok"} once a model serves completions, else 503."""
-    if not request.app[WORKSPACE].has_model:
+    """GET /health: llama.cpp's health check: {"status": "ok"} once the model serves with its workspace cache,
+    503 {"status": "loading model", "completer": ...} while the transformer serves alone, 503 without a model."""
+    workspace = request.app[WORKSPACE]
+    state = readiness(workspace)
+    if state == "no model":
         raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    if state == "loading":
+        return web.json_response({"status": "loading model", "completer": workspace.status()["completer"]},
+                                 status=503)
     return web.json_response(HEALTHY)
+
+
+async def props(request: web.Request) -> web.Response:
+    """GET /props: llama.cpp's server properties, those its clients read (llama.vscode: the context length in
+    default_generation_settings.n_ctx); 503 without a model."""
+    workspace = request.app[WORKSPACE]
+    if not workspace.has_model:
+        raise ApiError(503, NO_MODEL, NO_MODEL_TYPE)
+    settings = {"n_ctx": workspace.model.context, "n_predict": workspace.completion_options().max_tokens,
+                "temperature": 0.0, "top_k": 0, "top_p": 1.0, "stop": []}
+    return web.json_response({
+        "default_generation_settings": {**settings, "params": dict(settings)}, "total_slots": 1,
+        "model_alias": "cllm", "model_path": str(workspace.model.path or ""), "chat_template": "",
+        "modalities": {"vision": False, "audio": False}, "build_info": "cllm", "is_sleeping": False})
 
 
 async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequest], *,
@@ -208,7 +246,7 @@ async def _llama_completion(request: web.Request, parse: Callable[..., LlamaRequ
 
     def ending(results: list[tuple[Any, int]]) -> list[dict]:
         [(completion, _)] = results
-        return [final_object(completion, llama, *settings)]
+        return [final_object(completion, llama, *settings, streamed=True)]
 
     return await stream_response(request, lambda on_text: run_completions(request, req, on_text),
                                  lambda _index, text: piece_object(text), ending, done=False, client="llama.cpp")

@@ -97,6 +97,9 @@ LLAMA_RESULT = {"type": "object", "required": ["content", "stop", "generation_se
                                                              "n_predict": {"type": "integer"}}},
     "timings": {"type": "object", "additionalProperties": {"type": "number"}}}}
 
+LOADING = {"type": "object", "required": ["status"], "properties": {"status": {"const": "loading model"},
+                                                                    "completer": {"type": "string"}}}
+
 LLAMA_PIECE = {"type": "object", "required": ["content", "stop"], "properties": {
     "content": {"type": "string"}, "stop": {"const": False}}}
 
@@ -121,6 +124,103 @@ def _training_settings() -> dict[str, Any]:
         "additionalProperties": False, "description": "training settings, camelCase as the editor settings"}
 
 
+CHAT_RESULT = {"type": "object", "properties": {
+    "id": {"type": "string"}, "object": {"enum": ["chat.completion", "chat.completion.chunk"]},
+    "created": {"type": "integer"}, "model": {"type": "string"},
+    "choices": {"type": "array", "items": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length", None]},
+        "message": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}}},
+        "delta": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}}}}}},
+    "usage": COMPLETION_RESULT["properties"]["usage"]}}
+
+MODEL_OBJECT = {"type": "object", "required": ["id", "object"], "properties": {
+    "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+    "owned_by": {"type": "string"}}}
+
+OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+OLLAMA_MODEL = {"type": "object", "required": ["name", "model", "size", "digest", "details"], "properties": {
+    "name": {"type": "string"}, "model": {"type": "string"}, "size": {"type": "integer"},
+    "digest": {"type": "string"}, "details": {"type": "object"}}}
+
+GENERATE_RESULT = {"type": "object", "required": ["model", "created_at", "response", "done"], "properties": {
+    "model": {"type": "string"}, "created_at": {"type": "string"}, "response": {"type": "string"},
+    "done": {"type": "boolean"}, "done_reason": {"enum": ["stop", "length", "load", "unload"]},
+    **{key: {"type": "integer", "minimum": 0} for key in ("total_duration", "load_duration", "prompt_eval_count",
+                                                          "prompt_eval_duration", "eval_count", "eval_duration")}}}
+
+
+def _ollama_errors(*statuses: int) -> dict[str, Any]:
+    """Error answers on Ollama's routes, in its shape {"error": "text"}."""
+    return {status: {**answer, "content": {"application/json": {"schema": OLLAMA_ERROR}}}
+            for status, answer in _errors(*statuses).items()}
+
+
+def _chat_body(limits: dict[str, Any]) -> dict[str, Any]:
+    """The /v1/chat/completions request: messages, and the completion fields that apply to a chat."""
+    text_part = {"type": "object", "required": ["type", "text"], "properties": {
+        "type": {"const": "text"}, "text": {"type": "string"}}}
+    message = {"type": "object", "required": ["role"], "properties": {
+        "role": {"type": "string"}, "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": text_part},
+                                                          {"type": "null"}]}}}
+    shared = _completion_body(limits)["properties"]
+    fields = {key: shared[key]["anyOf"][0] for key in ("model", "max_tokens", "temperature", "top_p", "seed",
+                                                       "stop", "stream", "stream_options", "n", "multiline",
+                                                       "path")}
+    return _object(["messages"], {
+        "messages": {"type": "array", "items": message, "minItems": 1,
+                     "description": "the last user message's code (its last fenced block, else all of it) is "
+                                    "what the reply completes"},
+        "max_completion_tokens": fields["max_tokens"], **fields})
+
+
+def _ollama_generate_body(limits: dict[str, Any]) -> dict[str, Any]:
+    """The Ollama /api/generate request (server/http/ollama.py)."""
+    stop = {"type": "string", "minLength": 1}
+    options = _object([], {
+        "num_predict": {"type": "integer", "minimum": -2, "description": "-1, -2: the default"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": limits["max_temperature"]},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "top_k": {"type": "integer", "minimum": 0},
+        "seed": {"type": "integer", "maximum": 2**31 - 1},
+        "stop": {"oneOf": [stop, {"type": "array", "items": stop, "maxItems": limits["max_stop_sequences"]}]}})
+    return _object([], {
+        "model": {"type": "string", "description": "any name: the server has one model"},
+        "prompt": {"type": "string"}, "suffix": {"type": "string", "description": "text after the cursor"},
+        "raw": {"type": "boolean"}, "system": {"type": "string"}, "template": {"type": "string"},
+        "stream": {"type": "boolean", "description": "NDJSON lines unless false"},
+        "keep_alive": {"oneOf": [{"type": "string"}, {"type": "number"}], "description": "accepted, ignored"},
+        "options": options})
+
+
+def _ollama_routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Ollama's routes: route name -> (method, path, operation)."""
+    tags = {"type": "object", "required": ["models"], "properties": {"models": {"type": "array",
+                                                                                  "items": OLLAMA_MODEL}}}
+    show_body = _object([], {"model": {"type": "string"}, "name": {"type": "string"}})
+    return {
+        "ollama_generate": ("post", "/api/generate", {
+            "summary": "Ollama completion (prompt, suffix)", "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ollama_generate_body(limits)}}},
+            "responses": {"200": {"description": "the final object, or NDJSON lines ending with done: true",
+                                  "content": {"application/json": {"schema": GENERATE_RESULT},
+                                              "application/x-ndjson": {"schema": GENERATE_RESULT}}},
+                          **_ollama_errors(400, 401, 403, 404, 413, 429, 503)}}),
+        "ollama_tags": ("get", "/api/tags", {"summary": "Ollama's model list",
+                                             "responses": {"200": _json(tags, "the served model, if any")}}),
+        "ollama_ps": ("get", "/api/ps", {"summary": "Ollama's loaded models",
+                                         "responses": {"200": _json(tags, "the loaded model, if any")}}),
+        "ollama_show": ("post", "/api/show", {
+            "summary": "Ollama's model details", "requestBody": {"required": True, "content": {
+                "application/json": {"schema": show_body}}},
+            "responses": {"200": _json({"type": "object", "required": ["template", "details", "model_info"]},
+                                       "the served model, under any name"),
+                          **_ollama_errors(400, 404, 413)}}),
+        "ollama_version": ("get", "/api/version", {"summary": "cllm's version", "responses": {"200": _json(
+            {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}},
+            "version")}}),
+    }
+
+
 def _sse_event(data: dict[str, Any], done: str | None = None) -> dict[str, Any]:
     """One server-sent event whose `data` is a JSON document matching `data` (or the end marker `done`)."""
     json_data: dict[str, Any] = {"type": "string", "contentMediaType": "application/json", "contentSchema": data}
@@ -137,11 +237,6 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
                                           "text/event-stream": {"schema": _sse_event(COMPLETION_RESULT,
                                                                                      done="[DONE]")}}},
                       **_errors(400, 401, 403, 413, 429, 503)}}
-    llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
-                                   "content": {"application/json": {"schema": LLAMA_RESULT},
-                                               "text/event-stream": {"schema": _sse_event(
-                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
-                           **_errors(400, 401, 403, 413, 429, 503)}}
     train_body = {**_object([], {
         "path": {"type": "string", "minLength": 1, "description": "a folder inside the workspace"},
         "training": _training_settings()}), "additionalProperties": False}
@@ -160,14 +255,12 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
         "completions": ("post", "/v1/completions", completion),
         "completions_without_v1": ("post", "/completions", {**completion,
                                                             "summary": "/v1/completions, for an apiBase without /v1"}),
-        "infill": ("post", "/infill", {**llama, "summary": "llama.cpp fill-in-the-middle", "requestBody": {
-            "required": True, "content": {"application/json": {"schema": _llama_body(limits, True)}}}}),
-        "llama_completion": ("post", "/completion", {**llama, "summary": "llama.cpp completion", "requestBody": {
-            "required": True, "content": {"application/json": {"schema": _llama_body(limits, False)}}}}),
-        "health": ("get", "/health", {"summary": "llama.cpp health check",
-                                      "responses": {"200": _json({"type": "object", "properties": {
-                                          "status": {"const": "ok"}}}, "a model serves completions"),
-                                          **_errors(503)}}),
+        "chat_completions": ("post", "/v1/chat/completions", _chat_operation(limits)),
+        "model": ("get", "/v1/models/{id}", {
+            "summary": "one model by id (openai models.retrieve)",
+            "parameters": [{"name": "id", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]+$"}}],
+            "responses": {"200": _json(MODEL_OBJECT, "the model"), **_errors(404)}}),
         "openapi": ("get", "/openapi.json", {"summary": "this description",
                                              "responses": {"200": _json(JSON_OBJECT, "OpenAPI 3.1 document")}}),
         "train": ("post", "/v1/train", {"summary": "start training", "requestBody": {
@@ -180,7 +273,43 @@ def _routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]
         "events": ("get", "/v1/events", {"summary": "server-sent training events (docs/protocol.md)",
                                          "responses": {"200": {"description": "text/event-stream"},
                                                        **_errors(401, 403, 429)}}),
+        **_llama_routes(limits),
+        **_ollama_routes(limits),
     }
+
+
+def _llama_routes(limits: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """llama.cpp's routes: route name -> (method, path, operation)."""
+    llama = {"responses": {"200": {"description": "the final object, or with stream a text/event-stream",
+                                   "content": {"application/json": {"schema": LLAMA_RESULT},
+                                               "text/event-stream": {"schema": _sse_event(
+                                                   {"oneOf": [LLAMA_PIECE, LLAMA_RESULT]})}}},
+                           **_errors(400, 401, 403, 413, 429, 503)}}
+    return {
+        "infill": ("post", "/infill", {**llama, "summary": "llama.cpp fill-in-the-middle", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, True)}}}}),
+        "llama_completion": ("post", "/completion", {**llama, "summary": "llama.cpp completion", "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _llama_body(limits, False)}}}}),
+        "props": ("get", "/props", {"summary": "llama.cpp server properties (the context length)",
+                                    "responses": {"200": _json({"type": "object", "required": [
+                                        "default_generation_settings"]}, "properties"),
+                                        **_errors(401, 403, 503)}}),
+        "health": ("get", "/health", {"summary": "llama.cpp health check", "responses": {
+            "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
+                         "the model serves with its workspace cache"),
+            "503": _json({"oneOf": [ERROR, LOADING]}, "no model yet, or the workspace cache is loading")}}),
+    }
+
+
+def _chat_operation(limits: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/chat/completions: the reply completes the code of the last user message."""
+    return {"summary": "chat for chat-only clients: the reply completes the last user message's code",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _chat_body(limits)}}},
+            "responses": {"200": {"description": "the reply, or with stream a text/event-stream of chunks",
+                                  "content": {"application/json": {"schema": CHAT_RESULT},
+                                              "text/event-stream": {"schema": _sse_event(CHAT_RESULT,
+                                                                                         done="[DONE]")}}},
+                          **_errors(400, 401, 403, 413, 429, 503)}}
 
 
 def openapi_document(limits: dict[str, Any], public: set[str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from aiohttp import web
 log = logging.getLogger("cllm.http")
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+NDJSON_HEADERS = {**SSE_HEADERS, "Content-Type": "application/x-ndjson"}
 
 Send = Callable[[int, str], Awaitable[None]]
 Run = Callable[[Callable[[int, str], None]], Awaitable[Any]]
@@ -29,15 +30,18 @@ Run = Callable[[Callable[[int, str], None]], Awaitable[Any]]
 
 class EventStream:
     """A text/event-stream response to `request`, sent (with its headers) at its first write, so that an error
-    before any event can still be answered as plain JSON."""
+    before any event can still be answered as plain JSON. With `ndjson`, Ollama's framing instead: one JSON
+    object a line (application/x-ndjson)."""
 
-    def __init__(self, request: web.Request) -> None:
+    def __init__(self, request: web.Request, *, ndjson: bool = False) -> None:
         self.request = request
-        self.response = web.StreamResponse(headers=SSE_HEADERS)
+        self.ndjson = ndjson
+        self.response = web.StreamResponse(headers=NDJSON_HEADERS if ndjson else SSE_HEADERS)
 
     async def send(self, data: dict) -> None:
-        """One `data:` event holding `data` as compact JSON."""
-        await self.write(f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode())
+        """One `data:` event (or NDJSON line) holding `data` as compact JSON."""
+        line = json.dumps(data, separators=(',', ':'))
+        await self.write(f"{line}\n".encode() if self.ndjson else f"data: {line}\n\n".encode())
 
     async def write(self, raw: bytes) -> None:
         """Raw event-stream bytes: `data: [DONE]`, or a `: ping` comment."""
@@ -47,11 +51,13 @@ class EventStream:
 
 
 async def stream_response(request: web.Request, run: Run, piece: Callable[[int, str], dict],
-                          ending: Callable[[Any], Iterable[dict]], *, done: bool, client: str) -> web.StreamResponse:
+                          ending: Callable[[Any], Iterable[dict]], *, done: bool, client: str,
+                          ndjson: bool = False) -> web.StreamResponse:
     """A completion streamed as it is generated: `piece(prompt index, text)` for each piece, then the events
-    `ending(run's result)` and, with `done`, `data: [DONE]`. A client that goes away cancels the completion (said
-    in the debug log as a `client` client); an error before the first piece propagates, answered as JSON."""
-    stream = EventStream(request)
+    `ending(run's result)` and, with `done`, `data: [DONE]` (`ndjson`: as NDJSON lines, no end marker). A client
+    that goes away cancels the completion (said in the debug log as a `client` client); an error before the
+    first piece propagates, answered as JSON."""
+    stream = EventStream(request, ndjson=ndjson)
     try:
         result = await stream_completions(run, lambda index, text: stream.send(piece(index, text)))
         for data in ending(result):

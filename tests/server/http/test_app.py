@@ -647,10 +647,12 @@ async def test_llama_streams_pieces_then_the_final_object(client):
     assert "[DONE]" not in raw, "llama.cpp's routes end with the final object"
     events = [json.loads(line[len("data: "):]) for line in raw.split("\n") if line.startswith("data: ")]
     assert all(e["stop"] is False for e in events[:-1]) and events[-1]["stop"] is True
-    assert "".join(e["content"] for e in events[:-1]) == events[-1]["content"] == plain["content"]
+    assert "".join(e["content"] for e in events[:-1]) == plain["content"]
+    assert events[-1]["content"] == "", "as llama.cpp: the text was streamed already"
 
 
-async def test_health_is_public_and_says_whether_a_model_serves(client, aiohttp_client, untrained):
+async def test_health_is_public_and_says_whether_a_model_serves(client, workspace, aiohttp_client, untrained):
+    assert workspace.mixture_settled.wait(60), "ok once the workspace cache serves (test_clients.py: before)"
     response = await client.get("/health")
     assert response.status == 200 and await response.json() == {"status": "ok"}
     untrained_client = await start(aiohttp_client, untrained)

@@ -41,9 +41,11 @@ FUZZ_EXAMPLES = int(os.environ.get("CLLM_FUZZ_EXAMPLES", "200"))
 FUZZ_SEED = os.environ.get("CLLM_FUZZ_SEED")
 # Every route but GET /openapi.json: schemathesis leaves out the operation it loaded the schema from (the
 # loading is that operation's test).
-OPERATIONS = ("dashboard", "static", "status", "models", "completions", "completions_without_v1", "infill",
-              "llama_completion", "health", "train", "cancel", "events")
-WITH_INPUTS = ("static", "completions", "completions_without_v1", "infill", "llama_completion", "train")
+OPERATIONS = ("dashboard", "static", "status", "models", "model", "completions", "completions_without_v1",
+              "chat_completions", "infill", "llama_completion", "props", "health", "train", "cancel", "events",
+              "ollama_generate", "ollama_tags", "ollama_show", "ollama_version", "ollama_ps")
+WITH_INPUTS = ("static", "model", "completions", "completions_without_v1", "chat_completions", "infill",
+               "llama_completion", "train", "ollama_generate", "ollama_show")
 TOKEN = "fuzz-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
