@@ -35,8 +35,8 @@ def __getattr__(name: str) -> Any:
 
 
 class _Facade(ModuleType):
-    """This package, where `train` and `complete` stay the functions: importing the subpackages of the same name
-    would otherwise set them as attributes of their parent, over the functions."""
+    """This package, where `train` stays the function: importing the subpackage of the same name would otherwise
+    set it as an attribute of its parent, over the function."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not (name in _HOMES and isinstance(value, ModuleType)):

@@ -291,6 +291,26 @@ def evaluation_files(model: Model, on: str | Path | None) -> tuple[list[Document
     return docs, train_docs, notes
 
 
+def _add_workspace_predictors(predictors: dict[str, Predictor], model: Model, documents: Sequence[Document],
+                              scored: Any, workspace: tuple, line: CompletionOptions) -> dict[str, Any]:
+    """Add the 5-gram's and the cross-fitted mixture's line predictors; the mixture's total bits (divided by the
+    bytes by the caller) and mean weights."""
+    tok, (kn, index) = model.tokenizer, workspace
+
+    def header_and(d: int, prefix: str) -> np.ndarray:
+        return np.concatenate([tok.header_ids(documents[d].path), tok.encode(prefix)])
+
+    stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
+    predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
+        header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
+    fitted, mixed_bits, weights = _fold_mixtures(scored, kn, index, tok, documents)
+    completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
+    predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
+        prefix, suffix, line, path=documents[d].path).text
+    return {"bits_per_byte": mixed_bits,
+            "mean_weights": dict(zip(("transformer", "kn5", "cache", "match", "pooled"), weights.round(3).tolist()))}
+
+
 def evaluate(model: Model, documents: Sequence[Document], train_documents: Sequence[Document], *,
              positions: int = DEFAULT_POSITIONS, syntax_positions: int | None = None, seed: int = 0,
              progress: Progress | None = None, prefix_only: bool = False) -> dict[str, Any]:
@@ -318,21 +338,8 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
         "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path).text}
     mixture = None
     if workspace is not None:
-        kn, index = workspace
-
-        def header_and(d: int, prefix: str) -> np.ndarray:
-            return np.concatenate([tok.header_ids(documents[d].path), tok.encode(prefix)])
-
-        stops = (tok.eot_id, tok.file_id, tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id)
-        predictors["kn5"] = lambda d, prefix, suffix: kn.greedy_line(
-            header_and(d, prefix), tok.decode_bytes, LINE_MAX_TOKENS, stops)
-        fitted, mixed_bits, weights = _fold_mixtures(scored, kn, index, tok, documents)
-        completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
-        predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
-            prefix, suffix, line, path=documents[d].path).text
-        mixture = {"bits_per_byte": mixed_bits / n_bytes,
-                   "mean_weights": dict(zip(("transformer", "kn5", "cache", "match", "pooled"),
-                                            weights.round(3).tolist()))}
+        mixture = _add_workspace_predictors(predictors, model, documents, scored, workspace, line)
+        mixture["bits_per_byte"] /= n_bytes
     sampled = sample_positions(documents, positions, seed)
     scores = _line_completions(predictors, documents, sampled, progress, prefix_only)
     if workspace is not None:

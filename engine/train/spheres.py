@@ -262,24 +262,21 @@ class Spheres:
             raise SphereError(f"sphere {sphere} failed: {type(exc).__name__}: {exc}") from exc
         sq_norm = grad_sq_norm(out, self._pool.map)
         ended = time.perf_counter()
+        return self._result(tokens, sq_norm, started, parallel_end, ended, work.reduce_seconds)
+
+    def _result(self, tokens: int, sq_norm: float, started: float, parallel_end: float, ended: float,
+                reduce_seconds: float) -> StepResult:
+        """The step's StepResult from the spheres' counters (each sphere's wait: the parallel part minus its busy
+        time)."""
         parallel = parallel_end - started
         return StepResult(
-            loss_sum=float(self._loss.sum()),
-            tokens=tokens,
-            sq_norm=sq_norm,
-            seconds=ended - started,
-            reduce_seconds=work.reduce_seconds + ended - parallel_end,
-            busy=self._busy.copy(),
+            loss_sum=float(self._loss.sum()), tokens=tokens, sq_norm=sq_norm, seconds=ended - started,
+            reduce_seconds=reduce_seconds + ended - parallel_end, busy=self._busy.copy(),
             thread_busy=self._thread_busy.copy(),
             spheres=[
-                SphereRecord(
-                    id=s,
-                    sequences=int(self._rows[s]),
-                    tokens=int(self._tokens[s]),
-                    busy=float(self._busy[s]),
-                    wait=max(0.0, parallel - float(self._busy[s])),
-                    loss=float(self._loss[s] / self._tokens[s]) if self._tokens[s] else 0.0,
-                )
+                SphereRecord(id=s, sequences=int(self._rows[s]), tokens=int(self._tokens[s]), busy=float(self._busy[s]),
+                             wait=max(0.0, parallel - float(self._busy[s])),
+                             loss=float(self._loss[s] / self._tokens[s]) if self._tokens[s] else 0.0)
                 for s in range(self.n_spheres)
             ],
         )

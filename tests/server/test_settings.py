@@ -126,4 +126,4 @@ def test_switches_become_flags_and_the_shape_and_pretrain_options_come_from_the_
     settings, problems = parse_settings({"training": {"fresh": True, "noGitignore": True, "layers": 2}})
     assert problems == [] and train_arguments(settings.training) == ["--fresh", "--no-gitignore", "--layers", "2"]
     assert SHAPE_OPTIONS == ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")
-    assert set(PRETRAIN_OPTIONS) == {"time_budget", "max_steps", "epochs", "seed", "threads"}
+    assert set(PRETRAIN_OPTIONS) == {"time_budget", "max_steps", "epochs", "seed", "threads", "seq_len"}
