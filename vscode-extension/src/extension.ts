@@ -76,13 +76,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (!result?.cancelled) void vscode.window.showInformationMessage("CLLM: no training is running.");
   }
 
-  /** Flip `cllm.enable` where it is set (suggestions.ts); the configuration handler below tells the server. */
-  async function toggleSuggestions(): Promise<void> {
-    const config = vscode.workspace.getConfiguration("cllm");
-    const workspace = toggleTarget(config.inspect(ENABLE_KEY)) === "workspace";
-    await config.update(ENABLE_KEY, !suggestionsOn(), workspace ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global);
-  }
-
   async function showStatus(): Promise<void> {
     await refreshStatus();
     ui.showPanel();
@@ -163,6 +156,13 @@ async function showDashboard(url: string): Promise<void> {
     "Copy Link",
   );
   if (choice === "Copy Link") await vscode.env.clipboard.writeText(url);
+}
+
+/** Flip `cllm.enable` where it is set (suggestions.ts); the configuration handler in `activate` tells the server. */
+async function toggleSuggestions(): Promise<void> {
+  const config = vscode.workspace.getConfiguration("cllm");
+  const workspace = toggleTarget(config.inspect(ENABLE_KEY)) === "workspace";
+  await config.update(ENABLE_KEY, !suggestionsOn(), workspace ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global);
 }
 
 /** The server command argument naming the workspace folder of the active editor (else the first folder). */
