@@ -285,6 +285,10 @@ async function toggleSuggestions(page) {
   step("clicking the status-bar item again: suggestions on");
   await item.click();
   seen.suggestionsOff.statusAfter = await waitForStatus(page, (text) => /^\u2b22 CLLM ·/.test(text), "ready again");
+  // The item's tooltip (it holds a link, so it stays while the pointer is near) would cover the notifications.
+  await page.mouse.move(10, 10);
+  await page.keyboard.press("Escape");
+  await page.locator(".context-view .monaco-hover").first().waitFor({ state: "hidden", timeout: 5000 }).catch(() => undefined);
 }
 
 async function openDashboard(page) {
