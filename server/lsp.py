@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "cllm"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"
-# "Train on Workspace" while no base model exists (Workspace.base_missing): the question and its answers.
+# "Train on Workspace" while no base model exists at all, neither the user's nor the shipped one (Workspace.base_missing):
+# the question and its answers. With a base (engine/train/shipped.py best_base) training fine-tunes it unasked.
 PREPARE_BASE, FROM_SCRATCH, DONT_ASK = "Prepare base first", "Train from scratch", "Don't ask again"
 
 
@@ -131,8 +132,9 @@ class CllmServer(LanguageServer):
                     f"(command {CMD_TRAIN}) to learn this workspace's C code."))
 
     async def base_choice(self, workspace: Workspace, overrides: dict[str, Any]) -> str | None:
-        """How "Train on Workspace" starts: "prepare" (the base model first), "scratch", "default" (a base exists,
-        or the workspace has a model: `cllm train` decides) or None (the user dismissed the question).
+        """How "Train on Workspace" starts: "prepare" (the base model first), "scratch", "default" (a base exists, the
+        user's or the shipped one, or the workspace has a model: `cllm train` decides, unasked) or None (the user
+        dismissed the question).
 
         The `training.base` setting decides, else an earlier "Don't ask again", else the user through
         window/showMessageRequest; a client that cannot answer one gets "scratch"."""

@@ -16,8 +16,10 @@ setting name: each is the `cllm train` flag it maps to, checked alike (OPTIONS; 
 ignores. Training continues the workspace's model when there is one (as `cllm train` does); `fresh: true` starts
 over.
 
-When no base model exists yet (`cllm pretrain`), `training.base` says what "Train on Workspace" does: "ask" (the
-default: the language server asks the user), "prepare" (build the base first, then fine-tune on it) or "scratch".
+When no base model exists at all (neither the user's from `cllm pretrain` nor the one shipped in the package, as
+when a packager ships none), `training.base` says what "Train on Workspace" does: "ask" (the default: the language
+server asks the user), "prepare" (build the base first, then fine-tune on it) or "scratch". With a base, training
+fine-tunes it and nothing is asked.
 `training.baseCorpus` (a list of folders, mainly for tests) is what a prepared base learns from, as `cllm pretrain
 PATH...`; by default the system's C headers and sources.
 

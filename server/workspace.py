@@ -197,7 +197,8 @@ class Workspace:
 
     def base_missing(self, overrides: dict[str, Any]) -> bool:
         """True when training now would start from scratch for want of a base model: the workspace has no model of
-        its own, no base is in the user's cache folder, and no shape option asks for another model anyway."""
+        its own, there is no base (neither the user's from `cllm pretrain` nor the shipped one), and no shape option
+        asks for another model anyway."""
         from cllm.engine.train.start import Fresh, StartRequest, decide_start
 
         options, _ = self.training_options(overrides)

@@ -3,7 +3,8 @@
 vscode-extension/scripts/e2e-code-server.mjs installs the packaged .vsix into a fresh code-server profile, opens a
 small C workspace whose .vscode/settings.json asks for a small model, runs "CLLM: Train on Workspace" from the
 command palette, follows the status bar through training to ready, opens the Show Status view, types in a C file
-until ghost text appears, saves test-artifacts/vscode.png, then runs "CLLM: Open Dashboard" and opens the link it
+until ghost text appears, saves test-artifacts/vscode.png, clicks the status-bar item to turn suggestions off (no
+ghost text then) and on again, then runs "CLLM: Open Dashboard" and opens the link it
 offers (with the token) in the same browser; last it sets cllm.server.path to a missing file in the workspace
 settings and expects one error notification with the fix and the status bar's error state. The language server is
 this checkout's `cllm`.
@@ -107,6 +108,9 @@ def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
 
     _assert_trained_with_ghost_text(seen)
     assert seen["installNotification"] == "", "a configured server must not be installed"
+    off = seen["suggestionsOff"]
+    assert (off["status"], off["ghostText"]) == ("\u2b21 CLLM off", ""), off
+    assert off["statusAfter"].startswith("\u2b22 CLLM \u00b7 "), off
     assert seen["dashboard"] == {"host": seen["dashboard"]["host"], "tokenState": "valid", "title": "cllm dashboard"}
     assert seen["dashboard"]["host"].startswith("127.0.0.1:")
     assert len(seen["serverMissing"]) == 1, seen["serverMissing"]

@@ -111,6 +111,13 @@ def test_training_base_and_base_corpus_are_checked_and_leave_the_training_option
                         "setting cllm.training.baseCorpus must be a list of folders, got '/inc'"]
 
 
+def test_an_editor_clearing_fresh_base_and_base_corpus_brings_back_their_defaults():
+    """The VS Code extension sends a cleared training.fresh, base or baseCorpus as null (vscode-extension/src/settings.ts)."""
+    start = {"training": {"fresh": True, "base": "prepare", "baseCorpus": ["/inc"]}}
+    merged, _ = layer_settings(start, {"training": {"fresh": None, "base": None, "baseCorpus": None}})
+    settings, problems = parse_settings(merged)
+    assert (settings.base, settings.base_corpus, settings.training, problems) == ("ask", [], {}, [])
+
 def test_every_training_setting_is_an_option_of_the_schema_checked_as_declared():
     from cllm.engine.config import OPTIONS
 

@@ -7,8 +7,9 @@
 // Usage: node e2e-code-server.mjs --code-server DIR --vsix FILE --workspace DIR --file REL (--cllm PATH | --fresh)
 //                                 --screenshot FILE --type TEXT [--timeout SECONDS] [--root DIR]
 // TEXT is typed at the end of the file REL before waiting for ghost text. With --cllm the server is that
-// executable (cllm.server.path), and the run goes on to the dashboard and a wrong server path. With --fresh no
-// server is configured: the extension installs its own; the run ends at the ghost text and records the times.
+// executable (cllm.server.path), and the run goes on to turning suggestions off and on by clicking the status bar,
+// the dashboard and a wrong server path. With --fresh no server is configured: the extension installs its own; the
+// run ends at the ghost text and records the times.
 // DIR (default: a new temporary folder) holds the code-server profile and its log.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -41,7 +42,7 @@ const started = Date.now();
 const deadline = Date.now() + Number(opts.timeout) * 1000;
 const entry = path.join(opts["code-server"], "out", "node", "entry.js");
 const STATUS_ITEM = "#workbench\\.parts\\.statusbar [id$='cllm.status']";
-const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", dashboard: null, serverMissing: [], steps: [], installNotification: "", seconds: {} };
+const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", suggestionsOff: null, dashboard: null, serverMissing: [], steps: [], installNotification: "", seconds: {} };
 
 function fail(message) {
   process.stderr.write(`e2e-code-server: ${message}\n`);
@@ -158,6 +159,7 @@ async function main() {
     const page = await context.newPage();
     await drive(page, port);
     if (!opts.fresh) {
+      await toggleSuggestions(page);
       await openDashboard(page);
       await breakServerPath(page);
     }
@@ -264,6 +266,29 @@ async function drive(page, port) {
   await statusText(page);
   fs.mkdirSync(path.dirname(opts.screenshot), { recursive: true });
   await page.screenshot({ path: opts.screenshot });
+}
+
+/** A click on the status-bar item turns suggestions off (no ghost text however asked), a second one on again. */
+async function toggleSuggestions(page) {
+  step("clicking the status-bar item: suggestions off");
+  const item = page.locator(STATUS_ITEM).first();
+  await item.click();
+  const off = await waitForStatus(page, (text) => /CLLM off/.test(text), "suggestions off");
+  await page.locator(".editor-instance .view-lines").first().click();
+  await page.keyboard.press("Control+End");
+  const ghost = page.locator(".ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text");
+  await page.keyboard.type(" ");
+  await page.keyboard.press("Backspace");
+  await page.keyboard.press("Alt+\\");
+  await page.waitForTimeout(3000);
+  seen.suggestionsOff = { status: off, ghostText: (await ghost.allTextContents()).join("").trim() };
+  step("clicking the status-bar item again: suggestions on");
+  await item.click();
+  seen.suggestionsOff.statusAfter = await waitForStatus(page, (text) => /^\u2b22 CLLM ·/.test(text), "ready again");
+  // The item's tooltip (it holds a link, so it stays while the pointer is near) would cover the notifications.
+  await page.mouse.move(10, 10);
+  await page.keyboard.press("Escape");
+  await page.locator(".context-view .monaco-hover").first().waitFor({ state: "hidden", timeout: 5000 }).catch(() => undefined);
 }
 
 async function openDashboard(page) {

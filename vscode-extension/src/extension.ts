@@ -1,7 +1,7 @@
 /**
  * The CLLM extension: starts `cllm lsp` for C files and presents it. All model logic stays in Python.
  *
- * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.showStatus,
+ * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.toggleSuggestions, cllm.showStatus,
  * cllm.openDashboard, cllm.restartServer, cllm.reinstallServer): vscode-languageclient already registers the server's own
  * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status, cllm.dashboard), and registering an id
  * twice fails.
@@ -10,9 +10,10 @@ import * as vscode from "vscode";
 
 import { PrivateServer } from "./privateServer";
 import { onInterpreterChange } from "./pythonExtension";
-import { CllmServer, isExecutable } from "./server";
+import { CllmServer, isExecutable, suggestionsOn } from "./server";
 import { Activity, isTraining, mergeActivity, parseStatus, stateFromStatus } from "./status";
-import { SHOW_STATUS, StatusUi } from "./ui";
+import { ENABLE_KEY, toggleTarget } from "./suggestions";
+import { SHOW_STATUS, StatusUi, TOGGLE_SUGGESTIONS } from "./ui";
 
 const SERVER_TRAIN = "cllm.trainWorkspace";
 const SERVER_CANCEL = "cllm.cancelTraining";
@@ -24,6 +25,7 @@ let server: CllmServer | undefined;
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const output = vscode.window.createOutputChannel("CLLM", { log: true });
   const ui = new StatusUi(() => void stopTraining());
+  ui.setEnabled(suggestionsOn());
   let wasTraining = false;
 
   const cllm = new CllmServer(output, {
@@ -99,6 +101,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ui,
     vscode.commands.registerCommand("cllm.startTraining", startTraining),
     vscode.commands.registerCommand("cllm.stopTraining", stopTraining),
+    vscode.commands.registerCommand(TOGGLE_SUGGESTIONS, toggleSuggestions),
     vscode.commands.registerCommand(SHOW_STATUS, showStatus),
     vscode.commands.registerCommand("cllm.openDashboard", openDashboard),
     vscode.commands.registerCommand("cllm.restartServer", async () => {
@@ -115,6 +118,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         ui.set({ kind: "starting" });
         await cllm.restart();
       } else if (event.affectsConfiguration("cllm")) {
+        ui.setEnabled(suggestionsOn());
         await cllm.sendSettings();
         await refreshStatus();
       }
@@ -152,6 +156,13 @@ async function showDashboard(url: string): Promise<void> {
     "Copy Link",
   );
   if (choice === "Copy Link") await vscode.env.clipboard.writeText(url);
+}
+
+/** Flip `cllm.enable` where it is set (suggestions.ts); the configuration handler in `activate` tells the server. */
+async function toggleSuggestions(): Promise<void> {
+  const config = vscode.workspace.getConfiguration("cllm");
+  const workspace = toggleTarget(config.inspect(ENABLE_KEY)) === "workspace";
+  await config.update(ENABLE_KEY, !suggestionsOn(), workspace ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global);
 }
 
 /** The server command argument naming the workspace folder of the active editor (else the first folder). */

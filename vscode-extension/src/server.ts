@@ -24,6 +24,7 @@ import { PrivateServer, probePython } from "./privateServer";
 import { activeInterpreter } from "./pythonExtension";
 import { ServerSettings, expandPath, serverSettings } from "./settings";
 import { Activity, parseActivity } from "./status";
+import { suggestionsEnabled } from "./suggestions";
 
 export const ACTIVITY_NOTIFICATION = "cllm/sphereActivity";
 
@@ -32,6 +33,12 @@ export interface ServerListener {
   activity(activity: Activity): void;
   started(): void;
   failed(problem: DiscoveryProblem): void;
+}
+
+/** Whether suggestions are on now (the `cllm.enable` setting, flipped by "CLLM: Toggle Suggestions"). */
+export function suggestionsOn(): boolean {
+  const config = vscode.workspace.getConfiguration("cllm");
+  return suggestionsEnabled((key) => config.get(key));
 }
 
 /** The `cllm` settings of the editor as the server expects them. */
@@ -209,6 +216,9 @@ export class CllmServer {
       middleware: {
         // VS Code shows the suggestion as ghost text; the same text as a list item would only duplicate it.
         provideCompletionItem: () => undefined,
+        // Suggestions turned off: none, at once, without asking the server (which would answer none too).
+        provideInlineCompletionItems: (document, position, context, token, next) =>
+          suggestionsOn() ? next(document, position, context, token) : [],
         workspace: {
           configuration: (params, token, next) =>
             params.items.every((item) => item.section === "cllm")

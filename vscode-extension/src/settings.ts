@@ -2,7 +2,7 @@
  * The VS Code `cllm.*` settings turned into the server's `cllm` settings object (server/settings.py):
  *
  *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB",
- *    "training": {"epochs", "timeBudget", "spheres", "threads", ...}}
+ *    "training": {"epochs", "timeBudget", "spheres", "threads", "fresh", "base", "baseCorpus", ...}}
  *
  * Settings left empty go as null: the server lays this object over its initializationOptions key by key
  * (server/settings.py layer_settings), where a null key goes back to the engine's default (engine/config.py) but an
@@ -10,7 +10,8 @@
  * extension's own keys (server path, python) stay on this side. No `vscode` import: unit-tested directly.
  *
  * The training keys and their types are the server's option schema (engine/config.py), written to
- * trainingOptions.json at build time by scripts/training-options.mjs.
+ * trainingOptions.json at build time by scripts/training-options.mjs. `training.base` and `training.baseCorpus`
+ * are the server's own (server/settings.py): what training does while no base model exists at all.
  */
 
 import trainingOptions from "./trainingOptions.json";
@@ -25,8 +26,11 @@ export interface ServerSettings {
   multiline: boolean | null;
   modelDir: string | null;
   indexMemoryMB: number | null;
-  training: Record<string, number | boolean | null>;
+  training: Record<string, TrainingValue>;
 }
+
+/** A value of the `training` object: an option of the schema, the base choice or the base corpus folders. */
+export type TrainingValue = number | boolean | string | string[] | null;
 
 /** One training setting of the schema: its JSON type ("integer", "number" or "boolean"), bounds and help. */
 export interface TrainingOption {
@@ -41,7 +45,13 @@ export interface TrainingOption {
 export const TRAINING_OPTIONS: Record<string, TrainingOption> = trainingOptions.settings;
 
 /** Training settings with their own entry in the settings UI; `training.advanced` may add the others. */
-export const TRAINING_KEYS = ["epochs", "timeBudget", "spheres", "threads"] as const;
+export const TRAINING_KEYS = ["epochs", "timeBudget", "spheres", "threads", "fresh"] as const;
+
+/** The server's `training.base` answers (server/settings.py BASE_CHOICES). */
+export const BASE_CHOICES = ["ask", "prepare", "scratch"] as const;
+
+/** The base settings (server/settings.py), each with its own entry in the settings UI. */
+export const BASE_KEYS = ["base", "baseCorpus"] as const;
 
 /** Where relative paths and `~` in path settings point. */
 export interface PathContext {
@@ -73,6 +83,10 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
     if (value !== undefined) settings.training[key] = value;
     else if (!(key in settings.training)) settings.training[key] = null;
   }
+  const base = read("training.base");
+  settings.training.base = (BASE_CHOICES as readonly unknown[]).includes(base) ? (base as string) : null;
+  const corpus = folders(read("training.baseCorpus")).map((folder) => expandPath(folder, paths));
+  settings.training.baseCorpus = corpus.length ? corpus : null;
   return settings;
 }
 
@@ -97,6 +111,11 @@ function trainingValue(key: string, value: unknown): number | boolean | undefine
 
 function number(value: unknown): number | undefined {
   return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+}
+
+/** The non-empty strings of a list setting (none when it is not a list). */
+function folders(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(text).filter((folder): folder is string => folder !== undefined) : [];
 }
 
 function text(value: unknown): string | undefined {

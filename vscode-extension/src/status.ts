@@ -112,6 +112,8 @@ export interface StatusText {
   error: boolean;
 }
 
+// The status-bar item's click toggles suggestions (suggestions.ts); the tooltip's link opens the status view.
+const CLICK = "Click to turn suggestions off.";
 const FULL = "\u2b22"; // ⬢
 const EMPTY = "\u2b21"; // ⬡
 
@@ -158,11 +160,11 @@ export function statusText(state: ViewState, now: Date): StatusText {
     case "starting":
       return { text: "$(sync~spin) CLLM", tooltip: "CLLM: starting the language server", error: false };
     case "disabled":
-      return { text: `${EMPTY} CLLM off`, tooltip: "CLLM completions are disabled (setting cllm.enable)", error: false };
+      return { text: `${EMPTY} CLLM off`, tooltip: "CLLM suggestions are off (setting cllm.enable). Click to turn them on.", error: false };
     case "untrained":
       return {
         text: `${EMPTY} CLLM: untrained`,
-        tooltip: "No model for this workspace yet: run \"CLLM: Train on Workspace\". Click for status.",
+        tooltip: `No model for this workspace yet: run "CLLM: Train on Workspace". ${CLICK}`,
         error: false,
       };
     case "training":
@@ -186,7 +188,7 @@ function trainingText(activity: Activity): StatusText {
   if (parts.length === 1) parts.push("starting");
   const nodes = spheresPerNode(activity.spheres);
   const where = nodes ? ` ${nodes}.` : "";
-  return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}.${where} Click for status.`, error: false };
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM training: ${progressMessage(activity)}.${where} ${CLICK}`, error: false };
 }
 
 /** The spheres grouped by the node that ran them, nodes in the order of their first sphere ("" for threads). */
@@ -236,7 +238,7 @@ function readyText(model: ModelInfo, now: Date): StatusText {
   const score = scores.length ? `; held-out ${scores.join(", ")}` : "";
   const origin = modelOrigin(model);
   const from = origin ? `; ${origin}` : "";
-  return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}${from}. Click for status.`, error: false };
+  return { text: parts.join(" \u00b7 "), tooltip: `CLLM model ${facts.join(" ")}${score}${from}. ${CLICK}`, error: false };
 }
 
 /** Which model serves and where it came from: "serving: base model (fine-tune with Train on Workspace)" before the

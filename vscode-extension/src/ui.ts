@@ -1,17 +1,21 @@
 /**
- * What the user sees: the status-bar item, the training progress notification (with Cancel) and the
- * "Show Status" webview. The words come from the plain modules status.ts and report.ts.
+ * What the user sees: the status-bar item (a click toggles suggestions; its tooltip links to the status), the
+ * training progress notification (with Cancel) and the "Show Status" webview. The words come from the plain modules
+ * status.ts, suggestions.ts and report.ts.
  */
 import * as vscode from "vscode";
 
 import { renderStatusPage } from "./report";
 import { Activity, ServerStatus, ViewState, isTraining, progressMessage, progressPercent, statusText } from "./status";
+import { shownState } from "./suggestions";
 
 export const SHOW_STATUS = "cllm.showStatus";
+export const TOGGLE_SUGGESTIONS = "cllm.toggleSuggestions";
 
 /** Holds the current view state and keeps every surface in step with it. */
 export class StatusUi implements vscode.Disposable {
   private state: ViewState = { kind: "starting" };
+  private enabled = true;
   private status: ServerStatus | undefined;
   private problem: string | undefined;
   private readonly item: vscode.StatusBarItem;
@@ -23,7 +27,7 @@ export class StatusUi implements vscode.Disposable {
   constructor(private readonly cancelTraining: () => void) {
     this.item = vscode.window.createStatusBarItem("cllm.status", vscode.StatusBarAlignment.Right, 100);
     this.item.name = "CLLM";
-    this.item.command = SHOW_STATUS;
+    this.item.command = TOGGLE_SUGGESTIONS;
     this.render();
     this.item.show();
     this.timer = setInterval(() => this.render(), 60_000); // the model's age
@@ -38,6 +42,12 @@ export class StatusUi implements vscode.Disposable {
     this.state = state;
     if (status) this.status = status;
     this.problem = state.kind === "error" ? state.message : undefined;
+    this.render();
+  }
+
+  /** Whether suggestions are on (the `cllm.enable` setting): while off the status bar says so. */
+  setEnabled(enabled: boolean): void {
+    this.enabled = enabled;
     this.render();
   }
 
@@ -60,9 +70,11 @@ export class StatusUi implements vscode.Disposable {
   }
 
   private render(): void {
-    const words = statusText(this.state, new Date());
+    const words = statusText(shownState(this.state, this.enabled), new Date());
     this.item.text = words.text;
-    this.item.tooltip = words.tooltip;
+    const tooltip = new vscode.MarkdownString().appendText(words.tooltip).appendMarkdown(`\n\n[Show Status](command:${SHOW_STATUS})`);
+    tooltip.isTrusted = { enabledCommands: [SHOW_STATUS] };
+    this.item.tooltip = tooltip;
     this.item.backgroundColor = words.error ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
     const activity = this.state.kind === "training" ? this.state.activity : undefined;
     if (activity) this.reportProgress(activity);

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 
-import { TRAINING_KEYS, TRAINING_OPTIONS, expandPath, serverSettings } from "../src/settings";
+import { BASE_CHOICES, BASE_KEYS, TRAINING_KEYS, TRAINING_OPTIONS, expandPath, serverSettings } from "../src/settings";
 
 const PATHS = { home: "/home/ada", workspaceFolder: "/src/proj" };
 
@@ -15,7 +15,7 @@ function reader(values: Record<string, unknown>) {
 test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
   assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
     enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null,
-    training: { epochs: null, timeBudget: null, spheres: null, threads: null },
+    training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
   });
 });
 
@@ -35,6 +35,9 @@ test("every setting reaches the server under its server name", () => {
       "training.timeBudget": 90.5,
       "training.spheres": 12,
       "training.threads": 0,
+      "training.fresh": true,
+      "training.base": "prepare",
+      "training.baseCorpus": ["~/c", "${workspaceFolder}/vendor", " ", 7],
       "training.advanced": { dModel: 32, layers: 2, seqLen: 32, bogus: "x" },
     }),
     PATHS,
@@ -45,13 +48,26 @@ test("every setting reaches the server under its server name", () => {
     multiline: false,
     modelDir: "/home/ada/models",
     indexMemoryMB: 256,
-    training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, dModel: 32, layers: 2, seqLen: 32 },
+    training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, fresh: true, base: "prepare",
+                baseCorpus: ["/home/ada/c", "/src/proj/vendor"], dModel: 32, layers: 2, seqLen: 32 },
   });
 });
 
 test("the dedicated training settings win over the same keys in training.advanced", () => {
   const settings = serverSettings(reader({ "training.epochs": 2, "training.advanced": { epochs: 9 } }), PATHS);
   assert.equal(settings.training.epochs, 2);
+});
+
+test("an explicit training.fresh of false wins over fresh in training.advanced; empty, advanced's stands", () => {
+  const advanced = { fresh: true };
+  assert.equal(serverSettings(reader({ "training.fresh": false, "training.advanced": advanced }), PATHS).training.fresh, false);
+  assert.equal(serverSettings(reader({ "training.fresh": null, "training.advanced": advanced }), PATHS).training.fresh, true);
+});
+
+test("a base choice the server does not know, and an empty base corpus, go as null", () => {
+  const training = serverSettings(reader({ "training.base": "maybe", "training.baseCorpus": [] }), PATHS).training;
+  assert.equal(training.base, null);
+  assert.equal(training.baseCorpus, null);
 });
 
 test("paths expand ~ and ${workspaceFolder} only", () => {
@@ -82,7 +98,7 @@ interface Bounds {
 test("each training setting of package.json has the type and bounds of the server's option schema", () => {
   const properties = manifestSettings();
   const declared = Object.keys(properties).filter((k) => k.startsWith("cllm.training.") && k !== "cllm.training.advanced");
-  assert.deepEqual(declared, TRAINING_KEYS.map((key) => `cllm.training.${key}`));
+  assert.deepEqual(declared, [...TRAINING_KEYS, ...BASE_KEYS].map((key) => `cllm.training.${key}`));
   for (const key of TRAINING_KEYS) {
     const option = TRAINING_OPTIONS[key];
     assert.ok(option, `cllm.training.${key} is not an option of engine/config.py (src/trainingOptions.json)`);
@@ -96,7 +112,8 @@ test("each training setting of package.json has the type and bounds of the serve
 test("training.advanced's description names every other option of the schema", () => {
   const advanced = manifestSettings()["cllm.training.advanced"].markdownDescription;
   const others = Object.keys(TRAINING_OPTIONS).filter((k) => !(TRAINING_KEYS as readonly string[]).includes(k));
-  assert.ok(others.includes("fresh") && others.includes("noGitignore"));
+  assert.ok(others.includes("noGitignore") && (TRAINING_KEYS as readonly string[]).includes("fresh"));
+  assert.ok(advanced.includes("`fresh`"), "training.advanced still takes fresh, as before it had a setting of its own");
   for (const key of others) assert.ok(advanced.includes(`\`${key}\``), `cllm.training.advanced does not mention ${key}`);
 });
 
@@ -104,7 +121,7 @@ test("the switches of training.advanced are kept and a value of the wrong type i
   const advanced = { fresh: true, noGitignore: false, epochs: true, layers: "2", newKey: true };
   const training = serverSettings(reader({ "training.advanced": advanced }), PATHS).training;
   assert.deepEqual(training, { fresh: true, noGitignore: false, newKey: true, epochs: null, timeBudget: null,
-                               spheres: null, threads: null });
+                               spheres: null, threads: null, base: null, baseCorpus: null });
 });
 
 test("fresh and noGitignore from training.advanced reach the trainer's arguments (server/settings.py)", () => {
@@ -119,6 +136,32 @@ test("fresh and noGitignore from training.advanced reach the trainer's arguments
   ].join("\n");
   const answer = execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" });
   assert.deepEqual(JSON.parse(answer), { problems: [], fresh: true, noGitignore: true });
+});
+
+test("training.base's choices in package.json are the server's (server/settings.py BASE_CHOICES)", () => {
+  const base = manifestSettings()["cllm.training.base"] as unknown as { enum: string[]; default: string };
+  const program = "from cllm.server.settings import BASE_CHOICES; import json; print(json.dumps(BASE_CHOICES))";
+  const server = JSON.parse(execFileSync(python(), ["-c", program], { encoding: "utf8" }));
+  assert.deepEqual(base.enum, server);
+  assert.deepEqual([...BASE_CHOICES], server);
+  assert.equal(base.default, "ask");
+  const corpus = manifestSettings()["cllm.training.baseCorpus"] as unknown as { type: string; items: { type: string } };
+  assert.deepEqual({ type: corpus.type, items: corpus.items }, { type: "array", items: { type: "string" } });
+});
+
+test("training.fresh, base and baseCorpus reach the server's settings and the trainer's arguments", () => {
+  const settings = serverSettings(
+    reader({ "training.fresh": true, "training.base": "scratch", "training.baseCorpus": ["~/c"] }), PATHS);
+  const program = [
+    "import json, sys",
+    "from cllm.server.cli import build_parser",
+    "from cllm.server.settings import parse_settings, train_arguments",
+    "settings, problems = parse_settings(json.load(sys.stdin))",
+    "args = build_parser().parse_args(['train', 'WS', *train_arguments(settings.training)])",
+    "print(json.dumps({'problems': problems, 'fresh': args.fresh, 'base': settings.base, 'corpus': settings.base_corpus}))",
+  ].join("\n");
+  const answer = execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" });
+  assert.deepEqual(JSON.parse(answer), { problems: [], fresh: true, base: "scratch", corpus: ["/home/ada/c"] });
 });
 
 /** A Python with cllm installed: $PYTHON, else the repository's .venv, else python3. */

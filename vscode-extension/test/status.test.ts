@@ -87,7 +87,7 @@ test("spheres are numbered 1 to 12, as on the dashboard", () => {
 
 test("tooltip says when the base model serves, and which base a fine-tuned model came from", () => {
   const base = statusText(stateFromStatus(status({ present: true, serving: "base", files: 900, base: null })), NOW);
-  assert.match(base.tooltip, /; serving: base model \(fine-tune with Train on Workspace\)\. Click for status\./);
+  assert.match(base.tooltip, /; serving: base model \(fine-tune with Train on Workspace\)\. Click to turn suggestions off\./);
   const tuned = stateFromStatus(status({ present: true, serving: "workspace",
     base: { path: "/cache/cllm/base.cllm", weightsSha256: "ab12" }, files: 7 }));
   assert.match(statusText(tuned, NOW).tooltip, /on 7 files; fine-tuned from \/cache\/cllm\/base\.cllm\. Click/);
@@ -100,9 +100,9 @@ test("on a Ray cluster the tooltip says the spheres per node; on threads it says
   const state = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, spheres: onTwo });
   const { text, tooltip } = statusText(state, NOW);
   assert.equal(text, "\u2b22 12 spheres \u00b7 1/4");
-  assert.equal(tooltip, "CLLM training: epoch 1/4. 12 spheres on 2 nodes: 10.0.0.1 6, 10.0.0.2 6. Click for status.");
+  assert.equal(tooltip, "CLLM training: epoch 1/4. 12 spheres on 2 nodes: 10.0.0.1 6, 10.0.0.2 6. Click to turn suggestions off.");
   assert.equal(spheresPerNode(onTwo.slice(0, 1)), "1 sphere on 1 node: 10.0.0.1 1");
   const threads = mergeActivity({ kind: "untrained" }, { state: "training", epoch: 1, epochs: 4, spheres: twelve.map((s) => ({ ...s, node: "" })) });
-  assert.equal(statusText(threads, NOW).tooltip, "CLLM training: epoch 1/4. Click for status.");
+  assert.equal(statusText(threads, NOW).tooltip, "CLLM training: epoch 1/4. Click to turn suggestions off.");
   assert.equal(spheresPerNode(twelve), undefined);
 });
