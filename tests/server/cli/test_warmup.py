@@ -1,0 +1,82 @@
+"""`cllm warmup`: every numba kernel of the engine compiled (or loaded from numba's cache), its JSON events, its
+marker, and the background start of `cllm lsp` / `cllm serve`."""
+
+import json
+import subprocess
+
+import pytest
+
+from cllm.engine.warmup import kernels
+from cllm.server.cli import main
+from cllm.server.cli import warmup
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory) -> list[dict]:
+    """The JSON Lines of one `cllm warmup --json` run in this process (its marker in a cache folder of its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("warmup-cache")))
+        capture = tmp_path_factory.mktemp("warmup-out") / "stdout"
+        with capture.open("w") as out:
+            patch.setattr("sys.stdout", out)
+            assert main(["warmup", "--json"]) == 0
+        assert warmup.marker_path().is_file()
+    return [json.loads(line) for line in capture.read_text().splitlines()]
+
+
+def test_every_kernel_has_a_compiled_signature_afterwards(events):
+    found = kernels()
+    assert {"model.kernels.adamw_step", "complete.ngram.ngram_scores"} <= {k.name for k in found} or len(found) > 20
+    assert [k.name for k in found if not k.inlined and not k.signatures()] == []
+
+
+def test_json_reports_each_kernel_compiled_or_cached(events):
+    reported = {e["name"]: e for e in events if e["event"] == "kernel"}
+    assert set(reported) == {k.name for k in kernels()}
+    own = [e for e in reported.values() if e["source"] != "inlined"]
+    assert own and all(e["source"] in ("compiled", "cache") and e["signatures"] >= 1 for e in own)
+    done = events[-1]
+    assert done["event"] == "done" and done["missing"] == [] and done["kernels"] == len(own)
+    assert done["compiled"] + done["cached"] == len(own)
+
+
+def test_json_shows_the_stages_and_the_count_rising_to_every_kernel(events):
+    assert [e["title"] for e in events if e["event"] == "stage"] == [s.title for s in warmup_stages()]
+    counts = [e["ready"] for e in events if e["event"] == "progress"]
+    assert counts == sorted(counts) and counts[-1] == events[-1]["kernels"]
+
+
+def warmup_stages():
+    from cllm.engine.warmup import stages
+
+    return stages()
+
+
+def test_quiet_when_not_a_terminal(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["warmup"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert json.loads(warmup.marker_path().read_text())["missing"] == []
+
+
+class _Started:
+    def __init__(self, command, **kwargs):
+        self.command = command
+        _Started.runs.append(self)
+
+
+def test_the_servers_first_start_runs_it_once_in_the_background(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(subprocess, "Popen", _Started)
+    _Started.runs = []
+    monkeypatch.setenv("CLLM_BACKGROUND_WARMUP", "0")
+    assert warmup.start_in_background() is None
+    monkeypatch.setenv("CLLM_BACKGROUND_WARMUP", "1")
+    started = warmup.start_in_background()
+    assert started.command[-3:] == ["cllm.server.cli", "warmup", "--background"]
+    assert warmup.start_in_background() is None  # one is already under way
+    marker = warmup.marker_path()
+    marker.with_name(marker.name + ".started").unlink()
+    marker.write_text("{}\n")
+    assert warmup.start_in_background() is None  # this version is warmed up
+    assert len(_Started.runs) == 1
