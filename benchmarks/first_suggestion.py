@@ -43,7 +43,8 @@ CLLM = [sys.executable, "-m", "cllm.server.cli"]
 GOAL_SECONDS = 5.0
 POLL = 0.2  # seconds between attempts
 API_KEY = "first-suggestion-benchmark-key"
-PREFIX = "#include <stdio.h>\n\nint main(void) {\n    int total = 0;\n    for (int i = 0; i < 10; i++) {\n"
+PREFIX = ("#include <stdio.h>\n#include <stdlib.h>\n\nstatic size_t compute_total(size_t count, int limit) {\n"
+          "    int total = 0;\n    for (int i = 0; i < limit; i++) {\n        total += ")
 
 
 def make_workspace(folder: Path) -> Path:
@@ -65,7 +66,7 @@ def prepare_model(folder: Path, workspace: Path, steps: int) -> tuple[Path, str]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "train-numba"), "XDG_CACHE_HOME": str(folder / "train-cache"),
            "CLLM_SHIPPED_BASE": ""}
     subprocess.run([*CLLM, "train", str(workspace), "--out", str(models / "model.cllm"), "--max-steps", str(steps),
-                    "--json"], env=env, check=True, stdout=subprocess.DEVNULL)
+                    "--no-base", "--json"], env=env, check=True, stdout=subprocess.DEVNULL)
     return models, f"a model trained here (default shape, {steps} steps; no shipped base in this checkout)"
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from cllm.engine.warmup import kernels
+from cllm.engine.warmup import kernels, stages
 from cllm.server.cli import main
 from cllm.server.cli import warmup
 
@@ -24,10 +24,14 @@ def events(tmp_path_factory) -> list[dict]:
     return [json.loads(line) for line in capture.read_text().splitlines()]
 
 
-def test_every_kernel_has_a_compiled_signature_afterwards(events):
+def test_every_kernel_is_compiled_or_in_numbas_cache_afterwards(events):
     found = kernels()
-    assert {"model.kernels.adamw_step", "complete.ngram.ngram_scores"} <= {k.name for k in found} or len(found) > 20
-    assert [k.name for k in found if not k.inlined and not k.signatures()] == []
+    assert {"model.kernels.adamw_step", "model.kernels.decode_token", "complete.mixture._followers",
+            "complete.ngram._hash_rows", "train.spheres._add_rows"} <= {k.name for k in found}
+    own = [k for k in found if not k.inlined]
+    assert [k.name for k in own if k.status() not in ("compiled", "cache")] == []
+    # a kernel only other kernels call may load with its caller, without a signature of its own
+    assert [k.name for k in own if not k.signatures() and k.status() == "compiled"] == []
 
 
 def test_json_reports_each_kernel_compiled_or_cached(events):
@@ -41,15 +45,9 @@ def test_json_reports_each_kernel_compiled_or_cached(events):
 
 
 def test_json_shows_the_stages_and_the_count_rising_to_every_kernel(events):
-    assert [e["title"] for e in events if e["event"] == "stage"] == [s.title for s in warmup_stages()]
+    assert [e["title"] for e in events if e["event"] == "stage"] == [s.title for s in stages()]
     counts = [e["ready"] for e in events if e["event"] == "progress"]
     assert counts == sorted(counts) and counts[-1] == events[-1]["kernels"]
-
-
-def warmup_stages():
-    from cllm.engine.warmup import stages
-
-    return stages()
 
 
 def test_quiet_when_not_a_terminal(tmp_path, monkeypatch, capsys):
