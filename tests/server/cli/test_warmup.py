@@ -7,8 +7,7 @@ import subprocess
 import pytest
 
 from cllm.engine.warmup import kernels, stages
-from cllm.server.cli import main
-from cllm.server.cli import warmup
+from cllm.server.cli import main, warmup
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,8 @@ def test_json_reports_each_kernel_compiled_or_cached(events):
     reported = {e["name"]: e for e in events if e["event"] == "kernel"}
     assert set(reported) == {k.name for k in kernels()}
     own = [e for e in reported.values() if e["source"] != "inlined"]
-    assert own and all(e["source"] in ("compiled", "cache") and e["signatures"] >= 1 for e in own)
+    assert own and all(e["source"] in ("compiled", "cache") for e in own)
+    assert all(e["signatures"] >= 1 for e in own if e["source"] == "compiled")
     done = events[-1]
     assert done["event"] == "done" and done["missing"] == [] and done["kernels"] == len(own)
     assert done["compiled"] + done["cached"] == len(own)
@@ -57,24 +57,17 @@ def test_quiet_when_not_a_terminal(tmp_path, monkeypatch, capsys):
     assert json.loads(warmup.marker_path().read_text())["missing"] == []
 
 
-class _Started:
-    def __init__(self, command, **kwargs):
-        self.command = command
-        _Started.runs.append(self)
-
-
 def test_the_servers_first_start_runs_it_once_in_the_background(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(subprocess, "Popen", _Started)
-    _Started.runs = []
+    runs = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kwargs: runs.append(command) or command)
     monkeypatch.setenv("CLLM_BACKGROUND_WARMUP", "0")
     assert warmup.start_in_background() is None
     monkeypatch.setenv("CLLM_BACKGROUND_WARMUP", "1")
-    started = warmup.start_in_background()
-    assert started.command[-3:] == ["cllm.server.cli", "warmup", "--background"]
+    assert warmup.start_in_background()[-3:] == ["cllm.server.cli", "warmup", "--background"]
     assert warmup.start_in_background() is None  # one is already under way
     marker = warmup.marker_path()
     marker.with_name(marker.name + ".started").unlink()
     marker.write_text("{}\n")
     assert warmup.start_in_background() is None  # this version is warmed up
-    assert len(_Started.runs) == 1
+    assert len(runs) == 1
