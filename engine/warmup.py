@@ -24,8 +24,10 @@ _SOURCES = {
         "int list_sum(const struct node *head) {\n    int total = 0;\n    for (; head; head = head->next) {\n"
         "        total += head->value;\n    }\n    return total;\n}\n"
     ),
-    "src/list.h": "#ifndef LIST_H\n#define LIST_H\n#include <stdlib.h>\nstruct node { int value; struct node *next; };\n"
-                  "struct node *list_push(struct node *head, int value);\nint list_sum(const struct node *head);\n#endif\n",
+    "src/list.h": (
+        "#ifndef LIST_H\n#define LIST_H\n#include <stdlib.h>\nstruct node { int value; struct node *next; };\n"
+        "struct node *list_push(struct node *head, int value);\nint list_sum(const struct node *head);\n#endif\n"
+    ),
     "src/main.c": "#include <stdio.h>\n#include \"list.h\"\n\nint main(void) {\n    struct node *head = NULL;\n"
                   "    for (int i = 0; i < 10; i++) {\n        head = list_push(head, i);\n    }\n"
                   "    printf(\"%d\\n\", list_sum(head));\n    return 0;\n}\n",

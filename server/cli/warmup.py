@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 
 if TYPE_CHECKING:
-    from cllm.engine.warmup import Kernel
+    from cllm.engine.warmup import Kernel, Stage
 
 POLL_SECONDS = 0.25  # how often the progress bar counts the kernels compiled so far
 RETRY_SECONDS = 900  # a background warm-up started this long ago without finishing may be started again
@@ -78,7 +78,8 @@ class _Progress:
         from tqdm import tqdm
 
         self.as_json, self.own = as_json, own
-        self.bar = tqdm(total=len(own), unit="kernel", file=sys.stderr, dynamic_ncols=True, disable=True if as_json else None)
+        self.bar = tqdm(total=len(own), unit="kernel", file=sys.stderr, dynamic_ncols=True,
+                        disable=True if as_json else None)
         self.ready, self.stop = -1, threading.Event()
         self.poller = threading.Thread(target=self._poll, name="cllm-warmup-progress", daemon=True)
 
@@ -91,7 +92,7 @@ class _Progress:
         self.poller.join()
         self._count(final=True)
 
-    def stage(self, stage) -> None:
+    def stage(self, stage: Stage) -> None:
         """A stage starts: its title on the bar, or a "stage" event."""
         self.bar.set_description(stage.title)
         self._emit({"event": "stage", "title": stage.title})
@@ -148,7 +149,8 @@ def start_in_background() -> subprocess.Popen | None:
             return None
         started.parent.mkdir(parents=True, exist_ok=True)
         started.touch()
-        return subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "warmup", "--background"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        command = [sys.executable, "-m", "cllm.server.cli", "warmup", "--background"]
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError:  # no cache folder to write to, or no interpreter: the kernels compile on first use instead
         return None
