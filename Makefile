@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (set up, train on the demo corpus, print completions) and `make test`.
+# Two entry points: `make demo` (set up, compile the kernels, train on the demo corpus, print completions) and
+# `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,6 +26,7 @@ setup-test: $(VENV)/.installed-test
 
 demo: setup
 	$(PY) training_data/fetch_demo.py
+	$(CLLM) warmup
 	$(CLLM) train training_data/brotli --out $(DEMO_MODEL) --time-budget 480
 	$(PY) training_data/show_completions.py $(DEMO_MODEL)
 

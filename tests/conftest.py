@@ -71,11 +71,13 @@ def build_tiny_model(path: Path, steps: int = 300, seed: int = 0) -> Path:
 def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test, and every server or trainer it starts, keeps its cache (models, locks, bases) in a temporary
     folder, never in the user's own cache; none of them sees the package's shipped base unless a test names one
-    (CLLM_SHIPPED_BASE), so that "no model yet" stays a state the tests can reach."""
+    (CLLM_SHIPPED_BASE), so that "no model yet" stays a state the tests can reach; no server they start warms
+    the kernels up in the background (CLLM_BACKGROUND_WARMUP), which would only compete for the cores."""
     cache = tmp_path_factory.mktemp("cache")
-    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "CLLM_SHIPPED_BASE")}
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "CLLM_SHIPPED_BASE", "CLLM_BACKGROUND_WARMUP")}
     os.environ["XDG_CACHE_HOME"] = str(cache)
     os.environ["CLLM_SHIPPED_BASE"] = ""
+    os.environ["CLLM_BACKGROUND_WARMUP"] = "0"
     yield cache
     for name, previous in saved.items():
         if previous is None:

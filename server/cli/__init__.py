@@ -1,4 +1,4 @@
-"""The `cllm` command: train, pretrain, complete, info, eval, lsp, serve.
+"""The `cllm` command: train, pretrain, complete, info, eval, lsp, serve, warmup.
 
 The argument names are a contract (scripts and editor integrations rely on them). Each subcommand is a module of
 this package holding its arguments (`add_parser`) and its handler (`run`), which delegates to the engine or the
@@ -21,6 +21,7 @@ from .lsp import add_parser as _lsp_parser, run as _cmd_lsp
 from .pretrain import add_parser as _pretrain_parser, run as _cmd_pretrain
 from .serve import add_parser as _serve_parser, run as _cmd_serve
 from .train import add_parser as _train_parser, run as _cmd_train
+from .warmup import add_parser as _warmup_parser, run as _cmd_warmup
 
 
 def build_parser() -> Parser:
@@ -30,7 +31,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add, handler in ((_train_parser, _cmd_train), (_pretrain_parser, _cmd_pretrain),
                          (_complete_parser, _cmd_complete), (_info_parser, _cmd_info), (_eval_parser, _cmd_eval),
-                         (_lsp_parser, _cmd_lsp), (_serve_parser, _cmd_serve)):
+                         (_lsp_parser, _cmd_lsp), (_serve_parser, _cmd_serve), (_warmup_parser, _cmd_warmup)):
         add(sub).set_defaults(handler=handler)
     return parser
 

@@ -33,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return run_proxy(args.with_server, [] if args.http_port is None else ["--http-port", str(args.http_port)])
     from cllm.server.lsp import run_stdio
 
+    from .warmup import start_in_background
+
+    start_in_background()  # the first start of this version compiles every kernel ahead, in a child
     return run_stdio(http_port=args.http_port)

@@ -53,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from cllm.server.http.app import run_server
     from cllm.server.workspace import Workspace
 
+    from .warmup import start_in_background
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     root = Path(args.workspace).expanduser()
     if not root.is_dir():
         raise BadInput(f"workspace {root} is not a folder")
     settings = None if args.index_memory_mb is None else {"indexMemoryMB": args.index_memory_mb}
     workspace = Workspace(root, settings, model_dir=args.model_dir)
+    start_in_background()  # the first start of this version compiles every kernel ahead, in a child
     try:
         run_server(workspace, args.host, args.port, allow_remote=args.allow_remote, api_key=args.api_key)
     except ValueError as exc:  # an address it may not listen on

@@ -148,6 +148,25 @@ export function installSteps(python: string, env: PrivateEnvironment, wheelPath:
   ];
 }
 
+/**
+ * After the install: compile the server's numba kernels into numba's cache, so that the first suggestion does not
+ * wait for the compiler. A failure here is no failed install (the kernels then compile on first use).
+ */
+export function warmupStep(env: PrivateEnvironment): InstallStep {
+  return { title: "compiling the completion kernels (once)", command: env.cllm, args: ["warmup", "--json"] };
+}
+
+/** The progress message for a line of `cllm warmup --json` ("12/40 kernels"), or undefined for other lines. */
+export function warmupProgress(line: string): string | undefined {
+  try {
+    const event = JSON.parse(line) as { event?: unknown; ready?: unknown; kernels?: unknown };
+    if (event.event !== "progress" || typeof event.ready !== "number" || typeof event.kernels !== "number") return undefined;
+    return `${event.ready}/${event.kernels} kernels`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The shell form of a step, for messages and the log. */
 export function commandLine(step: Pick<InstallStep, "command" | "args">): string {
   return [step.command, ...step.args].map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `"${word}"`)).join(" ");

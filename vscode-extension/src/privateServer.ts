@@ -1,6 +1,7 @@
 /**
  * Installs the extension's own server (the wheel in the .vsix) into a private virtual environment in global
- * storage, with a progress notification and the commands' output in Output › CLLM. The policy (which Python,
+ * storage, with a progress notification and the commands' output in Output › CLLM, then compiles its kernels
+ * (`cllm warmup`) so that the first suggestion is quick. The policy (which Python,
  * where, when again, which commands) is install.ts; this file runs it.
  */
 import { spawn } from "node:child_process";
@@ -15,6 +16,7 @@ import {
   InstallStep,
   PROBE_SCRIPT,
   PythonCandidate,
+  PrivateEnvironment,
   PythonInfo,
   bundledWheel,
   commandLine,
@@ -27,6 +29,8 @@ import {
   privateEnvironment,
   privateServerCommand,
   suitable,
+  warmupProgress,
+  warmupStep,
 } from "./install";
 
 export type PrivateServerResult = { ok: true; server: ServerCommand } | ({ ok: false } & DiscoveryProblem);
@@ -94,6 +98,7 @@ export class PrivateServer {
           });
           if (reason) return installFailedProblem(step, reason);
         }
+        await this.warmUp(env, progress);
         return undefined;
       },
     );
@@ -101,6 +106,17 @@ export class PrivateServer {
     fs.writeFileSync(env.marker, markerText(wheel, chosen.candidate.python));
     this.output.info(`Installed the CLLM server in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     return { ok: true, server: privateServerCommand(env) };
+  }
+
+  /** `cllm warmup` with its kernel count in the notification; a failure is logged, the install still stands. */
+  private async warmUp(env: PrivateEnvironment, progress: vscode.Progress<{ message?: string }>): Promise<void> {
+    const step = warmupStep(env);
+    progress.report({ message: step.title });
+    const reason = await this.run(step, (line) => {
+      const counted = warmupProgress(line);
+      if (counted) progress.report({ message: `${step.title}: ${counted}` });
+    });
+    if (reason) this.output.warn(`${reason}: the kernels compile on the first suggestion instead`);
   }
 
   /** Run one step, its output line by line into the log; the reason it failed, or undefined. */

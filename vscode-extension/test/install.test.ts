@@ -17,6 +17,8 @@ import {
   privateServerCommand,
   pythonCandidates,
   suitable,
+  warmupProgress,
+  warmupStep,
 } from "../src/install";
 
 const EXTENSION = path.resolve(__dirname, "..", "..");
@@ -91,6 +93,14 @@ test("the install: a fresh venv from the chosen Python, then pip installs the wh
   const failed = installFailedProblem(steps[1], "pip exited with code 1");
   assert.match(failed.problem, /pip exited with code 1/);
   assert.ok(failed.fix.includes(commandLine(steps[1])));
+});
+
+test("after the install, the private server compiles its kernels with JSON events the notification counts", () => {
+  const env = privateEnvironment("/store", "linux");
+  assert.equal(commandLine(warmupStep(env)), "/store/server/bin/cllm warmup --json");
+  assert.equal(warmupProgress('{"event": "progress", "ready": 12, "kernels": 40}'), "12/40 kernels");
+  assert.equal(warmupProgress('{"event": "stage", "title": "training a tiny model"}'), undefined);
+  assert.equal(warmupProgress("not json"), undefined);
 });
 
 test("no suitable Python: what was tried and the exact commands", () => {
