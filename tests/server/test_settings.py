@@ -127,3 +127,20 @@ def test_switches_become_flags_and_the_shape_and_pretrain_options_come_from_the_
     assert problems == [] and train_arguments(settings.training) == ["--fresh", "--no-gitignore", "--layers", "2"]
     assert SHAPE_OPTIONS == ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")
     assert set(PRETRAIN_OPTIONS) == {"time_budget", "max_steps", "epochs", "seed", "threads"}
+
+
+def test_an_impossible_model_dir_is_one_problem_and_the_default_folder_serves(tmp_path):
+    from cllm.engine.paths import model_dir
+    from cllm.server.workspace import Workspace
+
+    for bad, words in (("~nosuchuser/x", "no such user"), ("/tmp/" + "a" * 300, "too long"),
+                       ("/tmp/" + ("b" * 200 + "/") * 30, "too long")):
+        settings, problems = parse_settings({"modelDir": bad})
+        assert settings.model_dir is None and len(problems) == 1, bad
+        assert words in problems[0].lower() and "default model folder" in problems[0] and len(problems[0]) < 200
+        workspace = Workspace(tmp_path, settings={"modelDir": bad})
+        try:
+            assert workspace.model_dir == model_dir(tmp_path).resolve()
+        finally:
+            workspace.close()
+    assert parse_settings({"modelDir": str(tmp_path / "not" / "yet")}) == (Settings(model_dir=str(tmp_path / "not" / "yet")), [])
