@@ -38,6 +38,7 @@ def parse_train_request(policy: AccessPolicy, body: dict[str, Any]) -> dict[str,
 def _training_folder(policy: AccessPolicy, requested: str) -> Path:
     """The folder `requested` names: 403 outside the allowed roots, 404 when it is no folder, 400 when it cannot
     be looked up (a name past the system's length limits, a symlink loop, a folder cllm may not read)."""
+    shown = requested if len(requested) <= 80 else requested[:77] + "..."
     try:
         path = policy.resolve_training_path(requested)
         if path.is_dir():
@@ -45,9 +46,8 @@ def _training_folder(policy: AccessPolicy, requested: str) -> Path:
     except PathOutsideRoot as exc:
         raise error(403, str(exc)) from None
     except (OSError, ValueError) as exc:
-        shown = requested if len(requested) <= 80 else requested[:77] + "..."
         raise error(400, f"path {shown!r} cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
-    raise error(404, f"path {requested!r} is not a folder")
+    raise error(404, f"path {shown!r} is not a folder")
 
 
 async def train(request: web.Request) -> web.Response:
