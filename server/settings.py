@@ -172,18 +172,18 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
 def model_dir_problem(value: str) -> str | None:
     """Why `modelDir` cannot be a model folder (an unknown user's `~user`, a name past the system's length limits,
     a path that cannot be looked up), as the message shown to the user, or None. The default folder serves then."""
-    shown = value if len(value) <= 80 else value[:77] + "..."
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:76] + "...'"
     fallback = "; the default model folder is used"
     try:
         path = Path(value).expanduser()
     except RuntimeError:  # pathlib: "Could not determine home directory" for ~nosuchuser
-        return f"cllm.modelDir {shown!r}: no such user's home folder{fallback}"
+        return f"cllm.modelDir {shown}: no such user's home folder{fallback}"
     try:
         os.stat(path.resolve())
     except FileNotFoundError:
         return None  # created when a model is trained
     except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES on a parent, an embedded NUL
-        return f"cllm.modelDir {shown!r}: {getattr(exc, 'strerror', None) or exc}{fallback}"
+        return f"cllm.modelDir {shown}: {getattr(exc, 'strerror', None) or exc}{fallback}"
     return None
 
 

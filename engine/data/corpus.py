@@ -177,8 +177,8 @@ def read_checked(real_root: Path, rel: str, config: CorpusConfig = CorpusConfig(
     path = real_root / rel
     try:
         resolved = path.resolve()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
-        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on older Pythons;
+        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"  # ValueError: a NUL in the name
     if not _inside(resolved, real_root):
         return None, "outside the workspace"
     data, reason = _read_regular(path, config.max_file_bytes)
