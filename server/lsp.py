@@ -79,6 +79,14 @@ class _ClientLogHandler(logging.Handler):
         loop.call_soon_threadsafe(self._server.window_log_message, params)
 
 
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; False (not an error) for a name past the system's limits or a NUL in it."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def lone_file_workspace(path: Path) -> Path | None:
     """The workspace of a file opened with no folder: its own folder, unless that is a folder holding whole trees
     of unrelated files (/, the home folder or a folder above it, the temporary folder), which would make them the
@@ -89,7 +97,7 @@ def lone_file_workspace(path: Path) -> Path | None:
         if not folder.is_dir():
             return None
         home = Path.home().resolve()
-    except (OSError, RuntimeError):  # a name past the system's limits, no home folder
+    except (OSError, RuntimeError, ValueError):  # a name past the system's limits, no home folder, a NUL
         return None
     if folder == Path(folder.anchor) or home.is_relative_to(folder) or folder == Path(tempfile.gettempdir()).resolve():
         return None
@@ -303,7 +311,7 @@ def build_server(http_port: int | None = None) -> CllmServer:
         folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
         for uri in folders:
             path = to_fs_path(uri)
-            if path and Path(path).is_dir():
+            if path and _is_folder(Path(path)):
                 await ls.open_workspace(Path(path))
 
     @server.feature(types.INITIALIZED)
@@ -343,7 +351,7 @@ def build_server(http_port: int | None = None) -> CllmServer:
             ls.close_workspace(root)
         for folder in params.event.added:
             path = to_fs_path(folder.uri)
-            if path and Path(path).is_dir():
+            if path and _is_folder(Path(path)):
                 await ls.open_workspace(Path(path))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
