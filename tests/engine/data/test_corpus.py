@@ -478,3 +478,47 @@ def test_fuzzed_symlinks_in_a_symlinked_workspace_never_take_the_scan_outside(tm
     assert "out_link/" in dict(result.skipped) and "secret.c" in dict(result.skipped)
     for doc in result.documents:
         assert marker not in doc.text
+
+
+def _nest_past_the_path_limit(root: Path) -> str:
+    """Folders nested under `root` until their path is past PATH_MAX (made relative to each other, as a checkout
+    can), with a C file at the bottom; the first folder's name."""
+    name = "n" * 200
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(os.pathconf(root, "PC_PATH_MAX") // len(name) + 2):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with os.fdopen(os.open("deep.c", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("int deep(void) { return 3; }\n")
+    finally:
+        os.close(fd)
+    return name
+
+
+def test_a_folder_nested_past_the_path_limit_is_skipped_with_a_reason_and_the_scan_goes_on(tmp_path):
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    _nest_past_the_path_limit(tmp_path)
+    result = corpus.scan(tmp_path, CorpusConfig())
+    assert [doc.path for doc in result.documents] == ["main.c"]
+    reasons = [reason for path, reason in result.skipped if path.endswith("/")]
+    assert reasons == ["too deep (its path is past the system's length limit)"]
+
+
+def test_an_unreadable_folder_is_skipped_with_a_reason_and_the_scan_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.c").write_text("int a;\n")
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    scandir = os.scandir
+
+    def refusing(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(corpus.os, "scandir", refusing)
+    result = corpus.scan(tmp_path, CorpusConfig())
+    assert [doc.path for doc in result.documents] == ["main.c"]
+    assert ("locked/", "unreadable folder (Permission denied)") in result.skipped
