@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,31 @@ class _ClientLogHandler(logging.Handler):
         kind = self.LEVELS.get(record.levelno, types.MessageType.Log)
         params = types.LogMessageParams(type=kind, message=self.format(record))
         loop.call_soon_threadsafe(self._server.window_log_message, params)
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether `path` is a folder; False (not an error) for a name past the system's limits or a NUL in it."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def lone_file_workspace(path: Path) -> Path | None:
+    """The workspace of a file opened with no folder: its own folder, unless that is a folder holding whole trees
+    of unrelated files (/, the home folder or a folder above it, the temporary folder), which would make them the
+    training set; None then (completions wait for a folder). A folder without a project marker (.git, a Makefile)
+    still counts: many C projects and editors' single-file setups have none."""
+    try:
+        folder = path.parent.resolve()
+        if not folder.is_dir():
+            return None
+        home = Path.home().resolve()
+    except (OSError, RuntimeError, ValueError):  # a name past the system's limits, no home folder, a NUL
+        return None
+    if folder == Path(folder.anchor) or home.is_relative_to(folder) or folder == Path(tempfile.gettempdir()).resolve():
+        return None
+    return folder
 
 
 # -- the server ----------------------------------------------------------------------------------------
@@ -181,16 +207,15 @@ class CllmServer(LanguageServer):
 
     async def workspace_for(self, path: Path | None) -> Workspace | None:
         """The Workspace of the innermost open folder holding `path`; with no folders open, one for the
-        file's own folder."""
+        file's own folder unless that is a whole tree of unrelated files (lone_file_workspace)."""
         if path is not None:
             inside = [root for root in self.workspaces if path.is_relative_to(root)]
             if inside:
                 return self.workspaces[max(inside, key=lambda root: len(root.parts))]
         if self.workspaces:
             return next(iter(self.workspaces.values()))
-        if path is not None and path.parent.is_dir():
-            return await self.open_workspace(path.parent)
-        return None
+        folder = lone_file_workspace(path) if path is not None else None
+        return None if folder is None else await self.open_workspace(folder)
 
     def command_target(self, args: tuple[Any, ...]) -> tuple[Workspace | None, dict[str, Any], list[str]]:
         """Workspace and training overrides of a command's arguments: none, a folder URI or path, or an
@@ -288,7 +313,7 @@ def build_server(http_port: int | None = None) -> CllmServer:
         folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
         for uri in folders:
             path = to_fs_path(uri)
-            if path and Path(path).is_dir():
+            if path and _is_folder(Path(path)):
                 await ls.open_workspace(Path(path))
 
     @server.feature(types.INITIALIZED)
@@ -328,7 +353,7 @@ def build_server(http_port: int | None = None) -> CllmServer:
             ls.close_workspace(root)
         for folder in params.event.added:
             path = to_fs_path(folder.uri)
-            if path and Path(path).is_dir():
+            if path and _is_folder(Path(path)):
                 await ls.open_workspace(Path(path))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)

@@ -15,13 +15,11 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
+from cllm.engine.complete.generate import MAX_SUFFIX_CHARS, context_start
 from cllm.engine.config import CorpusConfig
 
 from .workspace import Workspace
 
-MAX_PREFIX_CHARS = 64_000  # the model sees a few hundred tokens; bound the work for huge documents
-PREFIX_ALIGN = 4096
-MAX_SUFFIX_CHARS = 16_000
 C_EXTENSIONS = frozenset(CorpusConfig().extensions)
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _WORD_BEFORE = re.compile(r"[A-Za-z0-9_]*\Z")
@@ -50,10 +48,18 @@ def offset_at(text: str, position: types.Position, codec: PositionCodec) -> int 
     if position.line == len(lines):  # the empty line after a final line break (or of an empty document)
         return len(text) if not lines or lines[-1][-1] in "\r\n" else None
     start = sum(len(line) for line in lines[: position.line])
-    content = lines[position.line].rstrip("\r\n")
-    units = min(position.character, codec.client_num_units(content))
-    column = codec.position_from_client_units([content], types.Position(line=0, character=units)).character
-    return start + column
+    return start + _column(lines[position.line].rstrip("\r\n"), position.character, codec)
+
+
+def _column(content: str, character: int, codec: PositionCodec) -> int:
+    """Index into a line of `character` client units (clamped to its end). Only the line's first `character`
+    characters are looked at (a unit is at least part of one), and ASCII is one unit a character, so a keystroke
+    in a multi-megabyte line does not count every unit of it."""
+    head = content[:character]
+    if head.isascii():
+        return len(head)
+    units = min(character, codec.client_num_units(head))
+    return codec.position_from_client_units([head], types.Position(line=0, character=units)).character
 
 
 def is_c_document(uri: str, language_id: str | None) -> bool:
@@ -69,9 +75,7 @@ def complete_at(workspace: Workspace, text: str, position: types.Position, codec
     offset = offset_at(text, position, codec)
     if offset is None:
         return None
-    start = max(0, offset - MAX_PREFIX_CHARS)
-    start -= start % PREFIX_ALIGN  # a start that stays put while typing keeps the completer's cache reusable
-    prefix = text[start: offset]
+    prefix = text[context_start(offset): offset]
     suffix = text[offset: offset + MAX_SUFFIX_CHARS]
     completion = workspace.complete(prefix, suffix, path=path, doc_key=doc_key, cancel=cancel)
     if completion is None or not completion.text or cancel.is_set():

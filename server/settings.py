@@ -34,7 +34,9 @@ the pull with null) leaves initializationOptions in force.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cllm.engine.config import OPTIONS, Check, Option
@@ -155,6 +157,7 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
             if value is None:
                 continue
             checked, problem = _check_value(key, value, kind, positive=True)
+            problem = problem or (model_dir_problem(checked) if key == "modelDir" else None)
             if problem:
                 problems.append(problem)
             else:
@@ -166,6 +169,24 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
         else:
             problems.append(f"unknown setting cllm.{key} (ignored)")
     return settings, problems
+
+
+def model_dir_problem(value: str) -> str | None:
+    """Why `modelDir` cannot be a model folder (an unknown user's `~user`, a name past the system's length limits,
+    a path that cannot be looked up), as the message shown to the user, or None. The default folder serves then."""
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:76] + "...'"
+    fallback = "; the default model folder is used"
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory" for ~nosuchuser
+        return f"cllm.modelDir {shown}: no such user's home folder{fallback}"
+    try:
+        os.stat(path.resolve())
+    except FileNotFoundError:
+        return None  # created when a model is trained
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES on a parent, an embedded NUL
+        return f"cllm.modelDir {shown}: {getattr(exc, 'strerror', None) or exc}{fallback}"
+    return None
 
 
 def layer_settings(base: Any, section: Any) -> tuple[Any, list[str]]:

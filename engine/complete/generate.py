@@ -78,6 +78,19 @@ class Completion:
 
 # ------------------------------------------------------------------------------------------------ prompts
 
+MAX_PREFIX_CHARS = 64_000  # the prompt holds a few hundred tokens: text further before the cursor is never read
+PREFIX_ALIGN = 4096
+MAX_SUFFIX_CHARS = 16_000
+
+
+def context_start(cursor: int) -> int:
+    """Where the text a completion reads starts, for a cursor at index `cursor`: at most MAX_PREFIX_CHARS before
+    it, at a multiple of PREFIX_ALIGN (a start that stays put while typing keeps the completer's cache reusable),
+    so the work of a keystroke is bounded however long the document or its line is."""
+    start = max(0, cursor - MAX_PREFIX_CHARS)
+    return start - start % PREFIX_ALIGN
+
+
 def _anchor(text: str, k: int, block: int) -> int:
     """The k-th truncation point of `text`: the first line start at or after k * block characters."""
     if k <= 0:
@@ -301,6 +314,7 @@ class Completer:
         start = time.perf_counter()
         options = options or CompletionOptions()
         options.validate()
+        prefix, suffix = prefix[context_start(len(prefix)):], suffix[:MAX_SUFFIX_CHARS]
         with self._lock:
             if cancel is not None and cancel.is_set():
                 return Completion("", 0, "cancelled", _ms(start))

@@ -9,6 +9,7 @@ deterministic held-out split, corpus statistics and the consolidated corpus file
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -176,8 +177,8 @@ def read_checked(real_root: Path, rel: str, config: CorpusConfig = CorpusConfig(
     path = real_root / rel
     try:
         resolved = path.resolve()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
-        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on older Pythons;
+        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"  # ValueError: a NUL in the name
     if not _inside(resolved, real_root):
         return None, "outside the workspace"
     data, reason = _read_regular(path, config.max_file_bytes)
@@ -429,23 +430,28 @@ class _Walker:
             if not stack:
                 stack.append(deferred.pop(0))
             folder, rel, specs = stack.pop()
-            real = folder.resolve()
-            if real in self.visited:
-                self._skip(rel + "/", self._revisit_reason(folder, real))
+            try:
+                subfolders = self._visit(folder, rel, specs)
+            except OSError as exc:  # a path past the system's limits, a loop, a folder cllm may not enter
+                self._skip(rel + "/", folder_error_reason(exc))
                 continue
-            self.visited.add(real)
-            subfolders = self._scan_folder(folder, rel, specs)
-            for sub in reversed(subfolders):
-                (deferred if sub[0].is_symlink() else stack).append(sub)
+            for sub, linked in reversed(subfolders):
+                (deferred if linked else stack).append(sub)
         return self.result
+
+    def _visit(self, folder: Path, rel: str, specs: list) -> list[tuple[tuple[Path, str, list], bool]]:
+        """Scan one folder unless its real path was walked already; its subfolders still to walk, each with
+        whether it is a symlink (walked after the real folders)."""
+        real = folder.resolve()
+        if real in self.visited:
+            self._skip(rel + "/", self._revisit_reason(folder, real))
+            return []
+        self.visited.add(real)
+        return [(sub, sub[0].is_symlink()) for sub in self._scan_folder(folder, rel, specs)]
 
     def _scan_folder(self, folder: Path, rel: str, specs: list) -> list[tuple[Path, str, list]]:
         """Handle the files of one folder; return the subfolders still to walk."""
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            self._skip(rel + "/", f"unreadable folder ({exc.strerror})")
-            return []
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)  # OSError: the caller skips the folder
         fault_point("scan-listed")
         gitignore = folder / ".gitignore"
         if self.listing is None and self.config.gitignore and gitignore.is_file():
@@ -454,14 +460,20 @@ class _Walker:
         subfolders = []
         for entry in entries:
             rel_path = f"{rel}/{entry.name}" if rel else entry.name
-            if _is_dir(entry):
+            if not _is_dir(entry):
+                try:
+                    self._consider_file(entry, rel_path, specs)
+                except OSError as exc:
+                    self._skip(rel_path, f"unreadable ({exc.strerror or exc})")
+                continue
+            try:
                 reason = self._folder_reason(entry, rel_path, specs)
-                if reason:
-                    self._skip(rel_path + "/", reason)
-                else:
-                    subfolders.append((Path(entry.path), rel_path, specs))
+            except OSError as exc:
+                reason = folder_error_reason(exc)
+            if reason:
+                self._skip(rel_path + "/", reason)
             else:
-                self._consider_file(entry, rel_path, specs)
+                subfolders.append((Path(entry.path), rel_path, specs))
         return subfolders
 
     def _folder_reason(self, entry: os.DirEntry, rel_path: str, specs: list) -> str | None:
@@ -596,6 +608,15 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def folder_error_reason(exc: OSError) -> str:
+    """Why a folder the scan could not enter is skipped, from the error the system gave."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "too deep (its path is past the system's length limit)"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    return f"unreadable folder ({exc.strerror or exc})"
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CorpusConfig, TrainConfig, budget_sample_bytes
+from ..config import BudgetPolicy, CorpusConfig, TrainConfig, budget_sample_bytes
 from ..data import corpus
 from ..data.windows import num_windows, stream_bytes, token_file
 from ..events import BaseRecord, PhaseEvent, SkippedFile, TrainingEvent, TrainingMetadata
@@ -31,6 +31,7 @@ from .errors import TrainCancelled, TrainError
 
 EVENT_INTERVAL = 0.25  # seconds between phase events (and the loop's step events)
 TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
+MEASURE_BYTES = 16_384  # a big file's tokens per byte are measured on its start (a time budget leaves out heavy ones)
 
 @dataclass
 class Data:
@@ -79,12 +80,24 @@ def budget_sample(docs: Documents, time_budget: float | None, val_fraction: floa
     limit = budget_sample_bytes(time_budget)
     if limit is None:
         return docs
+    docs, too_big = _without_bigger_than(docs, limit, time_budget)
     train = corpus.sample_documents(docs.train, limit, rank=lambda doc: trained_before.get(doc.path, -1))
     sampled = {doc.path for doc in train}
-    total = max(1, sum(doc.size for doc in docs.train))
+    total = max(1, sum(doc.size for doc in docs.train) + too_big)
     seen = sum(doc.size for doc in docs.train if doc.path in sampled or doc.path in trained_before)
     return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)),
                    train_share=sum(doc.size for doc in train) / total, seen_share=seen / total)
+
+
+def _without_bigger_than(docs: Documents, limit: int, time_budget: float) -> tuple[Documents, int]:
+    """`docs` without the files bigger than the whole `limit` a time budget tokenizes (one such file would spend
+    the budget alone), which join the skipped files with their reason, and their training bytes. A workspace
+    made only of such files keeps them (the sample takes one)."""
+    reason = f"too big for the time budget (a {time_budget:g} s run tokenizes about {limit:,} bytes)"
+    too_big = {doc.path: reason for doc in (*docs.train, *docs.val) if doc.size > limit}
+    if not too_big or all(doc.path in too_big for doc in docs.train):
+        return docs, 0
+    return _without(docs, too_big), sum(doc.size for doc in docs.train if doc.path in too_big)
 
 
 def load_documents(source, val_fraction: float, corpus_config: CorpusConfig, phase: Phase) -> Documents:
@@ -171,6 +184,7 @@ def encode(docs: Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokeni
     if tokenizer is None:
         tokenizer = _train_tokenizer(docs.train, vocab_size, Phase("tokenizer", "bytes", emit, cancel))
         fault_point("tokenizer-trained")
+    docs = _without_heavy_tokens(docs, tokenizer, cfg.time_budget)
     train_docs = [*docs.train, *replay]
     phase = Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(train_docs) + stream_bytes(docs.val))
     folder.mkdir(parents=True, exist_ok=True)
@@ -193,6 +207,29 @@ def encode(docs: Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokeni
         val_stream=val_stream, val_bytes=val_bytes,
         n_windows=n_windows, steps_per_epoch=max(1, -(-micro_batches // cfg.grad_accum)), replay=replay,
     )
+
+
+def _without_heavy_tokens(docs: Documents, tokenizer: Tokenizer, time_budget: float | None) -> Documents:
+    """With a time budget, `docs` without the files that tokenize into more tokens than the whole budget
+    tokenizes (budget_sample_bytes at the policy's bytes per token): their tokens per byte, measured on their
+    first MEASURE_BYTES with the run's tokenizer, times their size. A firmware image written as a C array of hex
+    bytes is such a file: it would spend the budget alone. They join the skipped files with the measured rate;
+    the training file of fewest tokens always stays."""
+    limit = budget_sample_bytes(time_budget)
+    if limit is None:
+        return docs
+    max_tokens = limit / BudgetPolicy().bytes_per_token
+    estimates = {}
+    for doc, text in corpus.read_texts([doc for doc in (*docs.train, *docs.val) if doc.size > max_tokens]):
+        sample = text[:MEASURE_BYTES].encode("utf-8")[:MEASURE_BYTES]
+        per_byte = len(tokenizer.encode(sample.decode("utf-8", errors="ignore"))) / max(1, len(sample))
+        if doc.size * per_byte > max_tokens:
+            estimates[doc.path] = (doc.size * per_byte, per_byte)
+    if all(doc.path in estimates for doc in docs.train):
+        estimates.pop(min((doc.path for doc in docs.train), key=lambda path: estimates[path][0]))
+    return _without(docs, {path: f"tokenizes badly for the time budget ({per_byte:.2f} tokens per byte, about "
+                                 f"{tokens:,.0f} tokens where a {time_budget:g} s run tokenizes about "
+                                 f"{max_tokens:,.0f})" for path, (tokens, per_byte) in estimates.items()})
 
 
 def _without(docs: Documents, gone: dict[str, str]) -> Documents:

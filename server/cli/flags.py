@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -91,3 +92,20 @@ def add_json_events_flag(p: argparse.ArgumentParser) -> None:
     """--json for the training commands: JSON Lines events on stdout, a failure among them (see errors.py)."""
     p.add_argument("--json", action="store_true", help="print JSON Lines events instead of a progress bar")
     p.set_defaults(events=True)
+
+
+def check_out_flag(out: str | None, example_name: str) -> None:
+    """BadInput (exit 2, before anything runs) unless `--out` is unset, absent or a regular file: the write policy
+    of engine/files.py, so a folder, a device or a FIFO of that name is refused, never replaced."""
+    from cllm.engine.files import OutputPathError, check_output_path
+
+    from .errors import BadInput
+
+    if out is None:
+        return
+    if os.path.isdir(out):
+        raise BadInput(f"--out {out} is a folder: give the model file to write, e.g. {os.path.join(out, example_name)}")
+    try:
+        check_output_path(out)
+    except OutputPathError as exc:
+        raise BadInput(f"--out {exc}") from None

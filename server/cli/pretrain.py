@@ -4,12 +4,12 @@ and sources (or the folders given), into the user's cache folder where the train
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from .errors import BadInput
-from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
+from .errors import INTERRUPTED_STATUS, BadInput
+from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, check_out_flag, command_flags
 from .progress import train_reporter
+from .signals import cancelled_by_signals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,7 +34,9 @@ _TRAIN = tuple(flag for flag in TRAIN_FLAGS if flag in command_flags("pretrain")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build a base model from the C under PATH... (default: the system's headers and sources)."""
+    """Build a base model from the C under PATH... (default: the system's headers and sources); Ctrl-C (or
+    SIGTERM) stops at the next step with a resumable base kept (`--continue-from` it), a second one at once (exit
+    130 either way)."""
     import json
     from dataclasses import replace
 
@@ -49,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
                                           if getattr(args, f) is not None})
     explicit = {f for f in _TRAIN if getattr(args, f) is not None} | {field for f, field in _SHAPE.items()
                                                                       if getattr(args, f) is not None}
-    if args.out is not None and os.path.isdir(args.out):
-        raise BadInput(f"--out {args.out} is a folder: give the model file to write, e.g. "
-                       f"{os.path.join(args.out, 'base.cllm')}")
+    check_out_flag(args.out, "base.cllm")
     out = args.out or str(default_base_path())
     if args.continue_from and (explicit & set(_SHAPE.values())):
         raise BadInput("--continue-from keeps the base's vocabulary and positions: drop --vocab-size and "
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(found.skipped):,} files left out (C++, duplicates, ...)", file=sys.stderr)
     report, close = train_reporter(args.json)
     try:
-        done = pretrain(found, model_cfg, train_cfg, out, report, explicit=explicit, start=start)
+        with cancelled_by_signals() as cancel:
+            done = pretrain(found, model_cfg, train_cfg, out, report, cancel=cancel, explicit=explicit, start=start)
     finally:
         close()
     if args.json:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{done.stop_reason}: {done.steps} steps, {done.tokens:,} tokens in {done.seconds:.0f} s; "
               f"base model: {out}")
-    return 0
+    return INTERRUPTED_STATUS if done.stop_reason == "cancelled" else 0
 
 
 def _start_request(args: argparse.Namespace, out: str, explicit: set[str]):

@@ -7,16 +7,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..settings import SHAPE_OPTIONS
 from .errors import BadInput, CommandError, checking_input
-from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
+from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, check_out_flag, command_flags
 from .progress import train_reporter
+from .signals import cancelled_by_signals
 
 if TYPE_CHECKING:
     from cllm.engine.config import ModelConfig, TrainConfig
@@ -118,12 +116,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """BadInput unless PATH is a folder and --out (when given) is not one."""
+    """BadInput unless PATH is a folder and --out (when given) a file cllm may write (check_out_flag)."""
     if not os.path.isdir(args.path):
         raise BadInput(f"{args.path} is not a folder (expected a workspace of C code)")
-    if args.out is not None and os.path.isdir(args.out):
-        example = os.path.join(args.out, "model.cllm")
-        raise BadInput(f"--out {args.out} is a folder: give the model file to write, e.g. {example}")
+    check_out_flag(args.out, "model.cllm")
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -159,39 +155,13 @@ def _train(args: argparse.Namespace, plan: _Plan) -> DoneEvent:
     out = args.out or str(default_model_path(args.path))
     show, close = train_reporter(args.json)
     try:
-        with _cancelled_by_signals() as cancel:
+        with cancelled_by_signals() as cancel:
             return train(args.path, plan.model_config, plan.train_config, out, _announcing(args, plan, show),
                          cancel=cancel, explicit=_explicit_settings(args),
                          corpus_config=CorpusConfig(gitignore=not args.no_gitignore), cluster=args.ray,
                          start=plan.start)
     finally:
         close()
-
-
-@contextmanager
-def _cancelled_by_signals() -> Iterator[threading.Event]:
-    """An event that the first SIGINT or SIGTERM sets (stop after this step and keep the checkpoint); a second
-    one raises KeyboardInterrupt (stop now). The previous handlers come back afterwards."""
-    import signal
-
-    cancel = threading.Event()
-
-    def on_signal(*_) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, on_signal)
-        except ValueError:  # not the main thread: the caller handles interruption
-            pass
-    try:
-        yield cancel
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _announcing(args: argparse.Namespace, plan: _Plan, show):

@@ -3,6 +3,7 @@ allowed roots) with the editor settings' keys, POST /v1/train/cancel stops the r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,14 +31,23 @@ def parse_train_request(policy: AccessPolicy, body: dict[str, Any]) -> dict[str,
         kwargs.update(settings.training)
     requested = path_field(body, "path")
     if requested is not None:
-        try:
-            path = policy.resolve_training_path(requested)
-        except PathOutsideRoot as exc:
-            raise error(403, str(exc)) from None
-        if not path.is_dir():
-            raise error(404, f"path {requested!r} is not a folder")
-        kwargs["path"] = path
+        kwargs["path"] = _training_folder(policy, requested)
     return kwargs
+
+
+def _training_folder(policy: AccessPolicy, requested: str) -> Path:
+    """The folder `requested` names: 403 outside the allowed roots, 404 when it is no folder, 400 when it cannot
+    be looked up (a name past the system's length limits, a symlink loop, a folder cllm may not read)."""
+    shown = requested if len(requested) <= 80 else requested[:77] + "..."
+    try:
+        path = policy.resolve_training_path(requested)
+        if path.is_dir():
+            return path
+    except PathOutsideRoot as exc:
+        raise error(403, str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise error(400, f"path {shown!r} cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
+    raise error(404, f"path {shown!r} is not a folder")
 
 
 async def train(request: web.Request) -> web.Response:

@@ -206,3 +206,27 @@ async def test_exit_without_shutdown_returns_1(tmp_path: Path):
     code = await asyncio.wait_for(server.process.wait(), 30)
     await server.close()
     assert code == 1
+
+
+@pytest.mark.parametrize("model_dir", ["~nosuchuser/x", "/tmp/" + "m" * 5000])
+async def test_an_impossible_model_dir_or_folder_is_a_message_and_the_session_serves_with_the_default(
+        tmp_path: Path, model_dir: str):
+    root = tmp_path / "ws"
+    root.mkdir()
+    server = await RawServer.start(tmp_path / "cache")
+    try:
+        server.send({"id": 1, "method": "initialize", "params": {
+            "processId": None, "rootUri": root.as_uri(), "capabilities": {"window": {"showMessage": {}}},
+            "workspaceFolders": [{"uri": (tmp_path / ("f" * 300)).as_uri(), "name": "too long"},
+                                 {"uri": root.as_uri(), "name": "ws"}],
+            "initializationOptions": {"modelDir": model_dir}}})
+        initialized = await server.response(1)
+        server.send({"method": "initialized", "params": {}})
+        server.send({"id": 2, "method": "workspace/executeCommand", "params": {"command": "cllm.status"}})
+        status = await server.response(2)
+    finally:
+        await server.close()
+    assert "result" in initialized and "result" in status
+    shown = [m["params"]["message"] for m in server.messages if m.get("method") == "window/showMessage"]
+    assert any("modelDir" in message and "default model folder" in message for message in shown), shown
+    assert status["result"]["modelDir"].startswith(str(tmp_path / "cache"))

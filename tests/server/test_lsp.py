@@ -39,3 +39,23 @@ async def test_train_fine_tunes_a_base_unasked_and_asks_only_when_there_is_none(
         assert await server.base_choice(workspace, {}) == "default"  # returns before any window/showMessageRequest
     finally:
         workspace.close()
+
+
+def test_a_lone_file_in_the_home_folder_tmp_or_the_root_opens_no_workspace(tmp_path, monkeypatch):
+    import tempfile
+    from pathlib import Path
+
+    from cllm.server.lsp import lone_file_workspace
+
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    (home / "project").mkdir(parents=True)
+    temp.mkdir()
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(temp))
+    assert lone_file_workspace(home / "notes.c") is None
+    assert lone_file_workspace(tmp_path / "x.c") is None  # a folder above the home folder
+    assert lone_file_workspace(temp / "scratch.c") is None
+    assert lone_file_workspace(Path("/x.c")) is None
+    assert lone_file_workspace(home / "project" / "main.c") == (home / "project").resolve()
+    assert lone_file_workspace(home / "gone" / "main.c") is None
+    assert lone_file_workspace(Path("/" + "d" * 300) / "x.c") is None  # a name past the system's limit

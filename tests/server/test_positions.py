@@ -32,3 +32,23 @@ def test_only_c_documents_are_completed():
     assert is_c_document("file:///w/weird.txt", "c")
     assert not is_c_document("file:///w/a.py", "python")
     assert not is_c_document("file:///w/a.cpp", "cpp")
+
+
+class _CountingCodec(PositionCodec):
+    """A UTF-16 codec that records the longest string it counted units of."""
+
+    longest = 0
+
+    def client_num_units(self, string: str):
+        self.longest = max(self.longest, len(string))
+        return super().client_num_units(string)
+
+
+def test_a_keystroke_in_a_multi_megabyte_single_line_reads_only_up_to_the_cursor():
+    line = "int x = 1; /* é */ " * 300_000  # ~5.7 MB on one line, not ASCII
+    codec = _CountingCodec(types.PositionEncodingKind.Utf16)
+    assert offset_at(line, types.Position(line=0, character=40), codec) == 40
+    assert codec.longest <= 40
+    assert offset_at(line, types.Position(line=0, character=10**9), codec) == len(line)  # clamped to the line
+    ascii_line = "x" * 5_000_000
+    assert offset_at(ascii_line, types.Position(line=0, character=4_000_000), codec) == 4_000_000

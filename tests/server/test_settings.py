@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cllm.server.settings import (PRETRAIN_OPTIONS, SHAPE_OPTIONS, TRAINING_KEYS, Settings, check_training, layer_settings,
                                   parse_settings, train_arguments)
 
@@ -134,3 +139,35 @@ def test_switches_become_flags_and_the_shape_and_pretrain_options_come_from_the_
     assert problems == [] and train_arguments(settings.training) == ["--fresh", "--no-gitignore", "--layers", "2"]
     assert SHAPE_OPTIONS == ("vocab_size", "d_model", "layers", "heads", "ffn", "position_encoding")
     assert set(PRETRAIN_OPTIONS) == {"time_budget", "max_steps", "epochs", "seed", "threads", "seq_len"}
+
+
+def test_an_impossible_model_dir_is_one_problem_and_the_default_folder_serves(tmp_path):
+    from cllm.engine.paths import model_dir
+    from cllm.server.workspace import Workspace
+
+    for bad, words in (("~nosuchuser/x", "no such user"), ("/tmp/" + "a" * 300, "too long"),
+                       ("/tmp/" + ("b" * 200 + "/") * 30, "too long")):
+        settings, problems = parse_settings({"modelDir": bad})
+        assert settings.model_dir is None and len(problems) == 1, bad
+        assert words in problems[0].lower() and "default model folder" in problems[0] and len(problems[0]) < 200
+        workspace = Workspace(tmp_path, settings={"modelDir": bad})
+        try:
+            assert workspace.model_dir == model_dir(tmp_path).resolve()
+        finally:
+            workspace.close()
+    assert parse_settings({"modelDir": str(tmp_path / "not" / "yet")}) == (Settings(model_dir=str(tmp_path / "not" / "yet")), [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.one_of(st.sampled_from(["~", "~nosuchuser", "~root", "..", ".", "", "a" * 256, "\0",
+                                                  "model", " ", "\\"]), st.text(max_size=20)), max_size=30))
+def test_fuzzed_model_dirs_are_taken_or_one_problem_never_an_error(parts):
+    """Any modelDir string (unknown users, NUL, names past the limits, odd characters): parse_settings either takes
+    it or names one short problem, and the Workspace's model folder can be looked up either way."""
+    value = "/".join(parts)
+    settings_, problems = parse_settings({"modelDir": value})
+    if problems:
+        assert settings_.model_dir is None and len(problems) == 1 and len(problems[0]) < 300
+    elif value:
+        assert settings_.model_dir == value
+        Path(value).expanduser().resolve()

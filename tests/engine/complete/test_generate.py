@@ -305,3 +305,32 @@ def test_streamed_pieces_add_up_to_the_completion(model, prefix, suffix, options
     assert all(pieces), "no empty pieces"
     if len(plain.text) > 8:
         assert len(pieces) > 1, "long text arrives in several pieces"
+
+
+class _RecordingScorer:
+    """A Scorer that scores as the transformer does and records the prefix each request begins with."""
+
+    def __init__(self):
+        self.prefixes = []
+
+    def begin_document(self, prefix, healed, path):
+        self.prefixes.append(prefix)
+
+    def append(self, token):
+        pass
+
+    def scores(self, logits):
+        return logits
+
+
+def test_a_multi_megabyte_prompt_reads_only_the_text_near_the_cursor(model, monkeypatch):
+    from cllm.engine.complete.generate import MAX_PREFIX_CHARS, MAX_SUFFIX_CHARS, PREFIX_ALIGN
+
+    seen = []
+    encode = model.tokenizer.encode
+    monkeypatch.setattr(model.tokenizer, "encode", lambda text, *a, **kw: seen.append(len(text)) or encode(text, *a, **kw))
+    line = "int x = 1; " * 500_000  # 5.5 MB on one line
+    scorer = _RecordingScorer()
+    Completer(model, scorer=scorer).complete(line, line, CompletionOptions(max_tokens=2))
+    assert line.endswith(scorer.prefixes[0]) and len(scorer.prefixes[0]) <= MAX_PREFIX_CHARS + PREFIX_ALIGN
+    assert seen and max(seen) <= MAX_PREFIX_CHARS + PREFIX_ALIGN + MAX_SUFFIX_CHARS

@@ -1,5 +1,6 @@
 """Workspace scan: the right files are taken, every other candidate is skipped with the right reason."""
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -415,3 +416,109 @@ def test_the_read_policy_refuses_what_training_refuses(tmp_path, name, content, 
     assert corpus.read_checked(root.resolve(), name) == (None, reason)
     docs, missing = corpus.read_documents(root, [name])
     assert docs == [] and missing == [name]
+
+
+_PATH_PARTS = st.sampled_from(["..", ".", "", "inside.c", "sub", "out_link", "loop", "outside.c", "secret.c",
+                               "d" * 300, "a\0b", "~", "x.c"])
+
+
+def _hostile_tree(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A workspace with a file, a subfolder, a symlink out, a symlink loop and a secret; a folder beside it holding
+    a file with a marker no read inside the workspace may return; a symlink to the workspace itself."""
+    marker = "int outside_marker_never_read(void) { return 7; }\n"
+    if (tmp_path / "ws").exists():
+        return tmp_path / "ws", tmp_path / "link_to_ws", marker
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "outside.c").write_text(marker)
+    root = tmp_path / "ws"
+    (root / "sub").mkdir(parents=True)
+    (root / "inside.c").write_text("int inside(void) { return 1; }\n")
+    (root / "sub" / "x.c").write_text("int x(void) { return 2; }\n")
+    (root / "secret.c").write_text('const char *k = "AKIAIOSFODNN7EXAMPLE";\n')
+    (root / "out_link").symlink_to(outside)
+    (root / "sub" / "outside.c").symlink_to(outside / "outside.c")
+    (root / "loop").symlink_to("loop")
+    (tmp_path / "link_to_ws").symlink_to(root)
+    return root, tmp_path / "link_to_ws", marker
+
+
+@settings(max_examples=150, deadline=None)
+@given(paths=st.lists(st.tuples(st.booleans(), st.lists(_PATH_PARTS, min_size=1, max_size=5)), max_size=6),
+       through_link=st.booleans())
+def test_fuzzed_metadata_paths_never_read_outside_the_workspace(tmp_path_factory, paths, through_link):
+    """Whatever a model file's train_files name (.., absolute paths, symlinks out, loops, NUL, names past the
+    limit), read_documents returns only texts inside the workspace that pass the read policy, and never raises;
+    a workspace reached through a symlink to it keeps the same rules."""
+    root, link, marker = _hostile_tree(tmp_path_factory.getbasetemp())
+    names = [("/" if absolute else "") + "/".join(parts) for absolute, parts in paths]
+    docs, missing = corpus.read_documents(link if through_link else root, names)
+    assert len(docs) + len(missing) == len(names)
+    for doc in docs:
+        assert marker not in doc.text and "AKIA" not in doc.text
+        assert (root / doc.path).resolve().is_relative_to(root.resolve())
+
+
+@settings(max_examples=30, deadline=None)
+@given(extra=st.lists(st.tuples(st.lists(st.sampled_from(["sub", "deep", "..", "out_link"]), max_size=3),
+                                st.sampled_from(["loop2", "up", "far"])), max_size=4))
+def test_fuzzed_symlinks_in_a_symlinked_workspace_never_take_the_scan_outside(tmp_path_factory, extra):
+    """Symlinks to anywhere (up, out, loops) in a workspace opened through a symlink to it: the scan finishes,
+    takes only files inside the real workspace and names every symlink it did not follow with a reason."""
+    base = tmp_path_factory.mktemp("scan")
+    root, link, marker = _hostile_tree(base)
+    for target_parts, name in extra:
+        target = "/".join(target_parts) or "."
+        with contextlib.suppress(FileExistsError):
+            (root / "sub" / name).symlink_to(target)
+    result = corpus.scan(link, CorpusConfig())
+    paths = {doc.path for doc in result.documents}
+    assert paths <= {"inside.c", "sub/x.c"} | {f"sub/{name}/x.c" for _, name in extra} | {
+        f"sub/{name}/inside.c" for _, name in extra} | {f"sub/{name}/sub/x.c" for _, name in extra}
+    assert "out_link/" in dict(result.skipped) and "secret.c" in dict(result.skipped)
+    for doc in result.documents:
+        assert marker not in doc.text
+
+
+def _nest_past_the_path_limit(root: Path) -> str:
+    """Folders nested under `root` until their path is past PATH_MAX (made relative to each other, as a checkout
+    can), with a C file at the bottom; the first folder's name."""
+    name = "n" * 200
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(os.pathconf(root, "PC_PATH_MAX") // len(name) + 2):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with os.fdopen(os.open("deep.c", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("int deep(void) { return 3; }\n")
+    finally:
+        os.close(fd)
+    return name
+
+
+def test_a_folder_nested_past_the_path_limit_is_skipped_with_a_reason_and_the_scan_goes_on(tmp_path):
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    _nest_past_the_path_limit(tmp_path)
+    result = corpus.scan(tmp_path, CorpusConfig())
+    assert [doc.path for doc in result.documents] == ["main.c"]
+    reasons = [reason for path, reason in result.skipped if path.endswith("/")]
+    assert reasons == ["too deep (its path is past the system's length limit)"]
+
+
+def test_an_unreadable_folder_is_skipped_with_a_reason_and_the_scan_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.c").write_text("int a;\n")
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    scandir = os.scandir
+
+    def refusing(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(corpus.os, "scandir", refusing)
+    result = corpus.scan(tmp_path, CorpusConfig())
+    assert [doc.path for doc in result.documents] == ["main.c"]
+    assert ("locked/", "unreadable folder (Permission denied)") in result.skipped

@@ -267,3 +267,45 @@ def test_pretrain_writes_the_cached_base_extends_it_and_refuses_a_missing_folder
     capsys.readouterr()
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(tmp_path / "b.cllm")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+@pytest.mark.parametrize("kind", ["character device", "FIFO"])
+def test_out_naming_a_device_or_fifo_is_refused_before_anything_runs(command, kind, c_workspace, tmp_path, capsys):
+    if kind == "FIFO":
+        out = tmp_path / "pipe"
+        os.mkfifo(out)
+    else:
+        out = tmp_path / "null"
+        os.symlink("/dev/null", out)  # as root, --out /dev/null itself would be replaced before the fix
+    assert main([command, str(c_workspace), "--out", str(out), "--max-steps", "1", *TINY[:2]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"it is a {kind}" in err and "Traceback" not in err
+    assert not out.resolve().is_file() and not (tmp_path / "repo_code.txt").exists()
+
+
+def test_pretrain_ctrl_c_keeps_a_resumable_base_that_continue_from_extends(tmp_path, cache_home):
+    from conftest import write_tiny_include
+
+    include = write_tiny_include(tmp_path / "include")
+    out = tmp_path / "base.cllm"
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    proc = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "pretrain", str(include), "--out", str(out),
+                             "--epochs", "1000", "--vocab-size", "300", "--seq-len", "32", "--threads", "1",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "step":
+                proc.send_signal(signal.SIGTERM)  # what an editor's cancel sends
+                break
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    events = [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert events[-1]["event"] == "done" and events[-1]["stop_reason"] == "cancelled"
+    ckpt = load_checkpoint(out, with_optimizer=True)
+    assert ckpt.optimizer["step"] == events[-1]["steps"] == ckpt.metadata["resume"]["step"]
+    assert len(ckpt.metadata["manifest"]) == 4
+    assert main(["pretrain", str(include), "--out", str(out), "--continue-from", str(out), "--max-steps", "1",
+                 "--threads", "1", "--json"]) == 0

@@ -244,6 +244,17 @@ async def test_bad_train_requests(client, workspace, body, status):
     assert not workspace.training
 
 
+@pytest.mark.parametrize("path, status", [("d" * 300, 400), ("/".join(["e" * 250] * 20), 400), ("loop/inside", 404)])
+async def test_train_with_a_folder_name_past_the_system_limits_is_a_short_message_not_a_500(client, workspace, path,
+                                                                                             status):
+    (workspace.root / "loop").symlink_to("loop")  # a symlink to itself: ELOOP
+    response = await post(client, "/v1/train", {"path": path})
+    message = (await response.json())["error"]["message"]
+    assert response.status == status and len(message) < 200
+    assert ("is not a folder" in message) == (status == 404) and "Traceback" not in message
+    assert not workspace.training
+
+
 async def test_late_listener_gets_the_run_so_far(client):
     hub: EventHub = client.app[HUB]
     spheres = [{"id": i, "sequences": 1, "tokens": 32, "busy": 0.01, "wait": 0.0, "loss": 5.0} for i in range(2)]
