@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cllm.engine import DEFAULT_POSITIONS, evaluate, evaluation_files, format_table, load_model, train
 from cllm.engine.config import ModelConfig, TrainConfig
+from cllm.engine.train.start import Fresh, FromBase
 from cllm.engine.eval.evaluate import format_comparison, leave_out_base_files
 
 DEMO = Path(__file__).resolve().parent.parent / "training_data" / "brotli"
@@ -59,7 +60,7 @@ def _train(corpus: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, out: Pa
                     "settings", "auto")
             print(json.dumps({k: event[k] for k in keys if k in event}), file=sys.stderr, flush=True)
 
-    train(corpus, model_cfg, train_cfg, out, on_event, explicit=explicit, base=base)
+    train(corpus, model_cfg, train_cfg, out, on_event, explicit=explicit, start=FromBase(base) if base else Fresh())
 
 
 def _verdict(report: dict) -> list[str]:

@@ -219,10 +219,11 @@ def fine_tuned(c_workspace, tmp_path, tiny_base_path):
     """A model fine-tuned from the tiny base for one step on a 3-second budget."""
     from cllm.engine.config import ModelConfig, TrainConfig
     from cllm.engine.train.loop import train
+    from cllm.engine.train.start import FromBase
 
     out = tmp_path / "ft.cllm"
     train(c_workspace, ModelConfig(), TrainConfig(max_steps=1, time_budget=3.0, seq_len=32, batch_size=4, threads=1),
-          out, base=tiny_base_path, explicit={"max_steps", "time_budget", "seq_len", "batch_size", "threads"})
+          out, start=FromBase(tiny_base_path), explicit={"max_steps", "time_budget", "seq_len", "batch_size", "threads"})
     return out
 
 
