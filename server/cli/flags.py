@@ -5,12 +5,15 @@ flag means the same config field, help and check in `cllm train`, `cllm pretrain
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 from cllm.engine import config
 from cllm.engine.config import OPTIONS, Check, ModelConfig, TrainConfig, config_options
+
+from ..settings import MAX_SETTING, is_number
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,6 +58,19 @@ def argument_type(check: Check) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"must be {check.expected()}, got {text!r}")
         return value
     return parse
+
+
+def json_value(check: Check, value: Any) -> Any:
+    """A JSON value for an option (a training request's, see request.py) as `check.kind` when the check accepts
+    it, else ValueError "must be EXPECTED, got VALUE": the same check as the flag's, on a typed value."""
+    kind = check.kind
+    if kind is bool or kind is str:
+        fits = isinstance(value, kind)
+    else:
+        fits = is_number(value) and abs(value) <= MAX_SETTING and (kind is float or value == int(value))
+    if not fits or not check.accepts(kind(value)):
+        raise ValueError(f"must be {check.expected()}, got {json.dumps(value)}")
+    return kind(value)
 
 
 COUNT = argument_type(config.COUNT)

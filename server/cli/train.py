@@ -17,6 +17,7 @@ from ..settings import SHAPE_OPTIONS
 from .errors import BadInput, CommandError, checking_input
 from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, command_flags
 from .progress import train_reporter
+from .request import add_request_flag, apply_request
 
 if TYPE_CHECKING:
     from cllm.engine.config import ModelConfig, TrainConfig
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The `cllm train` subcommand's arguments."""
     p = sub.add_parser("train", help="train a model on the C files under PATH",
                        description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
-    p.add_argument("path", help="folder of C code to learn from")
+    p.add_argument("path", nargs="?", help="folder of C code to learn from (or in the --request)")
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
     add_config_flags(p, command_flags("train"))
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
     p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
     add_json_events_flag(p)
+    add_request_flag(p)
     p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
                    "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
                    "'cllm[cluster]' (default: threads on this machine)")
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from . import ray_driver
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    if args.request is not None:
+        apply_request(args, "train")
     _check_paths(args)
     plan = _plan(args)
     try:
@@ -119,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """BadInput unless PATH is a folder and --out (when given) is not one."""
+    if args.path is None:
+        raise BadInput("give PATH, the folder of C code to learn from (or --request FILE)")
     if not os.path.isdir(args.path):
         raise BadInput(f"{args.path} is not a folder (expected a workspace of C code)")
     if args.out is not None and os.path.isdir(args.out):
