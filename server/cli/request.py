@@ -34,7 +34,7 @@ def add_request_flag(p: argparse.ArgumentParser) -> None:
     """--request FILE for the training commands."""
     p.add_argument("--request", metavar="FILE",
                    help="read the whole request (path, out, options by name, ...) as one JSON object from FILE, "
-                        "or from stdin with '-', instead of from the command line (see docs/cli.md)")
+                        "or from stdin with '-' (see docs/cli.md) (default: the command line)")
 
 
 def apply_request(args: argparse.Namespace, command: str) -> None:

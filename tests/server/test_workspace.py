@@ -19,7 +19,7 @@ from cllm.engine import Completer, CompletionOptions, load_model
 from cllm.engine.config import ModelConfig, Option, TrainConfig, config_options
 from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.complete.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
-from cllm.engine.paths import acquire_training_lock
+from cllm.engine.paths import acquire_training_lock, default_base_path
 from cllm.engine.complete.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
 from cllm.server.cli import build_parser
 from cllm.server.cli.flags import MODEL_FLAGS
@@ -28,6 +28,7 @@ from cllm.server.cli.train import _train_configs
 from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET, TRAINING_KEYS
 from cllm.server.worker import HTTP, LSP
 from cllm.server.records import ServerEvent, TrainingFinished
+from cllm.server.trainer_job import TrainerJob
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_c_workspace, write_tiny_sources
 
@@ -251,6 +252,26 @@ def test_every_option_the_editor_can_set_reaches_the_trainer(tmp_path: Path, cac
             config = model_config if option.flag in MODEL_FLAGS else train_config
             assert getattr(config, fields[option.flag]) == training[key], key
     assert args.path == str(tmp_path) and args.no_base is True and args.out.endswith("model.cllm.training")
+
+
+def test_a_prepared_base_gets_its_request_as_cllm_pretrain_takes_it(tmp_path: Path, cache: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    sent = {}
+
+    def start(job, request, options, out_path, **more):
+        sent.update(request=request, kind=more["kind"])
+        return {"started": True}
+
+    monkeypatch.setattr(TrainerJob, "start", start)
+    workspace = Workspace(tmp_path, {"modelDir": str(tmp_path / "models"),
+                                     "training": {"baseCorpus": ["/inc"], "epochs": 2, "layers": 2, "fresh": True}})
+    assert workspace.start_pretraining(time_budget=30) == {"started": True} and sent["kind"] == "pretrain"
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(sent["request"]))
+    args = build_parser().parse_args(["pretrain", "--request", str(request), "--json"])
+    apply_request(args, "pretrain")
+    assert (args.paths, args.epochs, args.time_budget, args.out) == (["/inc"], 2, 30.0, str(default_base_path()))
+    assert set(sent["request"]["options"]) == {"epochs", "time_budget"}  # the shape and `fresh` are train's
 
 
 def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: Path):
