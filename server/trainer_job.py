@@ -35,6 +35,7 @@ from cllm.engine.paths import LOCK_HELD_ENV, WorkspaceBusy, acquire_training_loc
 
 from .records import (ModelLoaded, ModelSummary, ServerEvent, TrainingFinished, TrainingStarted, TrainingStatus,
                       model_summary)
+from .settings import request_command_line
 
 log = logging.getLogger("cllm.server.workspace.trainer")  # under the workspace's logger, where its lines always were
 
@@ -148,7 +149,8 @@ class TrainerJob:
         whole, so the write does not wait for the child)."""
         argv = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", command, "--request", "-", "--json"]
         text = json.dumps(request)
-        log.info("starting trainer: %s < %s", " ".join(argv), text)
+        log.info("starting trainer: %s < %s (the same as `cllm %s`)", " ".join(argv), text,
+                 " ".join(request_command_line(command, request)))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if lock is not None:
             env[LOCK_HELD_ENV] = lock.lock_file  # we hold the child's lock for it
