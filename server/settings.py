@@ -256,3 +256,15 @@ def train_arguments(options: dict[str, int | float]) -> list[str]:
         else:
             args += [option.argument, str(value)]
     return args
+
+
+def request_command_line(command: str, request: dict[str, Any]) -> list[str]:
+    """The `cllm COMMAND` arguments a user would type for a trainer request (the JSON of server/cli/request.py):
+    the same run from a shell, as the server log shows it."""
+    positional = request["paths"] if "paths" in request else [request["path"]]
+    switches: list[str] = []
+    for key, value in request.items():
+        if key not in ("path", "paths", "options") and value not in (None, False):
+            flag = "--" + key.replace("_", "-")
+            switches += [flag] if value is True else [flag, str(value)]
+    return [command, *positional, "--json", *switches, *train_arguments(request.get("options", {}))]

@@ -2,9 +2,10 @@
 
 - One trainer per workspace, across processes: `start` takes the workspace's training lock (engine/paths.py) at
   once or answers why not, holds it for the run and tells the child so through LOCK_HELD_ENV.
-- The child (`python -m cllm.server.cli train ROOT --json --out TMP ...`) runs at lower CPU priority: completions
-  stay responsive and a crash in training cannot take the server down. A reader thread reads its JSON Lines
-  events, keeps the live TrainingStatus (server/records.py) and publishes every event.
+- The child (`python -m cllm.server.cli train --request - --json`) gets its request as one JSON object on stdin
+  (server/cli/request.py) and runs at lower CPU priority: completions stay responsive and a crash in training
+  cannot take the server down. A reader thread reads its JSON Lines events, keeps the live TrainingStatus
+  (server/records.py) and publishes every event.
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving. A pretrain job's `then` starts the fine-tuning run once the base is ready.
 """
@@ -34,6 +35,7 @@ from cllm.engine.paths import LOCK_HELD_ENV, WorkspaceBusy, acquire_training_loc
 
 from .records import (ModelLoaded, ModelSummary, ServerEvent, TrainingFinished, TrainingStarted, TrainingStatus,
                       model_summary)
+from .settings import request_command_line
 
 log = logging.getLogger("cllm.server.workspace.trainer")  # under the workspace's logger, where its lines always were
 
@@ -110,10 +112,10 @@ class TrainerJob:
         with self._lock:
             return dataclasses.replace(self.status)
 
-    def start(self, arguments: list[str], options: dict[str, int | float], out_path: Path, *, kind: str = "train",
-              then: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Take the workspace's lock, spawn `cllm ARGUMENTS` (with --json, writing `out_path`) and follow it on a
-        reader thread; answers {"started": True} or the refusal."""
+    def start(self, request: dict[str, Any], options: dict[str, int | float], out_path: Path, *,
+              kind: str = "train", then: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Take the workspace's lock, spawn `cllm KIND --request - --json` with `request` (server/cli/request.py;
+        it writes `out_path`) and follow it on a reader thread; answers {"started": True} or the refusal."""
         owner = self.owner
         job = Job(process=None, lock=None, out_path=out_path, log_path=owner.model_dir / LOG_FILE, options=options,
                   kind=kind, then=then)
@@ -129,7 +131,7 @@ class TrainerJob:
             try:
                 owner.model_dir.mkdir(parents=True, exist_ok=True)
                 job.out_path.parent.mkdir(parents=True, exist_ok=True)
-                job.process = self._spawn(arguments, job.lock, job.log_path)
+                job.process = self._spawn(kind, request, job.lock, job.log_path)
             except OSError as exc:
                 if job.lock is not None:
                     release_training_lock(job.lock)
@@ -141,15 +143,28 @@ class TrainerJob:
         job.thread.start()
         return {"started": True}
 
-    def _spawn(self, arguments: list[str], lock: filelock.BaseFileLock | None, log_path: Path) -> subprocess.Popen:
-        command = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", *arguments]
-        log.info("starting trainer: %s", " ".join(command))
+    def _spawn(self, command: str, request: dict[str, Any], lock: filelock.BaseFileLock | None,
+               log_path: Path) -> subprocess.Popen:
+        """The child `cllm COMMAND --request - --json`, its request written to its stdin (a pipe's buffer holds it
+        whole, so the write does not wait for the child)."""
+        argv = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", command, "--request", "-", "--json"]
+        text = json.dumps(request)
+        log.info("starting trainer: %s < %s (the same as `cllm %s`)", " ".join(argv), text,
+                 " ".join(request_command_line(command, request)))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if lock is not None:
             env[LOCK_HELD_ENV] = lock.lock_file  # we hold the child's lock for it
         with open(log_path, "wb") as stderr:
-            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                    env=env, cwd=str(self.owner.root), text=True, encoding="utf-8", errors="replace")
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
+                                       cwd=str(self.owner.root), text=True, encoding="utf-8", errors="replace")
+        try:
+            with process.stdin:
+                process.stdin.write(text)
+        except OSError:
+            process.kill()
+            process.wait()
+            raise
+        return process
 
     def _follow(self, job: Job) -> None:
         """Reader thread: relay the trainer's events, then settle the outcome and swap the model in."""

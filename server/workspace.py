@@ -28,7 +28,7 @@ from .memory import map_large_blocks, release_freed_memory
 from .records import ModelSummary, NoModel, WorkspaceStatus, model_summary
 from .requests import check_request, completion_options, parsed_settings, relative_path, training_options
 from .stream import EventStream, Subscriber
-from .settings import PRETRAIN_OPTIONS, SHAPE_OPTIONS, train_arguments
+from .settings import PRETRAIN_OPTIONS, SHAPE_OPTIONS
 from .trainer_job import KILL_AFTER_SECONDS, TRAINING_FILE, Job, TrainerJob
 from .worker import Worker
 
@@ -214,20 +214,21 @@ class Workspace:
         options, source, refusal = check_request(self.root, self.settings, path, overrides)
         if refusal:
             return refusal
-        return self.trainer.start(self._train_arguments(source, options, from_scratch), options,
+        return self.trainer.start(self._train_request(source, options, from_scratch), options,
                                   self.model_dir / TRAINING_FILE)
 
-    def _train_arguments(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> list[str]:
-        """The `cllm train` arguments of a run: it continues the workspace's model unless `fresh` is set (the CLI
-        checks the model is this workspace's), and fine-tunes the cached base unless `from_scratch`."""
+    def _train_request(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> dict[str, Any]:
+        """The `cllm train` request of a run (server/cli/request.py): it continues the workspace's model unless
+        `fresh` is set (the child checks the model is this workspace's), and fine-tunes the cached base unless
+        `from_scratch`."""
         from cllm.engine.train.start import Continue, StartRequest, decide_start
 
         request = StartRequest(workspace=source, fresh=bool(options.get("fresh")), no_base=from_scratch,
                                own_model=self.model_path)  # `cllm train` checks the model is this workspace's
         start = decide_start(request, verify=False)
-        continued = ["--continue-from", str(start.path)] if isinstance(start, Continue) else []
-        return ["train", str(source), "--json", "--out", str(self.model_dir / TRAINING_FILE), *continued,
-                *train_arguments(options), *(["--no-base"] if from_scratch else [])]
+        continued = {"continue_from": str(start.path)} if isinstance(start, Continue) else {}
+        return {"path": str(source), "out": str(self.model_dir / TRAINING_FILE), **continued,
+                "no_base": from_scratch, "options": options}
 
     def start_pretraining(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
         """Prepare the base model (`cllm pretrain` on the `training.baseCorpus` folders, else the system's C, into the
@@ -236,9 +237,9 @@ class Workspace:
         if refusal:
             return refusal
         pretrain_options = {name: value for name, value in options.items() if name in PRETRAIN_OPTIONS}
-        arguments = ["pretrain", *self.settings.base_corpus, "--json", "--out", str(default_base_path()),
-                     *train_arguments(pretrain_options)]
-        return self.trainer.start(arguments, pretrain_options, default_base_path(), kind="pretrain",
+        request = {"paths": list(self.settings.base_corpus), "out": str(default_base_path()),
+                   "options": pretrain_options}
+        return self.trainer.start(request, pretrain_options, default_base_path(), kind="pretrain",
                                   then={"path": path, **overrides})
 
     def cancel_training(self) -> bool:

@@ -5,6 +5,7 @@ flag means the same config field, help and check in `cllm train`, `cllm pretrain
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from typing import Any
 
 from cllm.engine import config
 from cllm.engine.config import OPTIONS, Check, ModelConfig, TrainConfig, config_options
+
+from ..settings import is_number
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,17 +48,32 @@ def engine_default(action: argparse.Action, find: Callable[[], object]) -> None:
 
 
 def argument_type(check: Check) -> Callable[[str], Any]:
-    """An argparse type: the text as a finite `check.kind` that the check accepts, else "must be EXPECTED, got
-    TEXT"."""
+    """An argparse type: the text as a `check.kind` that the check accepts (json_value), else "must be EXPECTED,
+    got TEXT"."""
     def parse(text: str):
         try:
-            value = check.kind(text)
+            return json_value(check, check.kind(text))
         except ValueError:
-            value = None
-        if value is None or (isinstance(value, float) and not math.isfinite(value)) or not check.accepts(value):
-            raise argparse.ArgumentTypeError(f"must be {check.expected()}, got {text!r}")
-        return value
+            raise argparse.ArgumentTypeError(f"must be {check.expected()}, got {text!r}") from None
     return parse
+
+
+def json_value(check: Check, value: Any) -> Any:
+    """`value` as a `check.kind` when it is a JSON value of that type (a finite number, a whole one for int) that
+    the check accepts, else ValueError "must be EXPECTED, got VALUE": the one check of a flag's value (parsed by
+    argument_type) and of a training request's (request.py)."""
+    kind = check.kind
+    if kind is bool or kind is str:
+        fits = isinstance(value, kind)
+    else:
+        fits = is_number(value) and (kind is float or value == int(value))
+    try:
+        typed = kind(value) if fits else None
+    except OverflowError:  # an int beyond a float's range
+        typed = None
+    if typed is None or not check.accepts(typed):
+        raise ValueError(f"must be {check.expected()}, got {json.dumps(value)}")
+    return typed
 
 
 COUNT = argument_type(config.COUNT)

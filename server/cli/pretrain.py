@@ -9,6 +9,7 @@ import sys
 from .errors import INTERRUPTED_STATUS, BadInput
 from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, check_out_flag, command_flags
 from .progress import train_reporter
+from .request import add_request_flag, apply_request
 from .signals import cancelled_by_signals
 
 
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "has not trained on first; --out may name the same file (default: the base shipped in the "
                         "package, or random weights with --vocab-size or --position-encoding)")
     add_json_events_flag(p)
+    add_request_flag(p)
     return p
 
 
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from cllm.engine.train.pretrain import earlier_manifest, pretrain, scan_base_corpus
     from cllm.engine.train.start import decide_start
 
+    if args.request is not None:
+        apply_request(args, "pretrain")
     train_cfg = replace(TrainConfig(), **{f: getattr(args, f) for f in _TRAIN if getattr(args, f) is not None})
     model_cfg = replace(ModelConfig(), **{field: getattr(args, f) for f, field in _SHAPE.items()
                                           if getattr(args, f) is not None})

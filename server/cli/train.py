@@ -14,6 +14,7 @@ from ..settings import SHAPE_OPTIONS
 from .errors import BadInput, CommandError, checking_input
 from .flags import MODEL_FLAGS, TRAIN_FLAGS, add_config_flags, add_json_events_flag, check_out_flag, command_flags
 from .progress import train_reporter
+from .request import add_request_flag, apply_request
 from .signals import cancelled_by_signals
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The `cllm train` subcommand's arguments."""
     p = sub.add_parser("train", help="train a model on the C files under PATH",
                        description="Train a model on the C files under PATH (Ctrl-C stops and keeps the checkpoint).")
-    p.add_argument("path", help="folder of C code to learn from")
+    p.add_argument("path", nargs="?", help="folder of C code to learn from (or in the --request)")
     p.add_argument("--out", help="model file to write (default: the workspace's model folder)")
     add_config_flags(p, command_flags("train"))
     p.add_argument("--resume", metavar="FILE", help="continue from this checkpoint, with its settings as defaults (default: start afresh)")
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
     p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
     add_json_events_flag(p)
+    add_request_flag(p)
     p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
                    "(HOST:PORT, or 'auto' for this machine's); same weights as threads; needs pip install "
                    "'cllm[cluster]' (default: threads on this machine)")
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from . import ray_driver
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    if args.request is not None:
+        apply_request(args, "train")
     _check_paths(args)
     plan = _plan(args)
     try:
@@ -117,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """BadInput unless PATH is a folder and --out (when given) a file cllm may write (check_out_flag)."""
+    if args.path is None:
+        raise BadInput("give PATH, the folder of C code to learn from (or --request FILE)")
     if not os.path.isdir(args.path):
         raise BadInput(f"{args.path} is not a folder (expected a workspace of C code)")
     check_out_flag(args.out, "model.cllm")

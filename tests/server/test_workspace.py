@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import shutil
 import threading
@@ -15,13 +16,19 @@ import numpy as np
 import pytest
 
 from cllm.engine import Completer, CompletionOptions, load_model
+from cllm.engine.config import ModelConfig, Option, TrainConfig, config_options
 from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.complete.mixture import COMPONENTS, N_BUCKETS, Mixture, mixture_metadata
-from cllm.engine.paths import acquire_training_lock
+from cllm.engine.paths import acquire_training_lock, default_base_path
 from cllm.engine.complete.workspace_index import BYTES_PER_SOURCE_BYTE, sampled
-from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET
+from cllm.server.cli import build_parser
+from cllm.server.cli.flags import MODEL_FLAGS
+from cllm.server.cli.request import apply_request
+from cllm.server.cli.train import _train_configs
+from cllm.server.settings import DEFAULT_EDITOR_TIME_BUDGET, TRAINING_KEYS
 from cllm.server.worker import HTTP, LSP
 from cllm.server.records import ServerEvent, TrainingFinished
+from cllm.server.trainer_job import TrainerJob
 from cllm.server.workspace import Workspace, default_model_dir
 from conftest import TINY_C_SOURCES, write_c_workspace, write_tiny_sources
 
@@ -209,13 +216,62 @@ def test_settings_problems_are_collected_and_the_rest_applies(tmp_path: Path, tr
 
 def test_the_trainer_continues_the_workspace_model_unless_fresh(tmp_path: Path, trained_dir: Path, cache: Path):
     model = str(trained_dir / "model.cllm")
-    continued = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_arguments(tmp_path, {"epochs": 1})
-    fresh = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_arguments(tmp_path, {"fresh": True})
+    continued = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_request(tmp_path, {"epochs": 1})
+    fresh = Workspace(tmp_path, {"modelDir": str(trained_dir)})._train_request(tmp_path, {"fresh": True})
     untrained = Workspace(tmp_path)  # no model yet in the default folder
     untrained.model_dir.mkdir(parents=True)
-    first = untrained._train_arguments(tmp_path, {})
-    assert continued[continued.index("--continue-from") + 1] == model and "--fresh" not in continued
-    assert "--fresh" in fresh and "--continue-from" not in fresh and "--continue-from" not in first
+    first = untrained._train_request(tmp_path, {})
+    assert continued["continue_from"] == model and "fresh" not in continued["options"]
+    assert fresh["options"]["fresh"] is True and "continue_from" not in fresh and "continue_from" not in first
+
+
+def _accepted_value(option: Option):
+    """A value the option's check accepts, other than its usual default where that is easy."""
+    check = option.check
+    if check.kind is bool:
+        return True
+    if check.choices:
+        return check.choices[0]
+    return 3 if check.kind is int else 0.25
+
+
+def test_every_option_the_editor_can_set_reaches_the_trainer(tmp_path: Path, cache: Path):
+    training = {key: _accepted_value(option) for key, option in TRAINING_KEYS.items()}
+    workspace = Workspace(tmp_path, {"modelDir": str(tmp_path / "models"), "training": training})
+    assert workspace.settings_problems == []
+    options, _ = workspace.training_options({})
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(workspace._train_request(tmp_path, options, from_scratch=True)))
+    args = build_parser().parse_args(["train", "--request", str(request), "--json"])
+    apply_request(args, "train")
+    model_config, train_config = _train_configs(args)
+    fields = {o.flag: name for cls in (ModelConfig, TrainConfig) for name, o in config_options(cls).items()}
+    for key, option in TRAINING_KEYS.items():
+        assert getattr(args, option.flag) == training[key], key
+        if option.flag in fields:
+            config = model_config if option.flag in MODEL_FLAGS else train_config
+            assert getattr(config, fields[option.flag]) == training[key], key
+    assert args.path == str(tmp_path) and args.no_base is True and args.out.endswith("model.cllm.training")
+
+
+def test_a_prepared_base_gets_its_request_as_cllm_pretrain_takes_it(tmp_path: Path, cache: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    sent = {}
+
+    def start(job, request, options, out_path, **more):
+        sent.update(request=request, kind=more["kind"])
+        return {"started": True}
+
+    monkeypatch.setattr(TrainerJob, "start", start)
+    workspace = Workspace(tmp_path, {"modelDir": str(tmp_path / "models"),
+                                     "training": {"baseCorpus": ["/inc"], "epochs": 2, "layers": 2, "fresh": True}})
+    assert workspace.start_pretraining(time_budget=30) == {"started": True} and sent["kind"] == "pretrain"
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(sent["request"]))
+    args = build_parser().parse_args(["pretrain", "--request", str(request), "--json"])
+    apply_request(args, "pretrain")
+    assert (args.paths, args.epochs, args.time_budget, args.out) == (["/inc"], 2, 30.0, str(default_base_path()))
+    assert set(sent["request"]["options"]) == {"epochs", "time_budget"}  # the shape and `fresh` are train's
 
 
 def test_bad_training_requests_are_refused_with_a_reason(tmp_path: Path, cache: Path):
