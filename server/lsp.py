@@ -302,144 +302,170 @@ class CllmServer(LanguageServer):
             workspace.close()
 
 
+# -- handlers: each one short, delegating to the CllmServer and the Workspace
+
+
+async def initialize(ls: CllmServer, params: types.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
+    ls.initial_settings = ls.raw_settings = cllm_section(params.initialization_options)
+    folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
+    for uri in folders:
+        path = to_fs_path(uri)
+        if path and _is_folder(Path(path)):
+            await ls.open_workspace(Path(path))
+
+
+async def initialized(ls: CllmServer, params: types.InitializedParams) -> None:
+    ls.report_problems(parse_settings(ls.raw_settings)[1])
+    if ls.http_port is not None and ls.workspaces:
+        await ls.start_http(next(iter(ls.workspaces.values())), ls.http_port)
+
+
+async def shutdown(ls: CllmServer, params: None) -> None:
+    for workspace in ls.workspaces.values():
+        workspace.cancel_training()
+    await ls.stop_http()
+
+
+async def did_change_configuration(ls: CllmServer, params: types.DidChangeConfigurationParams) -> None:
+    """Lay the client's `cllm` section (sent along, else pulled) over initializationOptions; no section
+    leaves them in force."""
+    settings = params.settings
+    if not (isinstance(settings, dict) and "cllm" in settings):
+        workspace_caps = ls.client_capabilities.workspace
+        if not (workspace_caps and workspace_caps.configuration):
+            return
+        items = [types.ConfigurationItem(section="cllm")]
+        answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
+        settings = answer[0] if answer else None
+    ls.raw_settings, problems = layer_settings(ls.initial_settings, cllm_section(settings))
+    ls.report_problems(problems + parse_settings(ls.raw_settings)[1])
+    for workspace in list(ls.workspaces.values()):
+        await workspace.worker.submit(lambda _cancel, w=workspace: w.update_settings(ls.raw_settings), face=LSP)
+
+
+async def did_change_folders(ls: CllmServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    for folder in params.event.removed:
+        root = Path(to_fs_path(folder.uri) or folder.uri)
+        await ls.stop_http(root)
+        ls.close_workspace(root)
+    for folder in params.event.added:
+        path = to_fs_path(folder.uri)
+        if path and _is_folder(Path(path)):
+            await ls.open_workspace(Path(path))
+
+
+async def did_save(ls: CllmServer, params: types.DidSaveTextDocumentParams) -> None:
+    path = to_fs_path(params.text_document.uri)
+    workspace = await ls.workspace_for(Path(path)) if path else None
+    if workspace is not None:
+        workspace.file_saved(path)
+
+
+async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
+    if suggestion is None:
+        return types.InlineCompletionList(items=[])
+    here = types.Range(start=params.position, end=params.position)
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here)])
+
+
+async def completion(ls: CllmServer, params: types.CompletionParams) -> types.CompletionList:
+    suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
+    if suggestion is None:
+        return types.CompletionList(is_incomplete=True, items=[])
+    start = types.Position(line=params.position.line,
+                           character=max(0, params.position.character - suggestion.word_units))
+    full = suggestion.word + suggestion.text
+    label = full.splitlines()[0] if full.strip() else full
+    item = types.CompletionItem(
+        label=label.strip() or full, kind=types.CompletionItemKind.Text, detail="cllm", filter_text=full,
+        sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full))
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+async def train_workspace(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    """Start training; on the worker, so that the settings changes received before apply first."""
+    workspace, overrides, problems = ls.command_target(args)
+    if problems:
+        return {"started": False, "reason": "; ".join(problems)}
+    if workspace is None:
+        return {"started": False, "reason": "no such workspace folder is open"}
+    choice = await ls.base_choice(workspace, overrides)
+    if choice is None:
+        return {"started": False, "reason": "no answer to the base model question", "code": "cancelled"}
+    start = workspace.start_pretraining if choice == "prepare" else workspace.start_training
+    scratch = {"from_scratch": True} if choice == "scratch" else {}
+    result = await workspace.worker.submit(lambda _cancel: start(**scratch, **overrides), face=LSP)
+    if not result.get("started"):
+        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
+                                                       message=f"cllm: {result.get('reason')}"))
+    return result
+
+
+def cancel_training(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    workspace, _, problems = ls.command_target(args)
+    return {"cancelled": bool(workspace is not None and not problems and workspace.cancel_training())}
+
+
+def status(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    workspace, _, problems = ls.command_target(args)
+    if workspace is None or problems:
+        return {"error": "; ".join(problems) or "no workspace folder is open",
+                "workspaces": [str(root) for root in ls.workspaces]}
+    return {**workspace.status(), "enabled": workspace.settings.enable,
+            "workspaces": [str(root) for root in ls.workspaces]}
+
+
+async def dashboard(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    """The dashboard link (with the token) of the folder's HTTP face, starting that on a free port if needed;
+    the editor opens it in a browser, and a running training carries on."""
+    workspace, overrides, problems = ls.command_target(args)
+    if overrides:
+        problems.append(f"{CMD_DASHBOARD} takes no training settings")
+    if workspace is None or problems:
+        return {"error": "; ".join(problems) or "no such workspace folder is open",
+                "workspaces": [str(root) for root in ls.workspaces]}
+    http = await ls.start_http(workspace)
+    if http is None:
+        return {"error": "cannot serve the dashboard over HTTP (see the server log)"}
+    return {"url": http.dashboard_url}
+
+
+def progress_cancel(ls: CllmServer, params: types.WorkDoneProgressCancelParams) -> None:
+    workspace = ls.progress_tokens.get(str(params.token))
+    if workspace is not None:
+        workspace.cancel_training()
+
+
+# The protocol's methods and cllm's commands, each with its handler above.
+_FEATURES = (
+    (types.INITIALIZE, None, initialize),
+    (types.INITIALIZED, None, initialized),
+    (types.SHUTDOWN, None, shutdown),
+    (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
+    (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, None, did_change_folders),
+    (types.TEXT_DOCUMENT_DID_SAVE, None, did_save),
+    (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),
+    (types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False), completion),
+    (types.WINDOW_WORK_DONE_PROGRESS_CANCEL, None, progress_cancel),
+)
+_COMMANDS = (
+    (CMD_TRAIN, train_workspace),
+    (CMD_CANCEL, cancel_training),
+    (CMD_STATUS, status),
+    (CMD_DASHBOARD, dashboard),
+)
+
+
 def build_server(http_port: int | None = None) -> CllmServer:
     """A CllmServer with every feature registered; `http_port` also serves the first folder over HTTP."""
     server = CllmServer(http_port)
-
-    @server.feature(types.INITIALIZE)
-    async def initialize(ls: CllmServer, params: types.InitializeParams) -> None:
-        ls.loop = asyncio.get_running_loop()
-        ls.initial_settings = ls.raw_settings = cllm_section(params.initialization_options)
-        folders = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
-        for uri in folders:
-            path = to_fs_path(uri)
-            if path and _is_folder(Path(path)):
-                await ls.open_workspace(Path(path))
-
-    @server.feature(types.INITIALIZED)
-    async def initialized(ls: CllmServer, params: types.InitializedParams) -> None:
-        ls.report_problems(parse_settings(ls.raw_settings)[1])
-        if ls.http_port is not None and ls.workspaces:
-            await ls.start_http(next(iter(ls.workspaces.values())), ls.http_port)
-
-    @server.feature(types.SHUTDOWN)
-    async def shutdown(ls: CllmServer, params: None) -> None:
-        for workspace in ls.workspaces.values():
-            workspace.cancel_training()
-        await ls.stop_http()
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def did_change_configuration(ls: CllmServer, params: types.DidChangeConfigurationParams) -> None:
-        """Lay the client's `cllm` section (sent along, else pulled) over initializationOptions; no section
-        leaves them in force."""
-        settings = params.settings
-        if not (isinstance(settings, dict) and "cllm" in settings):
-            workspace_caps = ls.client_capabilities.workspace
-            if not (workspace_caps and workspace_caps.configuration):
-                return
-            items = [types.ConfigurationItem(section="cllm")]
-            answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
-            settings = answer[0] if answer else None
-        ls.raw_settings, problems = layer_settings(ls.initial_settings, cllm_section(settings))
-        ls.report_problems(problems + parse_settings(ls.raw_settings)[1])
-        for workspace in list(ls.workspaces.values()):
-            await workspace.worker.submit(lambda _cancel, w=workspace: w.update_settings(ls.raw_settings), face=LSP)
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
-    async def did_change_folders(ls: CllmServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
-        for folder in params.event.removed:
-            root = Path(to_fs_path(folder.uri) or folder.uri)
-            await ls.stop_http(root)
-            ls.close_workspace(root)
-        for folder in params.event.added:
-            path = to_fs_path(folder.uri)
-            if path and _is_folder(Path(path)):
-                await ls.open_workspace(Path(path))
-
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    async def did_save(ls: CllmServer, params: types.DidSaveTextDocumentParams) -> None:
-        path = to_fs_path(params.text_document.uri)
-        workspace = await ls.workspace_for(Path(path)) if path else None
-        if workspace is not None:
-            workspace.file_saved(path)
-
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-        suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
-        if suggestion is None:
-            return types.InlineCompletionList(items=[])
-        here = types.Range(start=params.position, end=params.position)
-        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here)])
-
-    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
-    async def completion(ls: CllmServer, params: types.CompletionParams) -> types.CompletionList:
-        suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
-        if suggestion is None:
-            return types.CompletionList(is_incomplete=True, items=[])
-        start = types.Position(line=params.position.line,
-                               character=max(0, params.position.character - suggestion.word_units))
-        full = suggestion.word + suggestion.text
-        label = full.splitlines()[0] if full.strip() else full
-        item = types.CompletionItem(
-            label=label.strip() or full, kind=types.CompletionItemKind.Text, detail="cllm", filter_text=full,
-            sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
-            text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full))
-        return types.CompletionList(is_incomplete=True, items=[item])
-
-    @server.command(CMD_TRAIN)
-    async def train_workspace(ls: CllmServer, *args: Any) -> dict[str, Any]:
-        """Start training; on the worker, so that the settings changes received before apply first."""
-        workspace, overrides, problems = ls.command_target(args)
-        if problems:
-            return {"started": False, "reason": "; ".join(problems)}
-        if workspace is None:
-            return {"started": False, "reason": "no such workspace folder is open"}
-        choice = await ls.base_choice(workspace, overrides)
-        if choice is None:
-            return {"started": False, "reason": "no answer to the base model question", "code": "cancelled"}
-        start = workspace.start_pretraining if choice == "prepare" else workspace.start_training
-        scratch = {"from_scratch": True} if choice == "scratch" else {}
-        result = await workspace.worker.submit(lambda _cancel: start(**scratch, **overrides), face=LSP)
-        if not result.get("started"):
-            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
-                                                           message=f"cllm: {result.get('reason')}"))
-        return result
-
-    @server.command(CMD_CANCEL)
-    def cancel_training(ls: CllmServer, *args: Any) -> dict[str, Any]:
-        workspace, _, problems = ls.command_target(args)
-        return {"cancelled": bool(workspace is not None and not problems and workspace.cancel_training())}
-
-    @server.command(CMD_STATUS)
-    def status(ls: CllmServer, *args: Any) -> dict[str, Any]:
-        workspace, _, problems = ls.command_target(args)
-        if workspace is None or problems:
-            return {"error": "; ".join(problems) or "no workspace folder is open",
-                    "workspaces": [str(root) for root in ls.workspaces]}
-        return {**workspace.status(), "enabled": workspace.settings.enable,
-                "workspaces": [str(root) for root in ls.workspaces]}
-
-    @server.command(CMD_DASHBOARD)
-    async def dashboard(ls: CllmServer, *args: Any) -> dict[str, Any]:
-        """The dashboard link (with the token) of the folder's HTTP face, starting that on a free port if needed;
-        the editor opens it in a browser, and a running training carries on."""
-        workspace, overrides, problems = ls.command_target(args)
-        if overrides:
-            problems.append(f"{CMD_DASHBOARD} takes no training settings")
-        if workspace is None or problems:
-            return {"error": "; ".join(problems) or "no such workspace folder is open",
-                    "workspaces": [str(root) for root in ls.workspaces]}
-        http = await ls.start_http(workspace)
-        if http is None:
-            return {"error": "cannot serve the dashboard over HTTP (see the server log)"}
-        return {"url": http.dashboard_url}
-
-    @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
-    def progress_cancel(ls: CllmServer, params: types.WorkDoneProgressCancelParams) -> None:
-        workspace = ls.progress_tokens.get(str(params.token))
-        if workspace is not None:
-            workspace.cancel_training()
-
+    for feature, options, handler in _FEATURES:
+        server.feature(feature, options)(handler)
+    for command, handler in _COMMANDS:
+        server.command(command)(handler)
     return server
 
 
