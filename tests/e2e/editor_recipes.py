@@ -8,7 +8,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from cllm.engine import Completer, CompletionOptions, load_model, make_completer
+from cllm.engine import Completer, CompletionOptions, ServedModel, load_model
 from conftest import TINY_C_SOURCES
 from lsp_helpers import SERVER_COMMAND, model_folder
 
@@ -42,7 +42,9 @@ def wanted_completions(model_path: Path, completer: str) -> list[str]:
     """The one-line completions cllm may offer at the end of TYPED: the transformer's, or either completer's once
     the workspace mixture may have served (`completer` is what cllm.status said served)."""
     model = load_model(model_path)
+    served = ServedModel(model)
+    served.build()
     texts = [each.complete(TYPED, "", CompletionOptions(max_tokens=MAX_TOKENS), path="src/main.c").text
-             for each in (Completer(model), make_completer(model))]
+             for each in (Completer(model), served)]
     wants = texts[:1] if completer == "transformer" else texts
     return [want.splitlines()[0].strip() or want for want in wants]
