@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,23 +122,8 @@ def test_resume_continues_from_the_checkpoint_settings(c_workspace, tmp_path, ca
 
 def test_ctrl_c_keeps_a_resumable_checkpoint_and_exits_cleanly(c_workspace, tmp_path, cache_home):
     out = tmp_path / "m.cllm"
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
-    proc = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "train", str(c_workspace), "--out", str(out),
-                             "--epochs", "1000", "--json", *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        for line in proc.stdout:
-            if json.loads(line)["event"] == "step":
-                proc.send_signal(signal.SIGINT)
-                break
-        rest, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    events = [json.loads(line) for line in rest.splitlines()]
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert events[-1]["event"] == "done" and events[-1]["stop_reason"] == "cancelled"
-    ckpt = load_checkpoint(out, with_optimizer=True)
-    assert ckpt.optimizer["step"] == events[-1]["steps"] == ckpt.metadata["resume"]["step"]
+    _interrupt_after_a_step(["train", str(c_workspace), "--out", str(out), "--epochs", "1000", "--json", *TINY],
+                            out, cache_home, signal.SIGINT)
 
 
 def test_a_time_budget_picks_what_the_flags_leave_unset(c_workspace, tmp_path, capsys):
@@ -289,14 +275,24 @@ def test_pretrain_ctrl_c_keeps_a_resumable_base_that_continue_from_extends(tmp_p
 
     include = write_tiny_include(tmp_path / "include")
     out = tmp_path / "base.cllm"
+    ckpt = _interrupt_after_a_step(["pretrain", str(include), "--out", str(out), "--epochs", "1000", "--vocab-size",
+                                    "300", "--seq-len", "32", "--threads", "1", "--json"], out, cache_home,
+                                   signal.SIGTERM)  # what an editor's cancel sends
+    assert len(ckpt.metadata["manifest"]) == 4
+    assert main(["pretrain", str(include), "--out", str(out), "--continue-from", str(out), "--max-steps", "1",
+                 "--threads", "1", "--json"]) == 0
+
+
+def _interrupt_after_a_step(arguments: list[str], out: Path, cache_home: Path, sig: int):
+    """Run `cllm ARGUMENTS` (with --json), send `sig` after its first step event; check it ended cancelled with exit
+    130, no traceback, and a resumable checkpoint at `out` (returned, with its optimizer state)."""
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
-    proc = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", "pretrain", str(include), "--out", str(out),
-                             "--epochs", "1000", "--vocab-size", "300", "--seq-len", "32", "--threads", "1",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "cllm.server.cli", *arguments], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in proc.stdout:
             if json.loads(line)["event"] == "step":
-                proc.send_signal(signal.SIGTERM)  # what an editor's cancel sends
+                proc.send_signal(sig)
                 break
         rest, err = proc.communicate(timeout=300)
     finally:
@@ -306,6 +302,4 @@ def test_pretrain_ctrl_c_keeps_a_resumable_base_that_continue_from_extends(tmp_p
     assert events[-1]["event"] == "done" and events[-1]["stop_reason"] == "cancelled"
     ckpt = load_checkpoint(out, with_optimizer=True)
     assert ckpt.optimizer["step"] == events[-1]["steps"] == ckpt.metadata["resume"]["step"]
-    assert len(ckpt.metadata["manifest"]) == 4
-    assert main(["pretrain", str(include), "--out", str(out), "--continue-from", str(out), "--max-steps", "1",
-                 "--threads", "1", "--json"]) == 0
+    return ckpt
