@@ -71,6 +71,16 @@ def _info_value(value) -> str:
     return str(value)
 
 
+def _base_words(path: str) -> str:
+    """Which base a file is: the one shipped with cllm (its corpus: engine/train/shipped/MANIFEST.md), or the
+    user's own."""
+    from cllm.engine.train.shipped import base_kind
+
+    if base_kind(path) == "shipped":
+        return "the base shipped with cllm, trained on the corpus in engine/train/shipped/MANIFEST.md"
+    return "a base model from `cllm pretrain`"
+
+
 def _format_info(info: dict, meta: TrainingMetadata) -> str:
     """Readable `cllm info` text: the model, then the training record `meta` (a TrainingMetadata; long lists
     summarised)."""
@@ -91,13 +101,14 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
         rows.append(("throughput", f"{speed.tokens_per_second:,.0f} tokens/s, load imbalance "
                                    f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
     if meta.base is not None:
-        rows.append(("fine-tuned from", f"{meta.base.path} (weights sha256 {meta.base.weights_sha256})"))
+        rows.append(("fine-tuned from", f"{meta.base.path} ({_base_words(meta.base.path)}, weights sha256 "
+                                        f"{meta.base.weights_sha256})"))
     if meta.base_share is not None:
         rows.append(("base weights kept", f"{meta.base_share:.0%} of the stored weights are the base's (blended back)"))
     if meta.replay_files:
         rows.append(("replayed base files", f"{len(meta.replay_files):,}"))
     if meta.manifest:
-        rows.append(("base corpus", f"{len(meta.manifest):,} files in its manifest (a base model)"))
+        rows.append(("base corpus", f"{len(meta.manifest):,} files in its manifest ({_base_words(info['path'])})"))
     if meta.train_config:
         rows.append(("train config", _info_value(meta.train_config)))
     header = f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB)"

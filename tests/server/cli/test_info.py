@@ -95,3 +95,11 @@ def test_info_names_the_base_of_a_fine_tuned_model_and_the_corpus_of_a_base(mode
     assert f"fine-tuned from /cache/cllm/base.cllm (weights sha256 {'ab' * 32})" in out
     assert "replayed base files 1" in out and "base corpus 1 files in its manifest" in out
     assert "base weights kept 30% of the stored weights are the base's" in out
+
+
+def test_info_says_whether_a_base_is_the_shipped_one(tiny_base_path, monkeypatch, capsys):
+    assert main(["info", str(tiny_base_path)]) == 0
+    assert "a base model from `cllm pretrain`" in capsys.readouterr().out
+    monkeypatch.setenv("CLLM_SHIPPED_BASE", str(tiny_base_path))
+    assert main(["info", str(tiny_base_path)]) == 0
+    assert "the base shipped with cllm" in capsys.readouterr().out
