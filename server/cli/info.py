@@ -101,8 +101,8 @@ def _format_info(info: dict, meta: TrainingMetadata) -> str:
         rows.append(("throughput", f"{speed.tokens_per_second:,.0f} tokens/s, load imbalance "
                                    f"{speed.load_imbalance:.1%}, sync overhead {speed.sync_overhead:.1%}"))
     if meta.base is not None:
-        rows.append(("fine-tuned from", f"{meta.base.path} ({_base_words(meta.base.path)}, weights sha256 "
-                                        f"{meta.base.weights_sha256})"))
+        rows.append(("fine-tuned from", f"{meta.base.path} (weights sha256 {meta.base.weights_sha256})"))
+        rows.append(("that base", _base_words(meta.base.path)))
     if meta.base_share is not None:
         rows.append(("base weights kept", f"{meta.base_share:.0%} of the stored weights are the base's (blended back)"))
     if meta.replay_files:
