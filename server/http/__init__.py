@@ -1,1 +1,2 @@
-"""server/http"""
+"""`cllm serve`: the aiohttp app with its OpenAI, Ollama and llama.cpp routes, server-sent events, security,
+limits and the dashboard."""
