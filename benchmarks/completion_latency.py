@@ -28,6 +28,7 @@ from threadpoolctl import ThreadpoolController
 
 from cllm.engine import Completer, CompletionOptions, Model
 from cllm.engine.config import POSITIONS, ModelConfig
+from cllm.engine.events import TrainingMetadata
 from cllm.engine.model.network import infer, new_cache
 from cllm.engine.model.params import init_params, views
 from cllm.engine.model.tokenizer import Tokenizer
@@ -68,7 +69,7 @@ def seed_model(positions: str = ModelConfig.positions) -> Model:
     for i in range(tokenizer.vocab_size):
         if i < 5 or any(c in tokenizer.token_bytes(i) for c in b"\n{}()[];"):
             wte[i] = 0.0
-    return Model(cfg, params, tokenizer, {})
+    return Model(cfg, params, tokenizer, TrainingMetadata())
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
