@@ -126,16 +126,8 @@ test("the switches of training.advanced are kept and a value of the wrong type i
 
 test("fresh and noGitignore from training.advanced reach the trainer's arguments (server/settings.py)", () => {
   const settings = serverSettings(reader({ "training.advanced": { fresh: true, noGitignore: true } }), PATHS);
-  const program = [
-    "import json, sys",
-    "from cllm.server.cli import build_parser",
-    "from cllm.server.settings import parse_settings, train_arguments",
-    "settings, problems = parse_settings(json.load(sys.stdin))",
-    "args = build_parser().parse_args(['train', 'WS', *train_arguments(settings.training)])",
-    "print(json.dumps({'problems': problems, 'fresh': args.fresh, 'noGitignore': args.no_gitignore}))",
-  ].join("\n");
-  const answer = execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" });
-  assert.deepEqual(JSON.parse(answer), { problems: [], fresh: true, noGitignore: true });
+  assert.deepEqual(trainerSees(settings, "'fresh': args.fresh, 'noGitignore': args.no_gitignore"),
+                   { problems: [], fresh: true, noGitignore: true });
 });
 
 test("training.base's choices in package.json are the server's (server/settings.py BASE_CHOICES)", () => {
@@ -152,19 +144,25 @@ test("training.base's choices in package.json are the server's (server/settings.
 test("training.fresh, base and baseCorpus reach the server's settings and the trainer's arguments", () => {
   const settings = serverSettings(
     reader({ "training.fresh": true, "training.base": "scratch", "training.baseCorpus": ["~/c"] }), PATHS);
+  assert.deepEqual(trainerSees(settings, "'fresh': args.fresh, 'base': settings.base, 'corpus': settings.base_corpus"),
+                   { problems: [], fresh: true, base: "scratch", corpus: ["/home/ada/c"] });
+});
+
+/** A Python with cllm installed: $PYTHON, else the repository's .venv, else python3. */
+/** What the server makes of `settings` (server/settings.py) and the `cllm train` arguments they become: a JSON
+ * object of the settings problems and the `fields` (Python dict items over `settings` and the parsed `args`). */
+function trainerSees(settings: unknown, fields: string): Record<string, unknown> {
   const program = [
     "import json, sys",
     "from cllm.server.cli import build_parser",
     "from cllm.server.settings import parse_settings, train_arguments",
     "settings, problems = parse_settings(json.load(sys.stdin))",
     "args = build_parser().parse_args(['train', 'WS', *train_arguments(settings.training)])",
-    "print(json.dumps({'problems': problems, 'fresh': args.fresh, 'base': settings.base, 'corpus': settings.base_corpus}))",
+    `print(json.dumps({'problems': problems, ${fields}}))`,
   ].join("\n");
-  const answer = execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" });
-  assert.deepEqual(JSON.parse(answer), { problems: [], fresh: true, base: "scratch", corpus: ["/home/ada/c"] });
-});
+  return JSON.parse(execFileSync(python(), ["-c", program], { input: JSON.stringify(settings), encoding: "utf8" }));
+}
 
-/** A Python with cllm installed: $PYTHON, else the repository's .venv, else python3. */
 function python(): string {
   const venv = path.join(__dirname, "..", "..", "..", ".venv", "bin", "python");
   return process.env.PYTHON || (fs.existsSync(venv) ? venv : "python3");
