@@ -48,3 +48,14 @@ def wanted_completions(model_path: Path, completer: str) -> list[str]:
              for each in (Completer(model), served)]
     wants = texts[:1] if completer == "transformer" else texts
     return [want.splitlines()[0].strip() or want for want in wants]
+
+
+def run_emacs(emacs: str, driver: Path, env: dict[str, str], out: Path, timeout: float) -> dict:
+    """Run `driver` in batch Emacs with `env`; the report it wrote to `out` (emacs_report.el), checked to say no
+    failure."""
+    run = subprocess.run([emacs, "--batch", "-l", str(driver)], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=timeout, check=False)
+    assert out.is_file(), f"Emacs wrote no report: {run.stderr[-3000:]}"
+    report = json.loads(out.read_text())
+    assert report["failure"] is None, (report, run.stderr[-3000:])
+    return report

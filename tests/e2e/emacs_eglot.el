@@ -7,15 +7,7 @@
 
 (require 'eglot)
 
-(defvar cllm-report (make-hash-table :test #'equal) "What the test reads back.")
-
-(defun cllm-finish (failure)
-  "Write the report with FAILURE (nil when all went well, else with Emacs' messages) and exit."
-  (puthash "failure" (and failure (format "%s\n%s" failure (with-current-buffer "*Messages*" (buffer-string))))
-           cllm-report)
-  (with-temp-file (getenv "CLLM_EMACS_OUT")
-    (insert (json-serialize cllm-report :null-object nil :false-object :json-false)))
-  (kill-emacs 0))
+(load (expand-file-name "emacs_report.el" (file-name-directory load-file-name)))
 
 (defun cllm-candidates ()
   "completion-at-point's candidates here, each as (text detail), as eglot offers them."

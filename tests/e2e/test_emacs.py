@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cllm.engine import Completer, CompletionOptions, ServedModel, load_model
 from conftest import TINY_C_SOURCES, require_program
+from editor_recipes import run_emacs
 from lsp_helpers import SERVER_COMMAND, TINY_TRAINING, model_folder
 
 SCRIPT = Path(__file__).with_name("emacs_eglot.el")
@@ -33,11 +34,7 @@ def test_emacs_eglot_completes_and_trains_with_its_initialization_options(c_work
     env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "cache"), "CLLM_EMACS_OUT": str(out),
            "CLLM_EMACS_CMD": json.dumps(SERVER_COMMAND), "CLLM_EMACS_FILE": str(source),
            "CLLM_EMACS_OPTIONS": json.dumps(options)}
-    run = subprocess.run([emacs, "--batch", "-l", str(SCRIPT)], env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=600, check=False)
-    assert out.is_file(), f"Emacs wrote no report: {run.stderr[-3000:]}"
-    report = json.loads(out.read_text())
-    assert report["failure"] is None, (report, run.stderr[-3000:])
+    report = run_emacs(emacs, SCRIPT, env, out, timeout=600)
 
     before = report["statusBefore"]
     assert before["modelDir"] == str(folder.resolve()) and before["model"]["present"] is True

@@ -3,12 +3,11 @@ copies (emacs_lsp_mode.el): completion-at-point offers cllm's completion, and cl
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 from conftest import missing_prerequisite, require_program
-from editor_recipes import open_project, wanted_completions
+from editor_recipes import open_project, run_emacs, wanted_completions
 
 DRIVER = Path(__file__).with_name("emacs_lsp_mode_driver.el")
 
@@ -21,11 +20,7 @@ def test_emacs_lsp_mode_offers_cllms_completion_at_point(tmp_path: Path, tiny_mo
     out = tmp_path / "report.json"
     env = {**env, "CLLM_EMACS_OUT": str(out), "CLLM_EMACS_FILE": str(source),
            "CLLM_EMACS_ROOT": str(source.parent.parent)}
-    run = subprocess.run([emacs, "--batch", "-l", str(DRIVER)], env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=300, check=False)
-    assert out.is_file(), f"Emacs wrote no report: {run.stderr[-3000:]}"
-    report = json.loads(out.read_text())
-    assert report["failure"] is None, (report, run.stderr[-3000:])
+    report = run_emacs(emacs, DRIVER, env, out, timeout=300)
     status = report["status"]
     assert status["model"]["present"] is True and status["modelDir"] == str((tmp_path / "models").resolve())
     ours = [candidate["text"] for candidate in report["candidates"] if candidate["detail"] == "cllm"]
