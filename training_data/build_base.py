@@ -1,6 +1,7 @@
 """`make base`: rebuild the base model shipped in the package from the pinned corpus.
 
     python training_data/build_base.py [--work DIR] [--short SECONDS] [--long SECONDS]
+    python training_data/build_base.py --from BASE.cllm      # ship a base pretrained beforehand (step 3 only)
 
 1. training_data/base_corpus/get.sh fetches the pinned PyPI source distributions (sha256-checked) and keeps their
    C files (MANIFEST.md lists each project, version, path and licence).
@@ -13,11 +14,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from cllm.engine.train.shipped import SHIPPED_DIR, export_shipped
+from cllm.engine.train.shipped import SHIPPED_BASE_ENV, SHIPPED_DIR, export_shipped
 
 HERE = Path(__file__).resolve().parent
 CORPUS_RECIPE = HERE / "base_corpus"
@@ -36,10 +38,11 @@ def notice(manifest: str) -> str:
 
 
 def pretrain(corpus: Path, out: Path, seconds: float, *extra: str) -> None:
-    """One `cllm pretrain` run on `corpus` writing `out`."""
+    """One `cllm pretrain` run on `corpus` writing `out`, from random weights unless `extra` says otherwise (not
+    from the base shipped now, which a rebuild replaces)."""
     command = ["cllm", "pretrain", str(corpus), "--out", str(out), "--time-budget", str(seconds), *extra]
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env={**os.environ, SHIPPED_BASE_ENV: ""})
 
 
 def main() -> int:
@@ -47,11 +50,14 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=HERE / "base_build", help="folder for the corpus and the run")
     parser.add_argument("--short", type=float, default=4500, help="seconds of pretraining at 128-token windows")
     parser.add_argument("--long", type=float, default=1800, help="seconds of pretraining at 512-token windows")
+    parser.add_argument("--from", dest="trained", type=Path, help="a base pretrained on the corpus beforehand")
     args = parser.parse_args()
-    corpus, trained = args.work / "corpus", args.work / "base.cllm"
-    subprocess.run(["bash", str(CORPUS_RECIPE / "get.sh"), str(corpus), str(args.work / "sdists")], check=True)
-    pretrain(corpus, trained, args.short)
-    pretrain(corpus, trained, args.long, "--continue-from", str(trained), "--seq-len", "512")
+    trained = args.trained
+    if trained is None:
+        corpus, trained = args.work / "corpus", args.work / "base.cllm"
+        subprocess.run(["bash", str(CORPUS_RECIPE / "get.sh"), str(corpus), str(args.work / "sdists")], check=True)
+        pretrain(corpus, trained, args.short)
+        pretrain(corpus, trained, args.long, "--continue-from", str(trained), "--seq-len", "512")
     SHIPPED_DIR.mkdir(exist_ok=True)
     export_shipped(trained)
     manifest = (CORPUS_RECIPE / "MANIFEST.md").read_text()

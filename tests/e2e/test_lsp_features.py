@@ -100,6 +100,29 @@ async def test_without_a_model_completions_are_empty_and_training_is_suggested_o
     assert status["training"]["state"] == "idle"
 
 
+async def test_a_workspace_opened_for_the_first_time_completes_from_the_shipped_base(
+        tiny_ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CLLM_SHIPPED_BASE")  # the package's own base, as a fresh install has it
+    options = {"modelDir": str(model_folder(tmp_path, None)), "maxTokens": 16}
+    async with lsp_session(tiny_ws, options, tmp_path / "cache") as client:
+        uri = open_c(client, tiny_ws / "src/main.c", MAIN)
+        items: list = []
+
+        async def poll() -> bool:
+            result = await client.text_document_inline_completion_async(inline_params(uri, end_position(MAIN[:CUT])))
+            items[:] = list(result.items)
+            return bool(items)
+
+        for _ in range(600):  # the base loads in the background: the first answers may be empty
+            if await poll():
+                break
+            await asyncio.sleep(0.1)
+        status = await execute(client, "cllm.status")
+    assert items and items[0].insert_text.strip()
+    assert status["model"]["serving"] == "base" and status["model"]["baseKind"] == "shipped"
+    assert not [m for m in client.messages if "Train on Workspace" in m.message]  # nothing to do before completing
+
+
 async def test_status_describes_the_loaded_model(tiny_ws: Path, tmp_path: Path, tiny_model_path: Path):
     folder = model_folder(tmp_path, tiny_model_path)
     async with lsp_session(tiny_ws, {"modelDir": str(folder)}, tmp_path / "cache") as client:

@@ -54,3 +54,21 @@ def test_no_shipped_base_when_the_variable_names_none(setting, monkeypatch):
     monkeypatch.setenv(SHIPPED_BASE_ENV, setting)
     assert shipped_base() is None
     assert best_base(Path("/no/user/base.cllm")) is None
+
+
+def test_the_package_ships_a_base_of_the_seed_shape_within_15_mb_with_its_manifest_and_notice():
+    from cllm.engine.config import ModelConfig
+    from cllm.engine.train.shipped import SHIPPED_BASE, SHIPPED_DIR
+
+    assert SHIPPED_BASE.stat().st_size <= 15 * 1024 * 1024
+    loaded = load_checkpoint(SHIPPED_BASE, with_optimizer=True)
+    assert loaded.optimizer is None
+    assert loaded.model_config == ModelConfig(dropout=loaded.model_config.dropout)  # the seed's shape, 512-token context included
+    meta = TrainingMetadata.from_json(loaded.metadata)
+    assert meta.resume is None and len(meta.manifest) > 1000
+    manifest = (SHIPPED_DIR / "MANIFEST.md").read_text()
+    notice = (SHIPPED_DIR / "NOTICE").read_text()
+    projects = [row.split("|")[3].strip() for row in manifest.splitlines() if row.startswith("| ") and
+                row.split("|")[1].strip().isdigit()]
+    assert len(projects) >= 40
+    assert all(f"- {project} (" in notice for project in projects)
