@@ -12,8 +12,9 @@ spawning the server:
 
 "with warmup" runs `cllm warmup` in that fresh state first (its own time is a column: an install pays it once);
 "without" does not, and the server then starts the background warm-up of a first start, as a user's would.
-The model is the shipped base (engine/train/shipped/base.cllm) when the package has one, else one `cllm train`
-trains here on a synthetic workspace (default shape, --train-steps steps, in a numba cache of its own).
+The model is the shipped base (engine/train/shipped/base.cllm) when the package has one, served as a first open
+serves it (an empty model folder: no model of the workspace's own yet), else one `cllm train` trains here on a
+synthetic workspace (default shape, --train-steps steps, in a numba cache of its own).
 Prints one row per scenario next to the issue's goal (first suggestion <= 5 s after the warm-up, on 2 cores).
 """
 
@@ -61,8 +62,7 @@ def prepare_model(folder: Path, workspace: Path, steps: int) -> tuple[Path, str]
     models = folder / "models"
     models.mkdir()
     if SHIPPED_BASE.is_file():
-        shutil.copy(SHIPPED_BASE, models / "model.cllm")
-        return models, f"the shipped base ({SHIPPED_BASE.name})"
+        return models, f"the shipped base ({SHIPPED_BASE.name}), no model of the workspace's own"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "train-numba"), "XDG_CACHE_HOME": str(folder / "train-cache"),
            "CLLM_SHIPPED_BASE": ""}
     subprocess.run([*CLLM, "train", str(workspace), "--out", str(models / "model.cllm"), "--max-steps", str(steps),
@@ -74,8 +74,10 @@ def fresh_env(folder: Path) -> dict[str, str]:
     """An environment with nothing cached: an empty user cache folder and an empty numba cache."""
     for name in ("cache", "numba"):
         (folder / name).mkdir(parents=True)
-    return {**os.environ, "XDG_CACHE_HOME": str(folder / "cache"), "NUMBA_CACHE_DIR": str(folder / "numba"),
-            "CLLM_SHIPPED_BASE": "", "CLLM_BACKGROUND_WARMUP": "1"}
+    env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache"), "NUMBA_CACHE_DIR": str(folder / "numba"),
+           "CLLM_BACKGROUND_WARMUP": "1"}
+    env.pop("CLLM_SHIPPED_BASE", None)  # the package's own base, as installed
+    return env
 
 
 def warm_up(env: dict[str, str]) -> float:
