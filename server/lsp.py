@@ -31,6 +31,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from . import __version__ as SERVER_VERSION
+from .acceptance import parse_report
 from .positions import Suggestion, complete_at, is_c_document
 from .protocol import CllmProtocol, serve_stdio
 from .relay import TrainingRelay
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "cllm"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"
+# Run by the editor when a suggestion is taken whole (the item's own command) or in part (server/acceptance.py).
+CMD_ACCEPTED, CMD_PARTIAL = "cllm.accepted", "cllm.partiallyAccepted"
 # "Train on Workspace" while no base model exists at all, neither the user's nor the shipped one (Workspace.base_missing):
 # the question and its answers. With a base (engine/train/shipped.py best_base) training fine-tunes it unasked.
 PREPARE_BASE, FROM_SCRATCH, DONT_ASK = "Prepare base first", "Train from scratch", "Don't ask again"
@@ -203,6 +206,7 @@ class CllmServer(LanguageServer):
             relay.close()
         if workspace is not None:
             workspace.worker.close()
+            workspace.acceptance.close()
             workspace.cancel_training()
 
     async def workspace_for(self, path: Path | None) -> Workspace | None:
@@ -265,6 +269,22 @@ class CllmServer(LanguageServer):
             return complete_at(workspace, text, position, codec, document.path, uri, cancel)
 
         return await workspace.worker.submit(run, face=LSP, key=uri), workspace
+
+    def accept_command(self, workspace: Workspace, chars: int) -> types.Command:
+        """Count a suggestion of `chars` characters as shown; the command the editor runs when it is taken whole."""
+        report = {"workspace": workspace.root.as_uri(), "id": workspace.acceptance.shown(chars), "chars": chars}
+        return types.Command(title="cllm: suggestion accepted", command=CMD_ACCEPTED, arguments=[report])
+
+    async def count_acceptance(self, args: tuple[Any, ...], partial: bool) -> dict[str, Any]:
+        """`cllm.accepted` / `cllm.partiallyAccepted`: count the report in `args` (saving the counts off the loop)."""
+        report = parse_report(args)
+        if isinstance(report, str):
+            return {"counted": False, "reason": report}
+        workspace, _, problems = self.command_target((report.workspace,) if report.workspace else ())
+        if workspace is None or problems:
+            return {"counted": False, "reason": "; ".join(problems) or "no such workspace folder is open"}
+        count = workspace.acceptance.partially_accepted if partial else workspace.acceptance.accepted
+        return {"counted": await asyncio.to_thread(count, report)}
 
     async def start_http(self, workspace: Workspace, port: int = 0) -> HttpServer | None:
         """Serve `workspace` over the loopback HTTP API too (dashboard, /v1/...), on this event loop; port 0
@@ -363,16 +383,18 @@ async def did_save(ls: CllmServer, params: types.DidSaveTextDocumentParams) -> N
 
 
 async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
-    if suggestion is None:
+    suggestion, workspace = await ls.suggest(params.text_document.uri, params.position)
+    if suggestion is None or workspace is None:
         return types.InlineCompletionList(items=[])
     here = types.Range(start=params.position, end=params.position)
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here)])
+    item = types.InlineCompletionItem(insert_text=suggestion.text, range=here,
+                                      command=ls.accept_command(workspace, len(suggestion.text)))
+    return types.InlineCompletionList(items=[item])
 
 
 async def completion(ls: CllmServer, params: types.CompletionParams) -> types.CompletionList:
-    suggestion, _ = await ls.suggest(params.text_document.uri, params.position)
-    if suggestion is None:
+    suggestion, workspace = await ls.suggest(params.text_document.uri, params.position)
+    if suggestion is None or workspace is None:
         return types.CompletionList(is_incomplete=True, items=[])
     start = types.Position(line=params.position.line,
                            character=max(0, params.position.character - suggestion.word_units))
@@ -381,7 +403,8 @@ async def completion(ls: CllmServer, params: types.CompletionParams) -> types.Co
     item = types.CompletionItem(
         label=label.strip() or full, kind=types.CompletionItemKind.Text, detail="cllm", filter_text=full,
         sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full))
+        text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full),
+        command=ls.accept_command(workspace, len(suggestion.text)))
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
@@ -433,6 +456,14 @@ async def dashboard(ls: CllmServer, *args: Any) -> dict[str, Any]:
     return {"url": http.dashboard_url}
 
 
+async def accepted(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    return await ls.count_acceptance(args, partial=False)
+
+
+async def partially_accepted(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    return await ls.count_acceptance(args, partial=True)
+
+
 def progress_cancel(ls: CllmServer, params: types.WorkDoneProgressCancelParams) -> None:
     workspace = ls.progress_tokens.get(str(params.token))
     if workspace is not None:
@@ -456,6 +487,8 @@ _COMMANDS = (
     (CMD_CANCEL, cancel_training),
     (CMD_STATUS, status),
     (CMD_DASHBOARD, dashboard),
+    (CMD_ACCEPTED, accepted),
+    (CMD_PARTIAL, partially_accepted),
 )
 
 

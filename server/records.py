@@ -131,18 +131,20 @@ _TRAINING_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingStatus))
 @dataclass(frozen=True)
 class WorkspaceStatus:
     """What Workspace.status() describes: what serves completions ("transformer" alone until the workspace
-    mixture is built, "transformer+cache", None without a model), the model and the training."""
+    mixture is built, "transformer+cache", None without a model), the model, the training and the acceptance counts."""
 
     workspace: str
     model_dir: str
     completer: str | None
     model: ModelSummary | NoModel
     training: TrainingStatus
+    acceptance: dict[str, Any] = field(default_factory=dict)  # server/acceptance.py Acceptance.to_json()
 
     def to_json(self) -> dict[str, Any]:
         """The status object as the servers send it, keys already in camelCase."""
         return to_wire({"workspace": self.workspace, "model_dir": self.model_dir, "completer": self.completer,
-                        "model": self.model.to_json(), "training": self.training.to_json()})
+                        "model": self.model.to_json(), "training": self.training.to_json(),
+                        "acceptance": self.acceptance})
 
 
 @dataclass(frozen=True)

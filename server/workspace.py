@@ -4,7 +4,8 @@ The language server and the HTTP server are two faces of this object, with no mo
 complete on its one `worker` (server/worker.py): newest request per document wins, the faces take turns.
 
 - Model folder: under the user's cache folder (named after the workspace and a hash of its path) unless the
-  `modelDir` setting or the `model_dir` argument points elsewhere: `model.cllm`, `train.log`, the index.
+  `modelDir` setting or the `model_dir` argument points elsewhere: `model.cllm`, `train.log`, the index, the
+  acceptance counts (server/acceptance.py).
 - The served model (engine/complete/serving.py): before the workspace has a model of its own, the base model
   (`cllm pretrain`) serves, mixed with a cache model over this workspace's files built in the background;
   status()'s model says which serves ("serving": "base" or "workspace"). server/trainer_job.py runs training.
@@ -24,6 +25,7 @@ from cllm.engine.paths import MODEL_FILE, default_base_path
 from cllm.engine.train.shipped import best_base
 from cllm.engine.paths import model_dir as default_model_dir
 
+from .acceptance import ACCEPTANCE_FILE, Acceptance
 from .memory import map_large_blocks, release_freed_memory
 from .records import ModelSummary, NoModel, WorkspaceStatus, model_summary
 from .requests import check_request, completion_options, parsed_settings, relative_path, training_options
@@ -53,6 +55,7 @@ class Workspace:
         self._unset = threading.Event()  # mixture_settled while no model serves: never set
         self.trainer = TrainerJob(self, self.events.publish)
         self._set_model_dir()
+        self.acceptance = Acceptance(self.model_dir / ACCEPTANCE_FILE)  # how often suggestions are taken
         self.load()
 
     def _set_model_dir(self) -> None:
@@ -143,6 +146,8 @@ class Workspace:
             self._set_model_dir()
             moved = self.model_dir != old_dir
         if moved:
+            self.acceptance.close()
+            self.acceptance = Acceptance(self.model_dir / ACCEPTANCE_FILE)
             self.load()
 
     def index_settings(self) -> IndexSettings:
@@ -176,7 +181,8 @@ class Workspace:
             served = self._served
             completer = None if served is None else ("transformer+cache" if served.mixes else "transformer")
             return WorkspaceStatus(workspace=str(self.root), model_dir=str(self.model_dir), completer=completer,
-                                   model=self._summary, training=self.trainer.snapshot())
+                                   model=self._summary, training=self.trainer.snapshot(),
+                                   acceptance=self.acceptance.to_json())
 
     def status(self) -> dict[str, Any]:
         """The status object as the servers send it (camelCase keys; docs/protocol.md)."""
@@ -251,7 +257,9 @@ class Workspace:
         return self.trainer.wait(timeout)
 
     def close(self) -> None:
-        """Stop the completion worker, cancel training and wait for it to settle (server shutdown)."""
+        """Stop the completion worker, save the acceptance counts, cancel training and wait for it to settle (server
+        shutdown)."""
         self.worker.close()
+        self.acceptance.close()
         if self.cancel_training():
             self.wait_training(KILL_AFTER_SECONDS + 5.0)

@@ -22,6 +22,7 @@ from cllm.engine.model.checkpoint import load_checkpoint, save_checkpoint
 from cllm.engine.events import SphereRecord, StepEvent, to_wire
 from cllm.engine.paths import default_base_path
 
+from cllm.server.acceptance import Report
 from cllm.server.http.app import serve_http
 from cllm.server.workspace import Workspace
 
@@ -122,7 +123,8 @@ async def test_dashboard_follows_a_training_run(tmp_path: Path):
 
 async def test_dashboard_says_which_model_serves_and_its_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              tiny_base_path: Path):
-    """Before the workspace has a model the base serves, and the facts say so; a fine-tuned model names its base."""
+    """Before the workspace has a model the base serves, and the facts say so; a fine-tuned model names its base.
+    The acceptance counts show under Suggestions."""
     chromium = require_program("chromium")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     default_base_path().parent.mkdir(parents=True)
@@ -130,6 +132,8 @@ async def test_dashboard_says_which_model_serves_and_its_base(tmp_path: Path, mo
     workspace = Workspace(write_c_workspace(tmp_path / "ws", files=2), model_dir=tmp_path / "model")
     tuned = load_checkpoint(tiny_base_path)
     tuned.metadata["base"] = {"path": "/cache/cllm/base.cllm", "weights_sha256": "ab" * 32}
+    workspace.acceptance.accepted(Report(workspace.acceptance.shown(12), 12))
+    workspace.acceptance.shown(5)
     server = await serve_http(workspace, "127.0.0.1", 0)
     try:
         async with async_playwright() as pw:
@@ -139,6 +143,9 @@ async def test_dashboard_says_which_model_serves_and_its_base(tmp_path: Path, mo
             await page.wait_for_function("() => document.getElementById('facts').textContent.includes('origin')")
             facts = await page.text_content("#facts")
             assert "originserving: base model (fine-tune with Train on Workspace)" in facts, facts
+            counts = await page.text_content("#acceptance")
+            assert "shown2accepted whole1accepted in part0acceptance rate50 %characters accepted12" in counts, counts
+            assert counts.endswith("characters typed by cllm today12"), counts
             (tmp_path / "model").mkdir(exist_ok=True)  # the index of the base may have made it
             save_checkpoint(tmp_path / "model" / "model.cllm", tuned)
             workspace.load()

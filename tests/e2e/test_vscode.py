@@ -3,7 +3,8 @@
 vscode-extension/scripts/e2e-code-server.mjs installs the packaged .vsix into a fresh code-server profile, opens a
 small C workspace whose .vscode/settings.json asks for a small model, runs "CLLM: Train on Workspace" from the
 command palette, follows the status bar through training to ready, opens the Show Status view, types in a C file
-until ghost text appears, saves test-artifacts/vscode.png, clicks the status-bar item to turn suggestions off (no
+until ghost text appears, saves test-artifacts/vscode.png, takes the ghost text's next word (Ctrl+Right) and then the
+rest (Tab), Show Status counting each (accepted in part, accepted whole), clicks the status-bar item to turn suggestions off (no
 ghost text then) and on again, then runs "CLLM: Open Dashboard" and opens the link it
 offers (with the token) in the same browser; last it sets cllm.server.path to a missing file in the workspace
 settings and expects one error notification with the fix and the status bar's error state. The language server is
@@ -108,6 +109,10 @@ def test_train_status_and_ghost_text_in_code_server(tmp_path: Path) -> None:
 
     _assert_trained_with_ghost_text(seen)
     assert seen["installNotification"] == "", "a configured server must not be installed"
+    acceptance = seen["acceptance"]  # Ctrl+Right took a word of the ghost text, then Tab the rest
+    assert re.search(r"Accepted in part\s+1\n", acceptance["afterWord"]), acceptance
+    assert re.search(r"Accepted whole\s+1\n", acceptance["afterTab"]), acceptance
+    assert re.search(r"Characters typed by cllm today\s+[1-9]", acceptance["afterTab"]), acceptance
     off = seen["suggestionsOff"]
     assert (off["status"], off["ghostText"]) == ("\u2b21 CLLM off", ""), off
     assert off["statusAfter"].startswith("\u2b22 CLLM \u00b7 "), off

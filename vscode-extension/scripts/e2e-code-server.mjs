@@ -7,7 +7,8 @@
 // Usage: node e2e-code-server.mjs --code-server DIR --vsix FILE --workspace DIR --file REL (--cllm PATH | --fresh)
 //                                 --screenshot FILE --type TEXT [--timeout SECONDS] [--root DIR]
 // TEXT is typed at the end of the file REL before waiting for ghost text. With --cllm the server is that
-// executable (cllm.server.path), and the run goes on to turning suggestions off and on by clicking the status bar,
+// executable (cllm.server.path), and the run goes on to accepting a word of the ghost text and then the rest (the
+// Show Status counts after each), turning suggestions off and on by clicking the status bar,
 // the dashboard and a wrong server path. With --fresh no server is configured: the extension installs its own; the
 // run ends at the ghost text and records the times.
 // DIR (default: a new temporary folder) holds the code-server profile and its log.
@@ -42,7 +43,7 @@ const started = Date.now();
 const deadline = Date.now() + Number(opts.timeout) * 1000;
 const entry = path.join(opts["code-server"], "out", "node", "entry.js");
 const STATUS_ITEM = "#workbench\\.parts\\.statusbar [id$='cllm.status']";
-const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", suggestionsOff: null, dashboard: null, serverMissing: [], steps: [], installNotification: "", seconds: {} };
+const seen = { statusTexts: [], progressNotification: "", statusView: "", ghostText: "", suggestionsOff: null, dashboard: null, serverMissing: [], steps: [], installNotification: "", seconds: {}, acceptance: {} };
 
 function fail(message) {
   process.stderr.write(`e2e-code-server: ${message}\n`);
@@ -159,6 +160,7 @@ async function main() {
     const page = await context.newPage();
     await drive(page, port);
     if (!opts.fresh) {
+      await acceptGhostText(page);
       await toggleSuggestions(page);
       await openDashboard(page);
       await breakServerPath(page);
@@ -266,6 +268,39 @@ async function drive(page, port) {
   await statusText(page);
   fs.mkdirSync(path.dirname(opts.screenshot), { recursive: true });
   await page.screenshot({ path: opts.screenshot });
+}
+
+/** Ctrl+Right takes the ghost text's next word (cllm.acceptNextWord), Tab the rest: Show Status counts both. */
+async function acceptGhostText(page) {
+  const view = page.frameLocator("iframe.webview.ready").frameLocator("#active-frame").locator("body");
+  const suggestions = async () => (await view.innerText()).split("Suggestions")[1]?.split("Spheres")[0]?.trim() ?? "";
+  const before = await suggestions();
+  const counts = async (label) => {
+    const previous = seen.acceptance.afterWord ?? before;
+    await runCommand(page, "CLLM: Show Status");
+    await view.getByText("Characters typed by cllm today").waitFor({ timeout: remaining() });
+    for (let tries = 0; tries < 50 && (seen.acceptance[label] = await suggestions()) === previous; tries++) {
+      await page.waitForTimeout(200); // the view shows the new counts once the server has answered cllm.status
+    }
+    await page.keyboard.press("Control+1"); // back to the C file's editor group, the cursor where it was
+  };
+  step("accepting the ghost text's next word, then the rest");
+  await page.keyboard.press("Control+ArrowRight");
+  await page.waitForTimeout(1000);
+  await counts("afterWord");
+  const ghost = page.locator(".ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text");
+  for (let tries = 0; tries < 50 && !seen.acceptance.ghostBeforeTab; tries++) {
+    if (tries % 10 === 0) {
+      await page.keyboard.type(" ");
+      await page.keyboard.press("Backspace");
+      await page.keyboard.press("Alt+\\"); // editor.action.inlineSuggest.trigger
+    }
+    await page.waitForTimeout(200);
+    seen.acceptance.ghostBeforeTab = (await ghost.allTextContents()).join("").trim();
+  }
+  await page.keyboard.press("Tab");
+  await page.waitForTimeout(1000);
+  await counts("afterTab");
 }
 
 /** A click on the status-bar item turns suggestions off (no ghost text however asked), a second one on again. */

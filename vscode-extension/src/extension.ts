@@ -2,12 +2,14 @@
  * The CLLM extension: starts `cllm lsp` for C files and presents it. All model logic stays in Python.
  *
  * Palette commands use their own ids (cllm.startTraining, cllm.stopTraining, cllm.toggleSuggestions, cllm.showStatus,
- * cllm.openDashboard, cllm.restartServer, cllm.reinstallServer): vscode-languageclient already registers the server's own
- * commands (cllm.trainWorkspace, cllm.cancelTraining, cllm.status, cllm.dashboard), and registering an id
- * twice fails.
+ * cllm.openDashboard, cllm.restartServer, cllm.reinstallServer; cllm.acceptNextWord and cllm.acceptNextLine for
+ * keys): vscode-languageclient already registers the server's own commands (cllm.trainWorkspace, cllm.cancelTraining,
+ * cllm.status, cllm.dashboard, cllm.accepted, cllm.partiallyAccepted), and registering an id twice fails.
  */
 import * as vscode from "vscode";
 
+import { PARTIAL_COMMAND, PartialAccepts } from "./acceptance";
+import { firstOffered, registerPartialAccepts } from "./accepting";
 import { PrivateServer } from "./privateServer";
 import { onInterpreterChange } from "./pythonExtension";
 import { CllmServer, isExecutable, suggestionsOn } from "./server";
@@ -27,6 +29,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const ui = new StatusUi(() => void stopTraining());
   ui.setEnabled(suggestionsOn());
   let wasTraining = false;
+  const partialAccepts = new PartialAccepts();
 
   const cllm = new CllmServer(output, {
     activity: (activity: Activity) => {
@@ -39,6 +42,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
     started: () => void refreshStatus(),
     failed: (problem) => ui.set({ kind: "error", message: `${problem.problem} ${problem.fix}` }),
+    offered: (document, position, result) => partialAccepts.offered(firstOffered(document, position, result)),
   }, new PrivateServer(context, output, isExecutable));
   server = cllm;
 
@@ -104,6 +108,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand(TOGGLE_SUGGESTIONS, toggleSuggestions),
     vscode.commands.registerCommand(SHOW_STATUS, showStatus),
     vscode.commands.registerCommand("cllm.openDashboard", openDashboard),
+    ...registerPartialAccepts(partialAccepts, (report) =>
+      cllm.execute(PARTIAL_COMMAND, [report]).catch((error) => output.warn(`${PARTIAL_COMMAND} failed: ${String(error)}`))),
     vscode.commands.registerCommand("cllm.restartServer", async () => {
       ui.set({ kind: "starting" });
       await cllm.restart();

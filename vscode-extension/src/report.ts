@@ -2,6 +2,7 @@
  * The "CLLM: Show Status" view: the server's status object (and the live sphere activity while training)
  * rendered as a small self-contained HTML page. No `vscode` import: unit-tested directly.
  */
+import { acceptanceRows } from "./acceptance";
 import { fixed, formatAge, formatCount, formatExactMatch, plural } from "./format";
 import { Activity, ServerStatus, SphereActivity, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber, spheresByNode, spheresPerNode } from "./status";
 
@@ -63,6 +64,8 @@ export function renderStatusPage(status: ServerStatus | undefined, activity: Act
     if (status.workspace) body.push(`<p class="muted">Workspace ${escapeHtml(status.workspace)}<br>Models in ${escapeHtml(status.modelDir ?? "?")}</p>`);
     body.push("<h2>Model</h2>", table(modelRows(status, now)));
     body.push("<h2>Training</h2>", table(trainingRows(status, activity)));
+    const accepted = acceptanceRows(status.acceptance);
+    if (accepted.length) body.push("<h2>Suggestions</h2>", table(accepted));
     const spheres = (activity && isTraining(activity.state) ? activity.spheres : status.training.spheres) ?? [];
     if (spheres.length) body.push("<h2>Spheres</h2>", ...nodeGrids(spheres));
   }

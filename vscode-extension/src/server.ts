@@ -33,6 +33,8 @@ export interface ServerListener {
   activity(activity: Activity): void;
   started(): void;
   failed(problem: DiscoveryProblem): void;
+  /** An inline completion answer VS Code received (for the partial-accept counts, accepting.ts). */
+  offered(document: vscode.TextDocument, position: vscode.Position, result: vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined): void;
 }
 
 /** Whether suggestions are on now (the `cllm.enable` setting, flipped by "CLLM: Toggle Suggestions"). */
@@ -217,8 +219,12 @@ export class CllmServer {
         // VS Code shows the suggestion as ghost text; the same text as a list item would only duplicate it.
         provideCompletionItem: () => undefined,
         // Suggestions turned off: none, at once, without asking the server (which would answer none too).
-        provideInlineCompletionItems: (document, position, context, token, next) =>
-          suggestionsOn() ? next(document, position, context, token) : [],
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          if (!suggestionsOn()) return [];
+          const result = await next(document, position, context, token);
+          this.listener.offered(document, position, result);
+          return result;
+        },
         workspace: {
           configuration: (params, token, next) =>
             params.items.every((item) => item.section === "cllm")

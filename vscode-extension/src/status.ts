@@ -6,6 +6,7 @@
  * `cllm/sphereActivity` notifications sent while training and once when it ends. Their field names are the
  * camelCase names of the training events (docs/protocol.md); tests/engine/test_events.py checks them.
  */
+import type { AcceptanceCounts } from "./acceptance";
 import { fixed, formatAge, formatCount, formatExactMatch, formatTimeLeft, plural } from "./format";
 
 /** One worker sphere in a `cllm/sphereActivity` notification. */
@@ -94,6 +95,8 @@ export interface ServerStatus {
   enabled?: boolean;
   model: ModelInfo;
   training: TrainingInfo;
+  /** How often the workspace's suggestions were taken (absent from servers before the counts existed). */
+  acceptance?: AcceptanceCounts;
 }
 
 /** What the status bar shows. */

@@ -8,6 +8,7 @@
 "use strict";
 
 const MAX_STEPS = 4000;
+const ACCEPTANCE_REFRESH_MS = 15000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const state = {
@@ -115,6 +116,7 @@ function applyStatus(status) {
   $("progress-bar").style.width = `${running ? training.percent || 0 : training.state === "done" ? 100 : 0}%`;
   if (running && Array.isArray(training.spheres) && !state.spheres.length) state.spheres = training.spheres;
   renderFacts();
+  renderAcceptance(status.acceptance);
   state.redraw = true;
 }
 
@@ -532,14 +534,41 @@ function renderFacts() {
     ["shape", cfg.dModel ? `d ${cfg.dModel} · ${cfg.layers} layers · ${cfg.heads} heads · vocab ${fmt(cfg.vocabSize)}` : "–"],
     ["trained", model.trainedAt ? new Date(model.trainedAt).toLocaleString() : "–"],
   ] : [["model", model.error ? `unusable: ${model.error}` : run.length ? "none yet: training" : "none yet: press Train"]];
-  const list = $("facts");
+  fillList($("facts"), rows.concat(run, skipped));
+}
+
+/** A <dl> of [key, value] rows, those without a value ("–") left out. */
+function fillList(list, rows) {
   list.replaceChildren();
-  for (const [key, value] of rows.concat(run, skipped).filter((row) => row[1] !== "–")) {
+  for (const [key, value] of rows.filter((row) => row[1] !== "–")) {
     const dt = document.createElement("dt");
     dt.textContent = key;
     const dd = document.createElement("dd");
     dd.textContent = value;
     list.append(dt, dd);
+  }
+}
+
+/** The acceptance counts (docs/protocol.md), in the words of the VS Code status view (vscode-extension/src/acceptance.ts). */
+function renderAcceptance(counts) {
+  if (!counts || typeof counts.shown !== "number") return fillList($("acceptance"), []);
+  fillList($("acceptance"), [
+    ["shown", fmt(counts.shown)],
+    ["accepted whole", fmt(counts.accepted)],
+    ["accepted in part", fmt(counts.partiallyAccepted)],
+    ["acceptance rate", typeof counts.acceptanceRate === "number" ? `${Math.round(100 * counts.acceptanceRate)} %` : "–"],
+    ["characters accepted", fmt(counts.charactersAccepted)],
+    ["characters typed by cllm today", fmt(counts.charactersToday)],
+  ]);
+}
+
+// Accepts send no event: with a token the page reads the counts from /v1/status now and then.
+async function refreshAcceptance() {
+  try {
+    const response = await fetch("/v1/status", { headers: authHeaders() });
+    if (response.ok) renderAcceptance((await response.json()).acceptance);
+  } catch (err) {
+    // the event stream reports an unreachable server
   }
 }
 
@@ -560,7 +589,10 @@ function main() {
   window.addEventListener("resize", () => { state.redraw = true; });
   state.redraw = true;
   requestAnimationFrame(frame);
-  if (state.token) followEvents();
+  if (state.token) {
+    followEvents();
+    setInterval(refreshAcceptance, ACCEPTANCE_REFRESH_MS);
+  }
   else pollStatus();
 }
 
