@@ -128,3 +128,25 @@ async def test_with_learn_while_idle_false_nothing_starts(c_workspace: Path, tmp
     assert after["learning"]["enabled"] is False and after["learning"]["state"] == "off"
     assert after["learning"]["pending"] == 1 and after["learning"]["outcome"] is None
     assert after["training"]["state"] == "idle" and states == []
+
+
+async def test_train_on_workspace_takes_over_from_a_background_run(c_workspace: Path, tmp_path: Path):
+    folder = model_folder(tmp_path, None)
+    options = {"modelDir": str(folder), "training": TINY_TRAINING, "idleSeconds": 1}
+    path = c_workspace / "mod3.c"
+    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+        await train_own_model(client)
+        pid = client._server.pid
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"cllm": {"training": {**TINY_TRAINING, "maxSteps": 100_000, "epochs": 1000}}}))
+        uri = open_c(client, path, path.read_text())
+        save(client, uri)
+        assert await wait_until(lambda: trainer_states(pid), TRAIN_TIMEOUT), "no background run started"
+        taken = await execute(client, "cllm.trainWorkspace", {"maxSteps": 4, "epochs": 1})
+        assert await wait_until(lambda: len(client.progress_reports) == 2 and all(
+            any(v.kind == "end" for v in values) for values in client.progress_reports.values()), TRAIN_TIMEOUT)
+        after = await status(client)
+    assert taken == {"started": True}
+    assert after["training"]["job"] == "train" and after["training"]["state"] == "done", after["training"]
+    assert after["learning"]["outcome"] == "cancelled" and after["learning"]["reason"] == "an explicit training took over"
+    assert not list(folder.glob("model.cllm.learning*"))
