@@ -41,9 +41,9 @@ class Learner(Protocol):
     """What the IdleLearner needs of its workspace (server/workspace.py)."""
 
     root: Path
+    settings: Any  # server/settings.py Settings: learn_while_idle, idle_seconds
 
     def start_learning(self, on_settled: Any) -> dict[str, Any]: ...
-    def learning_settings(self) -> tuple[bool, float]: ...
     @property
     def trainer(self) -> Any: ...
 
@@ -114,7 +114,7 @@ class IdleLearner:
 
     def _seconds_to_idle(self) -> float | None:
         """Seconds until the editor counts as idle when there is something to do then; None when there is not."""
-        enabled, idle_seconds = self.workspace.learning_settings()
+        enabled, idle_seconds = self.workspace.settings.learn_while_idle, self.workspace.settings.idle_seconds
         trainer = self.workspace.trainer
         paused = self._running and getattr(trainer.job, "paused", False)
         if not enabled or not (paused or (self._pending and not trainer.running)):
@@ -145,7 +145,7 @@ class IdleLearner:
 
     def to_json(self) -> dict[str, Any]:
         """The status' `learning` object (docs/protocol.md)."""
-        enabled, _ = self.workspace.learning_settings()
+        enabled = self.workspace.settings.learn_while_idle
         with self._cond:
             paused = self._running and getattr(self.workspace.trainer.job, "paused", False)
             state = ("off" if not enabled else "paused" if paused else "learning" if self._running

@@ -112,10 +112,6 @@ class Workspace:
         """The user is typing (a didChange): a background run pauses, the idle period starts over."""
         self.learner.typing()
 
-    def learning_settings(self) -> tuple[bool, float]:
-        """(learnWhileIdle, idleSeconds) in force."""
-        return self.settings.learn_while_idle, self.settings.idle_seconds
-
     def start_learning(self, on_settled: Callable[[str, str | None], None]) -> dict[str, Any]:
         """Start a background run (server/learning.py): the `training` settings without shape options, on one
         thread for LEARN_SECONDS, continuing the workspace's model (else fine-tuning the best base) into a candidate

@@ -262,13 +262,11 @@ class _Run:
             held)
 
     def validate_start(self, weights: np.ndarray) -> None:
-        """--only-better: validate the weights the run goes on from and make them the best so far, so that the
-        model file holds other weights only when they validate better on the same held-out windows."""
-        weights = np.array(weights, dtype=np.float32)
+        """--only-better: the weights gone on from are the best so far, at their validation (start_val_loss)."""
+        record, weights = self.state.record, np.array(weights, dtype=np.float32)
         val = self._validation(weights)
         if val is not None:
-            record = self.state.record
-            record.best_val, record.best_bpb, record.best_params = val[0], val[1], weights
+            record.best_val, record.best_bpb, record.best_params = *val, weights
             self.start_val_loss = val[0]
 
     def loop(self) -> DoneEvent:
