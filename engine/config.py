@@ -166,6 +166,10 @@ class TrainConfig:
     time_budget: float | None = field(default=None, metadata=option(
         "time_budget", "stop after SECONDS; unset --epochs, --grad-accum, --lr, --dropout and --vocab-size are then "
         "fitted to the budget", POSITIVE_FLOAT, setting="timeBudget", commands=TRAIN_AND_PRETRAIN, metavar="SECONDS"))
+    only_better: bool = field(default=False, metadata=option(
+        "only_better", "validate the weights the run goes on from first (the model continued, or the base) and write "
+        "other weights only when they validate better on the same held-out files (the editors' learning while "
+        "idle); the model file records that first validation as start_val_loss", SWITCH))
     fim_rate: float = 0.5
     val_fraction: float = 0.1
     patience: int = 2

@@ -433,6 +433,7 @@ class TrainingMetadata(_Record):
     val_history: list[EpochEvent] = field(default_factory=list)
     val_bits_per_byte: float | None = None  # of the stored weights
     val_loss: float | None = None
+    start_val_loss: float | None = None  # --only-better: of the weights the run went on from, on the same windows
     spheres: OrAbsent[Count] = None
     threads: OrAbsent[Count] = None
     sphere_stats: OrAbsent[RunStats] = None

@@ -382,6 +382,14 @@ async def did_save(ls: CllmServer, params: types.DidSaveTextDocumentParams) -> N
         workspace.file_saved(path)
 
 
+async def did_change(ls: CllmServer, params: types.DidChangeTextDocumentParams) -> None:
+    """Typing: a background learning run pauses at once (server/learning.py)."""
+    path = to_fs_path(params.text_document.uri)
+    inside = [root for root in ls.workspaces if path and Path(path).is_relative_to(root)]
+    for root in inside:
+        ls.workspaces[root].typing()
+
+
 async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
     suggestion, workspace = await ls.suggest(params.text_document.uri, params.position)
     if suggestion is None or workspace is None:
@@ -478,6 +486,7 @@ _FEATURES = (
     (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, None, did_change_folders),
     (types.TEXT_DOCUMENT_DID_SAVE, None, did_save),
+    (types.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),
     (types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False), completion),
     (types.WINDOW_WORK_DONE_PROGRESS_CANCEL, None, progress_cancel),

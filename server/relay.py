@@ -121,7 +121,7 @@ class TrainingRelay:
 
     async def _begin(self, job: str | None) -> None:
         self.token = None
-        if not self._progress_supported():
+        if job == "learn" or not self._progress_supported():  # background learning is quiet (server/learning.py)
             return
         token = f"cllm-train-{next(self._tokens)}"
         try:
@@ -151,7 +151,7 @@ class TrainingRelay:
             message = done_message(to_wire(status.model.to_json()))
         else:
             message = f"{state}: {reason}" if reason else str(state)
-        if state == "failed":
+        if state == "failed" and event.job != "learn":
             self.server.window_show_message(types.ShowMessageParams(
                 type=types.MessageType.Error, message=f"cllm training failed: {reason}"))
         if self.token is not None:

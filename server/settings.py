@@ -4,7 +4,11 @@ Every editor configures the server alike, through `initializationOptions` or the
 `workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
     {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512,
+     "learnWhileIdle": true, "idleSeconds": 90,
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
+
+`learnWhileIdle` (default true) lets the model learn in the background from saved files once the editor has been
+idle for `idleSeconds` (default 90); server/learning.py.
 
 `indexMemoryMB` caps the workspace index (the 5-gram and match index the completions mix in,
 engine/complete/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next
@@ -44,6 +48,7 @@ from cllm.engine.config import OPTIONS, Check, Option
 # camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
 TRAINING_KEYS: dict[str, Option] = {o.setting: o for o in OPTIONS if o.setting}
 _BY_NAME: dict[str, Option] = {o.flag: o for o in TRAINING_KEYS.values()}
+_EVERY_OPTION: dict[str, Option] = {o.flag: o for o in OPTIONS}  # also those without a setting (--only-better)
 # Training started from an editor (the language server's Train command, the HTTP API, the dashboard) stops after
 # this many seconds unless the `training.timeBudget` setting (or the request) says otherwise; `cllm train` on the
 # command line has no default budget.
@@ -66,6 +71,8 @@ class Settings:
     multiline: bool | None = None
     model_dir: str | None = None
     index_memory_mb: float | None = None  # the workspace index's memory cap (engine IndexSettings.max_mb)
+    learn_while_idle: bool = True  # background learning from saves (server/learning.py)
+    idle_seconds: float = 90.0  # quiet seconds before it starts or resumes
     training: dict[str, int | float] = field(default_factory=dict)
     base: str = "ask"  # training.base: what training does while no base model exists (BASE_CHOICES)
     base_corpus: list[str] = field(default_factory=list)  # training.baseCorpus: folders a prepared base learns from
@@ -150,7 +157,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
         return settings, [f"settings for cllm must be an object, got {raw!r}"]
     problems: list[str] = []
     simple = {"enable": ("enable", bool), "maxTokens": ("max_tokens", int), "multiline": ("multiline", bool),
-              "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float)}
+              "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float),
+              "learnWhileIdle": ("learn_while_idle", bool), "idleSeconds": ("idle_seconds", float)}
     for key, value in raw.items():
         if key in simple:
             name, kind = simple[key]
@@ -250,7 +258,7 @@ def train_arguments(options: dict[str, int | float]) -> list[str]:
     """The `cllm train` command-line flags for checked training options (python names)."""
     args: list[str] = []
     for name, value in options.items():
-        option = _BY_NAME[name]
+        option = _EVERY_OPTION[name]
         if option.check.kind is bool:
             args += [option.argument] if value else []
         else:

@@ -8,6 +8,9 @@
   (server/records.py) and publishes every event.
 - The new model replaces the old one only when training finished and the new file loads; until then the last
   good model keeps serving. A pretrain job's `then` starts the fine-tuning run once the base is ready.
+- A "learn" job is the background run of server/learning.py: at nice 19, quiet (no progress), paused (SIGSTOP)
+  and resumed (SIGCONT) as the user types and idles, its candidate swapped in only when it validates better than
+  the serving model (learning.discard_reason), and cancelled by an explicit training, which then starts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +37,7 @@ from cllm.engine.events import (DoneEvent, EpochEvent, EventError, FailedEvent, 
                                 TrainingEvent, event_from_json)
 from cllm.engine.paths import LOCK_HELD_ENV, WorkspaceBusy, acquire_training_lock, release_training_lock
 
+from .learning import LEARNING_FILE, LEARNING_NICENESS, discard_reason
 from .records import (ModelLoaded, ModelSummary, ServerEvent, TrainingFinished, TrainingStarted, TrainingStatus,
                       model_summary)
 from .settings import request_command_line
@@ -62,12 +67,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _lower_priority_prefix() -> list[str]:
-    """`nice -n 10` before the trainer's command where available: be nice to the editor and the completion worker.
+def _lower_priority_prefix(niceness: int = TRAINER_NICENESS) -> list[str]:
+    """`nice -n 10` (19 for a background run) before the trainer's command where available: be nice to the
+    editor and the completion worker.
 
     (Not Popen's preexec_fn: running Python code between fork and exec is unsafe in this multi-threaded server.)"""
     nice = shutil.which("nice")
-    return [nice, "-n", str(TRAINER_NICENESS)] if nice else []
+    return [nice, "-n", str(niceness)] if nice else []
 
 
 def refused(code: str, reason: str) -> dict[str, Any]:
@@ -84,8 +90,11 @@ class Job:
     out_path: Path
     log_path: Path
     options: dict[str, int | float]
-    kind: str = "train"  # "train", or "pretrain": preparing the base model before training
+    kind: str = "train"  # "train", "pretrain" (preparing the base model before training) or "learn" (background)
     then: dict[str, Any] | None = None  # pretrain: the start_training arguments to train with once the base is ready
+    after: tuple | None = None  # learn: the start() arguments of the explicit run that cancelled it
+    on_settled: Callable[[str, str | None], None] | None = None  # learn: told "learned", "discarded", ... and why
+    paused: bool = False  # learn: stopped (SIGSTOP) while the user types
     cancelled: bool = False
     done_event: DoneEvent | None = None
     error: str | None = None
@@ -113,14 +122,25 @@ class TrainerJob:
             return dataclasses.replace(self.status)
 
     def start(self, request: dict[str, Any], options: dict[str, int | float], out_path: Path, *,
-              kind: str = "train", then: dict[str, Any] | None = None) -> dict[str, Any]:
+              kind: str = "train", then: dict[str, Any] | None = None,
+              on_settled: Callable[[str, str | None], None] | None = None) -> dict[str, Any]:
         """Take the workspace's lock, spawn `cllm KIND --request - --json` with `request` (server/cli/request.py;
-        it writes `out_path`) and follow it on a reader thread; answers {"started": True} or the refusal."""
+        it writes `out_path`) and follow it on a reader thread; answers {"started": True} or the refusal. An
+        explicit run takes precedence over a background "learn" run: that one is cancelled, this one starts after."""
         owner = self.owner
         job = Job(process=None, lock=None, out_path=out_path, log_path=owner.model_dir / LOG_FILE, options=options,
-                  kind=kind, then=then)
+                  kind=kind, then=then, on_settled=on_settled)
         with self._lock:
-            if self.job is not None:
+            running = self.job
+            if running is not None:
+                if running.kind != "learn" or kind == "learn" or running.after is not None:
+                    return refused("busy", "training is already running for this workspace")
+                running.after = (request, options, out_path, kind, then)
+        if running is not None:
+            self.cancel()
+            return {"started": True}
+        with self._lock:
+            if self.job is not None:  # started meanwhile by another request
                 return refused("busy", "training is already running for this workspace")
             try:
                 job.lock = acquire_training_lock(owner.root)  # the whole workspace's lock, even for a subfolder
@@ -131,7 +151,8 @@ class TrainerJob:
             try:
                 owner.model_dir.mkdir(parents=True, exist_ok=True)
                 job.out_path.parent.mkdir(parents=True, exist_ok=True)
-                job.process = self._spawn(kind, request, job.lock, job.log_path)
+                job.process = self._spawn("train" if kind == "learn" else kind, request, job.lock, job.log_path,
+                                          LEARNING_NICENESS if kind == "learn" else TRAINER_NICENESS)
             except OSError as exc:
                 if job.lock is not None:
                     release_training_lock(job.lock)
@@ -144,10 +165,11 @@ class TrainerJob:
         return {"started": True}
 
     def _spawn(self, command: str, request: dict[str, Any], lock: filelock.BaseFileLock | None,
-               log_path: Path) -> subprocess.Popen:
+               log_path: Path, niceness: int) -> subprocess.Popen:
         """The child `cllm COMMAND --request - --json`, its request written to its stdin (a pipe's buffer holds it
         whole, so the write does not wait for the child)."""
-        argv = [*_lower_priority_prefix(), sys.executable, "-m", "cllm.server.cli", command, "--request", "-", "--json"]
+        argv = [*_lower_priority_prefix(niceness), sys.executable, "-m", "cllm.server.cli", command, "--request", "-",
+                "--json"]
         text = json.dumps(request)
         log.info("starting trainer: %s < %s (the same as `cllm %s`)", " ".join(argv), text,
                  " ".join(request_command_line(command, request)))
@@ -176,19 +198,32 @@ class TrainerJob:
                     self._note(job, event)
                     self.publish(event)
         code = job.process.wait()
-        state, reason = self._settle(job, code)
-        self._cleanup(job, installed=state == "done")
+        state, reason, installed = self._settle(job, code)
+        self._cleanup(job, installed=installed)
         with self._lock:
             self.job = None
             self.status.update(state=state, finished_at=_now())
             if reason:
                 self.status.update(reason=reason)
         self.owner.training_ended()
-        if state == "done" and job.kind == "train":
+        if installed and job.kind != "pretrain":
             self.publish(ModelLoaded(str(self.owner.model_path)))
+        if job.on_settled is not None:
+            job.on_settled("learned" if installed else "discarded" if state == "done" else state, reason)
         self.publish(TrainingFinished(job.kind, state, reason))
         if state == "done" and job.then is not None:
             self._train_after_pretraining(job.then)
+        if job.after is not None:
+            self._start_after_learning(job.after)
+
+    def _start_after_learning(self, after: tuple) -> None:
+        """The explicit run that cancelled a background one starts now; a refusal ends it as failed."""
+        request, options, out_path, kind, then = after
+        started = self.start(request, options, out_path, kind=kind, then=then)
+        if not started["started"]:
+            with self._lock:
+                self.status.update(state="failed", reason=started["reason"])
+            self.publish(TrainingFinished(kind, "failed", started["reason"]))
 
     def _train_after_pretraining(self, then: dict[str, Any]) -> None:
         """The base is ready: fine-tune it on the workspace; a refusal ends the run as failed."""
@@ -207,35 +242,40 @@ class TrainerJob:
         elif isinstance(event, DoneEvent):
             job.done_event = event
 
-    def _settle(self, job: Job, code: int) -> tuple[str, str | None]:
-        """Decide how the run ended; on success load the new model and move it into place."""
+    def _settle(self, job: Job, code: int) -> tuple[str, str | None, bool]:
+        """Decide how the run ended (state, reason, whether its model was installed); on success load the new
+        model and move it into place (a background run's only when it validates better, else it is discarded)."""
         owner = self.owner
         if job.cancelled:
-            return "cancelled", "cancelled on request"
+            return "cancelled", "an explicit training took over" if job.after else "cancelled on request", False
         if code != 0 or job.done_event is None:
-            return "failed", job.error or _log_tail(job.log_path) or f"the trainer exited with code {code}"
+            return "failed", job.error or _log_tail(job.log_path) or f"the trainer exited with code {code}", False
         if not job.out_path.is_file():
-            return "failed", f"the trainer finished but wrote no model at {job.out_path}"
+            return "failed", f"the trainer finished but wrote no model at {job.out_path}", False
         if job.kind == "pretrain":
             if not owner.model_path.is_file():
                 owner.load()  # the new base serves until the workspace has its own model
-            return "done", None
+            return "done", None, True
         try:
             model = load_model(job.out_path)
+            discarded = discard_reason(model.metadata) if job.kind == "learn" else None
+            if discarded:
+                log.info("background learning: %s", discarded)
+                return "done", discarded, False
             model.path = owner.model_path
             summary = model_summary(model)
             os.replace(job.out_path, owner.model_path)
         except Exception as exc:
-            return "failed", f"the new model cannot be used: {exc}"
+            return "failed", f"the new model cannot be used: {exc}", False
         owner.serve(model, summary)
-        return "done", None
+        return "done", None, True
 
     def _cleanup(self, job: Job, installed: bool) -> None:
         """Remove the partial model of a failed or cancelled run (also the temporary file of a save that the
         kill interrupted, engine/files.py's ".<name>.*.tmp") and release the workspace lock."""
         if not installed:
-            folder = self.owner.model_dir
-            leftovers = [*folder.glob(TRAINING_FILE + "*"), *folder.glob(f".{TRAINING_FILE}.*.tmp")]
+            folder, name = self.owner.model_dir, LEARNING_FILE if job.kind == "learn" else TRAINING_FILE
+            leftovers = [*folder.glob(name + "*"), *folder.glob(f".{name}.*.tmp")]
             for leftover in leftovers:
                 with contextlib.suppress(OSError):  # a stray file must not keep the lock or the job alive
                     leftover.unlink(missing_ok=True)
@@ -251,9 +291,29 @@ class TrainerJob:
             job.cancelled = True
         if job.process.poll() is None:
             job.process.terminate()
+            if job.paused:  # a stopped child takes the signal once continued
+                _send(job, signal.SIGCONT)
             killer = threading.Timer(KILL_AFTER_SECONDS, _kill, args=(job,))
             killer.daemon = True
             killer.start()
+        return True
+
+    def pause(self) -> bool:
+        """Stop a running background run where it is (SIGSTOP, at once, nothing lost); False when there is none
+        to pause."""
+        return self._hold(signal.SIGSTOP, paused=True)
+
+    def resume(self) -> bool:
+        """Continue a paused background run (SIGCONT); False when none is paused."""
+        return self._hold(signal.SIGCONT, paused=False)
+
+    def _hold(self, sig: int, paused: bool) -> bool:
+        with self._lock:
+            job = self.job
+            if job is None or job.kind != "learn" or job.cancelled or job.paused == paused or job.process is None:
+                return False
+            job.paused = paused
+            _send(job, sig)
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -315,3 +375,10 @@ def _log_tail(log_path: Path, lines: int = 5) -> str:
 def _kill(job: Job) -> None:
     if job.process.poll() is None:
         job.process.kill()
+
+
+def _send(job: Job, sig: int) -> None:
+    """Signal the trainer child unless it has ended."""
+    if job.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            job.process.send_signal(sig)

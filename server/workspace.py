@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cllm.engine import Completion, CompletionOptions, IndexSettings, ServedModel, load_model
+from cllm.engine.events import to_wire
 from cllm.engine.paths import MODEL_FILE, default_base_path
 from cllm.engine.train.shipped import best_base
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .acceptance import ACCEPTANCE_FILE, Acceptance
+from .learning import LEARN_SECONDS, LEARNING_FILE, IdleLearner
 from .memory import map_large_blocks, release_freed_memory
 from .records import ModelSummary, NoModel, WorkspaceStatus, model_summary
 from .requests import check_request, completion_options, parsed_settings, relative_path, training_options
 from .stream import EventStream, Subscriber
 from .settings import PRETRAIN_OPTIONS, SHAPE_OPTIONS
-from .trainer_job import KILL_AFTER_SECONDS, TRAINING_FILE, Job, TrainerJob
+from .trainer_job import KILL_AFTER_SECONDS, TRAINING_FILE, Job, TrainerJob, refused
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Workspace:
         self._summary: ModelSummary | NoModel = NoModel()
         self._unset = threading.Event()  # mixture_settled while no model serves: never set
         self.trainer = TrainerJob(self, self.events.publish)
+        self.learner = IdleLearner(self)  # background learning from saves (server/learning.py)
         self._set_model_dir()
         self.acceptance = Acceptance(self.model_dir / ACCEPTANCE_FILE)  # how often suggestions are taken
         self.load()
@@ -106,6 +109,25 @@ class Workspace:
         served, rel = self._served, relative_path(self.root, path)
         if served is not None and rel is not None:
             served.file_saved(rel)
+        self.learner.saved(path)
+
+    def typing(self) -> None:
+        """The user is typing (a didChange): a background run pauses, the idle period starts over."""
+        self.learner.typing()
+
+    def start_learning(self, on_settled: Callable[[str, str | None], None]) -> dict[str, Any]:
+        """Start a background run (server/learning.py): the `training` settings without shape options, on one
+        thread for LEARN_SECONDS, continuing the workspace's model (else fine-tuning the best base) into a candidate
+        kept only if it validates better. Refused when there is neither a model nor a base to go on from."""
+        options, _ = self.training_options({})
+        options = {name: value for name, value in options.items() if name not in SHAPE_OPTIONS and name != "fresh"}
+        options.update(time_budget=LEARN_SECONDS, threads=1)
+        request = self._train_request(self.root, options, out=self.model_dir / LEARNING_FILE)
+        if "continue_from" not in request and best_base() is None:
+            return refused("unavailable", "no model or base model to go on from")
+        request["options"] = {**options, "only_better": True}
+        return self.trainer.start(request, options, self.model_dir / LEARNING_FILE, kind="learn",
+                                  on_settled=on_settled)
 
     @property
     def has_model(self) -> bool:
@@ -134,6 +156,7 @@ class Workspace:
         parsed, problems = parsed_settings(settings)
         with self._state_lock:
             self.settings, self.settings_problems = parsed, problems
+            self.learner.changed()
             if self.trainer.running:
                 return problems
         self.training_ended()
@@ -141,6 +164,7 @@ class Workspace:
 
     def training_ended(self) -> None:
         """Apply a modelDir change made meanwhile: switch folders and load the model there."""
+        self.learner.changed()
         with self._state_lock:
             old_dir = self.model_dir
             self._set_model_dir()
@@ -186,7 +210,7 @@ class Workspace:
 
     def status(self) -> dict[str, Any]:
         """The status object as the servers send it (camelCase keys; docs/protocol.md)."""
-        return self.state().to_json()
+        return {**self.state().to_json(), "learning": to_wire(self.learner.to_json())}
 
     @property
     def training(self) -> bool:
@@ -223,7 +247,8 @@ class Workspace:
         return self.trainer.start(self._train_request(source, options, from_scratch), options,
                                   self.model_dir / TRAINING_FILE)
 
-    def _train_request(self, source: Path, options: dict[str, Any], from_scratch: bool = False) -> dict[str, Any]:
+    def _train_request(self, source: Path, options: dict[str, Any], from_scratch: bool = False,
+                       out: Path | None = None) -> dict[str, Any]:
         """The `cllm train` request of a run (server/cli/request.py): it continues the workspace's model unless
         `fresh` is set (the child checks the model is this workspace's), and fine-tunes the cached base unless
         `from_scratch`."""
@@ -233,7 +258,7 @@ class Workspace:
                                own_model=self.model_path)  # `cllm train` checks the model is this workspace's
         start = decide_start(request, verify=False)
         continued = {"continue_from": str(start.path)} if isinstance(start, Continue) else {}
-        return {"path": str(source), "out": str(self.model_dir / TRAINING_FILE), **continued,
+        return {"path": str(source), "out": str(out or self.model_dir / TRAINING_FILE), **continued,
                 "no_base": from_scratch, "options": options}
 
     def start_pretraining(self, path: Path | str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -261,5 +286,6 @@ class Workspace:
         shutdown)."""
         self.worker.close()
         self.acceptance.close()
+        self.learner.close()
         if self.cancel_training():
             self.wait_training(KILL_AFTER_SECONDS + 5.0)

@@ -4,11 +4,13 @@ The loop asks `Budget.refit` after every step (the schedule fitted to the steps 
 median of the recent step times) and `Budget.exceeded` before the next one (the next step plus the work after the
 last step, `finish_estimate`, would not fit). The budget times what it forecasts through probes the run passes in
 (`Probes`: a validation batch, held-out line completions, the held-out scoring's preparation), so that it reads
-no model, data or completer itself.
+no model, data or completer itself. The budget counts the time the trainer runs: time it is held stopped
+(`HeldTime`: SIGSTOP, as the editors pause a background run while the user types, or Ctrl-Z) does not count.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,40 @@ FIT_WINDOW = 20  # recent steps whose median time fits a time-budgeted schedule
 LINE_PROBE_POSITIONS = 2  # line completions timed once in a run with a time budget, to foresee the held-out scoring
 # of a time budget for the mixture fit's forward passes; see docs/decisions.md, "A time budget's forecast of the end of a run"
 MIXTURE_BUDGET_SHARE = 0.1
+HELD_TICK = 0.05  # seconds between the held-time watch's ticks
+HELD_AFTER = 0.25  # a tick this much later than due counts as held (a stopped process, not a busy machine)
+
+
+class HeldTime:
+    """The seconds this process was held stopped while it ran: a watch thread ticks every HELD_TICK seconds, and
+    a tick more than HELD_AFTER late means the whole process was stopped (SIGSTOP/SIGCONT) meanwhile. A context
+    manager: the watch runs inside the `with` block (only when `active`)."""
+
+    def __init__(self, active: bool = True):
+        self.active = active
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "HeldTime":
+        if self.active:
+            self._thread = threading.Thread(target=self._watch, name="cllm-held-time", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(HELD_TICK):
+            now = time.perf_counter()
+            late = now - last - HELD_TICK
+            if late > HELD_AFTER:
+                self.seconds += late
+            last = now
 
 
 @dataclass
@@ -74,8 +110,10 @@ def time_scoring(budget: float, batch_seconds: Callable[[], float], afford: Call
 class Budget:
     """The time budget of one run (`seconds` None: no budget, and nothing is timed or refitted)."""
 
-    def __init__(self, seconds: float | None, started: float, planned_steps: int, probes: Probes):
+    def __init__(self, seconds: float | None, started: float, planned_steps: int, probes: Probes,
+                 held: HeldTime | None = None):
         self.seconds, self.started, self.planned_steps, self.probes = seconds, started, planned_steps, probes
+        self.held = held or HeldTime(active=False)  # the time the trainer was held stopped, not counted
         self.step_walls: list[float] = []
         self.validate_seconds: float | None = None  # last measured duration of a validation pass
         self.validation_batch_seconds: float | None = None  # one validation batch, timed once
@@ -84,7 +122,8 @@ class Budget:
         self.heldout: Any = None  # the held-out scoring's inputs, once the estimate prepared them
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        """Seconds since the run started, without those the trainer was held stopped."""
+        return time.perf_counter() - self.started - self.held.seconds
 
     def refit(self, step: int) -> int | None:
         """The schedule's new length once a few steps are timed: the steps the remaining time holds (keeping a

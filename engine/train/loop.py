@@ -41,7 +41,7 @@ from ..faults import fault_point
 from ..model import checkpoint as ckpt_io
 from ..model.kernels import adamw_step
 from ..model.params import decay_mask
-from .budget import Budget, Probes
+from .budget import Budget, HeldTime, Probes
 from .errors import TrainCancelled, TrainError
 from .finish import HELDOUT_POSITIONS, BaseCorpusRecord, Finish
 from .prepare import EVENT_INTERVAL, Data, Documents, Phase, budget_sample, encode, load_documents, replayed
@@ -133,9 +133,12 @@ def train(
     total_steps = state.schedule_steps or train_cfg.epochs * data.steps_per_epoch
     emit(PhaseEvent(phase="train", done=state.step, total=total_steps, unit="steps"))
     emit(_start_event(data, model_cfg, train_cfg, state, threads, total_steps, opened.resumed_from, auto))
-    with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres:
+    with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres, \
+            HeldTime(active=train_cfg.time_budget is not None) as held:
         run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps,
-                   base_params=opened.base_params, base_corpus=base_corpus)
+                   base_params=opened.base_params, base_corpus=base_corpus, held=held)
+        if train_cfg.only_better:
+            run.validate_start(state.params if opened.start_weights is None else opened.start_weights)
         return run.loop()
 
 
@@ -239,7 +242,7 @@ class _Run:
     def __init__(self, data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig, state: State, spheres: Spheres,
                  emit: Callable[[TrainingEvent], None], cancel: threading.Event, out_path: Path, started: float,
                  total_steps: int, base_params: np.ndarray | None = None,
-                 base_corpus: BaseCorpusRecord | None = None):
+                 base_corpus: BaseCorpusRecord | None = None, held: HeldTime | None = None):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
         self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
         self.started, self.total_steps = started, total_steps
@@ -251,10 +254,20 @@ class _Run:
         self.telemetry = _Telemetry(spheres.n_threads)
         self.history_every = max(1, total_steps // LOSS_HISTORY_POINTS)
         self.finish = Finish(data, model_cfg, train_cfg, state, base_params, cancel, self._fim_format(), base_corpus)
+        self.start_val_loss: float | None = None  # --only-better: of the weights the run goes on from
         self.budget = Budget(train_cfg.time_budget, started, train_cfg.epochs * data.steps_per_epoch, Probes(
             validation_batch=lambda: self._evaluate_batch(self.state.params, self._validation_plan(), 0),
             validation_batches=self._validation_batches(), heldout=self.finish.heldout_inputs,
-            complete_lines=self.finish.complete_lines, scored_lines=HELDOUT_POSITIONS, blends=self.finish.blends()))
+            complete_lines=self.finish.complete_lines, scored_lines=HELDOUT_POSITIONS, blends=self.finish.blends()),
+            held)
+
+    def validate_start(self, weights: np.ndarray) -> None:
+        """--only-better: the weights gone on from are the best so far, at their validation (start_val_loss)."""
+        record, weights = self.state.record, np.array(weights, dtype=np.float32)
+        val = self._validation(weights)
+        if val is not None:
+            record.best_val, record.best_bpb, record.best_params = *val, weights
+            self.start_val_loss = val[0]
 
     def loop(self) -> DoneEvent:
         """Run epochs until done or a stop rule fires; write the final model; return the done event."""
@@ -438,6 +451,7 @@ class _Run:
             epochs=s.epoch, steps=s.step, trained_tokens=s.tokens,
             loss_history=record.loss_history, val_history=record.val_history,
             val_bits_per_byte=record.best_bpb, val_loss=None if record.best_params is None else record.best_val,
+            start_val_loss=self.start_val_loss,
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
             mixture=self.finish.mixture, fim=self._fim_format(), line_exact_match=self.finish.line_exact_match,

@@ -91,6 +91,7 @@ class Opened:
     generation: int = 1  # runs the model has been trained in, this one included
     trained_before: dict[str, int] = field(default_factory=dict)  # earlier runs' training files -> generation
     resumed_from: str | None = None
+    start_weights: np.ndarray | None = None  # the weights the model gone on from serves (--only-better validates)
 
     @property
     def base_record(self) -> BaseRecord | None:
@@ -121,7 +122,7 @@ class FromBase:
         base = load_base(self.path)
         return Opened(first_state=lambda *_: _zero_moments(np.array(base.params, dtype=np.float32)),
                       shape=base.config, tokenizer=base.tokenizer, base=base, base_params=base.params,
-                      defaults="finetune", keeps_dropout=True)
+                      defaults="finetune", keeps_dropout=True, start_weights=base.params)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Continue:
         return Opened(first_state=lambda _cfg, _seed, val_files: _continued_state(loaded, meta, val_files),
                       shape=loaded.model_config, tokenizer=Tokenizer.from_json(loaded.tokenizer_json), meta=meta,
                       base_params=_recorded_base_params(meta), defaults="finetune", keeps_dropout=True,
-                      generation=generation + 1,
+                      generation=generation + 1, start_weights=loaded.params,
                       trained_before={**meta.trained_before, **dict.fromkeys(meta.train_files, generation)})
 
 

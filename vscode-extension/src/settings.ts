@@ -1,7 +1,7 @@
 /**
  * The VS Code `cllm.*` settings turned into the server's `cllm` settings object (server/settings.py):
  *
- *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB",
+ *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB", "learnWhileIdle", "idleSeconds",
  *    "training": {"epochs", "timeBudget", "spheres", "threads", "fresh", "base", "baseCorpus", ...}}
  *
  * Settings left empty go as null: the server lays this object over its initializationOptions key by key
@@ -26,6 +26,8 @@ export interface ServerSettings {
   multiline: boolean | null;
   modelDir: string | null;
   indexMemoryMB: number | null;
+  learnWhileIdle: boolean | null;
+  idleSeconds: number | null;
   training: Record<string, TrainingValue>;
 }
 
@@ -62,6 +64,7 @@ export interface PathContext {
 /** Build the server's settings from the editor's; `paths` expands `~` and `${workspaceFolder}` in modelDir. */
 export function serverSettings(read: ReadSetting, paths: PathContext): ServerSettings {
   const multiline = read("multiline");
+  const learn = read("learnWhileIdle");
   const modelDir = text(read("modelDir"));
   const settings: ServerSettings = {
     enable: read("enable") !== false,
@@ -69,6 +72,8 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
     multiline: typeof multiline === "boolean" ? multiline : null,
     modelDir: modelDir ? expandPath(modelDir, paths) : null,
     indexMemoryMB: number(read("indexMemoryMB")) ?? null,
+    learnWhileIdle: typeof learn === "boolean" ? learn : null,
+    idleSeconds: number(read("idleSeconds")) ?? null,
     training: {},
   };
   const advanced = read("training.advanced");

@@ -14,8 +14,8 @@ function reader(values: Record<string, unknown>) {
 
 test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
   assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
-    enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null,
-    training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
+    enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null, learnWhileIdle: null,
+    idleSeconds: null, training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
   });
 });
 
@@ -31,6 +31,8 @@ test("every setting reaches the server under its server name", () => {
       multiline: false,
       modelDir: "~/models",
       indexMemoryMB: 256,
+      learnWhileIdle: false,
+      idleSeconds: 30,
       "training.epochs": 3,
       "training.timeBudget": 90.5,
       "training.spheres": 12,
@@ -48,6 +50,8 @@ test("every setting reaches the server under its server name", () => {
     multiline: false,
     modelDir: "/home/ada/models",
     indexMemoryMB: 256,
+    learnWhileIdle: false,
+    idleSeconds: 30,
     training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, fresh: true, base: "prepare",
                 baseCorpus: ["/home/ada/c", "/src/proj/vendor"], dModel: 32, layers: 2, seqLen: 32 },
   });

@@ -93,6 +93,13 @@ function logEvent(kind, text) {
 
 // ------------------------------------------------------------------------------------------- state updates
 
+// "learned from 3 saves, last at 14:05", with "learning now" or "paused" while a background run goes (server/learning.py).
+function learningText(learning) {
+  if (!learning || !learning.enabled) return "";
+  const now = learning.state === "learning" ? " · learning now" : learning.state === "paused" ? " · paused" : "";
+  return `${learning.summary}${now}`;
+}
+
 function applyStatus(status) {
   state.status = status;
   $("workspace").textContent = status.workspace || "";
@@ -115,6 +122,7 @@ function applyStatus(status) {
   }
   $("progress-bar").style.width = `${running ? training.percent || 0 : training.state === "done" ? 100 : 0}%`;
   if (running && Array.isArray(training.spheres) && !state.spheres.length) state.spheres = training.spheres;
+  $("learning-text").textContent = learningText(status.learning);
   renderFacts();
   renderAcceptance(status.acceptance);
   state.redraw = true;

@@ -509,3 +509,17 @@ def test_a_budgeted_fine_tuning_takes_the_fine_tuning_policy(c_workspace, tmp_pa
          explicit={"max_steps", "time_budget"})
     replayed = [len(load_checkpoint(tmp_path / name).metadata["replay_files"]) for name in ("budgeted.cllm", "little.cllm")]
     assert replayed[0] > replayed[1] == 0  # 30 s would pass over eight small files hundreds of times: more base text
+
+
+def test_only_better_keeps_the_weights_it_went_on_from_unless_training_validates_better(c_workspace, tmp_path):
+    out, wrecked = tmp_path / "m.cllm", tmp_path / "candidate.cllm"
+    first, _ = _run(c_workspace, out, replace(TRAIN, epochs=1))
+    served = load_checkpoint(out)
+    # a learning rate that wrecks the weights: nothing validates better than the model continued
+    _run(c_workspace, wrecked, replace(TRAIN, epochs=1, lr=50.0, only_better=True), start=Continue(out))
+    kept = load_checkpoint(wrecked)
+    meta = kept.metadata
+    assert math.isclose(meta["start_val_loss"], served.metadata["val_loss"], rel_tol=1e-5)  # same windows, same weights
+    assert meta["val_loss"] == meta["start_val_loss"]
+    assert np.array_equal(kept.params, served.params)
+    assert "start_val_loss" not in served.metadata or served.metadata["start_val_loss"] is None
