@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "cllm"
 CMD_TRAIN, CMD_CANCEL, CMD_STATUS = "cllm.trainWorkspace", "cllm.cancelTraining", "cllm.status"
 CMD_DASHBOARD = "cllm.dashboard"
+CMD_COPIED = "cllm.copied"  # an inline item's command when its text was copied: its argument says from where
 # "Train on Workspace" while no base model exists at all, neither the user's nor the shipped one (Workspace.base_missing):
 # the question and its answers. With a base (engine/train/shipped.py best_base) training fine-tunes it unasked.
 PREPARE_BASE, FROM_SCRATCH, DONT_ASK = "Prepare base first", "Train from scratch", "Don't ask again"
@@ -367,7 +368,17 @@ async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams
     if suggestion is None:
         return types.InlineCompletionList(items=[])
     here = types.Range(start=params.position, end=params.position)
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here)])
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text, range=here,
+                                                                        command=copied_command(suggestion))])
+
+
+def copied_command(suggestion: Suggestion) -> types.Command | None:
+    """The command of an inline item copied from the workspace (None otherwise): LSP inline items have no field
+    for a description, so its title and argument carry "path:line" for the client to show while it is offered."""
+    if suggestion.source is None:
+        return None
+    return types.Command(title=f"copied from {suggestion.source}", command=CMD_COPIED,
+                         arguments=[{"source": suggestion.source}])
 
 
 async def completion(ls: CllmServer, params: types.CompletionParams) -> types.CompletionList:
@@ -378,9 +389,12 @@ async def completion(ls: CllmServer, params: types.CompletionParams) -> types.Co
                            character=max(0, params.position.character - suggestion.word_units))
     full = suggestion.word + suggestion.text
     label = full.splitlines()[0] if full.strip() else full
+    copied = suggestion.source is not None
     item = types.CompletionItem(
         label=label.strip() or full, kind=types.CompletionItemKind.Text, detail="cllm", filter_text=full,
         sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
+        label_details=types.CompletionItemLabelDetails(description=suggestion.source) if copied else None,
+        documentation=f"copied from {suggestion.source}" if copied else None,
         text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full))
     return types.CompletionList(is_incomplete=True, items=[item])
 
@@ -433,6 +447,12 @@ async def dashboard(ls: CllmServer, *args: Any) -> dict[str, Any]:
     return {"url": http.dashboard_url}
 
 
+def copied(ls: CllmServer, *args: Any) -> dict[str, Any]:
+    """Run when an inline item copied from the workspace is accepted (copied_command): answers its source."""
+    first = args[0] if args else None
+    return {"source": first.get("source") if isinstance(first, dict) else None}
+
+
 def progress_cancel(ls: CllmServer, params: types.WorkDoneProgressCancelParams) -> None:
     workspace = ls.progress_tokens.get(str(params.token))
     if workspace is not None:
@@ -456,6 +476,7 @@ _COMMANDS = (
     (CMD_CANCEL, cancel_training),
     (CMD_STATUS, status),
     (CMD_DASHBOARD, dashboard),
+    (CMD_COPIED, copied),
 )
 
 

@@ -63,7 +63,8 @@ class CopyTracker:
         self._best: _Run | None = None
 
     def expect(self, predicted: int, origin: int, index: MatchIndex) -> None:
-        """The match model's prediction for the next token (-1: none) and its origin in `index` (match_model._resolve)."""
+        """The match model's prediction for the next token (-1: none) and its origin in `index`
+        (match_model._resolve)."""
         self._expected = (predicted, origin, index)
 
     def picked(self, token: int) -> None:
