@@ -40,7 +40,7 @@ async def test_initialize_advertises_every_capability(tiny_ws: Path, tmp_path: P
     assert caps.completion_provider is not None
     assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
     assert set(caps.execute_command_provider.commands) == {"cllm.trainWorkspace", "cllm.cancelTraining",
-                                                           "cllm.status", "cllm.dashboard"}
+                                                           "cllm.status", "cllm.dashboard", "cllm.copied"}
 
 
 async def test_inline_completion_uses_the_unsaved_buffer(tiny_ws: Path, tmp_path: Path, tiny_model_path: Path):
