@@ -8,6 +8,7 @@
  */
 import * as vscode from "vscode";
 
+import { CopyStatus } from "./copyStatus";
 import { PrivateServer } from "./privateServer";
 import { onInterpreterChange } from "./pythonExtension";
 import { CllmServer, isExecutable, suggestionsOn } from "./server";
@@ -26,6 +27,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const output = vscode.window.createOutputChannel("CLLM", { log: true });
   const ui = new StatusUi(() => void stopTraining());
   ui.setEnabled(suggestionsOn());
+  const copies = new CopyStatus();
+  context.subscriptions.push(copies);
   let wasTraining = false;
 
   const cllm = new CllmServer(output, {
@@ -39,6 +42,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
     started: () => void refreshStatus(),
     failed: (problem) => ui.set({ kind: "error", message: `${problem.problem} ${problem.fix}` }),
+    suggested: (source, document, position) => copies.show(source, document, position),
   }, new PrivateServer(context, output, isExecutable));
   server = cllm;
 
@@ -119,6 +123,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         await cllm.restart();
       } else if (event.affectsConfiguration("cllm")) {
         ui.setEnabled(suggestionsOn());
+  const copies = new CopyStatus();
+  context.subscriptions.push(copies);
         await cllm.sendSettings();
         await refreshStatus();
       }

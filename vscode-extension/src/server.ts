@@ -23,6 +23,7 @@ import { pythonCandidates } from "./install";
 import { PrivateServer, probePython } from "./privateServer";
 import { activeInterpreter } from "./pythonExtension";
 import { ServerSettings, expandPath, serverSettings } from "./settings";
+import { CopySource, copiedFrom } from "./copySource";
 import { Activity, parseActivity } from "./status";
 import { suggestionsEnabled } from "./suggestions";
 
@@ -33,6 +34,8 @@ export interface ServerListener {
   activity(activity: Activity): void;
   started(): void;
   failed(problem: DiscoveryProblem): void;
+  /** The inline suggestion just given at `position` was copied from `source` (undefined: it was not a copy). */
+  suggested?(source: CopySource | undefined, document: vscode.TextDocument, position: vscode.Position): void;
 }
 
 /** Whether suggestions are on now (the `cllm.enable` setting, flipped by "CLLM: Toggle Suggestions"). */
@@ -217,8 +220,11 @@ export class CllmServer {
         // VS Code shows the suggestion as ghost text; the same text as a list item would only duplicate it.
         provideCompletionItem: () => undefined,
         // Suggestions turned off: none, at once, without asking the server (which would answer none too).
-        provideInlineCompletionItems: (document, position, context, token, next) =>
-          suggestionsOn() ? next(document, position, context, token) : [],
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          const answer = suggestionsOn() ? await next(document, position, context, token) : [];
+          this.listener.suggested?.(copiedFrom(answer), document, position);
+          return answer;
+        },
         workspace: {
           configuration: (params, token, next) =>
             params.items.every((item) => item.section === "cllm")
