@@ -30,7 +30,8 @@ async def client(aiohttp_client, workspace):
 
 
 async def test_openai_choices_name_the_copy(client, workspace):
-    body = await (await post(client, "/v1/completions", {"prompt": [SECOND_COPY, NOT_COPIED], "path": "src/b.c"})).json()
+    request = {"prompt": [SECOND_COPY, NOT_COPIED], "path": "src/b.c"}
+    body = await (await post(client, "/v1/completions", request)).json()
     copied, fresh = body["choices"]
     assert (copied["text"], copied["source"]) == (SECOND_COPY_TEXT, "src/a.c:4")
     assert fresh["text"] and fresh["source"] is None
