@@ -74,7 +74,7 @@ def parse_report(args: tuple[Any, ...]) -> Report | str:
     if len(args) != 1 or not isinstance(args[0], dict):
         return "expected one object {\"id\", \"chars\"}"
     fields = args[0]
-    unknown = sorted(set(fields) - {"id", "chars", "workspace"})
+    unknown = sorted(set(fields) - {"id", "chars", "workspace", "source"})  # source: a copy's path:line, not counted
     if unknown:
         return f"unknown argument {unknown[0]!r}"
     item_id, chars, workspace = fields.get("id"), fields.get("chars"), fields.get("workspace")

@@ -270,10 +270,16 @@ class CllmServer(LanguageServer):
 
         return await workspace.worker.submit(run, face=LSP, key=uri), workspace
 
-    def accept_command(self, workspace: Workspace, chars: int) -> types.Command:
-        """Count a suggestion of `chars` characters as shown; the command the editor runs when it is taken whole."""
+    def accept_command(self, workspace: Workspace, suggestion: Suggestion) -> types.Command:
+        """Count `suggestion` as shown; the command the editor runs when it is taken whole. LSP inline items have no
+        field for a description, so a copy's "path:line" rides in the title and the argument, for the client to
+        show while it offers the item."""
+        chars = len(suggestion.text)
         report = {"workspace": workspace.root.as_uri(), "id": workspace.acceptance.shown(chars), "chars": chars}
-        return types.Command(title="cllm: suggestion accepted", command=CMD_ACCEPTED, arguments=[report])
+        if suggestion.source is None:
+            return types.Command(title="cllm: suggestion accepted", command=CMD_ACCEPTED, arguments=[report])
+        return types.Command(title=f"copied from {suggestion.source}", command=CMD_ACCEPTED,
+                             arguments=[{**report, "source": suggestion.source}])
 
     async def count_acceptance(self, args: tuple[Any, ...], partial: bool) -> dict[str, Any]:
         """`cllm.accepted` / `cllm.partiallyAccepted`: count the report in `args` (saving the counts off the loop)."""
@@ -396,7 +402,7 @@ async def inline_completion(ls: CllmServer, params: types.InlineCompletionParams
         return types.InlineCompletionList(items=[])
     here = types.Range(start=params.position, end=params.position)
     item = types.InlineCompletionItem(insert_text=suggestion.text, range=here,
-                                      command=ls.accept_command(workspace, len(suggestion.text)))
+                                      command=ls.accept_command(workspace, suggestion))
     return types.InlineCompletionList(items=[item])
 
 
@@ -408,11 +414,14 @@ async def completion(ls: CllmServer, params: types.CompletionParams) -> types.Co
                            character=max(0, params.position.character - suggestion.word_units))
     full = suggestion.word + suggestion.text
     label = full.splitlines()[0] if full.strip() else full
+    copied = suggestion.source is not None
     item = types.CompletionItem(
         label=label.strip() or full, kind=types.CompletionItemKind.Text, detail="cllm", filter_text=full,
         sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
+        label_details=types.CompletionItemLabelDetails(description=suggestion.source) if copied else None,
+        documentation=f"copied from {suggestion.source}" if copied else None,
         text_edit=types.TextEdit(range=types.Range(start=start, end=params.position), new_text=full),
-        command=ls.accept_command(workspace, len(suggestion.text)))
+        command=ls.accept_command(workspace, suggestion))
     return types.CompletionList(is_incomplete=True, items=[item])
 
 

@@ -27,11 +27,13 @@ _WORD_BEFORE = re.compile(r"[A-Za-z0-9_]*\Z")
 
 @dataclass
 class Suggestion:
-    """The model's continuation at a cursor, and the identifier being typed before it (for list filters)."""
+    """The model's continuation at a cursor, the identifier being typed before it (for list filters), and where
+    it was copied from ("path:line", or None)."""
 
     text: str
     word: str
     word_units: int
+    source: str | None = None
 
 
 def split_lines(text: str) -> list[str]:
@@ -77,8 +79,11 @@ def complete_at(workspace: Workspace, text: str, position: types.Position, codec
         return None
     prefix = text[context_start(offset): offset]
     suffix = text[offset: offset + MAX_SUFFIX_CHARS]
-    completion = workspace.complete(prefix, suffix, path=path, doc_key=doc_key, cancel=cancel)
+    lines_before = position.line - prefix.count("\n")  # the cursor's line minus the prefix's lines: bounded work
+    completion = workspace.complete(prefix, suffix, path=path, doc_key=doc_key, cancel=cancel,
+                                    lines_before=max(0, lines_before))
     if completion is None or not completion.text or cancel.is_set():
         return None
     word = _WORD_BEFORE.search(prefix).group(0)
-    return Suggestion(text=completion.text, word=word, word_units=codec.client_num_units(word))
+    return Suggestion(text=completion.text, word=word, word_units=codec.client_num_units(word),
+                      source=completion.source)

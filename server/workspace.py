@@ -185,15 +185,17 @@ class Workspace:
 
     def complete(self, prefix: str, suffix: str = "", *, path: str | Path | None = None,
                  doc_key: str | None = None, cancel: threading.Event | None = None,
-                 on_text: Callable[[str], None] | None = None, **overrides: Any) -> Completion | None:
+                 on_text: Callable[[str], None] | None = None, lines_before: int = 0,
+                 **overrides: Any) -> Completion | None:
         """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet. Overrides are
-        CompletionOptions fields; `cancel` stops one early; `on_text` receives the suggestion piece by piece."""
+        CompletionOptions fields; `cancel` stops one early; `on_text` receives the suggestion piece by piece;
+        `lines_before`: the document's lines before `prefix` (the line of a copy from it, Completion.source)."""
         options = self.completion_options(**overrides)
         served = self._served
         if served is None:
             return None
         return served.complete(prefix, suffix, options, path=relative_path(self.root, path), doc_key=doc_key,
-                               cancel=cancel, on_text=on_text)
+                               cancel=cancel, on_text=on_text, lines_before=lines_before)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on; returns the function that unsubscribes."""

@@ -177,3 +177,38 @@ def tiny_base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder is the file's sibling "include"."""
     folder = tmp_path_factory.mktemp("tiny_base")
     return build_tiny_base(write_tiny_include(folder / "include"), folder / "base.cllm")
+
+
+# A workspace where a function is written twice: src/a.c holds it (its `if` on line 4), and completing its second
+# copy in another file is a copy (Completion.source, engine/complete/sources.py).
+COPIED_FUNCTION = ("static int clamp_zzz(int value, int low, int high) {\n    if (value < low) {\n"
+                   "        return low;\n    }\n    return value > high ? high : value;\n}\n")
+COPY_SOURCE = {"src/a.c": "/* helpers */\n\n" + COPIED_FUNCTION}
+SECOND_COPY = "int y;\n\nstatic int clamp_zzz(int value, int low, int high) {\n    if (value < low"
+SECOND_COPY_TEXT = ") {\n        return low;\n    }"  # what completing it multi-line copies
+
+
+def copy_mixture_weights() -> np.ndarray:
+    """Mixture weights half on the transformer, half on the match model: a match's prediction always wins."""
+    from cllm.engine.complete.mixture import COMPONENTS, N_BUCKETS
+
+    weights = np.zeros((N_BUCKETS, COMPONENTS))
+    weights[:, 0] = weights[:, 3] = 0.5
+    return weights
+
+
+def write_copy_workspace(root: Path, model: Path, model_dir: Path) -> Path:
+    """COPY_SOURCE as a workspace at `root`, and in `model_dir` the tiny `model` trained "on it", mixing with the
+    match model (copy_mixture_weights)."""
+    from cllm.engine.complete.mixture import Mixture, mixture_metadata
+    from cllm.engine.model.checkpoint import load_checkpoint
+
+    for rel, text in COPY_SOURCE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    ckpt = load_checkpoint(model)
+    ckpt.metadata.update(workspace=str(root), train_files=sorted(COPY_SOURCE),
+                         mixture=mixture_metadata(Mixture(copy_mixture_weights())))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model_dir / "model.cllm", ckpt)
+    return root

@@ -25,6 +25,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..model.loaded import Model
 from ..model.network import GreedyHead, KVCache, infer, new_cache
+from .sources import Copy
 from .stops import StopRules
 from ..model.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -66,14 +67,16 @@ class CompletionOptions:
 
 @dataclass
 class Completion:
-    """A suggestion: its text, how many tokens were generated, why generation stopped, how long it took, and how
-    many tokens the prompt the model read had (0 when it read none)."""
+    """A suggestion: its text, how many tokens were generated, why generation stopped, how long it took, how
+    many tokens the prompt the model read had (0 when it read none), and where it was copied from ("path:line",
+    engine/complete/sources.py; None when it was not a copy)."""
 
     text: str
     tokens: int
     stop_reason: str
     ms: float
     prompt_tokens: int = 0
+    source: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -258,6 +261,9 @@ class Scorer(Protocol):
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """The scores (log-probabilities) of the next token from the transformer's exact fp32 `logits`."""
 
+    def copied_from(self, tokens: int) -> Copy | None:
+        """Where the suggestion of `tokens` tokens decoded since begin_document was copied from, if it was."""
+
 
 @dataclass
 class _Slot:
@@ -305,16 +311,19 @@ class Completer:
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
                  path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, lines_before: int = 0) -> Completion:
         """Complete between `prefix` and `suffix`; reuses the cache of `doc_key`'s previous request.
 
         Returns promptly with stop_reason "cancelled" once `cancel` is set (checked between tokens). `on_text`,
         when given, is called on this thread with each piece of the suggestion as soon as no later token can
-        change it (StopRules.settled); the pieces add up to the returned text exactly."""
+        change it (StopRules.settled); the pieces add up to the returned text exactly. `lines_before`: the lines
+        of the document before `prefix` (a face that cut its start off), for the line of a copy from it."""
         start = time.perf_counter()
         options = options or CompletionOptions()
         options.validate()
-        prefix, suffix = prefix[context_start(len(prefix)):], suffix[:MAX_SUFFIX_CHARS]
+        cut = context_start(len(prefix))
+        lines_before += prefix.count("\n", 0, cut)
+        prefix, suffix = prefix[cut:], suffix[:MAX_SUFFIX_CHARS]
         with self._lock:
             if cancel is not None and cancel.is_set():
                 return Completion("", 0, "cancelled", _ms(start))
@@ -333,7 +342,16 @@ class Completer:
                 logits = self._scored(self._prefill(slot, ids))
                 completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel, on_text)
             completion.prompt_tokens = len(ids)
+            completion.source = self._copied_from(completion, lines_before)
             return completion
+
+    def _copied_from(self, completion: Completion, lines_before: int) -> str | None:
+        """"path:line" of the text the scorer saw the suggestion copied from (lines of the open document counted
+        from its start), None without one."""
+        copy = self.scorer.copied_from(completion.tokens) if self.scorer is not None and completion.text else None
+        if copy is None or copy.path is None:
+            return None
+        return f"{copy.path}:{copy.line + lines_before if copy.in_document else copy.line}"
 
     def _decode(self, slot: _Slot, logits: np.ndarray, rules: StopRules, options: CompletionOptions,
                 max_new: int, healed: bytes, start: float, cancel: threading.Event | None,

@@ -5,7 +5,9 @@ The model finds the most recent earlier occurrence of the last MATCH_ORDERS toke
 workspace, measures how far back it matches (up to MATCH_MAX) and predicts the token that followed the longest;
 the mixture trusts it by that length (match_level). Where nothing matches, it skips the last token (a renamed
 field) and predicts what followed the tokens before it (RECOVERED), as a compressor's repeated-offset match does.
-Hash collisions are caught by comparing the tokens. See docs/decisions.md, "The match model".
+Hash collisions are caught by comparing the tokens. Each prediction also says where the token it copies lies (its
+origin: a position in the workspace's tokens, or past them in the document's), so that a suggestion can name the
+file and line it was copied from (sources.py). See docs/decisions.md, "The match model".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ MATCH_MAX = 32  # a match is measured back this far at most
 MATCH_LEVELS = 2 + len(MATCH_ORDERS)  # none; recovered; then by length: MATCH_MIN..11, 12..23, 24 and more
 NO_MATCH, RECOVERED = 0, 1
 _LENGTH_EDGES = np.array(MATCH_ORDERS[1:])
+Match = tuple[np.ndarray, np.ndarray, np.ndarray]  # per position: predicted token or -1, length or level, origin
 
 
 def match_level(length: np.ndarray | int, recovered: np.ndarray | bool = False) -> np.ndarray:
@@ -51,10 +54,11 @@ def _match_length(source: np.ndarray, end: int, target: np.ndarray, at: int) -> 
 @njit(cache=True, nogil=True)
 def _resolve_kernel(tokens: np.ndarray, hashes: np.ndarray, keys: np.ndarray, table_ends: np.ndarray,
                     workspace: np.ndarray, order: int, last: np.ndarray, doc_end: np.ndarray,
-                    skip: int) -> tuple[np.ndarray, np.ndarray]:
+                    skip: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """_resolve, one position at a time (see there)."""
     predicted = np.full(len(last), -1, np.int64)
     length = np.zeros(len(last), np.int64)
+    origin = np.full(len(last), -1, np.int64)
     for i in range(len(last)):
         at = last[i]
         if at < order - 1:
@@ -68,12 +72,11 @@ def _resolve_kernel(tokens: np.ndarray, hashes: np.ndarray, keys: np.ndarray, ta
         d_len = _match_length(tokens, d_end, tokens, at)
         w_len = _match_length(workspace, w_end, tokens, at) if w_end + skip < len(workspace) else 0
         if d_len >= w_len and d_len >= MATCH_MIN:
-            predicted[i] = tokens[min(max(d_end + skip, 0), len(tokens) - 1)]
-            length[i] = d_len
+            at_doc = min(max(d_end + skip, 0), len(tokens) - 1)
+            predicted[i], length[i], origin[i] = tokens[at_doc], d_len, len(workspace) + at_doc
         elif d_len < w_len and w_len >= MATCH_MIN:
-            predicted[i] = workspace[w_end + skip]
-            length[i] = w_len
-    return predicted, length
+            predicted[i], length[i], origin[i] = workspace[w_end + skip], w_len, w_end + skip
+    return predicted, length, origin
 
 
 @njit(cache=True, nogil=True)
@@ -86,10 +89,12 @@ def _last_equal(row: np.ndarray, limit: int, key: np.uint64) -> int:
 
 
 class MatchIndex:
-    """The workspace side: for every gram of MATCH_ORDERS tokens in the training streams, its last occurrence."""
+    """The workspace side: for every gram of MATCH_ORDERS tokens in the training streams, its last occurrence;
+    and, when built from a workspace index, which file each token span belongs to (`file_at`)."""
 
     def __init__(self, streams: Sequence[np.ndarray]) -> None:
         self.tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in streams] or [np.zeros(0, np.int32)])
+        self._starts, self._files = np.zeros(0, np.int64), []
         all_hashes = gram_hashes(self.tokens)
         self._tables = []
         for o, order in enumerate(MATCH_ORDERS):
@@ -99,12 +104,25 @@ class MatchIndex:
             self._tables.append((keys, ends[::-1][first]))
 
     @classmethod
-    def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]]) -> MatchIndex:
+    def from_occurrences(cls, tokens: np.ndarray, tables: Sequence[tuple[np.ndarray, np.ndarray]],
+                         files: Sequence[tuple[str, int, int]] = ()) -> MatchIndex:
         """The index of `tokens` from, per gram order, (hashes, end positions) sorted by hash then position; of
-        several occurrences the last is used (workspace_index.py keeps them all to take a file's grams out)."""
+        several occurrences the last is used (workspace_index.py keeps them all to take a file's grams out).
+        `files`: (path, start, length) of each file's token span."""
         index = cls.__new__(cls)
         index.tokens, index._tables = tokens, list(tables)
+        spans = sorted((start, length, path) for path, start, length in files)
+        index._starts = np.array([start for start, _, _ in spans], np.int64)
+        index._files = [(path, start, length) for start, length, path in spans]
         return index
+
+    def file_at(self, position: int) -> tuple[str, int] | None:
+        """(path, start of its span) of the file whose tokens hold `position`, None when no known file does."""
+        at = int(np.searchsorted(self._starts, position, side="right")) - 1
+        if at < 0:
+            return None
+        path, start, length = self._files[at]
+        return (path, start) if position < start + length else None
 
     def last_ends(self, o: int, hashes: np.ndarray) -> np.ndarray:
         """Position of the last token of the last occurrence of each hash of MATCH_ORDERS[o] tokens, -1 when the
@@ -117,23 +135,26 @@ class MatchIndex:
 
 
 def _resolve(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, o: int, last: np.ndarray,
-             doc_end: np.ndarray, skip: int) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match length) for the grams of MATCH_ORDERS[o] tokens ending at `last`, given the
-    end of each one's last earlier occurrence in the document (`doc_end`, -1: none): the longer of that match and
-    the workspace's wins (the document's on a tie), predicting the token `skip` after its end."""
+             doc_end: np.ndarray, skip: int) -> Match:
+    """(predicted token or -1, match length, origin) for the grams of MATCH_ORDERS[o] tokens ending at `last`,
+    given the end of each one's last earlier occurrence in the document (`doc_end`, -1: none): the longer of that
+    match and the workspace's wins (the document's on a tie), predicting the token `skip` after its end. The origin
+    is that token's position: below len(index.tokens) in the workspace's tokens, else len(index.tokens) plus its
+    position in the document (-1 without a prediction)."""
     keys, ends = index._tables[o]
     return _resolve_kernel(tokens, hashes, keys, ends, index.tokens, MATCH_ORDERS[o], np.asarray(last, np.int64),
                            np.asarray(doc_end, np.int64), skip)
 
 
-def _longest(candidates: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per position, the (prediction, length) of the candidate (one per gram order, shortest first) with the
-    longest match; on a tie the shorter gram's (its occurrence is at least as recent)."""
-    predicted, length = candidates[0]
-    for other, other_length in candidates[1:]:
+def _longest(candidates: Sequence[Match]) -> Match:
+    """Per position, the (prediction, length, origin) of the candidate (one per gram order, shortest first) with
+    the longest match; on a tie the shorter gram's (its occurrence is at least as recent)."""
+    predicted, length, origin = candidates[0]
+    for other, other_length, other_origin in candidates[1:]:
         better = other_length > length
-        predicted, length = np.where(better, other, predicted), np.where(better, other_length, length)
-    return predicted, length
+        predicted, origin = np.where(better, other, predicted), np.where(better, other_origin, origin)
+        length = np.where(better, other_length, length)
+    return predicted, length, origin
 
 
 def _occurrences(tokens: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -150,7 +171,7 @@ def _occurrences(tokens: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _matches(tokens: np.ndarray, occurrences: list[tuple[np.ndarray, np.ndarray]], index: MatchIndex, start: int,
-             skip: int) -> tuple[np.ndarray, np.ndarray]:
+             skip: int) -> Match:
     """longest_matches, given the document's _occurrences."""
     last = np.arange(start, len(tokens)) - skip
     candidates = []
@@ -165,33 +186,34 @@ def longest_matches(tokens: np.ndarray, index: MatchIndex, start: int = 0,
     """(predicted token or -1, match length) for each of tokens[start:] from the match of the tokens ending
     `skip` before it: skip 1 is the direct match, skip 2 the recovery past one differing token."""
     tokens = np.asarray(tokens, dtype=np.int32)
-    return _matches(tokens, _occurrences(tokens), index, start, skip)
+    return _matches(tokens, _occurrences(tokens), index, start, skip)[:2]
 
 
-def _combine(direct: tuple[np.ndarray, np.ndarray], recovered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted token or -1, match_level): the direct match where there is one, else the recovered one."""
-    (predicted, length), (fallback, fallback_length) = direct, recovered
+def _combine(direct: Match, recovered: Match) -> Match:
+    """(predicted token or -1, match_level, origin): the direct match where there is one, else the recovered one."""
+    (predicted, length, origin), (fallback, fallback_length, fallback_origin) = direct, recovered
     use_direct = length > 0
     return (np.where(use_direct, predicted, fallback),
-            match_level(np.where(use_direct, length, fallback_length), recovered=~use_direct))
+            match_level(np.where(use_direct, length, fallback_length), recovered=~use_direct),
+            np.where(use_direct, origin, fallback_origin))
 
 
 def match_predictions(tokens: np.ndarray, index: MatchIndex, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(predicted token or -1, match_level) for each of tokens[start:], from the tokens before it and `index`."""
     tokens = np.asarray(tokens, dtype=np.int32)
     occurrences = _occurrences(tokens)  # hashed and sorted once for both
-    return _combine(_matches(tokens, occurrences, index, start, 1), _matches(tokens, occurrences, index, start, 2))
+    return _combine(_matches(tokens, occurrences, index, start, 1), _matches(tokens, occurrences, index, start, 2))[:2]
 
 
-def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int]:
-    """(predicted next token or -1, match_level) after the document `tokens`, given their gram_hashes (kept by the
-    caller as the document grows); only the first `written` tokens are copied from."""
+def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, written: int) -> tuple[int, int, int]:
+    """(predicted next token or -1, match_level, origin: see _resolve) after the document `tokens`, given their
+    gram_hashes (kept by the caller as the document grows); only the first `written` tokens are copied from."""
     tokens = np.asarray(tokens, dtype=np.int32)
     n = len(tokens)
     if n < MATCH_MIN:
-        return -1, NO_MATCH
+        return -1, NO_MATCH, -1
 
-    def after(skip: int) -> tuple[np.ndarray, np.ndarray]:
+    def after(skip: int) -> Match:
         last = n - skip
         candidates = []
         for o, order_hashes in enumerate(hashes):
@@ -202,5 +224,5 @@ def match_after(tokens: np.ndarray, hashes: np.ndarray, index: MatchIndex, writt
 
     direct = after(1)
     recovered = direct if direct[1][0] > 0 else after(2)  # the recovery is only needed where nothing matches
-    predicted, level = _combine(direct, recovered)
-    return int(predicted[0]), int(level[0])
+    predicted, level, origin = _combine(direct, recovered)
+    return int(predicted[0]), int(level[0]), int(origin[0])

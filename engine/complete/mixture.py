@@ -21,6 +21,7 @@ from ..data.corpus import Document
 from .match_model import MATCH_LEVELS, MATCH_ORDERS, MatchIndex, match_after, match_predictions
 from .ngram import KneserNey, interpolate, next_suffix_hashes, suffix_hash_rows, suffix_hashes
 from ..model.tokenizer import ChunkedEncoder, Tokenizer
+from .sources import Copy, CopyTracker
 from .workspace_index import KN_ORDER, WorkspaceIndex, document_streams
 
 CACHE_ORDER = 4
@@ -212,6 +213,10 @@ class DocumentCache:
 
     def match(self, index: MatchIndex) -> tuple[int, int]:
         """(predicted next token or -1, match_level) of the match model after the document."""
+        return self.copy(index)[:2]
+
+    def copy(self, index: MatchIndex) -> tuple[int, int, int]:
+        """match, and the origin of the predicted token (match_model._resolve)."""
         return match_after(self.tokens, self._hashes[-len(MATCH_ORDERS):, :self.length], index, self.written)
 
 
@@ -404,7 +409,8 @@ class MixtureScorer:
 
     The n-gram and match models read the document itself: the path header and the prefix up to where token healing
     takes tokens back, then every generated token as context only (never a source to copy from).
-    See docs/decisions.md, "Token healing under the mixture".
+    See docs/decisions.md, "Token healing under the mixture". It also tracks which picked tokens the match model
+    predicted, to say where a suggestion was copied from (sources.py, `copied_from`).
     """
 
     def __init__(self, tokenizer: Tokenizer, kn: KneserNey, index: MatchIndex, mixture: Mixture) -> None:
@@ -412,6 +418,8 @@ class MixtureScorer:
         self.models = (kn, index)
         self._document = DocumentCache(np.zeros(0, np.int32), tokenizer.vocab_size)
         self._encoder = ChunkedEncoder(tokenizer)
+        self._copies = CopyTracker(tokenizer)
+        self._header, self._path = 0, None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -435,6 +443,8 @@ class MixtureScorer:
         kept = raw[:len(raw) - len(healed)].decode("utf-8", errors="ignore")
         header = tok.header_ids(path) if path else np.array([tok.file_id], np.int32)
         tokens = np.concatenate([header, self._encoder.encode(kept)])
+        self._copies.begin()
+        self._header, self._path = len(header), path
         document = self._document
         same = min(len(tokens), document.written)
         differ = np.flatnonzero(document.tokens[:same] != tokens[:same])
@@ -448,7 +458,12 @@ class MixtureScorer:
 
     def append(self, token: int) -> None:
         """A generated token: context for the copying models from now on, never a source to copy."""
+        self._copies.picked(token)
         self._document.append(token, generated=True)
+
+    def copied_from(self, tokens: int) -> Copy | None:
+        """Where the suggestion of `tokens` tokens decoded since begin_document was copied from (sources.py)."""
+        return self._copies.copy(tokens, self._document.tokens, self._header, self._path)
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Log of the mixed next-token distribution after the document context, from the transformer's fp32 logits
@@ -459,7 +474,8 @@ class MixtureScorer:
         kn, index = self.models
         cache_levels, cache_matched = self._document.levels()
         kn_levels, kn_matched = self._document.ngram_levels(kn)
-        predicted, level = self._document.match(index)
+        predicted, level, origin = self._document.copy(index)
+        self._copies.expect(predicted, origin, index)
         w = self.mixture.weights[evidence_bucket(kn_matched, cache_matched, level, uncertainty)]
         p_kn, p_cache = interpolate(kn_levels, vocab), interpolate(cache_levels, vocab)
         p *= w[0]

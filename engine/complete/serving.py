@@ -112,11 +112,11 @@ class ServedModel:
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
                  path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, lines_before: int = 0) -> Completion:
         """Complete the code between `prefix` and `suffix` (of the file at workspace-relative `path`, if known);
         see generate.Completer.complete."""
         return self._completer.complete(prefix, suffix, options, path=path, doc_key=doc_key, cancel=cancel,
-                                        on_text=on_text)
+                                        on_text=on_text, lines_before=lines_before)
 
 
 def _index_builder(served: ServedModel, model: Model, model_dir: Path | None, settings: IndexSettings,

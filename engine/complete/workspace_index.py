@@ -125,7 +125,8 @@ class WorkspaceIndex:
             return None
         self._merge()
         kn = KneserNey.from_counts([parts[0] for parts in self._counts], self.vocab_size, self.pad_id)
-        return kn, MatchIndex.from_occurrences(self.tokens, [parts[0] for parts in self._occurrences])
+        files = [(path, entry.start, entry.length) for path, entry in self.files.items()]
+        return kn, MatchIndex.from_occurrences(self.tokens, [parts[0] for parts in self._occurrences], files)
 
     def memory_bytes(self) -> int:
         """Bytes held by the index and (about as much again as its counts) the snapshot built from it."""

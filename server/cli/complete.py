@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     result = served.complete(prefix, args.suffix or "", options, path=path)
     if args.json:
         print(json.dumps({"completion": result.text, "tokens": result.tokens, "stop_reason": result.stop_reason,
-                          "ms": round(result.ms, 3)}))
+                          "ms": round(result.ms, 3), "source": result.source}))
     else:
         print(result.text)
     return 0
@@ -136,7 +136,7 @@ def _doc_path(file: str, model) -> str:
 
 def _complete_batch(served, batch: str, options, full: bool) -> int:
     """Answer each {"id", "file", "offset", ["suffix"]} line with {"id", "completion"} (plus tokens,
-    stop_reason and ms with --json), or {"id", "error"} for a line that cannot be completed."""
+    stop_reason, ms and source with --json), or {"id", "error"} for a line that cannot be completed."""
     import json
 
     try:
@@ -160,7 +160,8 @@ def _complete_batch(served, batch: str, options, full: bool) -> int:
             result = served.complete(_read_prefix(file, offset), suffix, options, path=_doc_path(file, served.model))
             out = {"id": request_id, "completion": result.text}
             if full:
-                out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3))
+                out.update(tokens=result.tokens, stop_reason=result.stop_reason, ms=round(result.ms, 3),
+                           source=result.source)
         except ValueError as exc:
             failed += 1
             out = {"id": request_id, "error": f"line {number}: {exc}"}

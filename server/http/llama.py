@@ -23,6 +23,7 @@ How llama.cpp's fields map onto a cllm completion:
   prompt is not timed apart from generation, so the whole time is `predicted_ms`). Streamed (`stream: true`):
   `data: {"content": piece, "stop": false}` events, then the final object with `"stop": true` and an empty
   `content` (the text was streamed already; Continue's llama.cpp provider appends every `content`); no [DONE].
+  The final object has one field of cllm's own: `source`, where the text was copied from ("path:line", or null).
 - `GET /props`: what llama.vscode and other clients read of llama.cpp's server properties,
   `default_generation_settings.n_ctx` (the context) above all. `GET /health` is 503 `{"status": "loading
   model"}` until the workspace cache model serves beside the transformer (see `readiness`).
@@ -159,7 +160,7 @@ def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tok
                                 "temperature": req.options.get("temperature", 0.0),
                                 "top_k": req.options.get("top_k", 0), "top_p": req.options.get("top_p", 1.0),
                                 "stop": list(stop)},
-        "has_new_line": "\n" in text, "truncated": False,
+        "has_new_line": "\n" in text, "truncated": False, "source": completion.source if completion else None,
         "stop_type": STOP_TYPES.get(reason, "eos"),  # cllm's own stop rules end a suggestion as an end of text
         "stopping_word": "",  # which stop string matched is not recorded
         "tokens_cached": evaluated + predicted,

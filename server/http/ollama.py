@@ -15,6 +15,7 @@ How Ollama's fields map onto a cllm completion:
 - `stream` defaults to true, as in Ollama: NDJSON lines `{"response": piece, "done": false}`, then one with
   `"done": true`, an empty `response`, `done_reason` and the counts and durations (nanoseconds).
 - An empty prompt without a suffix loads the model in Ollama: answered at once with `done_reason` "load".
+- The final object has one field of cllm's own: `source`, where the text was copied from ("path:line", or null).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def generate_object(model: str, text: str, done: bool, completion: Any = None,
     if completion is not None:
         eval_ns = int(completion.ms * 1e6)
         body.update(total_duration=eval_ns, load_duration=0, prompt_eval_count=completion.prompt_tokens,
-                    prompt_eval_duration=0, eval_count=completion.tokens, eval_duration=eval_ns)
+                    prompt_eval_duration=0, eval_count=completion.tokens, eval_duration=eval_ns,
+                    source=completion.source)
     return body
 
 

@@ -88,8 +88,11 @@ def _llama_body(limits: dict[str, Any], infill: bool) -> dict[str, Any]:
         **fields})
 
 
+# cllm's own field on every answer: where the suggestion was copied from (engine/complete/sources.py)
+SOURCE = {"type": ["string", "null"], "description": "where the text was copied from: path:line in the workspace"}
+
 LLAMA_RESULT = {"type": "object", "required": ["content", "stop", "generation_settings", "timings"], "properties": {
-    "content": {"type": "string"}, "stop": {"type": "boolean"},
+    "content": {"type": "string"}, "stop": {"type": "boolean"}, "source": SOURCE,
     "stop_type": {"enum": ["eos", "limit", "word", "none"]},
     "tokens_predicted": {"type": "integer"}, "tokens_evaluated": {"type": "integer"},
     "tokens_cached": {"type": "integer"}, "truncated": {"type": "boolean"},
@@ -108,7 +111,7 @@ COMPLETION_RESULT = {"type": "object", "properties": {
     "model": {"type": "string"},
     "choices": {"type": "array", "items": {"type": "object", "properties": {
         "text": {"type": "string"}, "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length", None]},
-        "logprobs": {"type": "null"}}}},
+        "logprobs": {"type": "null"}, "source": SOURCE}}},
     "usage": {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                ("prompt_tokens", "completion_tokens", "total_tokens")}}}}
 
@@ -128,7 +131,7 @@ CHAT_RESULT = {"type": "object", "properties": {
     "id": {"type": "string"}, "object": {"enum": ["chat.completion", "chat.completion.chunk"]},
     "created": {"type": "integer"}, "model": {"type": "string"},
     "choices": {"type": "array", "items": {"type": "object", "properties": {
-        "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length", None]},
+        "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length", None]}, "source": SOURCE,
         "message": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}}},
         "delta": {"type": "object", "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}}}}}},
     "usage": COMPLETION_RESULT["properties"]["usage"]}}
@@ -145,7 +148,7 @@ OLLAMA_MODEL = {"type": "object", "required": ["name", "model", "size", "digest"
 
 GENERATE_RESULT = {"type": "object", "required": ["model", "created_at", "response", "done"], "properties": {
     "model": {"type": "string"}, "created_at": {"type": "string"}, "response": {"type": "string"},
-    "done": {"type": "boolean"}, "done_reason": {"enum": ["stop", "length", "load", "unload"]},
+    "done": {"type": "boolean"}, "done_reason": {"enum": ["stop", "length", "load", "unload"]}, "source": SOURCE,
     **{key: {"type": "integer", "minimum": 0} for key in ("total_duration", "load_duration", "prompt_eval_count",
                                                           "prompt_eval_duration", "eval_count", "eval_duration")}}}
 

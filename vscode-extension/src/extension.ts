@@ -10,6 +10,7 @@ import * as vscode from "vscode";
 
 import { PARTIAL_COMMAND, PartialAccepts } from "./acceptance";
 import { firstOffered, registerPartialAccepts } from "./accepting";
+import { CopyStatus } from "./copyStatus";
 import { PrivateServer } from "./privateServer";
 import { onInterpreterChange } from "./pythonExtension";
 import { CllmServer, isExecutable, suggestionsOn } from "./server";
@@ -28,6 +29,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const output = vscode.window.createOutputChannel("CLLM", { log: true });
   const ui = new StatusUi(() => void stopTraining());
   ui.setEnabled(suggestionsOn());
+  const copies = new CopyStatus();
+  context.subscriptions.push(copies);
   let wasTraining = false;
   const partialAccepts = new PartialAccepts();
 
@@ -43,6 +46,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     started: () => void refreshStatus(),
     failed: (problem) => ui.set({ kind: "error", message: `${problem.problem} ${problem.fix}` }),
     offered: (document, position, result) => partialAccepts.offered(firstOffered(document, position, result)),
+    suggested: (source, document, position) => copies.show(source, document, position),
   }, new PrivateServer(context, output, isExecutable));
   server = cllm;
 
@@ -125,6 +129,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         await cllm.restart();
       } else if (event.affectsConfiguration("cllm")) {
         ui.setEnabled(suggestionsOn());
+  const copies = new CopyStatus();
+  context.subscriptions.push(copies);
         await cllm.sendSettings();
         await refreshStatus();
       }

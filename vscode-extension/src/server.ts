@@ -23,6 +23,7 @@ import { pythonCandidates } from "./install";
 import { PrivateServer, probePython } from "./privateServer";
 import { activeInterpreter } from "./pythonExtension";
 import { ServerSettings, expandPath, serverSettings } from "./settings";
+import { CopySource, copiedFrom } from "./copySource";
 import { Activity, parseActivity } from "./status";
 import { suggestionsEnabled } from "./suggestions";
 
@@ -35,6 +36,8 @@ export interface ServerListener {
   failed(problem: DiscoveryProblem): void;
   /** An inline completion answer VS Code received (for the partial-accept counts, accepting.ts). */
   offered(document: vscode.TextDocument, position: vscode.Position, result: vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined): void;
+  /** The inline suggestion just given at `position` was copied from `source` (undefined: it was not a copy). */
+  suggested?(source: CopySource | undefined, document: vscode.TextDocument, position: vscode.Position): void;
 }
 
 /** Whether suggestions are on now (the `cllm.enable` setting, flipped by "CLLM: Toggle Suggestions"). */
@@ -220,10 +223,10 @@ export class CllmServer {
         provideCompletionItem: () => undefined,
         // Suggestions turned off: none, at once, without asking the server (which would answer none too).
         provideInlineCompletionItems: async (document, position, context, token, next) => {
-          if (!suggestionsOn()) return [];
-          const result = await next(document, position, context, token);
-          this.listener.offered(document, position, result);
-          return result;
+          const answer = suggestionsOn() ? await next(document, position, context, token) : [];
+          this.listener.offered(document, position, answer);
+          this.listener.suggested?.(copiedFrom(answer), document, position);
+          return answer;
         },
         workspace: {
           configuration: (params, token, next) =>

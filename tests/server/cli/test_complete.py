@@ -34,7 +34,7 @@ def test_prompt_prints_the_completion_and_json_has_the_details(tiny_model_path, 
     result = json.loads(as_json.stdout)
     assert result["completion"] == expected.text
     assert result["tokens"] == expected.tokens and result["stop_reason"] == expected.stop_reason
-    assert result["ms"] >= 0
+    assert result["ms"] >= 0 and result["source"] is expected.source is None  # the transformer alone copies nothing
 
 
 def test_file_offset_uses_only_the_bytes_before_the_cursor(tiny_model_path, tmp_path, model):
