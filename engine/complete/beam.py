@@ -37,13 +37,14 @@ class Step:
 
 
 def step_of(scores: np.ndarray, token: int, allowed: np.ndarray | None, normalised: bool) -> Step:
-    """The Step of picking `token` from `scores` (log-probabilities when `normalised`, else logits) restricted to
-    `allowed` token ids (None: all)."""
-    ids = np.arange(len(scores)) if allowed is None else np.asarray(allowed, dtype=np.int64)
-    x = scores[ids].astype(np.float64)
+    """The Step of picking `token` from `scores` (log-probabilities when `normalised`, else logits, normalised over
+    the vocabulary here) among the `allowed` token ids (None: all)."""
+    x = scores.astype(np.float64)
     if not normalised:
         top = x.max()
-        x = x - (top + np.log(np.exp(x - top).sum()))
+        x -= top + np.log(np.exp(x - top).sum())
+    ids = np.arange(len(scores)) if allowed is None else np.asarray(allowed, dtype=np.int64)
+    x = x[ids]
     at = int(np.flatnonzero(ids == token)[0])
     mine = float(x[at])
     x[at] = -np.inf

@@ -58,17 +58,18 @@ def repeat_cut(text: str, unfinished: bool = False) -> int | None:
     n = len(text)
     for period in range(MIN_UNIT, min(MAX_UNIT, n - 1) + 1):
         q = repeat_length(text, period)
-        if (q >= period or (unfinished and q >= MIN_PARTIAL)) and names_words(_whole_words(text, n - q)):
+        if (q >= period or (unfinished and q >= MIN_PARTIAL)) and names_words(_whole_words(text, n - q, unfinished)):
             return _boundary(text, n - q)
     return None
 
 
-def _whole_words(text: str, at: int) -> str:
-    """text[at:] without the piece of a word cut at `at` and the last word, which may be unfinished."""
+def _whole_words(text: str, at: int, final: bool) -> str:
+    """text[at:] without the piece of a word cut at `at`, nor (unless the text is `final`) the last word, which
+    may still grow."""
     while 0 < at < len(text) and _in_word(text[at - 1]) and _in_word(text[at]):
         at += 1
     end = len(text)
-    while end > at and _in_word(text[end - 1]):
+    while not final and end > at and _in_word(text[end - 1]):
         end -= 1
     return text[at:end]
 
