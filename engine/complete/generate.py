@@ -2,7 +2,7 @@
 
 A `Completer` keeps, per document, the KV cache of its last prompt, so that a request sharing a prefix with it (one
 more character typed) runs only the new tokens; it decodes one token at a time, greedy by default, and stops.py
-decides where the suggestion ends. Prompts follow the training format (engine/data/windows.py): [file] path "\\n"
+decides where the suggestion ends (with `beam` > 1, the best of a few candidate lines, beam.py). Prompts follow the training format (engine/data/windows.py): [file] path "\\n"
 prefix, or fill-in-the-middle in suffix-first order when there is text after the cursor, with a long prefix cut at
 fixed anchor lines so that the prompt stays stable while the user types. Token healing takes back the last prompt
 token (or the last whitespace character) and makes the output start with its bytes. A `Scorer` (the workspace cache
@@ -25,6 +25,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..model.loaded import Model
 from ..model.network import GreedyHead, KVCache, infer, new_cache
+from .beam import MAX_WIDTH, Candidate, Step, best_line, step_of
 from .sources import Copy
 from .stops import StopRules
 from ..model.tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -38,7 +39,8 @@ MAX_TEMPERATURE = 2.0  # above this, sampling is close to uniform noise; the CLI
 
 @dataclass
 class CompletionOptions:
-    """How to complete: token and time limits, single- or multi-line, sampling (greedy when temperature is 0)."""
+    """How to complete: token and time limits, single- or multi-line, sampling (greedy when temperature is 0), and
+    how many candidate lines a greedy completion weighs (`beam`, see beam.py; 1: greedy alone)."""
 
     max_tokens: int = 64
     multiline: bool = False
@@ -48,6 +50,7 @@ class CompletionOptions:
     stop: tuple[str, ...] = ()
     max_ms: float = 1000.0
     seed: int = 0
+    beam: int = 1
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for options that cannot work."""
@@ -63,6 +66,8 @@ class CompletionOptions:
             raise ValueError(f"max_ms must be positive, got {self.max_ms!r}")
         if isinstance(self.stop, str) or not all(isinstance(s, str) for s in self.stop):
             raise ValueError(f"stop must be a list of strings, got {self.stop!r}")
+        if not isinstance(self.beam, int) or not 1 <= self.beam <= MAX_WIDTH:
+            raise ValueError(f"beam must be an integer from 1 to {MAX_WIDTH}, got {self.beam!r}")
 
 
 @dataclass
@@ -267,10 +272,11 @@ class Scorer(Protocol):
 
 @dataclass
 class _Slot:
-    """One document's KV cache and the token ids it holds (ids[:cache.length])."""
+    """One document's KV cache and the token ids it holds (ids[:cache.length]; up to `held` after a rewind)."""
 
     cache: KVCache
     ids: np.ndarray
+    held: int = 0  # positions whose ids and cache entries agree (beyond cache.length after a rewind)
 
 
 class Completer:
@@ -303,6 +309,7 @@ class Completer:
         self._one = np.zeros(1, np.int32)
         self._specials = len(SPECIAL_TOKENS)
         self._head: GreedyHead | None = None  # the head the next _prefill/_step scores with (None: fp32)
+        self.last_beam: list[Candidate] = []  # the last beam request's candidates, best first (for tests, benchmarks)
 
     @property
     def mixes(self) -> bool:
@@ -340,7 +347,11 @@ class Completer:
             with _single_threaded_blas:
                 self._head = self._head_for(options, healed)
                 logits = self._scored(self._prefill(slot, ids))
-                completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel, on_text)
+                if options.beam > 1 and options.temperature <= 0:
+                    completion = self._beam(slot, logits, (prefix, suffix, path), options, max_new, healed, start,
+                                            cancel, on_text)
+                else:
+                    completion = self._decode(slot, logits, rules, options, max_new, healed, start, cancel, on_text)
             completion.prompt_tokens = len(ids)
             completion.source = self._copied_from(completion, lines_before)
             return completion
@@ -355,9 +366,12 @@ class Completer:
 
     def _decode(self, slot: _Slot, logits: np.ndarray, rules: StopRules, options: CompletionOptions,
                 max_new: int, healed: bytes, start: float, cancel: threading.Event | None,
-                on_text: Callable[[str], None] | None) -> Completion:
+                on_text: Callable[[str], None] | None, forced: tuple[int, ...] = (),
+                trace: list[Step] | None = None) -> Completion:
         """Generate token by token until a stop rule, a limit or cancellation; the cache stays consistent.
-        Settled text goes to `on_text` as it grows, the rest of the final text at the end."""
+        Settled text goes to `on_text` as it grows, the rest of the final text at the end. The first tokens are
+        `forced` ones (a beam candidate's start, replayed from the cache where it holds them); `trace` gets the
+        Step of every token picked after them."""
         tok = self.model.tokenizer
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         rng = np.random.default_rng(options.seed) if options.temperature > 0 else None
@@ -373,7 +387,12 @@ class Completer:
                 reason = "timeout"
                 break
             allowed = self._vocabulary().agreeing_with(pending) if pending else None
-            token = pick_token(logits[:vocab_end], options, rng, allowed)
+            if generated < len(forced):
+                token = forced[generated]
+            else:
+                token = pick_token(logits[:vocab_end], options, rng, allowed)
+                if trace is not None:
+                    trace.append(step_of(logits[:vocab_end], token, allowed, self.scorer is not None))
             if token < self._specials:
                 reason = "eot"
                 break
@@ -394,11 +413,36 @@ class Completer:
             self._head = self._head_for(options, pending)
             if self.scorer is not None:
                 self.scorer.append(token)
+            if generated < len(forced) and self._replay(slot, token):
+                continue
             logits = self._scored(self._step(slot, token))
         final = rules.finish(text)
         if on_text is not None and len(final) > sent:
             on_text(final[sent:])
         return Completion(final, generated, reason, _ms(start))
+
+    def _beam(self, slot: _Slot, logits: np.ndarray, request: tuple[str, str, str | None],
+              options: CompletionOptions, max_new: int, healed: bytes, start: float,
+              cancel: threading.Event | None, on_text: Callable[[str], None] | None) -> Completion:
+        """The best of `options.beam` candidate lines (beam.py) for `request` (prefix, suffix, path), each decoded
+        from the prompt's cache and `logits`; the winner goes to `on_text` whole, at the end."""
+        prefix, suffix, path = request
+        root = slot.cache.length
+
+        def run(forced: tuple[int, ...]) -> tuple[Completion, list[Step]]:
+            slot.cache.length = root
+            if forced and self.scorer is not None:
+                self.scorer.begin_document(prefix, healed, path)
+            trace: list[Step] = []
+            rules = StopRules(prefix, suffix, options.multiline, options.stop)
+            return self._decode(slot, logits, rules, options, max_new, healed, start, cancel, None, forced, trace), trace
+
+        self.last_beam = best_line(run, options.beam, start)
+        completion = self.last_beam[0].completion
+        completion.ms = _ms(start)
+        if on_text is not None and completion.text:
+            on_text(completion.text)
+        return completion
 
     def _scored(self, logits: np.ndarray) -> np.ndarray:
         """What the next token is picked from: the scorer's scores, or the transformer's logits without one."""
@@ -406,8 +450,8 @@ class Completer:
 
     def _head_for(self, options: CompletionOptions, pending: bytes) -> GreedyHead | None:
         """The int8 head when the next pick is greedy over every token (no healing bytes pending) and no scorer
-        needs every logit exact, else None."""
-        if self.fast_greedy and self.scorer is None and options.temperature <= 0 and not pending:
+        needs every logit exact (nor a beam, which weighs the runner-up), else None."""
+        if self.fast_greedy and self.scorer is None and options.temperature <= 0 and options.beam == 1 and not pending:
             return self.model.greedy_head
         return None
 
@@ -440,15 +484,25 @@ class Completer:
         self._one[0] = token
         return self._run(slot, self._one)
 
+    def _replay(self, slot: _Slot, token: int) -> bool:
+        """Move the cache on past `token` without running it when the slot still holds it there (a beam candidate
+        replaying the greedy start); False when it must be run."""
+        at = slot.cache.length
+        if at < slot.held and slot.ids[at] == token:
+            slot.cache.length = at + 1
+            return True
+        return False
+
     def _run(self, slot: _Slot, tokens: np.ndarray) -> np.ndarray:
         """infer() that records the tokens; on any error the slot is emptied so it never holds a partial state."""
         pos = slot.cache.length
         try:
             logits = infer(self.model.params, self.model.config, tokens, slot.cache, greedy=self._head)
         except BaseException:
-            slot.cache.length = 0
+            slot.cache.length = slot.held = 0
             raise
         slot.ids[pos:pos + len(tokens)] = tokens
+        slot.held = pos + len(tokens)
         self.tokens_run += len(tokens)
         return logits
 

@@ -3,14 +3,17 @@
 The decoder feeds the growing text to a `StopRules` after every token; `check` says whether to stop and how much
 to keep, `finish` tidies the final text, and `settled` says how much no later token can change (what streaming may
 send). Single-line mode ends at the end of the line; multi-line mode continues while a block the suggestion opened
-is open. Both stop before repeating the text after the cursor or the suggestion's previous line (a greedy decoder
-that loops never stops by itself), and at user stop strings. Brackets in literals and comments are not counted.
+is open. Both stop before repeating the text after the cursor or the line above (a greedy decoder that loops never
+stops by itself), cut a suggestion where it starts to repeat a span of itself (repetition.py), and stop at user
+stop strings. Brackets in literals and comments are not counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .repetition import repeat_cut, repeat_start, retypes
 
 OPENERS = "([{"
 CLOSERS = ")]}"
@@ -110,7 +113,8 @@ class StopRules:
         self.stop_strings = tuple(s for s in stop if s)
         suffix = suffix[:SUFFIX_LOOKAHEAD]
         self.suffix = suffix
-        self.cursor_after_code = bool(prefix[prefix.rfind("\n") + 1:].strip())
+        self.cursor_line = prefix[prefix.rfind("\n") + 1:]
+        self.cursor_after_code = bool(self.cursor_line.strip())
         self._counter = BracketCounter()
         self._counter.state = lexer_state_at_end(prefix)  # a suggestion inside a comment counts no brackets
         rest_of_line, _, following = suffix.partition("\n")
@@ -120,7 +124,9 @@ class StopRules:
         self._fed = 0
         self._line_start = 0
         self._line_index = 0
-        self._previous_line = ""
+        above = prefix[:len(prefix) - len(self.cursor_line)].rstrip("\r\n")
+        self._previous_line = above[above.rfind("\n") + 1:].strip()  # the line above the suggestion's current one
+        self._previous_typed = True  # whether the user typed it (then only a line naming two words counts)
         self._decision: Stop | None = None
 
     def check(self, text: str) -> Stop | None:
@@ -139,6 +145,8 @@ class StopRules:
             elif self.multiline and self._counter.brace_depth < 0:
                 self._decision = Stop("block_end", self._fed)
             self._fed += 1
+        if self._decision is None and (cut := repeat_cut(text)) is not None:
+            self._decision = Stop("repetition", cut)
         if self._decision is None and not self.multiline and self._repeats_rest_of_line(text):
             return Stop("suffix", len(text))
         return self._decision
@@ -153,10 +161,11 @@ class StopRules:
         if self.next_line and line == self.next_line and not continues_cursor_line:
             return Stop("suffix", start)
         if first and not line and self.cursor_after_code and not self.suffix_line:
+            self._previous_line = self.cursor_line.strip()
             return None  # the model ends the cursor's line first; the suggestion is the next line
-        if not first and line == self._previous_line and any(c.isalnum() for c in line):
+        if self._repeats_line_above(self._whole(line, first)):
             return Stop("repetition", start)
-        self._previous_line = line
+        self._previous_line, self._previous_typed = self._whole(line, first), False
         if not self.multiline:
             return Stop("newline", end)
         if not line:
@@ -164,6 +173,17 @@ class StopRules:
         if self._counter.opened and self._counter.depth <= self._counter.floor:
             return Stop("balanced", end)
         return None
+
+    def _whole(self, line: str, first: bool) -> str:
+        """The whole (stripped) editor line a suggestion's `line` ends up on: the first continues the cursor's."""
+        return (self.cursor_line + line).strip() if first else line.strip()
+
+    def _repeats_line_above(self, line: str) -> bool:
+        """Whether the whole `line` retypes the line above it: a typed one naming two words, or the suggestion's own
+        previous line with any word or number in it."""
+        if self._previous_typed:
+            return retypes(line, self._previous_line)
+        return line == self._previous_line and any(c.isalnum() for c in line)
 
     def settled(self, text: str) -> int:
         """How many characters at the start of `text` (the completion so far, accepted by `check`) are final: no later
@@ -175,6 +195,7 @@ class StopRules:
             end -= max(len(s) for s in self.stop_strings) - 1
         if self._may_repeat(text[self._line_start:]):
             end = min(end, self._line_start)
+        end = min(end, repeat_start(text))
         if end <= 0 or self.suffix.lstrip().startswith(text[:end].strip()):
             return 0
         head = self.suffix.partition("\n")[0]
@@ -188,17 +209,25 @@ class StopRules:
         targets = []
         if self.next_line and not (first and (self.cursor_after_code or self.suffix_line)):
             targets.append(self.next_line)
-        if not first and any(c.isalnum() for c in self._previous_line):
-            targets.append(self._previous_line)
-        return any(target.startswith(line.strip()) for target in targets)
+        if any(target.startswith(line.strip()) for target in targets):
+            return True
+        previous = self._previous_line
+        return any(c.isalnum() for c in previous) and previous.startswith(self._whole(line, first))
 
     def _repeats_rest_of_line(self, text: str) -> bool:
         """Single-line: the suggestion has reached the text already after the cursor (trimmed by `finish`)."""
         return bool(self.suffix_line) and trim_suffix_overlap(text, self.suffix) != text
 
     def finish(self, text: str) -> str:
-        """The final suggestion: no repeat of the text after the cursor, no trailing whitespace."""
-        return trim_suffix_overlap(text.rstrip(), self.suffix).rstrip()
+        """The final suggestion: no repeat of the text after the cursor, of a span of itself (even unfinished) or, on
+        a line no rule judged yet, of the line above; no trailing whitespace."""
+        text = trim_suffix_overlap(text.rstrip(), self.suffix).rstrip()
+        if (cut := repeat_cut(text, unfinished=True)) is not None:
+            text = text[:cut].rstrip()
+        if len(text) > self._line_start and self._repeats_line_above(self._whole(text[self._line_start:],
+                                                                                 self._line_index == 0)):
+            text = text[:self._line_start].rstrip()
+        return text
 
 
 def _ends_with_start_of(text: str, end: int, head: str) -> bool:

@@ -107,7 +107,7 @@ def test_the_mixture_is_swapped_in_once_built(tmp_path: Path, tiny_model_path: P
     (tmp_path / "models").mkdir()
     save_checkpoint(tmp_path / "models" / "model.cllm", ckpt)
     workspace = Workspace(source, {"modelDir": str(tmp_path / "models")})
-    prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+    prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint y;\nint zzz_"  # not the line above: that is cut
     assert workspace.mixture_settled.wait(120), "the mixture completer was never built"
     assert workspace.complete(prefix, "", path="x.c").text == "counter = 0;"
 

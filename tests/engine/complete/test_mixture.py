@@ -94,7 +94,7 @@ def test_mixture_completer_follows_a_copying_model_when_weighted_to_it(tiny_mode
     kn = KneserNey([stream], tok.vocab_size, tok.eot_id)
     copying = fit_mixture(np.tile([1e-9] * COMPONENTS, (50, 1)), np.zeros(50, dtype=np.int64))
     copying.weights[:] = _all_on(component)
-    prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+    prefix = "int zzz_counter = 0;\nint zzz_counter = 0;\nint y;\nint zzz_"  # retyping the line above is cut
     completer = Completer(model, scorer=MixtureScorer(tok, kn, MatchIndex([stream]), copying))
     assert completer.mixes
     assert completer.complete(prefix, "", CompletionOptions(max_ms=1e9), path="x.c").text == "counter = 0;"
@@ -118,7 +118,7 @@ def test_document_cache_extended_token_by_token_equals_a_fresh_one():
     assert np.array_equal(cache.tokens, tokens)
 
 
-CACHE_ONLY = "int zzz_counter = 0;\nint zzz_counter = 0;\nint zzz_"
+CACHE_ONLY = "int zzz_counter = 0;\nint zzz_counter = 0;\nint y;\nint zzz_"  # not the line above: that is cut
 
 
 def test_pooled_is_a_distribution_and_pools_equal_models_into_themselves():

@@ -170,3 +170,51 @@ def test_text_that_may_still_be_the_suffix_is_held_back():
     assert rules.check("foo(") is None and rules.settled("foo(") == 0
     rules = StopRules("x = ", "\n  foo(1);\n", True)
     assert rules.check("fox") is None and rules.settled("fox") == 3
+
+
+# ------------------------------------------------------------------------------------------- repetition guard
+
+def words(text: str) -> list[str]:
+    """`text` in the pieces a tokenizer might give: words, runs of spaces, single other characters."""
+    import re
+    return re.findall(r"\w+|\s+|.", text)
+
+
+def test_a_suggestion_repeating_a_span_of_itself_is_cut_where_the_repetition_starts():
+    rules = StopRules("static int\nfoo(PyObject *o, Py_ha", "", multiline=False)
+    looped = "sh, PyObject* identity, Py_hash_t hash, PyObject* identity, Py_hash_t hash, PyObject* identity,\n"
+    assert run(rules, words(looped)) == ("sh, PyObject* identity, Py_hash_t hash,", "repetition")
+
+
+def test_an_unfinished_second_copy_is_cut_at_the_end():
+    rules = StopRules("    call(", "", multiline=False)
+    assert run(rules, words("alpha, beta_gamma, alpha, beta_ga")) == ("alpha, beta_gamma,", None)
+
+
+def test_repeats_of_a_single_word_or_number_stay():
+    for prefix, text in [("{NULL, ", "NULL, NULL, NULL, NULL}\n"), ("{", "0x00, 0x00, 0x00, 0x00,\n")]:
+        assert run(StopRules(prefix, "", multiline=False), words(text)) == (text.strip(), "newline")
+
+
+def test_a_suggestion_retyping_the_line_above_the_cursor_is_dropped():
+    for cursor_line, text in [("    ", "Py_INCREF(self);\n"), ("    Py_IN", "CREF(self);\n"), ("    ", "Py_INCREF(self);")]:
+        rules = StopRules("    x = 1;\n    Py_INCREF(self);\n" + cursor_line, "", multiline=False)
+        assert run(rules, chars(text))[0] == ""
+    rules = StopRules("#endif\n", "", multiline=False)  # a line naming one word may repeat
+    assert run(rules, chars("#endif\n")) == ("#endif", "newline")
+
+
+def test_the_next_line_after_a_finished_line_does_not_retype_it():
+    rules = StopRules("    return self->hash;", "", multiline=False)
+    assert run(rules, chars("\n    return self->hash;\n")) == ("", "repetition")
+
+
+def test_a_suggestion_that_only_retypes_the_suffix_is_dropped():
+    rules = StopRules("    x = ", "compute(a, b);\n", multiline=False)
+    assert run(rules, words("compute(a, b);\n")) == ("", "suffix")
+
+
+def test_streaming_never_sends_text_the_guard_cuts():
+    rules = StopRules("foo(PyObject *o, ", "", False)
+    out, final = stream(rules, words("PyObject* identity, Py_hash_t hash, PyObject* identity, Py_hash_t hash, x"))
+    assert final == "PyObject* identity, Py_hash_t hash," and "".join(out) == final
