@@ -441,7 +441,7 @@ class _Run:
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
             mixture=self.finish.mixture, fim=self._fim_format(), line_exact_match=self.finish.line_exact_match,
-            base=d.base, base_share=self.finish.base_share, replay_files=[doc.path for doc in d.replay],
+            thresholds=self.finish.thresholds, base=d.base, base_share=self.finish.base_share, replay_files=[doc.path for doc in d.replay],
             generation=d.generation, trained_before=d.trained_before, manifest=self._manifest(),
             resume=ResumePosition(epoch=s.epoch, batch=s.batch, step=s.step, tokens=s.tokens,
                                   best_epoch_val=_finite(s.best_epoch_val), bad_epochs=s.bad_epochs,
