@@ -3,7 +3,7 @@
 Every editor configures the server alike, through `initializationOptions` or the `cllm` section of
 `workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
-    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512,
+    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512, "eagerness": "normal",
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 `indexMemoryMB` caps the workspace index (the 5-gram and match index the completions mix in,
@@ -23,6 +23,10 @@ fine-tunes it and nothing is asked.
 `training.baseCorpus` (a list of folders, mainly for tests) is what a prepared base learns from, as `cllm pretrain
 PATH...`; by default the system's C headers and sources.
 
+`eagerness` ("low", "normal" or "high"; default "normal") hides a suggestion whose confidence is below the model's
+threshold for it (engine/complete/confidence.py): low shows only suggestions that are nearly always right, high
+shows more of the uncertain ones.
+
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/complete/generate.py).
 
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cllm.engine.complete.confidence import DEFAULT_EAGERNESS, EAGERNESS
 from cllm.engine.config import OPTIONS, Check, Option
 
 # camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
@@ -66,6 +71,7 @@ class Settings:
     multiline: bool | None = None
     model_dir: str | None = None
     index_memory_mb: float | None = None  # the workspace index's memory cap (engine IndexSettings.max_mb)
+    eagerness: str = DEFAULT_EAGERNESS  # which suggestions are shown, by their confidence (EAGERNESS)
     training: dict[str, int | float] = field(default_factory=dict)
     base: str = "ask"  # training.base: what training does while no base model exists (BASE_CHOICES)
     base_corpus: list[str] = field(default_factory=list)  # training.baseCorpus: folders a prepared base learns from
@@ -162,6 +168,11 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
                 problems.append(problem)
             else:
                 setattr(settings, name, checked)
+        elif key == "eagerness":
+            if value in EAGERNESS:
+                settings.eagerness = value
+            elif value is not None:
+                problems.append(f"setting cllm.eagerness must be one of {', '.join(EAGERNESS)}, got {value!r}")
         elif key == "training":
             settings.training, more = _parse_training(value)
             settings.base, settings.base_corpus, base_problems = _parse_base(value)

@@ -21,7 +21,7 @@ DEFAULT_EAGERNESS = "normal"
 TARGET_PRECISION = {"low": 0.8, "normal": 0.6, "high": 0.4}
 # thresholds of models that carry none (older files, the shipped base), fitted on four projects with the shipped
 # base and each one's workspace cache: docs/decisions.md, "Confidence of a suggestion"
-DEFAULT_THRESHOLDS = {"low": 0.9, "normal": 0.75, "high": 0.5}
+DEFAULT_THRESHOLDS = {"low": 0.3, "normal": 0.1, "high": 0.009}
 
 
 def token_logprob(scores: np.ndarray, token: int, allowed: np.ndarray | None = None) -> float:

@@ -123,8 +123,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     head = _head("cmpl", "text_completion")
     if not req.stream:
         results = await run_completions(request, req)
-        choices = [{"text": c.text, "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None}
-                   for i, (c, _) in enumerate(results)]
+        choices = [{"text": c.text, "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None,
+                    "confidence": c.confidence} for i, (c, _) in enumerate(results)]
         return web.json_response({**head, "choices": choices, "usage": _usage(results)})
 
     def piece(index: int, text: str) -> dict:
@@ -132,7 +132,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
     def ending(results: list[tuple[Any, int]]) -> list[dict]:
         finished = [{**head, "choices": [{"text": "", "index": i, "finish_reason": _finish_reason(c.stop_reason),
-                                          "logprobs": None}]} for i, (c, _) in enumerate(results)]
+                                          "logprobs": None, "confidence": c.confidence}]}
+                    for i, (c, _) in enumerate(results)]
         usage = [{**head, "choices": [], "usage": _usage(results)}] if req.include_usage else []
         return finished + usage
 
@@ -194,7 +195,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not req.stream:
         [(completion, prompt_tokens)] = await run_completions(request, req)
         choice = {"index": 0, "message": {"role": "assistant", "content": completion.text},
-                  "finish_reason": _finish_reason(completion.stop_reason), "logprobs": None}
+                  "finish_reason": _finish_reason(completion.stop_reason), "logprobs": None,
+                  "confidence": completion.confidence}
         return web.json_response({**_head("chatcmpl", "chat.completion"), "choices": [choice],
                                   "usage": _usage([(completion, prompt_tokens)])})
     head = _head("chatcmpl", "chat.completion.chunk")
@@ -210,7 +212,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         [(completion, _)] = results
         delta = {} if started else {"role": "assistant", "content": ""}
         finished = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                         "finish_reason": _finish_reason(completion.stop_reason)}]}
+                                         "finish_reason": _finish_reason(completion.stop_reason),
+                                         "confidence": completion.confidence}]}
         return [finished] + ([{**head, "choices": [], "usage": _usage(results)}] if req.include_usage else [])
 
     return await stream_response(request, lambda on_text: run_completions(request, req, on_text), piece, ending,
