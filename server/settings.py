@@ -156,7 +156,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
         return settings, [f"settings for cllm must be an object, got {raw!r}"]
     problems: list[str] = []
     simple = {"enable": ("enable", bool), "maxTokens": ("max_tokens", int), "multiline": ("multiline", bool),
-              "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float)}
+              "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float),
+              "eagerness": ("eagerness", str)}
     for key, value in raw.items():
         if key in simple:
             name, kind = simple[key]
@@ -164,15 +165,12 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
                 continue
             checked, problem = _check_value(key, value, kind, positive=True)
             problem = problem or (model_dir_problem(checked) if key == "modelDir" else None)
+            if problem is None and key == "eagerness" and checked not in EAGERNESS:
+                problem = f"setting cllm.eagerness must be one of {', '.join(EAGERNESS)}, got {checked!r}"
             if problem:
                 problems.append(problem)
             else:
                 setattr(settings, name, checked)
-        elif key == "eagerness":
-            if value in EAGERNESS:
-                settings.eagerness = value
-            elif value is not None:
-                problems.append(f"setting cllm.eagerness must be one of {', '.join(EAGERNESS)}, got {value!r}")
         elif key == "training":
             settings.training, more = _parse_training(value)
             settings.base, settings.base_corpus, base_problems = _parse_base(value)

@@ -1,7 +1,7 @@
 /**
  * The VS Code `cllm.*` settings turned into the server's `cllm` settings object (server/settings.py):
  *
- *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB",
+ *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB", "eagerness",
  *    "training": {"epochs", "timeBudget", "spheres", "threads", "fresh", "base", "baseCorpus", ...}}
  *
  * Settings left empty go as null: the server lays this object over its initializationOptions key by key
@@ -26,6 +26,7 @@ export interface ServerSettings {
   multiline: boolean | null;
   modelDir: string | null;
   indexMemoryMB: number | null;
+  eagerness: string | null;
   training: Record<string, TrainingValue>;
 }
 
@@ -43,6 +44,9 @@ export interface TrainingOption {
 
 /** Every training setting the server takes, by key (the advanced ones too). */
 export const TRAINING_OPTIONS: Record<string, TrainingOption> = trainingOptions.settings;
+
+/** The server's `eagerness` choices (engine/complete/confidence.py EAGERNESS): which suggestions are shown. */
+export const EAGERNESS = ["low", "normal", "high"] as const;
 
 /** Training settings with their own entry in the settings UI; `training.advanced` may add the others. */
 export const TRAINING_KEYS = ["epochs", "timeBudget", "spheres", "threads", "fresh"] as const;
@@ -69,6 +73,7 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
     multiline: typeof multiline === "boolean" ? multiline : null,
     modelDir: modelDir ? expandPath(modelDir, paths) : null,
     indexMemoryMB: number(read("indexMemoryMB")) ?? null,
+    eagerness: (EAGERNESS as readonly unknown[]).includes(read("eagerness")) ? (read("eagerness") as string) : null,
     training: {},
   };
   const advanced = read("training.advanced");

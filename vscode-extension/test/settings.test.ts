@@ -14,7 +14,7 @@ function reader(values: Record<string, unknown>) {
 
 test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
   assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
-    enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null,
+    enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null, eagerness: null,
     training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
   });
 });
@@ -31,6 +31,7 @@ test("every setting reaches the server under its server name", () => {
       multiline: false,
       modelDir: "~/models",
       indexMemoryMB: 256,
+      eagerness: "low",
       "training.epochs": 3,
       "training.timeBudget": 90.5,
       "training.spheres": 12,
@@ -48,6 +49,7 @@ test("every setting reaches the server under its server name", () => {
     multiline: false,
     modelDir: "/home/ada/models",
     indexMemoryMB: 256,
+    eagerness: "low",
     training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, fresh: true, base: "prepare",
                 baseCorpus: ["/home/ada/c", "/src/proj/vendor"], dModel: 32, layers: 2, seqLen: 32 },
   });
@@ -167,3 +169,8 @@ function python(): string {
   const venv = path.join(__dirname, "..", "..", "..", ".venv", "bin", "python");
   return process.env.PYTHON || (fs.existsSync(venv) ? venv : "python3");
 }
+
+test("an eagerness the server does not know goes as null (the server's default, normal)", () => {
+  assert.equal(serverSettings(reader({ eagerness: "eager" }), PATHS).eagerness, null);
+  assert.equal(serverSettings(reader({ eagerness: "high" }), PATHS).eagerness, "high");
+});
