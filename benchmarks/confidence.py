@@ -48,7 +48,8 @@ def measure(model: Model, root: Path, positions: int) -> tuple[list[list[float] 
     files, by `model` mixed with the cache of its training files."""
     train_docs, val_docs = split_documents(load_documents(scan(root).documents), TrainConfig().val_fraction)
     mixture = stored_mixture({"mixture": model.metadata.mixture})
-    scorer = MixtureScorer(model.tokenizer, *workspace_models(model.tokenizer, train_docs), mixture) if mixture else None
+    cache = workspace_models(model.tokenizer, train_docs)
+    scorer = MixtureScorer(model.tokenizer, *cache, mixture) if mixture else None
     completer = Completer(model, scorer=scorer)
     last: list[list[float]] = []  # the log-probabilities of the completion that just ran (none: no text)
     completer.statistic = lambda logprobs: last.append(list(logprobs)) or line_confidence(logprobs)

@@ -3,8 +3,8 @@
 Every editor configures the server alike, through `initializationOptions` or the `cllm` section of
 `workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
-    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512, "eagerness": "normal",
-     "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
+    {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512,
+     "eagerness": "normal", "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 `indexMemoryMB` caps the workspace index (the 5-gram and match index the completions mix in,
 engine/complete/workspace_index.py): past it a deterministic sample of the files is indexed. A change applies at the next

@@ -217,7 +217,8 @@ def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Docu
         suffix = "" if prefix_only else doc.text[p.line_end:]
         for name, predict in predictors.items():
             predicted = predict(p.doc, prefix, suffix)
-            text, confidence = (predicted, None) if isinstance(predicted, str) else (predicted.text, predicted.confidence)
+            text, confidence = ((predicted, None) if isinstance(predicted, str)
+                                else (predicted.text, predicted.confidence))
             scores[name].add(text.split("\n", 1)[0], truth, confidence)
         if progress:
             progress("line completion", i + 1, len(positions))
