@@ -3,9 +3,10 @@
 A completion's confidence (generate.Completion.confidence, in [0, 1]) is the product of the probabilities of the
 tokens it emitted (the probability of the whole suggestion), under the distribution decoding picked from (the
 mixture's when the completer mixes, else the transformer's); docs/decisions.md, "Confidence of a suggestion",
-compares the statistics tried. A suggestion is shown when its confidence reaches the threshold of the user's eagerness (low / normal / high). The
-thresholds are fitted at the end of training on held-out positions (engine/train/finish.py, fit_thresholds) so
-that the shown suggestions reach TARGET_PRECISION; models without fitted ones use DEFAULT_THRESHOLDS.
+compares the statistics tried. A suggestion is shown when its confidence reaches the threshold of the user's
+eagerness (low / normal / high). The thresholds are fitted at the end of training on held-out positions
+(engine/train/finish.py, fit_thresholds) so that the shown suggestions reach TARGET_PRECISION; models without
+fitted ones use DEFAULT_THRESHOLDS.
 """
 
 from __future__ import annotations
