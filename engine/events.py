@@ -442,6 +442,7 @@ class TrainingMetadata(_Record):
     mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/complete/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
     line_exact_match: float | None = None  # share of held-out line completions exactly right, by the shipped completer
+    thresholds: dict[str, float] | None = None  # confidence to show a suggestion, per eagerness (confidence.py)
     resume: OrAbsent[ResumePosition] = None
     manifest: list[ManifestEntry] = field(default_factory=list)  # a base model's corpus (engine/train/pretrain.py)
     base: BaseRecord | None = None  # the base a fine-tuned model started from

@@ -4,7 +4,7 @@ Every editor configures the server alike, through `initializationOptions` or the
 `workspace/didChangeConfiguration` (or of the `workspace/configuration` pull):
 
     {"enable": true, "maxTokens": 64, "multiline": true, "modelDir": "/path", "indexMemoryMB": 512,
-     "learnWhileIdle": true, "idleSeconds": 90,
+     "learnWhileIdle": true, "idleSeconds": 90, "eagerness": "normal",
      "training": {"epochs": 10, "timeBudget": 600, "spheres": 12, "threads": 0}}
 
 `learnWhileIdle` (default true) lets the model learn in the background from saved files once the editor has been
@@ -27,6 +27,10 @@ fine-tunes it and nothing is asked.
 `training.baseCorpus` (a list of folders, mainly for tests) is what a prepared base learns from, as `cllm pretrain
 PATH...`; by default the system's C headers and sources.
 
+`eagerness` ("low", "normal" or "high"; default "normal") hides a suggestion whose confidence is below the model's
+threshold for it (engine/complete/confidence.py): low shows only suggestions that are nearly always right, high
+shows more of the uncertain ones.
+
 Unknown keys and values of the wrong type are reported (one message per problem) and ignored; the rest of the
 settings still apply. Unset values mean "the engine's default" (engine/config.py, engine/complete/generate.py).
 
@@ -43,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cllm.engine.complete.confidence import DEFAULT_EAGERNESS, EAGERNESS
 from cllm.engine.config import OPTIONS, Check, Option
 
 # camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
@@ -73,6 +78,7 @@ class Settings:
     index_memory_mb: float | None = None  # the workspace index's memory cap (engine IndexSettings.max_mb)
     learn_while_idle: bool = True  # background learning from saves (server/learning.py)
     idle_seconds: float = 90.0  # quiet seconds before it starts or resumes
+    eagerness: str = DEFAULT_EAGERNESS  # which suggestions are shown, by their confidence (EAGERNESS)
     training: dict[str, int | float] = field(default_factory=dict)
     base: str = "ask"  # training.base: what training does while no base model exists (BASE_CHOICES)
     base_corpus: list[str] = field(default_factory=list)  # training.baseCorpus: folders a prepared base learns from
@@ -158,7 +164,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
     problems: list[str] = []
     simple = {"enable": ("enable", bool), "maxTokens": ("max_tokens", int), "multiline": ("multiline", bool),
               "modelDir": ("model_dir", str), "indexMemoryMB": ("index_memory_mb", float),
-              "learnWhileIdle": ("learn_while_idle", bool), "idleSeconds": ("idle_seconds", float)}
+              "learnWhileIdle": ("learn_while_idle", bool), "idleSeconds": ("idle_seconds", float),
+              "eagerness": ("eagerness", str)}
     for key, value in raw.items():
         if key in simple:
             name, kind = simple[key]
@@ -166,6 +173,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
                 continue
             checked, problem = _check_value(key, value, kind, positive=True)
             problem = problem or (model_dir_problem(checked) if key == "modelDir" else None)
+            if problem is None and key == "eagerness" and checked not in EAGERNESS:
+                problem = f"setting cllm.eagerness must be one of {', '.join(EAGERNESS)}, got {checked!r}"
             if problem:
                 problems.append(problem)
             else:

@@ -15,6 +15,7 @@ complete on its one `worker` (server/worker.py): newest request per document win
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -189,13 +190,20 @@ class Workspace:
                  **overrides: Any) -> Completion | None:
         """Complete at a cursor between `prefix` and `suffix`; None when no model is loaded yet. Overrides are
         CompletionOptions fields; `cancel` stops one early; `on_text` receives the suggestion piece by piece;
-        `lines_before`: the document's lines before `prefix` (the line of a copy from it, Completion.source)."""
+        `lines_before`: the document's lines before `prefix` (the line of a copy from it, Completion.source).
+        A suggestion less confident than the eagerness setting's threshold comes back with no text; so that none
+        of it is streamed before that is known, `on_text` gets the whole text at the end."""
         options = self.completion_options(**overrides)
         served = self._served
         if served is None:
             return None
-        return served.complete(prefix, suffix, options, path=relative_path(self.root, path), doc_key=doc_key,
-                               cancel=cancel, on_text=on_text, lines_before=lines_before)
+        completion = served.complete(prefix, suffix, options, path=relative_path(self.root, path), doc_key=doc_key,
+                                     cancel=cancel, lines_before=lines_before)
+        if completion.confidence < served.threshold(self.settings.eagerness):
+            return dataclasses.replace(completion, text="")
+        if on_text is not None and completion.text:
+            on_text(completion.text)
+        return completion
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(event)` for every event from now on; returns the function that unsubscribes."""

@@ -27,6 +27,7 @@ from ..model.loaded import Model
 from ..model.network import GreedyHead, KVCache, infer, new_cache
 from .beam import MAX_WIDTH, Candidate, Step, best_line, step_of
 from .sources import Copy
+from .confidence import line_confidence, token_logprob
 from .stops import StopRules
 from ..model.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -73,8 +74,9 @@ class CompletionOptions:
 @dataclass
 class Completion:
     """A suggestion: its text, how many tokens were generated, why generation stopped, how long it took, how
-    many tokens the prompt the model read had (0 when it read none), and where it was copied from ("path:line",
-    engine/complete/sources.py; None when it was not a copy)."""
+    many tokens the prompt the model read had (0 when it read none), where it was copied from ("path:line",
+    engine/complete/sources.py; None when it was not a copy) and the completer's confidence in it, in [0, 1]
+    (engine/complete/confidence.py; 0 when nothing was generated)."""
 
     text: str
     tokens: int
@@ -82,6 +84,7 @@ class Completion:
     ms: float
     prompt_tokens: int = 0
     source: str | None = None
+    confidence: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -291,9 +294,12 @@ class Completer:
     Greedy picks over the whole vocabulary (temperature 0, no token-healing restriction) and no scorer score the
     output head through the model's int8 `greedy_head`: `_prefill`/`_step` then return logits that are exact for
     every token that could win the argmax and -inf for the rest, so the pick equals the fp32 one. A scorer gets
-    every logit exact; so does a subclass that sets `fast_greedy = False` (tests compare the two paths)."""
+    every logit exact; so does a subclass that sets `fast_greedy = False` (tests compare the two paths). Through the
+    int8 head the confidence (normalised over the rescored tokens only) overstates the transformer's: see
+    docs/decisions.md, "Confidence of a suggestion"."""
 
     fast_greedy: ClassVar[bool] = True
+    statistic: ClassVar[Callable[[list[float]], float]] = staticmethod(line_confidence)  # emitted tokens' log-probs
 
     def __init__(self, model: Model, cache_slots: int = 8, scorer: Scorer | None = None) -> None:
         if cache_slots < 1:
@@ -378,6 +384,7 @@ class Completer:
         pending = healed
         vocab_end = tok.vocab_size
         text, generated, reason = "", 0, "max_tokens"
+        logprobs: list[float] = []  # of every token picked, for the confidence
         sent = 0  # characters of `text` given to on_text
         while True:
             if cancel is not None and cancel.is_set():
@@ -393,6 +400,7 @@ class Completer:
                 token = pick_token(logits[:vocab_end], options, rng, allowed)
                 if trace is not None:
                     trace.append(step_of(logits[:vocab_end], token, allowed, self.scorer is not None))
+            logprobs.append(token_logprob(logits[:vocab_end], token, allowed))
             if token < self._specials:
                 reason = "eot"
                 break
@@ -419,7 +427,8 @@ class Completer:
         final = rules.finish(text)
         if on_text is not None and len(final) > sent:
             on_text(final[sent:])
-        return Completion(final, generated, reason, _ms(start))
+        confidence = self.statistic(logprobs) if final.strip() else 0.0  # nothing to show, nothing to be sure of
+        return Completion(final, generated, reason, _ms(start), confidence=confidence)
 
     def _beam(self, slot: _Slot, logits: np.ndarray, request: tuple[str, str, str | None],
               options: CompletionOptions, max_new: int, healed: bytes, start: float,

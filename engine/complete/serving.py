@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.corpus import scan
 from ..model.loaded import Model, load_model
+from .confidence import thresholds_or_default
 from .generate import Completer, Completion, CompletionOptions
 from .mixture import MixtureScorer, stored_mixture
 from .workspace_index import INDEX_FILE, IndexBuilder, IndexSettings, index_fingerprint
@@ -109,6 +110,11 @@ class ServedModel:
         index = self.index
         if index is not None:
             threading.Thread(target=index.update_file, args=(rel,), name="cllm-index-save", daemon=True).start()
+
+    def threshold(self, eagerness: str) -> float:
+        """The confidence a suggestion needs to be shown at `eagerness`: the model's fitted threshold, or the default
+        one for models that carry none (engine/complete/confidence.py)."""
+        return thresholds_or_default(self.model.metadata.thresholds)[eagerness]
 
     def complete(self, prefix: str, suffix: str = "", options: CompletionOptions | None = None, *,
                  path: str | None = None, doc_key: Any = None, cancel: threading.Event | None = None,

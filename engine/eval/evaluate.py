@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from .baselines import COMPRESSORS, compressor_baselines
 from ..model.checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from ..data.corpus import Document, load_documents, read_documents, scan
 from ..errors import CllmError
-from ..complete.generate import Completer, CompletionOptions, Scorer
+from ..complete.confidence import DEFAULT_EAGERNESS, EAGERNESS, shown_figures, thresholds_or_default
+from ..complete.generate import Completer, Completion, CompletionOptions, Scorer
 from .heldout import Progress, bits_and_bytes, document_nats, document_scores
 from ..model.loaded import Model, load_model
 from ..complete.match_model import MatchIndex
@@ -61,16 +62,28 @@ class Scores:
 
     exact: list[bool] = field(default_factory=list)
     similarity: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)  # of each completion, when the predictor gives one
 
-    def add(self, predicted: str, truth: str) -> None:
+    def add(self, predicted: str, truth: str, confidence: float | None = None) -> None:
         predicted, truth = predicted.strip(), truth.strip()
         self.exact.append(predicted == truth)
         self.similarity.append(edit_similarity(predicted, truth))
+        if confidence is not None:
+            self.confidence.append(confidence)
 
     def summary(self) -> dict[str, float | None]:
         if not self.exact:
             return {"exact_match": None, "edit_similarity": None}
         return {"exact_match": float(np.mean(self.exact)), "edit_similarity": float(np.mean(self.similarity))}
+
+    def shown(self, thresholds: Mapping[str, float]) -> dict[str, Any]:
+        """The shown rate and the exact match among shown suggestions at the normal eagerness, and per eagerness
+        (engine/complete/confidence.py); empty without confidences."""
+        if len(self.confidence) != len(self.exact) or not self.exact:
+            return {}
+        figures = shown_figures(self.confidence, self.exact, thresholds)
+        return {**{key: figures[DEFAULT_EAGERNESS][key] for key in ("shown_rate", "shown_exact_match")},
+                "eagerness": figures}
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -187,7 +200,7 @@ def _fold_mixtures(scored: tuple[list[np.ndarray], list[np.ndarray], list[np.nda
     return fitted, bits, every.weights[buckets].mean(axis=0)
 
 
-Predictor = Callable[[int, str, str], str]
+Predictor = Callable[[int, str, str], str | Completion]  # a Completion carries its confidence
 
 
 def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Document],
@@ -203,26 +216,36 @@ def _line_completions(predictors: dict[str, Predictor], documents: Sequence[Docu
         prefix, truth = doc.text[:p.offset], doc.text[p.offset:p.line_end]
         suffix = "" if prefix_only else doc.text[p.line_end:]
         for name, predict in predictors.items():
-            scores[name].add(predict(p.doc, prefix, suffix).split("\n", 1)[0], truth)
+            predicted = predict(p.doc, prefix, suffix)
+            text, confidence = ((predicted, None) if isinstance(predicted, str)
+                                else (predicted.text, predicted.confidence))
+            scores[name].add(text.split("\n", 1)[0], truth, confidence)
         if progress:
             progress("line completion", i + 1, len(positions))
     return scores
 
 
-def line_exact_match(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
-                     positions: int = HELDOUT_POSITIONS, seed: int = 0) -> float | None:
-    """Share of one-line completions exactly right (whitespace trimmed) at `positions` seeded cursors of
-    `documents`, by `model`'s completer with `scorer` (None: the transformer alone); None without positions."""
+def line_scores(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
+                positions: int = HELDOUT_POSITIONS, seed: int = 0) -> Scores | None:
+    """The one-line completions at `positions` seeded cursors of `documents` by `model`'s completer with `scorer`
+    (None: the transformer alone), scored with their confidences; None without positions."""
     sampled = sample_positions(documents, positions, seed)
     if not sampled:
         return None
     completer = Completer(model, scorer=scorer)
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
 
-    def predict(d: int, prefix: str, suffix: str) -> str:
-        return completer.complete(prefix, suffix, line, path=documents[d].path).text
+    def predict(d: int, prefix: str, suffix: str) -> Completion:
+        return completer.complete(prefix, suffix, line, path=documents[d].path)
 
-    return _line_completions({"model": predict}, documents, sampled, None)["model"].summary()["exact_match"]
+    return _line_completions({"model": predict}, documents, sampled, None)["model"]
+
+
+def line_exact_match(model: Model, documents: Sequence[Document], scorer: Scorer | None = None, *,
+                     positions: int = HELDOUT_POSITIONS, seed: int = 0) -> float | None:
+    """Share of one-line completions exactly right (whitespace trimmed) of line_scores; None without positions."""
+    scores = line_scores(model, documents, scorer, positions=positions, seed=seed)
+    return None if scores is None else scores.summary()["exact_match"]
 
 
 def _syntax_share(model: Model, documents: Sequence[Document], positions: Sequence[Position], count: int,
@@ -306,7 +329,7 @@ def _add_workspace_predictors(predictors: dict[str, Predictor], model: Model, do
     fitted, mixed_bits, weights = _fold_mixtures(scored, kn, index, tok, documents)
     completers = [Completer(model, scorer=MixtureScorer(tok, kn, index, m)) for m in fitted]
     predictors["mixture"] = lambda d, prefix, suffix: completers[d % 2].complete(
-        prefix, suffix, line, path=documents[d].path).text
+        prefix, suffix, line, path=documents[d].path)
     return {"bits_per_byte": mixed_bits,
             "mean_weights": dict(zip(("transformer", "kn5", "cache", "match", "pooled"), weights.round(3).tolist()))}
 
@@ -335,25 +358,28 @@ def evaluate(model: Model, documents: Sequence[Document], train_documents: Seque
     line = CompletionOptions(max_tokens=LINE_MAX_TOKENS, multiline=False, max_ms=_NO_DEADLINE_MS)
     plain = Completer(model)  # the transformer alone, whatever the model ships with
     predictors: dict[str, Predictor] = {
-        "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path).text}
+        "model": lambda d, prefix, suffix: plain.complete(prefix, suffix, line, path=documents[d].path)}
     mixture = None
     if workspace is not None:
         mixture = _add_workspace_predictors(predictors, model, documents, scored, workspace, line)
         mixture["bits_per_byte"] /= n_bytes
     sampled = sample_positions(documents, positions, seed)
     scores = _line_completions(predictors, documents, sampled, progress, prefix_only)
+    thresholds = thresholds_or_default(model.metadata.thresholds)
     if workspace is not None:
         baselines["kn5"].update(scores["kn5"].summary())
         baselines["kn5"]["exact_shared_with_model"] = sum(a and b for a, b in zip(scores["model"].exact, scores["kn5"].exact))
-        mixture.update(scores["mixture"].summary())
+        mixture.update(scores["mixture"].summary(), **scores["mixture"].shown(thresholds))
     n_syntax = max(1, positions // 5) if syntax_positions is None else syntax_positions
     syntax_ok, syntax_checked = _syntax_share(model, documents, sampled, n_syntax, progress)
-    transformer = {"bits_per_byte": bits / n_bytes, **scores["model"].summary()}
+    transformer = {"bits_per_byte": bits / n_bytes, **scores["model"].summary(), **scores["model"].shown(thresholds)}
     ships_mixture = mixture is not None and stored_mixture({"mixture": model.metadata.mixture}) is not None
     headline = mixture if ships_mixture else transformer
     return {
         "bits_per_byte": headline["bits_per_byte"],
         "exact_match": headline["exact_match"],
+        "shown_rate": headline.get("shown_rate"), "shown_exact_match": headline.get("shown_exact_match"),
+        "eagerness": headline.get("eagerness"),
         "edit_similarity": headline["edit_similarity"],
         "completer": "transformer+cache" if ships_mixture else "transformer",
         "transformer": transformer,
@@ -415,6 +441,17 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _shown_rows(eagerness: str, model: dict[str, Any], mix: dict[str, Any], compressors: int) -> list[tuple]:
+    """The table's rows of one eagerness: the share of positions shown a suggestion, the exact match of those."""
+    def cell(part: dict[str, Any], key: str) -> str:
+        return _fmt(((part.get("eagerness") or {}).get(eagerness) or {}).get(key), ".1%")
+
+    dashes = ("-",) * (compressors + 1)
+    return [(f"shown at {eagerness} eagerness", cell(model, "shown_rate"), cell(mix, "shown_rate"), *dashes),
+            ("  exact match of those shown", cell(model, "shown_exact_match"), cell(mix, "shown_exact_match"),
+             *dashes)]
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a text table: the model, the model mixed with the cache model, and the baselines."""
     baselines = report["baselines"]
@@ -429,6 +466,7 @@ def format_table(report: dict[str, Any]) -> str:
         ("line edit similarity", _fmt(model["edit_similarity"], ".3f"), _fmt(mix.get("edit_similarity"), ".3f"),
          *dashes, _fmt(kn.get("edit_similarity"), ".3f")),
         ("multi-line syntax ok", _fmt(report["syntax_ok"], ".1%"), "-", *dashes, "-"),
+        *(row for eagerness in EAGERNESS for row in _shown_rows(eagerness, model, mix, len(compressors))),
     ]
     header = ("", "model", "model+cache", *COMPRESSORS, "5-gram KN")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

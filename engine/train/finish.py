@@ -3,7 +3,8 @@
 After fine-tuning, the best weights move part of the way back towards the base's while that validates better
 (`blend_with_base`, the shares TUNED_SHARES). Then the mixture's weights are fitted on held-out files (a workspace
 run; a base from `cllm pretrain` on its own sample of its corpus, `BaseCorpusRecord`) and the line exact match of
-the completer the model ships is measured (`score_heldout`). The weight-independent inputs of that scoring are
+the completer the model ships is measured, and the confidence a suggestion needs to be shown at each eagerness is
+fitted on the same lines (`score_heldout`). The weight-independent inputs of that scoring are
 prepared once (`heldout_inputs`), at a budgeted run's first stop check, so that their time is spent before its
 stop decisions; `scoring_probes` lets the budget (engine/train/budget.py) time the rest.
 """
@@ -22,7 +23,8 @@ from ..events import TrainingMetadata
 from ..model.loaded import Model
 from ..complete.mixture import MixtureScorer, copying_parts, fitted_mixture, stored_mixture, workspace_models
 from ..data import corpus
-from ..eval.evaluate import HELDOUT_POSITIONS, line_exact_match
+from ..complete.confidence import fit_thresholds
+from ..eval.evaluate import HELDOUT_POSITIONS, line_exact_match, line_scores
 from ..eval.heldout import affordable, batch_seconds, heldout_mixture, scoring_batches
 from ..events import ManifestEntry
 from .budget import time_scoring
@@ -72,6 +74,7 @@ class Finish:
         self.base_share: float | None = None  # of the base's weights in the stored ones, once blended
         self.mixture: dict | None = None  # cache-model weights (engine/complete/mixture.py), fitted at the end
         self.line_exact_match: float | None = None  # of the shipped completer on held-out lines
+        self.thresholds: dict[str, float] | None = None  # confidence to show a suggestion, fitted on those lines
         self.heldout: _HeldoutInputs | None = None  # prepared once (heldout_inputs)
 
     def blends(self) -> int:
@@ -97,7 +100,8 @@ class Finish:
 
     def score_heldout(self, reason: str) -> str:
         """Fit the completion mixture's weights, then measure the line exact match of the completer the model ships
-        (the mixture, else the transformer alone) at HELDOUT_POSITIONS. Returns "cancelled", with nothing
+        (the mixture, else the transformer alone) at HELDOUT_POSITIONS and fit the confidence thresholds of its
+        suggestions there (engine/complete/confidence.py). Returns "cancelled", with nothing
         recorded, when the cancel flag is set meanwhile, else `reason`."""
         def check_cancel(*_) -> None:
             if self.cancel.is_set():
@@ -112,9 +116,12 @@ class Finish:
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
             scorer = None if h.models is None or mixture is None else MixtureScorer(d.tokenizer, *h.models, mixture)
             check_cancel()
-            self.line_exact_match = line_exact_match(self.shipped_model(weights), h.val_docs, scorer)
+            scores = line_scores(self.shipped_model(weights), h.val_docs, scorer)
+            if scores is not None:
+                self.line_exact_match = scores.summary()["exact_match"]
+                self.thresholds = fit_thresholds(scores.confidence, scores.exact)
         except TrainCancelled:
-            self.mixture, self.line_exact_match = None, None
+            self.mixture, self.line_exact_match, self.thresholds = None, None, None
             return "cancelled"
         if self.base_corpus is not None:
             held_out, neighbours = self.base_corpus.mixture_sample()

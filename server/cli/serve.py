@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cllm.engine.complete.confidence import DEFAULT_EAGERNESS, EAGERNESS
+
 from .errors import BadInput, CommandError
 from .flags import PORT, POSITIVE_FLOAT, engine_default
 
@@ -22,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    help="memory cap of the workspace index the completions mix in; past it a sample "
                                         "of the files is indexed (as the indexMemoryMB setting)"),
                     _index_memory_default)
+    p.add_argument("--eagerness", choices=EAGERNESS, default=DEFAULT_EAGERNESS,
+                   help="which suggestions are answered, by their confidence: low answers only the surest ones, high "
+                        "more of the uncertain ones; the others come back empty (default: %(default)s)")
     p.add_argument("--allow-remote", action="store_true", help="permit binding a non-loopback address")
     p.add_argument("--api-key", type=_api_key, metavar="KEY",
                    help="the bearer token clients must send (default: $CLLM_API_KEY, else the `token` file in the "
@@ -59,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.workspace).expanduser()
     if not root.is_dir():
         raise BadInput(f"workspace {root} is not a folder")
-    settings = None if args.index_memory_mb is None else {"indexMemoryMB": args.index_memory_mb}
+    settings = {"eagerness": args.eagerness}
+    if args.index_memory_mb is not None:
+        settings["indexMemoryMB"] = args.index_memory_mb
     workspace = Workspace(root, settings, model_dir=args.model_dir)
     start_in_background()  # the first start of this version compiles every kernel ahead, in a child
     try:

@@ -164,6 +164,7 @@ def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tok
         "stop_type": STOP_TYPES.get(reason, "eos"),  # cllm's own stop rules end a suggestion as an end of text
         "stopping_word": "",  # which stop string matched is not recorded
         "tokens_cached": evaluated + predicted,
+        "confidence": completion.confidence if completion is not None else None,  # cllm's own (docs/protocol.md)
         "timings": {"cache_n": 0, "prompt_n": evaluated, "prompt_ms": 0.0, "prompt_per_token_ms": 0.0,
                     "prompt_per_second": 0.0, "predicted_n": predicted, "predicted_ms": ms,
                     "predicted_per_token_ms": ms / predicted if predicted else 0.0,

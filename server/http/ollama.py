@@ -115,7 +115,7 @@ def generate_object(model: str, text: str, done: bool, completion: Any = None,
         eval_ns = int(completion.ms * 1e6)
         body.update(total_duration=eval_ns, load_duration=0, prompt_eval_count=completion.prompt_tokens,
                     prompt_eval_duration=0, eval_count=completion.tokens, eval_duration=eval_ns,
-                    source=completion.source)
+                    source=completion.source, confidence=completion.confidence)
     return body
 
 

@@ -171,3 +171,14 @@ def test_fuzzed_model_dirs_are_taken_or_one_problem_never_an_error(parts):
     elif value:
         assert settings_.model_dir == value
         Path(value).expanduser().resolve()
+
+
+def test_eagerness_is_one_of_three_and_normal_by_default():
+    assert parse_settings({}) == (Settings(eagerness="normal"), [])
+    assert parse_settings({"eagerness": "low"}) == (Settings(eagerness="low"), [])
+    assert parse_settings({"eagerness": None}) == (Settings(), [])
+    for bad, reason in (("eager", "must be one of low, normal, high, got 'eager'"), (1, "must be a non-empty string"),
+                        (True, "must be a non-empty string")):
+        settings, problems = parse_settings({"eagerness": bad, "maxTokens": 8})
+        assert settings == Settings(max_tokens=8)
+        assert len(problems) == 1 and reason in problems[0] and "cllm.eagerness" in problems[0]

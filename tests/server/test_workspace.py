@@ -168,7 +168,8 @@ def test_before_any_training_the_base_serves_with_the_workspace_mixture(tmp_path
 
     ckpt = load_checkpoint(tiny_base_path)
     kn_only = Mixture(np.tile(np.eye(COMPONENTS)[1], (N_BUCKETS, 1)))
-    ckpt.metadata.update(mixture=mixture_metadata(kn_only))
+    everything = {"low": 0.0, "normal": 0.0, "high": 0.0}  # show every suggestion, however unsure
+    ckpt.metadata.update(mixture=mixture_metadata(kn_only), thresholds=everything)
     default_base_path().parent.mkdir(parents=True)
     save_checkpoint(default_base_path(), ckpt)
     source = tmp_path / "ws"
@@ -355,3 +356,16 @@ def test_a_cancelled_run_cleans_up_and_a_model_dir_change_applies_when_it_ends(c
     assert workspace.wait_training(60)
     assert workspace.model_dir == moved.resolve() and not workspace.has_model
     assert not interrupted_save.exists() and (trained_dir / "model.cllm").is_file()
+
+
+def test_a_suggestion_below_the_eagerness_threshold_comes_back_empty(tmp_path: Path, tiny_model_path: Path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    ckpt = load_checkpoint(tiny_model_path)
+    ckpt.metadata.update(thresholds={"low": 2.0, "normal": 0.0, "high": 0.0})
+    save_checkpoint(folder / "model.cllm", ckpt)
+    pieces = []
+    shown = Workspace(tmp_path, {"modelDir": str(folder)}).complete("int main(void) {\n", "", on_text=pieces.append)
+    hidden = Workspace(tmp_path, {"modelDir": str(folder), "eagerness": "low"}).complete("int main(void) {\n", "")
+    assert shown.text and pieces == [shown.text]  # streamed as one piece once its confidence is known
+    assert hidden.text == "" and hidden.confidence == shown.confidence

@@ -1,7 +1,7 @@
 /**
  * The VS Code `cllm.*` settings turned into the server's `cllm` settings object (server/settings.py):
  *
- *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB", "learnWhileIdle", "idleSeconds",
+ *   {"enable", "maxTokens", "multiline", "modelDir", "indexMemoryMB", "learnWhileIdle", "idleSeconds", "eagerness",
  *    "training": {"epochs", "timeBudget", "spheres", "threads", "fresh", "base", "baseCorpus", ...}}
  *
  * Settings left empty go as null: the server lays this object over its initializationOptions key by key
@@ -28,6 +28,7 @@ export interface ServerSettings {
   indexMemoryMB: number | null;
   learnWhileIdle: boolean | null;
   idleSeconds: number | null;
+  eagerness: string | null;
   training: Record<string, TrainingValue>;
 }
 
@@ -45,6 +46,9 @@ export interface TrainingOption {
 
 /** Every training setting the server takes, by key (the advanced ones too). */
 export const TRAINING_OPTIONS: Record<string, TrainingOption> = trainingOptions.settings;
+
+/** The server's `eagerness` choices (engine/complete/confidence.py EAGERNESS): which suggestions are shown. */
+export const EAGERNESS = ["low", "normal", "high"] as const;
 
 /** Training settings with their own entry in the settings UI; `training.advanced` may add the others. */
 export const TRAINING_KEYS = ["epochs", "timeBudget", "spheres", "threads", "fresh"] as const;
@@ -74,6 +78,7 @@ export function serverSettings(read: ReadSetting, paths: PathContext): ServerSet
     indexMemoryMB: number(read("indexMemoryMB")) ?? null,
     learnWhileIdle: typeof learn === "boolean" ? learn : null,
     idleSeconds: number(read("idleSeconds")) ?? null,
+    eagerness: (EAGERNESS as readonly unknown[]).includes(read("eagerness")) ? (read("eagerness") as string) : null,
     training: {},
   };
   const advanced = read("training.advanced");

@@ -15,7 +15,8 @@ function reader(values: Record<string, unknown>) {
 test("empty settings go as null, so that the server drops a value it was given before (layer_settings)", () => {
   assert.deepEqual(serverSettings(reader({ enable: true, maxTokens: null, modelDir: "", "training.epochs": null }), PATHS), {
     enable: true, maxTokens: null, multiline: null, modelDir: null, indexMemoryMB: null, learnWhileIdle: null,
-    idleSeconds: null, training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
+    idleSeconds: null, eagerness: null,
+    training: { epochs: null, timeBudget: null, spheres: null, threads: null, fresh: null, base: null, baseCorpus: null },
   });
 });
 
@@ -33,6 +34,7 @@ test("every setting reaches the server under its server name", () => {
       indexMemoryMB: 256,
       learnWhileIdle: false,
       idleSeconds: 30,
+      eagerness: "low",
       "training.epochs": 3,
       "training.timeBudget": 90.5,
       "training.spheres": 12,
@@ -52,6 +54,7 @@ test("every setting reaches the server under its server name", () => {
     indexMemoryMB: 256,
     learnWhileIdle: false,
     idleSeconds: 30,
+    eagerness: "low",
     training: { epochs: 3, timeBudget: 90.5, spheres: 12, threads: 0, fresh: true, base: "prepare",
                 baseCorpus: ["/home/ada/c", "/src/proj/vendor"], dModel: 32, layers: 2, seqLen: 32 },
   });
@@ -171,3 +174,8 @@ function python(): string {
   const venv = path.join(__dirname, "..", "..", "..", ".venv", "bin", "python");
   return process.env.PYTHON || (fs.existsSync(venv) ? venv : "python3");
 }
+
+test("an eagerness the server does not know goes as null (the server's default, normal)", () => {
+  assert.equal(serverSettings(reader({ eagerness: "eager" }), PATHS).eagerness, null);
+  assert.equal(serverSettings(reader({ eagerness: "high" }), PATHS).eagerness, "high");
+});

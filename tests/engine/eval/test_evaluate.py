@@ -274,3 +274,25 @@ def test_empty_files_to_evaluate_are_refused_before_any_model_is_built(tiny_mode
     train = [Document(rel, text, len(text)) for rel, text in TINY_C_SOURCES.items()]
     with pytest.raises(evaluate_module.EvalError, match="all empty"):
         evaluate_module.evaluate(load_model(tiny_model_path), [Document("a.c", "", 0)], train)
+
+
+def test_eval_reports_the_shown_rate_and_the_exact_match_of_shown_suggestions(recorded_model, capsys):
+    path, _, _ = recorded_model
+    assert main(["eval", str(path), "--json", "--positions", "6"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    per = report["eagerness"]
+    assert set(per) == {"low", "normal", "high"}
+    assert report["shown_rate"] == per["normal"]["shown_rate"] == report["transformer"]["shown_rate"]
+    assert 0.0 <= per["low"]["shown_rate"] <= per["normal"]["shown_rate"] <= per["high"]["shown_rate"] <= 1.0
+    shown = report["shown_exact_match"]
+    assert shown is None or 0.0 <= shown <= 1.0
+    ckpt = load_checkpoint(path)
+    ckpt.metadata["thresholds"] = {"low": 2.0, "normal": 2.0, "high": 0.0}  # low/normal show nothing, high all
+    save_checkpoint(path, ckpt)
+    assert main(["eval", str(path), "--json", "--positions", "6"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["shown_rate"] == 0.0 and report["shown_exact_match"] is None
+    assert report["eagerness"]["high"]["shown_rate"] == 1.0
+    assert report["eagerness"]["high"]["shown_exact_match"] == report["exact_match"]
+    assert main(["eval", str(path), "--positions", "6"]) == 0
+    assert "shown at normal eagerness" in capsys.readouterr().out

@@ -56,6 +56,9 @@ def test_validation_loss_falls_and_the_file_holds_the_best_weights(c_workspace, 
     assert meta["mixture"] is not None  # the shipped completer mixes, and its held-out exact match is recorded
     assert isinstance(done.line_exact_match, float) and 0.0 <= done.line_exact_match <= 1.0
     assert meta["line_exact_match"] == done.line_exact_match
+    thresholds = meta["thresholds"]  # fitted on the same held-out lines, per eagerness
+    assert set(thresholds) == {"low", "normal", "high"}
+    assert 1.0 >= thresholds["low"] >= thresholds["normal"] >= thresholds["high"] >= 0.0
 
 
 def test_resume_after_n_steps_equals_uninterrupted_training_bitwise(c_workspace, tmp_path):

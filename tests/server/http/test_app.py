@@ -114,7 +114,8 @@ async def test_completion_matches_the_workspace(client, workspace):
     [choice] = body["choices"]
     expected = workspace.complete(PROMPT, "", max_tokens=8)
     assert choice == {"text": expected.text, "index": 0, "finish_reason": choice["finish_reason"], "logprobs": None,
-                      "source": expected.source}
+                      "source": expected.source, "confidence": expected.confidence}
+    assert 0.0 < choice["confidence"] <= 1.0
     assert choice["finish_reason"] in ("stop", "length")
     usage = body["usage"]
     assert usage["completion_tokens"] == expected.tokens
