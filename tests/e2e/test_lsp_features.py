@@ -104,13 +104,16 @@ async def test_without_a_model_completions_are_empty_and_training_is_suggested_o
 async def test_a_workspace_opened_for_the_first_time_completes_from_the_shipped_base(
         tiny_ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CLLM_SHIPPED_BASE")  # the package's own base, as a fresh install has it
-    options = {"modelDir": str(model_folder(tmp_path, None)), "maxTokens": 16}
+    options = {"modelDir": str(model_folder(tmp_path, None)), "maxTokens": 16, "eagerness": "high"}
+    # a line whose end the file itself gives away, so that a suggestion is sure enough to be shown
+    text = ("static int add(int left, int right)\n{\n    return left + right;\n}\n\n"
+            "static int add_again(int left, int right)\n{\n    return left +")
     async with lsp_session(tiny_ws, options, tmp_path / "cache") as client:
-        uri = open_c(client, tiny_ws / "src/main.c", MAIN)
+        uri = open_c(client, tiny_ws / "src/add.c", text)
         items: list = []
 
         async def poll() -> bool:
-            result = await client.text_document_inline_completion_async(inline_params(uri, end_position(MAIN[:CUT])))
+            result = await client.text_document_inline_completion_async(inline_params(uri, end_position(text)))
             items[:] = list(result.items)
             return bool(items)
 
