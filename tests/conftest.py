@@ -199,7 +199,7 @@ def copy_mixture_weights() -> np.ndarray:
 
 def write_copy_workspace(root: Path, model: Path, model_dir: Path) -> Path:
     """COPY_SOURCE as a workspace at `root`, and in `model_dir` the tiny `model` trained "on it", mixing with the
-    match model (copy_mixture_weights)."""
+    match model (copy_mixture_weights) and showing every suggestion, however unsure (thresholds 0)."""
     from cllm.engine.complete.mixture import Mixture, mixture_metadata
     from cllm.engine.model.checkpoint import load_checkpoint
 
@@ -208,7 +208,8 @@ def write_copy_workspace(root: Path, model: Path, model_dir: Path) -> Path:
         (root / rel).write_text(text)
     ckpt = load_checkpoint(model)
     ckpt.metadata.update(workspace=str(root), train_files=sorted(COPY_SOURCE),
-                         mixture=mixture_metadata(Mixture(copy_mixture_weights())))
+                         mixture=mixture_metadata(Mixture(copy_mixture_weights())),
+                         thresholds={"low": 0.0, "normal": 0.0, "high": 0.0})
     model_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model_dir / "model.cllm", ckpt)
     return root

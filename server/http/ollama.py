@@ -61,8 +61,8 @@ def parse_generate(body: dict[str, Any]) -> GenerateRequest:
     prompt = typed(body, "prompt", str, "a string") or ""
     suffix = typed(body, "suffix", str, "a string") or ""
     raw = typed(body, "raw", bool, "true or false")
-    formatting = typed(body, "system", str, "a string") or typed(body, "template", str, "a string")
-    if raw and (formatting or body.get("context")):
+    system, template = typed(body, "system", str, "a string"), typed(body, "template", str, "a string")
+    if raw and (system or template or body.get("context")):
         raise LlamaRequestError("raw mode does not support template, system, or context")
     if body.get("images"):
         raise LlamaRequestError("images are not supported: cllm completes C code")

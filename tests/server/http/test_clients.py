@@ -143,6 +143,7 @@ async def test_ollama_streams_by_default_and_loads_on_an_empty_prompt(client):
     ({"prompt": "x", "options": {"stop": [""]}}, "stop"),
     ({"prompt": "x", "options": []}, "options"),
     ({"prompt": "x", "raw": True, "system": "be brief"}, "raw"),
+    ({"prompt": "x", "system": "be brief", "template": 3}, "template"),  # checked even when system is given
     ({"prompt": "x", "keep_alive": [1]}, "keep_alive"),
     ({"prompt": "x", "think": True}, "thinking"),
     ({"prompt": "x", "images": ["aGk="]}, "images"),
