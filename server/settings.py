@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cllm.engine.complete.confidence import DEFAULT_EAGERNESS, EAGERNESS
+from cllm.engine.complete.confidence import DEFAULT_EAGERNESS, check_eagerness
 from cllm.engine.config import OPTIONS, Check, Option
 
 # camelCase setting key -> its option; a checked training request names each option by its flag ("layers")
@@ -91,6 +91,15 @@ def is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _eagerness_problem(value: str) -> str | None:
+    """What is wrong with an eagerness setting (confidence.check_eagerness says it), None when it is one."""
+    try:
+        check_eagerness(value)
+    except ValueError as exc:
+        return f"setting cllm.{exc}"
+    return None
 
 
 def _check_value(key: str, value: Any, kind: type, positive: bool) -> tuple[Any, str | None]:
@@ -173,8 +182,8 @@ def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
                 continue
             checked, problem = _check_value(key, value, kind, positive=True)
             problem = problem or (model_dir_problem(checked) if key == "modelDir" else None)
-            if problem is None and key == "eagerness" and checked not in EAGERNESS:
-                problem = f"setting cllm.eagerness must be one of {', '.join(EAGERNESS)}, got {checked!r}"
+            if problem is None and key == "eagerness":
+                problem = _eagerness_problem(checked)
             if problem:
                 problems.append(problem)
             else:
