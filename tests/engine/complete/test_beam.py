@@ -51,8 +51,10 @@ def test_candidates_replaying_the_cache_equal_those_of_a_fresh_cache(tiny_model_
     before = completer.tokens_run
     completer.complete(PREFIXES[0], "", options, path="a.c", doc_key="d")
     fresh.complete(PREFIXES[0], "", options, path="a.c", doc_key="d")
-    reused = [(c.forced, c.completion.text, round(c.score, 6)) for c in completer.last_beam]
-    assert reused == [(c.forced, c.completion.text, round(c.score, 6)) for c in fresh.last_beam]
+    assert [(c.forced, c.completion.text) for c in completer.last_beam] == [
+        (c.forced, c.completion.text) for c in fresh.last_beam]
+    # a cached prefix and a fresh one sum in different orders: scores agree to float rounding, not bit for bit
+    assert [c.score for c in completer.last_beam] == pytest.approx([c.score for c in fresh.last_beam], abs=1e-5)
     assert completer.tokens_run - before <= fresh.tokens_run, "no more tokens run than in a cold cache"
     greedy = next(c for c in fresh.last_beam if not c.forced)
     branched = sum(len(c.completion.text) > 0 for c in fresh.last_beam)
