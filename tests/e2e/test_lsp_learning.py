@@ -38,6 +38,13 @@ def trainer_states(server_pid: int) -> list[str]:
     return states
 
 
+def learning_session(c_workspace: Path, tmp_path: Path, **settings):
+    """A real `cllm lsp` on the workspace, its model folder tmp_path/models (model_folder) and the tiny training
+    settings, with `settings` (idleSeconds, learnWhileIdle) on top."""
+    options = {"modelDir": str(model_folder(tmp_path, None)), "training": TINY_TRAINING, **settings}
+    return lsp_session(c_workspace, options, tmp_path / "cache")
+
+
 async def train_own_model(client) -> None:
     """Train on Workspace first, so that the background run continues the workspace's own tiny model."""
     assert (await execute(client, "cllm.trainWorkspace"))["started"]
@@ -62,10 +69,8 @@ async def learning_states(client) -> list[dict]:
 
 
 async def test_a_save_and_an_idle_period_learn_in_the_background(c_workspace: Path, tmp_path: Path):
-    folder = model_folder(tmp_path, None)
-    options = {"modelDir": str(folder), "training": TINY_TRAINING, "idleSeconds": 1}
     path = c_workspace / "mod0.c"
-    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+    async with learning_session(c_workspace, tmp_path, idleSeconds=1) as client:
         await train_own_model(client)
         trained = await status(client)
         uri = open_c(client, path, path.read_text())
@@ -86,17 +91,15 @@ async def test_a_save_and_an_idle_period_learn_in_the_background(c_workspace: Pa
         assert learning["saves"] == 0 and learning["reason"].startswith("discarded the candidate")
         assert after["model"]["trainedAt"] == trained["model"]["trainedAt"]
     assert after["training"]["job"] == "learn" and after["training"]["state"] == "done"
-    assert not list(folder.glob("model.cllm.learning*"))
+    assert not list(model_folder(tmp_path, None).glob("model.cllm.learning*"))
     assert len(client.progress_reports) == 1  # the explicit run's progress only: learning is quiet
 
 
 async def test_typing_stops_the_background_run_and_idling_continues_it(c_workspace: Path, tmp_path: Path):
-    folder = model_folder(tmp_path, None)
     long = {**TINY_TRAINING, "maxSteps": 400, "epochs": 1000}
-    options = {"modelDir": str(folder), "training": TINY_TRAINING, "idleSeconds": 2}
     path = c_workspace / "mod1.c"
     text = path.read_text()
-    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+    async with learning_session(c_workspace, tmp_path, idleSeconds=2) as client:
         await train_own_model(client)
         pid = client._server.pid
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
@@ -121,10 +124,8 @@ async def test_typing_stops_the_background_run_and_idling_continues_it(c_workspa
 
 
 async def test_with_learn_while_idle_false_nothing_starts(c_workspace: Path, tmp_path: Path):
-    options = {"modelDir": str(model_folder(tmp_path, None)), "training": TINY_TRAINING, "idleSeconds": 0.5,
-               "learnWhileIdle": False}
     path = c_workspace / "mod2.c"
-    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+    async with learning_session(c_workspace, tmp_path, idleSeconds=0.5, learnWhileIdle=False) as client:
         uri = open_c(client, path, path.read_text())
         save(client, uri)
         await asyncio.sleep(2)  # four idle periods
@@ -136,10 +137,8 @@ async def test_with_learn_while_idle_false_nothing_starts(c_workspace: Path, tmp
 
 
 async def test_train_on_workspace_takes_over_from_a_background_run(c_workspace: Path, tmp_path: Path):
-    folder = model_folder(tmp_path, None)
-    options = {"modelDir": str(folder), "training": TINY_TRAINING, "idleSeconds": 1}
     path = c_workspace / "mod3.c"
-    async with lsp_session(c_workspace, options, tmp_path / "cache") as client:
+    async with learning_session(c_workspace, tmp_path, idleSeconds=1) as client:
         await train_own_model(client)
         pid = client._server.pid
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
@@ -154,4 +153,4 @@ async def test_train_on_workspace_takes_over_from_a_background_run(c_workspace: 
     assert taken == {"started": True}
     assert after["training"]["job"] == "train" and after["training"]["state"] == "done", after["training"]
     assert after["learning"]["outcome"] == "cancelled" and after["learning"]["reason"] == "an explicit training took over"
-    assert not list(folder.glob("model.cllm.learning*"))
+    assert not list(model_folder(tmp_path, None).glob("model.cllm.learning*"))
