@@ -70,6 +70,6 @@ def test_batch_seconds_times_the_pooled_component_at_the_files_typical_position(
     kn = KneserNey([model.tokenizer.encode(text) for text in TINY_C_SOURCES.values()], model.tokenizer.vocab_size,
                    model.tokenizer.eot_id)
     scored = 4 * (model.context // 2)
-    assert batch_seconds(model.params, model.config, model.context, kn, [1000, 3000]) > 0
-    assert batch_seconds(model.params, model.config, model.context, kn, [20_000]) > 0
+    for lengths in ([1000, 3000], [20_000]):  # its result is a duration (speed is for benchmarks/): only where it times
+        batch_seconds(model.params, model.config, model.context, kn, lengths)
     assert starts == [max(1250 - scored // 2, 1), 10_000 - scored // 2]
