@@ -38,6 +38,14 @@ class Limits:
     pending: int = 0
 
 
+def cllm_fields(completion: Any) -> dict[str, Any]:
+    """The two fields of cllm's own in every API's answer (docs/protocol.md), which other clients ignore: `source`,
+    where the text was copied from ("path:line" or None), and the completer's `confidence` (None without one)."""
+    if completion is None:
+        return {"source": None, "confidence": None}
+    return {"source": completion.source, "confidence": completion.confidence}
+
+
 def with_cursor_from_fim_markers(req: CompletionRequest) -> CompletionRequest:
     """`req` with a prompt written in another model's FIM template (server/http/fim.py) split into the text before
     the cursor and the `suffix`; 400 when the request also gives a `suffix`."""

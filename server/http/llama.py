@@ -41,7 +41,7 @@ from aiohttp import web
 from cllm.engine.complete.generate import MAX_TEMPERATURE
 
 from .api import MAX_COMPLETION_TOKENS, MAX_STOP_SEQUENCES, NO_MODEL, WORKSPACE, ApiError, error, read_json_object
-from .completions import CompletionRequest, run_completions, with_cursor_from_fim_markers
+from .completions import CompletionRequest, cllm_fields, run_completions, with_cursor_from_fim_markers
 from .sse import stream_response
 
 HEALTHY = {"status": "ok"}
@@ -160,11 +160,10 @@ def final_object(completion: Any, req: LlamaRequest, n_ctx: int, default_max_tok
                                 "temperature": req.options.get("temperature", 0.0),
                                 "top_k": req.options.get("top_k", 0), "top_p": req.options.get("top_p", 1.0),
                                 "stop": list(stop)},
-        "has_new_line": "\n" in text, "truncated": False, "source": completion.source if completion else None,
+        "has_new_line": "\n" in text, "truncated": False, **cllm_fields(completion),  # cllm's own (docs/protocol.md)
         "stop_type": STOP_TYPES.get(reason, "eos"),  # cllm's own stop rules end a suggestion as an end of text
         "stopping_word": "",  # which stop string matched is not recorded
         "tokens_cached": evaluated + predicted,
-        "confidence": completion.confidence if completion is not None else None,  # cllm's own (docs/protocol.md)
         "timings": {"cache_n": 0, "prompt_n": evaluated, "prompt_ms": 0.0, "prompt_per_token_ms": 0.0,
                     "prompt_per_second": 0.0, "predicted_n": predicted, "predicted_ms": ms,
                     "predicted_per_token_ms": ms / predicted if predicted else 0.0,

@@ -32,7 +32,7 @@ from cllm.engine.complete.generate import MAX_TEMPERATURE
 
 from .. import __version__
 from .api import MAX_COMPLETION_TOKENS, MAX_STOP_SEQUENCES, NO_MODEL, WORKSPACE, error, read_json_object
-from .completions import CompletionRequest, run_completions
+from .completions import CompletionRequest, cllm_fields, run_completions
 from .llama import LlamaRequestError, integer, real, typed
 from .sse import stream_response
 
@@ -115,7 +115,7 @@ def generate_object(model: str, text: str, done: bool, completion: Any = None,
         eval_ns = int(completion.ms * 1e6)
         body.update(total_duration=eval_ns, load_duration=0, prompt_eval_count=completion.prompt_tokens,
                     prompt_eval_duration=0, eval_count=completion.tokens, eval_duration=eval_ns,
-                    source=completion.source, confidence=completion.confidence)
+                    **cllm_fields(completion))
     return body
 
 

@@ -26,7 +26,7 @@ from cllm.engine.complete.generate import MAX_TEMPERATURE
 from ..settings import is_number
 from .api import (MAX_COMPLETION_TOKENS, MAX_PROMPTS, MAX_REQUESTED_TOKENS, MAX_STOP_SEQUENCES, WORKSPACE, error,
                   read_json_object)
-from .completions import CompletionRequest, run_completions, with_cursor_from_fim_markers
+from .completions import CompletionRequest, cllm_fields, run_completions, with_cursor_from_fim_markers
 from .input import flag_field, path_field
 from .sse import stream_response
 
@@ -125,7 +125,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     if not req.stream:
         results = await run_completions(request, req)
         choices = [{"text": c.text, "index": i, "finish_reason": _finish_reason(c.stop_reason), "logprobs": None,
-                    "source": c.source, "confidence": c.confidence} for i, (c, _) in enumerate(results)]
+                    **cllm_fields(c)} for i, (c, _) in enumerate(results)]
         return web.json_response({**head, "choices": choices, "usage": _usage(results)})
 
     def piece(index: int, text: str) -> dict:
@@ -133,7 +133,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
     def ending(results: list[tuple[Any, int]]) -> list[dict]:
         finished = [{**head, "choices": [{"text": "", "index": i, "finish_reason": _finish_reason(c.stop_reason),
-                                          "logprobs": None, "source": c.source, "confidence": c.confidence}]}
+                                          "logprobs": None, **cllm_fields(c)}]}
                     for i, (c, _) in enumerate(results)]
         usage = [{**head, "choices": [], "usage": _usage(results)}] if req.include_usage else []
         return finished + usage
@@ -197,7 +197,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         [(completion, prompt_tokens)] = await run_completions(request, req)
         choice = {"index": 0, "message": {"role": "assistant", "content": completion.text},
                   "finish_reason": _finish_reason(completion.stop_reason), "logprobs": None,
-                  "source": completion.source, "confidence": completion.confidence}
+                  **cllm_fields(completion)}
         return web.json_response({**_head("chatcmpl", "chat.completion"), "choices": [choice],
                                   "usage": _usage([(completion, prompt_tokens)])})
     head = _head("chatcmpl", "chat.completion.chunk")
@@ -214,7 +214,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         delta = {} if started else {"role": "assistant", "content": ""}
         finished = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                          "finish_reason": _finish_reason(completion.stop_reason),
-                                         "source": completion.source, "confidence": completion.confidence}]}
+                                         **cllm_fields(completion)}]}
         return [finished] + ([{**head, "choices": [], "usage": _usage(results)}] if req.include_usage else [])
 
     return await stream_response(request, lambda on_text: run_completions(request, req, on_text), piece, ending,
