@@ -6,11 +6,14 @@ serving model on the same held-out files (else discarded, with a log line).
 Typing pre-empts it: `typing()` (each didChange) stops the child at once with SIGSTOP, and the next idle period
 continues it with SIGCONT: nothing is lost or redone (a stopped and restarted run would pay its start-up, scan and
 first validation again), and the child's time budget skips the time it was held (engine/train/budget.py HeldTime).
-The status' `learning` object says what happened: "learned from N saves, last at HH:MM".
+The status' `learning` object says what happened: "learned from N saves, last at HH:MM"; the saves learned from
+and the time of the last swap are kept in the model folder (learning.json), so a restart still says them.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from datetime import datetime
@@ -18,7 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cllm.engine.config import CorpusConfig
+from cllm.engine.files import atomic_write_bytes
 
+log = logging.getLogger(__name__)
+
+LEARNED_FILE = "learning.json"  # the saves learned from and the last swap's time, in the model folder
 LEARNING_FILE = "model.cllm.learning"  # a background run's candidate, in the model folder
 LEARNING_NICENESS = 19  # the lowest priority: background learning never makes a keystroke wait
 LEARN_SECONDS = 120.0  # a background run's time budget; see docs/decisions.md, "Learning while the user is idle"
@@ -37,10 +44,40 @@ def discard_reason(metadata: Any) -> str | None:
     return None
 
 
+def read_learned(path: Path) -> tuple[int, datetime | None]:
+    """The saves learned from and the time of the last swap stored at `path`: (0, None) without a file and, with a
+    log line, when it is unreadable or damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return 0, None
+    except (OSError, ValueError) as exc:
+        log.warning("the learning record %s is unreadable (%s): counting saves from zero", path, exc)
+        return 0, None
+    try:
+        saves, at = data["saves"], data["last_at"]
+        if isinstance(saves, bool) or not isinstance(saves, int) or saves < 0:
+            raise ValueError(f"saves is {saves!r}, not a whole number >= 0")
+        return saves, None if at is None else datetime.fromisoformat(at)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("the learning record %s is damaged (%s): counting saves from zero", path, exc)
+        return 0, None
+
+
+def write_learned(path: Path, saves: int, at: datetime | None) -> None:
+    """Store the saves learned from and the last swap's time at `path` (atomically); a failure is logged."""
+    data = {"saves": saves, "last_at": None if at is None else at.isoformat(timespec="seconds")}
+    try:
+        atomic_write_bytes(path, json.dumps(data).encode())
+    except Exception as exc:  # a full disk or a read-only folder must not fail the swap
+        log.warning("cannot save the learning record to %s: %s", path, exc)
+
+
 class Learner(Protocol):
     """What the IdleLearner needs of its workspace (server/workspace.py)."""
 
     root: Path
+    model_dir: Path
     settings: Any  # server/settings.py Settings: learn_while_idle, idle_seconds
 
     def start_learning(self, on_settled: Any) -> dict[str, Any]: ...
@@ -50,7 +87,7 @@ class Learner(Protocol):
 
 class IdleLearner:
     """Counts saves, watches for idle periods and starts, pauses and resumes the background run. Thread-safe; its
-    watch thread starts at the first save."""
+    watch thread starts at the first save. `use_folder` reads what the model folder's record says was learned."""
 
     def __init__(self, workspace: Learner):
         self.workspace = workspace
@@ -58,13 +95,20 @@ class IdleLearner:
         self._last_activity = time.monotonic()
         self._pending = 0  # saves since the last background run started
         self._in_run = 0  # saves the running background run learns from
-        self._saves = 0  # saves learned from by models swapped in
+        self._saves = 0  # saves learned from by models swapped in (kept in the model folder's LEARNED_FILE)
         self._last_at: datetime | None = None
+        self._record: Path | None = None
         self._outcome: str | None = None  # of the last run: "learned", "discarded", "failed", "cancelled"
         self._reason: str | None = None
         self._running = False
         self._closed = False
         self._thread: threading.Thread | None = None
+
+    def use_folder(self, model_dir: Path) -> None:
+        """Count the saves learned from in `model_dir` (the workspace's model folder, chosen or changed)."""
+        saves, at = read_learned(model_dir / LEARNED_FILE)
+        with self._cond:
+            self._record, self._saves, self._last_at = model_dir / LEARNED_FILE, saves, at
 
     def saved(self, path: str | Path) -> None:
         """A file was saved: a C file of the workspace counts, and learning waits for the next idle period."""
@@ -140,6 +184,8 @@ class IdleLearner:
             if outcome == "learned":
                 self._saves += self._in_run
                 self._last_at = datetime.now().astimezone()
+                if self._record is not None:
+                    write_learned(self._record, self._saves, self._last_at)
             self._in_run = 0
             self._cond.notify_all()
 

@@ -59,6 +59,7 @@ class Workspace:
         self.trainer = TrainerJob(self, self.events.publish)
         self.learner = IdleLearner(self)  # background learning from saves (server/learning.py)
         self._set_model_dir()
+        self.learner.use_folder(self.model_dir)
         self.acceptance = Acceptance(self.model_dir / ACCEPTANCE_FILE)  # how often suggestions are taken
         self.load()
 
@@ -173,6 +174,7 @@ class Workspace:
         if moved:
             self.acceptance.close()
             self.acceptance = Acceptance(self.model_dir / ACCEPTANCE_FILE)
+            self.learner.use_folder(self.model_dir)
             self.load()
 
     def index_settings(self) -> IndexSettings:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lsprotocol import types
 
+from cllm.server.learning import LEARNED_FILE, read_learned
+
 from lsp_helpers import TINY_TRAINING, execute, lsp_session, model_folder, open_c, wait_until
 
 TRAIN_TIMEOUT = 240  # seconds; a hang fails the test instead of the whole suite
@@ -87,6 +89,7 @@ async def test_a_save_and_an_idle_period_learn_in_the_background(c_workspace: Pa
     if learning["outcome"] == "learned":
         assert learning["saves"] == 1 and learning["summary"].startswith("learned from 1 save, last at ")
         assert after["model"]["trainedAt"] != trained["model"]["trainedAt"]
+        assert read_learned(model_folder(tmp_path, None) / LEARNED_FILE)[0] == 1  # a restart says it too
     else:
         assert learning["saves"] == 0 and learning["reason"].startswith("discarded the candidate")
         assert after["model"]["trainedAt"] == trained["model"]["trainedAt"]

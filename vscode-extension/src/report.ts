@@ -4,7 +4,7 @@
  */
 import { acceptanceRows } from "./acceptance";
 import { fixed, formatAge, formatCount, formatExactMatch, plural } from "./format";
-import { Activity, ServerStatus, SphereActivity, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber, spheresByNode, spheresPerNode } from "./status";
+import { Activity, LearningInfo, ServerStatus, SphereActivity, isTraining, modelOrigin, progressMessage, progressPercent, sphereNumber, spheresByNode, spheresPerNode } from "./status";
 
 /** One labelled fact. */
 export type Row = [label: string, value: string];
@@ -56,6 +56,16 @@ export function trainingRows(status: ServerStatus, activity: Activity | undefine
   return rows;
 }
 
+/** The facts shown about learning from saves; none before the server reports them. */
+export function learningRows(learning: LearningInfo | undefined): Row[] {
+  if (!learning || typeof learning.enabled !== "boolean") return [];
+  if (!learning.enabled) return [["Learning while idle", "off (the learnWhileIdle setting)"]];
+  const rows: Row[] = [["Learning while idle", learning.summary], ["State", learning.state]];
+  if (learning.pending > 0) rows.push(["Saves waiting", String(learning.pending)]);
+  if (learning.outcome) rows.push(["Last run", learning.reason ? `${learning.outcome}: ${learning.reason}` : learning.outcome]);
+  return rows;
+}
+
 /** The whole page. `cspSource` is the webview's resource origin (none is loaded; styles are inline). */
 export function renderStatusPage(status: ServerStatus | undefined, activity: Activity | undefined, now: Date, problem?: string): string {
   const body: string[] = ["<h1>CLLM</h1>"];
@@ -66,6 +76,8 @@ export function renderStatusPage(status: ServerStatus | undefined, activity: Act
     body.push("<h2>Training</h2>", table(trainingRows(status, activity)));
     const accepted = acceptanceRows(status.acceptance);
     if (accepted.length) body.push("<h2>Suggestions</h2>", table(accepted));
+    const learning = learningRows(status.learning);
+    if (learning.length) body.push("<h2>Learning</h2>", table(learning));
     const spheres = (activity && isTraining(activity.state) ? activity.spheres : status.training.spheres) ?? [];
     if (spheres.length) body.push("<h2>Spheres</h2>", ...nodeGrids(spheres));
   }

@@ -87,6 +87,20 @@ export interface TrainingInfo extends Partial<Activity> {
   options?: Record<string, number>;
 }
 
+/** `status().learning`: background learning from saves while the editor is idle (server/learning.py). */
+export interface LearningInfo {
+  enabled: boolean;
+  /** "off", "idle", "waiting", "learning" or "paused". */
+  state: string;
+  saves: number;
+  pending: number;
+  lastAt: string | null;
+  /** "learned from 3 saves, last at 14:05" */
+  summary: string;
+  outcome: string | null;
+  reason: string | null;
+}
+
 /** The object returned by the server's `cllm.status` command. */
 export interface ServerStatus {
   workspace?: string;
@@ -97,6 +111,8 @@ export interface ServerStatus {
   training: TrainingInfo;
   /** How often the workspace's suggestions were taken (absent from servers before the counts existed). */
   acceptance?: AcceptanceCounts;
+  /** Learning from saves (absent from servers before it existed). */
+  learning?: LearningInfo;
 }
 
 /** What the status bar shows. */

@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { RestartPolicy } from "../src/crashes";
 import { formatAge, formatCount } from "../src/format";
-import { escapeHtml, formatSeconds, modelRows, renderStatusPage, trainingRows } from "../src/report";
+import { escapeHtml, formatSeconds, learningRows, modelRows, renderStatusPage, trainingRows } from "../src/report";
 import { ServerStatus } from "../src/status";
 
 const NOW = new Date("2026-11-26T12:00:00Z");
@@ -49,6 +49,19 @@ test("the page escapes what it shows and draws every sphere", () => {
   assert.ok(page.includes("opacity:0.63") && page.includes("25 ms busy"));
   assert.ok(page.includes('title="sphere 1"') && page.includes('title="sphere 12"') && !page.includes('title="sphere 0"'));
   assert.equal(escapeHtml(`<a href="x">&'`), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+});
+
+test("the page says what learning from saves did, and nothing for servers without it", () => {
+  const learning = { enabled: true, state: "waiting", saves: 3, pending: 2, lastAt: "2026-11-26T11:05:00+01:00",
+    summary: "learned from 3 saves, last at 11:05", outcome: "discarded", reason: "no better than the serving model's" };
+  const rows = Object.fromEntries(learningRows(learning));
+  assert.equal(rows["Learning while idle"], "learned from 3 saves, last at 11:05");
+  assert.equal(rows["Saves waiting"], "2");
+  assert.equal(rows["Last run"], "discarded: no better than the serving model's");
+  assert.deepEqual(learningRows({ ...learning, enabled: false }), [["Learning while idle", "off (the learnWhileIdle setting)"]]);
+  assert.equal(Object.fromEntries(learningRows({ ...learning, pending: 0, outcome: null }))["Saves waiting"], undefined);
+  assert.ok(renderStatusPage({ ...STATUS, learning }, undefined, NOW).includes("<h2>Learning</h2>"));
+  assert.ok(!renderStatusPage(STATUS, undefined, NOW).includes("<h2>Learning</h2>"));
 });
 
 test("numbers and ages are short", () => {
