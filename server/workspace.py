@@ -24,7 +24,7 @@ from typing import Any, Callable
 from cllm.engine import Completion, CompletionOptions, IndexSettings, ServedModel, load_model
 from cllm.engine.events import to_wire
 from cllm.engine.paths import MODEL_FILE, default_base_path
-from cllm.engine.train.shipped import best_base
+from cllm.engine.train.shipped import base_candidates, best_base
 from cllm.engine.paths import model_dir as default_model_dir
 
 from .acceptance import ACCEPTANCE_FILE, Acceptance
@@ -73,15 +73,16 @@ class Workspace:
         """(Re)load model.cllm from the model folder if present, else the best base there is (the user's from
         `cllm pretrain`, else the one shipped in the package); a bad file is reported in status(), not raised."""
         own = self.model_path.is_file()
-        path = self.model_path if own else best_base() or default_base_path()
-        try:
-            model = load_model(path) if path.is_file() else None
-        except Exception as exc:  # a corrupt or incompatible file must not take the server down
-            log.warning("cannot load %s: %s", path, exc)
-            self._unserve(NoModel(str(path), str(exc)))
-            return False
+        model, problem = None, NoModel()
+        for path in [self.model_path] if own else base_candidates():  # a damaged user base gives way to the shipped
+            try:
+                model = load_model(path)
+                break
+            except Exception as exc:  # a corrupt or incompatible file must not take the server down
+                log.warning("cannot load %s: %s", path, exc)
+                problem = NoModel(str(path), str(exc))
         if model is None:
-            self._unserve(NoModel())
+            self._unserve(problem)
             return False
         self.serve(model, model_summary(model, "workspace" if own else "base"))
         return True

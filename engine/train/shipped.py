@@ -38,13 +38,20 @@ def usable_base(path: Path) -> bool:
     return True
 
 
-def best_base(user_base: Path | None = None) -> Path | None:
-    """The base a workspace without a model of its own starts from: the user's (`cllm pretrain`, by default in the
-    user's cache folder) when it loads, else the shipped one; None when there is neither."""
+def base_candidates(user_base: Path | None = None) -> list[Path]:
+    """The bases there are, best first: the user's (`cllm pretrain`, by default in the user's cache folder) when its
+    file exists, then the shipped one. A server loads the first that loads (each loaded once)."""
     user_base = user_base or default_base_path()
-    if user_base.is_file() and usable_base(user_base):
-        return user_base
-    return shipped_base()
+    shipped = shipped_base()
+    return [path for path in (user_base if user_base.is_file() else None, shipped) if path is not None]
+
+
+def best_base(user_base: Path | None = None) -> Path | None:
+    """The base a workspace without a model of its own starts from: the user's when it loads, else the shipped
+    one; None when there is neither."""
+    candidates = base_candidates(user_base)
+    shipped = shipped_base()
+    return next((path for path in candidates if path == shipped or usable_base(path)), None)
 
 
 def base_kind(path: Path | None) -> str | None:

@@ -186,6 +186,29 @@ def test_before_any_training_the_base_serves_with_the_workspace_mixture(tmp_path
     assert workspace.status()["model"]["serving"] == "workspace"
 
 
+@pytest.mark.parametrize("damaged", [False, True])
+def test_the_user_base_serves_unless_damaged_and_each_base_is_read_once(
+        tmp_path: Path, cache: Path, tiny_base_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool):
+    from cllm.engine.model import checkpoint
+    from cllm.engine.paths import default_base_path
+    from cllm.engine.train.shipped import SHIPPED_BASE_ENV
+
+    monkeypatch.setenv(SHIPPED_BASE_ENV, str(tiny_base_path))
+    user = default_base_path()
+    user.parent.mkdir(parents=True)
+    user.write_bytes(tiny_base_path.read_bytes()[:1000] if damaged else tiny_base_path.read_bytes())
+    read: list[Path] = []
+    real_read = checkpoint._read
+    monkeypatch.setattr(checkpoint, "_read", lambda f, path, *rest: read.append(path) or real_read(f, path, *rest))
+    workspace = Workspace(tmp_path / "ws")
+    try:
+        status = workspace.status()["model"]
+    finally:
+        workspace.close()
+    assert status["serving"] == "base" and status["path"] == str(tiny_base_path if damaged else user)
+    assert read == ([user, tiny_base_path] if damaged else [user])
+
+
 def test_status_describes_the_model(tmp_path: Path, trained_dir: Path):
     status = Workspace(tmp_path, {"modelDir": str(trained_dir)}).status()
     assert status["workspace"] == str(tmp_path.resolve())

@@ -9,7 +9,7 @@ import pytest
 from cllm.engine.events import TrainingMetadata
 from cllm.engine.model.checkpoint import load_checkpoint
 from cllm.engine.paths import default_base_path
-from cllm.engine.train.shipped import SHIPPED_BASE_ENV, base_kind, best_base, export_shipped, shipped_base
+from cllm.engine.train.shipped import SHIPPED_BASE_ENV, base_candidates, base_kind, best_base, export_shipped, shipped_base
 
 
 def test_the_shipped_base_keeps_weights_as_float16_and_no_optimizer_state(tiny_base_path, tmp_path):
@@ -47,6 +47,8 @@ def test_a_damaged_user_base_gives_way_to_the_shipped_one(tiny_base_path, tmp_pa
     user = tmp_path / "user-base.cllm"
     user.write_bytes(tiny_base_path.read_bytes()[:1000])
     assert best_base(user) == tiny_base_path
+    assert base_candidates(user) == [user, tiny_base_path]  # a server tries it and falls back when it fails
+    assert base_candidates(tmp_path / "none.cllm") == [tiny_base_path]
 
 
 @pytest.mark.parametrize("setting", ["", "/no/such/base.cllm"])
