@@ -80,7 +80,7 @@ class Learner(Protocol):
     model_dir: Path
     settings: Any  # server/settings.py Settings: learn_while_idle, idle_seconds
 
-    def start_learning(self, on_settled: Any) -> dict[str, Any]: ...
+    def start_learning(self, on_settled: Any, focus: list[str]) -> dict[str, Any]: ...
     @property
     def trainer(self) -> Any: ...
 
@@ -94,6 +94,7 @@ class IdleLearner:
         self._cond = threading.Condition()
         self._last_activity = time.monotonic()
         self._pending = 0  # saves since the last background run started
+        self._focus: set[str] = set()  # the files they saved (workspace-relative): the run learns most from them
         self._in_run = 0  # saves the running background run learns from
         self._saves = 0  # saves learned from by models swapped in (kept in the model folder's LEARNED_FILE)
         self._last_at: datetime | None = None
@@ -113,13 +114,14 @@ class IdleLearner:
     def saved(self, path: str | Path) -> None:
         """A file was saved: a C file of the workspace counts, and learning waits for the next idle period."""
         try:
-            inside = Path(path).resolve().is_relative_to(self.workspace.root)
+            relative = Path(path).resolve().relative_to(self.workspace.root).as_posix()
         except (OSError, ValueError):
             return
-        if not inside or Path(path).suffix not in CorpusConfig().extensions:
+        if Path(path).suffix not in CorpusConfig().extensions:
             return
         with self._cond:
             self._pending += 1
+            self._focus.add(relative)
             self._last_activity = time.monotonic()
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._watch, name="cllm-idle-learner", daemon=True)
@@ -166,11 +168,11 @@ class IdleLearner:
         return self._last_activity + idle_seconds - time.monotonic()
 
     def _start(self) -> None:
-        """Start the background run on the saves pending (the condition is held); a refusal waits for the next
-        idle period."""
-        answer = self.workspace.start_learning(self._settled)
+        """Start the background run on the saves pending, focused on the files they saved (the condition is held);
+        a refusal waits for the next idle period."""
+        answer = self.workspace.start_learning(self._settled, sorted(self._focus))
         if answer.get("started"):
-            self._running, self._in_run, self._pending = True, self._pending, 0
+            self._running, self._in_run, self._pending, self._focus = True, self._pending, 0, set()
             self._outcome = self._reason = None
         else:
             self._outcome, self._reason = "not started", answer.get("reason")

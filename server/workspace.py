@@ -118,17 +118,18 @@ class Workspace:
         """The user is typing (a didChange): a background run pauses, the idle period starts over."""
         self.learner.typing()
 
-    def start_learning(self, on_settled: Callable[[str, str | None], None]) -> dict[str, Any]:
+    def start_learning(self, on_settled: Callable[[str, str | None], None], focus: list[str]) -> dict[str, Any]:
         """Start a background run (server/learning.py): the `training` settings without shape options, on one
         thread for LEARN_SECONDS, continuing the workspace's model (else fine-tuning the best base) into a candidate
-        kept only if it validates better. Refused when there is neither a model nor a base to go on from."""
+        kept only if it validates better, learning most from the `focus` files (the saved ones, workspace-relative).
+        Refused when there is neither a model nor a base to go on from."""
         options, _ = self.training_options({})
         options = {name: value for name, value in options.items() if name not in SHAPE_OPTIONS and name != "fresh"}
         options.update(time_budget=LEARN_SECONDS, threads=1)
         request = self._train_request(self.root, options, out=self.model_dir / LEARNING_FILE)
         if "continue_from" not in request and best_base() is None:
             return refused("unavailable", "no model or base model to go on from")
-        request["options"] = {**options, "only_better": True}
+        request["options"], request["focus"] = {**options, "only_better": True}, focus
         return self.trainer.start(request, options, self.model_dir / LEARNING_FILE, kind="learn",
                                   on_settled=on_settled)
 

@@ -44,7 +44,8 @@ from ..model.params import decay_mask
 from .budget import Budget, HeldTime, Probes
 from .errors import TrainCancelled, TrainError
 from .finish import HELDOUT_POSITIONS, BaseCorpusRecord, Finish
-from .prepare import EVENT_INTERVAL, Data, Documents, Phase, budget_sample, encode, load_documents, replayed
+from .prepare import (EVENT_INTERVAL, Data, Documents, Phase, budget_sample, encode, focused, load_documents,
+                      replayed)
 from .spheres import Spheres, StepResult, resolve_threads
 from .start import Fresh, Opened, RunStart, State, continuable, training_metadata
 
@@ -95,6 +96,7 @@ def train(
     cluster: str | None = None,
     start: RunStart = Fresh(),
     base_corpus: BaseCorpusRecord | None = None,
+    focus: Collection[str] = (),
 ) -> DoneEvent:
     """Train on a workspace folder (or a list of corpus.Document) and write the model to `out_path`.
 
@@ -108,7 +110,8 @@ def train(
     folder are scanned. `cluster` (a Ray address or "auto") runs the spheres as Ray actors (engine/train/cluster.py):
     same weights, bitwise. Setting `cancel` stops the run within about a second in any phase: after the current
     step with the model written, or before the first step with TrainCancelled. `base_corpus` (`cllm pretrain`)
-    records a base's manifest and fits its mixture weights on its own sample.
+    records a base's manifest and fits its mixture weights on its own sample. `focus` names files of the folder
+    (relative paths) the run trains on most (prepare.focused: the files saved since the last background run).
     Returns the done event. Raises TrainError for unusable input, SphereError/CheckpointError for failures
     during the run (the last checkpoint written stays intact)."""
     started = time.perf_counter()
@@ -120,7 +123,7 @@ def train(
     _check_model_config(opened.shape or model_cfg, train_cfg)
     scan = Phase("scan", "files", emit, cancel)
     docs = load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, scan)
-    docs = budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction, opened.trained_before)
+    docs = focused(budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction, opened.trained_before), focus)
     model_cfg, train_cfg, auto = _auto_settings(opened, docs, model_cfg, train_cfg, explicit)
     data = encode(docs, train_cfg, model_cfg.vocab_size, opened.tokenizer, out_path.parent, emit, cancel,
                   replayed(opened.base, opened.meta, docs, train_cfg))

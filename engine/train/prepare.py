@@ -4,7 +4,8 @@ Before the first step: the scan, the tokenizer (trained on a deterministic sampl
 TOKENIZER_SAMPLE_BYTES) and the tokenization (chunks tokenized in parallel into a memory-mapped token file, see
 data.windows.token_file), each reporting a PhaseEvent and checking the cancel flag as it goes; a tree bigger than a
 time budget can use is sampled down to what it can (budget_sample). A fine-tuning run replays some of its base's
-corpus in the training stream (replayed).
+corpus in the training stream (replayed); a run with focus files (the editors' learning from saves) repeats them
+in it (focused).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .errors import TrainCancelled, TrainError
 EVENT_INTERVAL = 0.25  # seconds between phase events (and the loop's step events)
 TOKENIZER_SAMPLE_BYTES = 16_000_000  # the tokenizer learns its merges from at most this much training text
 MEASURE_BYTES = 16_384  # a big file's tokens per byte are measured on its start (a time budget leaves out heavy ones)
+FOCUS_SHARE = 0.5  # the least share of the workspace's training stream a run's focus files make; docs/decisions.md
 
 @dataclass
 class Data:
@@ -67,6 +69,7 @@ class Documents:
     val: list
     train_share: float = 1.0  # share of the training side's bytes in `train` (below 1 when a time budget sampled it)
     seen_share: float = 1.0  # ... in `train` and the files earlier runs of the model trained on
+    repeats: list = field(default_factory=list)  # more copies of the focus files in the training stream (focused)
 
 
 def budget_sample(docs: Documents, time_budget: float | None, val_fraction: float,
@@ -87,6 +90,21 @@ def budget_sample(docs: Documents, time_budget: float | None, val_fraction: floa
     seen = sum(doc.size for doc in docs.train if doc.path in sampled or doc.path in trained_before)
     return replace(docs, train=train, val=corpus.sample_documents(docs.val, int(limit * val_fraction)),
                    train_share=sum(doc.size for doc in train) / total, seen_share=seen / total)
+
+
+def focused(docs: Documents, focus: Collection[str]) -> Documents:
+    """`docs` with the files named in `focus` (workspace-relative paths: the files just saved) on the training
+    side, held out or not, and repeated in the training stream until they make at least FOCUS_SHARE of it: a short
+    run learns most from the file being written. Names of no document are passed over."""
+    wanted = set(focus)
+    chosen = [doc for doc in docs.all if doc.path in wanted and doc.size > 0]
+    if not chosen:
+        return docs
+    rest = [doc for doc in docs.train if doc.path not in wanted]
+    chosen_bytes, rest_bytes = sum(doc.size for doc in chosen), sum(doc.size for doc in rest)
+    copies = max(1, math.ceil(FOCUS_SHARE * rest_bytes / ((1.0 - FOCUS_SHARE) * chosen_bytes)))
+    return replace(docs, train=rest + chosen, val=[doc for doc in docs.val if doc.path not in wanted],
+                   repeats=chosen * (copies - 1))
 
 
 def _without_bigger_than(docs: Documents, limit: int, time_budget: float) -> tuple[Documents, int]:
@@ -185,7 +203,7 @@ def encode(docs: Documents, cfg: TrainConfig, vocab_size: int, tokenizer: Tokeni
         tokenizer = _train_tokenizer(docs.train, vocab_size, Phase("tokenizer", "bytes", emit, cancel))
         fault_point("tokenizer-trained")
     docs = _without_heavy_tokens(docs, tokenizer, cfg.time_budget)
-    train_docs = [*docs.train, *replay]
+    train_docs = [*docs.train, *docs.repeats, *replay]
     phase = Phase("tokenize", "bytes", emit, cancel, total=stream_bytes(train_docs) + stream_bytes(docs.val))
     folder.mkdir(parents=True, exist_ok=True)
     gone: dict[str, str] = {}  # files deleted or changed since the scan -> why
@@ -241,7 +259,7 @@ def _without(docs: Documents, gone: dict[str, str]) -> Documents:
     def kept(documents: list) -> list:
         return [doc for doc in documents if doc.path not in gone]
 
-    docs = replace(docs, all=kept(docs.all), train=kept(docs.train), val=kept(docs.val),
+    docs = replace(docs, all=kept(docs.all), train=kept(docs.train), val=kept(docs.val), repeats=kept(docs.repeats),
                    skipped=docs.skipped + [SkippedFile(path, reason) for path, reason in gone.items()])
     if not docs.train:
         raise TrainError(f"every training file was deleted or changed after the scan of {docs.root}; train again")

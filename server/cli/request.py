@@ -24,10 +24,11 @@ from .flags import json_value
 
 # The request's keys besides "options", per command: the namespace attribute each sets, and its JSON type
 _KEYS: dict[str, dict[str, type]] = {
-    "train": {"path": str, "out": str, "resume": str, "continue_from": str, "base": str, "no_base": bool},
+    "train": {"path": str, "out": str, "resume": str, "continue_from": str, "base": str, "no_base": bool,
+              "focus": list},
     "pretrain": {"paths": list, "out": str, "continue_from": str},
 }
-_JSON_TYPES = {str: "a non-empty string", bool: "true or false", list: "a list of folders"}
+_JSON_TYPES = {str: "a non-empty string", bool: "true or false", list: "a list of paths"}
 
 
 def add_request_flag(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..settings import SHAPE_OPTIONS
@@ -37,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--base", metavar="FILE",
                    help="fine-tune this base model (default: the cached base of `cllm pretrain`, when there is one)")
     p.add_argument("--no-base", action="store_true", help="train from scratch even when a base model exists")
+    p.add_argument("--focus", metavar="FILE", action="append",
+                   help="a file under PATH to learn most from (repeatable): it trains even when it would be held "
+                        "out, and makes at least half of the training text (the editors' learning from saves) "
+                        "(default: every file alike)")
     add_json_events_flag(p)
     add_request_flag(p)
     p.add_argument("--ray", metavar="ADDRESS", help="run the spheres as actors on the Ray cluster at ADDRESS "
@@ -120,12 +125,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """BadInput unless PATH is a folder and --out (when given) a file cllm may write (check_out_flag)."""
+    """BadInput unless PATH is a folder, --out (when given) a file cllm may write (check_out_flag) and every
+    --focus a path under PATH (made relative to it)."""
     if args.path is None:
         raise BadInput("give PATH, the folder of C code to learn from (or --request FILE)")
     if not os.path.isdir(args.path):
         raise BadInput(f"{args.path} is not a folder (expected a workspace of C code)")
     check_out_flag(args.out, "model.cllm")
+    args.focus = [_under(args.path, focus) for focus in args.focus or ()]
+
+
+def _under(root: str, path: str) -> str:
+    """`path` (absolute, or relative to `root`) as the '/'-separated path under `root` documents have; BadInput
+    for a path outside it."""
+    root_path = Path(root).resolve()
+    try:
+        return (root_path / path).resolve().relative_to(root_path).as_posix()
+    except (OSError, ValueError):
+        raise BadInput(f"--focus {path} is not a file under {root}") from None
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -165,7 +182,7 @@ def _train(args: argparse.Namespace, plan: _Plan) -> DoneEvent:
             return train(args.path, plan.model_config, plan.train_config, out, _announcing(args, plan, show),
                          cancel=cancel, explicit=_explicit_settings(args),
                          corpus_config=CorpusConfig(gitignore=not args.no_gitignore), cluster=args.ray,
-                         start=plan.start)
+                         start=plan.start, focus=args.focus)
     finally:
         close()
 

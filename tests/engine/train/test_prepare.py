@@ -1,12 +1,18 @@
 """engine/train/prepare.py: a time budget leaves out the files it cannot afford, with their reason in the skip list
-(a firmware image written as a C array of hex bytes made a 5-second budget run for minutes)."""
+(a firmware image written as a C array of hex bytes made a 5-second budget run for minutes); a run's focus files
+train, held out or not, and make at least FOCUS_SHARE of the training stream."""
 
 import random
 from dataclasses import replace
 
+import pytest
+
 from cllm.engine.config import ModelConfig, TrainConfig, budget_sample_bytes
+from cllm.engine.data.corpus import Document
 from cllm.engine.events import PhaseEvent
+from cllm.engine.model.loaded import load_model
 from cllm.engine.train.loop import train
+from cllm.engine.train.prepare import FOCUS_SHARE, Documents, focused
 
 MODEL = ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.0)
 TRAIN = TrainConfig(epochs=1, batch_size=8, seq_len=32, grad_accum=1, threads=2, max_steps=1, val_fraction=0.25)
@@ -20,12 +26,15 @@ def _firmware(n_bytes: int, seed: int = 0) -> str:
     return "static const unsigned char firmware[] = {\n" + "".join(f"    {row},\n" for row in rows) + "};\n"
 
 
+def _start_event(events: list):
+    return next(event for event in events if not isinstance(event, PhaseEvent) and event.kind == "start")
+
+
 def _skipped(workspace, tmp_path, time_budget: float) -> dict[str, str]:
     events = []
     train(workspace, MODEL, replace(TRAIN, time_budget=time_budget), tmp_path / "m.cllm", events.append,
           explicit={"vocab_size", "epochs", "grad_accum", "lr", "dropout"})
-    start = next(event for event in events if not isinstance(event, PhaseEvent) and event.kind == "start")
-    return {s.path: s.reason for s in start.skipped}
+    return {s.path: s.reason for s in _start_event(events).skipped}
 
 
 def test_a_file_bigger_than_the_time_budget_tokenizes_is_skipped_with_its_reason(c_workspace, tmp_path):
@@ -47,3 +56,38 @@ def test_a_file_that_tokenizes_badly_for_the_time_budget_is_skipped_with_its_rat
 def test_the_same_file_trains_without_a_time_budget_or_with_a_long_one(c_workspace, tmp_path):
     (c_workspace / "firmware.h").write_text(_firmware(budget_sample_bytes(1.0) // 6))
     assert "firmware.h" not in _skipped(c_workspace, tmp_path, 600.0)
+
+
+def _documents(sizes: dict[str, int], held_out: set[str]) -> Documents:
+    docs = [Document(path, "x" * size) for path, size in sizes.items()]
+    return Documents(root=None, all=docs, skipped=[], train=[d for d in docs if d.path not in held_out],
+                     val=[d for d in docs if d.path in held_out])
+
+
+@pytest.mark.parametrize("focus_size", [1, 700, 5000, 20000])
+def test_focus_files_train_even_when_held_out_and_make_at_least_the_focus_share(focus_size: int):
+    docs = _documents({"a.c": 6000, "b.c": 4000, "held.c": 3000, "saved.c": focus_size}, held_out={"held.c", "saved.c"})
+    got = focused(docs, ["saved.c", "no/such.c"])
+    assert [d.path for d in got.train] == ["a.c", "b.c", "saved.c"] and [d.path for d in got.val] == ["held.c"]
+    stream = got.train + got.repeats
+    focus_bytes = sum(d.size for d in stream if d.path == "saved.c")
+    assert {d.path for d in got.repeats} <= {"saved.c"}
+    assert focus_bytes >= FOCUS_SHARE * sum(d.size for d in stream)
+    assert focus_bytes - focus_size < FOCUS_SHARE * sum(d.size for d in stream)  # one copy fewer would not reach it
+
+
+def test_without_focus_files_or_with_unknown_ones_the_documents_stay_as_they_are():
+    docs = _documents({"a.c": 100, "b.c": 100, "empty.c": 0}, held_out={"b.c"})
+    assert focused(docs, []) is docs
+    assert focused(docs, ["c.c", "empty.c"]) is docs
+
+
+def test_a_focused_run_trains_on_the_file_it_would_have_held_out(c_workspace, tmp_path):
+    plain, focused_events = [], []
+    train(c_workspace, MODEL, TRAIN, tmp_path / "plain.cllm", plain.append)
+    held = load_model(tmp_path / "plain.cllm").metadata.val_files[0]
+    train(c_workspace, MODEL, TRAIN, tmp_path / "focused.cllm", focused_events.append, focus=[held])
+    meta = load_model(tmp_path / "focused.cllm").metadata
+    assert held in meta.train_files and held not in meta.val_files
+    assert len(meta.train_files) == len(set(meta.train_files))  # the copies are in the stream, not the record
+    assert _start_event(focused_events).tokens > _start_event(plain).tokens

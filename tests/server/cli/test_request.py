@@ -22,14 +22,15 @@ def _request_file(tmp_path, request) -> str:
 
 
 def test_a_request_and_the_same_flags_give_the_same_namespace(tmp_path):
-    request = {"path": str(tmp_path), "out": str(tmp_path / "m.cllm"), "no_base": True,
+    request = {"path": str(tmp_path), "out": str(tmp_path / "m.cllm"), "no_base": True, "focus": ["a.c", "src/b.c"],
                "options": {"epochs": 2, "time_budget": 30, "layers": 2, "position_encoding": "learned",
                            "fresh": True, "no_gitignore": True, "lr": None}}
     from_request = build_parser().parse_args(["train", "--request", _request_file(tmp_path, request), "--json"])
     apply_request(from_request, "train")
     from_flags = build_parser().parse_args(["train", str(tmp_path), "--out", str(tmp_path / "m.cllm"), "--no-base",
                                             "--epochs", "2", "--time-budget", "30", "--layers", "2",
-                                            "--position-encoding", "learned", "--fresh", "--no-gitignore", "--json"])
+                                            "--position-encoding", "learned", "--fresh", "--no-gitignore", "--json",
+                                            "--focus", "a.c", "--focus", "src/b.c"])
     assert {**vars(from_request), "request": None} == vars(from_flags)
     assert isinstance(from_request.time_budget, float) and from_request.lr is None
 
@@ -52,6 +53,8 @@ def test_a_request_is_read_from_stdin(tmp_path, monkeypatch):
     ({"path": "WS", "options": [1]}, "request key 'options' must be an object"),
     ({"path": "WS", "epochs": 2}, "unknown key 'epochs' in the request"),
     ({"path": 3}, "request key 'path' must be a non-empty string, got 3"),
+    ({"path": "WS", "focus": "a.c"}, "request key 'focus' must be a list of paths, got \"a.c\""),
+    ({"path": "WS", "focus": ["../outside.c"]}, "--focus ../outside.c is not a file under"),
     ({"options": {}}, "give PATH, the folder of C code to learn from"),
     ([1, 2], "must be a JSON object, got [1, 2]"),
     ("{not json", "is not JSON"),
