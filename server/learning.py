@@ -77,7 +77,6 @@ class Learner(Protocol):
     """What the IdleLearner needs of its workspace (server/workspace.py)."""
 
     root: Path
-    model_dir: Path
     settings: Any  # server/settings.py Settings: learn_while_idle, idle_seconds
 
     def start_learning(self, on_settled: Any, focus: list[str]) -> dict[str, Any]: ...
