@@ -32,10 +32,11 @@ def positions(lines: list[str], start: int, count: int) -> list[int]:
     return found[:count]
 
 
-def exact_match(workspace: Workspace, lines: list[str], at: list[int], path: Path) -> tuple[float, float]:
-    """Share of lines completed exactly from their indentation, with the whole file above as the prefix, and the
-    completions' 95th percentile seconds."""
-    hits, seconds = 0, []
+def exact_match(workspace: Workspace, lines: list[str], at: list[int], path: Path) -> tuple[float, float, float]:
+    """Share of lines completed exactly from their indentation, with the whole file above as the prefix (a
+    suggestion the eagerness hides counts as wrong, as the user sees it), the share that got a suggestion, and
+    the completions' 95th percentile seconds."""
+    hits, shown, seconds = 0, 0, []
     for i in at:
         indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
         prefix = "".join(lines[:i]) + indent
@@ -43,9 +44,11 @@ def exact_match(workspace: Workspace, lines: list[str], at: list[int], path: Pat
         done = workspace.complete(prefix, "", path=path, max_tokens=48, multiline=False)
         seconds.append(time.perf_counter() - begin)
         text = (done.text if done is not None else "").split("\n")[0]
+        shown += bool(text.strip())
         hits += text.strip() == lines[i].strip()[len(indent.strip()):].strip() and bool(text.strip())
     seconds.sort()
-    return hits / max(len(at), 1), seconds[int(0.95 * (len(seconds) - 1))] if seconds else 0.0
+    n = max(len(at), 1)
+    return hits / n, shown / n, seconds[int(0.95 * (len(seconds) - 1))] if seconds else 0.0
 
 
 def wait_for_run(workspace: Workspace, timeout: float) -> dict:
@@ -96,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         workspace.close()
     print(f"{args.project.name}/{args.file}: {len(lines)} lines, {typed} typed in {args.saves} saves, "
           f"{len(at)} lines scored after them, runs of {args.learn_seconds:g} s")
-    print(f"{'when':<14} {'run':<10} {'exact':>6} {'p95 ms':>7}  note")
-    for when, outcome, exact, p95, note in rows:
-        print(f"{when:<14} {outcome:<10} {exact:>6.1%} {1000 * p95:>7.1f}  {note}")
+    print(f"{'when':<14} {'run':<10} {'exact':>6} {'shown':>6} {'p95 ms':>7}  note")
+    for when, outcome, exact, shown, p95, note in rows:
+        print(f"{when:<14} {outcome:<10} {exact:>6.1%} {shown:>6.1%} {1000 * p95:>7.1f}  {note}")
     return 0
 
 

@@ -123,7 +123,8 @@ def train(
     _check_model_config(opened.shape or model_cfg, train_cfg)
     scan = Phase("scan", "files", emit, cancel)
     docs = load_documents(root_or_documents, train_cfg.val_fraction, corpus_config, scan)
-    docs = focused(budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction, opened.trained_before), focus)
+    docs = budget_sample(docs, train_cfg.time_budget, train_cfg.val_fraction, opened.trained_before)
+    docs = focused(docs, focus, train_cfg.val_fraction)
     model_cfg, train_cfg, auto = _auto_settings(opened, docs, model_cfg, train_cfg, explicit)
     data = encode(docs, train_cfg, model_cfg.vocab_size, opened.tokenizer, out_path.parent, emit, cancel,
                   replayed(opened.base, opened.meta, docs, train_cfg))

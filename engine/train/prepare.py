@@ -92,19 +92,23 @@ def budget_sample(docs: Documents, time_budget: float | None, val_fraction: floa
                    train_share=sum(doc.size for doc in train) / total, seen_share=seen / total)
 
 
-def focused(docs: Documents, focus: Collection[str]) -> Documents:
+def focused(docs: Documents, focus: Collection[str], val_fraction: float) -> Documents:
     """`docs` with the files named in `focus` (workspace-relative paths: the files just saved) on the training
     side, held out or not, and repeated in the training stream until they make at least FOCUS_SHARE of it: a short
-    run learns most from the file being written. Names of no document are passed over."""
+    run learns most from the file being written. When the focus takes every held-out file, another file is held
+    out (as corpus.split_documents picks one), so that the run can still be validated on a file it does not train
+    on. Names of no document are passed over."""
     wanted = set(focus)
     chosen = [doc for doc in docs.all if doc.path in wanted and doc.size > 0]
     if not chosen:
         return docs
     rest = [doc for doc in docs.train if doc.path not in wanted]
+    val = [doc for doc in docs.val if doc.path not in wanted]
+    if not val and rest:
+        rest, val = corpus.split_documents(rest, val_fraction) if len(rest) >= 2 else ([], rest)
     chosen_bytes, rest_bytes = sum(doc.size for doc in chosen), sum(doc.size for doc in rest)
     copies = max(1, math.ceil(FOCUS_SHARE * rest_bytes / ((1.0 - FOCUS_SHARE) * chosen_bytes)))
-    return replace(docs, train=rest + chosen, val=[doc for doc in docs.val if doc.path not in wanted],
-                   repeats=chosen * (copies - 1))
+    return replace(docs, train=rest + chosen, val=val, repeats=chosen * (copies - 1))
 
 
 def _without_bigger_than(docs: Documents, limit: int, time_budget: float) -> tuple[Documents, int]:

@@ -1,6 +1,7 @@
 """engine/train/prepare.py: a time budget leaves out the files it cannot afford, with their reason in the skip list
 (a firmware image written as a C array of hex bytes made a 5-second budget run for minutes); a run's focus files
-train, held out or not, and make at least FOCUS_SHARE of the training stream."""
+train, held out or not, and make at least FOCUS_SHARE of the training stream; when they were every held-out file,
+another one is held out so that the run can be validated."""
 
 import random
 from dataclasses import replace
@@ -67,7 +68,7 @@ def _documents(sizes: dict[str, int], held_out: set[str]) -> Documents:
 @pytest.mark.parametrize("focus_size", [1, 700, 5000, 20000])
 def test_focus_files_train_even_when_held_out_and_make_at_least_the_focus_share(focus_size: int):
     docs = _documents({"a.c": 6000, "b.c": 4000, "held.c": 3000, "saved.c": focus_size}, held_out={"held.c", "saved.c"})
-    got = focused(docs, ["saved.c", "no/such.c"])
+    got = focused(docs, ["saved.c", "no/such.c"], 0.25)
     assert [d.path for d in got.train] == ["a.c", "b.c", "saved.c"] and [d.path for d in got.val] == ["held.c"]
     stream = got.train + got.repeats
     focus_bytes = sum(d.size for d in stream if d.path == "saved.c")
@@ -78,8 +79,23 @@ def test_focus_files_train_even_when_held_out_and_make_at_least_the_focus_share(
 
 def test_without_focus_files_or_with_unknown_ones_the_documents_stay_as_they_are():
     docs = _documents({"a.c": 100, "b.c": 100, "empty.c": 0}, held_out={"b.c"})
-    assert focused(docs, []) is docs
-    assert focused(docs, ["c.c", "empty.c"]) is docs
+    assert focused(docs, [], 0.25) is docs
+    assert focused(docs, ["c.c", "empty.c"], 0.25) is docs
+
+
+@pytest.mark.parametrize("others", [["a.c"], ["a.c", "b.c"], ["a.c", "b.c", "c.c", "d.c"]])
+def test_when_the_focus_takes_every_held_out_file_another_file_is_held_out(others: list[str]):
+    docs = _documents({**{path: 1000 for path in others}, "saved.c": 500}, held_out={"saved.c"})
+    got = focused(docs, ["saved.c"], 0.25)
+    assert "saved.c" in {d.path for d in got.train} and "saved.c" not in {d.path for d in got.val}
+    assert len(got.val) == 1 and got.val[0].path in others
+    assert sorted(d.path for d in got.train + got.val) == sorted(others + ["saved.c"])  # no file lost or doubled
+
+
+def test_a_workspace_of_the_focus_files_alone_has_nothing_to_validate_on():
+    docs = _documents({"saved.c": 500}, held_out=set())
+    got = focused(docs, ["saved.c"], 0.25)
+    assert [d.path for d in got.train] == ["saved.c"] and got.val == []
 
 
 def test_a_focused_run_trains_on_the_file_it_would_have_held_out(c_workspace, tmp_path):
@@ -88,6 +104,6 @@ def test_a_focused_run_trains_on_the_file_it_would_have_held_out(c_workspace, tm
     held = load_model(tmp_path / "plain.cllm").metadata.val_files[0]
     train(c_workspace, MODEL, TRAIN, tmp_path / "focused.cllm", focused_events.append, focus=[held])
     meta = load_model(tmp_path / "focused.cllm").metadata
-    assert held in meta.train_files and held not in meta.val_files
+    assert held in meta.train_files and held not in meta.val_files and meta.val_files
     assert len(meta.train_files) == len(set(meta.train_files))  # the copies are in the stream, not the record
     assert _start_event(focused_events).tokens > _start_event(plain).tokens
