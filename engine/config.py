@@ -299,7 +299,7 @@ class FinetunePolicy:
     not erase the C the base knows; a budget that would pass over the workspace more than `max_epochs` times
     replays more base text instead (up to `max_replay`). See docs/decisions.md, "Fine-tuning a base"."""
 
-    lr: float = 2e-3
+    lr: float = 5e-4
     warmup_steps: int = 20
     max_epochs: float = 4.0
     max_replay: float = 0.8
