@@ -9,7 +9,9 @@ mixed with the workspace cache built from the training files, with the mixture w
 the figures at the thresholds the model carries (engine/complete/confidence.py; the defaults when it has none);
 the same with thresholds fitted on the other projects only (how the defaults carry to a project they never saw),
 and the statistics a confidence could be, compared by the exact match of the third of the suggestions each ranks
-highest (docs/decisions.md, "Confidence of a suggestion"). Last, the thresholds fitted on every project.
+highest (docs/decisions.md, "Confidence of a suggestion"); how thresholds fitted on as few positions as a run
+holds out carry to the project's other positions, at each margin a fit could ask for (confidence.FIT_Z). Last,
+the thresholds fitted on every project.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cllm.engine.complete.confidence import (EAGERNESS, fit_thresholds, line_confidence, shown_figures,
-                                             thresholds_or_default)
+from cllm.engine.complete.confidence import (EAGERNESS, FIT_Z, TARGET_PRECISION, fit_threshold, fit_thresholds,
+                                             line_confidence, shown_figures, thresholds_or_default)
 from cllm.engine.complete.generate import Completer, CompletionOptions
 from cllm.engine.complete.mixture import MixtureScorer, stored_mixture, workspace_models
 from cllm.engine.config import TrainConfig
 from cllm.engine.data.corpus import load_documents, scan, split_documents
-from cllm.engine.eval.evaluate import LINE_MAX_TOKENS, sample_positions
+from cllm.engine.eval.evaluate import HELDOUT_POSITIONS, LINE_MAX_TOKENS, sample_positions
 from cllm.engine.model.loaded import Model, load_model
 from cllm.engine.train.shipped import SHIPPED_BASE
 
@@ -92,6 +94,30 @@ def eagerness_rows(runs: dict[str, tuple[list[float], list[bool]]], thresholds_f
     return rows
 
 
+def margin_rows(runs: dict[str, tuple[list[float], list[bool]]], margins: tuple[float, ...],
+                draws: int = 200) -> list[tuple[str, ...]]:
+    """Per margin z: the normal threshold fitted on HELDOUT_POSITIONS random positions of a project (as a run
+    fits it) and measured on the others, averaged over `draws`: shown rate, exact match among those shown, and
+    the share of draws that fall short of the target, each project in turn."""
+    target, rows = TARGET_PRECISION["normal"], []
+    for z in margins:
+        cells = []
+        for confidence, exact in runs.values():
+            c, e, rng = np.asarray(confidence), np.asarray(exact), np.random.default_rng(0)
+            shown_rates, precisions, short = [], [], 0
+            for _ in range(draws):
+                order = rng.permutation(len(c))
+                fit, rest = order[:HELDOUT_POSITIONS], order[HELDOUT_POSITIONS:]
+                shown = c[rest] >= fit_threshold(c[fit], e[fit], target, z)
+                precision = float(e[rest][shown].mean()) if shown.any() else 0.0
+                shown_rates.append(float(shown.mean()))
+                precisions.append(precision)
+                short += precision < target
+            cells.append(f"{np.mean(shown_rates):.0%} / {np.mean(precisions):.0%} / {short / draws:.0%}")
+        rows.append((f"{z:g}" + (" (kept)" if z == FIT_Z else ""), *cells))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("projects", nargs="+", type=Path, help="folders of C code (read only)")
@@ -120,6 +146,9 @@ def main() -> None:
          _cell(top_third_precision([statistic(stat, lps) for n in runs for lps in measured[n][0]],
                                    [x for n in runs for x in measured[n][1]])))
         for stat in STATISTICS])
+    print(f"normal fitted on {HELDOUT_POSITIONS} positions, measured on the rest (shown / exact / draws short of "
+          f"{TARGET_PRECISION['normal']:.0%}):")
+    print_table(("margin z", *runs), margin_rows(runs, (0.0, 0.5, 1.0, 1.5)))
     every = fit_thresholds([x for conf, _ in runs.values() for x in conf], [x for _, e in runs.values() for x in e])
     print(f"thresholds fitted on every project: {every}")
 

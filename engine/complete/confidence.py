@@ -5,8 +5,8 @@ tokens it emitted (the probability of the whole suggestion), under the distribut
 mixture's when the completer mixes, else the transformer's); docs/decisions.md, "Confidence of a suggestion",
 compares the statistics tried. A suggestion is shown when its confidence reaches the threshold of the user's
 eagerness (low / normal / high). The thresholds are fitted at the end of training on held-out positions
-(engine/train/finish.py, fit_thresholds) so that the shown suggestions reach TARGET_PRECISION; models without
-fitted ones use DEFAULT_THRESHOLDS.
+(engine/train/finish.py, fit_thresholds) so that the shown suggestions reach TARGET_PRECISION with a margin for
+the few positions they are fitted on; models without fitted ones use DEFAULT_THRESHOLDS.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ TARGET_PRECISION = {"low": 0.8, "normal": 0.6, "high": 0.4}
 # thresholds of models that carry none (older files, the shipped base), fitted on four projects with the shipped
 # base and each one's workspace cache: docs/decisions.md, "Confidence of a suggestion"
 DEFAULT_THRESHOLDS = {"low": 0.3, "normal": 0.1, "high": 0.009}
+# standard errors by which a threshold fitted on a run's few held-out positions must clear its target
+# (docs/decisions.md, "Confidence of a suggestion")
+FIT_Z = 1.0
 
 
 def token_logprob(scores: np.ndarray, token: int, allowed: np.ndarray | None = None) -> float:
@@ -47,23 +50,31 @@ def check_eagerness(value: object) -> str:
     return str(value)
 
 
-def fit_threshold(confidences: Sequence[float], exact: Sequence[bool], target: float) -> float:
+def precision_lower_bound(hits: np.ndarray, shown: np.ndarray, z: float) -> np.ndarray:
+    """The Wilson score interval's lower end for a precision of `hits` out of `shown`, `z` standard errors down."""
+    p = hits / shown
+    spread = z * np.sqrt(p * (1.0 - p) / shown + z * z / (4.0 * shown * shown))
+    return (p + z * z / (2.0 * shown) - spread) / (1.0 + z * z / shown)
+
+
+def fit_threshold(confidences: Sequence[float], exact: Sequence[bool], target: float, z: float = FIT_Z) -> float:
     """The lowest threshold t such that the positions with confidence >= t are exactly right at least `target` of
-    the time; 1.0 when no threshold reaches it (only certain suggestions are shown)."""
+    the time, `z` standard errors to spare (precision_lower_bound; 0: the measured share itself); 1.0 when no
+    threshold reaches it (only certain suggestions are shown)."""
     order = np.argsort(-np.asarray(confidences, dtype=np.float64), kind="stable")
     c = np.asarray(confidences, dtype=np.float64)[order]
     hits = np.cumsum(np.asarray(exact, dtype=np.float64)[order])
     shown = np.arange(1, len(c) + 1)
     last_of_tie = np.append(c[1:] < c[:-1], True)  # a threshold shows every position tied with it
-    reaching = np.flatnonzero(last_of_tie & (hits >= target * shown - 1e-9))
+    reaching = np.flatnonzero(last_of_tie & (precision_lower_bound(hits, shown, z) >= target - 1e-9))
     return float(c[reaching[-1]]) if reaching.size else 1.0
 
 
-def fit_thresholds(confidences: Sequence[float], exact: Sequence[bool]) -> dict[str, float] | None:
+def fit_thresholds(confidences: Sequence[float], exact: Sequence[bool], z: float = FIT_Z) -> dict[str, float] | None:
     """The threshold of every eagerness (fit_threshold at its TARGET_PRECISION); None without positions."""
     if len(confidences) == 0:
         return None
-    return {name: round(fit_threshold(confidences, exact, TARGET_PRECISION[name]), 6) for name in EAGERNESS}
+    return {name: round(fit_threshold(confidences, exact, TARGET_PRECISION[name], z), 6) for name in EAGERNESS}
 
 
 def thresholds_or_default(fitted: Mapping[str, float] | None) -> dict[str, float]:

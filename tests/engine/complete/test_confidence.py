@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cllm.engine.complete.confidence import (DEFAULT_THRESHOLDS, EAGERNESS, TARGET_PRECISION, fit_threshold,
-                                             fit_thresholds, shown_figures, thresholds_or_default, token_logprob)
+                                             fit_thresholds, precision_lower_bound, shown_figures,
+                                             thresholds_or_default, token_logprob)
 from cllm.engine.complete.generate import Completer, CompletionOptions
 from cllm.engine.model.loaded import load_model
 
@@ -16,22 +17,44 @@ def _precision(confidences, exact, threshold) -> float:
     return float(np.asarray(exact)[shown].mean())
 
 
-def test_the_fitted_threshold_is_the_lowest_that_reaches_the_target():
-    rng = np.random.default_rng(0)
-    confidences = rng.random(400)
-    exact = rng.random(400) < confidences  # surer suggestions are right more often
+def _surer_is_righter(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    confidences = rng.random(n)
+    return confidences, rng.random(n) < confidences  # surer suggestions are right more often
+
+
+def test_without_a_margin_the_fitted_threshold_is_the_lowest_that_reaches_the_target():
+    confidences, exact = _surer_is_righter(400)
     for target in (0.8, 0.6, 0.4):
-        t = fit_threshold(confidences, exact, target)
+        t = fit_threshold(confidences, exact, target, z=0.0)
         assert _precision(confidences, exact, t) >= target
         lower = confidences[confidences < t]
         assert all(_precision(confidences, exact, c) < target for c in lower)
 
 
+def test_the_margin_asks_more_of_few_positions_than_of_many():
+    few, few_exact = _surer_is_righter(60)
+    many, many_exact = np.tile(few, 20), np.tile(few_exact, 20)  # the same shares, twenty times the evidence
+    plain = fit_threshold(few, few_exact, 0.6, z=0.0)
+    assert fit_threshold(few, few_exact, 0.6) > plain
+    assert plain <= fit_threshold(many, many_exact, 0.6) < fit_threshold(few, few_exact, 0.6)
+    t = fit_threshold(few, few_exact, 0.6)
+    shown = few >= t
+    assert precision_lower_bound(np.array([few_exact[shown].sum()]), np.array([shown.sum()]), 1.0)[0] >= 0.6
+
+
+def test_the_lower_bound_of_a_precision():
+    bound = precision_lower_bound(np.array([7.0, 70.0, 10.0]), np.array([10.0, 100.0, 10.0]), 1.0)
+    assert bound[0] < bound[1] < 0.7 < bound[2] < 1.0  # more evidence, a tighter bound; never above all-right
+    assert precision_lower_bound(np.array([7.0]), np.array([10.0]), 0.0)[0] == pytest.approx(0.7)
+
+
 def test_ties_and_unreachable_targets():
     # a threshold shows every position tied with it: 0.5 shows all three, 2/3 right, so the 0.7 target needs 0.9
-    assert fit_threshold([0.9, 0.5, 0.5], [True, True, False], 0.7) == 0.9
+    assert fit_threshold([0.9, 0.5, 0.5], [True, True, False], 0.7, z=0.0) == 0.9
     assert fit_threshold([0.9, 0.5], [False, False], 0.4) == 1.0  # never right: only certain suggestions
-    fitted = fit_thresholds([0.9, 0.7, 0.2, 0.1], [True, True, False, True])
+    assert fit_threshold([0.9], [True], 0.7) == 1.0  # one right suggestion is not evidence of 70 %
+    fitted = fit_thresholds([0.9, 0.7, 0.2, 0.1], [True, True, False, True], z=0.0)
     assert fitted == {"low": 0.7, "normal": 0.1, "high": 0.1}
     assert fit_thresholds([], []) is None
     assert fitted["low"] >= fitted["normal"] >= fitted["high"] and TARGET_PRECISION["low"] == 0.8
