@@ -439,6 +439,8 @@ class TrainingMetadata(_Record):
     sphere_stats: OrAbsent[RunStats] = None
     created: OrAbsent[str] = None  # ISO 8601, UTC
     seq_len: OrAbsent[Count] = None
+    context: OrAbsent[Count] = None  # positions the weights were trained at: seq_len or the longer window of
+    # the weights the run went on from (a base's, a continued model's); older models lack it
     mixture: dict[str, Any] | None = None  # cache-mixture weights (engine/complete/mixture.py reads them)
     fim: str | None = None  # the FIM prompt format trained with, None without FIM
     line_exact_match: float | None = None  # share of held-out line completions exactly right, by the shipped completer

@@ -21,6 +21,16 @@ from .params import num_params
 from .tokenizer import Tokenizer
 
 
+def trained_context(metadata: TrainingMetadata, max_seq_len: int) -> int:
+    """Positions a model's weights were trained at (positions beyond them are untrained): the context its file
+    records (a fine-tune's window or its base's, the longer), else its training sequence length, else the model's
+    max_seq_len."""
+    for value in (metadata.context, metadata.seq_len, metadata.train_config.get("seq_len")):
+        if isinstance(value, int) and value > 0:
+            return min(value, max_seq_len)
+    return max_seq_len
+
+
 @dataclass(eq=False)
 class Model:
     """A loaded model: weights, tokenizer and training record. `context` is the longest prompt + completion.
@@ -39,12 +49,8 @@ class Model:
 
     @property
     def context(self) -> int:
-        """Positions a prompt plus completion may use: the training sequence length (positions beyond it are
-        untrained), else the model's max_seq_len."""
-        seq_len = self.metadata.seq_len or self.metadata.train_config.get("seq_len")
-        if isinstance(seq_len, int) and seq_len > 0:
-            return min(seq_len, self.config.max_seq_len)
-        return self.config.max_seq_len
+        """Positions a prompt plus completion may use (trained_context)."""
+        return trained_context(self.metadata, self.config.max_seq_len)
 
     @property
     def fills_middle(self) -> bool:

@@ -66,10 +66,11 @@ class _HeldoutInputs:
 class Finish:
     """The end of one run over `data` with the run's `state` (its current and best weights)."""
 
-    def __init__(self, data: Data, model_cfg: ModelConfig, cfg: TrainConfig, state: State,
+    def __init__(self, data: Data, model_cfg: ModelConfig, cfg: TrainConfig, state: State, context: int,
                  base_params: np.ndarray | None, cancel: threading.Event, fim: str | None,
                  base_corpus: BaseCorpusRecord | None = None):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, cfg, state
+        self.context = context  # positions the model completes with (Opened.context: a base's carry over)
         self.base_params, self.cancel, self.fim, self.base_corpus = base_params, cancel, fim, base_corpus
         self.base_share: float | None = None  # of the base's weights in the stored ones, once blended
         self.mixture: dict | None = None  # cache-model weights (engine/complete/mixture.py), fitted at the end
@@ -129,8 +130,8 @@ class Finish:
         return reason
 
     def window(self) -> int:
-        """The held-out scoring's window: the training sequence length, within the model's."""
-        return min(self.cfg.seq_len, self.model_cfg.max_seq_len)
+        """The held-out scoring's window: the context the model will complete with."""
+        return self.context
 
     def heldout_inputs(self) -> _HeldoutInputs:
         """The held-out scoring's weight-independent inputs (_HeldoutInputs), prepared at the first call: at the end
@@ -175,7 +176,8 @@ class Finish:
 
     def shipped_model(self, weights: np.ndarray) -> Model:
         """The completion model of `weights`, as the written file will load it."""
-        return Model(self.model_cfg, weights, self.data.tokenizer, TrainingMetadata(seq_len=self.cfg.seq_len, fim=self.fim))
+        return Model(self.model_cfg, weights, self.data.tokenizer,
+                     TrainingMetadata(seq_len=self.cfg.seq_len, context=self.context, fim=self.fim))
 
     def complete_lines(self, positions: int) -> None:
         """The budget's probe: `positions` held-out line completions with the current weights, the transformer

@@ -140,7 +140,8 @@ def train(
     with _open_spheres(model_cfg, train_cfg, threads, cluster) as spheres, \
             HeldTime(active=train_cfg.time_budget is not None) as held:
         run = _Run(data, model_cfg, train_cfg, state, spheres, emit, cancel, out_path, started, total_steps,
-                   base_params=opened.base_params, base_corpus=base_corpus, held=held)
+                   opened.context(model_cfg, train_cfg.seq_len), base_params=opened.base_params,
+                   base_corpus=base_corpus, held=held)
         if train_cfg.only_better:
             run.validate_start(state.params if opened.start_weights is None else opened.start_weights)
         return run.loop()
@@ -245,7 +246,7 @@ class _Run:
 
     def __init__(self, data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig, state: State, spheres: Spheres,
                  emit: Callable[[TrainingEvent], None], cancel: threading.Event, out_path: Path, started: float,
-                 total_steps: int, base_params: np.ndarray | None = None,
+                 total_steps: int, context: int, base_params: np.ndarray | None = None,
                  base_corpus: BaseCorpusRecord | None = None, held: HeldTime | None = None):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, train_cfg, state
         self.spheres, self.emit, self.cancel, self.out_path = spheres, emit, cancel, out_path
@@ -257,7 +258,8 @@ class _Run:
         self.inputs, self.targets = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         self.telemetry = _Telemetry(spheres.n_threads)
         self.history_every = max(1, total_steps // LOSS_HISTORY_POINTS)
-        self.finish = Finish(data, model_cfg, train_cfg, state, base_params, cancel, self._fim_format(), base_corpus)
+        self.finish = Finish(data, model_cfg, train_cfg, state, context, base_params, cancel, self._fim_format(),
+                             base_corpus)
         self.start_val_loss: float | None = None  # --only-better: of the weights the run goes on from
         self.budget = Budget(train_cfg.time_budget, started, train_cfg.epochs * data.steps_per_epoch, Probes(
             validation_batch=lambda: self._evaluate_batch(self.state.params, self._validation_plan(), 0),
@@ -458,7 +460,7 @@ class _Run:
             start_val_loss=self.start_val_loss,
             spheres=self.cfg.spheres, threads=self.spheres.n_threads, sphere_stats=self.telemetry.averages(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seq_len=self.cfg.seq_len,
-            mixture=self.finish.mixture, fim=self._fim_format(), line_exact_match=self.finish.line_exact_match,
+            context=self.finish.context, mixture=self.finish.mixture, fim=self._fim_format(), line_exact_match=self.finish.line_exact_match,
             thresholds=self.finish.thresholds, base=d.base, base_share=self.finish.base_share,
             replay_files=[doc.path for doc in d.replay],
             generation=d.generation, trained_before=d.trained_before, manifest=self._manifest(),

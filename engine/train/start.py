@@ -21,6 +21,7 @@ from ..errors import CllmError
 from ..config import ModelConfig
 from ..events import BaseRecord, EventError, TrainingMetadata
 from ..model import checkpoint as ckpt_io
+from ..model.loaded import trained_context
 from ..model.params import init_params
 from ..model.tokenizer import Tokenizer
 from ..paths import default_base_path
@@ -96,6 +97,13 @@ class Opened:
     @property
     def base_record(self) -> BaseRecord | None:
         return self.base.record if self.base else self.meta.base if self.meta else None
+
+    def context(self, model_cfg: ModelConfig, seq_len: int) -> int:
+        """Positions the run's weights are trained at: its window, or the longer one of the weights it goes on
+        from (a base's or a continued model's: the run keeps what they learned there)."""
+        own = min(seq_len, model_cfg.max_seq_len)
+        inherited = self.base.metadata if self.base is not None else self.meta
+        return own if inherited is None else max(own, trained_context(inherited, model_cfg.max_seq_len))
 
     def model_config(self, requested: ModelConfig, tokenizer: Tokenizer) -> ModelConfig:
         """The run's model shape: the model's or the base's (with the requested dropout), else `requested`."""

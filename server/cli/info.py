@@ -54,7 +54,7 @@ _INFO_FIELDS = {
     "created": "created", "workspace": "workspace", "files": "files", "train_files": "train files",
     "val_files": "held-out files", "tokens": "tokens", "trained_tokens": "trained tokens", "epochs": "epochs",
     "steps": "steps", "val_bits_per_byte": "held-out bits/byte", "spheres": "spheres", "threads": "threads",
-    "seq_len": "seq_len",
+    "seq_len": "seq_len", "context": "context",
 }
 
 

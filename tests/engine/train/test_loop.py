@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from cllm.engine.model.checkpoint import load_checkpoint
+from cllm.engine.model.loaded import load_model
 from cllm.engine.config import CorpusConfig, ModelConfig, TrainConfig, budget_sample_bytes
 from cllm.engine.data.corpus import Document
 from cllm.engine.events import CheckpointEvent, EpochEvent, PhaseEvent, StepEvent
 from cllm.engine.train.loop import TrainCancelled, TrainError, learning_rate, train, warmup_steps
 from cllm.engine.train.start import Continue, FromBase, Resume
+from conftest import TINY_BASE_TRAINING
 
 train_module = importlib.import_module("cllm.engine.train.loop")  # the module (cllm.engine.train.loop is the function)
 budget_module = importlib.import_module("cllm.engine.train.budget")
@@ -456,6 +458,19 @@ def test_fine_tuning_records_its_base_and_replays_the_base_corpus(c_workspace, t
     assert load_checkpoint(no_replay.checkpoint).metadata["replay_files"] == []
     assert events[0].tokens > _run(c_workspace, tmp_path / "p2.cllm", _finetune_config(max_steps=1,
                                    replay_fraction=0.0), start=FromBase(tiny_base_path))[1][0].tokens
+
+
+def test_a_fine_tune_at_a_shorter_window_completes_with_its_bases_context(c_workspace, tmp_path, tiny_base_path):
+    assert load_model(tiny_base_path).context == TINY_BASE_TRAINING["seq_len"] == 32
+    done, events = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=1, seq_len=16),
+                        start=FromBase(tiny_base_path))
+    tuned = load_model(done.checkpoint)
+    assert (events[0].settings.seq_len, tuned.metadata.seq_len, tuned.context) == (16, 16, 32)
+    continued, _ = _run(c_workspace, tmp_path / "ft.cllm", _finetune_config(max_steps=1, seq_len=8),
+                        start=Continue(str(done.checkpoint)))
+    assert load_model(continued.checkpoint).context == 32  # carried over by every run that goes on from it
+    scratch, _ = _run(c_workspace, tmp_path / "scratch.cllm", replace(TRAIN, max_steps=1, seq_len=16))
+    assert load_model(scratch.checkpoint).context == 16  # from random weights: only its own window was trained
 
 
 def test_a_resumed_fine_tuning_equals_an_uninterrupted_one_bitwise(c_workspace, tmp_path, tiny_base_path):
