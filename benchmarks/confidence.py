@@ -97,8 +97,8 @@ def eagerness_rows(runs: dict[str, tuple[list[float], list[bool]]], thresholds_f
 def margin_rows(runs: dict[str, tuple[list[float], list[bool]]], margins: tuple[float, ...],
                 draws: int = 200) -> list[tuple[str, ...]]:
     """Per margin z: the normal threshold fitted on HELDOUT_POSITIONS random positions of a project (as a run
-    fits it) and measured on the others, averaged over `draws`: shown rate, exact match among those shown, and
-    the share of draws that fall short of the target, each project in turn."""
+    fits it) and measured on the others, averaged over `draws`: shown rate, exact match among those shown (0 for a
+    draw that shows nothing), and the share of draws that fall short of the target, each project in turn."""
     target, rows = TARGET_PRECISION["normal"], []
     for z in margins:
         cells = []

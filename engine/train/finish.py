@@ -70,7 +70,7 @@ class Finish:
                  base_params: np.ndarray | None, cancel: threading.Event, fim: str | None,
                  base_corpus: BaseCorpusRecord | None = None):
         self.data, self.model_cfg, self.cfg, self.state = data, model_cfg, cfg, state
-        self.context = context  # positions the model completes with (Opened.context: a base's carry over)
+        self.context = context  # positions the model completes with and the held-out scoring's window
         self.base_params, self.cancel, self.fim, self.base_corpus = base_params, cancel, fim, base_corpus
         self.base_share: float | None = None  # of the base's weights in the stored ones, once blended
         self.mixture: dict | None = None  # cache-model weights (engine/complete/mixture.py), fitted at the end
@@ -113,7 +113,7 @@ class Finish:
             h = self.heldout_inputs()
             if h.models is not None:
                 self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, h.fit_docs, h.train_docs,
-                                               self.window(), h.models, progress=check_cancel, copying=h.copying)
+                                               self.context, h.models, progress=check_cancel, copying=h.copying)
             mixture = stored_mixture({"mixture": self.mixture}) if self.mixture else None
             scorer = None if h.models is None or mixture is None else MixtureScorer(d.tokenizer, *h.models, mixture)
             check_cancel()
@@ -126,12 +126,8 @@ class Finish:
             return "cancelled"
         if self.base_corpus is not None:
             held_out, neighbours = self.base_corpus.mixture_sample()
-            self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, held_out, neighbours, self.window())
+            self.mixture = heldout_mixture(weights, self.model_cfg, d.tokenizer, held_out, neighbours, self.context)
         return reason
-
-    def window(self) -> int:
-        """The held-out scoring's window: the context the model will complete with."""
-        return self.context
 
     def heldout_inputs(self) -> _HeldoutInputs:
         """The held-out scoring's weight-independent inputs (_HeldoutInputs), prepared at the first call: at the end
@@ -153,7 +149,7 @@ class Finish:
         """With a time budget, what the mixture's fit will cost (budget.time_scoring): one forward batch timed, the
         held-out documents that many batches afford kept (heldout.affordable: all, or a sample of which only the
         first file may need more on its own), and the weights' fit on them rehearsed on a uniform transformer."""
-        d, window = self.data, self.window()
+        d, window = self.data, self.context
         headers = [len(d.tokenizer.header_ids(doc.path)) for doc in h.val_docs]
         lengths = [(len(probs) + n, n) for (probs, _), n in zip(h.copying, headers)]
 

@@ -96,15 +96,15 @@ def focused(docs: Documents, focus: Collection[str], val_fraction: float) -> Doc
     """`docs` with the files named in `focus` (workspace-relative paths: the files just saved) on the training
     side, held out or not, and repeated in the training stream until they make at least FOCUS_SHARE of it: a short
     run learns most from the file being written. When the focus takes every held-out file, another file is held
-    out (as corpus.split_documents picks one), so that the run can still be validated on a file it does not train
-    on. Names of no document are passed over."""
+    out (as corpus.split_documents picks one; none when `val_fraction` is 0), so that the run can still be
+    validated on a file it does not train on. Names of no document are passed over."""
     wanted = set(focus)
     chosen = [doc for doc in docs.all if doc.path in wanted and doc.size > 0]
     if not chosen:
         return docs
     rest = [doc for doc in docs.train if doc.path not in wanted]
     val = [doc for doc in docs.val if doc.path not in wanted]
-    if not val and rest:
+    if not val and rest and val_fraction > 0:
         rest, val = corpus.split_documents(rest, val_fraction) if len(rest) >= 2 else ([], rest)
     chosen_bytes, rest_bytes = sum(doc.size for doc in chosen), sum(doc.size for doc in rest)
     copies = max(1, math.ceil(FOCUS_SHARE * rest_bytes / ((1.0 - FOCUS_SHARE) * chosen_bytes)))

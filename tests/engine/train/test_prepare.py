@@ -98,6 +98,12 @@ def test_a_workspace_of_the_focus_files_alone_has_nothing_to_validate_on():
     assert [d.path for d in got.train] == ["saved.c"] and got.val == []
 
 
+def test_without_a_held_out_share_the_focus_holds_nothing_out():
+    docs = _documents({"a.c": 1000, "saved.c": 500}, held_out={"saved.c"})
+    got = focused(docs, ["saved.c"], 0.0)
+    assert sorted(d.path for d in got.train) == ["a.c", "saved.c"] and got.val == []
+
+
 def test_a_focused_run_trains_on_the_file_it_would_have_held_out(c_workspace, tmp_path):
     plain, focused_events = [], []
     train(c_workspace, MODEL, TRAIN, tmp_path / "plain.cllm", plain.append)
